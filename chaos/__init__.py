@@ -1,0 +1,1 @@
+"""Chaos campaigns: Toxiproxy control, nemeses, fault schedules and reports."""

@@ -1,0 +1,1 @@
+"""The conformance harness: targets, clients, histories, checkers and the ``kconform`` CLI."""

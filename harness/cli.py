@@ -1,0 +1,19 @@
+"""The ``kconform`` command line."""
+
+from __future__ import annotations
+
+import click
+
+from reference_broker.cli import broker_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kconform")
+def main() -> None:
+    """kconform: a Kafka reference broker and a conformance and chaos harness.
+
+    Run `kconform COMMAND --help` for the options of each command.
+    """
+
+
+main.add_command(broker_command)

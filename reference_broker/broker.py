@@ -1,0 +1,244 @@
+"""The broker's state and its topic operations, with no sockets and no clock of its own.
+
+:class:`Broker` owns the data directory: the node identity (``meta.properties``), the topic
+catalogue and one :class:`~reference_broker.log.PartitionLog` per partition. Request handlers
+(:mod:`reference_broker.handlers`) call the operations here; the asyncio driver
+(:mod:`reference_broker.server`) passes the time in and schedules the periodic work (retention,
+compaction, time-based flushes).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import attrs
+
+from reference_broker.config import (
+    BrokerConfig,
+    ConfigError,
+    log_config_for_topic,
+    parse_properties,
+    validate_topic_configs,
+)
+from reference_broker.log import PartitionLog
+from reference_broker.topics import TopicCatalogue, TopicRecord, validate_topic_name
+
+log = logging.getLogger(__name__)
+
+META_PROPERTIES = "meta.properties"
+
+
+class BrokerError(Exception):
+    """An operation refused with a Kafka error code (``error`` is kio's ErrorCode name)."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+
+@attrs.define(slots=True)
+class Partition:
+    """One partition this node leads. A single node is the whole ISR, so HW = log end offset."""
+
+    topic: str
+    index: int
+    log: PartitionLog
+    leader_epoch: int = 0
+
+    @property
+    def high_watermark(self) -> int:
+        return self.log.log_end_offset
+
+    @property
+    def last_stable_offset(self) -> int:
+        return self.high_watermark
+
+
+def _new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _partition_dir(root: Path, topic: str, index: int) -> Path:
+    return root / f"{topic}-{index}"
+
+
+class Broker:
+    """A single reference broker node over one data directory."""
+
+    def __init__(self, config: BrokerConfig, now_ms: int) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.data_dir = Path(config.log_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster_id = self._load_identity()
+        self.topics = TopicCatalogue(self.data_dir)
+        self._partitions: dict[tuple[str, int], Partition] = {}
+        # listener name -> port actually bound (differs from the configured one for port 0)
+        self.bound_ports: dict[str, int] = {}
+        for record in self.topics:
+            for index in range(record.partitions):
+                self._open_partition(record, index, now_ms)
+
+    # --- identity --------------------------------------------------------------------------
+
+    def _load_identity(self) -> str:
+        """Read or write meta.properties; refuse a directory that belongs to another node."""
+        path = self.data_dir / META_PROPERTIES
+        if path.exists():
+            props = parse_properties(path.read_text(), str(path))
+            stored = int(props.get("node.id", "-1"))
+            if stored != self.node_id:
+                raise ConfigError(
+                    f"log.dirs: {self.data_dir} belongs to node.id {stored}, "
+                    f"but this broker is node.id {self.node_id}"
+                )
+            return props["cluster.id"]
+        cluster_id = _new_cluster_id()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n")
+        os.replace(tmp, path)
+        return cluster_id
+
+    def advertised_endpoint(self, listener: str) -> tuple[str, int]:
+        """(host, port) clients are told to use for ``listener`` (advertised.listeners)."""
+        for adv in self.config.advertised_listeners:
+            if adv.name == listener:
+                port = adv.port or self.bound_ports.get(listener, 0)
+                if not self.config.is_set("advertised.listeners"):
+                    port = self.bound_ports.get(listener, port)
+                return adv.host, port
+        # A listener without an advertised entry of its own advertises the first one.
+        first = self.config.advertised_listeners[0]
+        return first.host, first.port or self.bound_ports.get(first.name, 0)
+
+    # --- partitions ------------------------------------------------------------------------
+
+    def _open_partition(self, record: TopicRecord, index: int, now_ms: int) -> Partition:
+        directory = _partition_dir(self.data_dir, record.name, index)
+        plog = PartitionLog.open(directory, log_config_for_topic(self.config, record.configs), now_ms)
+        partition = Partition(record.name, index, plog)
+        self._partitions[(record.name, index)] = partition
+        return partition
+
+    def partition(self, topic: str, index: int) -> Partition | None:
+        return self._partitions.get((topic, index))
+
+    def partitions(self) -> Iterator[Partition]:
+        return iter(list(self._partitions.values()))
+
+    # --- topic operations ------------------------------------------------------------------
+
+    def check_new_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str | None]
+    ) -> dict[str, str]:
+        """Validate a CreateTopics entry; returns the effective config overrides."""
+        try:
+            validate_topic_name(name)
+        except ValueError as exc:
+            raise BrokerError("invalid_topic_exception", str(exc)) from None
+        if self.topics.get(name) is not None:
+            raise BrokerError("topic_already_exists", f"Topic '{name}' already exists.")
+        if partitions <= 0:
+            raise BrokerError("invalid_partitions", f"Number of partitions must be positive, got {partitions}.")
+        if replication_factor <= 0:
+            raise BrokerError(
+                "invalid_replication_factor",
+                f"Replication factor must be positive, got {replication_factor}.",
+            )
+        if replication_factor > 1:
+            raise BrokerError(
+                "invalid_replication_factor",
+                f"Replication factor: {replication_factor} larger than available brokers: 1.",
+            )
+        try:
+            return validate_topic_configs(configs)
+        except ConfigError as exc:
+            raise BrokerError("invalid_config", str(exc)) from None
+
+    def create_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str],
+        now_ms: int,
+    ) -> TopicRecord:
+        record = self.topics.add(name, partitions, replication_factor, dict(configs))
+        for index in range(partitions):
+            self._open_partition(record, index, now_ms)
+        log.info("created topic %s with %d partition(s)", name, partitions)
+        return record
+
+    def auto_create_topic(self, name: str, now_ms: int) -> TopicRecord:
+        partitions = int(self.config.get("num.partitions"))
+        replication_factor = int(self.config.get("default.replication.factor"))
+        self.check_new_topic(name, partitions, replication_factor, {})
+        return self.create_topic(name, partitions, replication_factor, {}, now_ms)
+
+    @property
+    def auto_create_enabled(self) -> bool:
+        return bool(self.config.get("auto.create.topics.enable"))
+
+    def delete_topic(self, name: str) -> TopicRecord:
+        if not self.config.get("delete.topic.enable"):
+            raise BrokerError("topic_deletion_disabled", "Topic deletion is disabled.")
+        record = self.topics.remove(name)
+        for index in range(record.partitions):
+            partition = self._partitions.pop((name, index), None)
+            if partition is not None:
+                partition.log.delete()
+            else:
+                shutil.rmtree(_partition_dir(self.data_dir, name, index), ignore_errors=True)
+        log.info("deleted topic %s", name)
+        return record
+
+    def add_partitions(self, name: str, total: int, now_ms: int, validate_only: bool) -> None:
+        record = self.topics.get(name)
+        if record is None:
+            raise BrokerError("unknown_topic_or_partition", f"Topic '{name}' does not exist.")
+        if total <= record.partitions:
+            raise BrokerError(
+                "invalid_partitions",
+                f"Topic currently has {record.partitions} partitions, which is higher than or "
+                f"equal to the requested {total}.",
+            )
+        if validate_only:
+            return
+        first_new = record.partitions
+        self.topics.set_partitions(name, total)
+        for index in range(first_new, total):
+            self._open_partition(record, index, now_ms)
+
+    def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> None:
+        record = self.topics.get(name)
+        assert record is not None
+        self.topics.set_configs(name, dict(configs))
+        new_config = log_config_for_topic(self.config, record.configs)
+        for index in range(record.partitions):
+            partition = self._partitions.get((name, index))
+            if partition is not None:
+                partition.log.update_config(new_config)
+
+    # --- periodic work ---------------------------------------------------------------------
+
+    def run_retention(self, now_ms: int) -> int:
+        """Apply time and size retention to every partition; returns segments removed."""
+        return sum(partition.log.apply_retention(now_ms) for partition in self.partitions())
+
+    def run_cleaner(self, now_ms: int) -> None:
+        """Compact every partition whose cleanup.policy includes compact."""
+        if self.config.get("log.cleaner.enable"):
+            for partition in self.partitions():
+                partition.log.compact(now_ms)
+
+    def flush_due(self, now_ms: int) -> None:
+        for partition in self.partitions():
+            partition.log.flush_if_due(now_ms)
+
+    def close(self) -> None:
+        for partition in self.partitions():
+            partition.log.close()
+        self._partitions.clear()

@@ -1,0 +1,48 @@
+"""Request handlers, one module per family of APIs, and the table the driver dispatches on.
+
+A handler takes the broker, the request context, the decoded request body and the current time,
+and returns the response as a plain dict (turned into the negotiated version's kio class by
+:func:`reference_broker.protocol.codec.build_response`), or None when Kafka sends no response.
+Fetch is not in the table: it may wait, so the driver runs it itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reference_broker.broker import Broker
+from reference_broker.handlers.configs import (
+    handle_describe_configs,
+    handle_incremental_alter_configs,
+)
+from reference_broker.handlers.context import RequestContext
+from reference_broker.handlers.metadata import (
+    handle_api_versions,
+    handle_find_coordinator,
+    handle_metadata,
+)
+from reference_broker.handlers.offsets import handle_delete_records, handle_list_offsets
+from reference_broker.handlers.produce import handle_produce
+from reference_broker.handlers.topics import (
+    handle_create_partitions,
+    handle_create_topics,
+    handle_delete_topics,
+)
+
+Handler = Callable[[Broker, RequestContext, Any, int], Any]
+
+FETCH = 1
+HANDLERS: dict[int, Handler] = {
+    0: handle_produce,
+    2: handle_list_offsets,
+    3: handle_metadata,
+    10: handle_find_coordinator,
+    18: handle_api_versions,
+    19: handle_create_topics,
+    20: handle_delete_topics,
+    21: handle_delete_records,
+    32: handle_describe_configs,
+    37: handle_create_partitions,
+    44: handle_incremental_alter_configs,
+}

@@ -1,0 +1,126 @@
+"""ApiVersions, Metadata and FindCoordinator: how clients discover what this broker is.
+
+Metadata answers with the address *advertised* for the listener the request came in on (Kafka's
+``advertised.listeners``): a client connects to the bootstrap address, then uses only the
+advertised one, so an address the client cannot reach there makes it fail after bootstrap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reference_broker.broker import Broker, BrokerError
+from reference_broker.handlers.context import RequestContext
+from reference_broker.protocol.api_versions import API_VERSIONS
+
+# Metadata v1+ sends null for "all topics"; v0 used an empty list for the same thing.
+ALL_TOPICS_NULL_FROM_VERSION = 1
+AUTO_CREATE_FLAG_FROM_VERSION = 4
+TOPIC_IDS_FROM_VERSION = 10
+
+
+def api_versions_body(error: str = "none") -> dict[str, Any]:
+    return {
+        "error_code": error,
+        "api_keys": [
+            {"api_key": key, "min_version": low, "max_version": high}
+            for key, (low, high) in sorted(API_VERSIONS.items())
+        ],
+    }
+
+
+def handle_api_versions(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    return api_versions_body()
+
+
+def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:
+    record = broker.topics.get(name)
+    if record is None:
+        return {"error_code": "unknown_topic_or_partition", "name": name, "partitions": []}
+    partitions = []
+    for index in range(record.partitions):
+        partition = broker.partition(name, index)
+        partitions.append(
+            {
+                "error_code": "none",
+                "partition_index": index,
+                "leader_id": broker.node_id,
+                "leader_epoch": partition.leader_epoch if partition else 0,
+                "replica_nodes": [broker.node_id],
+                "isr_nodes": [broker.node_id],
+                "offline_replicas": [],
+            }
+        )
+    return {
+        "error_code": "none",
+        "name": name,
+        "topic_id": record.topic_id,
+        "is_internal": False,
+        "partitions": partitions,
+    }
+
+
+def _requested_names(broker: Broker, ctx: RequestContext, request: Any) -> list[str] | None:
+    """Topic names asked for, or None for every topic. Unknown ids come back as "" entries."""
+    if request.topics is None:
+        return None
+    if not request.topics and ctx.api_version < ALL_TOPICS_NULL_FROM_VERSION:
+        return None
+    names = []
+    for topic in request.topics:
+        name = topic.name
+        if name is None and ctx.api_version >= TOPIC_IDS_FROM_VERSION:
+            record = broker.topics.by_id(topic.topic_id)
+            name = record.name if record else ""
+        names.append(name or "")
+    return names
+
+
+def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    names = _requested_names(broker, ctx, request)
+    allow_create = (
+        ctx.api_version < AUTO_CREATE_FLAG_FROM_VERSION or request.allow_auto_topic_creation
+    ) and broker.auto_create_enabled
+    topics: list[dict[str, Any]] = []
+    for name in names if names is not None else sorted(r.name for r in broker.topics):
+        if name == "":
+            topics.append({"error_code": "unknown_topic_id", "name": None, "partitions": []})
+            continue
+        if broker.topics.get(name) is None and allow_create:
+            try:
+                broker.auto_create_topic(name, now_ms)
+            except BrokerError as exc:
+                topics.append({"error_code": exc.error, "name": name, "partitions": []})
+                continue
+        topics.append(_topic_entry(broker, name))
+    host, port = broker.advertised_endpoint(ctx.listener)
+    return {
+        "brokers": [{"node_id": broker.node_id, "host": host, "port": port, "rack": None}],
+        "cluster_id": broker.cluster_id,
+        "controller_id": broker.node_id,
+        "topics": topics,
+    }
+
+
+def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    """No group coordinator yet: say so promptly, so clients retry instead of hanging."""
+    message = "the reference broker has no group or transaction coordinator yet"
+    keys = getattr(request, "coordinator_keys", ())
+    return {
+        "error_code": "coordinator_not_available",
+        "error_message": message,
+        "node_id": -1,
+        "host": "",
+        "port": -1,
+        "coordinators": [
+            {
+                "key": key,
+                "node_id": -1,
+                "host": "",
+                "port": -1,
+                "error_code": "coordinator_not_available",
+                "error_message": message,
+            }
+            for key in keys
+        ],
+    }

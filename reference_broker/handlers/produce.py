@@ -1,0 +1,105 @@
+"""Produce: validate record batches, append them, answer per partition.
+
+Batches stay opaque (DESIGN.md section 4): the CRC is checked, the base offset patched, the bytes
+stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
+
+* truncated bytes or a CRC mismatch -> CORRUPT_MESSAGE;
+* a batch breaking the v2 rules (magic, record count vs offset deltas, a keyless record on a
+  compacted topic) -> INVALID_RECORD;
+* a batch larger than ``max.message.bytes`` -> MESSAGE_TOO_LARGE;
+* a record set larger than a whole segment -> RECORD_LIST_TOO_LARGE;
+* an unknown topic -> created when ``auto.create.topics.enable``, else UNKNOWN_TOPIC_OR_PARTITION;
+* acks other than 0, 1, -1 -> INVALID_REQUIRED_ACKS.
+
+With acks=0 there is no response at all; if such a produce fails Kafka closes the connection so
+the producer notices and refreshes its metadata, and so do we.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from reference_broker.broker import Broker, BrokerError
+from reference_broker.handlers.context import CloseConnection, RequestContext
+from reference_broker.log import RecordListTooLargeError
+from reference_broker.records import RecordError, validate_batches
+
+log = logging.getLogger(__name__)
+
+
+def _partition_error(index: int, error: str, message: str | None = None) -> dict[str, Any]:
+    return {
+        "index": index,
+        "error_code": error,
+        "base_offset": -1,
+        "log_append_time": None,
+        "log_start_offset": -1,
+        "error_message": message,
+    }
+
+
+def _produce_partition(
+    broker: Broker, topic: str, index: int, records: bytes | None, now_ms: int
+) -> dict[str, Any]:
+    partition = broker.partition(topic, index)
+    if partition is None:
+        return _partition_error(index, "unknown_topic_or_partition")
+    if not records:
+        return _partition_error(index, "invalid_record", "the record set is empty")
+    buf = bytearray(records)
+    try:
+        headers = validate_batches(buf)
+    except RecordError as exc:
+        return _partition_error(index, exc.error_name, str(exc))
+    limit = partition.log.config.max_message_bytes
+    for header in headers:
+        if header.size > limit:
+            return _partition_error(
+                index,
+                "message_too_large",
+                f"record batch of {header.size} bytes exceeds max.message.bytes={limit}",
+            )
+    try:
+        result = partition.log.append(buf, headers, now_ms)
+    except RecordListTooLargeError as exc:
+        return _partition_error(index, "record_list_too_large", str(exc))
+    except RecordError as exc:
+        return _partition_error(index, exc.error_name, str(exc))
+    return {
+        "index": index,
+        "error_code": "none",
+        "base_offset": result.first_offset,
+        "log_append_time": None if result.log_append_time_ms < 0 else result.log_append_time_ms,
+        "log_start_offset": result.log_start_offset,
+    }
+
+
+def _ensure_topic(broker: Broker, topic: str, now_ms: int) -> None:
+    if broker.topics.get(topic) is None and broker.auto_create_enabled:
+        try:
+            broker.auto_create_topic(topic, now_ms)
+        except BrokerError as exc:
+            log.info("not auto-creating %r on produce: %s", topic, exc.message)
+
+
+def handle_produce(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    acks = request.acks
+    responses = []
+    failed = False
+    for topic_data in request.topic_data:
+        _ensure_topic(broker, topic_data.name, now_ms)
+        partition_responses = []
+        for part in topic_data.partition_data:
+            if acks not in (0, 1, -1):
+                result = _partition_error(part.index, "invalid_required_acks")
+            else:
+                result = _produce_partition(broker, topic_data.name, part.index, part.records, now_ms)
+            failed = failed or result["error_code"] != "none"
+            partition_responses.append(result)
+        responses.append({"name": topic_data.name, "partition_responses": partition_responses})
+    if acks == 0:
+        if failed:
+            raise CloseConnection("acks=0 produce failed")
+        return None
+    return {"responses": responses}

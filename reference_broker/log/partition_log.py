@@ -1,0 +1,404 @@
+"""The durable log of one partition: segments on disk, appends, fetches, retention, compaction.
+
+This is Kafka's UnifiedLog/LocalLog without sockets and without clocks: every operation that
+depends on time takes ``now_ms``. It is not thread-safe; the broker serialises calls per
+partition.
+
+Durability follows Kafka's defaults. An append writes its bytes to the file before returning, so
+killing the process loses nothing; fsync happens only when flush.messages or flush.ms say so, when
+a segment is rolled, and on close. The *recovery point* (persisted in
+``recovery-point-offset-checkpoint``) is the offset below which everything has been fsynced:
+after a crash only the segments from it on are checked (see :mod:`reference_broker.log.loader`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+from reference_broker.log import cleaner, retention
+from reference_broker.log.checkpoint import write_offset
+from reference_broker.log.cleaner import CleanerStats
+from reference_broker.log.config import LogConfig
+from reference_broker.log.errors import (
+    LogError,
+    OffsetOutOfRangeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+from reference_broker.log.files import (
+    CLEAN_SHUTDOWN_MARKER,
+    LOG_START_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
+)
+from reference_broker.log.loader import load
+from reference_broker.log.segment import LogSegment
+from reference_broker.records import (
+    NO_TIMESTAMP,
+    BatchHeader,
+    InvalidRecordError,
+    iter_records,
+    patch_base_offset,
+    set_log_append_time,
+)
+
+
+@attrs.frozen(slots=True)
+class AppendResult:
+    """Where an append landed (the ProduceResponse's base offset, log append time, log start)."""
+
+    first_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 unless message.timestamp.type is LogAppendTime
+    log_start_offset: int
+
+
+@attrs.frozen(slots=True)
+class ReadResult:
+    """Whole stored batches, concatenated as a Fetch response carries them."""
+
+    records: bytes
+    log_start_offset: int
+    log_end_offset: int
+
+
+class PartitionLog:
+    """A partition directory of segments; see the module docstring for durability."""
+
+    def __init__(self, directory: Path, config: LogConfig, now_ms: int) -> None:
+        loaded = load(directory, config.index_interval_bytes, now_ms)
+        self.directory = directory
+        self.config = config
+        self._segments = loaded.segments
+        self.log_start_offset = loaded.log_start_offset
+        self._recovery_point = loaded.recovery_point
+        self._unflushed_messages = 0
+        self._last_flush_ms = now_ms
+        self._closed = False
+        if loaded.recovered:
+            # Make the recovered state durable so the next crash need not repeat the work.
+            self.flush()
+
+    @classmethod
+    def open(cls, directory: Path, config: LogConfig, now_ms: int) -> PartitionLog:
+        """Open the log in ``directory`` (created if missing), recovering after a crash."""
+        return cls(directory, config, now_ms)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next appended record gets."""
+        return self._segments[-1].next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(segment.size for segment in self._segments)
+
+    @property
+    def segment_base_offsets(self) -> list[int]:
+        return [segment.base_offset for segment in self._segments]
+
+    def update_config(self, config: LogConfig) -> None:
+        """Apply changed topic settings; they take effect from the next operation on."""
+        self.config = config
+
+    # --- appending -----------------------------------------------------------------------------
+
+    def append(self, records: bytearray, headers: list[BatchHeader], now_ms: int) -> AppendResult:
+        """Append a produced, validated record set, assigning its offsets (as a leader does).
+
+        ``headers`` come from :func:`records.validate_batches` on ``records``; each batch's base
+        offset is patched in place. Raises RecordListTooLargeError, RecordTooLargeError, and,
+        on a compacted topic, records.InvalidRecordError for a record without a key.
+        """
+        self._check_sizes(records, headers)
+        if self.config.compact:
+            _reject_keyless_records(records, headers)
+        log_append_time = (
+            now_ms if self.config.message_timestamp_type == "LogAppendTime" else NO_TIMESTAMP
+        )
+        first_offset = self.log_end_offset
+        assigned: list[BatchHeader] = []
+        for header in headers:
+            offset = assigned[-1].next_offset if assigned else first_offset
+            patch_base_offset(records, header, offset)
+            header = attrs.evolve(header, base_offset=offset)
+            if log_append_time != NO_TIMESTAMP:
+                header = set_log_append_time(records, header, log_append_time)
+            assigned.append(header)
+        self._write(records, assigned, now_ms)
+        return AppendResult(
+            first_offset, assigned[-1].last_offset, log_append_time, self.log_start_offset
+        )
+
+    def append_as_follower(
+        self, records: bytes | bytearray, headers: list[BatchHeader], now_ms: int
+    ) -> AppendResult:
+        """Append batches that already carry their offsets (a follower copying its leader).
+
+        Like Kafka's appendAsFollower the first offset may be above the log end offset (the
+        leader's cleaner may have removed offsets) but never below it.
+        """
+        self._check_sizes(records, headers)
+        next_offset = self.log_end_offset
+        for header in headers:
+            if header.base_offset < next_offset or header.last_offset_delta < 0:
+                raise LogError(
+                    f"batch at offset {header.base_offset} would go below offset {next_offset}"
+                )
+            next_offset = header.next_offset
+        self._write(records, headers, now_ms)
+        return AppendResult(
+            headers[0].base_offset, headers[-1].last_offset, NO_TIMESTAMP, self.log_start_offset
+        )
+
+    def _check_sizes(self, records: bytes | bytearray, headers: Sequence[BatchHeader]) -> None:
+        if len(records) > self.config.segment_bytes:
+            raise RecordListTooLargeError(
+                f"record set of {len(records)} bytes exceeds segment.bytes "
+                f"({self.config.segment_bytes})"
+            )
+        for header in headers:
+            if header.size > self.config.max_message_bytes:
+                raise RecordTooLargeError(
+                    f"batch of {header.size} bytes exceeds max.message.bytes "
+                    f"({self.config.max_message_bytes})"
+                )
+
+    def _write(
+        self, records: bytes | bytearray, headers: Sequence[BatchHeader], now_ms: int
+    ) -> None:
+        active = self._roll_if_due(
+            len(records),
+            headers[-1].last_offset,
+            max(header.max_timestamp for header in headers),
+            now_ms,
+        )
+        active.append(records, headers, self.config.index_interval_bytes)
+        self._unflushed_messages += sum(header.record_count for header in headers)
+        if (
+            self._unflushed_messages >= self.config.flush_messages
+            or now_ms - self._last_flush_ms >= self.config.flush_ms
+        ):
+            self.flush()
+            self._last_flush_ms = now_ms
+
+    def _roll_if_due(
+        self, incoming_bytes: int, last_offset: int, max_timestamp: int, now_ms: int
+    ) -> LogSegment:
+        """The segment to append to, rolling a new one first when Kafka's LogSegment.shouldRoll
+        would: the active segment is non-empty and the append would overflow segment.bytes, or it
+        is older than segment.ms, or an index is full, or offsets would overflow its index."""
+        active = self._segments[-1]
+        if active.size > 0 and (
+            active.size + incoming_bytes > self.config.segment_bytes
+            or self._age_ms(active, max_timestamp, now_ms) > self.config.segment_ms
+            or active.index_is_full(self.config.segment_index_bytes)
+            or not active.can_index(last_offset)
+        ):
+            self._roll(now_ms)
+        return self._segments[-1]
+
+    @staticmethod
+    def _age_ms(segment: LogSegment, incoming_timestamp: int, now_ms: int) -> int:
+        # Kafka's LogSegment.timeWaitedForRoll: measured in record time, from the first batch's
+        # timestamp to the incoming batch's, so replayed or skewed timestamps do not make every
+        # append roll; the wall clock counts only for segments without timestamps.
+        if segment.rolling_base_timestamp >= 0:
+            return incoming_timestamp - segment.rolling_base_timestamp
+        return now_ms - segment.created_ms
+
+    def _roll(self, now_ms: int) -> None:
+        """Seal the active segment (fsync, as Kafka flushes on roll) and start a new one."""
+        self._segments[-1].seal()
+        self._segments.append(LogSegment.create(self.directory, self.log_end_offset, now_ms))
+        self._set_recovery_point(self.log_end_offset)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def read(
+        self,
+        offset: int,
+        max_bytes: int,
+        upper_bound: int | None = None,
+        min_one_batch: bool = True,
+    ) -> ReadResult:
+        """Whole batches from the one holding ``offset``, as Kafka's Log.read.
+
+        At most ``max_bytes`` in total, except that with ``min_one_batch`` the first batch comes
+        whole whatever its size (KIP-74); no batch whose base offset is ``upper_bound`` (the
+        high watermark) or more; batches of one segment only, as Kafka serves a fetch.
+        """
+        self._check_in_range(offset)
+        records = b""
+        if offset < self.log_end_offset:
+            slot = bisect.bisect_right(self._segments, offset, key=_base_offset) - 1
+            for segment in self._segments[slot:]:
+                found = segment.read(offset, max_bytes, upper_bound, min_one_batch)
+                if found is not None:
+                    records = found
+                    break
+        return ReadResult(records, self.log_start_offset, self.log_end_offset)
+
+    def _check_in_range(self, offset: int) -> None:
+        if not self.log_start_offset <= offset <= self.log_end_offset:
+            raise OffsetOutOfRangeError(offset, self.log_start_offset, self.log_end_offset)
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first readable record whose timestamp is >= ``timestamp``."""
+        for segment in self._segments:
+            if segment.next_offset <= self.log_start_offset or segment.max_timestamp < timestamp:
+                continue
+            found = segment.find_offset_by_timestamp(timestamp, self.log_start_offset)
+            if found is not None:
+                return found
+        return None
+
+    def max_timestamp(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with the log's largest timestamp (KIP-734)."""
+        newest: LogSegment | None = None
+        for segment in self._segments:
+            if segment.max_timestamp >= 0 and (
+                newest is None or segment.max_timestamp > newest.max_timestamp
+            ):
+                newest = segment
+        return None if newest is None else newest.max_timestamp_record()
+
+    # --- removing ------------------------------------------------------------------------------
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: make ``offset`` the first readable one; returns the log start offset.
+
+        The caller checks ``offset`` against the high watermark. The new log start offset is
+        checkpointed before segments below it are deleted, so it survives a restart.
+        """
+        self._check_in_range(offset)
+        if offset > self.log_start_offset:
+            self.log_start_offset = offset
+            write_offset(self.directory / LOG_START_CHECKPOINT, offset)
+            wholly_below = 0
+            while (
+                wholly_below + 1 < len(self._segments)
+                and self._segments[wholly_below + 1].base_offset <= offset
+            ):
+                wholly_below += 1
+            self._delete_oldest(wholly_below)
+        return self.log_start_offset
+
+    def apply_retention(self, now_ms: int, high_watermark: int | None = None) -> int:
+        """Delete the oldest segments retention.ms / retention.bytes expire; returns how many.
+
+        Only for cleanup.policy=delete. Segments holding offsets at or above ``high_watermark``
+        are kept. If every segment expires, a new empty active segment is rolled first, as Kafka
+        does, so the log keeps its end offset.
+        """
+        if not self.config.delete:
+            return 0
+        summaries = [
+            retention.SegmentSummary(segment.size, segment.largest_timestamp, segment.next_offset)
+            for segment in self._segments
+        ]
+        count = retention.segments_to_delete(summaries, self.config, now_ms, high_watermark)
+        if count == len(self._segments):
+            self._roll(now_ms)
+        self._delete_oldest(count)
+        return count
+
+    def _delete_oldest(self, count: int) -> None:
+        for segment in self._segments[:count]:
+            segment.delete()
+        del self._segments[:count]
+        self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
+
+    def compact(self, now_ms: int) -> CleanerStats:
+        """Compact the non-active segments (cleanup.policy=compact); see :mod:`cleaner`."""
+        if not self.config.compact:
+            return CleanerStats()
+        return cleaner.compact(self._segments, self.config, now_ms)
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch holding offsets >= ``offset`` (a follower diverging from its leader).
+
+        A batch holding ``offset`` goes whole, so the log end offset may end up below
+        ``offset``; it never ends up below the base offset of the first batch removed, even
+        where the cleaner left a gap before it.
+        """
+        if offset >= self.log_end_offset:
+            return
+        new_end = offset
+        # A segment replacing the active one continues its lifetime (no clock is passed here).
+        created_ms = self._segments[-1].created_ms
+        while self._segments and self._segments[-1].base_offset >= offset:
+            self._segments.pop().delete()
+        if self._segments:
+            removed_from = self._segments[-1].truncate_to(offset)
+            if removed_from is not None:
+                new_end = min(new_end, removed_from)
+        if not self._segments or self.log_end_offset < new_end:
+            # An empty segment based at new_end keeps the log end offset there, across restarts.
+            self._segments.append(LogSegment.create(self.directory, new_end, created_ms))
+        if self.log_start_offset > self.log_end_offset:
+            self.log_start_offset = self.log_end_offset
+            write_offset(self.directory / LOG_START_CHECKPOINT, self.log_start_offset)
+        self._set_recovery_point(min(self._recovery_point, self.log_end_offset))
+
+    # --- durability ----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """fsync every segment and advance the recovery point to the log end offset."""
+        for segment in self._segments:
+            segment.flush()
+        self._unflushed_messages = 0
+        self._set_recovery_point(self.log_end_offset)
+
+    def _set_recovery_point(self, offset: int) -> None:
+        if offset != self._recovery_point:
+            self._recovery_point = offset
+            write_offset(self.directory / RECOVERY_POINT_CHECKPOINT, offset)
+
+    def close(self) -> None:
+        """Flush, release the files and mark the shutdown clean (the next open skips recovery)."""
+        if self._closed:
+            return
+        self._segments[-1].seal()
+        self.flush()
+        self._release()
+        (self.directory / CLEAN_SHUTDOWN_MARKER).touch()
+
+    def abandon(self) -> None:
+        """Release the files without flushing or marking a clean shutdown, as if the process
+        died here (for crash simulation in tests)."""
+        if not self._closed:
+            self._release()
+
+    def _release(self) -> None:
+        for segment in self._segments:
+            segment.close()
+        self._closed = True
+
+    def delete(self) -> None:
+        """Close the log and remove its directory (DeleteTopics)."""
+        self.close()
+        shutil.rmtree(self.directory)
+
+
+def _base_offset(segment: LogSegment) -> int:
+    return segment.base_offset
+
+
+def _reject_keyless_records(records: bytes | bytearray, headers: Sequence[BatchHeader]) -> None:
+    # Kafka's LogValidator: a compacted topic cannot tell which record of a null key is newest.
+    for header in headers:
+        if header.is_control:
+            continue
+        for record in iter_records(records, header):
+            if record.key is None:
+                raise InvalidRecordError(
+                    f"record at offset delta {record.offset - header.base_offset} has no key; "
+                    "a compacted topic accepts only keyed records"
+                )

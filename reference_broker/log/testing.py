@@ -1,0 +1,95 @@
+"""Helpers for tests that drive a :class:`PartitionLog`: build record sets, read a log back.
+
+They live in the library (as trio's testing helpers do) so that the broker's own tests and the
+log's tests build batches the same way.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import cramjam
+from crc32c import crc32c
+
+from reference_broker.log.partition_log import PartitionLog
+from reference_broker.records import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    BatchHeader,
+    Compression,
+    Record,
+    build_batch,
+    iter_records,
+    scan_valid_prefix,
+    validate_batches,
+)
+
+_COMPRESSORS = {
+    Compression.GZIP: cramjam.gzip.compress,
+    Compression.LZ4: cramjam.lz4.compress,
+    Compression.ZSTD: cramjam.zstd.compress,
+}
+
+
+def batch(
+    *values: bytes | None,
+    keys: list[bytes | None] | None = None,
+    timestamps: list[int] | None = None,
+    producer_id: int = -1,
+) -> bytes:
+    """One uncompressed batch as a producer sends it (base offset 0)."""
+    keys = keys if keys is not None else [None] * len(values)
+    timestamps = timestamps if timestamps is not None else [0] * len(values)
+    return build_batch(
+        [
+            Record(delta, timestamp, key, value)
+            for delta, (key, value, timestamp) in enumerate(zip(keys, values, timestamps))
+        ],
+        base_offset=0,
+        producer_id=producer_id,
+        producer_epoch=0 if producer_id >= 0 else -1,
+        base_sequence=0 if producer_id >= 0 else -1,
+    )
+
+
+def compress(data: bytes, codec: Compression) -> bytes:
+    """Re-encode an uncompressed batch with ``codec``, as a producer with compression would.
+
+    Byte positions are those of the v2 header: batchLength at 8, crc at 17, attributes at 21.
+    """
+    body = bytes(_COMPRESSORS[codec](data[HEADER_SIZE:]))
+    header = bytearray(data[:HEADER_SIZE])
+    attributes = struct.unpack_from(">h", header, 21)[0] | codec
+    struct.pack_into(">h", header, 21, attributes)
+    struct.pack_into(">i", header, 8, HEADER_SIZE - LOG_OVERHEAD + len(body))
+    compressed = header + body
+    struct.pack_into(">I", compressed, 17, crc32c(bytes(compressed[21:])))
+    return bytes(compressed)
+
+
+def record_set(*batches: bytes) -> tuple[bytearray, list[BatchHeader]]:
+    """A produce request's records for ``batches``, validated as the broker does before append."""
+    records = bytearray(b"".join(batches))
+    return records, validate_batches(records)
+
+
+def stored_batches(data: bytes) -> list[BatchHeader]:
+    """The headers of the whole batches in a read result."""
+    headers, valid = scan_valid_prefix(data)
+    assert valid == len(data), "a read returned a partial batch"
+    return headers
+
+
+def read_records(log: PartitionLog, max_bytes: int = 1 << 20) -> list[Record]:
+    """Every readable record, from the log start offset on, the way a consumer fetches them."""
+    records: list[Record] = []
+    offset = log.log_start_offset
+    while offset < log.log_end_offset:
+        data = log.read(offset, max_bytes).records
+        if not data:
+            break
+        for header in stored_batches(data):
+            records.extend(r for r in iter_records(data, header) if r.offset >= offset)
+            offset = header.next_offset
+    return records
+

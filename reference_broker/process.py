@@ -1,0 +1,196 @@
+"""Launch a reference broker as a real OS process and control it: stop, kill, pause, restart.
+
+Tests, benchmarks and the harness use this to run brokers exactly as users do (``python -m
+reference_broker``), never in-process. The first start binds port 0 and reads the bound port
+from the broker's "ready" line, so parallel test workers never collide; restarts reuse that
+port so clients reconnect to the same address. Every process is started in its own process group
+and is killed on exit, also when the caller fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+READY = re.compile(r"ready: listening on (\S+), advertising (\S+),")
+DEFAULT_START_TIMEOUT_S = 30.0
+
+
+class BrokerStartError(RuntimeError):
+    """The broker process exited or stayed silent instead of printing its ready line."""
+
+
+def _first_port(listeners: str) -> int:
+    return int(listeners.split(",")[0].rsplit(":", 1)[1])
+
+
+class BrokerProcess:
+    """One reference broker process over a data directory it may own."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, str] | None = None,
+        data_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        log_level: str = "INFO",
+    ) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(tempfile.mkdtemp(prefix="kconform-broker-")) if data_dir is None else data_dir
+        self.host = host
+        self.port = 0
+        self.overrides = dict(overrides or {})
+        self.log_level = log_level
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "broker.log"
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: IO[str] | None = None
+        self.advertised = ""
+
+    # --- addresses -----------------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        settings = {
+            "listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "log.dirs": str(self.data_dir / "data"),
+            **self.overrides,
+        }
+        cmd = [sys.executable, "-m", "reference_broker", "--log-level", self.log_level]
+        for key, value in settings.items():
+            cmd += ["--override", f"{key}={value}"]
+        return cmd
+
+    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> BrokerProcess:
+        if self.running:
+            raise RuntimeError("broker is already running")
+        self._stderr = open(self.log_path, "a")
+        self._proc = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            start_new_session=True,  # own process group: killpg reaches everything it spawns
+        )
+        line = self._read_ready_line(timeout_s)
+        match = READY.search(line)
+        if match is None:
+            self.kill()
+            raise BrokerStartError(self._failure(f"no ready line, got {line!r}"))
+        self.port = _first_port(match.group(1))
+        self.advertised = match.group(2)
+        return self
+
+    def _read_ready_line(self, timeout_s: float) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self._proc.stdout.readline()),  # type: ignore[union-attr]
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout_s)
+        if not result or not result[0]:
+            code = self._proc.poll()
+            self.kill()
+            raise BrokerStartError(
+                self._failure(f"exited with {code}" if code is not None else f"not ready after {timeout_s}s")
+            )
+        return result[0]
+
+    def _failure(self, what: str) -> str:
+        tail = self.log_path.read_text()[-3000:] if self.log_path.exists() else ""
+        return f"reference broker {what}; command: {' '.join(self.command())}\n{tail}"
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM and wait for the clean shutdown; SIGKILL if it does not come."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._signal(signal.SIGCONT)  # a paused broker cannot handle SIGTERM
+            self._signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self._proc.wait()
+        return self._reap()
+
+    def kill(self) -> int | None:
+        """SIGKILL the whole process group, as a crash or power cut would end it."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._signal(signal.SIGKILL)
+            self._proc.wait()
+        return self._reap()
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def restart(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> BrokerProcess:
+        """Stop cleanly (if running) and start again on the same port and data."""
+        self.stop()
+        return self.start(timeout_s)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _reap(self) -> int | None:
+        assert self._proc is not None
+        code = self._proc.returncode
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self._proc = None
+        return code
+
+    def close(self) -> None:
+        """Kill the broker and remove what this object created."""
+        self.kill()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> BrokerProcess:
+        if not self.running:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+

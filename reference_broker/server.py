@@ -1,0 +1,306 @@
+"""The asyncio driver: sockets in, broker calls, sockets out.
+
+This is the only module that touches sockets or reads the clock. Each connection is an
+:class:`asyncio.Protocol` that splits frames, answers them strictly in order (Kafka processes one
+request per connection at a time, and clients such as librdkafka pipeline requests relying on
+that), and parks a Fetch that has too little data until data arrives or ``max_wait`` passes.
+
+Bad input never takes the broker down: an oversized or undecodable frame, an unknown API, or a
+handler bug closes that one connection after logging the peer address; every other client
+carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import time
+from typing import Any
+
+from reference_broker.broker import Broker
+from reference_broker.config import BrokerConfig, Listener
+from reference_broker.handlers import FETCH, HANDLERS
+from reference_broker.handlers.context import CloseConnection, RequestContext
+from reference_broker.handlers.fetch import handle_fetch
+from reference_broker.handlers.metadata import api_versions_body
+from reference_broker.protocol.api_versions import API_VERSIONS_KEY
+from reference_broker.protocol.codec import (
+    DecodedRequest,
+    MalformedRequestError,
+    ProtocolError,
+    UnsupportedApiError,
+    build_response,
+    decode_request,
+    encode_response,
+)
+from reference_broker.protocol.framing import FrameDecoder, FrameTooLargeError
+
+log = logging.getLogger(__name__)
+
+FLUSH_CHECK_INTERVAL_S = 1.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: BrokerServer, listener: str) -> None:
+        self._server = server
+        self._listener = listener
+        self._decoder = FrameDecoder(server.max_request_bytes)
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._busy = False
+        self._closed = False
+        self._transport: asyncio.Transport | None = None
+        self.peer = "?"
+
+    # --- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._queue.clear()
+        self._server.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except FrameTooLargeError as exc:
+            self.close(f"{exc}")
+            return
+        self._queue.extend(frames)
+        if not self._busy:
+            self._drain()
+
+    def pause_writing(self) -> None:
+        # The client is not reading its responses: stop reading its requests too.
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+
+    # --- request processing -------------------------------------------------------------------
+
+    def close(self, reason: str | None = None) -> None:
+        if reason:
+            log.warning("closing connection from %s: %s", self.peer, reason)
+        self._closed = True
+        self._queue.clear()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _send(self, data: bytes | None) -> None:
+        if data is not None and not self._closed and self._transport is not None:
+            self._transport.write(data)
+
+    def _drain(self) -> None:
+        while self._queue and not self._busy and not self._closed:
+            frame = self._queue.popleft()
+            try:
+                result = self._server.handle_frame(frame, self._listener, self.peer)
+            except CloseConnection as exc:
+                self.close(str(exc))
+                return
+            if isinstance(result, asyncio.Future):
+                self._busy = True
+                result.add_done_callback(self._finish_parked)
+                return
+            self._send(result)
+
+    def _finish_parked(self, future: asyncio.Future[bytes | None]) -> None:
+        self._busy = False
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self.close(f"parked request failed: {exc!r}")
+            return
+        self._send(future.result())
+        self._drain()
+
+
+class BrokerServer:
+    """One broker node: its listeners, connections and periodic maintenance."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.max_request_bytes = int(config.get("socket.request.max.bytes"))
+        self.broker = Broker(config, now_ms())
+        self.connections: set[_Connection] = set()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._fetch_waiters: set[asyncio.Future[None]] = set()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.config.listeners:
+            server = await loop.create_server(
+                lambda name=listener.name: _Connection(self, name),  # type: ignore[misc]
+                host=listener.host or None,
+                port=listener.port,
+                reuse_address=True,
+            )
+            self._servers.append(server)
+            self.broker.bound_ports[listener.name] = server.sockets[0].getsockname()[1]
+        self._tasks = [
+            asyncio.create_task(
+                self._every(int(self.config.get("log.retention.check.interval.ms")) / 1000,
+                            self.broker.run_retention), name="retention"),
+            asyncio.create_task(
+                self._every(max(int(self.config.get("log.cleaner.backoff.ms")), 1) / 1000,
+                            self.broker.run_cleaner), name="cleaner"),
+            asyncio.create_task(
+                self._every(FLUSH_CHECK_INTERVAL_S, self.broker.flush_due), name="flusher"),
+        ]
+
+    def bound_listeners(self) -> list[Listener]:
+        return [
+            Listener(listener.name, listener.host, self.broker.bound_ports[listener.name])
+            for listener in self.config.listeners
+        ]
+
+    def advertised_listeners(self) -> list[Listener]:
+        return [
+            Listener(adv.name, *self.broker.advertised_endpoint(adv.name))
+            for adv in self.config.advertised_listeners
+        ]
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiter in list(self._fetch_waiters):
+            waiter.cancel()
+        for connection in list(self.connections):
+            connection.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self.broker.close()
+        log.info("broker %d stopped cleanly", self.broker.node_id)
+
+    async def _every(self, interval_s: float, job: Any) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                job(now_ms())
+            except Exception:  # keep maintenance alive; the error is logged for the operator
+                log.exception("periodic %s failed", getattr(job, "__name__", job))
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def handle_frame(
+        self, frame: bytes, listener: str, peer: str
+    ) -> bytes | None | asyncio.Future[bytes | None]:
+        """Answer one frame: response bytes, None (no response), or a future for a parked fetch.
+
+        Raises CloseConnection when the connection must be dropped.
+        """
+        try:
+            request = decode_request(frame)
+        except UnsupportedApiError as exc:
+            if exc.api_key == API_VERSIONS_KEY and exc.correlation_id is not None:
+                # KIP-511: answer a too-new ApiVersions with v0 UNSUPPORTED_VERSION and our ranges,
+                # so the client can retry with a version we speak.
+                body = build_response(API_VERSIONS_KEY, 0, api_versions_body("unsupported_version"))
+                return encode_response(exc.correlation_id, body)
+            raise CloseConnection(f"{exc}") from None
+        except MalformedRequestError as exc:
+            raise CloseConnection(f"malformed request: {exc}") from None
+        ctx = RequestContext(
+            request.api_key, request.api_version, request.correlation_id, request.client_id,
+            listener, peer,
+        )
+        try:
+            if request.api_key == FETCH:
+                return self._fetch(ctx, request)
+            response = HANDLERS[request.api_key](self.broker, ctx, request.body, now_ms())
+            if request.api_key == 0:
+                self._wake_fetchers()
+            if response is None:
+                return None
+            return encode_response(
+                request.correlation_id,
+                build_response(request.api_key, request.api_version, response),
+            )
+        except (CloseConnection, ProtocolError):
+            raise
+        except Exception as exc:
+            log.exception("error handling API key %d v%d from %s (client %r)",
+                          request.api_key, request.api_version, peer, request.client_id)
+            raise CloseConnection(f"internal error: {exc!r}") from exc
+
+    def _encode_fetch(self, request: DecodedRequest, response: dict[str, Any]) -> bytes:
+        return encode_response(
+            request.correlation_id, build_response(request.api_key, request.api_version, response)
+        )
+
+    def _fetch(self, ctx: RequestContext, request: DecodedRequest) -> bytes | asyncio.Future[bytes | None]:
+        body = request.body
+        outcome = handle_fetch(self.broker, ctx, body, now_ms())
+        max_wait_s = body.max_wait.total_seconds()
+        if outcome.error or outcome.bytes >= body.min_bytes or max_wait_s <= 0:
+            return self._encode_fetch(request, outcome.response)
+        return asyncio.ensure_future(self._parked_fetch(ctx, request, max_wait_s))
+
+    async def _parked_fetch(
+        self, ctx: RequestContext, request: DecodedRequest, max_wait_s: float
+    ) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_s
+        while True:
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._fetch_waiters.add(waiter)
+                try:
+                    await asyncio.wait_for(waiter, remaining)
+                except TimeoutError:
+                    pass
+                finally:
+                    self._fetch_waiters.discard(waiter)
+            outcome = handle_fetch(self.broker, ctx, request.body, now_ms())
+            if outcome.error or outcome.bytes >= request.body.min_bytes or loop.time() >= deadline:
+                return self._encode_fetch(request, outcome.response)
+
+    def _wake_fetchers(self) -> None:
+        for waiter in self._fetch_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._fetch_waiters.clear()
+
+
+async def run_broker(config: BrokerConfig, ready_line: bool = True) -> None:
+    """Run one broker until SIGINT or SIGTERM, then shut down cleanly (flush, close)."""
+    server = BrokerServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        if ready_line:
+            bound = ",".join(str(listener) for listener in server.bound_listeners())
+            advertised = ",".join(str(listener) for listener in server.advertised_listeners())
+            print(
+                f"kconform broker node {config.node_id} ready: listening on {bound}, "
+                f"advertising {advertised}, data in {config.log_dir}",
+                flush=True,
+            )
+        await stop.wait()
+    finally:
+        await server.stop()

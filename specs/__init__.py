@@ -1,0 +1,1 @@
+"""The executable model of Kafka semantics (pure Python, no I/O)."""

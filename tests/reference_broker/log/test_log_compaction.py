@@ -1,0 +1,236 @@
+"""Log compaction: newest record per key, preserved offsets, tombstones, lag, crash safety."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference_broker.log import LogConfig, PartitionLog
+from reference_broker.log.segment import LogSegment
+from reference_broker.log.testing import batch, compress, read_records, record_set, stored_batches
+from reference_broker.records import Compression
+
+COMPACT = frozenset({"compact"})
+
+
+def _config(**overrides: int) -> LogConfig:
+    return LogConfig(**{"segment_bytes": 200, "cleanup_policy": COMPACT, **overrides})  # type: ignore[arg-type]
+
+
+def _put(log: PartitionLog, key: bytes, value: bytes | None, timestamp: int = 0) -> None:
+    log.append(*record_set(batch(value, keys=[key], timestamps=[timestamp])), 0)
+
+
+def _contents(log: PartitionLog) -> list[tuple[int, bytes | None, bytes | None]]:
+    return [(r.offset, r.key, r.value) for r in read_records(log)]
+
+
+def test_compaction_keeps_the_newest_record_per_key_at_its_offset(tmp_path: Path) -> None:
+    """Superseded records disappear; survivors keep their original offsets."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(), 0)
+    for i, key in enumerate([b"a", b"b", b"a", b"c", b"b", b"a", b"d", b"e"]):
+        _put(log, key, b"v%d" % i)
+    assert len(log.segment_base_offsets) > 2
+    stats = log.compact(0)
+    assert stats.records_removed == 3
+    assert _contents(log) == [
+        (3, b"c", b"v3"),
+        (4, b"b", b"v4"),
+        (5, b"a", b"v5"),
+        (6, b"d", b"v6"),
+        (7, b"e", b"v7"),
+    ]
+    assert log.log_end_offset == 8
+    log.close()
+
+
+def test_compaction_never_rewrites_the_active_segment(tmp_path: Path) -> None:
+    """Duplicates inside the active segment survive and its file is left byte for byte."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(segment_bytes=10_000), 0)
+    for value in (b"1", b"2", b"3"):
+        _put(log, b"k", value)
+    active = tmp_path / "t-0" / "00000000000000000000.log"
+    before = active.read_bytes()
+    assert log.compact(0).segments_rewritten == 0
+    assert active.read_bytes() == before
+    assert [v for _, _, v in _contents(log)] == [b"1", b"2", b"3"]
+    log.close()
+
+
+def test_a_record_superseded_from_the_active_segment_is_removed(tmp_path: Path) -> None:
+    """The key map spans the whole log, so a newer value in the active segment wins."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(), 0)
+    _put(log, b"k", b"old" * 30)
+    _put(log, b"x", b"other" * 20)
+    _put(log, b"k", b"new")
+    assert log.segment_base_offsets[-1] == 2
+    log.compact(0)
+    assert _contents(log) == [(1, b"x", b"other" * 20), (2, b"k", b"new")]
+    log.close()
+
+
+@pytest.mark.parametrize("reopen", ["none", "clean", "crash"])
+def test_tombstones_are_dropped_only_after_delete_retention_ms(tmp_path: Path, reopen: str) -> None:
+    """A tombstone survives delete.retention.ms from the first pass that kept it, across restarts."""
+    config = _config(delete_retention_ms=500)
+    log = PartitionLog.open(tmp_path / "t-0", config, 0)
+    _put(log, b"k", b"value")
+    _put(log, b"k", None)
+    for filler in (b"f1", b"f2", b"f3"):
+        _put(log, filler, b"x" * 60)
+    log.compact(1000)
+    assert (1, b"k", None) in _contents(log)
+    if reopen == "clean":
+        log.close()
+        log = PartitionLog.open(tmp_path / "t-0", config, 0)
+    elif reopen == "crash":
+        log.abandon()
+        log = PartitionLog.open(tmp_path / "t-0", config, 0)
+    log.compact(1499)
+    assert (1, b"k", None) in _contents(log)
+    log.compact(1500)
+    assert [key for _, key, _ in _contents(log)] == [b"f1", b"f2", b"f3"]
+    log.close()
+
+
+def test_min_compaction_lag_protects_recent_segments_and_all_after(tmp_path: Path) -> None:
+    """Cleaning stops at the first segment holding a record newer than min.compaction.lag.ms."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(min_compaction_lag_ms=1000), 0)
+    for key, timestamp in [(b"a", 0), (b"a", 100), (b"a", 5000), (b"a", 200), (b"b", 6000)]:
+        _put(log, key, b"v" * 60, timestamp)
+    assert log.compact(now_ms=5500).segments_rewritten == 2
+    assert [offset for offset, _, _ in _contents(log)] == [2, 3, 4]
+    assert log.compact(now_ms=6000).segments_rewritten == 1
+    assert [offset for offset, _, _ in _contents(log)] == [3, 4]
+    log.close()
+
+
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.LZ4, Compression.ZSTD])
+def test_compressed_batches_are_compacted(tmp_path: Path, codec: Compression) -> None:
+    """A changed compressed batch is rebuilt uncompressed at its offsets; an unchanged one is copied."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(segment_bytes=10_000), 0)
+    changed = compress(batch(b"a1", b"b1", b"c1", keys=[b"a", b"b", b"c"]), codec)
+    unchanged = compress(batch(b"d1", b"e1", keys=[b"d", b"e"]), codec)
+    log.append(*record_set(changed), 0)
+    unchanged_records, unchanged_headers = record_set(unchanged)
+    log.append(unchanged_records, unchanged_headers, 0)
+    log.update_config(_config(segment_bytes=100))  # the next append rolls
+    log.append(*record_set(batch(b"b2", keys=[b"b"])), 0)
+    log.compact(0)
+    stored = log.read(0, 1 << 20).records
+    headers = stored_batches(stored)
+    assert [(h.base_offset, h.last_offset, h.compression) for h in headers] == [
+        (0, 2, Compression.NONE),
+        (3, 4, codec),
+    ]
+    assert stored[headers[1].position :] == bytes(unchanged_records)
+    assert _contents(log) == [
+        (0, b"a", b"a1"),
+        (2, b"c", b"c1"),
+        (3, b"d", b"d1"),
+        (4, b"e", b"e1"),
+        (5, b"b", b"b2"),
+    ]
+    log.close()
+
+
+def test_an_unchanged_log_is_not_rewritten(tmp_path: Path) -> None:
+    """A second pass with nothing to remove rewrites no segment."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(), 0)
+    for key in (b"a", b"b", b"a", b"c"):
+        _put(log, key, b"x" * 60)
+    assert log.compact(0).segments_rewritten == 1
+    assert log.compact(0).segments_rewritten == 0
+    log.close()
+
+
+def test_a_producers_last_batch_stays_as_an_empty_batch(tmp_path: Path) -> None:
+    """Emptied batches are dropped unless they are their producer's last, kept for its sequence."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(), 0)
+    for producer_id in (7, 7, 8):
+        log.append(*record_set(batch(b"x" * 60, keys=[b"k"], producer_id=producer_id)), 0)
+    _put(log, b"k", b"newest")
+    log.compact(0)
+    data = log.read(0, 1 << 20).records
+    headers = stored_batches(data)
+    assert [(h.base_offset, h.producer_id, h.record_count) for h in headers] == [(1, 7, 0)]
+    assert [offset for offset, _, _ in _contents(log)] == [3]
+    log.close()
+
+
+def test_compaction_does_nothing_on_a_delete_only_topic(tmp_path: Path) -> None:
+    """cleanup.policy=delete alone never compacts."""
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig(segment_bytes=200), 0)
+    for _ in range(3):
+        _put(log, b"k", b"x" * 60)
+    assert log.compact(0).segments_rewritten == 0
+    assert len(_contents(log)) == 3
+    log.close()
+
+
+def _fail(*args: object, **kwargs: object) -> None:
+    raise OSError("simulated crash")
+
+
+@pytest.mark.parametrize("crash_point", ["before rename", "after rename"])
+def test_a_crash_during_compaction_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_point: str
+) -> None:
+    """Killed before or after swapping in the cleaned segment, the log reopens whole and clean."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(), 0)
+    for i, key in enumerate([b"a", b"b", b"a", b"c", b"d"]):
+        _put(log, key, b"v%d" % i * 20)
+    before = _contents(log)
+    with monkeypatch.context() as patch:
+        if crash_point == "before rename":
+            patch.setattr(os, "replace", _fail)
+        else:
+            patch.setattr(LogSegment, "rebuild_indexes", _fail)
+        with pytest.raises(OSError, match="simulated crash"):
+            log.compact(0)
+    log.abandon()
+    log = PartitionLog.open(tmp_path / "t-0", _config(), 0)
+    assert not list((tmp_path / "t-0").glob("*.cleaned"))
+    after = _contents(log)
+    if crash_point == "before rename":
+        assert after == before
+    else:
+        assert after == [r for r in before if r[0] != 0]
+    _put(log, b"e", b"more")
+    assert _contents(log)[-1] == (5, b"e", b"more")
+    log.close()
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([b"a", b"b", b"c", b"d"]), st.one_of(st.none(), st.binary(max_size=40))),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_compaction_agrees_with_a_dictionary(writes: list[tuple[bytes, bytes | None]]) -> None:
+    """After compaction, reading the log back still yields the same final value for every key."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        log = PartitionLog.open(Path(directory) / "t-0", _config(delete_retention_ms=0), 0)
+        for key, value in writes:
+            _put(log, key, value)
+        expected = {key: value for key, value in writes}
+        log.compact(0)
+        log.compact(0)  # the second pass may drop tombstones whose horizon (0 ms) passed
+        seen: dict[bytes | None, bytes | None] = {}
+        offsets = []
+        for offset, key, value in _contents(log):
+            seen[key] = value
+            offsets.append(offset)
+        assert offsets == sorted(offsets)
+        assert {k: v for k, v in seen.items() if v is not None} == {
+            k: v for k, v in expected.items() if v is not None
+        }
+        assert log.log_end_offset == len(writes)
+        log.close()

@@ -1,0 +1,83 @@
+"""ListOffsets support: the first offset at or after a timestamp, and the largest timestamp."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reference_broker.log import LogConfig, PartitionLog
+from reference_broker.log.testing import batch, record_set
+
+
+def _log_with(tmp_path: Path, *timestamp_batches: list[int], **config: int) -> PartitionLog:
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig(**config), 0)
+    for timestamps in timestamp_batches:
+        values = [b"v" * 40 for _ in timestamps]
+        log.append(*record_set(batch(*values, timestamps=timestamps)), 0)
+    return log
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [(0, (0, 10)), (10, (0, 10)), (11, (1, 20)), (25, (4, 30)), (31, (5, 35)), (36, None)],
+)
+def test_offset_for_timestamp_finds_the_first_record_at_or_after_it(
+    tmp_path: Path, target: int, expected: tuple[int, int] | None
+) -> None:
+    """The answer is a record offset inside a multi-record batch, not the batch's base offset."""
+    log = _log_with(tmp_path, [10, 20, 15], [5, 30, 35], index_interval_bytes=0)
+    assert log.offset_for_timestamp(target) == expected
+    log.close()
+
+
+def test_offset_for_timestamp_handles_timestamps_going_backwards(tmp_path: Path) -> None:
+    """Records with non-monotonic timestamps: the earliest offset whose timestamp qualifies wins."""
+    log = _log_with(
+        tmp_path, [100], [50], [300], [200], [250], [400], segment_bytes=250, index_interval_bytes=0
+    )
+    assert len(log.segment_base_offsets) > 1
+    assert log.offset_for_timestamp(60) == (0, 100)
+    assert log.offset_for_timestamp(150) == (2, 300)
+    assert log.offset_for_timestamp(301) == (5, 400)
+    log.close()
+
+
+def test_offset_for_timestamp_skips_records_below_the_log_start(tmp_path: Path) -> None:
+    """Records DeleteRecords made unreadable are never returned."""
+    log = _log_with(tmp_path, [10, 20, 30])
+    log.delete_records_before(2)
+    assert log.offset_for_timestamp(0) == (2, 30)
+    log.close()
+
+
+def test_max_timestamp_names_the_record_not_the_batch(tmp_path: Path) -> None:
+    """KIP-734: the offset of the record with the largest timestamp, the first one on a tie."""
+    log = _log_with(tmp_path, [10, 20], [5, 90, 40, 90], [80], segment_bytes=300)
+    assert len(log.segment_base_offsets) > 1
+    assert log.max_timestamp() == (3, 90)
+    log.close()
+
+
+def test_max_timestamp_of_an_empty_log_is_none(tmp_path: Path) -> None:
+    """A log without records has no largest timestamp."""
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig(), 0)
+    assert log.max_timestamp() is None
+    assert log.offset_for_timestamp(0) is None
+    log.close()
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_timestamp_lookups_survive_reopening(tmp_path: Path, clean: bool) -> None:
+    """Time indexes reloaded (or rebuilt after a crash) answer as before."""
+    log = _log_with(tmp_path, [10, 20], [5, 90, 40], [80], [95, 1], segment_bytes=300)
+    before = [log.offset_for_timestamp(t) for t in (0, 15, 41, 85, 91, 96)], log.max_timestamp()
+    if clean:
+        log.close()
+    else:
+        log.abandon()
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig(segment_bytes=300), 0)
+    after = [log.offset_for_timestamp(t) for t in (0, 15, 41, 85, 91, 96)], log.max_timestamp()
+    assert after == before
+    assert before[1] == (6, 95)
+    log.close()
