@@ -274,10 +274,12 @@ class PartitionLog:
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords: make ``offset`` the first readable one; returns the log start offset.
 
-        The caller checks ``offset`` against the high watermark. The new log start offset is
-        checkpointed before segments below it are deleted, so it survives a restart.
+        The caller checks ``offset`` against the high watermark; an offset at or below the log
+        start changes nothing. The new log start offset is checkpointed before segments below it
+        are deleted, so it survives a restart.
         """
-        self._check_in_range(offset)
+        if offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(offset, self.log_start_offset, self.log_end_offset)
         if offset > self.log_start_offset:
             self.log_start_offset = offset
             write_offset(self.directory / LOG_START_CHECKPOINT, offset)

@@ -1,0 +1,102 @@
+"""Thin confluent-kafka and wire-client helpers shared by the broker's integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from harness.wire import WireClient
+
+TIMEOUT_S = 30.0
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 1,
+                 config: Mapping[str, str] | None = None) -> None:
+    client = admin(bootstrap)  # must outlive the future, or librdkafka cancels it
+    futures = client.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))]
+    )
+    futures[name].result(TIMEOUT_S)
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes | None]],
+    partition: int = 0,
+    timestamp_ms: int | None = None,
+    **config: Any,
+) -> list[int]:
+    """Produce (key, value) pairs and return their offsets, failing on any delivery error."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, **config})
+    offsets: list[int] = []
+    errors: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            errors.append(err)
+        else:
+            offsets.append(msg.offset())
+
+    for key, value in messages:
+        extra = {"timestamp": timestamp_ms} if timestamp_ms is not None else {}
+        producer.produce(topic, key=key, value=value, partition=partition,
+                         on_delivery=on_delivery, **extra)
+        producer.poll(0)
+    assert producer.flush(TIMEOUT_S) == 0, "producer did not drain"
+    assert not errors, errors[:3]
+    return offsets
+
+
+def consume_all(bootstrap: str, topic: str, partition: int = 0, start: int = 0,
+                expect: int | None = None, idle_s: float = 2.0) -> list[Message]:
+    """Read a partition from ``start`` until ``expect`` messages arrived, or nothing came for
+    ``idle_s``; returns the messages in order."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kconform-tests",
+                        "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, partition, start)])
+    out: list[Message] = []
+    last = time.monotonic()
+    deadline = last + TIMEOUT_S
+    try:
+        while time.monotonic() < deadline and (expect is None or len(out) < expect):
+            batch = consumer.consume(1000, 0.2)
+            for msg in batch:
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise AssertionError(f"consume error: {msg.error()}")
+                out.append(msg)
+            if batch:
+                last = time.monotonic()
+            elif time.monotonic() - last > idle_s:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def wire(bootstrap: str, api_key: int, version: int, fields: Mapping[str, Any]) -> Any:
+    """One request over a fresh wire connection; returns the kio response."""
+
+    async def run() -> Any:
+        async with WireClient.for_bootstrap(bootstrap) as client:
+            return await client.call(api_key, version, fields)
+
+    return asyncio.run(run())
+
+
+def topic_id(bootstrap: str, topic: str) -> Any:
+    response = wire(bootstrap, 3, 12, {"topics": [{"name": topic, "topic_id": None}],
+                                       "allow_auto_topic_creation": False,
+                                       "include_topic_authorized_operations": False})
+    return response.topics[0].topic_id
