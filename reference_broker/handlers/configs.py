@@ -122,8 +122,12 @@ def handle_describe_configs(broker: Broker, ctx: RequestContext, request: Any, n
     return {"results": results}
 
 
-def _apply_ops(current: dict[str, str], ops: Any) -> dict[str, str]:
-    """The topic's overrides after applying every op; raises ConfigError naming the bad key."""
+def _apply_ops(broker: Broker, current: dict[str, str], ops: Any) -> dict[str, str]:
+    """The topic's overrides after applying every op; raises ConfigError naming the bad key.
+
+    APPEND and SUBTRACT start from the effective value (the broker default when the topic has
+    no override), as Kafka's ConfigAdminManager does.
+    """
     updated = dict(current)
     for op in ops:
         spec = TOPIC_KEYS.get(op.name)
@@ -140,7 +144,8 @@ def _apply_ops(current: dict[str, str], ops: Any) -> dict[str, str]:
                 raise ConfigError(
                     f"configuration {op.name} is not a list, so APPEND/SUBTRACT do not apply"
                 )
-            items = [i for i in updated.get(op.name, "").split(",") if i]
+            effective = format_config_value(topic_config_value(broker.config, updated, op.name))
+            items = [i for i in effective.split(",") if i]
             given = [i.strip() for i in (op.value or "").split(",") if i.strip()]
             if op.config_operation == OP_APPEND:
                 items += [i for i in given if i not in items]
@@ -175,7 +180,7 @@ def handle_incremental_alter_configs(
                             error_message=f"Topic '{resource.resource_name}' does not exist.")
             continue
         try:
-            updated = _apply_ops(record.configs, resource.configs)
+            updated = _apply_ops(broker, record.configs, resource.configs)
         except ConfigError as exc:
             response.update(error_code="invalid_config", error_message=str(exc))
             continue

@@ -371,7 +371,7 @@ class LogSegment:
         while end + HEADER_SIZE <= len(window):
             header = parse_header(window, end)
             if end + header.size > len(window) or (
-                False
+                upper_bound is not None and header.base_offset >= upper_bound
             ):
                 break
             end += header.size

@@ -108,18 +108,14 @@ def decode_request(frame: bytes) -> DecodedRequest:
     cls = request_class(api_key, api_version)
     try:
         header, header_size = _reader(cls.__header_schema__)(frame, 0)
-        body, body_size = _reader(cls)(frame, header_size)
+        body, _ = _reader(cls)(frame, header_size)
     except Exception as exc:  # kio raises KeyError, ValueError, IndexError, ... on bad input
         raise MalformedRequestError(
             f"cannot decode API key {api_key} v{api_version}: {type(exc).__name__}: {exc}",
             api_key, api_version, correlation_id,
         ) from exc
-    if header_size + body_size != len(frame):
-        raise MalformedRequestError(
-            f"API key {api_key} v{api_version}: {len(frame) - header_size - body_size} "
-            "trailing bytes after the request body",
-            api_key, api_version, correlation_id,
-        )
+    # Trailing bytes are ignored, as Kafka's request parser does: librdkafka 2.x sends
+    # Metadata v13 with extra bytes after the body and real brokers accept it.
     return DecodedRequest(
         api_key, api_version, correlation_id, header.client_id, body, len(frame)
     )

