@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from harness.roundtrip import roundtrip_command
 from reference_broker.cli import broker_command
 
 
@@ -17,3 +18,4 @@ def main() -> None:
 
 
 main.add_command(broker_command)
+main.add_command(roundtrip_command)

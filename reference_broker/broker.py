@@ -24,6 +24,7 @@ from reference_broker.config import (
     ConfigError,
     log_config_for_topic,
     parse_properties,
+    topic_config_value,
     validate_topic_configs,
 )
 from reference_broker.log import PartitionLog
@@ -59,6 +60,10 @@ class Partition:
     @property
     def last_stable_offset(self) -> int:
         return self.high_watermark
+
+    @property
+    def isr_size(self) -> int:
+        return 1
 
 
 def _new_cluster_id() -> str:
@@ -177,6 +182,11 @@ class Broker:
         replication_factor = int(self.config.get("default.replication.factor"))
         self.check_new_topic(name, partitions, replication_factor, {})
         return self.create_topic(name, partitions, replication_factor, {}, now_ms)
+
+    def min_insync_replicas(self, topic: str) -> int:
+        record = self.topics.get(topic)
+        overrides = record.configs if record is not None else {}
+        return int(topic_config_value(self.config, overrides, "min.insync.replicas"))
 
     @property
     def auto_create_enabled(self) -> bool:

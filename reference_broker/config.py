@@ -160,7 +160,7 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
             "log.retention.check.interval.ms",
             _int,
             "300000",
-            "How often retention (and the cleaner) runs",
+            "How often time and size retention runs",
             _at_least(1),
         ),
         _key(
@@ -180,7 +180,7 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
         ),
         _key("log.cleaner.min.compaction.lag.ms", _int, "0", "Records younger than this are not compacted", _at_least(0)),
         _key("log.cleaner.min.cleanable.ratio", _float, "0.5", "Dirty ratio that triggers compaction", _ratio),
-        _key("log.cleaner.backoff.ms", _int, "15000", "Pause of the cleaner when nothing is dirty", _at_least(0)),
+        _key("log.cleaner.backoff.ms", _int, "15000", "How often the cleaner looks for partitions to compact", _at_least(0)),
         _key("message.max.bytes", _int, "1048588", "Largest record batch accepted", _at_least(0)),
         _key(
             "socket.request.max.bytes",
@@ -202,8 +202,8 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
             _one_of("CreateTime", "LogAppendTime"),
         ),
         _key("compression.type", _str, "producer", "Only 'producer' (keep what the producer sent)", _one_of("producer")),
-        _key("min.insync.replicas", _int, "1", "Replicas that must acknowledge an acks=all write", _at_least(1)),
-        _key("unclean.leader.election.enable", _bool, "false", "Allow a replica outside the ISR to become leader"),
+        _key("min.insync.replicas", _int, "1", "In-sync replicas an acks=all write needs (a single node is an ISR of 1)", _at_least(1)),
+        _key("unclean.leader.election.enable", _bool, "false", "Allow a replica outside the ISR to become leader (used by clusters)"),
         _key("log.segment.delete.delay.ms", _int, "60000", "Accepted for compatibility; segments are deleted at once", _at_least(0)),
     ]
 )

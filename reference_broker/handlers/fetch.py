@@ -64,7 +64,9 @@ class FetchOutcome:
 
 def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> FetchOutcome:
     by_id = ctx.api_version >= TOPIC_IDS_FROM_VERSION
-    if request.session_id != 0 and request.session_epoch > 0:
+    # Fetch sessions (KIP-227) exist from v7 and leader epochs in partitions from v9: older
+    # versions' dataclasses lack the fields, which then mean "no session" and "no epoch".
+    if getattr(request, "session_id", 0) != 0 and getattr(request, "session_epoch", 0) > 0:
         return FetchOutcome(
             {"error_code": "fetch_session_id_not_found", "session_id": 0, "responses": []}, 0, True
         )
@@ -87,7 +89,7 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
                 partitions_out.append(_partition_result(None, part.partition, unknown))
                 any_error = True
                 continue
-            error = leader_epoch_error(partition, part.current_leader_epoch)
+            error = leader_epoch_error(partition, getattr(part, "current_leader_epoch", NO_EPOCH))
             if error is not None:
                 partitions_out.append(_partition_result(partition, part.partition, error))
                 any_error = True

@@ -17,6 +17,7 @@ from reference_broker.protocol.api_versions import API_VERSIONS
 ALL_TOPICS_NULL_FROM_VERSION = 1
 AUTO_CREATE_FLAG_FROM_VERSION = 4
 TOPIC_IDS_FROM_VERSION = 10
+NULLABLE_TOPIC_NAME_FROM_VERSION = 12
 
 
 def api_versions_body(error: str = "none") -> dict[str, Any]:
@@ -60,19 +61,20 @@ def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:
     }
 
 
-def _requested_names(broker: Broker, ctx: RequestContext, request: Any) -> list[str] | None:
-    """Topic names asked for, or None for every topic. Unknown ids come back as "" entries."""
+def _requested_names(broker: Broker, ctx: RequestContext, request: Any) -> list[str | None] | None:
+    """Topic names asked for, or None for every topic. Unknown ids come back as None entries
+    (a topic named "" is a name like any other: it does not exist and cannot be created)."""
     if request.topics is None:
         return None
     if not request.topics and ctx.api_version < ALL_TOPICS_NULL_FROM_VERSION:
         return None
-    names = []
+    names: list[str | None] = []
     for topic in request.topics:
         name = topic.name
         if name is None and ctx.api_version >= TOPIC_IDS_FROM_VERSION:
             record = broker.topics.by_id(topic.topic_id)
-            name = record.name if record else ""
-        names.append(name or "")
+            name = record.name if record else None
+        names.append(name)
     return names
 
 
@@ -83,8 +85,10 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: i
     ) and broker.auto_create_enabled
     topics: list[dict[str, Any]] = []
     for name in names if names is not None else sorted(r.name for r in broker.topics):
-        if name == "":
-            topics.append({"error_code": "unknown_topic_id", "name": None, "partitions": []})
+        if name is None:
+            # The response's topic name is nullable only from v12; v10-11 get "" instead.
+            null_name = None if ctx.api_version >= NULLABLE_TOPIC_NAME_FROM_VERSION else ""
+            topics.append({"error_code": "unknown_topic_id", "name": null_name, "partitions": []})
             continue
         if broker.topics.get(name) is None and allow_create:
             try:

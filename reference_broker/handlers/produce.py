@@ -9,7 +9,9 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
 * a batch larger than ``max.message.bytes`` -> MESSAGE_TOO_LARGE;
 * a record set larger than a whole segment -> RECORD_LIST_TOO_LARGE;
 * an unknown topic -> created when ``auto.create.topics.enable``, else UNKNOWN_TOPIC_OR_PARTITION;
-* acks other than 0, 1, -1 -> INVALID_REQUIRED_ACKS.
+* acks other than 0, 1, -1 -> INVALID_REQUIRED_ACKS;
+* acks=-1 while the ISR is smaller than ``min.insync.replicas`` -> NOT_ENOUGH_REPLICAS, and
+  nothing is appended.
 
 With acks=0 there is no response at all; if such a produce fails Kafka closes the connection so
 the producer notices and refreshes its metadata, and so do we.
@@ -22,10 +24,12 @@ from typing import Any
 
 from reference_broker.broker import Broker, BrokerError
 from reference_broker.handlers.context import CloseConnection, RequestContext
-from reference_broker.log import RecordListTooLargeError
+from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
 from reference_broker.records import RecordError, validate_batches
 
 log = logging.getLogger(__name__)
+
+ACKS_ALL = -1
 
 
 def _partition_error(index: int, error: str, message: str | None = None) -> dict[str, Any]:
@@ -40,11 +44,18 @@ def _partition_error(index: int, error: str, message: str | None = None) -> dict
 
 
 def _produce_partition(
-    broker: Broker, topic: str, index: int, records: bytes | None, now_ms: int
+    broker: Broker, topic: str, index: int, records: bytes | None, acks: int, now_ms: int
 ) -> dict[str, Any]:
     partition = broker.partition(topic, index)
     if partition is None:
         return _partition_error(index, "unknown_topic_or_partition")
+    if acks == ACKS_ALL and partition.isr_size < broker.min_insync_replicas(topic):
+        return _partition_error(
+            index,
+            "not_enough_replicas",
+            f"the ISR has {partition.isr_size} member(s), fewer than min.insync.replicas="
+            f"{broker.min_insync_replicas(topic)}",
+        )
     if not records:
         return _partition_error(index, "invalid_record", "the record set is empty")
     buf = bytearray(records)
@@ -52,18 +63,12 @@ def _produce_partition(
         headers = validate_batches(buf)
     except RecordError as exc:
         return _partition_error(index, exc.error_name, str(exc))
-    limit = partition.log.config.max_message_bytes
-    for header in headers:
-        if header.size > limit:
-            return _partition_error(
-                index,
-                "message_too_large",
-                f"record batch of {header.size} bytes exceeds max.message.bytes={limit}",
-            )
     try:
         result = partition.log.append(buf, headers, now_ms)
     except RecordListTooLargeError as exc:
         return _partition_error(index, "record_list_too_large", str(exc))
+    except RecordTooLargeError as exc:
+        return _partition_error(index, "message_too_large", str(exc))
     except RecordError as exc:
         return _partition_error(index, exc.error_name, str(exc))
     return {
@@ -94,7 +99,9 @@ def handle_produce(broker: Broker, ctx: RequestContext, request: Any, now_ms: in
             if acks not in (0, 1, -1):
                 result = _partition_error(part.index, "invalid_required_acks")
             else:
-                result = _produce_partition(broker, topic_data.name, part.index, part.records, now_ms)
+                result = _produce_partition(
+                    broker, topic_data.name, part.index, part.records, acks, now_ms
+                )
             failed = failed or result["error_code"] != "none"
             partition_responses.append(result)
         responses.append({"name": topic_data.name, "partition_responses": partition_responses})

@@ -68,7 +68,7 @@ def compact(segments: Sequence[LogSegment], config: LogConfig, now_ms: int) -> C
     cleanable = cleanable_segments(segments, config, now_ms)
     if not cleanable:
         return CleanerStats()
-    rules = _Retention.survey(segments, config, now_ms)
+    rules = _Survivors.survey(segments, config, now_ms)
     stats = CleanerStats()
     for segment in cleanable:
         records_removed = _records_removed(segment, rules)
@@ -85,7 +85,7 @@ def compact(segments: Sequence[LogSegment], config: LogConfig, now_ms: int) -> C
     return stats
 
 
-def _records_removed(segment: LogSegment, rules: _Retention) -> int | None:
+def _records_removed(segment: LogSegment, rules: _Survivors) -> int | None:
     """How many records cleaning would remove from ``segment``; None if it would not change it.
 
     A dry run, so that unchanged segments are never rewritten and a changed one is rewritten in
@@ -102,7 +102,7 @@ def _records_removed(segment: LogSegment, rules: _Retention) -> int | None:
     return removed if changed else None
 
 
-def _cleaned_batches(segment: LogSegment, rules: _Retention) -> Iterator[bytes]:
+def _cleaned_batches(segment: LogSegment, rules: _Survivors) -> Iterator[bytes]:
     for header, data in segment.iter_batches():
         cleaned = rules.cleaned(header, data)
         if cleaned is not None:
@@ -110,7 +110,7 @@ def _cleaned_batches(segment: LogSegment, rules: _Retention) -> Iterator[bytes]:
 
 
 @attrs.frozen
-class _Retention:
+class _Survivors:
     """Which records survive: the newest offset of every key, and each producer's last batch."""
 
     newest_offset: dict[bytes, int]
@@ -119,7 +119,7 @@ class _Retention:
     now_ms: int
 
     @classmethod
-    def survey(cls, segments: Sequence[LogSegment], config: LogConfig, now_ms: int) -> _Retention:
+    def survey(cls, segments: Sequence[LogSegment], config: LogConfig, now_ms: int) -> _Survivors:
         newest_offset: dict[bytes, int] = {}
         last_batch_of_producer: dict[int, int] = {}
         for segment in segments:

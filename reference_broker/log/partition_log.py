@@ -181,12 +181,7 @@ class PartitionLog:
         )
         active.append(records, headers, self.config.index_interval_bytes)
         self._unflushed_messages += sum(header.record_count for header in headers)
-        if (
-            self._unflushed_messages >= self.config.flush_messages
-            or now_ms - self._last_flush_ms >= self.config.flush_ms
-        ):
-            self.flush()
-            self._last_flush_ms = now_ms
+        self.maybe_flush(now_ms)
 
     def _roll_if_due(
         self, incoming_bytes: int, last_offset: int, max_timestamp: int, now_ms: int
@@ -350,6 +345,21 @@ class PartitionLog:
         self._set_recovery_point(min(self._recovery_point, self.log_end_offset))
 
     # --- durability ----------------------------------------------------------------------------
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        """Flush if flush.messages or flush.ms say it is due; returns whether it flushed.
+
+        Called after every append; the broker also calls it periodically, as Kafka's log
+        manager checks flush.ms on a timer, so that a quiet partition is flushed too.
+        """
+        due = (
+            self._unflushed_messages >= self.config.flush_messages
+            or now_ms - self._last_flush_ms >= self.config.flush_ms
+        )
+        if due:
+            self.flush()
+            self._last_flush_ms = now_ms
+        return due
 
     def flush(self) -> None:
         """fsync every segment and advance the recovery point to the log end offset."""

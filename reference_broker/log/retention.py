@@ -50,7 +50,7 @@ def segments_to_delete(
     by_size = 0
     if config.retention_bytes != UNLIMITED:
         excess = sum(segment.size_bytes for segment in segments) - config.retention_bytes
-        while by_size < eligible and excess > segments[by_size].size_bytes:
+        while by_size < eligible and excess >= segments[by_size].size_bytes:
             excess -= segments[by_size].size_bytes
             by_size += 1
     return max(by_time, by_size)

@@ -7,6 +7,7 @@ log's tests build batches the same way.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import cramjam
 from crc32c import crc32c
@@ -33,8 +34,8 @@ _COMPRESSORS = {
 
 def batch(
     *values: bytes | None,
-    keys: list[bytes | None] | None = None,
-    timestamps: list[int] | None = None,
+    keys: Sequence[bytes | None] | None = None,
+    timestamps: Sequence[int] | None = None,
     producer_id: int = -1,
 ) -> bytes:
     """One uncompressed batch as a producer sends it (base offset 0)."""

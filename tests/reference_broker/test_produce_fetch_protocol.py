@@ -219,3 +219,14 @@ def test_find_coordinator_answers_coordinator_not_available(broker: BrokerProces
     """Until consumer groups exist, FindCoordinator answers at once instead of hanging."""
     response = wire(broker.bootstrap, 10, 4, {"key_type": 0, "coordinator_keys": ["g"]})
     assert [c.error_code for c in response.coordinators] == [ErrorCode.coordinator_not_available]
+
+
+def test_acks_all_below_min_insync_replicas_is_not_enough_replicas(broker: BrokerProcess) -> None:
+    """With min.insync.replicas=2 a single node's ISR is too small: acks=-1 gets
+    NOT_ENOUGH_REPLICAS and nothing is stored, while acks=1 still succeeds."""
+    create_topic(broker.bootstrap, "needs-two", config={"min.insync.replicas": "2"})
+    refused = produce_result(broker.bootstrap, "needs-two", batch([b"v"]), acks=-1)
+    assert refused.error_code == ErrorCode.not_enough_replicas
+    assert fetch_partition(broker.bootstrap, "needs-two", 0).high_watermark == 0
+    accepted = produce_result(broker.bootstrap, "needs-two", batch([b"v"]), acks=1)
+    assert (accepted.error_code, accepted.base_offset) == (ErrorCode.none, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,18 @@ from reference_broker.records import Compression
 COMPACT = frozenset({"compact"})
 
 
-def _config(**overrides: int) -> LogConfig:
-    return LogConfig(**{"segment_bytes": 200, "cleanup_policy": COMPACT, **overrides})  # type: ignore[arg-type]
+def _config(
+    *,
+    segment_bytes: int = 200,
+    delete_retention_ms: int = 24 * 3600 * 1000,
+    min_compaction_lag_ms: int = 0,
+) -> LogConfig:
+    return LogConfig(
+        segment_bytes=segment_bytes,
+        cleanup_policy=COMPACT,
+        delete_retention_ms=delete_retention_ms,
+        min_compaction_lag_ms=min_compaction_lag_ms,
+    )
 
 
 def _put(log: PartitionLog, key: bytes, value: bytes | None, timestamp: int = 0) -> None:
@@ -75,7 +86,7 @@ def test_a_record_superseded_from_the_active_segment_is_removed(tmp_path: Path) 
 
 @pytest.mark.parametrize("reopen", ["none", "clean", "crash"])
 def test_tombstones_are_dropped_only_after_delete_retention_ms(tmp_path: Path, reopen: str) -> None:
-    """A tombstone survives delete.retention.ms from the first pass that kept it, across restarts."""
+    """A tombstone outlives delete.retention.ms from the first pass keeping it, across restarts."""
     config = _config(delete_retention_ms=500)
     log = PartitionLog.open(tmp_path / "t-0", config, 0)
     _put(log, b"k", b"value")
@@ -111,7 +122,7 @@ def test_min_compaction_lag_protects_recent_segments_and_all_after(tmp_path: Pat
 
 @pytest.mark.parametrize("codec", [Compression.GZIP, Compression.LZ4, Compression.ZSTD])
 def test_compressed_batches_are_compacted(tmp_path: Path, codec: Compression) -> None:
-    """A changed compressed batch is rebuilt uncompressed at its offsets; an unchanged one is copied."""
+    """A changed compressed batch is rebuilt uncompressed; an unchanged one is copied as is."""
     log = PartitionLog.open(tmp_path / "t-0", _config(segment_bytes=10_000), 0)
     changed = compress(batch(b"a1", b"b1", b"c1", keys=[b"a", b"b", b"c"]), codec)
     unchanged = compress(batch(b"d1", b"e1", keys=[b"d", b"e"]), codec)
@@ -207,26 +218,27 @@ def test_a_crash_during_compaction_loses_nothing(
 
 @given(
     st.lists(
-        st.tuples(st.sampled_from([b"a", b"b", b"c", b"d"]), st.one_of(st.none(), st.binary(max_size=40))),
+        st.tuples(
+            st.sampled_from([b"a", b"b", b"c", b"d"]),
+            st.one_of(st.none(), st.binary(max_size=40)),
+        ),
         min_size=1,
         max_size=30,
     )
 )
 def test_compaction_agrees_with_a_dictionary(writes: list[tuple[bytes, bytes | None]]) -> None:
     """After compaction, reading the log back still yields the same final value for every key."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as directory:
         log = PartitionLog.open(Path(directory) / "t-0", _config(delete_retention_ms=0), 0)
         for key, value in writes:
             _put(log, key, value)
-        expected = {key: value for key, value in writes}
+        expected: dict[bytes, bytes | None] = dict(writes)
         log.compact(0)
         log.compact(0)  # the second pass may drop tombstones whose horizon (0 ms) passed
         seen: dict[bytes | None, bytes | None] = {}
         offsets = []
-        for offset, key, value in _contents(log):
-            seen[key] = value
+        for offset, stored_key, stored_value in _contents(log):
+            seen[stored_key] = stored_value
             offsets.append(offset)
         assert offsets == sorted(offsets)
         assert {k: v for k, v in seen.items() if v is not None} == {

@@ -109,7 +109,9 @@ class PartitionLogMachine(RuleBasedStateMachine):
         for header, shape in zip(stored_batches(bytes(records)), shapes):
             data = bytes(records[header.position : header.position + header.size])
             timestamps = tuple(self.clock + d for _, d in shape)
-            self.batches.append(ModelBatch(header.base_offset, header.last_offset, data, timestamps))
+            self.batches.append(
+                ModelBatch(header.base_offset, header.last_offset, data, timestamps)
+            )
         self.log_end = self.batches[-1].last_offset + 1
         assert result.last_offset == self.log_end - 1
 
@@ -140,7 +142,10 @@ class PartitionLogMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def read_out_of_range(self, data: st.DataObject) -> None:
         offset = data.draw(
-            st.one_of(st.integers(-5, self.log_start - 1), st.integers(self.log_end + 1, self.log_end + 5))
+            st.one_of(
+                st.integers(-5, self.log_start - 1),
+                st.integers(self.log_end + 1, self.log_end + 5),
+            )
         )
         with pytest.raises(OffsetOutOfRangeError):
             self.log.read(offset, 1000)
@@ -169,7 +174,7 @@ class PartitionLogMachine(RuleBasedStateMachine):
     @rule(retention_bytes=st.integers(0, 3000))
     def retention_by_size(self, retention_bytes: int) -> None:
         size_before = self.log.size_bytes
-        self._apply_retention(retention_bytes=retention_bytes)
+        self._apply_retention(attrs.evolve(self.config, retention_bytes=retention_bytes))
         assert size_before == self.log.size_bytes or self.log.size_bytes >= retention_bytes
         first_segment_size = sum(b.size for b in self._first_segment())
         assert first_segment_size == 0 or self.log.size_bytes - first_segment_size < retention_bytes
@@ -177,14 +182,14 @@ class PartitionLogMachine(RuleBasedStateMachine):
     @rule(age_ms=st.integers(0, 3000))
     def retention_by_time(self, age_ms: int) -> None:
         before = self.batches
-        self._apply_retention(retention_ms=age_ms)
+        self._apply_retention(attrs.evolve(self.config, retention_ms=age_ms))
         gone = before[: len(before) - len(self.batches)]
         assert all(self.clock - b.max_timestamp > age_ms for b in gone)
         first = self._first_segment()
         assert not first or self.clock - max(b.max_timestamp for b in first) <= age_ms
 
-    def _apply_retention(self, **overrides: int) -> None:
-        self.log.update_config(attrs.evolve(self.config, **overrides))
+    def _apply_retention(self, retention: LogConfig) -> None:
+        self.log.update_config(retention)
         self.log.apply_retention(self.clock)
         self.log.update_config(self.config)
         assert self.log.log_start_offset >= self.log_start

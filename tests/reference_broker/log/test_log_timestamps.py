@@ -10,8 +10,10 @@ from reference_broker.log import LogConfig, PartitionLog
 from reference_broker.log.testing import batch, record_set
 
 
-def _log_with(tmp_path: Path, *timestamp_batches: list[int], **config: int) -> PartitionLog:
-    log = PartitionLog.open(tmp_path / "t-0", LogConfig(**config), 0)
+def _log_with(
+    tmp_path: Path, *timestamp_batches: list[int], config: LogConfig = LogConfig()
+) -> PartitionLog:
+    log = PartitionLog.open(tmp_path / "t-0", config, 0)
     for timestamps in timestamp_batches:
         values = [b"v" * 40 for _ in timestamps]
         log.append(*record_set(batch(*values, timestamps=timestamps)), 0)
@@ -26,16 +28,15 @@ def test_offset_for_timestamp_finds_the_first_record_at_or_after_it(
     tmp_path: Path, target: int, expected: tuple[int, int] | None
 ) -> None:
     """The answer is a record offset inside a multi-record batch, not the batch's base offset."""
-    log = _log_with(tmp_path, [10, 20, 15], [5, 30, 35], index_interval_bytes=0)
+    log = _log_with(tmp_path, [10, 20, 15], [5, 30, 35], config=LogConfig(index_interval_bytes=0))
     assert log.offset_for_timestamp(target) == expected
     log.close()
 
 
 def test_offset_for_timestamp_handles_timestamps_going_backwards(tmp_path: Path) -> None:
     """Records with non-monotonic timestamps: the earliest offset whose timestamp qualifies wins."""
-    log = _log_with(
-        tmp_path, [100], [50], [300], [200], [250], [400], segment_bytes=250, index_interval_bytes=0
-    )
+    config = LogConfig(segment_bytes=250, index_interval_bytes=0)
+    log = _log_with(tmp_path, *[[t] for t in (100, 50, 300, 200, 250, 400)], config=config)
     assert len(log.segment_base_offsets) > 1
     assert log.offset_for_timestamp(60) == (0, 100)
     assert log.offset_for_timestamp(150) == (2, 300)
@@ -53,7 +54,7 @@ def test_offset_for_timestamp_skips_records_below_the_log_start(tmp_path: Path) 
 
 def test_max_timestamp_names_the_record_not_the_batch(tmp_path: Path) -> None:
     """KIP-734: the offset of the record with the largest timestamp, the first one on a tie."""
-    log = _log_with(tmp_path, [10, 20], [5, 90, 40, 90], [80], segment_bytes=300)
+    log = _log_with(tmp_path, [10, 20], [5, 90, 40, 90], [80], config=LogConfig(segment_bytes=300))
     assert len(log.segment_base_offsets) > 1
     assert log.max_timestamp() == (3, 90)
     log.close()
@@ -70,14 +71,26 @@ def test_max_timestamp_of_an_empty_log_is_none(tmp_path: Path) -> None:
 @pytest.mark.parametrize("clean", [True, False])
 def test_timestamp_lookups_survive_reopening(tmp_path: Path, clean: bool) -> None:
     """Time indexes reloaded (or rebuilt after a crash) answer as before."""
-    log = _log_with(tmp_path, [10, 20], [5, 90, 40], [80], [95, 1], segment_bytes=300)
+    config = LogConfig(segment_bytes=300)
+    log = _log_with(tmp_path, [10, 20], [5, 90, 40], [80], [95, 1], config=config)
     before = [log.offset_for_timestamp(t) for t in (0, 15, 41, 85, 91, 96)], log.max_timestamp()
     if clean:
         log.close()
     else:
         log.abandon()
-    log = PartitionLog.open(tmp_path / "t-0", LogConfig(segment_bytes=300), 0)
+    log = PartitionLog.open(tmp_path / "t-0", config, 0)
     after = [log.offset_for_timestamp(t) for t in (0, 15, 41, 85, 91, 96)], log.max_timestamp()
     assert after == before
     assert before[1] == (6, 95)
+    log.close()
+
+
+@pytest.mark.parametrize("reopen", [False, True])
+def test_max_timestamp_tie_names_the_earliest_record(tmp_path: Path, reopen: bool) -> None:
+    """When two batches share the largest timestamp, the earlier one's record is named."""
+    log = _log_with(tmp_path, [50], [90], [10], [90], config=LogConfig(index_interval_bytes=0))
+    if reopen:
+        log.close()
+        log = PartitionLog.open(tmp_path / "t-0", LogConfig(index_interval_bytes=0), 0)
+    assert log.max_timestamp() == (1, 90)
     log.close()
