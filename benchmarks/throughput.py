@@ -41,7 +41,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka import libversion as librdkafka_version  # noqa: E402
 from confluent_kafka import version as confluent_kafka_version  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
@@ -85,6 +85,13 @@ class Result:
     seconds: float
     size: int
     cut_short: bool = False
+    broker_cpu_s: float | None = None  # CPU time the broker process used during the line
+
+    @property
+    def cpu_us_per_msg(self) -> float | None:
+        if self.broker_cpu_s is None or not self.messages:
+            return None
+        return self.broker_cpu_s / self.messages * 1e6
 
     @property
     def msgs_per_s(self) -> float:
@@ -102,17 +109,35 @@ class BenchmarkError(RuntimeError):
 # --- brokers --------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class Running:
+    bootstrap: str
+    pid: int
+
+
 @contextlib.contextmanager
-def running(target: str) -> Iterator[str]:
-    """Start one target broker and yield its bootstrap address; stop it afterwards."""
+def running(target: str) -> Iterator[Running]:
+    """Start one target broker and yield its address and pid; stop it afterwards."""
     if target == "reference":
         with BrokerProcess(log_level="WARNING") as broker:
-            yield broker.bootstrap
+            assert broker.pid is not None
+            yield Running(broker.bootstrap, broker.pid)
     elif target == "tansu":
         with TansuProcess() as tansu:
-            yield tansu.bootstrap
+            assert tansu.pid is not None
+            yield Running(tansu.bootstrap, tansu.pid)
     else:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads) so far, from /proc; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
@@ -133,6 +158,12 @@ def create_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float =
 
 
 def produce(bootstrap: str, topic: str, count: int, size: int, acks: str, seconds: float) -> Result:
+    """Write ``count`` values of ``size`` random bytes; the rate counts what the topic then holds.
+
+    No per-message delivery callback: at these rates a Python callback costs the client about as
+    much as producing does, on cores the broker needs. Delivery is checked once at the end instead:
+    the topic's high watermarks must have grown by exactly the messages sent.
+    """
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -140,54 +171,87 @@ def produce(bootstrap: str, topic: str, count: int, size: int, acks: str, second
             "linger.ms": 5,
             "compression.type": "none",
             "enable.idempotence": False,
+            "message.timeout.ms": int(3 * seconds * 1000),
         }
     )
     value = os.urandom(size)
-    errors: list[KafkaError] = []
-    delivered = 0
-
-    def on_delivery(err: KafkaError | None, _msg: object) -> None:
-        nonlocal delivered
-        if err is not None:
-            errors.append(err)
-        else:
-            delivered += 1
-
+    before = stored_messages(bootstrap, topic)
     sent = 0
     cut_short = False
     start = time.perf_counter()
     deadline = start + seconds
     while sent < count:
         try:
-            producer.produce(topic, value, on_delivery=on_delivery)
+            producer.produce(topic, value)
             sent += 1
-        except BufferError:  # local queue full: let delivery reports drain it
-            producer.poll(0.01)
+        except BufferError:  # local queue full: wait for the broker to acknowledge some
+            producer.poll(0.005)
             if time.perf_counter() > deadline:
                 cut_short = True
                 break
             continue
-        if sent % 1000 == 0:
-            producer.poll(0)
-            if time.perf_counter() > deadline:
-                cut_short = True
-                break
+        if sent % 4096 == 0 and time.perf_counter() > deadline:
+            cut_short = True
+            break
     while producer.flush(0.1) > 0:  # short slices keep Ctrl-C responsive
-        if time.perf_counter() > deadline + seconds:
-            raise BenchmarkError(f"produce to {topic}: {len(producer)} messages undelivered after {2 * seconds}s")
+        if time.perf_counter() > deadline + 2 * seconds:
+            raise BenchmarkError(f"produce to {topic}: {len(producer)} messages unacknowledged after {3 * seconds}s")
     elapsed = time.perf_counter() - start
-    if errors:
-        raise BenchmarkError(f"produce to {topic}: {len(errors)} delivery errors, first: {errors[0]}")
-    return Result(delivered, elapsed, size, cut_short)
+    stored = stored_messages(bootstrap, topic) - before
+    if stored != sent:
+        raise BenchmarkError(f"produce to {topic}: sent {sent} messages but the topic holds {stored}")
+    return Result(sent, elapsed, size, cut_short)
+
+
+def stored_messages(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int:
+    """Messages in a topic: the sum over its partitions of high watermark minus log start offset.
+
+    The watermarks are the ones Fetch responses carry, not ListOffsets answers: Tansu 0.6.0
+    answers ListOffsets LATEST with the last batch's base offset + 1 instead of the log end offset.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-watermarks",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "max.partition.fetch.bytes": 1024,  # one batch per partition is all we need
+            "fetch.wait.max.ms": 10,  # an empty partition answers (EOF) at once
+        }
+    )
+    try:
+        partitions = list(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        answered: set[int] = set()  # partitions whose first Fetch response arrived
+        deadline = time.monotonic() + timeout_s
+        while len(answered) < len(partitions):
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"no Fetch answer for every partition of {topic} in {timeout_s}s")
+            for msg in consumer.consume(num_messages=len(partitions), timeout=0.1):
+                index = msg.partition()
+                if index is not None:
+                    answered.add(index)
+        total = 0
+        for index in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, index), cached=True)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
 
 
 def consume(bootstrap: str, topic: str, partitions: int, count: int, size: int, seconds: float) -> Result:
+    """Read ``count`` messages from offset 0 of every partition, as fast as the client allows."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"bench-{topic}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            # librdkafka pauses fetching for fetch.queue.backoff.ms (default 1000) whenever its
+            # prefetch queue is full (queued.min.messages, 100000): with the default the client
+            # spends most of a large read asleep, whichever broker serves it.
+            "fetch.queue.backoff.ms": 1,
         }
     )
     try:
@@ -231,33 +295,45 @@ def run_target(
     target: str, lines: Sequence[Line], rep: int, seconds: float, report: Callable[[str], None]
 ) -> dict[Line, Result]:
     results: dict[Line, Result] = {}
-    with running(target) as bootstrap:
-        report(f"[{target} run {rep + 1}] broker at {bootstrap}; warming up")
+    with running(target) as broker:
+        bootstrap = broker.bootstrap
+        report(f"[{target} run {rep + 1}] broker at {bootstrap} (pid {broker.pid}); warming up")
         warm_up(bootstrap, seconds)
         produced: dict[tuple[int, int], Result] = {}
         for line in lines:
             topic = line.topic(rep)
             if line.kind == "produce":
                 create_topic(bootstrap, topic, line.partitions)
+                cpu_before = cpu_seconds(broker.pid)
                 result = produce(bootstrap, topic, line.count, line.size, line.acks or "1", seconds)
                 if line.acks == "1":
                     produced[(line.size, line.partitions)] = result
             else:
                 written = produced[(line.size, line.partitions)].messages
+                cpu_before = cpu_seconds(broker.pid)
                 result = consume(bootstrap, topic, line.partitions, written, line.size, seconds)
+            cpu_after = cpu_seconds(broker.pid)
+            if cpu_before is not None and cpu_after is not None:
+                result = attrs.evolve(result, broker_cpu_s=cpu_after - cpu_before)
             results[line] = result
             mark = " (cut short)" if result.cut_short else ""
+            cpu = "" if result.cpu_us_per_msg is None else f", broker CPU {result.cpu_us_per_msg:5.2f} us/msg"
             report(
                 f"[{target} run {rep + 1}] {line.label:<34} {result.messages:>8} msgs in "
-                f"{result.seconds:6.2f} s = {result.msgs_per_s:>10,.0f} msgs/s {result.mb_per_s:8.1f} MB/s{mark}"
+                f"{result.seconds:6.2f} s = {result.msgs_per_s:>10,.0f} msgs/s {result.mb_per_s:8.1f} MB/s{cpu}{mark}"
             )
     return results
 
 
 def median_result(results: Sequence[Result]) -> Result:
-    """The run with the median rate (an actual run, so its counts stay consistent)."""
+    """The run with the median rate (lower median), carrying the median broker CPU per message."""
     ordered = sorted(results, key=lambda r: r.msgs_per_s)
-    return ordered[(len(ordered) - 1) // 2]
+    chosen = ordered[(len(ordered) - 1) // 2]
+    cpu = [r.cpu_us_per_msg for r in results if r.cpu_us_per_msg is not None]
+    if len(cpu) != len(results):
+        return chosen
+    # Rescale so that chosen.cpu_us_per_msg equals the median over runs.
+    return attrs.evolve(chosen, broker_cpu_s=statistics.median(cpu) * chosen.messages / 1e6)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -309,6 +385,7 @@ def table(lines: Sequence[Line], results: dict[str, dict[Line, Result]], markdow
     compare = "reference" in targets and "tansu" in targets
     if compare:
         header.append("reference/tansu")
+    header += [f"{target} CPU µs/msg" for target in targets]
     rows = []
     for line in lines:
         row = [line.label]
@@ -319,6 +396,9 @@ def table(lines: Sequence[Line], results: dict[str, dict[Line, Result]], markdow
         if compare:
             tansu = results["tansu"][line].msgs_per_s
             row.append(f"{results['reference'][line].msgs_per_s / tansu:.2f}" if tansu else "n/a")
+        for target in targets:
+            cpu = results[target][line].cpu_us_per_msg
+            row.append("n/a" if cpu is None else f"{cpu:.2f}")
         rows.append(row)
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
@@ -345,7 +425,9 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=200_000, help="messages per 100-byte line (default 200000)")
+    parser.add_argument(
+        "--messages", type=int, default=1_000_000, help="messages per 100-byte line (default 1000000)"
+    )
     parser.add_argument(
         "--large-messages", type=int, default=None,
         help="messages per 1 KiB line (default: a quarter of --messages)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import resource
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
@@ -33,6 +34,24 @@ from reference_broker.topics import TopicCatalogue, TopicRecord, validate_topic_
 log = logging.getLogger(__name__)
 
 META_PROPERTIES = "meta.properties"
+
+# Reference-broker guards, not Kafka rules (Kafka accepts any positive partition count). Without
+# them one CreateTopics or CreatePartitions asking for 2**31-1 partitions makes this node create
+# directories until the disk or the clock runs out. Every partition also keeps files open (the
+# .log, .index and .timeindex of at least its active segment), so the node refuses partitions
+# beyond what its open-file limit can hold: running out of descriptors would stop it accepting
+# connections from every client, not just the one asking.
+MAX_PARTITIONS_PER_TOPIC = 10_000
+FILES_PER_PARTITION = 3
+FILE_HEADROOM = 512  # descriptors kept for sockets, rolled segments and the catalogue
+
+
+def partition_budget() -> int:
+    """How many partitions this process can keep open under its RLIMIT_NOFILE soft limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 2**31 - 1
+    return max(0, (soft - FILE_HEADROOM) // FILES_PER_PARTITION)
 
 
 class BrokerError(Exception):
@@ -152,6 +171,7 @@ class Broker:
             raise BrokerError("topic_already_exists", f"Topic '{name}' already exists.")
         if partitions <= 0:
             raise BrokerError("invalid_partitions", f"Number of partitions must be positive, got {partitions}.")
+        self._check_partition_limits(partitions, partitions)
         if replication_factor <= 0:
             raise BrokerError(
                 "invalid_replication_factor",
@@ -205,6 +225,22 @@ class Broker:
         log.info("deleted topic %s", name)
         return record
 
+    def _check_partition_limits(self, topic_total: int, new: int) -> None:
+        """Refuse partition counts past the reference-broker guards (see MAX_PARTITIONS_PER_TOPIC)."""
+        if topic_total > MAX_PARTITIONS_PER_TOPIC:
+            raise BrokerError(
+                "invalid_partitions",
+                f"{topic_total} partitions requested; the reference broker allows at most "
+                f"{MAX_PARTITIONS_PER_TOPIC} per topic.",
+            )
+        budget = partition_budget()
+        if len(self._partitions) + new > budget:
+            raise BrokerError(
+                "invalid_partitions",
+                f"{new} new partition(s) would bring this node to {len(self._partitions) + new}, "
+                f"more than the {budget} its open-file limit (ulimit -n) can keep open.",
+            )
+
     def add_partitions(self, name: str, total: int, now_ms: int, validate_only: bool) -> None:
         record = self.topics.get(name)
         if record is None:
@@ -215,6 +251,7 @@ class Broker:
                 f"Topic currently has {record.partitions} partitions, which is higher than or "
                 f"equal to the requested {total}.",
             )
+        self._check_partition_limits(total, total - record.partitions)
         if validate_only:
             return
         first_new = record.partitions
@@ -236,17 +273,21 @@ class Broker:
 
     def run_retention(self, now_ms: int) -> int:
         """Apply time and size retention to every partition; returns segments removed."""
-        return sum(partition.log.apply_retention(now_ms) for partition in self.partitions())
+        return sum(
+            partition.log.apply_retention(now_ms, partition.high_watermark)
+            for partition in self.partitions()
+        )
 
     def run_cleaner(self, now_ms: int) -> None:
         """Compact every partition whose cleanup.policy includes compact."""
         if self.config.get("log.cleaner.enable"):
             for partition in self.partitions():
-                partition.log.compact(now_ms)
+                if partition.log.needs_compaction(now_ms):
+                    partition.log.compact(now_ms)
 
     def flush_due(self, now_ms: int) -> None:
         for partition in self.partitions():
-            partition.log.flush_if_due(now_ms)
+            partition.log.maybe_flush(now_ms)
 
     def close(self) -> None:
         for partition in self.partitions():

@@ -53,6 +53,7 @@ class _Connection(asyncio.Protocol):
         self._decoder = FrameDecoder(server.max_request_bytes)
         self._queue: collections.deque[bytes] = collections.deque()
         self._busy = False
+        self._parked: asyncio.Future[bytes | None] | None = None
         self._closed = False
         self._transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -69,6 +70,10 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._queue.clear()
+        if self._parked is not None:
+            # Nobody is left to answer: do not keep a Fetch parked for up to max_wait (which a
+            # client may set to ~24 days) holding its task and waiter.
+            self._parked.cancel()
         self._server.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
@@ -114,12 +119,14 @@ class _Connection(asyncio.Protocol):
                 return
             if isinstance(result, asyncio.Future):
                 self._busy = True
+                self._parked = result
                 result.add_done_callback(self._finish_parked)
                 return
             self._send(result)
 
     def _finish_parked(self, future: asyncio.Future[bytes | None]) -> None:
         self._busy = False
+        self._parked = None
         if future.cancelled():
             return
         exc = future.exception()
@@ -148,7 +155,7 @@ class BrokerServer:
         loop = asyncio.get_running_loop()
         for listener in self.config.listeners:
             server = await loop.create_server(
-                lambda name=listener.name: _Connection(self, name),  # type: ignore[misc]
+                lambda name=listener.name: _Connection(self, name),
                 host=listener.host or None,
                 port=listener.port,
                 reuse_address=True,

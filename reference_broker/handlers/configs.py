@@ -67,7 +67,7 @@ def describe_topic_configs(
 
 
 def _describe_broker(broker: Broker, keys: tuple[str, ...] | None, docs: bool) -> list[dict[str, Any]]:
-    entries = []
+    entries: list[dict[str, Any]] = []
     for name, spec in sorted(BROKER_KEYS.items()):
         if keys and name not in keys:
             continue

@@ -18,6 +18,7 @@ from typing import Any
 from reference_broker.broker import Broker, Partition
 from reference_broker.handlers.context import RequestContext
 from reference_broker.handlers.fetch import READ_COMMITTED, leader_epoch_error
+from reference_broker.records import RecordError
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED, EARLIEST_PENDING_UPLOAD = (
     -1, -2, -3, -4, -5, -6,
@@ -64,8 +65,15 @@ def handle_list_offsets(broker: Broker, ctx: RequestContext, request: Any, now_m
                 if error is not None:
                     entry["error_code"] = error
                 else:
-                    entry["timestamp"], entry["offset"] = _lookup(partition, part.timestamp, isolation)
-                    entry["leader_epoch"] = partition.leader_epoch
+                    try:
+                        entry["timestamp"], entry["offset"] = _lookup(partition, part.timestamp, isolation)
+                    except RecordError:
+                        # A timestamp lookup decodes the records of a stored batch. Produce keeps
+                        # compressed batches opaque, so one whose body does not decompress is
+                        # only found here: answer for this partition instead of failing them all.
+                        entry["error_code"] = "corrupt_message"
+                    else:
+                        entry["leader_epoch"] = partition.leader_epoch
             partitions.append(entry)
         topics.append({"name": topic.name, "partitions": partitions})
     return {"topics": topics}

@@ -23,8 +23,9 @@ The rules, after Kafka's log cleaner:
 - **Crash safety.** Each segment is rewritten to ``.cleaned`` and renamed over the original
   (:meth:`LogSegment.replace_batches`); a crash leaves the old or the new segment, never a mix.
 
-Cleaning is unconditional when asked for: whether the log is dirty enough
-(min.cleanable.dirty.ratio) is the caller's choice of when to call.
+Cleaning is unconditional when asked for; :meth:`PartitionLog.needs_compaction` decides when,
+as Kafka's LogCleanerManager does: when the dirty ratio reaches min.cleanable.dirty.ratio, or
+when kept tombstones may have passed their delete horizon.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class CleanerStats:
     records_removed: int = 0
     bytes_before: int = 0  # of the rewritten segments
     bytes_after: int = 0
+    first_dirty_offset: int | None = None  # where the next pass has new data to look at
+    tombstones_kept: bool = False  # some key's newest record is a tombstone still in the log
 
 
 def cleanable_segments(
@@ -68,24 +71,28 @@ def compact(segments: Sequence[LogSegment], config: LogConfig, now_ms: int) -> C
     cleanable = cleanable_segments(segments, config, now_ms)
     if not cleanable:
         return CleanerStats()
-    rules = _Survivors.survey(segments, config, now_ms)
-    stats = CleanerStats()
+    survivors = _Survivors.survey(segments, config, now_ms)
+    stats = CleanerStats(
+        first_dirty_offset=segments[len(cleanable)].base_offset,
+        tombstones_kept=survivors.tombstones_kept,
+    )
     for segment in cleanable:
-        records_removed = _records_removed(segment, rules)
+        records_removed = _records_removed(segment, survivors)
         if records_removed is None:
             continue
         bytes_before = segment.size
-        segment.replace_batches(_cleaned_batches(segment, rules), config.index_interval_bytes)
-        stats = CleanerStats(
-            stats.segments_rewritten + 1,
-            stats.records_removed + records_removed,
-            stats.bytes_before + bytes_before,
-            stats.bytes_after + segment.size,
+        segment.replace_batches(_cleaned_batches(segment, survivors), config.index_interval_bytes)
+        stats = attrs.evolve(
+            stats,
+            segments_rewritten=stats.segments_rewritten + 1,
+            records_removed=stats.records_removed + records_removed,
+            bytes_before=stats.bytes_before + bytes_before,
+            bytes_after=stats.bytes_after + segment.size,
         )
     return stats
 
 
-def _records_removed(segment: LogSegment, rules: _Survivors) -> int | None:
+def _records_removed(segment: LogSegment, survivors: _Survivors) -> int | None:
     """How many records cleaning would remove from ``segment``; None if it would not change it.
 
     A dry run, so that unchanged segments are never rewritten and a changed one is rewritten in
@@ -94,7 +101,7 @@ def _records_removed(segment: LogSegment, rules: _Survivors) -> int | None:
     changed = False
     removed = 0
     for header, data in segment.iter_batches():
-        cleaned = rules.cleaned(header, data)
+        cleaned = survivors.cleaned(header, data)
         changed |= cleaned is not data
         removed += header.record_count
         if cleaned is not None:
@@ -102,9 +109,9 @@ def _records_removed(segment: LogSegment, rules: _Survivors) -> int | None:
     return removed if changed else None
 
 
-def _cleaned_batches(segment: LogSegment, rules: _Survivors) -> Iterator[bytes]:
+def _cleaned_batches(segment: LogSegment, survivors: _Survivors) -> Iterator[bytes]:
     for header, data in segment.iter_batches():
-        cleaned = rules.cleaned(header, data)
+        cleaned = survivors.cleaned(header, data)
         if cleaned is not None:
             yield cleaned
 
@@ -117,21 +124,30 @@ class _Survivors:
     last_batch_of_producer: dict[int, int]
     config: LogConfig
     now_ms: int
+    tombstones_kept: bool
 
     @classmethod
     def survey(cls, segments: Sequence[LogSegment], config: LogConfig, now_ms: int) -> _Survivors:
         newest_offset: dict[bytes, int] = {}
         last_batch_of_producer: dict[int, int] = {}
+        tombstone_keys: set[bytes] = set()
         for segment in segments:
             for header, data in segment.iter_batches():
                 if header.producer_id >= 0:
                     last_batch_of_producer[header.producer_id] = header.base_offset
                 if header.is_control:
                     continue
+                horizon = header.delete_horizon_ms
+                expired = horizon is not None and now_ms >= horizon
                 for record in iter_records(data, header):
                     if record.key is not None:
                         newest_offset[record.key] = record.offset
-        return cls(newest_offset, last_batch_of_producer, config, now_ms)
+                        # A tombstone this pass will keep (its horizon has not passed).
+                        if record.value is None and not expired:
+                            tombstone_keys.add(record.key)
+                        else:
+                            tombstone_keys.discard(record.key)
+        return cls(newest_offset, last_batch_of_producer, config, now_ms, bool(tombstone_keys))
 
     def cleaned(self, header: BatchHeader, data: bytes) -> bytes | None:
         """The batch as compaction leaves it: ``data`` itself if unchanged, None if dropped."""
@@ -147,12 +163,12 @@ class _Survivors:
             and self.newest_offset.get(record.key) == record.offset
             and not (record.value is None and tombstones_expired)
         ]
-        holds_tombstones = any(record.value is None for record in kept)
-        if len(kept) == len(records) and (horizon is not None or not holds_tombstones):
-            return data
         producers_last = self.last_batch_of_producer.get(header.producer_id) == header.base_offset
         if not kept and not (header.producer_id >= 0 and producers_last):
             return None
+        holds_tombstones = any(record.value is None for record in kept)
+        if len(kept) == len(records) and (horizon is not None or not holds_tombstones):
+            return data
         if holds_tombstones and horizon is None:
             horizon = self.now_ms + self.config.delete_retention_ms
         return build_batch(

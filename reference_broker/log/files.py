@@ -19,6 +19,7 @@ TEMPORARY_SUFFIX = ".tmp"  # a checkpoint being replaced
 
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
+CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"
 CLEAN_SHUTDOWN_MARKER = ".kafka_cleanshutdown"  # Kafka's name for the same marker
 
 

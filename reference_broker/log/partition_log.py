@@ -21,7 +21,7 @@ from pathlib import Path
 import attrs
 
 from reference_broker.log import cleaner, retention
-from reference_broker.log.checkpoint import write_offset
+from reference_broker.log.checkpoint import read_offset, write_offset
 from reference_broker.log.cleaner import CleanerStats
 from reference_broker.log.config import LogConfig
 from reference_broker.log.errors import (
@@ -31,6 +31,7 @@ from reference_broker.log.errors import (
     RecordTooLargeError,
 )
 from reference_broker.log.files import (
+    CLEANER_CHECKPOINT,
     CLEAN_SHUTDOWN_MARKER,
     LOG_START_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
@@ -76,6 +77,11 @@ class PartitionLog:
         self._segments = loaded.segments
         self.log_start_offset = loaded.log_start_offset
         self._recovery_point = loaded.recovery_point
+        # Kafka's cleaner-offset-checkpoint: data below it has been through a compaction pass.
+        self._first_dirty_offset = read_offset(directory / CLEANER_CHECKPOINT) or 0
+        # When kept tombstones may have passed their delete horizon (None: no tombstones kept;
+        # after a restart, unknown, so check once).
+        self._tombstone_recheck_ms: int | None = now_ms
         self._unflushed_messages = 0
         self._last_flush_ms = now_ms
         self._closed = False
@@ -312,11 +318,39 @@ class PartitionLog:
         del self._segments[:count]
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
 
+    def dirty_ratio(self) -> float:
+        """Kafka's cleanable ratio: the share of the non-active segments' bytes written since
+        the last compaction pass."""
+        closed = self._segments[:-1]
+        total = sum(segment.size for segment in closed)
+        if total == 0:
+            return 0.0
+        dirty = sum(s.size for s in closed if s.base_offset >= self._first_dirty_offset)
+        return dirty / total
+
+    def needs_compaction(self, now_ms: int) -> bool:
+        """Whether the cleaner should compact now: the dirty ratio reached
+        min.cleanable.dirty.ratio, or kept tombstones may have expired (KIP-534)."""
+        if not self.config.compact:
+            return False
+        recheck = self._tombstone_recheck_ms
+        return self.dirty_ratio() >= self.config.min_cleanable_dirty_ratio or (
+            recheck is not None and recheck <= now_ms
+        )
+
     def compact(self, now_ms: int) -> CleanerStats:
         """Compact the non-active segments (cleanup.policy=compact); see :mod:`cleaner`."""
         if not self.config.compact:
             return CleanerStats()
-        return cleaner.compact(self._segments, self.config, now_ms)
+        stats = cleaner.compact(self._segments, self.config, now_ms)
+        if stats.first_dirty_offset is not None:
+            self._first_dirty_offset = stats.first_dirty_offset
+            write_offset(self.directory / CLEANER_CHECKPOINT, stats.first_dirty_offset)
+            # Every horizon stamped so far is at most now + delete.retention.ms.
+            self._tombstone_recheck_ms = (
+                now_ms + self.config.delete_retention_ms if stats.tombstones_kept else None
+            )
+        return stats
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch holding offsets >= ``offset`` (a follower diverging from its leader).
@@ -343,6 +377,7 @@ class PartitionLog:
             self.log_start_offset = self.log_end_offset
             write_offset(self.directory / LOG_START_CHECKPOINT, self.log_start_offset)
         self._set_recovery_point(min(self._recovery_point, self.log_end_offset))
+        self._first_dirty_offset = min(self._first_dirty_offset, self.log_end_offset)
 
     # --- durability ----------------------------------------------------------------------------
 

@@ -413,7 +413,7 @@ class LogSegment:
                 for record in self._records(position, header)
                 if record.timestamp == self.max_timestamp
             ),
-            # A producer may claim a maxTimestamp no record has; Kafka then names the batch.
+            # A producer may claim a maxTimestamp that no record has: name the batch's end.
             (header.last_offset, self.max_timestamp),
         )
 

@@ -22,7 +22,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from kio.index import load_request_schema, load_response_schema
@@ -31,6 +31,7 @@ from kio.serial import entity_reader, entity_writer
 
 from reference_broker.protocol.api_versions import API_VERSIONS
 
+_T = TypeVar("_T")
 _HEADER_PREFIX = struct.Struct(">hhi")
 _SIZE = struct.Struct(">i")
 _CORRELATION = struct.Struct(">i")
@@ -75,14 +76,20 @@ def response_class(api_key: int, api_version: int) -> type[Any]:
     return load_response_schema(api_key, api_version)
 
 
-@functools.cache
+def _per_class(fn: Callable[[type[Any]], _T]) -> Callable[[type[Any]], _T]:
+    """functools.cache for functions of a kio class (mypy does not see ``type[Any]`` as
+    Hashable, so the cache's own signature would reject every call)."""
+    return typing.cast(Callable[[type[Any]], _T], functools.cache(fn))
+
+
+@_per_class
 def _reader(cls: type[Any]) -> Callable[[Any, int], tuple[Any, int]]:
-    return entity_reader(cls)  # type: ignore[no-any-return]
+    return entity_reader(cls)
 
 
-@functools.cache
+@_per_class
 def _writer(cls: type[Any]) -> Callable[[io.BytesIO, Any], None]:
-    return entity_writer(cls)  # type: ignore[no-any-return]
+    return entity_writer(cls)
 
 
 def peek_header(frame: bytes) -> tuple[int, int, int]:
@@ -135,7 +142,7 @@ class _NullCheck:
     array: bool
 
 
-@functools.cache
+@_per_class
 def _null_checks(cls: type[Any]) -> tuple[_NullCheck, ...]:
     """The fields of ``cls`` that may hold null on the wire: arrays and nested structs."""
     hints = typing.get_type_hints(cls)
@@ -264,7 +271,7 @@ class _FieldPlan:
     default: Any  # a value, or a zero-arg factory when has_factory
 
 
-@functools.cache
+@_per_class
 def _plan(cls: type[Any]) -> tuple[_FieldPlan, ...]:
     hints = typing.get_type_hints(cls)
     plans = []

@@ -15,12 +15,14 @@ lies are sent last on their connection, which is then half-closed and drained.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import itertools
 import socket
 import struct
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,14 @@ from kio.serial import entity_reader
 
 from reference_broker.process import BrokerProcess
 from reference_broker.protocol.api_versions import API_VERSIONS
+from reference_broker.protocol.codec import build, request_class
+from reference_broker.records import Record, build_batch
 from tests.helpers import (
     SUPPORTED_REQUESTS,
     assert_api_versions_ok,
     connect,
     connection_closed_by_peer,
+    decode_response,
     encode_request,
     encode_request_payload,
     recv_frame,
@@ -333,3 +338,274 @@ def test_broker_survives_10000_fuzzed_frames_and_still_serves_a_real_client(tmp_
         log = broker_log(broker)
         assert "closing connection from 127.0.0.1:" in log
         assert broker.running
+
+
+# --- focused cases ------------------------------------------------------------------------------
+
+
+def request(api_key: int, api_version: int, data: dict[str, Any]) -> Any:
+    """A kio request of that version from a dict (unset fields get defaults or zero values)."""
+    return build(request_class(api_key, api_version), data)
+
+
+def local_peer(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+def assert_logged(broker: BrokerProcess, *needles: str, timeout_s: float = 5.0) -> str:
+    """Wait until one line of the broker log holds every needle; return that line."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for line in broker_log(broker).splitlines():
+            if all(needle in line for needle in needles):
+                return line
+        assert time.monotonic() < deadline, f"no broker log line with {needles}:\n{broker_log(broker)[-3000:]}"
+        time.sleep(0.05)
+
+
+def api_versions_v0_round_trip(sock: socket.socket, correlation_id: int) -> Any:
+    response = round_trip(sock, API_VERSIONS_V0(), correlation_id)
+    assert response.error_code == ErrorCode.none, response
+    return response
+
+
+def test_oversized_frame_closes_only_that_connection(tmp_path: Path) -> None:
+    """A frame over socket.request.max.bytes closes its connection, is logged with the peer,
+    and another connection that stays open keeps being answered; a frame of exactly the
+    limit is still accepted."""
+    limit = 1024
+    with BrokerProcess(overrides={"socket.request.max.bytes": str(limit)}, data_dir=tmp_path) as broker, \
+            connect(broker.bootstrap) as bystander, connect(broker.bootstrap) as offender:
+        api_versions_v0_round_trip(bystander, 1)
+        api_versions_v0_round_trip(offender, 1)
+        offender.sendall(struct.pack(">i", limit + 1) + b"\x00" * 64)
+        assert connection_closed_by_peer(offender), "an oversized frame must close its connection"
+        assert_logged(broker, f"closing connection from {local_peer(offender)}",
+                      f"exceeds socket.request.max.bytes={limit}")
+        api_versions_v0_round_trip(bystander, 2)
+        with connect(broker.bootstrap) as exact:
+            # Trailing bytes after the body are tolerated (as Kafka does), so padding a valid
+            # ApiVersions request makes a frame of exactly the limit.
+            payload = encode_request_payload(API_VERSIONS_V0(), 3)
+            exact.sendall(size_prefixed(payload + b"\x00" * (limit - len(payload))))
+            frame = recv_frame(exact)
+            assert frame is not None, "a frame of exactly socket.request.max.bytes was refused"
+        assert broker.running
+
+
+def test_negative_frame_size_closes_the_connection(broker: BrokerProcess) -> None:
+    """A negative size prefix closes the connection and the broker stays healthy."""
+    with connect(broker.bootstrap) as sock:
+        sock.sendall(struct.pack(">i", -5))
+        assert connection_closed_by_peer(sock)
+        assert_logged(broker, f"closing connection from {local_peer(sock)}", "negative size")
+    assert_api_versions_ok(broker.bootstrap)
+
+
+@pytest.mark.parametrize("api_key", [11, 22, 1000, -1, 32767])
+def test_unknown_api_key_closes_the_connection(broker: BrokerProcess, api_key: int) -> None:
+    """A request for an API the broker does not speak closes the connection (what Kafka does),
+    logged with the peer address."""
+    with connect(broker.bootstrap) as sock:
+        api_versions_v0_round_trip(sock, 1)
+        sock.sendall(size_prefixed(struct.pack(">hhih", api_key, 0, 2, 1) + b"x" + b"\x00" * 8))
+        assert connection_closed_by_peer(sock)
+        assert_logged(broker, f"closing connection from {local_peer(sock)}",
+                      f"API key {api_key} version 0 is not supported")
+    assert_api_versions_ok(broker.bootstrap)
+
+
+def test_unsupported_version_of_a_known_api_closes_the_connection(broker: BrokerProcess) -> None:
+    """Metadata at a version above the advertised range closes the connection."""
+    high = API_VERSIONS[3][1]
+    with connect(broker.bootstrap) as sock:
+        sock.sendall(size_prefixed(struct.pack(">hhih", 3, high + 1, 2, 0) + b"\x00\x00\x00"))
+        assert connection_closed_by_peer(sock)
+        assert_logged(broker, f"closing connection from {local_peer(sock)}",
+                      f"API key 3 version {high + 1} is not supported")
+
+
+def test_api_versions_v99_gets_a_v0_unsupported_version_answer(broker: BrokerProcess) -> None:
+    """ApiVersions at a version the broker does not know is answered in v0 with
+    UNSUPPORTED_VERSION and the full list of supported ranges (KIP-511), and the connection
+    stays usable for the retry at a supported version."""
+    with connect(broker.bootstrap) as sock:
+        # A v99 request: a v2 header (flexible) and a body the broker must not try to parse.
+        sock.sendall(size_prefixed(struct.pack(">hhih", 18, 99, 4242, 4) + b"kcon" + b"\x00"
+                                   + b"\x07\xff\xfe garbage"))
+        frame = recv_frame(sock)
+        assert frame is not None, "the broker closed the connection instead of answering"
+        correlation_id, response = decode_response(18, 0, frame)
+        assert correlation_id == 4242
+        assert response.error_code == ErrorCode.unsupported_version
+        assert response.error_code.value == 35
+        ranges = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+        assert ranges == API_VERSIONS
+        # The client retries at a version both sides speak, on the same connection.
+        retried = round_trip(sock, request(18, 3, {"client_software_name": "kconform",
+                                                    "client_software_version": "1"}), 4243)
+        assert retried.error_code == ErrorCode.none
+
+
+@pytest.mark.parametrize("where", ["header", "body"])
+def test_unknown_tagged_field_closes_the_connection(broker: BrokerProcess, where: str) -> None:
+    """A flexible request carrying a tagged field kio does not know (its reader raises
+    KeyError) closes that connection with a logged reason instead of crashing anything."""
+    payload = bytearray(encode_request_payload(
+        request(3, 12, {"topics": None, "allow_auto_topic_creation": False}), 9))
+    if where == "header":
+        at = header_tag_section_at(bytes(payload))
+        payload[at : at + 1] = unknown_tagged_field(777, b"??")
+    else:
+        assert payload[-1] == 0
+        payload[-1:] = unknown_tagged_field(777, b"??")
+    with connect(broker.bootstrap) as sock:
+        sock.sendall(size_prefixed(bytes(payload)))
+        assert connection_closed_by_peer(sock)
+        assert_logged(broker, f"closing connection from {local_peer(sock)}", "Unknown tagged field")
+    assert_api_versions_ok(broker.bootstrap)
+
+
+def test_null_array_in_a_non_nullable_field_closes_the_connection(broker: BrokerProcess) -> None:
+    """An array of length -1 where the schema forbids null (DeleteTopics v1 topic names) is a
+    malformed request, not a handler crash."""
+    payload = struct.pack(">hhih", 20, 1, 3, 1) + b"x" + struct.pack(">ii", -1, 1000)
+    with connect(broker.bootstrap) as sock:
+        sock.sendall(size_prefixed(payload))
+        assert connection_closed_by_peer(sock)
+        assert_logged(broker, f"closing connection from {local_peer(sock)}",
+                      "non-nullable field topic_names is null")
+    assert "Traceback" not in broker_log(broker)
+
+
+@pytest.mark.parametrize("sent", [b"\x00\x00", struct.pack(">i", 100) + b"\x00\x03" + b"\x00" * 40])
+def test_truncated_frame_then_client_close_leaves_the_broker_healthy(broker: BrokerProcess,
+                                                                     sent: bytes) -> None:
+    """A client that sends part of a size prefix or of a frame and then hangs up leaves the
+    broker running and answering new connections."""
+    with connect(broker.bootstrap) as sock:
+        sock.sendall(sent)
+    assert_api_versions_ok(broker.bootstrap)
+    assert broker.running
+
+
+def test_huge_partition_counts_are_refused(broker: BrokerProcess) -> None:
+    """CreateTopics and CreatePartitions asking for 2**31-1 partitions get INVALID_PARTITIONS
+    at once instead of the broker creating directories without end."""
+    with connect(broker.bootstrap, timeout_s=10) as sock:
+        created = round_trip(sock, request(19, 7, {"topics": [
+            {"name": "huge", "num_partitions": 2**31 - 1, "replication_factor": 1},
+            {"name": "small", "num_partitions": 2, "replication_factor": 1},
+        ], "timeout": 10_000}), 1)
+        by_name = {topic.name: topic for topic in created.topics}
+        assert by_name["huge"].error_code == ErrorCode.invalid_partitions, by_name["huge"]
+        assert "at most 10000" in (by_name["huge"].error_message or "")
+        assert by_name["small"].error_code == ErrorCode.none, by_name["small"]
+        grown = round_trip(sock, request(37, 3, {"topics": [
+            {"name": "small", "count": 2**31 - 1, "assignments": None}], "timeout": 10_000}), 2)
+        assert grown.results[0].error_code == ErrorCode.invalid_partitions, grown.results[0]
+    assert not list(Path(broker.data_dir, "data").glob("huge-*"))
+    assert len(list(Path(broker.data_dir, "data").glob("small-*"))) == 2
+
+
+def test_produce_with_a_gigantic_declared_batch_length_is_rejected(broker: BrokerProcess) -> None:
+    """A batch announcing 2**31-1 bytes in a small request is CORRUPT_MESSAGE, answered on a
+    connection that stays open, and nothing is stored."""
+    batch = bytearray(build_batch([Record(0, 1_700_000_000_000, b"k", b"v")], base_offset=0))
+    struct.pack_into(">i", batch, 8, 2**31 - 1)
+    with connect(broker.bootstrap) as sock:
+        response = round_trip(sock, request(0, 9, {"acks": -1, "timeout": 5000, "topic_data": [
+            {"name": "giant", "partition_data": [{"index": 0, "records": bytes(batch)}]}]}), 1)
+        result = response.responses[0].partition_responses[0]
+        assert result.error_code == ErrorCode.corrupt_message, result
+        api_versions_v0_round_trip(sock, 2)
+        listed = round_trip(sock, request(2, 7, {"replica_id": -1, "isolation_level": 0, "topics": [
+            {"name": "giant", "partitions": [{"partition_index": 0, "timestamp": -1}]}]}), 3)
+        assert listed.topics[0].partitions[0].offset == 0
+
+
+# Requests that used to make a handler raise (found by the storm above): each must now be
+# answered properly, on a connection that stays open.
+
+
+def test_fetch_v4_without_session_fields_is_answered(broker: BrokerProcess) -> None:
+    """Fetch v4-v6 have no session id (KIP-227 came in v7) and v7-v8 partitions no leader
+    epoch; both are answered instead of crashing the handler."""
+    with connect(broker.bootstrap) as sock:
+        for version, correlation_id in ((4, 1), (7, 2)):
+            response = round_trip(sock, request(1, version, {
+                "replica_id": -1, "max_wait": 0, "min_bytes": 0, "max_bytes": 1000,
+                "topics": [{"topic": "nope", "partitions": [
+                    {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1000}]}],
+            }), correlation_id)
+            partition = response.responses[0].partitions[0]
+            assert partition.error_code == ErrorCode.unknown_topic_or_partition, partition
+    assert "Traceback" not in broker_log(broker)
+
+
+@pytest.mark.parametrize("version", [1, 9, 10, 11, 12])
+def test_metadata_for_an_empty_topic_name_or_unknown_id_is_answered(broker: BrokerProcess,
+                                                                   version: int) -> None:
+    """Metadata naming the topic "" (or, from v10, an unknown topic id) gets an error entry for
+    it, encodable in every version (the topic name is nullable only from v12)."""
+    topics: list[dict[str, Any]] = [{"name": ""}]
+    if version >= 10:
+        topics.append({"name": None, "topic_id": uuid.uuid4()})
+    with connect(broker.bootstrap) as sock:
+        response = round_trip(sock, request(3, version, {"topics": topics,
+                                                         "allow_auto_topic_creation": True}), 1)
+    errors = [topic.error_code for topic in response.topics]
+    assert errors[0] in (ErrorCode.invalid_topic_exception, ErrorCode.unknown_topic_or_partition)
+    if version >= 10:
+        assert errors[1] == ErrorCode.unknown_topic_id
+    assert "Traceback" not in broker_log(broker)
+
+
+def test_parked_fetch_is_dropped_when_its_client_hangs_up(tmp_path: Path) -> None:
+    """A Fetch parked for a long max_wait is cancelled when its client disconnects, instead of
+    holding a task and a waiter until the deadline (in-process: nothing else can observe it)."""
+    from reference_broker.config import load_broker_config
+    from reference_broker.server import BrokerServer
+
+    async def parked_tasks() -> list[asyncio.Task[Any]]:
+        return [task for task in asyncio.all_tasks()
+                if getattr(task.get_coro(), "__name__", "") == "_parked_fetch"]
+
+    async def eventually(condition: Any) -> None:
+        deadline = time.monotonic() + 5
+        while not await condition():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        config = load_broker_config(None, [("listeners", "PLAINTEXT://127.0.0.1:0"),
+                                           ("log.dirs", str(tmp_path))])
+        server = BrokerServer(config)
+        await server.start()
+        try:
+            server.broker.create_topic("parked", 1, 1, {}, 0)
+            _, writer = await asyncio.open_connection("127.0.0.1", server.broker.bound_ports["PLAINTEXT"])
+            writer.write(encode_request(request(1, 12, {
+                "replica_id": -1, "max_wait": 600_000, "min_bytes": 1, "max_bytes": 1000,
+                "session_epoch": -1,
+                "topics": [{"topic": "parked", "partitions": [
+                    {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1000,
+                     "current_leader_epoch": -1, "last_fetched_epoch": -1}]}],
+            }), 1))
+            await writer.drain()
+
+            async def parked() -> bool:
+                return len(await parked_tasks()) == 1
+
+            async def released() -> bool:
+                return not await parked_tasks() and not server._fetch_waiters
+
+            await eventually(parked)
+            writer.close()
+            await writer.wait_closed()
+            await eventually(released)
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import attrs
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -160,7 +162,7 @@ def test_an_unchanged_log_is_not_rewritten(tmp_path: Path) -> None:
 
 
 def test_a_producers_last_batch_stays_as_an_empty_batch(tmp_path: Path) -> None:
-    """Emptied batches are dropped unless they are their producer's last, kept for its sequence."""
+    """An emptied batch stays (empty) while it is its producer's last one, then goes."""
     log = PartitionLog.open(tmp_path / "t-0", _config(), 0)
     for producer_id in (7, 7, 8):
         log.append(*record_set(batch(b"x" * 60, keys=[b"k"], producer_id=producer_id)), 0)
@@ -170,6 +172,11 @@ def test_a_producers_last_batch_stays_as_an_empty_batch(tmp_path: Path) -> None:
     headers = stored_batches(data)
     assert [(h.base_offset, h.producer_id, h.record_count) for h in headers] == [(1, 7, 0)]
     assert [offset for offset, _, _ in _contents(log)] == [3]
+    log.append(*record_set(batch(b"x" * 60, keys=[b"z"], producer_id=7)), 0)
+    _put(log, b"y", b"roll")
+    log.compact(0)
+    headers = stored_batches(log.read(0, 1 << 20).records)
+    assert [(h.base_offset, h.producer_id, h.record_count) for h in headers] == [(2, 8, 0)]
     log.close()
 
 
@@ -246,3 +253,38 @@ def test_compaction_agrees_with_a_dictionary(writes: list[tuple[bytes, bytes | N
         }
         assert log.log_end_offset == len(writes)
         log.close()
+
+
+def test_needs_compaction_follows_the_dirty_ratio(tmp_path: Path) -> None:
+    """The cleaner is due once the share of never-compacted bytes reaches
+    min.cleanable.dirty.ratio, and not again until enough new data arrives."""
+    config = attrs.evolve(_config(), min_cleanable_dirty_ratio=0.5)
+    log = PartitionLog.open(tmp_path / "t-0", config, 0)
+    log.compact(0)  # nothing yet: settles the tombstone check of a fresh open
+    for i in range(8):
+        _put(log, b"k%d" % i, b"v%d" % i)
+    assert log.needs_compaction(0)  # everything is dirty
+    log.compact(0)
+    assert log.dirty_ratio() == 0.0
+    assert not log.needs_compaction(0)
+    for i in range(8):
+        _put(log, b"n%d" % i, b"w%d" % i)
+    assert log.dirty_ratio() >= 0.5 and log.needs_compaction(0)
+    log.close()
+
+
+def test_kept_tombstones_bring_the_cleaner_back_after_delete_retention(tmp_path: Path) -> None:
+    """With a tombstone kept, the cleaner is due again delete.retention.ms later even without
+    new data, and that pass removes the tombstone."""
+    log = PartitionLog.open(tmp_path / "t-0", _config(delete_retention_ms=1000), 0)
+    _put(log, b"gone", b"value")
+    _put(log, b"gone", None)
+    for i in range(6):
+        _put(log, b"k%d" % i, b"v%d" % i)
+    assert log.compact(10).tombstones_kept
+    assert not log.needs_compaction(500)
+    assert log.needs_compaction(1010)
+    log.compact(1010)
+    assert b"gone" not in [key for _, key, _ in _contents(log)]
+    assert not log.needs_compaction(5000)
+    log.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reference_broker.log import LogConfig, PartitionLog
+from reference_broker.log.checkpoint import read_offset
 from reference_broker.log.testing import batch, read_records, record_set
 
 CONFIG = LogConfig(segment_bytes=250, index_interval_bytes=0)
@@ -205,4 +206,27 @@ def test_lost_records_below_the_log_start_restart_the_log_there(tmp_path: Path) 
     log = PartitionLog.open(directory, CONFIG, 0)
     assert (log.log_start_offset, log.log_end_offset) == (8, 8)
     assert log.append(*record_set(batch(b"x")), 0).first_offset == 8
+    log.close()
+
+
+def test_flush_messages_fsyncs_and_advances_the_recovery_point(tmp_path: Path) -> None:
+    """With flush.messages=3 the recovery point moves to the log end every third record."""
+    directory = tmp_path / "t-0"
+    log = PartitionLog.open(directory, LogConfig(flush_messages=3), 0)
+    for _ in range(2):
+        log.append(*record_set(batch(b"a")), 0)
+    assert read_offset(directory / "recovery-point-offset-checkpoint") in (None, 0)
+    log.append(*record_set(batch(b"a")), 0)
+    assert read_offset(directory / "recovery-point-offset-checkpoint") == 3
+    log.close()
+
+
+def test_flush_ms_flushes_when_the_log_is_next_touched(tmp_path: Path) -> None:
+    """flush.ms is checked on append and on the broker's periodic maybe_flush call."""
+    directory = tmp_path / "t-0"
+    log = PartitionLog.open(directory, LogConfig(flush_ms=1000), 0)
+    log.append(*record_set(batch(b"a")), 500)
+    assert not log.maybe_flush(999)
+    assert log.maybe_flush(1000)
+    assert read_offset(directory / "recovery-point-offset-checkpoint") == 1
     log.close()
