@@ -96,7 +96,7 @@ def _consume(bootstrap: str, topic: str, start: int, count: int) -> tuple[list[t
             batch = consumer.consume(10_000, 0.5)
             for msg in batch:
                 if msg.error() is None:
-                    out.append((msg.offset(), msg.value()))
+                    out.append((int(msg.offset() or 0), msg.value() or b""))
             bar.update(len(batch))
     consumer.close()
     return out, time.monotonic() - started

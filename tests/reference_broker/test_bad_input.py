@@ -30,6 +30,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from crc32c import crc32c
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
@@ -609,3 +610,23 @@ def test_parked_fetch_is_dropped_when_its_client_hangs_up(tmp_path: Path) -> Non
             await server.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("timestamp", [0, -3])
+def test_list_offsets_over_an_undecodable_compressed_batch_is_answered(broker: BrokerProcess,
+                                                                       timestamp: int) -> None:
+    """Produce keeps compressed batches opaque, so a zstd-flagged batch with a garbage body but
+    a valid CRC is stored; a ListOffsets timestamp lookup that must decode it answers
+    CORRUPT_MESSAGE for that partition instead of crashing the handler."""
+    batch = bytearray(build_batch([Record(0, 1_700_000_000_000, b"k", b"v" * 20)], base_offset=0))
+    struct.pack_into(">h", batch, 21, 4)  # attributes: zstd
+    struct.pack_into(">I", batch, 17, crc32c(bytes(batch[21:])))
+    with connect(broker.bootstrap) as sock:
+        produced = round_trip(sock, request(0, 9, {"acks": -1, "timeout": 5000, "topic_data": [
+            {"name": "opaque", "partition_data": [{"index": 0, "records": bytes(batch)}]}]}), 1)
+        assert produced.responses[0].partition_responses[0].error_code == ErrorCode.none
+        listed = round_trip(sock, request(2, 7, {"replica_id": -1, "isolation_level": 0, "topics": [
+            {"name": "opaque", "partitions": [{"partition_index": 0, "timestamp": timestamp}]}]}), 2)
+        assert listed.topics[0].partitions[0].error_code == ErrorCode.corrupt_message
+        api_versions_v0_round_trip(sock, 3)
+    assert "Traceback" not in broker_log(broker)

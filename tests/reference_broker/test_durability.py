@@ -14,11 +14,14 @@ from tests.kafka_helpers import consume_all, create_topic, produce
 
 
 def test_clean_restart_keeps_every_record(broker: BrokerProcess) -> None:
-    """Records produced before a clean stop are all readable, in order, after the restart."""
+    """SIGTERM shuts down cleanly (exit 0, clean-shutdown marker) and every record produced
+    before it is readable, in order, after the restart."""
     create_topic(broker.bootstrap, "restart")
     values = [f"value-{i}".encode() for i in range(2000)]
     assert produce(broker.bootstrap, "restart", [(None, v) for v in values]) == list(range(2000))
-    broker.restart()
+    assert broker.stop() == 0, "SIGTERM should end the broker with a clean exit"
+    assert (broker.data_dir / "data" / "restart-0" / ".kafka_cleanshutdown").exists()
+    broker.start()
     consumed = consume_all(broker.bootstrap, "restart", expect=len(values))
     assert [m.offset() for m in consumed] == list(range(len(values)))
     assert [m.value() for m in consumed] == values
