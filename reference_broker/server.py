@@ -22,7 +22,7 @@ from typing import Any
 from reference_broker.broker import Broker
 from reference_broker.config import BrokerConfig, Listener
 from reference_broker.handlers import FETCH, HANDLERS
-from reference_broker.handlers.context import CloseConnection, RequestContext
+from reference_broker.handlers.context import CloseConnection, Deferred, RequestContext
 from reference_broker.handlers.fetch import handle_fetch
 from reference_broker.handlers.metadata import api_versions_body
 from reference_broker.protocol.api_versions import API_VERSIONS_KEY
@@ -40,6 +40,8 @@ from reference_broker.protocol.framing import FrameDecoder, FrameTooLargeError
 log = logging.getLogger(__name__)
 
 FLUSH_CHECK_INTERVAL_S = 1.0
+# How often the core's timers (session and rebalance timeouts, delayed joins) are checked.
+TICK_INTERVAL_S = 0.05
 
 
 def now_ms() -> int:
@@ -171,6 +173,7 @@ class BrokerServer:
                             self.broker.run_cleaner), name="cleaner"),
             asyncio.create_task(
                 self._every(FLUSH_CHECK_INTERVAL_S, self.broker.flush_due), name="flusher"),
+            asyncio.create_task(self._every(TICK_INTERVAL_S, self.broker.tick), name="timers"),
         ]
 
     def bound_listeners(self) -> list[Listener]:
@@ -238,12 +241,11 @@ class BrokerServer:
             response = HANDLERS[request.api_key](self.broker, ctx, request.body, now_ms())
             if request.api_key == 0:
                 self._wake_fetchers()
+            if isinstance(response, Deferred):
+                return self._await_deferred(request, response)
             if response is None:
                 return None
-            return encode_response(
-                request.correlation_id,
-                build_response(request.api_key, request.api_version, response),
-            )
+            return self._encode(request, response)
         except (CloseConnection, ProtocolError):
             raise
         except Exception as exc:
@@ -251,17 +253,34 @@ class BrokerServer:
                           request.api_key, request.api_version, peer, request.client_id)
             raise CloseConnection(f"internal error: {exc!r}") from exc
 
-    def _encode_fetch(self, request: DecodedRequest, response: dict[str, Any]) -> bytes:
+    def _encode(self, request: DecodedRequest, response: dict[str, Any]) -> bytes:
         return encode_response(
             request.correlation_id, build_response(request.api_key, request.api_version, response)
         )
+
+    def _await_deferred(
+        self, request: DecodedRequest, deferred: Deferred
+    ) -> asyncio.Future[bytes | None]:
+        """A future the connection waits on until the core resolves ``deferred``."""
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+
+        def resolved(response: dict[str, Any] | None) -> None:
+            if future.done():  # the connection went away meanwhile
+                return
+            try:
+                future.set_result(None if response is None else self._encode(request, response))
+            except Exception as exc:  # an encoding bug closes only this connection
+                future.set_exception(exc)
+
+        deferred.on_resolved(resolved)
+        return future
 
     def _fetch(self, ctx: RequestContext, request: DecodedRequest) -> bytes | asyncio.Future[bytes | None]:
         body = request.body
         outcome = handle_fetch(self.broker, ctx, body, now_ms())
         max_wait_s = body.max_wait.total_seconds()
         if outcome.error or outcome.bytes >= body.min_bytes or max_wait_s <= 0:
-            return self._encode_fetch(request, outcome.response)
+            return self._encode(request, outcome.response)
         return asyncio.ensure_future(self._parked_fetch(ctx, request, max_wait_s))
 
     async def _parked_fetch(
@@ -282,7 +301,7 @@ class BrokerServer:
                     self._fetch_waiters.discard(waiter)
             outcome = handle_fetch(self.broker, ctx, request.body, now_ms())
             if outcome.error or outcome.bytes >= request.body.min_bytes or loop.time() >= deadline:
-                return self._encode_fetch(request, outcome.response)
+                return self._encode(request, outcome.response)
 
     def _wake_fetchers(self) -> None:
         for waiter in self._fetch_waiters:

@@ -1,6 +1,9 @@
-"""What a handler knows about the request besides its body: who sent it and on which listener."""
+"""What a handler knows about the request besides its body, and how it answers later."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -18,3 +21,36 @@ class RequestContext:
 class CloseConnection(Exception):
     """Raised by a handler when Kafka would close the connection instead of answering
     (for instance a failed acks=0 produce, so the producer notices and refreshes metadata)."""
+
+
+class Deferred:
+    """A response the broker core gives later, such as a JoinGroup held until the rebalance
+    completes. The core calls :meth:`resolve` once; the driver sends whatever it resolves to
+    (a response dict, or None for no response). Resolving after the client has gone is harmless.
+    """
+
+    __slots__ = ("_callbacks", "_resolved", "_response")
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[Any], None]] = []
+        self._resolved = False
+        self._response: Any = None
+
+    @property
+    def resolved(self) -> bool:
+        return self._resolved
+
+    def resolve(self, response: Any) -> None:
+        if self._resolved:
+            return
+        self._resolved = True
+        self._response = response
+        for callback in self._callbacks:
+            callback(response)
+        self._callbacks.clear()
+
+    def on_resolved(self, callback: Callable[[Any], None]) -> None:
+        if self._resolved:
+            callback(self._response)
+        else:
+            self._callbacks.append(callback)

