@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 
 import attrs
 import cramjam
+import lz4.frame
+import zstandard
 from crc32c import crc32c
 
 HEADER_SIZE = 61
@@ -276,36 +279,93 @@ def _read_bytes(buf: bytes, pos: int) -> tuple[bytes | None, int]:
     return bytes(buf[pos : pos + length]), pos + length
 
 
-def _xerial_snappy_decompress(data: bytes) -> bytes:
+# A batch's records are decompressed only by compaction, timestamp lookups and the keyless-record
+# check of compacted topics. Kafka streams them; we hold them in memory, so a batch inflating past
+# this bound (a decompression bomb: a 1 MB zstd batch of zeros inflates to gigabytes) is treated as
+# corrupt instead of exhausting the broker's memory.
+MAX_DECOMPRESSED_BATCH_BYTES = 128 * 1024 * 1024
+
+
+class _Bounded:
+    """Collects decompressed output and refuses to grow past the limit."""
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        self.out = bytearray()
+
+    def check(self, more: int) -> None:
+        if len(self.out) + more > MAX_DECOMPRESSED_BATCH_BYTES:
+            raise CorruptRecordError(
+                f"{self.codec} batch inflates past {MAX_DECOMPRESSED_BATCH_BYTES} bytes"
+            )
+
+    def add(self, data: bytes) -> None:
+        self.check(len(data))
+        self.out += data
+
+
+def _snappy_block(data: bytes, sink: _Bounded) -> None:
+    # Raw snappy declares its length up front: check it before allocating.
+    sink.check(int(cramjam.snappy.decompress_raw_len(data)))
+    sink.add(bytes(cramjam.snappy.decompress_raw(data)))
+
+
+def _snappy(data: bytes, sink: _Bounded) -> None:
     # Java clients wrap snappy in the xerial stream format: a 16-byte magic header, then
     # blocks each prefixed by a 4-byte length. librdkafka writes raw snappy.
     if data[:8] != b"\x82SNAPPY\x00":
-        return bytes(cramjam.snappy.decompress_raw(data))
-    out = bytearray()
+        _snappy_block(data, sink)
+        return
     pos = 16
     while pos < len(data):
         (length,) = struct.unpack_from(">i", data, pos)
         pos += 4
-        out += bytes(cramjam.snappy.decompress_raw(data[pos : pos + length]))
+        _snappy_block(data[pos : pos + length], sink)
         pos += length
-    return bytes(out)
+
+
+def _gzip(data: bytes, sink: _Bounded) -> None:
+    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, as Kafka accepts
+    chunk = inflater.decompress(data, MAX_DECOMPRESSED_BATCH_BYTES + 1)
+    sink.add(chunk)
+    if not inflater.eof:
+        raise CorruptRecordError("gzip batch is truncated")
+
+
+def _lz4(data: bytes, sink: _Bounded) -> None:
+    decompressor = lz4.frame.LZ4FrameDecompressor()
+    sink.add(decompressor.decompress(data, max_length=MAX_DECOMPRESSED_BATCH_BYTES + 1))
+    if not decompressor.eof:
+        raise CorruptRecordError("lz4 batch is truncated")
+
+
+def _zstd(data: bytes, sink: _Bounded) -> None:
+    with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True) as reader:
+        sink.add(reader.read(MAX_DECOMPRESSED_BATCH_BYTES + 1))
+
+
+_DECOMPRESSORS: dict[int, Callable[[bytes, _Bounded], None]] = {
+    Compression.GZIP: _gzip,
+    Compression.SNAPPY: _snappy,
+    Compression.LZ4: _lz4,
+    Compression.ZSTD: _zstd,
+}
 
 
 def decompress(codec: int, data: bytes) -> bytes:
+    """The records body of a batch, decompressed within MAX_DECOMPRESSED_BATCH_BYTES."""
+    if codec == Compression.NONE:
+        return data
+    decompressor = _DECOMPRESSORS.get(codec)
+    if decompressor is None:
+        raise InvalidRecordError(f"unknown compression codec {codec}")
+    sink = _Bounded(Compression(codec).name)
     try:
-        if codec == Compression.NONE:
-            return data
-        if codec == Compression.GZIP:
-            return bytes(cramjam.gzip.decompress(data))
-        if codec == Compression.SNAPPY:
-            return _xerial_snappy_decompress(data)
-        if codec == Compression.LZ4:
-            return bytes(cramjam.lz4.decompress(data))
-        if codec == Compression.ZSTD:
-            return bytes(cramjam.zstd.decompress(data))
-    except (cramjam.DecompressionError, ValueError, struct.error) as exc:
-        raise CorruptRecordError(f"cannot decompress {Compression(codec).name} batch: {exc}")
-    raise InvalidRecordError(f"unknown compression codec {codec}")
+        decompressor(data, sink)
+    except (cramjam.DecompressionError, zlib.error, RuntimeError, zstandard.ZstdError,
+            ValueError, struct.error) as exc:
+        raise CorruptRecordError(f"cannot decompress {Compression(codec).name} batch: {exc}") from None
+    return bytes(sink.out)
 
 
 def iter_records(buf: bytes | bytearray | memoryview, header: BatchHeader) -> Iterator[Record]:

@@ -132,6 +132,7 @@ import functools as _functools  # noqa: E402
 import types as _types  # noqa: E402
 import typing as _typing  # noqa: E402
 
+from crc32c import crc32c as _crc32c  # noqa: E402
 from hypothesis import strategies as _st  # noqa: E402
 from kio.schema.types import TopicName as _TopicName  # noqa: E402
 from kio.static.primitive import Records as _Records  # noqa: E402
@@ -172,9 +173,7 @@ _RECORD_SET_KINDS = ("valid", "valid", "two_batches", "bad_crc", "huge_length", 
 
 
 def _fix_crc(batch: bytearray) -> None:
-    from crc32c import crc32c
-
-    _struct.pack_into(">I", batch, 17, crc32c(bytes(batch[21:])))
+    _struct.pack_into(">I", batch, 17, _crc32c(bytes(batch[21:])))
 
 
 @_st.composite

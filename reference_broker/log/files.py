@@ -16,6 +16,7 @@ TIME_INDEX_SUFFIX = ".timeindex"
 CLEANED_SUFFIX = ".cleaned"  # a compacted segment being written (Kafka's name)
 DELETED_SUFFIX = ".deleted"  # a segment on its way out (Kafka's name)
 TEMPORARY_SUFFIX = ".tmp"  # a checkpoint being replaced
+PRODUCER_SNAPSHOT_SUFFIX = ".snapshot"  # producer state as of an offset (Kafka's name)
 
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"

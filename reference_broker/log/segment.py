@@ -341,6 +341,13 @@ class LogSegment:
             data = self._pread(position, header.size)
             yield parse_header(data), data
 
+    def headers_from(self, offset: int) -> Iterator[BatchHeader]:
+        """The headers of the batches whose base offset is >= ``offset``, reading only headers
+        from the index entry at or before ``offset`` on (producer-state replay)."""
+        for _, header in self._iter_headers(self.offset_index.lookup(offset)):
+            if header.base_offset >= offset:
+                yield header
+
     def locate(self, offset: int) -> tuple[int, BatchHeader] | None:
         """The first batch whose last offset is >= ``offset``: the batch holding ``offset``, or
         the next one the cleaner kept. None if the segment has no such batch."""

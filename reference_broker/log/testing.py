@@ -29,6 +29,7 @@ _COMPRESSORS = {
     Compression.GZIP: cramjam.gzip.compress,
     Compression.LZ4: cramjam.lz4.compress,
     Compression.ZSTD: cramjam.zstd.compress,
+    Compression.SNAPPY: cramjam.snappy.compress_raw,
 }
 
 
@@ -53,12 +54,17 @@ def batch(
     )
 
 
+def compress_body(body: bytes, codec: Compression) -> bytes:
+    """The records body of a batch compressed as producers do (raw snappy, as librdkafka)."""
+    return bytes(_COMPRESSORS[codec](body))
+
+
 def compress(data: bytes, codec: Compression) -> bytes:
     """Re-encode an uncompressed batch with ``codec``, as a producer with compression would.
 
     Byte positions are those of the v2 header: batchLength at 8, crc at 17, attributes at 21.
     """
-    body = bytes(_COMPRESSORS[codec](data[HEADER_SIZE:]))
+    body = compress_body(data[HEADER_SIZE:], codec)
     header = bytearray(data[:HEADER_SIZE])
     attributes = struct.unpack_from(">h", header, 21)[0] | codec
     struct.pack_into(">h", header, 21, attributes)

@@ -316,7 +316,6 @@ def real_client_round_trip(bootstrap: str, topic: str, count: int = 100) -> None
 # --- the storm ----------------------------------------------------------------------------------
 
 
-@pytest.mark.clients
 def test_broker_survives_10000_fuzzed_frames_and_still_serves_a_real_client(tmp_path: Path) -> None:
     """At least 10,000 generated and mutated frames leave the broker running, answering a fresh
     and a bystander connection after every batch, logging closed peers, and serving a real

@@ -288,3 +288,33 @@ def test_kept_tombstones_bring_the_cleaner_back_after_delete_retention(tmp_path:
     assert b"gone" not in [key for _, key, _ in _contents(log)]
     assert not log.needs_compaction(5000)
     log.close()
+
+
+@pytest.mark.parametrize("codec", [Compression.GZIP, Compression.LZ4, Compression.ZSTD, Compression.SNAPPY])
+def test_a_decompression_bomb_is_refused_not_inflated(codec: Compression) -> None:
+    """A batch whose body inflates past MAX_DECOMPRESSED_BATCH_BYTES is reported as corrupt
+    instead of being decompressed into memory."""
+    from reference_broker import records
+
+    from reference_broker.log.testing import compress_body
+
+    huge = b"\0" * (records.MAX_DECOMPRESSED_BATCH_BYTES + 1)
+    with pytest.raises(records.CorruptRecordError, match="inflates past"):
+        records.decompress(codec, compress_body(huge, codec))
+
+
+def test_xerial_framed_snappy_from_java_clients_decompresses() -> None:
+    """Snappy in the xerial stream framing (what Java clients and kafka-python write) is read
+    block by block, like raw snappy from librdkafka."""
+    import struct as _struct
+
+    import cramjam
+
+    from reference_broker import records
+
+    blocks = [b"first block " * 50, b"second block " * 40]
+    framed = b"\x82SNAPPY\x00" + _struct.pack(">ii", 1, 1)
+    for block in blocks:
+        raw = bytes(cramjam.snappy.compress_raw(block))
+        framed += _struct.pack(">i", len(raw)) + raw
+    assert records.decompress(Compression.SNAPPY, framed) == b"".join(blocks)

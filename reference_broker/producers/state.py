@@ -1,0 +1,331 @@
+"""What one partition remembers about its idempotent producers, and the checks a batch must pass.
+
+Theory of operation (Kafka's ProducerStateManager, ProducerStateEntry and ProducerAppendInfo;
+KIP-98 "Exactly Once Delivery and Transactional Messaging", without transactions):
+
+An idempotent producer gets a producer id from InitProducerId and stamps every batch with that
+id, an epoch and a *base sequence*: per partition, sequences count records from 0, so a batch of
+``n`` records starting at sequence ``s`` covers ``s .. s+n-1`` (modulo 2**31: after
+2147483647 comes 0). Each partition keeps, per producer id, the current epoch and the metadata
+(first/last sequence, first/last offset, timestamp) of the producer's last five batches: five
+because a producer has at most five requests in flight (``max.in.flight.requests.per.connection
+<= 5`` is required for idempotence), so any retry it can send is one of those five.
+
+A produced batch carrying a producer id (``producer_id >= 0``; -1 means "not idempotent" and
+bypasses everything here) is judged against that entry, in this order:
+
+====================================================  ===========================================
+situation                                             outcome
+====================================================  ===========================================
+same epoch, sequence range equal to a cached batch    duplicate: nothing is written, the client
+                                                      gets the original offsets back
+no entry for the producer id, first sequence 0        accepted (a new producer)
+no entry, first sequence not 0                        UNKNOWN_PRODUCER_ID
+epoch lower than the entry's                          INVALID_PRODUCER_EPOCH
+epoch higher than the entry's, first sequence 0       accepted; the cache restarts with this batch
+epoch higher, first sequence not 0                    OUT_OF_ORDER_SEQUENCE_NUMBER
+same epoch, first sequence = last sequence + 1        accepted
+same epoch, anything else (gap, old, overlapping)     OUT_OF_ORDER_SEQUENCE_NUMBER
+====================================================  ===========================================
+
+UNKNOWN_PRODUCER_ID for an unknown producer whose first sequence is not 0 is what Kafka 0.11 to
+2.4 answered (the producer's state expired, or retention removed its last batch). Kafka 2.5 and
+later (KIP-360) accept such a write and start a new entry from it; the reference broker keeps the
+older, stricter rule because it tells the producer that the broker has forgotten it, which is
+what this broker's conformance checks want to see.
+
+Checking (:meth:`ProducerStateManager.check`) is pure: a produce is checked in full before any
+offset is assigned, so a rejected request changes nothing. Once the batches are in the log,
+:meth:`ProducerStateManager.update` records them. ``update`` does no checking: it is also how a
+follower copying its leader, and log recovery replaying stored batches, rebuild the state (as
+Kafka's replication-origin ProducerAppendInfo does), and the cleaner may have removed batches
+from the middle of a producer's history.
+
+A producer whose last batch is older than ``producer.id.expiration.ms`` is forgotten by
+:meth:`ProducerStateManager.remove_expired` (Kafka's removeExpiredProducers). As in Kafka, the
+age is measured from the batch's largest record timestamp, i.e. the producer's clock under
+CreateTime and the broker's under LogAppendTime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
+
+from reference_broker.records import BatchHeader, InvalidRecordError
+
+NO_PRODUCER_ID = -1
+SEQUENCE_MODULUS = 2**31  # sequences are int32 and wrap from Integer.MAX_VALUE to 0
+CACHED_BATCHES = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
+DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms
+
+
+class ProducerStateError(Exception):
+    """A batch the producer state refuses; ``error_name`` is the Kafka error code to answer."""
+
+    error_name = "unknown_server_error"
+
+
+class OutOfOrderSequenceError(ProducerStateError):
+    """A sequence that does not follow the producer's last one (OUT_OF_ORDER_SEQUENCE_NUMBER)."""
+
+    error_name = "out_of_order_sequence_number"
+
+
+class InvalidProducerEpochError(ProducerStateError):
+    """An epoch older than the producer's current one (INVALID_PRODUCER_EPOCH)."""
+
+    error_name = "invalid_producer_epoch"
+
+
+class UnknownProducerIdError(ProducerStateError):
+    """A continuing sequence from a producer this partition has no state for
+    (UNKNOWN_PRODUCER_ID)."""
+
+    error_name = "unknown_producer_id"
+
+
+class InvalidTxnStateError(ProducerStateError):
+    """A transactional batch, which no ongoing transaction covers (INVALID_TXN_STATE).
+
+    The reference broker has no transaction coordinator yet, so no transaction can be ongoing.
+    Kafka 3.6+ (KIP-890 part 1, transaction verification) gives the same answer for a
+    transactional batch to a partition that is not part of an ongoing transaction.
+    """
+
+    error_name = "invalid_txn_state"
+
+
+def next_sequence(sequence: int, count: int = 1) -> int:
+    """The sequence ``count`` records after ``sequence``, with Kafka's int32 wraparound."""
+    return (sequence + count) % SEQUENCE_MODULUS
+
+
+@attrs.frozen(slots=True)
+class BatchMetadata:
+    """One stored batch of a producer: its sequence range, offset range and timestamp."""
+
+    first_seq: int
+    last_seq: int
+    first_offset: int
+    last_offset: int
+    timestamp: int  # the batch's largest record timestamp
+
+
+@attrs.frozen(slots=True)
+class ProducerEntry:
+    """A producer as one partition knows it: current epoch and its last batches, oldest first.
+
+    ``batches`` is never empty and holds at most :data:`CACHED_BATCHES` batches, all of the
+    current epoch (a new epoch starts the cache afresh, as Kafka's maybeUpdateProducerEpoch).
+    """
+
+    producer_id: int
+    epoch: int
+    batches: tuple[BatchMetadata, ...]
+
+    @property
+    def last_batch(self) -> BatchMetadata:
+        return self.batches[-1]
+
+    @property
+    def last_seq(self) -> int:
+        return self.batches[-1].last_seq
+
+    @property
+    def last_offset(self) -> int:
+        return self.batches[-1].last_offset
+
+    @property
+    def last_timestamp(self) -> int:
+        return self.batches[-1].timestamp
+
+    def find_duplicate(self, epoch: int, first_seq: int, last_seq: int) -> BatchMetadata | None:
+        """The cached batch a retry with this epoch and sequence range repeats, if any
+        (Kafka's ProducerStateEntry.findDuplicateBatch)."""
+        if epoch != self.epoch:
+            return None
+        for batch in self.batches:
+            if batch.first_seq == first_seq and batch.last_seq == last_seq:
+                return batch
+        return None
+
+    def with_batch(self, epoch: int, batch: BatchMetadata) -> ProducerEntry:
+        """This entry after ``batch`` was written with ``epoch``."""
+        if epoch != self.epoch:
+            return ProducerEntry(self.producer_id, epoch, (batch,))
+        return ProducerEntry(self.producer_id, epoch, (*self.batches, batch)[-CACHED_BATCHES:])
+
+
+@attrs.frozen(slots=True)
+class Duplicate:
+    """A produce whose batches were all written before: answer with the original offsets."""
+
+    first_offset: int
+    last_offset: int
+    timestamp: int
+
+
+def batch_metadata(header: BatchHeader) -> BatchMetadata:
+    """What the producer state keeps of a stored batch."""
+    return BatchMetadata(
+        first_seq=header.base_sequence,
+        last_seq=header.last_sequence,
+        first_offset=header.base_offset,
+        last_offset=header.last_offset,
+        timestamp=header.max_timestamp,
+    )
+
+
+def check_client_batch(header: BatchHeader) -> None:
+    """Rules Kafka's LogValidator applies to a batch a client produces, on its producer fields.
+
+    Raises records.InvalidRecordError (INVALID_RECORD) for a control batch (only the
+    transaction coordinator writes those) and for a producer id without a sequence number, and
+    InvalidTxnStateError for a transactional batch (see that class).
+    """
+    if header.is_control:
+        raise InvalidRecordError("clients are not allowed to write control records")
+    if header.producer_id == NO_PRODUCER_ID:
+        return
+    if header.base_sequence < 0:
+        raise InvalidRecordError(
+            f"invalid sequence number {header.base_sequence} in a record batch with producer "
+            f"id {header.producer_id}"
+        )
+    if header.is_transactional:
+        raise InvalidTxnStateError(
+            f"transactional batch from producer id {header.producer_id}: the reference broker "
+            "has no transaction coordinator, so no transaction is ongoing on this partition"
+        )
+
+
+def check_sequence(
+    producer_id: int, current: tuple[int, int] | None, epoch: int, first_seq: int
+) -> None:
+    """Judge a batch's epoch and first sequence against the producer's ``(epoch, last sequence)``
+    (None: no state for this producer). Kafka's ProducerAppendInfo.checkProducerEpoch and
+    checkSequence, with the pre-KIP-360 UNKNOWN_PRODUCER_ID rule (see the module docstring).
+    """
+    if current is None:
+        if first_seq != 0:
+            raise UnknownProducerIdError(
+                f"no state for producer id {producer_id} on this partition (it expired, or its "
+                f"last batch was removed), and its batch starts at sequence {first_seq}, not 0"
+            )
+        return
+    current_epoch, last_seq = current
+    if epoch < current_epoch:
+        raise InvalidProducerEpochError(
+            f"producer id {producer_id} sent epoch {epoch}, older than its current epoch "
+            f"{current_epoch}"
+        )
+    if epoch > current_epoch:
+        if first_seq != 0:
+            raise OutOfOrderSequenceError(
+                f"producer id {producer_id} starts epoch {epoch} at sequence {first_seq}; "
+                "a new epoch must start at 0"
+            )
+        return
+    if first_seq != next_sequence(last_seq):
+        raise OutOfOrderSequenceError(
+            f"producer id {producer_id} epoch {epoch} sent sequence {first_seq}, expected "
+            f"{next_sequence(last_seq)} (its last sequence here is {last_seq})"
+        )
+
+
+class ProducerStateManager:
+    """The producer entries of one partition (Kafka's ProducerStateManager, minus its files)."""
+
+    def __init__(
+        self, producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS
+    ) -> None:
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._producers: dict[int, ProducerEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._producers)
+
+    def entry(self, producer_id: int) -> ProducerEntry | None:
+        return self._producers.get(producer_id)
+
+    def entries(self) -> Iterator[ProducerEntry]:
+        return iter(list(self._producers.values()))
+
+    def restore(self, entries: Iterable[ProducerEntry]) -> None:
+        """Replace the whole state (loading a snapshot)."""
+        self._producers = {entry.producer_id: entry for entry in entries}
+
+    def check(self, headers: Sequence[BatchHeader]) -> Duplicate | None:
+        """Judge the batches of one produce before any offset is assigned; changes nothing.
+
+        Returns None when every batch may be appended, or a :class:`Duplicate` when every batch
+        repeats one the partition already holds. Raises a :class:`ProducerStateError` (or
+        records.InvalidRecordError) for the first batch that is refused.
+
+        Later batches of the same producer in the same request are judged against the earlier
+        ones, as Kafka does with its per-request ProducerAppendInfo. Kafka takes one batch per
+        partition per Produce request (v3+) and answers a duplicate from it; a request that
+        mixes repeated and new batches of idempotent producers cannot come from a Kafka client
+        and is refused with INVALID_RECORD rather than half-written.
+        """
+        pending: dict[int, tuple[int, int]] = {}  # producer id -> (epoch, last sequence)
+        repeated: list[BatchMetadata] = []
+        new = 0
+        for header in headers:
+            check_client_batch(header)
+            producer_id = header.producer_id
+            if producer_id == NO_PRODUCER_ID:
+                new += 1
+                continue
+            entry = self._producers.get(producer_id)
+            if entry is not None:
+                duplicate = entry.find_duplicate(
+                    header.producer_epoch, header.base_sequence, header.last_sequence
+                )
+                if duplicate is not None:
+                    repeated.append(duplicate)
+                    continue
+            current = pending.get(producer_id)
+            if current is None and entry is not None:
+                current = (entry.epoch, entry.last_seq)
+            check_sequence(producer_id, current, header.producer_epoch, header.base_sequence)
+            pending[producer_id] = (header.producer_epoch, header.last_sequence)
+            new += 1
+        if not repeated:
+            return None
+        if new:
+            raise InvalidRecordError(
+                "the record set mixes batches already written (retries) with new batches; "
+                "send one batch per partition per request"
+            )
+        return Duplicate(repeated[0].first_offset, repeated[-1].last_offset, repeated[-1].timestamp)
+
+    def update(self, header: BatchHeader) -> None:
+        """Record a batch now stored in the log, without checking it.
+
+        Batches without a producer id, without a sequence, and control batches (no transactions
+        yet) leave the state as it is.
+        """
+        if header.producer_id == NO_PRODUCER_ID or header.base_sequence < 0 or header.is_control:
+            return
+        entry = self._producers.get(header.producer_id)
+        batch = batch_metadata(header)
+        if entry is None:
+            self._producers[header.producer_id] = ProducerEntry(
+                header.producer_id, header.producer_epoch, (batch,)
+            )
+        else:
+            self._producers[header.producer_id] = entry.with_batch(header.producer_epoch, batch)
+
+    def is_expired(self, entry: ProducerEntry, now_ms: int) -> bool:
+        """Kafka's isProducerExpired (no transactions, so no open transaction keeps one alive)."""
+        return now_ms - entry.last_timestamp >= self.producer_id_expiration_ms
+
+    def remove_expired(self, now_ms: int) -> list[int]:
+        """Forget every producer idle for producer.id.expiration.ms; returns their ids."""
+        expired = [pid for pid, entry in self._producers.items() if self.is_expired(entry, now_ms)]
+        for producer_id in expired:
+            del self._producers[producer_id]
+        return expired
