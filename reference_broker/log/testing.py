@@ -7,7 +7,8 @@ log's tests build batches the same way.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import cramjam
 from crc32c import crc32c
@@ -25,7 +26,8 @@ from reference_broker.records import (
     validate_batches,
 )
 
-_COMPRESSORS = {
+# Producers' codecs (snappy raw, as librdkafka writes it).
+_COMPRESSORS: dict[Compression, Callable[[bytes], Any]] = {
     Compression.GZIP: cramjam.gzip.compress,
     Compression.LZ4: cramjam.lz4.compress,
     Compression.ZSTD: cramjam.zstd.compress,
@@ -38,8 +40,14 @@ def batch(
     keys: Sequence[bytes | None] | None = None,
     timestamps: Sequence[int] | None = None,
     producer_id: int = -1,
+    producer_epoch: int = 0,
+    base_sequence: int = 0,
 ) -> bytes:
-    """One uncompressed batch as a producer sends it (base offset 0)."""
+    """One uncompressed batch as a producer sends it (base offset 0).
+
+    With a ``producer_id`` it is an idempotent producer's batch with that epoch and base
+    sequence; without one, epoch and sequence are -1 whatever is passed.
+    """
     keys = keys if keys is not None else [None] * len(values)
     timestamps = timestamps if timestamps is not None else [0] * len(values)
     return build_batch(
@@ -49,8 +57,8 @@ def batch(
         ],
         base_offset=0,
         producer_id=producer_id,
-        producer_epoch=0 if producer_id >= 0 else -1,
-        base_sequence=0 if producer_id >= 0 else -1,
+        producer_epoch=producer_epoch if producer_id >= 0 else -1,
+        base_sequence=base_sequence if producer_id >= 0 else -1,
     )
 
 
