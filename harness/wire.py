@@ -9,7 +9,6 @@ version's dataclass); responses come back as kio dataclasses.
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import itertools
 import struct
@@ -17,27 +16,16 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
 # kio plumbing only (dicts -> the version's dataclasses, defaults filled in); no broker logic.
-from reference_broker.protocol.codec import build
+from reference_broker.protocol.codec import build, request_class, response_class
 
 _SIZE = struct.Struct(">i")
 
 
 class WireError(Exception):
     """The connection failed or the broker closed it instead of answering."""
-
-
-@functools.cache
-def request_class(api_key: int, version: int) -> type[Any]:
-    return load_request_schema(api_key, version)
-
-
-@functools.cache
-def response_class(api_key: int, version: int) -> type[Any]:
-    return load_response_schema(api_key, version)
 
 
 def encode_request(body: Any, correlation_id: int, client_id: str | None = "kconform-wire") -> bytes:

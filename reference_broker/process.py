@@ -9,10 +9,8 @@ and is killed on exit, also when the caller fails or is interrupted.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +18,9 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
+
+from reference_broker.child_process import ChildProcess, Supervisor, spawn
 
 READY = re.compile(r"ready: listening on (\S+), advertising (\S+),")
 DEFAULT_START_TIMEOUT_S = 30.0
@@ -34,7 +34,7 @@ def _first_port(listeners: str) -> int:
     return int(listeners.split(",")[0].rsplit(":", 1)[1])
 
 
-class BrokerProcess:
+class BrokerProcess(Supervisor):
     """One reference broker process over a data directory it may own."""
 
     def __init__(
@@ -52,7 +52,7 @@ class BrokerProcess:
         self.log_level = log_level
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "broker.log"
-        self._proc: subprocess.Popen[str] | None = None
+        self._child: ChildProcess | None = None
         self._stderr: IO[str] | None = None
         self.advertised = ""
 
@@ -61,14 +61,6 @@ class BrokerProcess:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -87,13 +79,7 @@ class BrokerProcess:
         if self.running:
             raise RuntimeError("broker is already running")
         self._stderr = open(self.log_path, "a")
-        self._proc = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            start_new_session=True,  # own process group: killpg reaches everything it spawns
-        )
+        self._child = spawn(self.command(), stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         line = self._read_ready_line(timeout_s)
         match = READY.search(line)
         if match is None:
@@ -104,14 +90,14 @@ class BrokerProcess:
         return self
 
     def _read_ready_line(self, timeout_s: float) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._child is not None and self._child.popen.stdout is not None
+        stdout = self._child.popen.stdout
         result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(self._proc.stdout.readline()),  # type: ignore[union-attr]
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout_s)
         if not result or not result[0]:
-            code = self._proc.poll()
+            code = self._child.popen.poll()
             self.kill()
             raise BrokerStartError(
                 self._failure(f"exited with {code}" if code is not None else f"not ready after {timeout_s}s")
@@ -122,57 +108,18 @@ class BrokerProcess:
         tail = self.log_path.read_text()[-3000:] if self.log_path.exists() else ""
         return f"reference broker {what}; command: {' '.join(self.command())}\n{tail}"
 
-    def stop(self, timeout_s: float = 20.0) -> int | None:
-        """SIGTERM and wait for the clean shutdown; SIGKILL if it does not come."""
-        if self._proc is None:
-            return None
-        if self._proc.poll() is None:
-            self._signal(signal.SIGCONT)  # a paused broker cannot handle SIGTERM
-            self._signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self._proc.wait()
-        return self._reap()
-
-    def kill(self) -> int | None:
-        """SIGKILL the whole process group, as a crash or power cut would end it."""
-        if self._proc is None:
-            return None
-        if self._proc.poll() is None:
-            self._signal(signal.SIGKILL)
-            self._proc.wait()
-        return self._reap()
-
-    def pause(self) -> None:
-        self._signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self._signal(signal.SIGCONT)
-
     def restart(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> BrokerProcess:
         """Stop cleanly (if running) and start again on the same port and data."""
         self.stop()
         return self.start(timeout_s)
 
-    def _signal(self, sig: signal.Signals) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            try:
-                os.killpg(self._proc.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def _reap(self) -> int | None:
-        assert self._proc is not None
-        code = self._proc.returncode
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+    def _release(self) -> None:
+        assert self._child is not None
+        if self._child.popen.stdout is not None:
+            self._child.popen.stdout.close()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
-        self._proc = None
-        return code
 
     def close(self) -> None:
         """Kill the broker and remove what this object created."""
