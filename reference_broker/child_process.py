@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, Any, Self
 
 
 class ChildProcess:
@@ -126,3 +127,24 @@ class Supervisor:
 
     def _release(self) -> None:
         """Close what was opened for the child that just ended."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Kill the process and remove whatever the launcher created for it."""
+        self.kill()
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            try:
+                self.start()
+            except BaseException:  # also Ctrl-C: never leave a half-started process behind
+                self.close()
+                raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
