@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from harness.check_cli import check_command
 from harness.roundtrip import roundtrip_command
 from reference_broker.cli import broker_command
 
@@ -19,3 +20,4 @@ def main() -> None:
 
 main.add_command(broker_command)
 main.add_command(roundtrip_command)
+main.add_command(check_command)

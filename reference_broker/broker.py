@@ -28,7 +28,9 @@ from reference_broker.config import (
     topic_config_value,
     validate_topic_configs,
 )
+from reference_broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, TopicOffsetsLog
 from reference_broker.log import PartitionLog
+from reference_broker.producers import ProducerIdAllocator
 from reference_broker.records import RecordError
 from reference_broker.topics import TopicCatalogue, TopicRecord, validate_topic_name
 
@@ -104,12 +106,23 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cluster_id = self._load_identity()
         self.topics = TopicCatalogue(self.data_dir)
+        # InitProducerId's ids (KIP-98), reserved in blocks persisted in the data directory.
+        self.producer_ids = ProducerIdAllocator.in_directory(self.data_dir)
+        self._producer_id_expiration_ms = int(config.get("producer.id.expiration.ms"))
+        self._producer_expiry_interval_ms = int(
+            config.get("producer.id.expiration.check.interval.ms")
+        )
+        self._next_producer_expiry_ms = now_ms + self._producer_expiry_interval_ms
         self._partitions: dict[tuple[str, int], Partition] = {}
         # listener name -> port actually bound (differs from the configured one for port 0)
         self.bound_ports: dict[str, int] = {}
         for record in self.topics:
             for index in range(record.partitions):
                 self._open_partition(record, index, now_ms)
+        # The group coordinator; it rebuilds groups and committed offsets from __consumer_offsets.
+        self.groups = GroupCoordinator(
+            GroupConfig.from_broker(config.get), TopicOffsetsLog(self), now_ms
+        )
 
     # --- identity --------------------------------------------------------------------------
 
@@ -147,7 +160,12 @@ class Broker:
 
     def _open_partition(self, record: TopicRecord, index: int, now_ms: int) -> Partition:
         directory = _partition_dir(self.data_dir, record.name, index)
-        plog = PartitionLog.open(directory, log_config_for_topic(self.config, record.configs), now_ms)
+        plog = PartitionLog.open(
+            directory,
+            log_config_for_topic(self.config, record.configs),
+            now_ms,
+            producer_id_expiration_ms=self._producer_id_expiration_ms,
+        )
         partition = Partition(record.name, index, plog)
         self._partitions[(record.name, index)] = partition
         return partition
@@ -199,6 +217,13 @@ class Broker:
         return record
 
     def auto_create_topic(self, name: str, now_ms: int) -> TopicRecord:
+        if name == OFFSETS_TOPIC:
+            # Created as Kafka creates it: compacted, offsets.topic.* settings.
+            error = self.groups.ensure_storage(now_ms)
+            record = self.topics.get(name)
+            if error is not None or record is None:
+                raise BrokerError("coordinator_not_available", f"cannot create {name}")
+            return record
         partitions = int(self.config.get("num.partitions"))
         replication_factor = int(self.config.get("default.replication.factor"))
         self.check_new_topic(name, partitions, replication_factor, {})
@@ -217,6 +242,8 @@ class Broker:
         if not self.config.get("delete.topic.enable"):
             raise BrokerError("topic_deletion_disabled", "Topic deletion is disabled.")
         record = self.topics.remove(name)
+        if name != OFFSETS_TOPIC:
+            self.groups.remove_topic_offsets(name)
         for index in range(record.partitions):
             partition = self._partitions.pop((name, index), None)
             if partition is not None:
@@ -294,6 +321,20 @@ class Broker:
 
     def tick(self, now_ms: int) -> None:
         """Advance the core's timers; the driver calls it every few tens of milliseconds."""
+        self.expire_producers(now_ms)
+        self.groups.tick(now_ms)
+
+    def expire_producers(self, now_ms: int) -> None:
+        """Every producer.id.expiration.check.interval.ms, forget idempotent producers idle for
+        producer.id.expiration.ms (Kafka's periodic removeExpiredProducers)."""
+        if now_ms < self._next_producer_expiry_ms:
+            return
+        self._next_producer_expiry_ms = now_ms + self._producer_expiry_interval_ms
+        for partition in self.partitions():
+            expired = partition.log.remove_expired_producers(now_ms)
+            if expired:
+                log.info("%s-%d: producer id(s) %s expired", partition.topic, partition.index,
+                         ", ".join(map(str, expired)))
 
     def flush_due(self, now_ms: int) -> None:
         for partition in self.partitions():

@@ -205,6 +205,32 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
         _key("min.insync.replicas", _int, "1", "In-sync replicas an acks=all write needs (a single node is an ISR of 1)", _at_least(1)),
         _key("unclean.leader.election.enable", _bool, "false", "Allow a replica outside the ISR to become leader (used by clusters)"),
         _key("log.segment.delete.delay.ms", _int, "60000", "Accepted for compatibility; segments are deleted at once", _at_least(0)),
+        # Consumer groups (reference_broker.groups)
+        _key("group.initial.rebalance.delay.ms", _int, "3000", "How long the first rebalance of an empty group waits for more members (KIP-134)", _at_least(0)),
+        _key("group.min.session.timeout.ms", _int, "6000", "Smallest session.timeout.ms a member may ask for (else INVALID_SESSION_TIMEOUT)", _at_least(0)),
+        _key("group.max.session.timeout.ms", _int, "1800000", "Largest session.timeout.ms a member may ask for (else INVALID_SESSION_TIMEOUT)", _at_least(0)),
+        _key("group.max.size", _int, str(2**31 - 1), "Most members a group may have (else GROUP_MAX_SIZE_REACHED)", _at_least(1)),
+        _key("offsets.topic.num.partitions", _int, "50", "Partitions of __consumer_offsets when it is created", _at_least(1)),
+        _key("offsets.topic.replication.factor", _int, "1", "Replication factor of __consumer_offsets (Kafka: 3; a single node can only hold 1)", _at_least(1)),
+        _key("offsets.topic.segment.bytes", _int, "104857600", "segment.bytes of __consumer_offsets", _at_least(14)),
+        _key("offsets.retention.ms", _int, str(7 * _DAY_MS), "Committed offsets expire this long after their group became empty (KIP-211)", _at_least(1)),
+        _key("offsets.retention.check.interval.ms", _int, "600000", "How often expired offsets are looked for", _at_least(1)),
+        _key("offset.metadata.max.bytes", _int, "4096", "Longest metadata string an offset commit may carry (else OFFSET_METADATA_TOO_LARGE)", _at_least(0)),
+        _key(
+            "producer.id.expiration.ms",
+            _int,
+            str(_DAY_MS),
+            "How long a partition keeps an idle idempotent producer's state (counted from its "
+            "last batch's timestamp); after that a continuing sequence gets UNKNOWN_PRODUCER_ID",
+            _at_least(1),
+        ),
+        _key(
+            "producer.id.expiration.check.interval.ms",
+            _int,
+            "600000",
+            "How often expired producer state is removed",
+            _at_least(1),
+        ),
     ]
 )
 
@@ -438,6 +464,10 @@ def load_broker_config(
 
 
 def _check_cross_key_rules(config: BrokerConfig) -> None:
+    if int(config.get("group.min.session.timeout.ms")) > int(config.get("group.max.session.timeout.ms")):
+        raise ConfigError(
+            "group.min.session.timeout.ms must not exceed group.max.session.timeout.ms"
+        )
     if (
         config.is_set("node.id")
         and config.is_set("broker.id")

@@ -17,6 +17,18 @@ from reference_broker.handlers.configs import (
     handle_incremental_alter_configs,
 )
 from reference_broker.handlers.context import RequestContext
+from reference_broker.handlers.groups import (
+    handle_delete_groups,
+    handle_describe_groups,
+    handle_heartbeat,
+    handle_join_group,
+    handle_leave_group,
+    handle_list_groups,
+    handle_offset_commit,
+    handle_offset_delete,
+    handle_offset_fetch,
+    handle_sync_group,
+)
 from reference_broker.handlers.metadata import (
     handle_api_versions,
     handle_find_coordinator,
@@ -24,6 +36,7 @@ from reference_broker.handlers.metadata import (
 )
 from reference_broker.handlers.offsets import handle_delete_records, handle_list_offsets
 from reference_broker.handlers.produce import handle_produce
+from reference_broker.handlers.producers import handle_init_producer_id
 from reference_broker.handlers.topics import (
     handle_create_partitions,
     handle_create_topics,
@@ -37,12 +50,23 @@ HANDLERS: dict[int, Handler] = {
     0: handle_produce,
     2: handle_list_offsets,
     3: handle_metadata,
+    8: handle_offset_commit,
+    9: handle_offset_fetch,
     10: handle_find_coordinator,
+    11: handle_join_group,
+    12: handle_heartbeat,
+    13: handle_leave_group,
+    14: handle_sync_group,
+    15: handle_describe_groups,
+    16: handle_list_groups,
     18: handle_api_versions,
     19: handle_create_topics,
     20: handle_delete_topics,
     21: handle_delete_records,
+    22: handle_init_producer_id,
     32: handle_describe_configs,
     37: handle_create_partitions,
+    42: handle_delete_groups,
     44: handle_incremental_alter_configs,
+    47: handle_offset_delete,
 }

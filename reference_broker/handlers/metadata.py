@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from reference_broker.broker import Broker, BrokerError
+from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.handlers.context import RequestContext
 from reference_broker.protocol.api_versions import API_VERSIONS
 
@@ -18,6 +19,9 @@ ALL_TOPICS_NULL_FROM_VERSION = 1
 AUTO_CREATE_FLAG_FROM_VERSION = 4
 TOPIC_IDS_FROM_VERSION = 10
 NULLABLE_TOPIC_NAME_FROM_VERSION = 12
+GROUP_KEY_TYPE = 0
+TRANSACTION_KEY_TYPE = 1
+BATCHED_COORDINATOR_KEYS_FROM_VERSION = 4  # KIP-699
 
 
 def api_versions_body(error: str = "none") -> dict[str, Any]:
@@ -56,7 +60,7 @@ def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:
         "error_code": "none",
         "name": name,
         "topic_id": record.topic_id,
-        "is_internal": False,
+        "is_internal": name == OFFSETS_TOPIC,
         "partitions": partitions,
     }
 
@@ -106,25 +110,35 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: i
     }
 
 
+def _coordinator(
+    broker: Broker, ctx: RequestContext, key_type: int, key: str, now_ms: int
+) -> dict[str, Any]:
+    if key_type == GROUP_KEY_TYPE:
+        # Like Kafka, the first FindCoordinator for a group creates __consumer_offsets.
+        error = broker.groups.ensure_storage(now_ms)
+        if error is None:
+            host, port = broker.advertised_endpoint(ctx.listener)
+            return {"key": key, "node_id": broker.node_id, "host": host, "port": port,
+                    "error_code": "none", "error_message": None}
+        message = f"{OFFSETS_TOPIC} cannot be created (see offsets.topic.replication.factor)"
+    elif key_type == TRANSACTION_KEY_TYPE:
+        error, message = "coordinator_not_available", "the reference broker has no transaction coordinator yet"
+    else:
+        error, message = "invalid_request", f"unknown coordinator key type {key_type}"
+    return {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": error,
+            "error_message": message}
+
+
 def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    """No group coordinator yet: say so promptly, so clients retry instead of hanging."""
-    message = "the reference broker has no group or transaction coordinator yet"
-    keys = getattr(request, "coordinator_keys", ())
-    return {
-        "error_code": "coordinator_not_available",
-        "error_message": message,
-        "node_id": -1,
-        "host": "",
-        "port": -1,
-        "coordinators": [
-            {
-                "key": key,
-                "node_id": -1,
-                "host": "",
-                "port": -1,
-                "error_code": "coordinator_not_available",
-                "error_message": message,
-            }
-            for key in keys
-        ],
-    }
+    """This node coordinates every group; transactions (key type 1) have no coordinator yet,
+    which is answered promptly so clients retry instead of hanging."""
+    key_type = getattr(request, "key_type", GROUP_KEY_TYPE)  # v0 knows only groups
+    if ctx.api_version >= BATCHED_COORDINATOR_KEYS_FROM_VERSION:
+        return {
+            "coordinators": [
+                _coordinator(broker, ctx, key_type, key, now_ms) for key in request.coordinator_keys
+            ]
+        }
+    answer = _coordinator(broker, ctx, key_type, request.key, now_ms)
+    del answer["key"]
+    return answer

@@ -11,7 +11,14 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
 * an unknown topic -> created when ``auto.create.topics.enable``, else UNKNOWN_TOPIC_OR_PARTITION;
 * acks other than 0, 1, -1 -> INVALID_REQUIRED_ACKS;
 * acks=-1 while the ISR is smaller than ``min.insync.replicas`` -> NOT_ENOUGH_REPLICAS, and
-  nothing is appended.
+  nothing is appended;
+* batches of idempotent producers (producer id >= 0) are checked against the partition's
+  producer state (:mod:`reference_broker.producers.state`): a retry of a batch already stored
+  succeeds with its original base offset and writes nothing; a sequence gap ->
+  OUT_OF_ORDER_SEQUENCE_NUMBER; a stale epoch -> INVALID_PRODUCER_EPOCH; a continuing sequence
+  from a producer the partition has forgotten -> UNKNOWN_PRODUCER_ID; a transactional batch ->
+  INVALID_TXN_STATE (no transactions yet); a control batch, or a producer id without a
+  sequence -> INVALID_RECORD.
 
 With acks=0 there is no response at all; if such a produce fails Kafka closes the connection so
 the producer notices and refreshes its metadata, and so do we.
@@ -25,6 +32,7 @@ from typing import Any
 from reference_broker.broker import Broker, BrokerError
 from reference_broker.handlers.context import CloseConnection, RequestContext
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
+from reference_broker.producers import ProducerStateError
 from reference_broker.records import RecordError, validate_batches
 
 log = logging.getLogger(__name__)
@@ -69,7 +77,7 @@ def _produce_partition(
         return _partition_error(index, "record_list_too_large", str(exc))
     except RecordTooLargeError as exc:
         return _partition_error(index, "message_too_large", str(exc))
-    except RecordError as exc:
+    except (RecordError, ProducerStateError) as exc:
         return _partition_error(index, exc.error_name, str(exc))
     return {
         "index": index,

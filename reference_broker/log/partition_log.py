@@ -9,6 +9,13 @@ killing the process loses nothing; fsync happens only when flush.messages or flu
 a segment is rolled, and on close. The *recovery point* (persisted in
 ``recovery-point-offset-checkpoint``) is the offset below which everything has been fsynced:
 after a crash only the segments from it on are checked (see :mod:`reference_broker.log.loader`).
+
+Like Kafka's UnifiedLog, the log owns its partition's producer state
+(:class:`~reference_broker.producers.state.ProducerStateManager`): an append is checked against
+it before offsets are assigned (a retried batch gets its original offsets back and is not
+written again), every stored batch updates it, and it is snapshotted to ``<offset>.snapshot``
+files when a segment rolls and when the log closes. Opening the log loads the newest snapshot
+and replays only the batch headers after it; truncation reloads it the same way.
 """
 
 from __future__ import annotations
@@ -37,7 +44,17 @@ from reference_broker.log.files import (
     RECOVERY_POINT_CHECKPOINT,
 )
 from reference_broker.log.loader import load
+from reference_broker.log.producer_snapshots import (
+    delete_snapshot,
+    load_latest_snapshot,
+    snapshot_offsets,
+    write_snapshot,
+)
 from reference_broker.log.segment import LogSegment
+from reference_broker.producers.state import (
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ProducerStateManager,
+)
 from reference_broker.records import (
     NO_TIMESTAMP,
     BatchHeader,
@@ -70,7 +87,13 @@ class ReadResult:
 class PartitionLog:
     """A partition directory of segments; see the module docstring for durability."""
 
-    def __init__(self, directory: Path, config: LogConfig, now_ms: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: LogConfig,
+        now_ms: int,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ) -> None:
         loaded = load(directory, config.index_interval_bytes, now_ms)
         self.directory = directory
         self.config = config
@@ -85,14 +108,22 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._last_flush_ms = now_ms
         self._closed = False
+        self.producer_state = ProducerStateManager(producer_id_expiration_ms)
+        self._load_producer_state(now_ms)
         if loaded.recovered:
             # Make the recovered state durable so the next crash need not repeat the work.
             self.flush()
 
     @classmethod
-    def open(cls, directory: Path, config: LogConfig, now_ms: int) -> PartitionLog:
+    def open(
+        cls,
+        directory: Path,
+        config: LogConfig,
+        now_ms: int,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ) -> PartitionLog:
         """Open the log in ``directory`` (created if missing), recovering after a crash."""
-        return cls(directory, config, now_ms)
+        return cls(directory, config, now_ms, producer_id_expiration_ms)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -121,6 +152,11 @@ class PartitionLog:
         ``headers`` come from :func:`records.validate_batches` on ``records``; each batch's base
         offset is patched in place. Raises RecordListTooLargeError, RecordTooLargeError, and,
         on a compacted topic, records.InvalidRecordError for a record without a key.
+
+        Batches of idempotent producers are checked against the producer state first (see
+        :mod:`reference_broker.producers.state`): a refused one raises a
+        producers.ProducerStateError and nothing is written; a request that only repeats
+        batches already stored writes nothing and returns their original offsets.
         """
         self._check_sizes(records, headers)
         if self.config.compact:
@@ -128,6 +164,16 @@ class PartitionLog:
         log_append_time = (
             now_ms if self.config.message_timestamp_type == "LogAppendTime" else NO_TIMESTAMP
         )
+        duplicate = self.producer_state.check(headers)
+        if duplicate is not None:
+            # Kafka answers a duplicate with the stored batch's timestamp as the log append time
+            # whatever the timestamp type; only under LogAppendTime is that one.
+            return AppendResult(
+                duplicate.first_offset,
+                duplicate.last_offset,
+                duplicate.timestamp if log_append_time != NO_TIMESTAMP else NO_TIMESTAMP,
+                self.log_start_offset,
+            )
         first_offset = self.log_end_offset
         assigned: list[BatchHeader] = []
         for header in headers:
@@ -138,6 +184,7 @@ class PartitionLog:
                 header = set_log_append_time(records, header, log_append_time)
             assigned.append(header)
         self._write(records, assigned, now_ms)
+        self._update_producer_state(assigned)
         return AppendResult(
             first_offset, assigned[-1].last_offset, log_append_time, self.log_start_offset
         )
@@ -159,6 +206,7 @@ class PartitionLog:
                 )
             next_offset = header.next_offset
         self._write(records, headers, now_ms)
+        self._update_producer_state(headers)
         return AppendResult(
             headers[0].base_offset, headers[-1].last_offset, NO_TIMESTAMP, self.log_start_offset
         )
@@ -219,6 +267,8 @@ class PartitionLog:
         self._segments[-1].seal()
         self._segments.append(LogSegment.create(self.directory, self.log_end_offset, now_ms))
         self._set_recovery_point(self.log_end_offset)
+        # Kafka takes a producer snapshot at every roll, named after the new segment.
+        self._snapshot_producer_state()
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -317,6 +367,8 @@ class PartitionLog:
             segment.delete()
         del self._segments[:count]
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
+        if count:
+            self._prune_snapshots()
 
     def dirty_ratio(self) -> float:
         """Kafka's cleanable ratio: the share of the non-active segments' bytes written since
@@ -378,6 +430,8 @@ class PartitionLog:
             write_offset(self.directory / LOG_START_CHECKPOINT, self.log_start_offset)
         self._set_recovery_point(min(self._recovery_point, self.log_end_offset))
         self._first_dirty_offset = min(self._first_dirty_offset, self.log_end_offset)
+        # Kafka's truncateAndReload: snapshots past the new end describe batches that are gone.
+        self._load_producer_state(None)
 
     # --- durability ----------------------------------------------------------------------------
 
@@ -414,6 +468,7 @@ class PartitionLog:
             return
         self._segments[-1].seal()
         self.flush()
+        self._snapshot_producer_state()
         self._release()
         (self.directory / CLEAN_SHUTDOWN_MARKER).touch()
 
@@ -427,6 +482,61 @@ class PartitionLog:
         for segment in self._segments:
             segment.close()
         self._closed = True
+
+    # --- producer state ------------------------------------------------------------------------
+
+    def remove_expired_producers(self, now_ms: int) -> list[int]:
+        """Forget producers idle for producer.id.expiration.ms (the broker calls this every
+        producer.id.expiration.check.interval.ms); returns their ids."""
+        return self.producer_state.remove_expired(now_ms)
+
+    def _update_producer_state(self, headers: Sequence[BatchHeader]) -> None:
+        for header in headers:
+            self.producer_state.update(header)
+
+    def _load_producer_state(self, now_ms: int | None) -> None:
+        """Rebuild the producer state from the newest usable snapshot plus the batch headers
+        after it (Kafka's ProducerStateManager.truncateAndReload and loadProducerState).
+
+        Snapshots past the log end offset describe batches that are gone and are deleted. A
+        usable snapshot lies between the first segment's base offset and the log end offset;
+        without one the headers of the whole log are replayed. Expired producers are dropped
+        when a clock is given, as Kafka does when it loads a snapshot.
+        """
+        end = self.log_end_offset
+        for offset in snapshot_offsets(self.directory):
+            if offset > end:
+                delete_snapshot(self.directory, offset)
+        loaded = load_latest_snapshot(self.directory, self._segments[0].base_offset, end)
+        replay_from = self._segments[0].base_offset
+        if loaded is None:
+            self.producer_state.restore([])
+        else:
+            replay_from, entries = loaded
+            self.producer_state.restore(entries)
+        slot = bisect.bisect_right(self._segments, replay_from, key=_base_offset) - 1
+        for segment in self._segments[max(slot, 0) :]:
+            for header in segment.headers_from(replay_from):
+                self.producer_state.update(header)
+        if now_ms is not None:
+            self.producer_state.remove_expired(now_ms)
+
+    def _snapshot_producer_state(self) -> None:
+        write_snapshot(self.directory, self.log_end_offset, list(self.producer_state.entries()))
+        self._prune_snapshots()
+
+    def _prune_snapshots(self) -> None:
+        """Keep one snapshot per segment (at its base offset, written when it was rolled) and the
+        newest one; drop those below the first segment, whose batches are gone (Kafka deletes a
+        segment's snapshot with the segment)."""
+        offsets = snapshot_offsets(self.directory)
+        if not offsets:
+            return
+        bases = {segment.base_offset for segment in self._segments}
+        first = self._segments[0].base_offset
+        for offset in offsets:
+            if offset < first or (offset not in bases and offset != offsets[-1]):
+                delete_snapshot(self.directory, offset)
 
     def delete(self) -> None:
         """Close the log and remove its directory (DeleteTopics)."""

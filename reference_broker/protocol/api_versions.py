@@ -16,14 +16,25 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     1: (4, 16),  # Fetch (13+ addresses topics by id)
     2: (1, 11),  # ListOffsets
     3: (0, 13),  # Metadata
-    10: (0, 6),  # FindCoordinator: COORDINATOR_NOT_AVAILABLE until groups exist
+    8: (2, 10),  # OffsetCommit (10 addresses topics by id)
+    9: (1, 10),  # OffsetFetch (8 batches groups, 10 addresses topics by id)
+    10: (0, 6),  # FindCoordinator: groups; transactions COORDINATOR_NOT_AVAILABLE for now
+    11: (0, 9),  # JoinGroup (4 MEMBER_ID_REQUIRED, 5 static members, 9 skip_assignment)
+    12: (0, 4),  # Heartbeat
+    13: (0, 5),  # LeaveGroup (3 batches members)
+    14: (0, 5),  # SyncGroup
+    15: (0, 6),  # DescribeGroups
+    16: (0, 5),  # ListGroups (4 state filter, 5 type filter)
     18: (0, 4),  # ApiVersions
     19: (2, 7),  # CreateTopics
     20: (1, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
+    22: (0, 5),  # InitProducerId: idempotent producers; 6 adds two-phase commit (KIP-939)
     32: (1, 4),  # DescribeConfigs
     37: (0, 3),  # CreatePartitions
+    42: (0, 2),  # DeleteGroups
     44: (0, 1),  # IncrementalAlterConfigs
+    47: (0, 0),  # OffsetDelete
 }
 
 API_VERSIONS_KEY: Final = 18

@@ -30,6 +30,7 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 
 from reference_broker.protocol.api_versions import API_VERSIONS
+from reference_broker.protocol.framing import Frame
 from reference_broker.protocol.prescan import check_array_lengths
 
 _T = TypeVar("_T")
@@ -93,7 +94,7 @@ def _writer(cls: type[Any]) -> Callable[[io.BytesIO, Any], None]:
     return entity_writer(cls)
 
 
-def peek_header(frame: bytes) -> tuple[int, int, int]:
+def peek_header(frame: Frame) -> tuple[int, int, int]:
     """(api_key, api_version, correlation_id) from the fixed prefix every header version shares."""
     if len(frame) < _HEADER_PREFIX.size:
         raise MalformedRequestError(
@@ -103,7 +104,7 @@ def peek_header(frame: bytes) -> tuple[int, int, int]:
     return int(api_key), int(api_version), int(correlation_id)
 
 
-def decode_request(frame: bytes) -> DecodedRequest:
+def decode_request(frame: Frame) -> DecodedRequest:
     """Decode one request frame. Raises UnsupportedApiError or MalformedRequestError."""
     api_key, api_version, correlation_id = peek_header(frame)
     supported = API_VERSIONS.get(api_key)
@@ -317,5 +318,5 @@ def has_top_level_error_code(api_key: int, api_version: int) -> bool:
     return any(plan.name == "error_code" for plan in _plan(response_class(api_key, api_version)))
 
 
-def correlation_of(frame: bytes) -> int | None:
+def correlation_of(frame: Frame) -> int | None:
     return _CORRELATION.unpack_from(frame, 4)[0] if len(frame) >= 8 else None

@@ -99,8 +99,8 @@ def confluent_consume(bootstrap: str, topic: str, count: int) -> list[Consumed]:
 def kafka_python_produce(bootstrap: str, topic: str, codec: str, messages: list[Message]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type=codec,
-                             enable_idempotence=False, linger_ms=5)
+    # kafka-python 3 is idempotent by default (InitProducerId, sequence numbers).
+    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type=codec, linger_ms=5)
     futures = [producer.send(topic, key=m.key, value=m.value, headers=list(m.headers))
                for m in messages]
     producer.flush(TIMEOUT_S)

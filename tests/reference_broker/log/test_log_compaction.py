@@ -164,15 +164,16 @@ def test_an_unchanged_log_is_not_rewritten(tmp_path: Path) -> None:
 def test_a_producers_last_batch_stays_as_an_empty_batch(tmp_path: Path) -> None:
     """An emptied batch stays (empty) while it is its producer's last one, then goes."""
     log = PartitionLog.open(tmp_path / "t-0", _config(), 0)
-    for producer_id in (7, 7, 8):
-        log.append(*record_set(batch(b"x" * 60, keys=[b"k"], producer_id=producer_id)), 0)
+    for producer_id, sequence in ((7, 0), (7, 1), (8, 0)):
+        log.append(*record_set(batch(b"x" * 60, keys=[b"k"], producer_id=producer_id,
+                                     base_sequence=sequence)), 0)
     _put(log, b"k", b"newest")
     log.compact(0)
     data = log.read(0, 1 << 20).records
     headers = stored_batches(data)
     assert [(h.base_offset, h.producer_id, h.record_count) for h in headers] == [(1, 7, 0)]
     assert [offset for offset, _, _ in _contents(log)] == [3]
-    log.append(*record_set(batch(b"x" * 60, keys=[b"z"], producer_id=7)), 0)
+    log.append(*record_set(batch(b"x" * 60, keys=[b"z"], producer_id=7, base_sequence=2)), 0)
     _put(log, b"y", b"roll")
     log.compact(0)
     headers = stored_batches(log.read(0, 1 << 20).records)

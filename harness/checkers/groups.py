@@ -1,0 +1,91 @@
+"""Checkers of consumer groups: committed offsets and partition ownership.
+
+- committed-offset-regression: a group's committed offset for a partition moved backwards
+  without a reset. Two rules: (1) successive acknowledged commits, ordered by generation then by
+  completion, must not decrease; (2) an OffsetFetch must not answer less than the last commit
+  acknowledged before it started. A reset (a `reset` operation, or a seek by a member of the
+  group) whose time overlaps the two events excuses the step back; a commit that may still have
+  been in flight excuses an OffsetFetch answer equal to its offset.
+- group-split-brain: two members owned one partition in the same (group, generation), as
+  reported by `rebalance` or `assignment` observations that carry the generation and member.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from harness.checkers._common import tp_name
+from harness.checkers.result import Anomaly, CheckResult
+from harness.history.index import NEVER
+from harness.history.load import History
+
+
+def _excused(resets: list[tuple[int, int]], lo: int, hi: int) -> bool:
+    """Whether some reset may have applied between events `lo` and `hi`."""
+    return any(start < hi and end > lo for start, end in resets)
+
+
+def committed_offset_regression(history: History) -> CheckResult:
+    """A group's committed offset for a partition went backwards without a reset."""
+    ix = history.index
+    # (group, topic, partition) -> [(generation, completion, offset, invoke)] of ok commits
+    ordered: dict[tuple[str, str, int], list[tuple[int, int, int, int]]] = {}
+    # every commit that may have been applied: (invoke, completion or NEVER, offset)
+    maybe: dict[tuple[str, str, int], list[tuple[int, int, int]]] = {}
+    for c in ix.commits:
+        if c.status == "fail":
+            continue
+        done = NEVER if c.completion is None or c.status != "ok" else c.completion
+        for t, p, o in c.offsets:
+            key = (c.group, t, p)
+            maybe.setdefault(key, []).append((c.invoke, done, o))
+            if c.status == "ok":
+                gen = -1 if c.generation is None else c.generation
+                ordered.setdefault(key, []).append((gen, done, o, c.invoke))
+    anomalies = []
+    for key, commits in ordered.items():
+        commits.sort()
+        resets = ix.resets.get(key, [])
+        for (g1, d1, o1, i1), (g2, d2, o2, i2) in zip(commits, commits[1:]):
+            if o2 < o1 and not _excused(resets, min(i1, i2), max(d1, d2)):
+                anomalies.append(Anomaly(
+                    "committed-offset-regression",
+                    f"group {key[0]!r} committed {tp_name(key[1], key[2])} offset {o1} (generation {g1}) "
+                    f"then {o2} (generation {g2}) with no reset between",
+                    (i1, d1, i2, d2)))
+    by_completion = {key: sorted((d, o, i) for _g, d, o, i in commits) for key, commits in ordered.items()}
+    for group, t, p, x, fi, fd in ix.committed_reads:
+        key = (group, t, p)
+        history_of_key = by_completion.get(key)
+        if not history_of_key:
+            continue
+        k = bisect_left(history_of_key, (fi,)) - 1
+        if k < 0:
+            continue
+        d, o, i = history_of_key[k]
+        if x >= o:
+            continue
+        if _excused(ix.resets.get(key, []), i, fd):
+            continue
+        if any(ci < fd and cd > fi and co == x for ci, cd, co in maybe.get(key, [])):
+            continue
+        shown = "no committed offset" if x < 0 else f"offset {x}"
+        anomalies.append(Anomaly(
+            "committed-offset-regression",
+            f"group {group!r} committed {tp_name(t, p)} offset {o}, then an OffsetFetch answered {shown}",
+            (i, d, fi, fd)))
+    anomalies.sort(key=lambda a: a.events)
+    return CheckResult("committed-offset-regression", tuple(anomalies))
+
+
+def group_split_brain(history: History) -> CheckResult:
+    """Two members owning the same partition in the same group generation."""
+    anomalies = []
+    for (group, generation, t, p), members in sorted(history.index.owners.items()):
+        if len(members) > 1:
+            anomalies.append(Anomaly(
+                "group-split-brain",
+                f"group {group!r} generation {generation}: {tp_name(t, p)} owned by "
+                f"{', '.join(sorted(members))}",
+                tuple(members.values())))
+    return CheckResult("group-split-brain", tuple(anomalies))

@@ -1,0 +1,138 @@
+"""Checkers of the log itself, joining writes to reads: what is at each offset, and what is missing.
+
+- inconsistent-offsets: one (partition, offset) seen holding two different values (by acks or reads).
+- duplicate: one value seen at more than one offset.
+- lost-write: an acknowledged write never read, although a consumer read past its offset in one
+  run (it read a lower and a higher offset of the partition in succession, with no seek or
+  rebalance between), so the log it read did not have the write.
+- unseen: an acknowledged write never read although a drain that started after its
+  acknowledgement read its partition to the end (and it is not a lost-write).
+- aborted-read (G1a): a read returned a value whose send definitely failed.
+
+Values whose send is `info` (or still pending) may or may not be in the log: they are never
+lost or unseen, and reading them is fine.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from harness.checkers._common import tp_name, with_invocation, write_events
+from harness.checkers.result import Anomaly, CheckResult
+from harness.history.index import HistoryIndex, Write
+from harness.history.load import History
+
+
+def inconsistent_offsets(history: History) -> CheckResult:
+    """One (topic, partition, offset) observed holding more than one value."""
+    ix = history.index
+    anomalies = []
+    for (t, p, o), values in sorted(ix.offset_conflicts.items()):
+        events = [e for idx in values.values() for e in with_invocation(history, ix, idx)]
+        shown = ", ".join(repr(v) for v in sorted(values))
+        anomalies.append(Anomaly("inconsistent-offsets",
+                                 f"{tp_name(t, p)} offset {o} was seen holding {len(values)} values: {shown}",
+                                 events))
+    return CheckResult("inconsistent-offsets", tuple(anomalies))
+
+
+def duplicate(history: History) -> CheckResult:
+    """One value observed at more than one (topic, partition, offset)."""
+    ix = history.index
+    anomalies = []
+    for value, positions in sorted(ix.value_conflicts.items()):
+        events = [e for idx in positions.values() for e in with_invocation(history, ix, idx)]
+        shown = ", ".join(f"{tp_name(t, p)}@{o}" for t, p, o in sorted(positions))
+        anomalies.append(Anomaly("duplicate", f"value {value!r} is at {len(positions)} offsets: {shown}", events))
+    return CheckResult("duplicate", tuple(anomalies))
+
+
+def _acked_unread(ix: HistoryIndex) -> list[Write]:
+    read = ix.first_read
+    return [w for w in ix.writes.values() if w.status == "ok" and w.value not in read]
+
+
+def _lost(ix: HistoryIndex) -> dict[str, tuple[Write, int, int]]:
+    """Acked, unread writes passed over by some run: value -> (write, read before, read after)."""
+    candidates = _acked_unread(ix)
+    if not candidates or not ix.gaps:
+        return {}
+    by_tp: dict[tuple[str, int], list[tuple[int, int, int, int]]] = {}
+    for t, p, a, b, ea, eb, _proc in ix.gaps:
+        by_tp.setdefault((t, p), []).append((a, b, ea, eb))
+    # Per partition: gaps sorted by start, with the running maximum end (and its gap) so one
+    # binary search finds whether any gap with start < o ends after o.
+    sweep: dict[tuple[str, int], tuple[list[int], list[tuple[int, int, int]]]] = {}
+    for tp, gaps in by_tp.items():
+        gaps.sort()
+        starts, best = [], []
+        top: tuple[int, int, int] = (-1, -1, -1)
+        for a, b, ea, eb in gaps:
+            if b > top[0]:
+                top = (b, ea, eb)
+            starts.append(a)
+            best.append(top)
+        sweep[tp] = (starts, best)
+    lost: dict[str, tuple[Write, int, int]] = {}
+    for w in candidates:
+        assert w.partition is not None and w.offset is not None
+        entry = sweep.get((w.topic, w.partition))
+        if entry is None:
+            continue
+        starts, best = entry
+        i = bisect_left(starts, w.offset) - 1
+        if i >= 0 and best[i][0] > w.offset:
+            lost[w.value] = (w, best[i][1], best[i][2])
+    return lost
+
+
+def lost_write(history: History) -> CheckResult:
+    """An acknowledged write missing from a stretch of the log a consumer read through."""
+    ix = history.index
+    anomalies = []
+    for w, ea, eb in sorted(_lost(ix).values(), key=lambda x: x[0].invoke):
+        anomalies.append(Anomaly(
+            "lost-write",
+            f"value {w.value!r} was acknowledged at {tp_name(w.topic, w.partition or 0)} offset {w.offset} "
+            f"but never read, although a consumer read past that offset",
+            (*write_events(w), ea, eb)))
+    return CheckResult("lost-write", tuple(anomalies))
+
+
+def unseen(history: History) -> CheckResult:
+    """An acknowledged write never read even though a later drain read its partition to the end."""
+    ix = history.index
+    if not ix.drains:
+        return CheckResult("unseen", skipped="the history has no completed drain (a final read of "
+                                              "every partition to its end), so unread writes may just be unread yet")
+    lost = _lost(ix)
+    anomalies = []
+    for w in _acked_unread(ix):
+        if w.value in lost:
+            continue
+        assert w.completion is not None and w.partition is not None
+        for d in ix.drains:
+            if d.invoke > w.completion and d.covers(w.topic, w.partition):
+                anomalies.append(Anomaly(
+                    "unseen",
+                    f"value {w.value!r} was acknowledged at {tp_name(w.topic, w.partition)} offset {w.offset} "
+                    f"but never read, not even by {d.process}'s drain",
+                    (*write_events(w), d.invoke, d.completion)))
+                break
+    anomalies.sort(key=lambda a: a.events)
+    return CheckResult("unseen", tuple(anomalies))
+
+
+def aborted_read(history: History) -> CheckResult:
+    """A read of a value whose send definitely failed (G1a)."""
+    ix = history.index
+    anomalies = []
+    for w in ix.writes.values():
+        if w.status == "fail" and w.value in ix.first_read:
+            read = ix.first_read[w.value]
+            anomalies.append(Anomaly(
+                "aborted-read",
+                f"value {w.value!r} was read although its send definitely failed "
+                f"({history.raw[w.completion or 0]['value'].get('error')})",
+                (*write_events(w), read)))
+    return CheckResult("aborted-read", tuple(anomalies))

@@ -1,0 +1,292 @@
+"""The history file format: its version, its operations, and the validation of each event.
+
+One JSON object per line (docs/history-format.md). The first line is the header
+`{"kconform-history": 1, "meta": {...}}`; every other line is an event:
+`{"index", "time", "process", "type", "f", "value"}` plus `"invoke"` (the index of the
+invocation) on completions. `value` depends on the operation `f` and on `type`; the table
+`SCHEMAS` below is the single source of truth for it, and the documentation is written from it.
+
+Validation is written for speed (it runs on millions of lines): plain dicts, `type(x) is int`
+checks, no per-event objects. Every error names the line, the field and what was wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+FORMAT_VERSION: Final = 1
+HEADER_KEY: Final = "kconform-history"
+
+INVOKE: Final = "invoke"
+OK: Final = "ok"
+FAIL: Final = "fail"
+INFO: Final = "info"
+EVENT_TYPES: Final = (INVOKE, OK, FAIL, INFO)
+COMPLETION_TYPES: Final = (OK, FAIL, INFO)
+
+# Operations recorded as a single `ok` event (something a client observed), not invoke + completion.
+OBSERVATIONS: Final = frozenset({"rebalance", "assignment"})
+
+
+class HistoryError(ValueError):
+    """A history that cannot be used; says where (source, line, field) and what is wrong."""
+
+    def __init__(self, source: str, line: int | None, field: str | None, message: str) -> None:
+        self.source, self.line, self.field, self.message = source, line, field, message
+        where = source if line is None else f"{source}:{line}"
+        what = message if field is None else f"field '{field}': {message}"
+        super().__init__(f"{where}: {what}")
+
+
+# A field check returns None when the value is fine, else what is wrong with it.
+Check = Callable[[Any], "str | None"]
+
+
+def _name(x: Any) -> str:
+    return "null" if x is None else type(x).__name__.replace("dict", "object").replace("list", "array")
+
+
+def _str(x: Any) -> str | None:
+    return None if type(x) is str else f"expected a string, got {_name(x)}"
+
+
+def _int(x: Any) -> str | None:
+    return None if type(x) is int else f"expected an integer, got {_name(x)}"
+
+
+def _nonneg_int(x: Any) -> str | None:
+    if type(x) is not int:
+        return f"expected an integer, got {_name(x)}"
+    return None if x >= 0 else f"expected an integer >= 0, got {x}"
+
+
+def _opt_int(x: Any) -> str | None:
+    return None if x is None or type(x) is int else f"expected an integer or null, got {_name(x)}"
+
+
+def _opt_str(x: Any) -> str | None:
+    return None if x is None or type(x) is str else f"expected a string or null, got {_name(x)}"
+
+
+def _object(x: Any) -> str | None:
+    return None if type(x) is dict else f"expected an object, got {_name(x)}"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(x: Any) -> str | None:
+        return None if x in choices and type(x) is str else f"expected one of {', '.join(choices)}, got {x!r}"
+    return check
+
+
+def _str_list(x: Any) -> str | None:
+    if type(x) is not list:
+        return f"expected an array of strings, got {_name(x)}"
+    for i, item in enumerate(x):
+        if type(item) is not str:
+            return f"item {i}: expected a string, got {_name(item)}"
+    return None
+
+
+def _tuple_list(kinds: tuple[type, ...], shape: str) -> Check:
+    n = len(kinds)
+
+    def check(x: Any) -> str | None:
+        if type(x) is not list:
+            return f"expected an array of {shape}, got {_name(x)}"
+        for i, item in enumerate(x):
+            if type(item) is not list or len(item) != n:
+                return f"item {i}: expected {shape}, got {item!r}"
+            for element, kind in zip(item, kinds):
+                if type(element) is not kind:
+                    return f"item {i}: expected {shape}, got {item!r}"
+        return None
+    return check
+
+
+_tp_list = _tuple_list((str, int), "[topic, partition]")
+_tpo_list = _tuple_list((str, int, int), "[topic, partition, offset]")
+
+
+def _records(x: Any) -> str | None:
+    # Hot path: polls carry most of a history's data.
+    if type(x) is not list:
+        return f"expected an array of [topic, partition, offset, key, value], got {_name(x)}"
+    for i, r in enumerate(x):
+        if (type(r) is not list or len(r) != 5 or type(r[0]) is not str or type(r[1]) is not int
+                or type(r[2]) is not int or type(r[4]) is not str
+                or (r[3] is not None and type(r[3]) is not str)):
+            return f"item {i}: expected [topic, partition, offset, key or null, value], got {r!r}"
+    return None
+
+
+def _seek_offset(x: Any) -> str | None:
+    if type(x) is int or x in ("earliest", "latest"):
+        return None
+    return f"expected an offset or \"earliest\" or \"latest\", got {x!r}"
+
+
+def _list_offsets_spec(x: Any) -> str | None:
+    if type(x) is int or x in ("earliest", "latest"):
+        return None
+    return f"expected \"earliest\", \"latest\" or a timestamp in ms, got {x!r}"
+
+
+Fields = Mapping[str, Check]
+
+
+class Schema:
+    """The required and optional fields of one (operation, event type) value."""
+
+    __slots__ = ("required", "optional")
+
+    def __init__(self, required: Fields | None = None, optional: Fields | None = None) -> None:
+        self.required: tuple[tuple[str, Check], ...] = tuple((required or {}).items())
+        self.optional: tuple[tuple[str, Check], ...] = tuple((optional or {}).items())
+
+
+_ERROR = Schema({"error": _str})
+_EMPTY = Schema()
+
+
+def _op(invoke: Schema, ok: Schema = _EMPTY) -> dict[str, Schema]:
+    return {INVOKE: invoke, OK: ok, FAIL: _ERROR, INFO: _ERROR}
+
+
+SCHEMAS: Final[dict[str, dict[str, Schema]]] = {
+    "send": _op(
+        Schema({"topic": _str, "partition": _opt_int, "key": _opt_str, "value": _str}),
+        Schema({"topic": _str, "partition": _nonneg_int, "offset": _nonneg_int}),
+    ),
+    "poll": _op(
+        Schema(),
+        Schema({"records": _records},
+               {"high_watermarks": _tpo_list, "last_stable_offsets": _tpo_list}),
+    ),
+    "subscribe": _op(Schema({"group": _str, "topics": _str_list},
+                            {"auto_offset_reset": _one_of("earliest", "latest")})),
+    "assign": _op(Schema({"partitions": _tp_list})),
+    "seek": _op(Schema({"topic": _str, "partition": _nonneg_int, "offset": _seek_offset})),
+    "commit": _op(Schema({"group": _str, "offsets": _tpo_list},
+                         {"generation": _opt_int, "member": _opt_str})),
+    "committed": _op(Schema({"group": _str, "partitions": _tp_list}),
+                     Schema({"offsets": _tpo_list})),
+    "reset": _op(Schema({"group": _str, "offsets": _tpo_list})),
+    "list-offsets": _op(Schema({"topic": _str, "partition": _nonneg_int, "spec": _list_offsets_spec}),
+                        Schema({"offset": _int})),
+    "drain": _op(Schema({}, {"topics": _str_list, "partitions": _tp_list})),
+    "fault": _op(Schema({"action": _one_of("start", "stop"), "fault": _str},
+                        {"targets": _str_list, "params": _object})),
+    "rebalance": {OK: Schema({"group": _str, "partitions": _tp_list},
+                             {"generation": _opt_int, "member": _opt_str})},
+    "assignment": {OK: Schema({"group": _str, "generation": _int, "member": _str, "partitions": _tp_list})},
+}
+
+OPERATIONS: Final = tuple(SCHEMAS)
+
+_TOP_FIELDS: Final = ("index", "time", "process", "type", "f", "value")
+
+
+def check_header(obj: Any, source: str) -> dict[str, Any]:
+    """Validate the header line; returns its `meta` object."""
+    if type(obj) is not dict or HEADER_KEY not in obj:
+        raise HistoryError(source, 1, None,
+                           f"not a kconform history: the first line must be the header "
+                           f"{{\"{HEADER_KEY}\": {FORMAT_VERSION}, \"meta\": {{...}}}}")
+    version = obj[HEADER_KEY]
+    if version != FORMAT_VERSION or type(version) is not int:
+        raise HistoryError(source, 1, HEADER_KEY,
+                           f"history format version {version!r} is not supported "
+                           f"(this kconform reads version {FORMAT_VERSION})")
+    meta = obj.get("meta", {})
+    if type(meta) is not dict:
+        raise HistoryError(source, 1, "meta", f"expected an object, got {_name(meta)}")
+    unknown = sorted(set(obj) - {HEADER_KEY, "meta"})
+    if unknown:
+        raise HistoryError(source, 1, unknown[0], "unknown header field")
+    return meta
+
+
+class Validator:
+    """Checks events one at a time, in order, with the state the rules need.
+
+    Rules beyond each value's schema: indexes count up from 0 with no gap; times never go
+    backwards; a completion names an earlier, still open invocation of the same process and
+    operation; observations are single `ok` events.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.next_index = 0
+        self.last_time = -1
+        self.open: dict[int, tuple[str, str]] = {}
+
+    def fail(self, line: int, field: str | None, message: str) -> HistoryError:
+        return HistoryError(self.source, line, field, message)
+
+    def check(self, obj: Any, line: int) -> None:
+        """Validate one event object read from `line` (1-based); raises HistoryError."""
+        if type(obj) is not dict:
+            raise self.fail(line, None, f"expected an event object, got {_name(obj)}")
+        try:
+            index, time, process, typ, f, value = (obj["index"], obj["time"], obj["process"],
+                                                   obj["type"], obj["f"], obj["value"])
+        except KeyError:
+            missing = next(k for k in _TOP_FIELDS if k not in obj)
+            raise self.fail(line, missing, "missing") from None
+        invoke = obj.get("invoke")
+        if len(obj) != (6 if invoke is None else 7):
+            unknown = sorted(set(obj) - {*_TOP_FIELDS, "invoke"})
+            raise self.fail(line, unknown[0] if unknown else "invoke", "unknown event field" if unknown else "must not be null")
+        if type(index) is not int:
+            raise self.fail(line, "index", _int(index) or "")
+        if index != self.next_index:
+            raise self.fail(line, "index", f"expected {self.next_index} (events are numbered from 0 in file order), got {index}")
+        if type(time) is not int:
+            raise self.fail(line, "time", _int(time) or "")
+        if time < self.last_time:
+            raise self.fail(line, "time", f"went backwards: {time} after {self.last_time} (times are monotonic nanoseconds)")
+        if type(process) is not str or not process:
+            raise self.fail(line, "process", "expected a non-empty string")
+        schemas = SCHEMAS.get(f)
+        if schemas is None:
+            raise self.fail(line, "f", f"unknown operation {f!r} (known: {', '.join(OPERATIONS)})")
+        schema = schemas.get(typ)
+        if schema is None:
+            if typ not in EVENT_TYPES:
+                raise self.fail(line, "type", f"unknown event type {typ!r} (known: {', '.join(EVENT_TYPES)})")
+            raise self.fail(line, "type", f"{f!r} events must have type {' or '.join(schemas)}, got {typ!r}")
+        if type(value) is not dict:
+            raise self.fail(line, "value", f"expected an object, got {_name(value)}")
+        for name, check in schema.required:
+            if name not in value:
+                raise self.fail(line, f"value.{name}", f"missing (required for {f} {typ})")
+            problem = check(value[name])
+            if problem is not None:
+                raise self.fail(line, f"value.{name}", problem)
+        for name, check in schema.optional:
+            if name in value:
+                problem = check(value[name])
+                if problem is not None:
+                    raise self.fail(line, f"value.{name}", problem)
+        if typ == INVOKE:
+            if invoke is not None:
+                raise self.fail(line, "invoke", "only completions name an invocation")
+            self.open[index] = (process, f)
+        elif f in OBSERVATIONS:
+            if invoke is not None:
+                raise self.fail(line, "invoke", f"{f!r} is an observation, it has no invocation")
+        else:
+            if invoke is None:
+                raise self.fail(line, "invoke", f"missing: a {typ} completion must name its invocation's index")
+            if type(invoke) is not int:
+                raise self.fail(line, "invoke", _int(invoke) or "")
+            opened = self.open.pop(invoke, None)
+            if opened is None:
+                raise self.fail(line, "invoke", f"{invoke} is not an open invocation (unknown, not an invoke, or already completed)")
+            if opened != (process, f):
+                self.open[invoke] = opened
+                raise self.fail(line, "invoke",
+                                f"event {invoke} is {opened[0]}'s {opened[1]!r}, not {process}'s {f!r}")
+        self.next_index = index + 1
+        self.last_time = time

@@ -1,0 +1,345 @@
+"""The checkers' index of a history: one pass over the events builds every table they share.
+
+Theory of operation. Values are unique per run, so a write is named by its value and every read
+joins to exactly one write. The pass keeps, with plain dicts and tuples (it runs over millions
+of records):
+
+- `writes`: value -> `Write` (who sent it, its outcome, and for an `ok` send where it landed);
+- `at_offset`: (topic, partition, offset) -> the first (value, event) seen there, by an ack or a
+  read, and `offset_conflicts` for every position seen holding more than one value;
+- `value_at`: value -> the first ((topic, partition, offset), event) where it was seen, and
+  `value_conflicts` for every value seen at more than one position;
+- `first_read`: value -> the first poll event that returned it;
+- per consumer and partition, a *run*: successive reads with no seek, assign, subscribe,
+  rebalance or failed/unknown poll in between (any of those can legitimately move the
+  position). Within a run the pass records every forward jump (`gaps`, the raw material of
+  poll-skip and lost-write) and every step back or repeat (`backsteps`, nonmonotonic-poll);
+- reads at or past the high watermark (or LSO) the same poll reported (`uncommitted_reads`);
+- per producer and partition, its `ok` sends as (invoke index, offset, completion index);
+- commits, resets, committed-offset reads, group assignment observations, drains, faults, and
+  which polls were made by members of which group (for the delivery guarantees).
+
+Events not yet completed at the end of the history are treated like `info`: unknown outcome.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from harness.history.format import HistoryError
+from harness.history.load import no_gc
+
+if TYPE_CHECKING:
+    from harness.history.load import History
+
+TP = tuple[str, int]
+TPO = tuple[str, int, int]
+
+NEVER = 1 << 62  # "no completion": later than every event index
+
+
+class Write:
+    """One send: its invocation, outcome (`ok`, `fail`, `info`, or None while pending) and position."""
+
+    __slots__ = ("value", "process", "invoke", "topic", "partition", "key", "status", "offset", "completion")
+
+    def __init__(self, value: str, process: str, invoke: int, topic: str, partition: int | None,
+                 key: str | None) -> None:
+        self.value, self.process, self.invoke = value, process, invoke
+        self.topic, self.partition, self.key = topic, partition, key
+        self.status: str | None = None
+        self.offset: int | None = None
+        self.completion: int | None = None
+
+    @property
+    def acked(self) -> bool:
+        return self.status == "ok"
+
+
+class Commit:
+    """One OffsetCommit operation (any outcome)."""
+
+    __slots__ = ("group", "generation", "member", "process", "invoke", "completion", "status", "offsets")
+
+    def __init__(self, group: str, generation: int | None, member: str | None, process: str,
+                 invoke: int, offsets: list[list[Any]]) -> None:
+        self.group, self.generation, self.member, self.process = group, generation, member, process
+        self.invoke, self.offsets = invoke, offsets
+        self.completion: int | None = None
+        self.status: str | None = None
+
+
+class Drain:
+    """A completed drain: the process read its scope up to the end between `invoke` and `completion`."""
+
+    __slots__ = ("process", "invoke", "completion", "topics", "partitions", "group")
+
+    def __init__(self, process: str, invoke: int, topics: frozenset[str] | None,
+                 partitions: frozenset[TP] | None, group: str | None) -> None:
+        self.process, self.invoke, self.topics, self.partitions = process, invoke, topics, partitions
+        self.group = group
+        self.completion = NEVER
+
+    def covers(self, topic: str, partition: int) -> bool:
+        if self.partitions is not None:
+            return (topic, partition) in self.partitions
+        return self.topics is None or topic in self.topics
+
+
+class HistoryIndex:
+    """The tables described in the module docstring; build with `HistoryIndex.build(history)`."""
+
+    def __init__(self) -> None:
+        self.writes: dict[str, Write] = {}
+        self.at_offset: dict[TPO, tuple[str, int]] = {}
+        self.offset_conflicts: dict[TPO, dict[str, int]] = {}
+        self.value_at: dict[str, tuple[TPO, int]] = {}
+        self.value_conflicts: dict[str, dict[TPO, int]] = {}
+        self.first_read: dict[str, int] = {}
+        # (topic, partition, from offset, to offset, from event, to event, process)
+        self.gaps: list[tuple[str, int, int, int, int, int, str]] = []
+        self.backsteps: list[tuple[str, int, int, int, int, int, str]] = []
+        # (topic, partition, offset, bound, "high watermark" | "last stable offset", poll event)
+        self.uncommitted_reads: list[tuple[str, int, int, int, str, int]] = []
+        self.producer_sends: dict[tuple[str, str, int], list[tuple[int, int, int]]] = {}
+        self.commits: list[Commit] = []
+        # (group, topic, partition) -> [(start event, end event)] during which a reset may apply
+        self.resets: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
+        # (group, topic, partition, offset, invoke, completion)
+        self.committed_reads: list[tuple[str, str, int, int, int, int]] = []
+        # (group, generation, topic, partition) -> {member: first event}
+        self.owners: dict[tuple[str, int, str, int], dict[str, int]] = {}
+        self.drains: list[Drain] = []
+        self.group_polls: list[tuple[str, int]] = []
+        self.group_topics: dict[str, set[str]] = {}
+        self.group_reset_policy: dict[str, str] = {}
+        self.faults: list[int] = []
+        self.polls = 0
+        self.records_read = 0
+
+    @classmethod
+    def build(cls, history: History) -> HistoryIndex:
+        index = cls()
+        with no_gc():
+            index._scan(history.raw, history.source)
+        return index
+
+    def _scan(self, raw: list[dict[str, Any]], source: str) -> None:  # noqa: C901 (one pass, on purpose)
+        writes = self.writes
+        at_offset = self.at_offset
+        value_at = self.value_at
+        first_read = self.first_read
+        gaps_append = self.gaps.append
+        backsteps_append = self.backsteps.append
+        runs: dict[str, dict[TP, list[int]]] = {}
+        sends: dict[int, Write] = {}
+        open_commits: dict[int, Commit] = {}
+        open_resets: dict[int, dict[str, Any]] = {}
+        open_fetches: dict[int, dict[str, Any]] = {}
+        open_drains: dict[int, Drain] = {}
+        proc_group: dict[str, str] = {}
+        records_read = 0
+        polls = 0
+
+        for e in raw:
+            f = e["f"]
+            typ = e["type"]
+            idx = e["index"]
+            process = e["process"]
+            v = e["value"]
+            if f == "poll":
+                if typ == "ok":
+                    polls += 1
+                    records = v["records"]
+                    if not records:
+                        continue
+                    records_read += len(records)
+                    group = proc_group.get(process)
+                    if group is not None:
+                        self.group_polls.append((group, idx))
+                    prun = runs.get(process)
+                    if prun is None:
+                        prun = runs[process] = {}
+                    for t, p, o, _k, val in records:
+                        key = (t, p, o)
+                        seen = at_offset.get(key)
+                        if seen is None:
+                            at_offset[key] = (val, idx)
+                        elif seen[0] != val:
+                            self._offset_conflict(key, seen, val, idx)
+                        pos = value_at.get(val)
+                        if pos is None:
+                            value_at[val] = (key, idx)
+                        elif pos[0] != key:
+                            self._value_conflict(val, pos, key, idx)
+                        if val not in first_read:
+                            first_read[val] = idx
+                        tp = (t, p)
+                        run = prun.get(tp)
+                        if run is None:
+                            prun[tp] = [o, idx]
+                        else:
+                            last = run[0]
+                            if o > last + 1:
+                                gaps_append((t, p, last, o, run[1], idx, process))
+                            elif o <= last:
+                                backsteps_append((t, p, last, o, run[1], idx, process))
+                            run[0] = o
+                            run[1] = idx
+                    hws = v.get("high_watermarks")
+                    if hws:
+                        self._check_bounds(records, hws, "high watermark", idx)
+                    lsos = v.get("last_stable_offsets")
+                    if lsos:
+                        self._check_bounds(records, lsos, "last stable offset", idx)
+                elif typ != "invoke":
+                    # A failed or unknown poll may have moved the position (or consumed records
+                    # that were never recorded): the next read starts a new run.
+                    runs.pop(process, None)
+            elif f == "send":
+                if typ == "invoke":
+                    val = v["value"]
+                    if val in writes:
+                        raise HistoryError(source, idx + 2, "value.value",
+                                           f"value {val!r} was already sent by event {writes[val].invoke}; "
+                                           f"every written value must be unique within a run")
+                    sends[idx] = writes[val] = Write(val, process, idx, v["topic"], v["partition"], v["key"])
+                    continue
+                w = sends.pop(e["invoke"])
+                w.status = typ
+                w.completion = idx
+                if typ == "ok":
+                    t, p, o = v["topic"], v["partition"], v["offset"]
+                    w.topic, w.partition, w.offset = t, p, o
+                    val = w.value
+                    key = (t, p, o)
+                    seen = at_offset.get(key)
+                    if seen is None:
+                        at_offset[key] = (val, idx)
+                    elif seen[0] != val:
+                        self._offset_conflict(key, seen, val, idx)
+                    pos = value_at.get(val)
+                    if pos is None:
+                        value_at[val] = (key, idx)
+                    elif pos[0] != key:
+                        self._value_conflict(val, pos, key, idx)
+                    pkey = (process, t, p)
+                    lst = self.producer_sends.get(pkey)
+                    if lst is None:
+                        self.producer_sends[pkey] = [(w.invoke, o, idx)]
+                    else:
+                        lst.append((w.invoke, o, idx))
+            elif f == "seek":
+                if typ == "invoke":
+                    prun = runs.get(process)
+                    if prun is not None:
+                        prun.pop((v["topic"], v["partition"]), None)
+                    group = proc_group.get(process)
+                    if group is not None:
+                        # A member seeking may then commit a lower offset on purpose.
+                        self.resets.setdefault((group, v["topic"], v["partition"]), []).append((idx, idx))
+            elif f in ("assign", "subscribe"):
+                if typ == "invoke":
+                    runs.pop(process, None)
+                    if f == "subscribe":
+                        group = v["group"]
+                        proc_group[process] = group
+                        self.group_topics.setdefault(group, set()).update(v["topics"])
+                        self.group_reset_policy[group] = v.get("auto_offset_reset", "latest")
+            elif f == "rebalance":
+                runs.pop(process, None)
+                group = v["group"]
+                proc_group.setdefault(process, group)
+                self._own(group, v.get("generation"), v.get("member"), v["partitions"], idx)
+            elif f == "assignment":
+                self._own(v["group"], v["generation"], v["member"], v["partitions"], idx)
+            elif f == "commit":
+                if typ == "invoke":
+                    c = Commit(v["group"], v.get("generation"), v.get("member"), process, idx, v["offsets"])
+                    open_commits[idx] = c
+                    self.commits.append(c)
+                else:
+                    c = open_commits.pop(e["invoke"])
+                    c.status, c.completion = typ, idx
+            elif f == "reset":
+                if typ == "invoke":
+                    open_resets[idx] = v
+                else:
+                    inv = e["invoke"]
+                    req = open_resets.pop(inv)
+                    if typ != "fail":
+                        end = idx if typ == "ok" else NEVER
+                        for t, p, _o in req["offsets"]:
+                            self.resets.setdefault((req["group"], t, p), []).append((inv, end))
+            elif f == "committed":
+                if typ == "invoke":
+                    open_fetches[idx] = v
+                else:
+                    inv = e["invoke"]
+                    req = open_fetches.pop(inv)
+                    if typ == "ok":
+                        for t, p, o in v["offsets"]:
+                            self.committed_reads.append((req["group"], t, p, o, inv, idx))
+            elif f == "drain":
+                if typ == "invoke":
+                    topics = v.get("topics")
+                    parts = v.get("partitions")
+                    open_drains[idx] = Drain(process, idx,
+                                          None if topics is None else frozenset(topics),
+                                          None if parts is None else frozenset((t, p) for t, p in parts),
+                                          proc_group.get(process))
+                else:
+                    d = open_drains.pop(e["invoke"])
+                    if typ == "ok":
+                        d.completion = idx
+                        self.drains.append(d)
+            elif f == "fault":
+                self.faults.append(idx)
+        # Reset intervals still open at the end (pending resets) may apply at any time.
+        for inv, req in open_resets.items():
+            for t, p, _o in req["offsets"]:
+                self.resets.setdefault((req["group"], t, p), []).append((inv, NEVER))
+        self.records_read = records_read
+        self.polls = polls
+
+    def _offset_conflict(self, key: TPO, seen: tuple[str, int], val: str, idx: int) -> None:
+        known = self.offset_conflicts.get(key)
+        if known is None:
+            self.offset_conflicts[key] = {seen[0]: seen[1], val: idx}
+        elif val not in known:
+            known[val] = idx
+
+    def _value_conflict(self, val: str, pos: tuple[TPO, int], key: TPO, idx: int) -> None:
+        known = self.value_conflicts.get(val)
+        if known is None:
+            self.value_conflicts[val] = {pos[0]: pos[1], key: idx}
+        elif key not in known:
+            known[key] = idx
+
+    def _check_bounds(self, records: list[list[Any]], bounds: list[list[Any]], what: str, idx: int) -> None:
+        limit = {(t, p): b for t, p, b in bounds}
+        for t, p, o, _k, _v in records:
+            b = limit.get((t, p))
+            if b is not None and o >= b:
+                self.uncommitted_reads.append((t, p, o, b, what, idx))
+
+    def _own(self, group: str, generation: int | None, member: str | None,
+             partitions: list[list[Any]], idx: int) -> None:
+        if generation is None or member is None:
+            return
+        for t, p in partitions:
+            members = self.owners.setdefault((group, generation, t, p), {})
+            members.setdefault(member, idx)
+
+    def known_offsets(self) -> dict[TP, list[int]]:
+        """Per partition, the sorted offsets known to hold a record (acknowledged or read)."""
+        out: dict[TP, list[int]] = {}
+        for t, p, o in self.at_offset:
+            lst = out.get((t, p))
+            if lst is None:
+                out[(t, p)] = [o]
+            else:
+                lst.append(o)
+        for lst in out.values():
+            lst.sort()
+        return out

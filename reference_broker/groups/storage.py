@@ -1,0 +1,163 @@
+"""Where the coordinator's records go: the ``__consumer_offsets`` topic, or memory in tests.
+
+:class:`OffsetsLog` is all the coordinator needs from storage: create the topic on first use,
+append a few key/value records to one partition, and replay every record at start.
+:class:`TopicOffsetsLog` is the broker's, backed by the compacted internal topic's partition logs;
+:class:`MemoryOffsetsLog` is a test double (it can be told to fail appends, and a new coordinator
+can replay it, which is how unit tests simulate a restart).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from reference_broker.groups.log_format import OFFSETS_TOPIC
+from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
+from reference_broker.records import (
+    Record,
+    RecordError,
+    build_batch,
+    iter_records,
+    scan_valid_prefix,
+    validate_batches,
+)
+
+if TYPE_CHECKING:
+    from reference_broker.broker import Broker
+
+log = logging.getLogger(__name__)
+
+KeyValue = tuple[bytes, bytes | None]
+
+# Kafka's offsets.topic.segment.bytes default; the topic's other settings are Kafka's too:
+# compacted, producer compression (GroupCoordinator.offsetsTopicConfigs).
+OFFSETS_TOPIC_SEGMENT_BYTES = 100 * 1024 * 1024
+_REPLAY_READ_BYTES = 1024 * 1024
+
+
+class OffsetsLog(Protocol):
+    """Storage for the coordinator's records. Errors are kio ErrorCode member names."""
+
+    def partition_count(self) -> int | None:
+        """Partitions of the offsets topic, or None while it does not exist."""
+
+    def ensure(self, now_ms: int) -> str | None:
+        """Create the topic if it is missing; an error name if that is impossible."""
+
+    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
+        """Append records to one partition (one batch); an error name if it failed."""
+
+    def replay(self) -> Iterator[KeyValue]:
+        """Every stored record, oldest first within each partition."""
+
+
+class MemoryOffsetsLog:
+    """An in-memory :class:`OffsetsLog` for unit tests; ``fail_with`` makes appends fail."""
+
+    def __init__(self, partitions: int = 50) -> None:
+        self.partitions = partitions
+        self.records: dict[int, list[KeyValue]] = {}
+        self.created = False
+        self.fail_with: str | None = None
+
+    def partition_count(self) -> int | None:
+        return self.partitions if self.created else None
+
+    def ensure(self, now_ms: int) -> str | None:
+        self.created = True
+        return None
+
+    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
+        if self.fail_with is not None:
+            return self.fail_with
+        assert 0 <= partition < self.partitions
+        self.records.setdefault(partition, []).extend(records)
+        return None
+
+    def replay(self) -> Iterator[KeyValue]:
+        for partition in sorted(self.records):
+            yield from self.records[partition]
+
+
+class TopicOffsetsLog:
+    """The broker's ``__consumer_offsets`` topic as an :class:`OffsetsLog`."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    def partition_count(self) -> int | None:
+        record = self._broker.topics.get(OFFSETS_TOPIC)
+        return record.partitions if record is not None else None
+
+    def ensure(self, now_ms: int) -> str | None:
+        if self._broker.topics.get(OFFSETS_TOPIC) is not None:
+            return None
+        from reference_broker.broker import BrokerError  # broker imports this module
+
+        config = self._broker.config
+        partitions = int(config.get("offsets.topic.num.partitions"))
+        replication = int(config.get("offsets.topic.replication.factor"))
+        wanted = {
+            "cleanup.policy": "compact",
+            "segment.bytes": str(config.get("offsets.topic.segment.bytes")),
+            "compression.type": "producer",
+        }
+        try:
+            configs = self._broker.check_new_topic(OFFSETS_TOPIC, partitions, replication, wanted)
+            self._broker.create_topic(OFFSETS_TOPIC, partitions, replication, configs, now_ms)
+        except BrokerError as exc:
+            # Kafka answers COORDINATOR_NOT_AVAILABLE while it cannot create the topic (for
+            # instance offsets.topic.replication.factor above the number of live brokers).
+            log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc.message)
+            return "coordinator_not_available"
+        return None
+
+    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
+        target = self._broker.partition(OFFSETS_TOPIC, partition)
+        if target is None:
+            return "unknown_topic_or_partition"
+        batch = bytearray(
+            build_batch(
+                [Record(i, now_ms, key, value) for i, (key, value) in enumerate(records)],
+                base_offset=0,
+            )
+        )
+        try:
+            target.log.append(batch, validate_batches(batch), now_ms)
+        except RecordTooLargeError:
+            return "message_too_large"
+        except RecordListTooLargeError:
+            return "record_list_too_large"
+        except RecordError as exc:
+            log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, partition, exc)
+            return "unknown_server_error"
+        except OSError as exc:
+            log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, partition, exc)
+            return "kafka_storage_error"
+        return None
+
+    def replay(self) -> Iterator[KeyValue]:
+        for index in range(self.partition_count() or 0):
+            partition = self._broker.partition(OFFSETS_TOPIC, index)
+            if partition is None:
+                continue
+            plog = partition.log
+            offset = plog.log_start_offset
+            while offset < plog.log_end_offset:
+                data = plog.read(offset, _REPLAY_READ_BYTES).records
+                headers, _ = scan_valid_prefix(data)
+                if not headers:
+                    break
+                for header in headers:
+                    if header.is_control:
+                        continue
+                    try:
+                        for record in iter_records(data, header):
+                            if record.offset >= offset and record.key is not None:
+                                yield record.key, record.value
+                    except RecordError as exc:
+                        log.error("skipping unreadable batch at %s-%d offset %d: %s",
+                                  OFFSETS_TOPIC, index, header.base_offset, exc)
+                offset = headers[-1].next_offset

@@ -1,0 +1,402 @@
+"""Consumer-group APIs: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+DescribeGroups, ListGroups, DeleteGroups and OffsetDelete.
+
+These handlers only translate between wire versions and the coordinator
+(:mod:`reference_broker.groups.coordinator`, which holds every rule). JoinGroup and SyncGroup may
+have to wait for other members: their handlers return a
+:class:`~reference_broker.handlers.context.Deferred` that the coordinator resolves when the
+rebalance gets there (the driver keeps that connection's later requests queued meanwhile, as
+Kafka does).
+
+Version differences handled here (Kafka protocol guide):
+
+* JoinGroup v0 has no rebalance timeout (the session timeout is used); v4+ may get
+  MEMBER_ID_REQUIRED (KIP-394); v5+ carries ``group.instance.id`` (KIP-345); v7+ names the
+  protocol type in the answer; v9+ may be told to skip the assignment (KIP-814).
+* LeaveGroup v0-v2 name one member and carry its error at the top level; v3+ name several.
+* OffsetCommit v2-v4 may ask for a retention time; v9+ answers GROUP_ID_NOT_FOUND instead of
+  ILLEGAL_GENERATION for a group that does not exist; v10 addresses topics by id.
+* OffsetFetch v1 has no top-level error; v2+ may ask for all topics (null); v8+ asks for
+  several groups at once; v10 addresses topics by id. ``require_stable`` is moot here: there
+  are no transactional offset commits to wait for.
+* DescribeGroups v6 answers GROUP_ID_NOT_FOUND for a group that does not exist; earlier
+  versions describe it as Dead.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from reference_broker.broker import Broker
+from reference_broker.groups import JoinRequest, JoinResult, LeavingMember, OffsetValue, SyncResult
+from reference_broker.groups.log_format import NO_LEADER_EPOCH
+from reference_broker.handlers.context import Deferred, RequestContext
+
+NO_OFFSET = -1
+DEFAULT_RETENTION_MS = -1
+RETENTION_TIME_UNTIL_VERSION = 4
+TOPIC_IDS_FROM_VERSION = 10
+# Kafka's AclOperation codes READ (3), DELETE (6) and DESCRIBE (8): what anyone may do to a
+# group on a broker without an authorizer.
+GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+
+
+def _ms(value: datetime.timedelta) -> int:
+    return value // datetime.timedelta(milliseconds=1)
+
+
+def _client_host(peer: str) -> str:
+    # Kafka shows the client's InetAddress, which prints as "/127.0.0.1".
+    return "/" + peer.rsplit(":", 1)[0]
+
+
+class _Later:
+    """Run a coordinator call that answers through a callback: return the response now if the
+    callback came synchronously, else a Deferred resolved when it comes."""
+
+    def __init__(self, render: Callable[[Any], dict[str, Any]]) -> None:
+        self._render = render
+        self._deferred = Deferred()
+        self._returned = False
+        self._now: list[dict[str, Any] | None] = []
+
+    def callback(self, result: Any) -> None:
+        response = None if result is None else self._render(result)
+        if self._returned:
+            self._deferred.resolve(response)
+        else:
+            self._now.append(response)
+
+    def response(self) -> dict[str, Any] | None | Deferred:
+        self._returned = True
+        return self._now[0] if self._now else self._deferred
+
+
+# --- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ------------------------------------------------
+
+
+def _join_response(result: JoinResult, version: int) -> dict[str, Any]:
+    return {
+        "error_code": result.error,
+        "generation_id": result.generation_id,
+        "protocol_type": result.protocol_type,
+        # Non-nullable before v7: Kafka sends "" there.
+        "protocol_name": result.protocol_name if version >= 7 else (result.protocol_name or ""),
+        "leader": result.leader,
+        "skip_assignment": result.skip_assignment,
+        "member_id": result.member_id,
+        "members": [
+            {"member_id": member_id, "group_instance_id": instance_id, "metadata": metadata}
+            for member_id, instance_id, metadata in result.members
+        ],
+    }
+
+
+def handle_join_group(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    version = ctx.api_version
+    session_timeout = _ms(request.session_timeout)
+    join = JoinRequest(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        protocol_type=request.protocol_type,
+        protocols=tuple((p.name, bytes(p.metadata)) for p in request.protocols),
+        session_timeout_ms=session_timeout,
+        rebalance_timeout_ms=_ms(request.rebalance_timeout) if version >= 1 else session_timeout,
+        client_id=ctx.client_id or "",
+        client_host=_client_host(ctx.peer),
+        require_known_member_id=version >= 4,
+        supports_skip_assignment=version >= 9,
+        reason=getattr(request, "reason", None),
+    )
+    later = _Later(lambda result: _join_response(result, version))
+    broker.groups.join_group(join, now_ms, later.callback)
+    return later.response()
+
+
+def _sync_response(result: SyncResult) -> dict[str, Any]:
+    return {
+        "error_code": result.error,
+        "protocol_type": result.protocol_type,
+        "protocol_name": result.protocol_name,
+        "assignment": result.assignment,
+    }
+
+
+def handle_sync_group(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    later = _Later(_sync_response)
+    broker.groups.sync_group(
+        request.group_id,
+        request.generation_id,
+        request.member_id,
+        getattr(request, "group_instance_id", None),
+        getattr(request, "protocol_type", None),
+        getattr(request, "protocol_name", None),
+        {a.member_id: bytes(a.assignment) for a in request.assignments},
+        now_ms,
+        later.callback,
+    )
+    return later.response()
+
+
+def handle_heartbeat(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    error = broker.groups.heartbeat(
+        request.group_id, request.generation_id, request.member_id,
+        getattr(request, "group_instance_id", None), now_ms,
+    )
+    return {"error_code": error}
+
+
+def handle_leave_group(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    batched = ctx.api_version >= 3
+    if batched:
+        leaving = [
+            LeavingMember(m.member_id, m.group_instance_id, getattr(m, "reason", None))
+            for m in request.members
+        ]
+    else:
+        leaving = [LeavingMember(request.member_id)]
+    error, member_errors = broker.groups.leave_group(request.group_id, leaving, now_ms)
+    if not batched:
+        # v0-v2 carry the one member's error at the top level.
+        return {"error_code": member_errors[0] if error == "none" and member_errors else error}
+    return {
+        "error_code": error,
+        "members": [
+            {"member_id": m.member_id, "group_instance_id": m.group_instance_id,
+             "error_code": member_error}
+            for m, member_error in zip(leaving, member_errors, strict=True)
+        ],
+    }
+
+
+# --- OffsetCommit / OffsetFetch / OffsetDelete -----------------------------------------------------
+
+
+def _resolve_topic(
+    broker: Broker, topic: Any, by_id: bool
+) -> tuple[str | None, int, str]:
+    """(name or None if unknown, partition count, error for an unknown topic)."""
+    if by_id:
+        record = broker.topics.by_id(topic.topic_id)
+        return (record.name, record.partitions, "unknown_topic_id") if record else (
+            None, 0, "unknown_topic_id"
+        )
+    record = broker.topics.get(topic.name)
+    return topic.name, (record.partitions if record else 0), "unknown_topic_or_partition"
+
+
+def _topic_key(topic: Any, by_id: bool) -> dict[str, Any]:
+    return {"topic_id": topic.topic_id} if by_id else {"name": topic.name}
+
+
+def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    version = ctx.api_version
+    by_id = version >= TOPIC_IDS_FROM_VERSION
+    expire_ms = None
+    if version <= RETENTION_TIME_UNTIL_VERSION:
+        retention_ms = _ms(request.retention_time)
+        if retention_ms != DEFAULT_RETENTION_MS:
+            expire_ms = now_ms + retention_ms
+    offsets: dict[tuple[str, int], OffsetValue] = {}
+    # Per request entry: (topic, partition index, key into offsets, or the error it already has)
+    plan: list[tuple[Any, int, tuple[str, int] | None, str]] = []
+    for topic in request.topics:
+        name, count, unknown = _resolve_topic(broker, topic, by_id)
+        for part in topic.partitions:
+            if name is None or not 0 <= part.partition_index < count:
+                error = unknown if name is None else "unknown_topic_or_partition"
+                plan.append((topic, part.partition_index, None, error))
+                continue
+            key = (name, part.partition_index)
+            offsets[key] = OffsetValue(
+                offset=part.committed_offset,
+                leader_epoch=getattr(part, "committed_leader_epoch", NO_LEADER_EPOCH),
+                metadata=part.committed_metadata or "",
+                commit_timestamp_ms=now_ms,
+                expire_timestamp_ms=expire_ms,
+            )
+            plan.append((topic, part.partition_index, key, "none"))
+    results = broker.groups.commit_offsets(
+        request.group_id, request.generation_id_or_member_epoch, request.member_id,
+        getattr(request, "group_instance_id", None), offsets, version, now_ms,
+    ) if offsets else {}
+    topics_out: list[dict[str, Any]] = []
+    by_topic: dict[int, dict[str, Any]] = {}
+    for topic, index, tp, error in plan:
+        entry = by_topic.get(id(topic))
+        if entry is None:
+            entry = {**_topic_key(topic, by_id), "partitions": []}
+            by_topic[id(topic)] = entry
+            topics_out.append(entry)
+        entry["partitions"].append(
+            {"partition_index": index, "error_code": results[tp] if tp is not None else error}
+        )
+    return {"topics": topics_out}
+
+
+def _offset_entry(index: int, value: OffsetValue | None, error: str = "none") -> dict[str, Any]:
+    return {
+        "partition_index": index,
+        "committed_offset": value.offset if value is not None else NO_OFFSET,
+        "committed_leader_epoch": value.leader_epoch if value is not None else NO_LEADER_EPOCH,
+        "metadata": value.metadata if value is not None else "",
+        "error_code": error,
+    }
+
+
+def _fetch_group(
+    broker: Broker, group_id: str, topics: Iterable[Any] | None, by_id: bool
+) -> list[dict[str, Any]]:
+    """The ``topics`` of one group's OffsetFetch answer."""
+    out: list[dict[str, Any]] = []
+    if topics is None:
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for (name, index), value in broker.groups.fetch_offsets(group_id, None):
+            by_name.setdefault(name, []).append(_offset_entry(index, value))
+        for name, partitions in by_name.items():
+            if by_id:
+                record = broker.topics.get(name)
+                if record is None:  # offsets of a topic that no longer exists have no id
+                    continue
+                out.append({"topic_id": record.topic_id, "partitions": partitions})
+            else:
+                out.append({"name": name, "partitions": partitions})
+        return out
+    for topic in topics:
+        key = _topic_key(topic, by_id)
+        if by_id:
+            record = broker.topics.by_id(topic.topic_id)
+            if record is None:
+                out.append({**key, "partitions": [
+                    _offset_entry(i, None, "unknown_topic_id") for i in topic.partition_indexes
+                ]})
+                continue
+            name = record.name
+        else:
+            name = topic.name
+        found = broker.groups.fetch_offsets(group_id, [(name, i) for i in topic.partition_indexes])
+        out.append({**key, "partitions": [_offset_entry(i, v) for (_, i), v in found]})
+    return out
+
+
+def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    version = ctx.api_version
+    by_id = version >= TOPIC_IDS_FROM_VERSION
+    if hasattr(request, "groups"):  # v8+: several groups per request
+        return {
+            "groups": [
+                {"group_id": group.group_id, "error_code": "none",
+                 "topics": _fetch_group(broker, group.group_id, group.topics, by_id)}
+                for group in request.groups
+            ]
+        }
+    return {
+        "error_code": "none",
+        "topics": _fetch_group(broker, request.group_id, request.topics, by_id),
+    }
+
+
+def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    wanted: list[tuple[str, int]] = []
+    unknown: set[tuple[str, int]] = set()
+    for topic in request.topics:
+        record = broker.topics.get(topic.name)
+        for part in topic.partitions:
+            tp = (topic.name, part.partition_index)
+            if record is None or not 0 <= part.partition_index < record.partitions:
+                unknown.add(tp)
+            else:
+                wanted.append(tp)
+    error, results = broker.groups.delete_offsets(request.group_id, wanted, now_ms)
+    if error != "none":
+        return {"error_code": error, "topics": []}
+    return {
+        "error_code": "none",
+        "topics": [
+            {
+                "name": topic.name,
+                "partitions": [
+                    {
+                        "partition_index": part.partition_index,
+                        "error_code": "unknown_topic_or_partition"
+                        if (topic.name, part.partition_index) in unknown
+                        else results.get((topic.name, part.partition_index), "none"),
+                    }
+                    for part in topic.partitions
+                ],
+            }
+            for topic in request.topics
+        ],
+    }
+
+
+# --- DescribeGroups / ListGroups / DeleteGroups -----------------------------------------------------
+
+
+def handle_describe_groups(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    operations = (
+        GROUP_AUTHORIZED_OPERATIONS
+        if getattr(request, "include_authorized_operations", False)
+        else AUTHORIZED_OPERATIONS_OMITTED
+    )
+    groups = []
+    for group_id in request.groups:
+        summary = broker.groups.describe_group(group_id)
+        if summary is None:
+            not_found = ctx.api_version >= 6
+            groups.append({
+                "error_code": "group_id_not_found" if not_found else "none",
+                "error_message": f"Group {group_id} not found." if not_found else None,
+                "group_id": group_id,
+                "group_state": "Dead",
+                "protocol_type": "",
+                "protocol_data": "",
+                "members": [],
+                "authorized_operations": operations,
+            })
+            continue
+        groups.append({
+            "error_code": "none",
+            "group_id": group_id,
+            "group_state": summary.state,
+            "protocol_type": summary.protocol_type,
+            "protocol_data": summary.protocol,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "group_instance_id": m.group_instance_id,
+                    "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "member_metadata": m.metadata,
+                    "member_assignment": m.assignment,
+                }
+                for m in summary.members
+            ],
+            "authorized_operations": operations,
+        })
+    return {"groups": groups}
+
+
+def handle_list_groups(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    groups = broker.groups.list_groups(
+        getattr(request, "states_filter", ()), getattr(request, "types_filter", ())
+    )
+    return {
+        "error_code": "none",
+        "groups": [
+            {"group_id": g.group_id, "protocol_type": g.protocol_type, "group_state": g.state,
+             "group_type": "classic"}
+            for g in groups
+        ],
+    }
+
+
+def handle_delete_groups(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    names = list(dict.fromkeys(request.groups_names))
+    errors = broker.groups.delete_groups(names, now_ms)
+    return {"results": [{"group_id": name, "error_code": errors[name]} for name in names]}
+
