@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from typing import Any
@@ -10,7 +11,7 @@ import click
 
 from harness.checkers import CHECKS, GUARANTEES, Report, check
 from harness.history import HistoryError, load_history
-from harness.history.load import History
+from harness.history.load import History, no_gc
 
 EXIT_VALID, EXIT_ANOMALIES, EXIT_UNUSABLE = 0, 1, 2
 
@@ -89,12 +90,16 @@ def check_command(history_file: str, guarantees: tuple[str, ...], checks: list[s
       kconform check run/history.jsonl --guarantee at-least-once
       kconform check run/history.jsonl --checks lost-write,duplicate --json
     """
-    try:
-        history = load_history(history_file)
-        report = check(history, guarantees=guarantees, checks=checks)
-    except HistoryError as exc:
-        click.echo(f"error: unusable history: {exc}", err=True)
-        sys.exit(EXIT_UNUSABLE)
+    # The cyclic GC would rescan the millions of loaded objects again and again (a full pass
+    # costs ~0.4 s per 100k operations); JSON data has no cycles, reference counting frees it.
+    with no_gc():
+        try:
+            history = load_history(history_file)
+            report = check(history, guarantees=guarantees, checks=checks)
+        except HistoryError as exc:
+            click.echo(f"error: unusable history: {exc}", err=True)
+            sys.exit(EXIT_UNUSABLE)
+        gc.freeze()  # nothing loaded needs the cyclic collector, even at interpreter exit
     if history.warning:
         click.echo(f"warning: {history.warning}", err=True)
     asked = set(checks or ()) | set(guarantees)

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from harness.history.index import HistoryIndex, Write
-from harness.history.load import History
+from harness.history.load import History, no_gc
+
+from harness.checkers.result import CheckResult
+
+
+def checker(fn: Callable[[History], CheckResult]) -> Callable[[History], CheckResult]:
+    """Run a checker with the cyclic GC paused: its tuples would make the collector rescan the
+    whole loaded history again and again (measured: most of a check's time)."""
+
+    @functools.wraps(fn)
+    def run(history: History) -> CheckResult:
+        with no_gc():
+            return fn(history)
+
+    return run
 
 
 def write_events(w: Write) -> tuple[int, ...]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checkers._common import tp_name, write_events
+from harness.checkers._common import checker, tp_name, write_events
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.load import History
 from specs.delivery import Guarantee, violations
@@ -110,16 +110,19 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
     return CheckResult(name, tuple(anomalies))
 
 
+@checker
 def at_least_once(history: History) -> CheckResult:
     """Every acknowledged write a group had to be given was delivered to it at least once."""
     return _check(history, Guarantee.AT_LEAST_ONCE)
 
 
+@checker
 def at_most_once(history: History) -> CheckResult:
     """No value was delivered to a group more than once."""
     return _check(history, Guarantee.AT_MOST_ONCE)
 
 
+@checker
 def exactly_once(history: History) -> CheckResult:
     """At least once and at most once."""
     return _check(history, Guarantee.EXACTLY_ONCE)

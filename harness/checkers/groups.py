@@ -14,17 +14,41 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from harness.checkers._common import tp_name
+from harness.checkers._common import checker, tp_name
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.index import NEVER
 from harness.history.load import History
 
 
-def _excused(resets: list[tuple[int, int]], lo: int, hi: int) -> bool:
-    """Whether some reset may have applied between events `lo` and `hi`."""
-    return any(start < hi and end > lo for start, end in resets)
+class _Resets:
+    """The resets of one (group, partition), searchable in log time: sorted by start, with the
+    running maximum of their ends."""
+
+    __slots__ = ("starts", "reach")
+
+    def __init__(self, resets: list[tuple[int, int]]) -> None:
+        ordered = sorted(resets)
+        self.starts = [start for start, _end in ordered]
+        self.reach: list[int] = []
+        top = -1
+        for _start, end in ordered:
+            top = max(top, end)
+            self.reach.append(top)
+
+    def between(self, lo: int, hi: int) -> bool:
+        """Whether some reset may have applied between events `lo` and `hi` (overlaps them)."""
+        i = bisect_left(self.starts, hi) - 1  # the resets that started before hi
+        return i >= 0 and self.reach[i] > lo
 
 
+_NO_RESETS = _Resets([])
+
+
+def _resets(history: History) -> dict[tuple[str, str, int], _Resets]:
+    return {key: _Resets(value) for key, value in history.index.resets.items()}
+
+
+@checker
 def committed_offset_regression(history: History) -> CheckResult:
     """A group's committed offset for a partition went backwards without a reset."""
     ix = history.index
@@ -42,12 +66,13 @@ def committed_offset_regression(history: History) -> CheckResult:
             if c.status == "ok":
                 gen = -1 if c.generation is None else c.generation
                 ordered.setdefault(key, []).append((gen, done, o, c.invoke))
+    resets = _resets(history)
     anomalies = []
     for key, commits in ordered.items():
         commits.sort()
-        resets = ix.resets.get(key, [])
+        excuses = resets.get(key, _NO_RESETS)
         for (g1, d1, o1, i1), (g2, d2, o2, i2) in zip(commits, commits[1:]):
-            if o2 < o1 and not _excused(resets, min(i1, i2), max(d1, d2)):
+            if o2 < o1 and not excuses.between(min(i1, i2), max(d1, d2)):
                 anomalies.append(Anomaly(
                     "committed-offset-regression",
                     f"group {key[0]!r} committed {tp_name(key[1], key[2])} offset {o1} (generation {g1}) "
@@ -65,7 +90,7 @@ def committed_offset_regression(history: History) -> CheckResult:
         d, o, i = history_of_key[k]
         if x >= o:
             continue
-        if _excused(ix.resets.get(key, []), i, fd):
+        if resets.get(key, _NO_RESETS).between(i, fd):
             continue
         if any(ci < fd and cd > fi and co == x for ci, cd, co in maybe.get(key, [])):
             continue
@@ -78,6 +103,7 @@ def committed_offset_regression(history: History) -> CheckResult:
     return CheckResult("committed-offset-regression", tuple(anomalies))
 
 
+@checker
 def group_split_brain(history: History) -> CheckResult:
     """Two members owning the same partition in the same group generation."""
     anomalies = []

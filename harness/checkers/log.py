@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from harness.checkers._common import tp_name, with_invocation, write_events
+from harness.checkers._common import checker, tp_name, with_invocation, write_events
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.index import HistoryIndex, Write
 from harness.history.load import History
 
 
+@checker
 def inconsistent_offsets(history: History) -> CheckResult:
     """One (topic, partition, offset) observed holding more than one value."""
     ix = history.index
@@ -36,6 +37,7 @@ def inconsistent_offsets(history: History) -> CheckResult:
     return CheckResult("inconsistent-offsets", tuple(anomalies))
 
 
+@checker
 def duplicate(history: History) -> CheckResult:
     """One value observed at more than one (topic, partition, offset)."""
     ix = history.index
@@ -86,6 +88,7 @@ def _lost(ix: HistoryIndex) -> dict[str, tuple[Write, int, int]]:
     return lost
 
 
+@checker
 def lost_write(history: History) -> CheckResult:
     """An acknowledged write missing from a stretch of the log a consumer read through."""
     ix = history.index
@@ -99,6 +102,7 @@ def lost_write(history: History) -> CheckResult:
     return CheckResult("lost-write", tuple(anomalies))
 
 
+@checker
 def unseen(history: History) -> CheckResult:
     """An acknowledged write never read even though a later drain read its partition to the end."""
     ix = history.index
@@ -123,6 +127,7 @@ def unseen(history: History) -> CheckResult:
     return CheckResult("unseen", tuple(anomalies))
 
 
+@checker
 def aborted_read(history: History) -> CheckResult:
     """A read of a value whose send definitely failed (G1a)."""
     ix = history.index

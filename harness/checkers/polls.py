@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from harness.checkers._common import tp_name, with_invocation
+from harness.checkers._common import checker, tp_name, with_invocation
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.load import History
 
 
+@checker
 def poll_skip(history: History) -> CheckResult:
     """A consumer jumped over offsets known to hold records, with no seek or rebalance to explain it."""
     ix = history.index
@@ -39,6 +40,7 @@ def poll_skip(history: History) -> CheckResult:
     return CheckResult("poll-skip", tuple(anomalies))
 
 
+@checker
 def nonmonotonic_poll(history: History) -> CheckResult:
     """A consumer's successive reads of a partition went back or repeated, with no seek or rebalance."""
     anomalies = [
@@ -50,6 +52,7 @@ def nonmonotonic_poll(history: History) -> CheckResult:
     return CheckResult("nonmonotonic-poll", tuple(anomalies))
 
 
+@checker
 def read_uncommitted(history: History) -> CheckResult:
     """A consumer was given a record at or past the high watermark (or LSO) its own fetch reported."""
     anomalies = [

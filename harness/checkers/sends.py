@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
-from harness.checkers._common import tp_name
+from harness.checkers._common import checker, tp_name
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.load import History
 
 
+@checker
 def nonmonotonic_send(history: History) -> CheckResult:
     """A producer's later send to a partition was acknowledged at a lower (or equal) offset."""
     anomalies = []

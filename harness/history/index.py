@@ -142,8 +142,10 @@ class HistoryIndex:
         polls = 0
 
         for e in raw:
-            f = e["f"]
             typ = e["type"]
+            f = e["f"]
+            if typ == "invoke" and f == "poll":
+                continue
             idx = e["index"]
             process = e["process"]
             v = e["value"]
@@ -160,18 +162,24 @@ class HistoryIndex:
                     prun = runs.get(process)
                     if prun is None:
                         prun = runs[process] = {}
+                    top = -1
                     for t, p, o, _k, val in records:
                         key = (t, p, o)
                         seen = at_offset.get(key)
-                        if seen is None:
-                            at_offset[key] = (val, idx)
-                        elif seen[0] != val:
-                            self._offset_conflict(key, seen, val, idx)
-                        pos = value_at.get(val)
-                        if pos is None:
-                            value_at[val] = (key, idx)
-                        elif pos[0] != key:
-                            self._value_conflict(val, pos, key, idx)
+                        if seen is None or seen[0] != val:
+                            # A (position, value) pair not seen before: look for conflicts.
+                            # (When it was seen before, both lookups were done then.)
+                            if seen is None:
+                                at_offset[key] = (val, idx)
+                            else:
+                                self._offset_conflict(key, seen, val, idx)
+                            pos = value_at.get(val)
+                            if pos is None:
+                                value_at[val] = (key, idx)
+                            elif pos[0] != key:
+                                self._value_conflict(val, pos, key, idx)
+                        if o > top:
+                            top = o
                         if val not in first_read:
                             first_read[val] = idx
                         tp = (t, p)
@@ -188,11 +196,14 @@ class HistoryIndex:
                             run[1] = idx
                     hws = v.get("high_watermarks")
                     if hws:
-                        self._check_bounds(records, hws, "high watermark", idx)
+                        for bound in hws:
+                            if bound[2] <= top:  # some record may be at or past it
+                                self._check_bounds(records, hws, "high watermark", idx)
+                                break
                     lsos = v.get("last_stable_offsets")
                     if lsos:
                         self._check_bounds(records, lsos, "last stable offset", idx)
-                elif typ != "invoke":
+                else:
                     # A failed or unknown poll may have moved the position (or consumed records
                     # that were never recorded): the next read starts a new run.
                     runs.pop(process, None)

@@ -83,10 +83,13 @@ class HistoryWriter(Recorder):
     """Appends a history to a JSONL file, one flushed line per event.
 
     Use as a context manager, or call `close()`. `clock` defaults to `time.monotonic_ns`.
+    `flush=False` leaves buffering to Python (for generating large synthetic files only: a crash
+    then loses the unflushed tail).
     """
 
     def __init__(self, path: str | Path | IO[str], meta: Mapping[str, Any] | None = None, *,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, flush: bool = True) -> None:
+        self._flush = flush
         if isinstance(path, (str, Path)):
             self._stream: IO[str] = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
             self._owned = True
@@ -98,7 +101,8 @@ class HistoryWriter(Recorder):
 
     def _write_line(self, obj: dict[str, Any]) -> None:
         self._stream.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        self._stream.flush()
+        if self._flush:
+            self._stream.flush()
 
     def _emit(self, obj: dict[str, Any]) -> None:
         self._write_line(obj)
@@ -157,7 +161,10 @@ class HistoryBuilder(Recorder):
     def poll(self, process: str, records: list[tuple[str, int, int, str | None, str]] | list[tuple[str, int, int, str]],
              *, high_watermarks: list[tuple[str, int, int]] | None = None,
              last_stable_offsets: list[tuple[str, int, int]] | None = None) -> int:
-        """A complete poll returning `records` ((topic, partition, offset, value) or with key)."""
+        """A complete poll returning `records` ((topic, partition, offset, value) or with key).
+
+        Returns the index of the completion, the event that carries the records.
+        """
         i = self.invoke(process, "poll")
         rows = [[r[0], r[1], r[2], None, r[3]] if len(r) == 4 else list(r) for r in records]
         value: dict[str, Any] = {"records": rows}

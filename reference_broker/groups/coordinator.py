@@ -128,6 +128,9 @@ STABLE = GroupState.STABLE
 DEAD = GroupState.DEAD
 
 NEW_MEMBER_JOIN_TIMEOUT_MS = 5 * 60 * 1000  # Kafka's GroupCoordinator.NewMemberJoinTimeoutMs
+# Ids go into int16-length strings of __consumer_offsets records; leave room for the member-id
+# suffix ("-" and a UUID). Kafka would fail to serialize longer ones.
+MAX_ID_BYTES = 32767 - 64
 UNKNOWN_MEMBER_ID = ""
 NO_GENERATION = -1
 
@@ -259,6 +262,10 @@ def _join_error(member_id: str, error: str) -> JoinResult:
     return JoinResult(error=error, member_id=member_id)
 
 
+def _too_long(text: str | None) -> bool:
+    return text is not None and len(text.encode()) > MAX_ID_BYTES
+
+
 # --- the coordinator -----------------------------------------------------------------------------
 
 
@@ -330,7 +337,12 @@ class GroupCoordinator:
     ) -> str | None:
         """Write the group's metadata (with members and assignment when given); a client-facing
         error name if the write failed."""
-        error = self._append(group.group_id, [self._group_record(group, assignment)], now_ms)
+        try:
+            record = self._group_record(group, assignment)
+        except FormatError as exc:  # an id too long for the record format
+            log.warning("cannot encode metadata of group %s: %s", group.group_id[:100], exc)
+            return "unknown_server_error"
+        error = self._append(group.group_id, [record], now_ms)
         if error is None:
             return None
         log.warning("cannot store metadata of group %s: %s", group.group_id, error)
@@ -400,8 +412,11 @@ class GroupCoordinator:
 
     def join_group(self, request: JoinRequest, now_ms: int, callback: JoinCallback) -> None:
         """Join (or rejoin) a group; ``callback`` gets the answer, maybe only after a rebalance."""
-        if not request.group_id:
+        if not request.group_id or _too_long(request.group_id):
             callback(_join_error(request.member_id, "invalid_group_id"))
+            return
+        if _too_long(request.group_instance_id) or _too_long(request.client_id):
+            callback(_join_error(request.member_id, "invalid_request"))
             return
         if not (
             self.config.min_session_timeout_ms
@@ -977,6 +992,8 @@ class GroupCoordinator:
         def every(error: str) -> dict[TopicPartition, str]:
             return {tp: error for tp in offsets}
 
+        if _too_long(group_id):
+            return every("invalid_group_id")
         group = self._groups.get(group_id)
         if group is None:
             if generation_id < 0:
@@ -1018,7 +1035,9 @@ class GroupCoordinator:
         result: dict[TopicPartition, str] = {}
         valid: dict[TopicPartition, OffsetValue] = {}
         for tp, value in offsets.items():
-            if len(value.metadata) > self.config.offset_metadata_max_bytes:
+            if len(value.metadata) > self.config.offset_metadata_max_bytes or _too_long(
+                value.metadata
+            ):
                 result[tp] = "offset_metadata_too_large"
             else:
                 valid[tp] = value

@@ -191,45 +191,55 @@ def _header(first: bytearray, size: int, correlation_id: int, flexible: bool) ->
 
 
 def encode_produce(version: int, correlation_id: int, data: Mapping[str, Any]) -> bytes:
-    """ProduceResponse v3-12; raises _Unsupported (or a struct/lookup error) to decline."""
+    """ProduceResponse v3-12; raises _Unsupported (or a struct/lookup error) to decline.
+
+    Written flat (checks inline, one struct call per partition) because it runs once per
+    Produce request: with one message per request every call counts.
+    """
+    if type(data) is not dict or not data.keys() <= _PRODUCE_KEYS:
+        raise _Unsupported
     flexible = version >= _PRODUCE_FLEXIBLE_FROM
-    data = _check_keys(data, _PRODUCE_KEYS)
-    throttle_ms = _throttle_ms(data)
-    partition_struct = _PRODUCE_PARTITION_V5 if version >= 5 else _PRODUCE_PARTITION_V3
+    since_v5 = version >= 5
+    partition_struct = _PRODUCE_PARTITION_V5 if since_v5 else _PRODUCE_PARTITION_V3
     tail = _PRODUCE_V9_TAIL if flexible else _PRODUCE_V8_TAIL if version >= 8 else b""
     out = bytearray(_HEADER_V1.size if flexible else _HEADER_V0.size)  # filled in at the end
     topics = data["responses"]
     _array_length(out, len(topics), flexible)
     for topic in topics:
-        topic = _check_keys(topic, _PRODUCE_TOPIC_KEYS)
+        if type(topic) is not dict or not topic.keys() <= _PRODUCE_TOPIC_KEYS:
+            raise _Unsupported
         _string(out, topic["name"], flexible)
         partitions = topic["partition_responses"]
         _array_length(out, len(partitions), flexible)
         for partition in partitions:
-            partition = _check_keys(partition, _PRODUCE_PARTITION_KEYS)
-            if partition.get("error_message") is not None:
+            if type(partition) is not dict or not partition.keys() <= _PRODUCE_PARTITION_KEYS:
                 raise _Unsupported
-            record_errors = partition.get("record_errors", ())
-            if type(record_errors) not in (list, tuple) or record_errors:
+            get = partition.get
+            record_errors = get("record_errors", ())
+            if get("error_message") is not None or record_errors or (
+                type(record_errors) is not tuple and type(record_errors) is not list
+            ):
                 raise _Unsupported
-            append_time = partition.get("log_append_time")
+            append_time = get("log_append_time")
             if append_time is None:
                 append_time = -1
             elif type(append_time) is not int or not 0 <= append_time <= _MAX_APPEND_TIME_MS:
                 raise _Unsupported
-            values: tuple[Any, ...] = (
-                partition["index"],
-                _error_code(partition["error_code"]),
-                partition["base_offset"],
-                append_time,
-            )
-            if version >= 5:
-                values += (partition.get("log_start_offset", -1),)
-            out += partition_struct.pack(*values)
+            code = partition["error_code"]
+            code = _ERROR_VALUES[code] if type(code) is str else _error_code(code)
+            if since_v5:
+                out += partition_struct.pack(
+                    partition["index"], code, partition["base_offset"], append_time,
+                    get("log_start_offset", -1),
+                )  # fmt: skip
+            else:
+                out += partition_struct.pack(
+                    partition["index"], code, partition["base_offset"], append_time
+                )
             out += tail
         if flexible:
             out.append(0)  # topic tag buffer
-    out += _I32.pack(throttle_ms)
+    out += _I32.pack(_throttle_ms(data))
     if flexible:
         out.append(0)  # top-level tag buffer: node_endpoints (v10+) is empty
     _header(out, len(out), correlation_id, flexible)

@@ -67,7 +67,9 @@ class FrameDecoder:
             if end > available:
                 break
             if view is None:
-                view = memoryview(source)
+                # Read-only, also over the bytearray: kio's native reader refuses writable
+                # buffers ("Received writable byte buffer where read-only was expected").
+                view = memoryview(source).toreadonly()
             frames.append(view[position + 4 : end])
             position = end
         if source is buf:

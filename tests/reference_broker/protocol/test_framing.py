@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reference_broker.protocol.codec import decode_request
 from reference_broker.protocol.framing import FrameDecoder, FrameTooLargeError, frame
 
 LIMIT = 1024
@@ -91,3 +92,35 @@ def test_any_split_of_a_stream_yields_the_same_frames(payloads: list[bytes], cut
         out += decoder.feed(stream[start:end])
     assert out == payloads
     assert decoder.buffered == 0
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+def test_frames_are_read_only_and_decodable_however_they_arrive(cuts: list[int]) -> None:
+    """Frames are views, never writable ones (kio's native reader refuses a writable buffer),
+    whether they were split out of one chunk or completed in the decoder's buffer, and a
+    request fed in pieces decodes as it was sent."""
+    request = struct.pack(">hhih", 18, 3, 7, 4) + b"test" + b"\x00"  # ApiVersions v3 header
+    request += b"\x05kcat\x041.0\x00"  # client software name and version, no tagged fields
+    stream = frame(request) * 3
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    decoder = FrameDecoder(LIMIT)
+    out = []
+    for start, end in zip(points, points[1:]):
+        out += decoder.feed(stream[start:end])
+    assert out == [request] * 3
+    for piece in out:
+        assert memoryview(piece).readonly
+        decoded = decode_request(piece)
+        assert (decoded.api_key, decoded.correlation_id, decoded.client_id) == (18, 7, "test")
+
+
+def test_frames_do_not_change_when_more_data_arrives() -> None:
+    """A frame handed out stays as it was while the decoder keeps buffering (it is a view of
+    bytes the decoder no longer writes to)."""
+    decoder = FrameDecoder(LIMIT)
+    stream = frame(b"first") + frame(b"second")
+    first = decoder.feed(stream[:3])
+    first += decoder.feed(stream[3:12])
+    assert first == [b"first"]
+    assert decoder.feed(stream[12:] + frame(b"x" * 100)[:50]) == [b"second"]
+    assert first == [b"first"]

@@ -1,0 +1,108 @@
+"""`kconform check`: exit codes 0/1/2 and what it prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.history import HistoryBuilder
+
+
+def _write(tmp_path: Path, b: HistoryBuilder, name: str = "h.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(b.lines()))
+    return path
+
+
+def _valid() -> HistoryBuilder:
+    b = HistoryBuilder()
+    b.send("p0", "t", "a", offset=0)
+    b.send("p0", "t", "b", offset=1)
+    b.call("c0", "subscribe", {"group": "g", "topics": ["t"], "auto_offset_reset": "earliest"})
+    d = b.invoke("c0", "drain")
+    b.poll("c0", [("t", 0, 0, "a"), ("t", 0, 1, "b")])
+    b.ok(d)
+    return b
+
+
+def _lossy() -> HistoryBuilder:
+    b = HistoryBuilder()
+    for i, v in enumerate("abc"):
+        b.send("p0", "t", v, offset=i)
+    b.poll("c0", [("t", 0, 0, "a"), ("t", 0, 2, "c")])
+    return b
+
+
+def test_a_valid_history_exits_0_and_prints_the_table(tmp_path: Path) -> None:
+    """No anomalies: exit 0, every check listed as ok, a VALID verdict."""
+    result = CliRunner().invoke(main, ["check", str(_write(tmp_path, _valid())), "--guarantee", "exactly-once"])
+    assert result.exit_code == 0, result.output
+    assert "lost-write" in result.output and "exactly-once" in result.output
+    assert "VALID: no anomalies" in result.output
+
+
+def test_anomalies_exit_1_with_counts_and_witness_events(tmp_path: Path) -> None:
+    """A lost write: exit 1, its count, its explanation and the witnessing events."""
+    result = CliRunner().invoke(main, ["check", str(_write(tmp_path, _lossy()))])
+    assert result.exit_code == 1, result.output
+    assert "lost-write                   FAIL     1" in result.output
+    assert "value 'b' was acknowledged" in result.output
+    assert "#3 t=4000 p0 ok send (completes #2)" in result.output
+    assert "INVALID: 2 anomalies (lost-write: 1, poll-skip: 1)" in result.output
+
+
+def test_json_output_and_check_selection(tmp_path: Path) -> None:
+    """--checks runs only the named checks; --json prints the report as JSON."""
+    path = _write(tmp_path, _lossy())
+    result = CliRunner().invoke(main, ["check", str(path), "--checks", "lost-write,duplicate", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert [r["check"] for r in report["results"]] == ["lost-write", "duplicate"]
+    assert report["anomalies"] == {"lost-write": 1} and report["events"] == 8
+
+
+def test_a_broken_file_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
+    """An invalid event makes the history unusable: exit 2 with file, line and field."""
+    lines = _valid().lines()
+    event = json.loads(lines[2])
+    del event["value"]["offset"]
+    lines[2] = json.dumps(event) + "\n"
+    path = tmp_path / "broken.jsonl"
+    path.write_text("".join(lines))
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:3: field 'value.offset': missing" in result.output
+
+
+def test_missing_file_and_unknown_check_exit_2(tmp_path: Path) -> None:
+    """A file that is not there, or a check name that does not exist, is a usage error."""
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "nope.jsonl")])
+    assert result.exit_code == 2 and "cannot read the file" in result.output
+    result = CliRunner().invoke(main, ["check", str(_write(tmp_path, _valid())), "--checks", "lost-writes"])
+    assert result.exit_code == 2 and "unknown check(s) lost-writes" in result.output
+
+
+def test_a_truncated_last_line_warns_and_checks_the_rest(tmp_path: Path) -> None:
+    """A crash mid-line is reported as a warning; the earlier events are checked."""
+    path = _write(tmp_path, _lossy())
+    path.write_text(path.read_text() + '{"index": 8, "ti')
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 1
+    assert "warning:" in result.output and "incomplete" in result.output
+
+
+def test_a_requested_check_that_cannot_run_exits_2(tmp_path: Path) -> None:
+    """Asking for unseen on a history without a drain cannot be answered: exit 2, with why."""
+    result = CliRunner().invoke(main, ["check", str(_write(tmp_path, _lossy())), "--checks", "unseen"])
+    assert result.exit_code == 2
+    assert "cannot run on this history" in result.output and "drain" in result.output
+
+
+def test_help_explains_exit_codes_and_gives_an_example() -> None:
+    """--help documents the checks, the exit status and an example."""
+    result = CliRunner().invoke(main, ["check", "--help"])
+    assert result.exit_code == 0
+    assert "Exit status: 0" in result.output and "kconform check run/history.jsonl" in result.output

@@ -1,0 +1,140 @@
+"""The coordinator over a real ``__consumer_offsets`` topic in a broker core (no sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reference_broker.broker import Broker
+from reference_broker.config import load_broker_config
+from reference_broker.groups import OFFSETS_TOPIC, GroupState, JoinRequest, OffsetValue, partition_for
+from reference_broker.groups.log_format import decode_key
+from reference_broker.groups.testing import Reply
+from reference_broker.records import iter_records, scan_valid_prefix
+
+NOW = 1_700_000_000_000
+
+
+def open_broker(directory: Path, **overrides: str) -> Broker:
+    settings = {"log.dirs": str(directory), "group.initial.rebalance.delay.ms": "0",
+                "offsets.topic.num.partitions": "7", **overrides}
+    return Broker(load_broker_config(overrides=settings.items()), NOW)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "data"
+
+
+def join_and_sync(broker: Broker, group: str = "g") -> tuple[str, int]:
+    """One member joins (v3, no MEMBER_ID_REQUIRED) and syncs; returns (member id, generation)."""
+    reply: Reply = Reply()
+    broker.groups.join_group(
+        JoinRequest(group, "", None, "consumer", (("range", b"sub"),), 10_000, 30_000,
+                    client_id="c", require_known_member_id=False),
+        NOW, reply,
+    )
+    joined = reply.result
+    synced: Reply = Reply()
+    broker.groups.sync_group(group, joined.generation_id, joined.member_id, None, None, None,
+                             {joined.member_id: b"assignment"}, NOW, synced)
+    assert synced.result.error == "none"
+    return joined.member_id, joined.generation_id
+
+
+def commit(broker: Broker, member: str, generation: int, offset: int, now: int = NOW) -> None:
+    result = broker.groups.commit_offsets(
+        "g", generation, member, None,
+        {("t", 0): OffsetValue(offset, 5, "meta", now)}, 8, now,
+    )
+    assert result == {("t", 0): "none"}
+
+
+def stored_keys(broker: Broker, partition: int) -> list[object]:
+    plog = broker.partition(OFFSETS_TOPIC, partition)
+    assert plog is not None
+    data = plog.log.read(plog.log.log_start_offset, 10 * 1024 * 1024).records
+    headers, _ = scan_valid_prefix(data)
+    return [decode_key(r.key or b"") for h in headers for r in iter_records(data, h)]
+
+
+def test_offsets_topic_is_created_compacted_on_first_use(data_dir: Path) -> None:
+    """FindCoordinator's first use creates __consumer_offsets with offsets.topic.num.partitions
+    partitions, compacted; a group's records go to its partitionFor partition."""
+    broker = open_broker(data_dir)
+    assert broker.topics.get(OFFSETS_TOPIC) is None
+    assert broker.groups.ensure_storage(NOW) is None
+    record = broker.topics.get(OFFSETS_TOPIC)
+    assert record is not None and record.partitions == 7
+    assert record.configs["cleanup.policy"] == "compact"
+    member, generation = join_and_sync(broker)
+    commit(broker, member, generation, 42)
+    keys = stored_keys(broker, partition_for("g", 7))
+    assert len(keys) == 3  # generation 1 begun, its assignment, one commit
+    broker.close()
+
+
+def test_groups_and_offsets_are_rebuilt_when_the_broker_reopens(data_dir: Path) -> None:
+    """Reopening the data directory reloads the Stable group (generation, members, assignment)
+    and every committed offset with its metadata and leader epoch."""
+    broker = open_broker(data_dir)
+    member, generation = join_and_sync(broker)
+    commit(broker, member, generation, 41)
+    commit(broker, member, generation, 42)
+    broker.close()
+    broker = open_broker(data_dir)
+    group = broker.groups.group("g")
+    assert group is not None
+    assert (group.state, group.generation_id) == (GroupState.STABLE, generation)
+    assert group.members[member].assignment == b"assignment"
+    ((_, value),) = broker.groups.fetch_offsets("g", [("t", 0)])
+    assert value == OffsetValue(42, 5, "meta", NOW)
+    assert broker.groups.heartbeat("g", generation, member, None, NOW + 1000) == "none"
+    broker.close()
+
+
+def test_compaction_keeps_the_latest_commit_and_the_reload_agrees(data_dir: Path) -> None:
+    """After many commits and a compaction of the offsets partition, one record per key is left
+    and a reopened broker still has the latest offset."""
+    broker = open_broker(data_dir, **{"offsets.topic.segment.bytes": "1024"})
+    member, generation = join_and_sync(broker)
+    for offset in range(100):
+        commit(broker, member, generation, offset, NOW + offset)
+    partition = broker.partition(OFFSETS_TOPIC, partition_for("g", 7))
+    assert partition is not None and len(partition.log.segment_base_offsets) > 2
+    partition.log.compact(NOW + 1000)
+    keys = stored_keys(broker, partition_for("g", 7))
+    assert keys.count(keys[-1]) <= 2  # the active segment is never compacted
+    assert len(keys) < 20
+    broker.close()
+    broker = open_broker(data_dir, **{"offsets.topic.segment.bytes": "1024"})
+    ((_, value),) = broker.groups.fetch_offsets("g", [("t", 0)])
+    assert value is not None and value.offset == 99
+    broker.close()
+
+
+def test_deleting_a_topic_forgets_its_committed_offsets(data_dir: Path) -> None:
+    """Deleting a topic removes groups' offsets for it (with tombstones), as Kafka does."""
+    broker = open_broker(data_dir)
+    broker.create_topic("t", 1, 1, {}, NOW)
+    assert broker.groups.commit_offsets(
+        "simple", -1, "", None, {("t", 0): OffsetValue(3)}, 8, NOW) == {("t", 0): "none"}
+    broker.delete_topic("t")
+    assert broker.groups.fetch_offsets("simple", None) == []
+    broker.close()
+    broker = open_broker(data_dir)
+    assert broker.groups.fetch_offsets("simple", None) == []
+    broker.close()
+
+
+def test_replication_factor_above_one_leaves_groups_without_a_coordinator(data_dir: Path) -> None:
+    """With offsets.topic.replication.factor=3 a single node cannot create the topic, so (as
+    Kafka with too few brokers) there is no coordinator: COORDINATOR_NOT_AVAILABLE."""
+    broker = open_broker(data_dir, **{"offsets.topic.replication.factor": "3"})
+    assert broker.groups.ensure_storage(NOW) == "coordinator_not_available"
+    assert broker.groups.commit_offsets(
+        "g", -1, "", None, {("t", 0): OffsetValue(1)}, 8, NOW
+    ) == {("t", 0): "coordinator_not_available"}
+    broker.close()
