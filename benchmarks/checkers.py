@@ -22,13 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.checkers import GUARANTEES, check  # noqa: E402
 from harness.history import HistoryWriter, load_history  # noqa: E402
-from harness.history.load import no_gc  # noqa: E402
+from harness.history._gc import no_gc  # noqa: E402
 from harness.history.simulate import SimConfig, simulate  # noqa: E402
 
 
 def generate(path: Path, operations: int, seed: int) -> None:
+    # Weights per 1000 operations: a rebalance every ~1000 operations, a fault every ~100.
     config = SimConfig(operations=operations, producers=8, consumers=4, partitions=8, max_poll=8,
-                       send=55, poll=30, commit=6, committed=1, seek=0, rebalance=1, fault=1)
+                       send=560, poll=340, commit=60, committed=10, seek=0, rebalance=1, fault=10,
+                       list_offsets=9)
     clock = iter(range(1_000_000, 1 << 62, 1_000))
     with HistoryWriter(path, {"seed": seed, "generator": "benchmarks/checkers.py"},
                        clock=lambda: next(clock), flush=False) as writer:

@@ -11,7 +11,8 @@ import click
 
 from harness.checkers import CHECKS, GUARANTEES, Report, check
 from harness.history import HistoryError, load_history
-from harness.history.load import History, no_gc
+from harness.history._gc import no_gc
+from harness.history.load import History
 
 EXIT_VALID, EXIT_ANOMALIES, EXIT_UNUSABLE = 0, 1, 2
 

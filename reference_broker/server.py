@@ -58,7 +58,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
+    # A BufferedProtocol: the socket is read straight into the frame decoder's buffers
+    # (recv_into), so a request's bytes are not first copied into a fresh bytes object and then
+    # into a reassembly buffer (see FrameDecoder).
     def __init__(self, server: BrokerServer, listener: str) -> None:
         self._server = server
         self._listener = listener
@@ -70,7 +73,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.peer = "?"
 
-    # --- asyncio.Protocol --------------------------------------------------------------------
+    # --- asyncio.BufferedProtocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -88,9 +91,12 @@ class _Connection(asyncio.Protocol):
             self._parked.cancel()
         self._server.connections.discard(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            frames = self._decoder.feed(data)
+            frames = self._decoder.buffer_updated(nbytes)
         except FrameTooLargeError as exc:
             self.close(f"{exc}")
             return

@@ -137,6 +137,7 @@ from hypothesis import strategies as _st  # noqa: E402
 from kio.schema.types import TopicName as _TopicName  # noqa: E402
 from kio.static.primitive import Records as _Records  # noqa: E402
 from kio.static.primitive import i32Timedelta as _i32Timedelta  # noqa: E402
+from kio.static.primitive import i64Timedelta as _i64Timedelta  # noqa: E402
 
 from reference_broker.config import TOPIC_KEYS as _TOPIC_KEYS  # noqa: E402
 from reference_broker.protocol.api_versions import API_VERSIONS as _API_VERSIONS  # noqa: E402
@@ -247,6 +248,11 @@ def _leaf(name: str, tp: _Any) -> _Any:
         return _max_wait()
     if name == "timeout":
         return _timeout()
+    if name == "retention_time":
+        # OffsetCommit v2-v4 (int64 ms): kio's decoder overflows beyond about 2**54 ms.
+        return _st.sampled_from((-1, 0, 60_000, 2**53)).map(
+            lambda ms: _i64Timedelta.parse(_datetime.timedelta(milliseconds=ms))
+        )
     if isinstance(tp, type) and issubclass(tp, str):
         return _text()
     special: dict[str, _Any] = {

@@ -1,7 +1,9 @@
 """The seed's delivery guarantees, checked per consumer group (specs.delivery has the predicates).
 
 A record is *delivered* to a group when a poll by one of its members (a process that
-subscribed with that `group`) returned it. For each group:
+subscribed with that `group`) returned it. A member's `info` poll may have delivered records
+nobody recorded: the offsets between what that member read of a partition before and after
+it count as maybe delivered (never required). For each group:
 
 - at-least-once: every acknowledged write the group had to be given was delivered at least
   once. The group had to be given a write when it subscribes to its topic, and either the group
@@ -17,44 +19,93 @@ Reads by processes outside any group (e.g. a final checking consumer) are not de
 
 from __future__ import annotations
 
-from typing import Any
-
-from harness.checkers._common import checker, tp_name, write_events
+from harness.checkers._common import Intervals, checker, tp_name, write_events
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.load import History
 from specs.delivery import Guarantee, violations
 
 
 class _GroupView:
-    __slots__ = ("delivered", "first", "top", "low")
+    __slots__ = ("delivered", "stats", "unknown")
 
     def __init__(self) -> None:
-        self.delivered: dict[str, int] = {}
-        self.first: dict[str, list[int]] = {}  # value -> its first two delivery events
-        self.top: dict[tuple[str, int], tuple[int, int]] = {}  # highest offset delivered, its event
-        self.low: dict[tuple[str, int], int] = {}  # lowest offset delivered
+        # value -> [times delivered, first delivery event, second delivery event]
+        self.delivered: dict[str, list[int]] = {}
+        # partition -> [highest offset delivered, its event, lowest offset delivered]
+        self.stats: dict[tuple[str, int], list[int]] = {}
+        # Per partition, offset windows (after, before) that an `info` poll may have delivered.
+        self.unknown: dict[tuple[str, int], list[tuple[int, int]]] = {}
+
+    def counts(self) -> dict[str, int]:
+        return {value: d[0] for value, d in self.delivered.items()}
+
+    def maybe_delivered(self) -> dict[tuple[str, int], Intervals[None]]:
+        return {tp: Intervals((a, b, None) for a, b in windows) for tp, windows in self.unknown.items()}
 
 
 def _views(history: History) -> dict[str, _GroupView]:
+    """Per group, what its members were given (cached in the index: three checks use it)."""
+    cached: dict[str, _GroupView] | None = history.index.cache.get("group-views")
+    if cached is not None:
+        return cached
     views: dict[str, _GroupView] = {g: _GroupView() for g in history.index.group_topics}
     raw = history.raw
-    for group, idx in history.index.group_polls:
-        view = views.setdefault(group, _GroupView())
-        delivered, first, top, low = view.delivered, view.first, view.top, view.low
+    # (process, topic, partition) -> [last offset read]
+    last: dict[tuple[str, str, int], list[int]] = {}
+    # process -> partitions read since its last unknown poll (the others may hide deliveries)
+    tainted: dict[str, set[tuple[str, int]]] = {}
+    for group, idx, process, known in history.index.group_polls:
+        view = views.get(group)
+        if view is None:
+            view = views[group] = _GroupView()
+        if not known:
+            tainted[process] = set()
+            continue
+        delivered, stats = view.delivered, view.stats
+        closed = tainted.get(process)
+        cur_t: str | None = None
+        cur_p = -1
+        st: list[int] = []
+        mine: list[int] = []
         for t, p, o, _k, val in raw[idx]["value"]["records"]:
-            n = delivered.get(val, 0)
-            delivered[val] = n + 1
-            if n == 0:
-                first[val] = [idx]
-            elif n == 1:
-                first[val].append(idx)
-            tp = (t, p)
-            hi = top.get(tp)
-            if hi is None or o > hi[0]:
-                top[tp] = (o, idx)
-            lo = low.get(tp)
-            if lo is None or o < lo:
-                low[tp] = o
+            d = delivered.get(val)
+            if d is None:
+                delivered[val] = [1, idx]
+            else:
+                if d[0] == 1:
+                    d.append(idx)
+                d[0] += 1
+            if p != cur_p or t != cur_t:
+                cur_t, cur_p = t, p
+                tp = (t, p)
+                found = stats.get(tp)
+                if found is None:
+                    found = stats[tp] = [o, idx, o]
+                st = found
+                lkey = (process, t, p)
+                mine_found = last.get(lkey)
+                if mine_found is None:
+                    mine_found = last[lkey] = [-1]
+                mine = mine_found
+                if closed is not None and tp not in closed:
+                    closed.add(tp)
+                    view.unknown.setdefault(tp, []).append((mine[0], o))
+            mine[0] = o
+            if o > st[0]:
+                st[0] = o
+                st[1] = idx
+            elif o < st[2]:
+                st[2] = o
+    # A member whose last poll was unknown may have been given anything after what it read.
+    if tainted:
+        partitions = {(w.topic, w.partition) for w in history.index.writes.values() if w.partition is not None}
+        member_group = {process: group for group, _i, process, _k in history.index.group_polls}
+        for process, closed in tainted.items():
+            view = views[member_group[process]]
+            for t, p in partitions - closed:
+                after = last.get((process, t, p), [-1])[0]
+                view.unknown.setdefault((t, p), []).append((after, 1 << 62))
+    history.index.cache["group-views"] = views
     return views
 
 
@@ -65,16 +116,21 @@ def _required(history: History, group: str, view: _GroupView) -> dict[str, tuple
     latest = ix.group_reset_policy.get(group, "latest") == "latest"
     drains = [d for d in ix.drains if d.group == group]
     required: dict[str, tuple[int, ...]] = {}
+    maybe = view.maybe_delivered()
     for w in ix.writes.values():
         if w.status != "ok" or w.topic not in topics:
             continue
         assert w.partition is not None and w.offset is not None and w.completion is not None
         tp = (w.topic, w.partition)
-        if latest and w.offset < view.low.get(tp, w.offset + 1):
+        st = view.stats.get(tp)
+        if latest and (st is None or w.offset < st[2]):
             continue
-        hi = view.top.get(tp)
-        if hi is not None and hi[0] > w.offset:
-            required[w.value] = (*write_events(w), hi[1])
+        if maybe:
+            windows = maybe.get(tp)
+            if windows is not None and windows.overlaps(w.offset, w.offset):
+                continue
+        if st is not None and st[0] > w.offset:
+            required[w.value] = (*write_events(w), st[1])
             continue
         for d in drains:
             if d.invoke > w.completion and d.covers(*tp):
@@ -91,8 +147,15 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
                                          "delivery guarantees are about what a group's members were given")
     anomalies = []
     for group, view in sorted(_views(history).items()):
-        required = _required(history, group, view) if guarantee is not Guarantee.AT_MOST_ONCE else {}
-        found = violations(guarantee, required, view.delivered)
+        required: dict[str, tuple[int, ...]] = {}
+        if guarantee is not Guarantee.AT_MOST_ONCE:
+            if f"required:{group}" not in ix.cache:
+                ix.cache[f"required:{group}"] = _required(history, group, view)
+            required = ix.cache[f"required:{group}"]
+        if f"counts:{group}" not in ix.cache:
+            ix.cache[f"counts:{group}"] = view.counts()
+        counts = ix.cache[f"counts:{group}"]
+        found = violations(guarantee, required, counts)
         for value in sorted(found.undelivered, key=str):
             acked = ix.writes[str(value)]
             anomalies.append(Anomaly(
@@ -101,12 +164,11 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
                       f"acknowledged and passed over",
                 required[str(value)]))
         for value in sorted(found.redelivered, key=str):
-            events: list[Any] = list(view.first[str(value)])
+            times, *events = view.delivered[str(value)]
             w = ix.writes.get(str(value))
             if w is not None:
                 events.append(w.invoke)
-            anomalies.append(Anomaly(
-                name, f"group {group!r} was given value {value!r} {view.delivered[str(value)]} times", events))
+            anomalies.append(Anomaly(name, f"group {group!r} was given value {value!r} {times} times", events))
     return CheckResult(name, tuple(anomalies))
 
 

@@ -14,38 +14,19 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from harness.checkers._common import checker, tp_name
+from harness.checkers._common import Intervals, checker, tp_name
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.index import NEVER
 from harness.history.load import History
 
 
-class _Resets:
-    """The resets of one (group, partition), searchable in log time: sorted by start, with the
-    running maximum of their ends."""
-
-    __slots__ = ("starts", "reach")
-
-    def __init__(self, resets: list[tuple[int, int]]) -> None:
-        ordered = sorted(resets)
-        self.starts = [start for start, _end in ordered]
-        self.reach: list[int] = []
-        top = -1
-        for _start, end in ordered:
-            top = max(top, end)
-            self.reach.append(top)
-
-    def between(self, lo: int, hi: int) -> bool:
-        """Whether some reset may have applied between events `lo` and `hi` (overlaps them)."""
-        i = bisect_left(self.starts, hi) - 1  # the resets that started before hi
-        return i >= 0 and self.reach[i] > lo
+_NO_RESETS: Intervals[None] = Intervals([])
 
 
-_NO_RESETS = _Resets([])
-
-
-def _resets(history: History) -> dict[tuple[str, str, int], _Resets]:
-    return {key: _Resets(value) for key, value in history.index.resets.items()}
+def _resets(history: History) -> dict[tuple[str, str, int], Intervals[None]]:
+    """Per (group, topic, partition), the event intervals during which a reset may apply."""
+    return {key: Intervals((start, end, None) for start, end in value)
+            for key, value in history.index.resets.items()}
 
 
 @checker
@@ -72,7 +53,7 @@ def committed_offset_regression(history: History) -> CheckResult:
         commits.sort()
         excuses = resets.get(key, _NO_RESETS)
         for (g1, d1, o1, i1), (g2, d2, o2, i2) in zip(commits, commits[1:]):
-            if o2 < o1 and not excuses.between(min(i1, i2), max(d1, d2)):
+            if o2 < o1 and not excuses.overlaps(min(i1, i2), max(d1, d2)):
                 anomalies.append(Anomaly(
                     "committed-offset-regression",
                     f"group {key[0]!r} committed {tp_name(key[1], key[2])} offset {o1} (generation {g1}) "
@@ -90,7 +71,7 @@ def committed_offset_regression(history: History) -> CheckResult:
         d, o, i = history_of_key[k]
         if x >= o:
             continue
-        if resets.get(key, _NO_RESETS).between(i, fd):
+        if resets.get(key, _NO_RESETS).overlaps(i, fd):
             continue
         if any(ci < fd and cd > fi and co == x for ci, cd, co in maybe.get(key, [])):
             continue

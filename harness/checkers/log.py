@@ -15,9 +15,7 @@ lost or unseen, and reading them is fine.
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
-from harness.checkers._common import checker, tp_name, with_invocation, write_events
+from harness.checkers._common import Intervals, checker, tp_name, with_invocation, write_events
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.index import HistoryIndex, Write
 from harness.history.load import History
@@ -50,41 +48,38 @@ def duplicate(history: History) -> CheckResult:
 
 
 def _acked_unread(ix: HistoryIndex) -> list[Write]:
-    read = ix.first_read
-    return [w for w in ix.writes.values() if w.status == "ok" and w.value not in read]
+    """The acknowledged writes whose value nobody read (cached: lost-write and unseen use it)."""
+    cached: list[Write] | None = ix.cache.get("acked-unread")
+    if cached is None:
+        read = ix.first_read
+        cached = ix.cache["acked-unread"] = [w for w in ix.writes.values()
+                                             if w.status == "ok" and w.value not in read]
+    return cached
 
 
 def _lost(ix: HistoryIndex) -> dict[str, tuple[Write, int, int]]:
     """Acked, unread writes passed over by some run: value -> (write, read before, read after)."""
+    cached: dict[str, tuple[Write, int, int]] | None = ix.cache.get("lost")
+    if cached is None:
+        cached = ix.cache["lost"] = _find_lost(ix)
+    return cached
+
+
+def _find_lost(ix: HistoryIndex) -> dict[str, tuple[Write, int, int]]:
     candidates = _acked_unread(ix)
     if not candidates or not ix.gaps:
         return {}
-    by_tp: dict[tuple[str, int], list[tuple[int, int, int, int]]] = {}
+    by_tp: dict[tuple[str, int], list[tuple[int, int, tuple[int, int]]]] = {}
     for t, p, a, b, ea, eb, _proc in ix.gaps:
-        by_tp.setdefault((t, p), []).append((a, b, ea, eb))
-    # Per partition: gaps sorted by start, with the running maximum end (and its gap) so one
-    # binary search finds whether any gap with start < o ends after o.
-    sweep: dict[tuple[str, int], tuple[list[int], list[tuple[int, int, int]]]] = {}
-    for tp, gaps in by_tp.items():
-        gaps.sort()
-        starts, best = [], []
-        top: tuple[int, int, int] = (-1, -1, -1)
-        for a, b, ea, eb in gaps:
-            if b > top[0]:
-                top = (b, ea, eb)
-            starts.append(a)
-            best.append(top)
-        sweep[tp] = (starts, best)
+        by_tp.setdefault((t, p), []).append((a, b, (ea, eb)))
+    sweep = {tp: Intervals(gaps) for tp, gaps in by_tp.items()}
     lost: dict[str, tuple[Write, int, int]] = {}
     for w in candidates:
         assert w.partition is not None and w.offset is not None
-        entry = sweep.get((w.topic, w.partition))
-        if entry is None:
-            continue
-        starts, best = entry
-        i = bisect_left(starts, w.offset) - 1
-        if i >= 0 and best[i][0] > w.offset:
-            lost[w.value] = (w, best[i][1], best[i][2])
+        gaps = sweep.get((w.topic, w.partition))
+        found = None if gaps is None else gaps.find(w.offset, w.offset)
+        if found is not None:
+            lost[w.value] = (w, found[0], found[1])
     return lost
 
 

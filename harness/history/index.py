@@ -5,8 +5,8 @@ joins to exactly one write. The pass keeps, with plain dicts and tuples (it runs
 of records):
 
 - `writes`: value -> `Write` (who sent it, its outcome, and for an `ok` send where it landed);
-- `at_offset`: (topic, partition, offset) -> the first (value, event) seen there, by an ack or a
-  read, and `offset_conflicts` for every position seen holding more than one value;
+- `at_offset`: (topic, partition, offset) -> the first value seen there (by an ack or a read),
+  its first event and its first read there, and `offset_conflicts` for every position seen holding more than one value;
 - `value_at`: value -> the first ((topic, partition, offset), event) where it was seen, and
   `value_conflicts` for every value seen at more than one position;
 - `first_read`: value -> the first poll event that returned it;
@@ -24,10 +24,11 @@ Events not yet completed at the end of the history are treated like `info`: unkn
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from harness.history._gc import no_gc
 from harness.history.format import HistoryError
-from harness.history.load import no_gc
 
 if TYPE_CHECKING:
     from harness.history.load import History
@@ -91,7 +92,8 @@ class HistoryIndex:
 
     def __init__(self) -> None:
         self.writes: dict[str, Write] = {}
-        self.at_offset: dict[TPO, tuple[str, int]] = {}
+        # position -> [first value seen there, its first event, first read of it there or -1]
+        self.at_offset: dict[TPO, list[Any]] = {}
         self.offset_conflicts: dict[TPO, dict[str, int]] = {}
         self.value_at: dict[str, tuple[TPO, int]] = {}
         self.value_conflicts: dict[str, dict[TPO, int]] = {}
@@ -110,21 +112,42 @@ class HistoryIndex:
         # (group, generation, topic, partition) -> {member: first event}
         self.owners: dict[tuple[str, int, str, int], dict[str, int]] = {}
         self.drains: list[Drain] = []
-        self.group_polls: list[tuple[str, int]] = []
+        # (group, poll completion, process, whether its records are known): ok polls, and `info`
+        # polls (which may have delivered records nobody recorded) of group members, in order.
+        self.group_polls: list[tuple[str, int, str, bool]] = []
         self.group_topics: dict[str, set[str]] = {}
         self.group_reset_policy: dict[str, str] = {}
         self.faults: list[int] = []
+        self.cache: dict[str, Any] = {}  # derived views computed by checkers, shared between them
         self.polls = 0
         self.records_read = 0
 
     @classmethod
     def build(cls, history: History) -> HistoryIndex:
+        """The index of a whole history."""
         index = cls()
+        feed = index.feeder(history.source)
         with no_gc():
-            index._scan(history.raw, history.source)
+            feed(history.raw)
+            feed(None)
         return index
 
-    def _scan(self, raw: list[dict[str, Any]], source: str) -> None:  # noqa: C901 (one pass, on purpose)
+    def feeder(self, source: str) -> Callable[[list[dict[str, Any]] | None], None]:
+        """A function to build this index batch by batch, in order (the loader feeds it each
+        batch while the batch is still in the CPU cache); feed None to finish."""
+        scan = self._scan(source)
+        next(scan)
+
+        def feed(batch: list[dict[str, Any]] | None) -> None:
+            try:
+                scan.send(batch)
+            except StopIteration:
+                pass
+
+        return feed
+
+    def _scan(self, source: str) -> Generator[None, list[dict[str, Any]] | None, None]:  # noqa: C901
+        """The one pass, as a coroutine receiving batches of events (None: the end)."""
         writes = self.writes
         at_offset = self.at_offset
         value_at = self.value_at
@@ -141,171 +164,193 @@ class HistoryIndex:
         records_read = 0
         polls = 0
 
-        for e in raw:
-            typ = e["type"]
-            f = e["f"]
-            if typ == "invoke" and f == "poll":
-                continue
-            idx = e["index"]
-            process = e["process"]
-            v = e["value"]
-            if f == "poll":
-                if typ == "ok":
-                    polls += 1
-                    records = v["records"]
-                    if not records:
-                        continue
-                    records_read += len(records)
-                    group = proc_group.get(process)
-                    if group is not None:
-                        self.group_polls.append((group, idx))
-                    prun = runs.get(process)
-                    if prun is None:
-                        prun = runs[process] = {}
-                    top = -1
-                    for t, p, o, _k, val in records:
-                        key = (t, p, o)
-                        seen = at_offset.get(key)
-                        if seen is None or seen[0] != val:
-                            # A (position, value) pair not seen before: look for conflicts.
-                            # (When it was seen before, both lookups were done then.)
+        while True:
+            batch = yield
+            if batch is None:
+                break
+            for e in batch:
+                typ = e["type"]
+                f = e["f"]
+                if typ == "invoke" and f == "poll":
+                    continue
+                idx = e["index"]
+                process = e["process"]
+                v = e["value"]
+                if f == "poll":
+                    if typ == "ok":
+                        polls += 1
+                        records = v["records"]
+                        if not records:
+                            continue
+                        records_read += len(records)
+                        group = proc_group.get(process)
+                        if group is not None:
+                            self.group_polls.append((group, idx, process, True))
+                        prun = runs.get(process)
+                        if prun is None:
+                            prun = runs[process] = {}
+                        top = -1
+                        cur_t: str | None = None
+                        cur_p = -1
+                        run: list[int] = []
+                        for t, p, o, _k, val in records:
+                            key = (t, p, o)
+                            seen = at_offset.get(key)
                             if seen is None:
-                                at_offset[key] = (val, idx)
-                            else:
-                                self._offset_conflict(key, seen, val, idx)
-                            pos = value_at.get(val)
-                            if pos is None:
-                                value_at[val] = (key, idx)
-                            elif pos[0] != key:
-                                self._value_conflict(val, pos, key, idx)
-                        if o > top:
-                            top = o
-                        if val not in first_read:
-                            first_read[val] = idx
-                        tp = (t, p)
-                        run = prun.get(tp)
-                        if run is None:
-                            prun[tp] = [o, idx]
-                        else:
+                                at_offset[key] = [val, idx, idx]
+                                pos = value_at.get(val)
+                                if pos is None:
+                                    value_at[val] = (key, idx)
+                                elif pos[0] != key:
+                                    self._value_conflict(val, pos, key, idx)
+                                if val not in first_read:
+                                    first_read[val] = idx
+                            elif seen[2] < 0 or seen[0] != val:
+                                # Only acknowledged so far, or another value: the slow path. (A
+                                # value already read at this position needs nothing: the fast path.)
+                                if seen[0] != val:
+                                    self._offset_conflict(key, seen, val, idx)
+                                    pos = value_at.get(val)
+                                    if pos is None:
+                                        value_at[val] = (key, idx)
+                                    elif pos[0] != key:
+                                        self._value_conflict(val, pos, key, idx)
+                                else:
+                                    seen[2] = idx
+                                if val not in first_read:
+                                    first_read[val] = idx
+                            if o > top:
+                                top = o
+                            if p != cur_p or t != cur_t:
+                                cur_t, cur_p = t, p
+                                tp = (t, p)
+                                found = prun.get(tp)
+                                if found is None:
+                                    run = prun[tp] = [o, idx]
+                                    continue
+                                run = found
                             last = run[0]
-                            if o > last + 1:
-                                gaps_append((t, p, last, o, run[1], idx, process))
-                            elif o <= last:
-                                backsteps_append((t, p, last, o, run[1], idx, process))
+                            if o != last + 1:
+                                if o > last:
+                                    gaps_append((t, p, last, o, run[1], idx, process))
+                                else:
+                                    backsteps_append((t, p, last, o, run[1], idx, process))
                             run[0] = o
                             run[1] = idx
-                    hws = v.get("high_watermarks")
-                    if hws:
-                        for bound in hws:
-                            if bound[2] <= top:  # some record may be at or past it
-                                self._check_bounds(records, hws, "high watermark", idx)
-                                break
-                    lsos = v.get("last_stable_offsets")
-                    if lsos:
-                        self._check_bounds(records, lsos, "last stable offset", idx)
-                else:
-                    # A failed or unknown poll may have moved the position (or consumed records
-                    # that were never recorded): the next read starts a new run.
-                    runs.pop(process, None)
-            elif f == "send":
-                if typ == "invoke":
-                    val = v["value"]
-                    if val in writes:
-                        raise HistoryError(source, idx + 2, "value.value",
-                                           f"value {val!r} was already sent by event {writes[val].invoke}; "
-                                           f"every written value must be unique within a run")
-                    sends[idx] = writes[val] = Write(val, process, idx, v["topic"], v["partition"], v["key"])
-                    continue
-                w = sends.pop(e["invoke"])
-                w.status = typ
-                w.completion = idx
-                if typ == "ok":
-                    t, p, o = v["topic"], v["partition"], v["offset"]
-                    w.topic, w.partition, w.offset = t, p, o
-                    val = w.value
-                    key = (t, p, o)
-                    seen = at_offset.get(key)
-                    if seen is None:
-                        at_offset[key] = (val, idx)
-                    elif seen[0] != val:
-                        self._offset_conflict(key, seen, val, idx)
-                    pos = value_at.get(val)
-                    if pos is None:
-                        value_at[val] = (key, idx)
-                    elif pos[0] != key:
-                        self._value_conflict(val, pos, key, idx)
-                    pkey = (process, t, p)
-                    lst = self.producer_sends.get(pkey)
-                    if lst is None:
-                        self.producer_sends[pkey] = [(w.invoke, o, idx)]
+                        hws = v.get("high_watermarks")
+                        if hws:
+                            for bound in hws:
+                                if bound[2] <= top:  # some record may be at or past it
+                                    self._check_bounds(records, hws, "high watermark", idx)
+                                    break
+                        lsos = v.get("last_stable_offsets")
+                        if lsos:
+                            self._check_bounds(records, lsos, "last stable offset", idx)
                     else:
-                        lst.append((w.invoke, o, idx))
-            elif f == "seek":
-                if typ == "invoke":
-                    prun = runs.get(process)
-                    if prun is not None:
-                        prun.pop((v["topic"], v["partition"]), None)
-                    group = proc_group.get(process)
-                    if group is not None:
-                        # A member seeking may then commit a lower offset on purpose.
-                        self.resets.setdefault((group, v["topic"], v["partition"]), []).append((idx, idx))
-            elif f in ("assign", "subscribe"):
-                if typ == "invoke":
+                        # A failed or unknown poll may have moved the position (or consumed records
+                        # that were never recorded): the next read starts a new run.
+                        runs.pop(process, None)
+                        if typ == "info" and process in proc_group:
+                            self.group_polls.append((proc_group[process], idx, process, False))
+                elif f == "send":
+                    if typ == "invoke":
+                        val = v["value"]
+                        if val in writes:
+                            raise HistoryError(source, idx + 2, "value.value",
+                                               f"value {val!r} was already sent by event {writes[val].invoke}; "
+                                               f"every written value must be unique within a run")
+                        sends[idx] = writes[val] = Write(val, process, idx, v["topic"], v["partition"], v["key"])
+                        continue
+                    w = sends.pop(e["invoke"])
+                    w.status = typ
+                    w.completion = idx
+                    if typ == "ok":
+                        t, p, o = v["topic"], v["partition"], v["offset"]
+                        w.topic, w.partition, w.offset = t, p, o
+                        val = w.value
+                        key = (t, p, o)
+                        seen = at_offset.get(key)
+                        if seen is None:
+                            at_offset[key] = [val, idx, -1]
+                        elif seen[0] != val:
+                            self._offset_conflict(key, seen, val, idx)
+                        pos = value_at.get(val)
+                        if pos is None:
+                            value_at[val] = (key, idx)
+                        elif pos[0] != key:
+                            self._value_conflict(val, pos, key, idx)
+                        pkey = (process, t, p)
+                        lst = self.producer_sends.get(pkey)
+                        if lst is None:
+                            self.producer_sends[pkey] = [(w.invoke, o, idx)]
+                        else:
+                            lst.append((w.invoke, o, idx))
+                elif f == "seek":
+                    if typ == "invoke":
+                        prun = runs.get(process)
+                        if prun is not None:
+                            prun.pop((v["topic"], v["partition"]), None)
+                        group = proc_group.get(process)
+                        if group is not None:
+                            # A member seeking may then commit a lower offset on purpose.
+                            self.resets.setdefault((group, v["topic"], v["partition"]), []).append((idx, idx))
+                elif f in ("assign", "subscribe"):
+                    if typ == "invoke":
+                        runs.pop(process, None)
+                        if f == "subscribe":
+                            group = v["group"]
+                            proc_group[process] = group
+                            self.group_topics.setdefault(group, set()).update(v["topics"])
+                            self.group_reset_policy[group] = v.get("auto_offset_reset", "latest")
+                elif f == "rebalance":
                     runs.pop(process, None)
-                    if f == "subscribe":
-                        group = v["group"]
-                        proc_group[process] = group
-                        self.group_topics.setdefault(group, set()).update(v["topics"])
-                        self.group_reset_policy[group] = v.get("auto_offset_reset", "latest")
-            elif f == "rebalance":
-                runs.pop(process, None)
-                group = v["group"]
-                proc_group.setdefault(process, group)
-                self._own(group, v.get("generation"), v.get("member"), v["partitions"], idx)
-            elif f == "assignment":
-                self._own(v["group"], v["generation"], v["member"], v["partitions"], idx)
-            elif f == "commit":
-                if typ == "invoke":
-                    c = Commit(v["group"], v.get("generation"), v.get("member"), process, idx, v["offsets"])
-                    open_commits[idx] = c
-                    self.commits.append(c)
-                else:
-                    c = open_commits.pop(e["invoke"])
-                    c.status, c.completion = typ, idx
-            elif f == "reset":
-                if typ == "invoke":
-                    open_resets[idx] = v
-                else:
-                    inv = e["invoke"]
-                    req = open_resets.pop(inv)
-                    if typ != "fail":
-                        end = idx if typ == "ok" else NEVER
-                        for t, p, _o in req["offsets"]:
-                            self.resets.setdefault((req["group"], t, p), []).append((inv, end))
-            elif f == "committed":
-                if typ == "invoke":
-                    open_fetches[idx] = v
-                else:
-                    inv = e["invoke"]
-                    req = open_fetches.pop(inv)
-                    if typ == "ok":
-                        for t, p, o in v["offsets"]:
-                            self.committed_reads.append((req["group"], t, p, o, inv, idx))
-            elif f == "drain":
-                if typ == "invoke":
-                    topics = v.get("topics")
-                    parts = v.get("partitions")
-                    open_drains[idx] = Drain(process, idx,
-                                          None if topics is None else frozenset(topics),
-                                          None if parts is None else frozenset((t, p) for t, p in parts),
-                                          proc_group.get(process))
-                else:
-                    d = open_drains.pop(e["invoke"])
-                    if typ == "ok":
-                        d.completion = idx
-                        self.drains.append(d)
-            elif f == "fault":
-                self.faults.append(idx)
+                    group = v["group"]
+                    proc_group.setdefault(process, group)
+                    self._own(group, v.get("generation"), v.get("member"), v["partitions"], idx)
+                elif f == "assignment":
+                    self._own(v["group"], v["generation"], v["member"], v["partitions"], idx)
+                elif f == "commit":
+                    if typ == "invoke":
+                        c = Commit(v["group"], v.get("generation"), v.get("member"), process, idx, v["offsets"])
+                        open_commits[idx] = c
+                        self.commits.append(c)
+                    else:
+                        c = open_commits.pop(e["invoke"])
+                        c.status, c.completion = typ, idx
+                elif f == "reset":
+                    if typ == "invoke":
+                        open_resets[idx] = v
+                    else:
+                        inv = e["invoke"]
+                        req = open_resets.pop(inv)
+                        if typ != "fail":
+                            end = idx if typ == "ok" else NEVER
+                            for t, p, _o in req["offsets"]:
+                                self.resets.setdefault((req["group"], t, p), []).append((inv, end))
+                elif f == "committed":
+                    if typ == "invoke":
+                        open_fetches[idx] = v
+                    else:
+                        inv = e["invoke"]
+                        req = open_fetches.pop(inv)
+                        if typ == "ok":
+                            for t, p, o in v["offsets"]:
+                                self.committed_reads.append((req["group"], t, p, o, inv, idx))
+                elif f == "drain":
+                    if typ == "invoke":
+                        topics = v.get("topics")
+                        parts = v.get("partitions")
+                        open_drains[idx] = Drain(process, idx,
+                                              None if topics is None else frozenset(topics),
+                                              None if parts is None else frozenset((t, p) for t, p in parts),
+                                              proc_group.get(process))
+                    else:
+                        d = open_drains.pop(e["invoke"])
+                        if typ == "ok":
+                            d.completion = idx
+                            self.drains.append(d)
+                elif f == "fault":
+                    self.faults.append(idx)
         # Reset intervals still open at the end (pending resets) may apply at any time.
         for inv, req in open_resets.items():
             for t, p, _o in req["offsets"]:
@@ -313,7 +358,7 @@ class HistoryIndex:
         self.records_read = records_read
         self.polls = polls
 
-    def _offset_conflict(self, key: TPO, seen: tuple[str, int], val: str, idx: int) -> None:
+    def _offset_conflict(self, key: TPO, seen: list[Any], val: str, idx: int) -> None:
         known = self.offset_conflicts.get(key)
         if known is None:
             self.offset_conflicts[key] = {seen[0]: seen[1], val: idx}

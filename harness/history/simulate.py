@@ -63,7 +63,7 @@ class Simulation:
         self.position: dict[tuple[str, int], int] = {}
         self.committed: dict[int, int] = {}
         self.fault_open: int | None = None
-        self.pending: list[tuple[int, int, str]] = []  # pipelined sends: (invoke, partition, value)
+        self.pending: list[tuple[int, int, int]] = []  # pipelined sends: (invoke, partition, offset)
         self.ops = 0
 
     def run(self) -> None:
@@ -105,7 +105,7 @@ class Simulation:
                               partition=partition if explicit or key is None else None, key=key, value=value)
         roll = rng.random()
         if roll < 0.90:
-            self.pending.append((invoke, partition, value))
+            self.pending.append((invoke, partition, len(self.logs[partition])))
             self.logs[partition].append(value)
             if len(self.pending) > rng.randrange(1, 4):
                 self.flush_pipelined()
@@ -126,10 +126,9 @@ class Simulation:
 
     def flush_pipelined(self) -> None:
         """Complete in-flight sends, in a random order (their offsets follow the invoke order)."""
-        offsets = {value: self.logs[p].index(value) for _, p, value in self.pending}
         self.rng.shuffle(self.pending)
-        for invoke, partition, value in self.pending:
-            self.r.ok(invoke, topic=self.c.topic, partition=partition, offset=offsets[value])
+        for invoke, partition, offset in self.pending:
+            self.r.ok(invoke, topic=self.c.topic, partition=partition, offset=offset)
         self.pending.clear()
 
     # --- consumers ---------------------------------------------------------------------------

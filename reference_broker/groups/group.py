@@ -272,8 +272,9 @@ class Group:
         type and list; otherwise the type must match and one protocol must be supported by all."""
         if self.is_(GroupState.EMPTY):
             return bool(protocol_type) and bool(protocols)
-        return protocol_type == self.protocol_type and bool(
-            set(protocols) & self.candidate_protocols()
+        # "Supported by every member" holds vacuously while a rebalancing group has no members.
+        return protocol_type == self.protocol_type and any(
+            all(name in m.protocol_names for m in self.members.values()) for name in protocols
         )
 
     def select_protocol(self) -> str:

@@ -163,6 +163,8 @@ def handle_leave_group(broker: Broker, ctx: RequestContext, request: Any, now_ms
     if not batched:
         # v0-v2 carry the one member's error at the top level.
         return {"error_code": member_errors[0] if error == "none" and member_errors else error}
+    if error != "none":  # a group-level error comes with no per-member answers
+        return {"error_code": error, "members": []}
     return {
         "error_code": error,
         "members": [

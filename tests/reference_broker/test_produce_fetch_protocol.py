@@ -215,10 +215,15 @@ def test_fetch_by_topic_id(broker: BrokerProcess, topic: str) -> None:
     assert by_id(uuid.uuid4()).partitions[0].error_code == ErrorCode.unknown_topic_id
 
 
-def test_find_coordinator_answers_coordinator_not_available(broker: BrokerProcess) -> None:
-    """Until consumer groups exist, FindCoordinator answers at once instead of hanging."""
-    response = wire(broker.bootstrap, 10, 4, {"key_type": 0, "coordinator_keys": ["g"]})
+def test_find_coordinator_answers_coordinator_not_available_for_transactions(
+    broker: BrokerProcess,
+) -> None:
+    """Until transactions exist, FindCoordinator for a transactional id answers at once (instead
+    of hanging) with COORDINATOR_NOT_AVAILABLE; a group's coordinator is this node."""
+    response = wire(broker.bootstrap, 10, 4, {"key_type": 1, "coordinator_keys": ["t"]})
     assert [c.error_code for c in response.coordinators] == [ErrorCode.coordinator_not_available]
+    groups = wire(broker.bootstrap, 10, 4, {"key_type": 0, "coordinator_keys": ["g"]})
+    assert [(c.error_code, c.node_id) for c in groups.coordinators] == [(ErrorCode.none, 0)]
 
 
 def test_acks_all_below_min_insync_replicas_is_not_enough_replicas(broker: BrokerProcess) -> None:

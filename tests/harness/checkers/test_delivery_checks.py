@@ -88,3 +88,14 @@ def test_separate_groups_each_get_all_data() -> None:
     b.poll("c0", rows)
     b.poll("d0", rows)
     assert exactly_once(b.history()).valid
+
+
+def test_an_unknown_poll_may_have_delivered_what_the_member_skipped() -> None:
+    """After an info poll, offsets between the member's reads before and after are not required."""
+    b = _group()
+    b.poll("c0", [("t", 0, 0, "v0")])
+    b.call("c0", "poll", outcome="info")
+    b.poll("c0", [("t", 0, 2, "v2")])
+    assert at_least_once(b.history()).valid
+    b.poll("c1", [("t", 0, 0, "v0")])  # another member's reads do not change that
+    assert at_least_once(b.history()).valid

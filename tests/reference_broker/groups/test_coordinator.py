@@ -474,3 +474,16 @@ def test_describe_and_list_groups_show_state_members_and_filters() -> None:
     assert [g.group_id for g in listed(states=["stable"])] == ["g"]
     assert [g.group_id for g in listed(states=["Empty"])] == ["simple"]
     assert listed(types=["consumer"]) == [] and len(listed(types=["Classic"])) == 2
+
+
+def test_a_pending_member_can_join_a_rebalancing_group_that_lost_all_its_members() -> None:
+    """A group left with no members while a MEMBER_ID_REQUIRED id is outstanding still accepts
+    that member (every protocol is shared by all of zero members, as in Kafka)."""
+    driver = CoordinatorDriver()
+    (a,) = stable_group(driver, 1)
+    pending = driver.join().result
+    driver.join(a)  # the leader's rejoin starts a rebalance, which waits for the pending id
+    assert driver.leave(a) == "none"
+    assert driver.group().is_(PREPARING) and driver.group().size == 0
+    joined = driver.join(pending.member_id, protocols=(("roundrobin", b""),)).result
+    assert (joined.error, joined.protocol_name) == ("none", "roundrobin")

@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference_broker.protocol.codec import decode_request
-from reference_broker.protocol.framing import FrameDecoder, FrameTooLargeError, frame
+from reference_broker.protocol.framing import (
+    PREALLOCATE_MAX_BYTES,
+    FrameDecoder,
+    FrameTooLargeError,
+    frame,
+)
 
 LIMIT = 1024
 
@@ -124,3 +129,65 @@ def test_frames_do_not_change_when_more_data_arrives() -> None:
     assert first == [b"first"]
     assert decoder.feed(stream[12:] + frame(b"x" * 100)[:50]) == [b"second"]
     assert first == [b"first"]
+
+
+def receive(decoder: FrameDecoder, data: bytes, sizes: list[int]) -> list[bytes]:
+    """Deliver ``data`` as a socket would through asyncio.BufferedProtocol: each receive writes
+    up to the size asked for (and up to the room the decoder offers) into get_buffer()."""
+    out: list[bytes] = []
+    position = 0
+    index = 0
+    while position < len(data):
+        target = decoder.get_buffer()
+        assert len(target) > 0 and not target.readonly
+        count = min(len(target), len(data) - position, sizes[index % len(sizes)] if sizes else 1 << 30)
+        index += 1
+        target[:count] = data[position : position + count]
+        position += count
+        out += [bytes(piece) for piece in decoder.buffer_updated(count)]
+    return out
+
+
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=30),
+    big=st.lists(st.integers(min_value=60_000, max_value=300_000), max_size=2),
+    sizes=st.lists(st.integers(min_value=1, max_value=100_000), max_size=10),
+)
+def test_any_sequence_of_receives_yields_the_same_frames(
+    payloads: list[bytes], big: list[int], sizes: list[int]
+) -> None:
+    """Through get_buffer/buffer_updated, whatever the receive sizes, frames small and large
+    (larger than one receive buffer) come out whole and in order, nothing left buffered."""
+    payloads = payloads + [bytes([n % 251]) * n for n in big]
+    decoder = FrameDecoder(1 << 20)
+    assert receive(decoder, b"".join(frame(p) for p in payloads), sizes) == payloads
+    assert decoder.buffered == 0
+
+
+def test_a_large_frame_is_received_in_place_into_a_buffer_of_its_size() -> None:
+    """Once a frame's size is known the decoder offers room for all of it, so the kernel writes
+    it in one place and the frame is a view of that buffer (no reassembly copy)."""
+    decoder = FrameDecoder(1 << 24)
+    payload = b"p" * 3_000_000
+    stream = frame(payload)
+    first = decoder.get_buffer()
+    first[:10] = stream[:10]
+    assert decoder.buffer_updated(10) == []
+    target = decoder.get_buffer()
+    assert len(target) == len(stream) - 10
+    target[: len(stream) - 13] = stream[10:-3]
+    assert decoder.buffer_updated(len(stream) - 13) == []
+    rest = decoder.get_buffer()
+    assert rest.obj is target.obj and len(rest) == 3  # the last bytes go to the same buffer
+    rest[:3] = stream[-3:]
+    (out,) = decoder.buffer_updated(3)
+    assert isinstance(out, memoryview) and out.obj is not None and len(out.obj) == len(stream)
+    assert out == payload
+
+
+def test_a_huge_announced_frame_does_not_reserve_its_size_up_front() -> None:
+    """A client announcing a frame at the limit (100 MB here) without sending it gets a buffer of
+    at most PREALLOCATE_MAX_BYTES; the buffer grows only as bytes arrive."""
+    decoder = FrameDecoder(100 * 1024 * 1024)
+    decoder.feed(struct.pack(">i", 100 * 1024 * 1024) + b"x" * 10)
+    assert len(decoder.get_buffer()) <= PREALLOCATE_MAX_BYTES
