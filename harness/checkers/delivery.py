@@ -110,15 +110,20 @@ def _views(history: History) -> dict[str, _GroupView]:
 
 
 def _required(history: History, group: str, view: _GroupView) -> dict[str, tuple[int, ...]]:
-    """The acknowledged writes `group` had to be given, each with the events that show why."""
+    """The acknowledged writes `group` had to be given but was not, with the events that show why.
+
+    (Only the undelivered ones: delivered writes satisfy the predicate whether required or not.)
+    """
     ix = history.index
     topics = ix.group_topics.get(group, set())
     latest = ix.group_reset_policy.get(group, "latest") == "latest"
     drains = [d for d in ix.drains if d.group == group]
     required: dict[str, tuple[int, ...]] = {}
     maybe = view.maybe_delivered()
-    for w in ix.writes.values():
-        if w.status != "ok" or w.topic not in topics:
+    writes = ix.writes
+    for value in sorted(ix.acked.difference(view.delivered)):
+        w = writes[value]
+        if w.topic not in topics:
             continue
         assert w.partition is not None and w.offset is not None and w.completion is not None
         tp = (w.topic, w.partition)

@@ -16,7 +16,7 @@ from bisect import bisect_left
 
 from harness.checkers._common import Intervals, checker, tp_name
 from harness.checkers.result import Anomaly, CheckResult
-from harness.history.index import NEVER
+from harness.history.index import NEVER, Commit
 from harness.history.load import History
 
 
@@ -29,24 +29,39 @@ def _resets(history: History) -> dict[tuple[str, str, int], Intervals[None]]:
             for key, value in history.index.resets.items()}
 
 
+def _in_flight(commits: list[Commit], key: tuple[str, str, int], offset: int, start: int, end: int) -> bool:
+    """Whether a commit of `offset` that may have applied was in flight between `start` and `end`.
+
+    Linear, but only called for an OffsetFetch answer that looks like a regression.
+    """
+    group, topic, partition = key
+    for c in commits:
+        if c.group != group or c.status == "fail" or c.invoke >= end:
+            continue
+        done = NEVER if c.completion is None or c.status != "ok" else c.completion
+        if done > start and [topic, partition, offset] in c.offsets:
+            return True
+    return False
+
+
 @checker
 def committed_offset_regression(history: History) -> CheckResult:
     """A group's committed offset for a partition went backwards without a reset."""
     ix = history.index
     # (group, topic, partition) -> [(generation, completion, offset, invoke)] of ok commits
     ordered: dict[tuple[str, str, int], list[tuple[int, int, int, int]]] = {}
-    # every commit that may have been applied: (invoke, completion or NEVER, offset)
-    maybe: dict[tuple[str, str, int], list[tuple[int, int, int]]] = {}
     for c in ix.commits:
-        if c.status == "fail":
-            continue
-        done = NEVER if c.completion is None or c.status != "ok" else c.completion
-        for t, p, o in c.offsets:
-            key = (c.group, t, p)
-            maybe.setdefault(key, []).append((c.invoke, done, o))
-            if c.status == "ok":
-                gen = -1 if c.generation is None else c.generation
-                ordered.setdefault(key, []).append((gen, done, o, c.invoke))
+        if c.status == "ok":
+            assert c.completion is not None
+            gen = -1 if c.generation is None else c.generation
+            for t, p, o in c.offsets:
+                key = (c.group, t, p)
+                entry = (gen, c.completion, o, c.invoke)
+                found = ordered.get(key)
+                if found is None:
+                    ordered[key] = [entry]
+                else:
+                    found.append(entry)
     resets = _resets(history)
     anomalies = []
     for key, commits in ordered.items():
@@ -73,7 +88,7 @@ def committed_offset_regression(history: History) -> CheckResult:
             continue
         if resets.get(key, _NO_RESETS).overlaps(i, fd):
             continue
-        if any(ci < fd and cd > fi and co == x for ci, cd, co in maybe.get(key, [])):
+        if _in_flight(ix.commits, key, x, fi, fd):
             continue
         shown = "no committed offset" if x < 0 else f"offset {x}"
         anomalies.append(Anomaly(

@@ -51,9 +51,9 @@ def _acked_unread(ix: HistoryIndex) -> list[Write]:
     """The acknowledged writes whose value nobody read (cached: lost-write and unseen use it)."""
     cached: list[Write] | None = ix.cache.get("acked-unread")
     if cached is None:
-        read = ix.first_read
-        cached = ix.cache["acked-unread"] = [w for w in ix.writes.values()
-                                             if w.status == "ok" and w.value not in read]
+        writes = ix.writes
+        cached = ix.cache["acked-unread"] = sorted(
+            (writes[v] for v in ix.acked.difference(ix.first_read)), key=lambda w: w.invoke)
     return cached
 
 

@@ -98,6 +98,7 @@ class HistoryIndex:
         self.value_at: dict[str, tuple[TPO, int]] = {}
         self.value_conflicts: dict[str, dict[TPO, int]] = {}
         self.first_read: dict[str, int] = {}
+        self.acked: set[str] = set()  # values of the `ok` sends (set algebra with first_read is fast)
         # (topic, partition, from offset, to offset, from event, to event, process)
         self.gaps: list[tuple[str, int, int, int, int, int, str]] = []
         self.backsteps: list[tuple[str, int, int, int, int, int, str]] = []
@@ -152,6 +153,7 @@ class HistoryIndex:
         at_offset = self.at_offset
         value_at = self.value_at
         first_read = self.first_read
+        acked_add = self.acked.add
         gaps_append = self.gaps.append
         backsteps_append = self.backsteps.append
         runs: dict[str, dict[TP, list[int]]] = {}
@@ -268,6 +270,7 @@ class HistoryIndex:
                         t, p, o = v["topic"], v["partition"], v["offset"]
                         w.topic, w.partition, w.offset = t, p, o
                         val = w.value
+                        acked_add(val)
                         key = (t, p, o)
                         seen = at_offset.get(key)
                         if seen is None:

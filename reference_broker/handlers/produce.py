@@ -5,7 +5,8 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
 
 * truncated bytes or a CRC mismatch -> CORRUPT_MESSAGE;
 * a batch breaking the v2 rules (magic, record count vs offset deltas, a keyless record on a
-  compacted topic) -> INVALID_RECORD;
+  compacted topic), or more than one batch for a partition -> INVALID_RECORD;
+* a write to an internal topic (``__consumer_offsets``) -> INVALID_TOPIC_EXCEPTION;
 * a batch larger than ``max.message.bytes`` -> MESSAGE_TOO_LARGE;
 * a record set larger than a whole segment -> RECORD_LIST_TOO_LARGE;
 * an unknown topic -> created when ``auto.create.topics.enable``, else UNKNOWN_TOPIC_OR_PARTITION;
@@ -30,6 +31,7 @@ import logging
 from typing import Any
 
 from reference_broker.broker import Broker, BrokerError
+from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.handlers.context import CloseConnection, RequestContext
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
 from reference_broker.producers import ProducerStateError
@@ -54,6 +56,10 @@ def _partition_error(index: int, error: str, message: str | None = None) -> dict
 def _produce_partition(
     broker: Broker, topic: str, index: int, records: bytes | None, acks: int, now_ms: int
 ) -> dict[str, Any]:
+    if topic == OFFSETS_TOPIC:
+        return _partition_error(
+            index, "invalid_topic_exception", f"Cannot append to internal topic {topic}"
+        )
     partition = broker.partition(topic, index)
     if partition is None:
         return _partition_error(index, "unknown_topic_or_partition")
@@ -71,6 +77,13 @@ def _produce_partition(
         headers = validate_batches(buf)
     except RecordError as exc:
         return _partition_error(index, exc.error_name, str(exc))
+    if len(headers) != 1:
+        # Kafka's ProduceRequest.validateRecords: from v3 on, one batch per partition.
+        return _partition_error(
+            index, "invalid_record",
+            f"Produce requests with version 3+ carry exactly one record batch per partition, "
+            f"not {len(headers)}",
+        )
     try:
         result = partition.log.append(buf, headers, now_ms)
     except RecordListTooLargeError as exc:

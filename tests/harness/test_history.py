@@ -192,3 +192,33 @@ def test_unreadable_files_are_history_errors(tmp_path: Path) -> None:
     bad.write_bytes(HEADER.encode() + b"\xff\xfe\n")
     with pytest.raises(HistoryError, match="not UTF-8"):
         load_history(bad)
+
+
+def test_every_event_is_on_disk_as_soon_as_it_is_recorded(tmp_path: Path) -> None:
+    """The writer flushes each line: a reader (or a crash) mid-run sees every recorded event."""
+    path = tmp_path / "h.jsonl"
+    w = HistoryWriter(path)
+    i = w.invoke("p0", "send", topic="t", partition=0, key=None, value="a")
+    assert len(load_history(path)) == 1
+    w.info(i, "TIMEOUT")
+    assert load_history(path)[1].type == "info"
+    w.close()
+
+
+def test_concurrent_recording_keeps_indexes_and_times_in_order(tmp_path: Path) -> None:
+    """Threads recording at once still produce a valid file (index and time under one lock)."""
+    import threading
+
+    path = tmp_path / "h.jsonl"
+    with HistoryWriter(path) as w:
+        def work(n: int) -> None:
+            for k in range(200):
+                i = w.invoke(f"p{n}", "send", topic="t", partition=0, key=None, value=f"p{n}-{k}")
+                w.ok(i, topic="t", partition=0, offset=k)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(load_history(path, index=False)) == 1600

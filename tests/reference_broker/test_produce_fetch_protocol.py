@@ -101,9 +101,22 @@ def test_batch_over_max_message_bytes_is_message_too_large(tmp_path: Any) -> Non
 def test_record_set_over_segment_size_is_record_list_too_large(broker: BrokerProcess) -> None:
     """A record set larger than the topic's segment.bytes gets RECORD_LIST_TOO_LARGE."""
     create_topic(broker.bootstrap, "tiny-segments", config={"segment.bytes": "1000"})
-    records = batch([b"x" * 400]) + batch([b"y" * 400]) + batch([b"z" * 400])
-    result = produce_result(broker.bootstrap, "tiny-segments", records)
+    result = produce_result(broker.bootstrap, "tiny-segments", batch([b"x" * 1200]))
     assert result.error_code == ErrorCode.record_list_too_large
+
+
+def test_two_batches_for_one_partition_are_invalid_record(broker: BrokerProcess, topic: str) -> None:
+    """Produce v3+ carries exactly one batch per partition; two are INVALID_RECORD and
+    nothing is stored."""
+    result = produce_result(broker.bootstrap, topic, batch([b"a"]) + batch([b"b"]))
+    assert result.error_code == ErrorCode.invalid_record
+    assert fetch_partition(broker.bootstrap, topic, 0).high_watermark == 0
+
+
+def test_produce_to_the_offsets_topic_is_refused(broker: BrokerProcess) -> None:
+    """Clients cannot write to __consumer_offsets (INVALID_TOPIC_EXCEPTION), as with Kafka."""
+    result = produce_result(broker.bootstrap, "__consumer_offsets", batch([b"forged"]))
+    assert result.error_code == ErrorCode.invalid_topic_exception
 
 
 def test_invalid_acks_is_invalid_required_acks(broker: BrokerProcess, topic: str) -> None:

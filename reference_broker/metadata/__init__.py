@@ -1,0 +1,1 @@
+"""Cluster metadata: the records of the metadata log and the image they replay into."""
