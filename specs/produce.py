@@ -24,6 +24,7 @@ reordering for up to 5 in-flight requests per connection (KAFKA-5494).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -209,3 +210,22 @@ def tolerated_broker_failures(config: DurabilityConfig) -> int:
     if config.acks is not Acks.ALL or config.unclean_leader_election_enable:
         return 0
     return max(0, min(config.min_insync_replicas, config.replication_factor) - 1)
+
+
+def disallowed_copies(sent: Mapping[str, Outcome], log: Iterable[str], config: ProducerConfig) -> dict[str, int]:
+    """The values whose number of copies in `log` no outcome allows: value -> copies found.
+
+    `sent` is what each send's producer was told, `log` the values in the partition(s) (in any
+    order). A value in the log that nobody sent is also reported. An acknowledged value missing
+    from the log is reported with 0 copies: without a broker failure (see
+    `tolerated_broker_failures`) nothing may take it away.
+    """
+    counts: dict[str, int] = {}
+    for value in log:
+        counts[value] = counts.get(value, 0) + 1
+    bad = {value: n for value, n in counts.items() if value not in sent}
+    for value, outcome in sent.items():
+        n = counts.get(value, 0)
+        if not allowed_copies(outcome, config).allows(n):
+            bad[value] = n
+    return bad

@@ -98,7 +98,7 @@ def _views(history: History) -> dict[str, _GroupView]:
                 st[2] = o
     # A member whose last poll was unknown may have been given anything after what it read.
     if tainted:
-        partitions = {(w.topic, w.partition) for w in history.index.writes.values() if w.partition is not None}
+        partitions = history.index.partitions()
         member_group = {process: group for group, _i, process, _k in history.index.group_polls}
         for process, closed in tainted.items():
             view = views[member_group[process]]
@@ -120,10 +120,9 @@ def _required(history: History, group: str, view: _GroupView) -> dict[str, tuple
     drains = [d for d in ix.drains if d.group == group]
     required: dict[str, tuple[int, ...]] = {}
     maybe = view.maybe_delivered()
-    writes = ix.writes
     for value in sorted(ix.acked.difference(view.delivered)):
-        w = writes[value]
-        if w.topic not in topics:
+        w = ix.write(value)
+        if w is None or w.topic not in topics:
             continue
         assert w.partition is not None and w.offset is not None and w.completion is not None
         tp = (w.topic, w.partition)
@@ -162,7 +161,8 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
         counts = ix.cache[f"counts:{group}"]
         found = violations(guarantee, required, counts)
         for value in sorted(found.undelivered, key=str):
-            acked = ix.writes[str(value)]
+            acked = ix.write(str(value))
+            assert acked is not None
             anomalies.append(Anomaly(
                 name, f"group {group!r} was never given value {value!r} "
                       f"({tp_name(acked.topic, acked.partition or 0)} offset {acked.offset}), "
@@ -170,7 +170,7 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
                 required[str(value)]))
         for value in sorted(found.redelivered, key=str):
             times, *events = view.delivered[str(value)]
-            w = ix.writes.get(str(value))
+            w = ix.write(str(value))
             if w is not None:
                 events.append(w.invoke)
             anomalies.append(Anomaly(name, f"group {group!r} was given value {value!r} {times} times", events))

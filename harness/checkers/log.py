@@ -51,9 +51,8 @@ def _acked_unread(ix: HistoryIndex) -> list[Write]:
     """The acknowledged writes whose value nobody read (cached: lost-write and unseen use it)."""
     cached: list[Write] | None = ix.cache.get("acked-unread")
     if cached is None:
-        writes = ix.writes
-        cached = ix.cache["acked-unread"] = sorted(
-            (writes[v] for v in ix.acked.difference(ix.first_read)), key=lambda w: w.invoke)
+        found = [ix.write(v) for v in ix.acked.difference(ix.first_read)]
+        cached = ix.cache["acked-unread"] = sorted((w for w in found if w is not None), key=lambda w: w.invoke)
     return cached
 
 
@@ -127,8 +126,9 @@ def aborted_read(history: History) -> CheckResult:
     """A read of a value whose send definitely failed (G1a)."""
     ix = history.index
     anomalies = []
-    for w in ix.writes.values():
-        if w.status == "fail" and w.value in ix.first_read:
+    for value in ix.failed:
+        w = ix.write(value)
+        if w is not None and value in ix.first_read:
             read = ix.first_read[w.value]
             anomalies.append(Anomaly(
                 "aborted-read",

@@ -2,13 +2,15 @@
 
 - `HistoryWriter` appends a JSONL history file during a run; `HistoryBuilder` builds one in memory.
 - `load_history` / `parse_history` validate a file and return a `History`.
-- `History.index` is the derived view the checkers share.
+- `History.index` (a `HistoryIndex`) is the derived view the checkers share.
+- `harness.history.simulate` records a simulated correct run (property tests, benchmarks).
 
 The format is documented in docs/history-format.md; `harness.history.format` is its code.
 """
 
 from harness.history.events import Event, EventType
 from harness.history.format import FORMAT_VERSION, OPERATIONS, HistoryError
+from harness.history.index import HistoryIndex, Write
 from harness.history.load import History, load_history, parse_history
 from harness.history.write import HistoryBuilder, HistoryWriter, Recorder
 
@@ -20,8 +22,10 @@ __all__ = [
     "History",
     "HistoryBuilder",
     "HistoryError",
+    "HistoryIndex",
     "HistoryWriter",
     "Recorder",
+    "Write",
     "load_history",
     "parse_history",
 ]

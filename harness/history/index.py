@@ -4,11 +4,15 @@ Theory of operation. Values are unique per run, so a write is named by its value
 joins to exactly one write. The pass keeps, with plain dicts and tuples (it runs over millions
 of records):
 
-- `writes`: value -> `Write` (who sent it, its outcome, and for an `ok` send where it landed);
+- `sent`: value -> its send invocation event, `completions`: send invocation index -> its
+  completion event, `acked`: the values of `ok` sends, `failed`: those of `fail` sends.
+  `write(value)` gives a `Write` (who sent it, its outcome, where it landed) built from them
+  on demand: the checkers look at few writes one by one, so none is built in the pass;
 - `at_offset`: (topic, partition, offset) -> the first value seen there (by an ack or a read),
-  its first event and its first read there, and `offset_conflicts` for every position seen holding more than one value;
-- `value_at`: value -> the first ((topic, partition, offset), event) where it was seen, and
-  `value_conflicts` for every value seen at more than one position;
+  its first event and its first read there, and `offset_conflicts` for every position seen
+  holding more than one value;
+- `value_conflicts` for every value seen at more than one position (a value's position is its
+  acknowledged one, or before its acknowledgement the first one it was read at);
 - `first_read`: value -> the first poll event that returned it;
 - per consumer and partition, a *run*: successive reads with no seek, assign, subscribe,
   rebalance or failed/unknown poll in between (any of those can legitimately move the
@@ -44,13 +48,23 @@ class Write:
 
     __slots__ = ("value", "process", "invoke", "topic", "partition", "key", "status", "offset", "completion")
 
-    def __init__(self, value: str, process: str, invoke: int, topic: str, partition: int | None,
-                 key: str | None) -> None:
-        self.value, self.process, self.invoke = value, process, invoke
-        self.topic, self.partition, self.key = topic, partition, key
+    def __init__(self, invoke: dict[str, Any], completion: dict[str, Any] | None) -> None:
+        v = invoke["value"]
+        self.value: str = v["value"]
+        self.process: str = invoke["process"]
+        self.invoke: int = invoke["index"]
+        self.topic: str = v["topic"]
+        self.partition: int | None = v["partition"]
+        self.key: str | None = v["key"]
         self.status: str | None = None
         self.offset: int | None = None
         self.completion: int | None = None
+        if completion is not None:
+            self.status = completion["type"]
+            self.completion = completion["index"]
+            if self.status == "ok":
+                done = completion["value"]
+                self.topic, self.partition, self.offset = done["topic"], done["partition"], done["offset"]
 
     @property
     def acked(self) -> bool:
@@ -91,11 +105,14 @@ class HistoryIndex:
     """The tables described in the module docstring; build with `HistoryIndex.build(history)`."""
 
     def __init__(self) -> None:
-        self.writes: dict[str, Write] = {}
+        self.sent: dict[str, dict[str, Any]] = {}
+        self.completions: dict[int, dict[str, Any]] = {}
+        self.failed: list[str] = []
         # position -> [first value seen there, its first event, first read of it there or -1]
         self.at_offset: dict[TPO, list[Any]] = {}
         self.offset_conflicts: dict[TPO, dict[str, int]] = {}
-        self.value_at: dict[str, tuple[TPO, int]] = {}
+        # value -> (position, event) where it was first read, while it is not acknowledged
+        self.read_before_ack: dict[str, tuple[TPO, int]] = {}
         self.value_conflicts: dict[str, dict[TPO, int]] = {}
         self.first_read: dict[str, int] = {}
         self.acked: set[str] = set()  # values of the `ok` sends (set algebra with first_read is fast)
@@ -149,15 +166,20 @@ class HistoryIndex:
 
     def _scan(self, source: str) -> Generator[None, list[dict[str, Any]] | None, None]:  # noqa: C901
         """The one pass, as a coroutine receiving batches of events (None: the end)."""
-        writes = self.writes
+        sent = self.sent
+        completions = self.completions
+        read_before_ack = self.read_before_ack
+        invocations: dict[int, str] = {}  # send invocation index -> value, while it is open
+
+        def raw_value_of(invoke: int) -> str:
+            return invocations.pop(invoke)
         at_offset = self.at_offset
-        value_at = self.value_at
+        new_pair = self._new_pair
         first_read = self.first_read
         acked_add = self.acked.add
         gaps_append = self.gaps.append
         backsteps_append = self.backsteps.append
         runs: dict[str, dict[TP, list[int]]] = {}
-        sends: dict[int, Write] = {}
         open_commits: dict[int, Commit] = {}
         open_resets: dict[int, dict[str, Any]] = {}
         open_fetches: dict[int, dict[str, Any]] = {}
@@ -200,11 +222,7 @@ class HistoryIndex:
                             seen = at_offset.get(key)
                             if seen is None:
                                 at_offset[key] = [val, idx, idx]
-                                pos = value_at.get(val)
-                                if pos is None:
-                                    value_at[val] = (key, idx)
-                                elif pos[0] != key:
-                                    self._value_conflict(val, pos, key, idx)
+                                new_pair(key, val, idx)
                                 if val not in first_read:
                                     first_read[val] = idx
                             elif seen[2] < 0 or seen[0] != val:
@@ -212,11 +230,7 @@ class HistoryIndex:
                                 # value already read at this position needs nothing: the fast path.)
                                 if seen[0] != val:
                                     self._offset_conflict(key, seen, val, idx)
-                                    pos = value_at.get(val)
-                                    if pos is None:
-                                        value_at[val] = (key, idx)
-                                    elif pos[0] != key:
-                                        self._value_conflict(val, pos, key, idx)
+                                    new_pair(key, val, idx)
                                 else:
                                     seen[2] = idx
                                 if val not in first_read:
@@ -257,19 +271,20 @@ class HistoryIndex:
                 elif f == "send":
                     if typ == "invoke":
                         val = v["value"]
-                        if val in writes:
+                        if val in sent:
                             raise HistoryError(source, idx + 2, "value.value",
-                                               f"value {val!r} was already sent by event {writes[val].invoke}; "
+                                               f"value {val!r} was already sent by event {sent[val]['index']}; "
                                                f"every written value must be unique within a run")
-                        sends[idx] = writes[val] = Write(val, process, idx, v["topic"], v["partition"], v["key"])
+                        sent[val] = e
+                        invocations[idx] = val
                         continue
-                    w = sends.pop(e["invoke"])
-                    w.status = typ
-                    w.completion = idx
+                    inv = e["invoke"]
+                    completions[inv] = e
+                    if typ != "ok" and typ != "fail":
+                        invocations.pop(inv, None)
                     if typ == "ok":
                         t, p, o = v["topic"], v["partition"], v["offset"]
-                        w.topic, w.partition, w.offset = t, p, o
-                        val = w.value
+                        val = raw_value_of(inv)
                         acked_add(val)
                         key = (t, p, o)
                         seen = at_offset.get(key)
@@ -277,17 +292,18 @@ class HistoryIndex:
                             at_offset[key] = [val, idx, -1]
                         elif seen[0] != val:
                             self._offset_conflict(key, seen, val, idx)
-                        pos = value_at.get(val)
-                        if pos is None:
-                            value_at[val] = (key, idx)
-                        elif pos[0] != key:
-                            self._value_conflict(val, pos, key, idx)
+                        if read_before_ack:
+                            other = read_before_ack.pop(val, None)
+                            if other is not None and other[0] != key:
+                                self._value_conflict(val, other, key, idx)
                         pkey = (process, t, p)
                         lst = self.producer_sends.get(pkey)
                         if lst is None:
-                            self.producer_sends[pkey] = [(w.invoke, o, idx)]
+                            self.producer_sends[pkey] = [(inv, o, idx)]
                         else:
-                            lst.append((w.invoke, o, idx))
+                            lst.append((inv, o, idx))
+                    elif typ == "fail":
+                        self.failed.append(raw_value_of(inv))
                 elif f == "seek":
                     if typ == "invoke":
                         prun = runs.get(process)
@@ -367,6 +383,32 @@ class HistoryIndex:
             self.offset_conflicts[key] = {seen[0]: seen[1], val: idx}
         elif val not in known:
             known[val] = idx
+
+    def _new_pair(self, key: TPO, val: str, idx: int) -> None:
+        """A read of `val` at a position where it was not seen before: is it somewhere else too?"""
+        if val in self.acked:
+            done = self.completions[self.sent[val]["index"]]
+            v = done["value"]
+            home = (v["topic"], v["partition"], v["offset"])
+            if home != key:
+                self._value_conflict(val, (home, done["index"]), key, idx)
+            return
+        other = self.read_before_ack.get(val)
+        if other is None:
+            self.read_before_ack[val] = (key, idx)
+        elif other[0] != key:
+            self._value_conflict(val, other, key, idx)
+
+    def write(self, value: str) -> Write | None:
+        """The send of `value` (None when the history has no send of it)."""
+        invoke = self.sent.get(value)
+        if invoke is None:
+            return None
+        return Write(invoke, self.completions.get(invoke["index"]))
+
+    def partitions(self) -> set[TP]:
+        """The partitions some acknowledged send landed in."""
+        return {(t, p) for _proc, t, p in self.producer_sends}
 
     def _value_conflict(self, val: str, pos: tuple[TPO, int], key: TPO, idx: int) -> None:
         known = self.value_conflicts.get(val)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from specs.produce import (
     Acks,
@@ -13,6 +15,7 @@ from specs.produce import (
     ProducerConfig,
     allowed_copies,
     classify,
+    disallowed_copies,
     may_reorder,
     tolerated_broker_failures,
 )
@@ -78,3 +81,31 @@ def test_only_the_safe_configuration_tolerates_a_broker_failure() -> None:
     assert tolerated_broker_failures(DurabilityConfig(acks=Acks.LEADER)) == 0
     assert tolerated_broker_failures(DurabilityConfig(unclean_leader_election_enable=True)) == 0
     assert tolerated_broker_failures(DurabilityConfig(min_insync_replicas=1)) == 0
+
+
+@st.composite
+def _run(draw: st.DrawFn) -> tuple[ProducerConfig, dict[str, Outcome], list[str]]:
+    """A producer config, the outcome of each send, and a log each outcome allows."""
+    config = draw(st.sampled_from([IDEMPOTENT, PLAIN, NO_RETRIES]))
+    outcomes = draw(st.dictionaries(st.text("abc", min_size=1, max_size=3), st.sampled_from(list(Outcome)), max_size=8))
+    log: list[str] = []
+    for value, outcome in outcomes.items():
+        allowed = allowed_copies(outcome, config)
+        high = allowed.high if allowed.high is not None else allowed.low + 3
+        log += [value] * draw(st.integers(allowed.low, max(allowed.low, high)))
+    return config, outcomes, draw(st.permutations(log))
+
+
+@given(_run())
+def test_every_log_the_outcomes_allow_is_accepted(run: tuple[ProducerConfig, dict[str, Outcome], list[str]]) -> None:
+    """A log built within the allowed copies has no disallowed value."""
+    config, outcomes, log = run
+    assert disallowed_copies(outcomes, log, config) == {}
+
+
+def test_disallowed_copies_names_each_offending_value() -> None:
+    """An acked value missing, a failed value present, a duplicate under idempotence, an unknown value."""
+    sent = {"ok": Outcome.SUCCESS, "gone": Outcome.SUCCESS, "failed": Outcome.FAILURE, "maybe": Outcome.INDETERMINATE}
+    log = ["ok", "ok", "failed", "stranger"]
+    assert disallowed_copies(sent, log, IDEMPOTENT) == {"ok": 2, "gone": 0, "failed": 1, "stranger": 1}
+    assert disallowed_copies(sent, log, PLAIN) == {"gone": 0, "failed": 1, "stranger": 1}

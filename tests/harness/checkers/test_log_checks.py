@@ -173,3 +173,19 @@ def test_aborted_read_fails_when_a_failed_write_is_read() -> None:
     result = aborted_read(b.history())
     assert result.count == 1 and result.anomalies[0].events == (0, 1, poll)
     assert "MESSAGE_TOO_LARGE" in result.anomalies[0].explanation
+
+
+def test_duplicate_when_a_read_comes_before_the_acknowledgement() -> None:
+    """A value read at one offset and acknowledged later at another is a duplicate; same offset is not."""
+    b = HistoryBuilder()
+    i = b.invoke("p0", "send", topic="t", partition=0, key=None, value="a")
+    b.poll("c0", [("t", 0, 0, "a")])
+    b.poll("c1", [("t", 0, 0, "a")])
+    b.ok(i, topic="t", partition=0, offset=0)
+    assert duplicate(b.history()).valid
+    b = HistoryBuilder()
+    i = b.invoke("p0", "send", topic="t", partition=0, key=None, value="a")
+    read = b.poll("c0", [("t", 0, 3, "a")])
+    ack = b.ok(i, topic="t", partition=0, offset=0)
+    result = duplicate(b.history())
+    assert result.count == 1 and {read, ack} <= set(result.anomalies[0].events)
