@@ -18,8 +18,6 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import attrs
-
 from reference_broker.config import (
     BrokerConfig,
     ConfigError,
@@ -30,6 +28,7 @@ from reference_broker.config import (
 )
 from reference_broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, TopicOffsetsLog
 from reference_broker.log import PartitionLog
+from reference_broker.replication import Partition
 from reference_broker.producers import ProducerIdAllocator
 from reference_broker.records import RecordError
 from reference_broker.topics import TopicCatalogue, TopicRecord, validate_topic_name
@@ -64,28 +63,6 @@ class BrokerError(Exception):
         super().__init__(message)
         self.error = error
         self.message = message
-
-
-@attrs.define(slots=True)
-class Partition:
-    """One partition this node leads. A single node is the whole ISR, so HW = log end offset."""
-
-    topic: str
-    index: int
-    log: PartitionLog
-    leader_epoch: int = 0
-
-    @property
-    def high_watermark(self) -> int:
-        return self.log.log_end_offset
-
-    @property
-    def last_stable_offset(self) -> int:
-        return self.high_watermark
-
-    @property
-    def isr_size(self) -> int:
-        return 1
 
 
 def _new_cluster_id() -> str:
@@ -167,6 +144,7 @@ class Broker:
             producer_id_expiration_ms=self._producer_id_expiration_ms,
         )
         partition = Partition(record.name, index, plog)
+        partition.become_leader(self.node_id, 0, 0, (self.node_id,), (self.node_id,), now_ms)
         self._partitions[(record.name, index)] = partition
         return partition
 

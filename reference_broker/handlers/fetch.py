@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reference_broker.broker import Broker, Partition
+from reference_broker.broker import Broker
+from reference_broker.replication import Partition
 from reference_broker.handlers.context import RequestContext
 from reference_broker.log import OffsetOutOfRangeError
 

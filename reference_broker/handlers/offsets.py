@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reference_broker.broker import Broker, Partition
+from reference_broker.broker import Broker
+from reference_broker.replication import Partition
 from reference_broker.handlers.context import RequestContext
 from reference_broker.handlers.fetch import READ_COMMITTED, leader_epoch_error
 from reference_broker.records import RecordError
