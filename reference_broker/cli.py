@@ -57,7 +57,10 @@ def broker_command(config_file: Path | None, overrides: tuple[str, ...], log_lev
       kconform broker --override listeners=PLAINTEXT://127.0.0.1:0 --override log.dirs=/tmp/b0
       kconform broker --config server.properties --override log.retention.ms=60000
     """
+    from reference_broker.allocator import tune_allocator
     from reference_broker.server import run_broker
+
+    tune_allocator()
 
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr,
