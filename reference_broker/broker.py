@@ -1,41 +1,81 @@
-"""The broker's state and its topic operations, with no sockets and no clock of its own.
+"""The broker's state, driven by the cluster metadata log, with no sockets and no clock of its own.
 
-:class:`Broker` owns the data directory: the node identity (``meta.properties``), the topic
-catalogue and one :class:`~reference_broker.log.PartitionLog` per partition. Request handlers
-(:mod:`reference_broker.handlers`) call the operations here; the asyncio driver
-(:mod:`reference_broker.server`) passes the time in and schedules the periodic work (retention,
-compaction, time-based flushes).
+Theory of operation
+===================
+
+Every node is driven by the metadata log (KRaft, KIP-500/KIP-631). The controller decides;
+the broker applies. :class:`Broker` holds a :class:`~reference_broker.metadata.image.MetadataImage`
+replayed from the controller's log and reacts to what changes:
+
+* a partition of which this node is a replica gets its
+  :class:`~reference_broker.log.PartitionLog` opened (``<log.dirs>/<topic>-<partition>``, with
+  Kafka's ``partition.metadata`` naming the topic id, so data of a deleted topic is never
+  mistaken for a new topic of the same name);
+* each change of a partition's record calls :meth:`Partition.become_leader` or
+  :meth:`Partition.become_follower` with the leader, leader epoch, partition epoch, replicas and
+  ISR it now has; leading a ``__consumer_offsets`` partition makes this node the coordinator of
+  its groups (they are loaded from the partition), losing it unloads them;
+* a removed topic's partitions are deleted, with the offsets groups committed for it;
+* changed topic configs reach the partition logs.
+
+The broker reaches the controller through a
+:class:`~reference_broker.controller_channel.ControllerChannel`: in combined mode
+(``process.roles=broker,controller``, a standalone node) the controller lives in this process
+and answers at once; with ``process.roles=broker`` it is a remote process. The broker registers
+(a fresh incarnation id per start), heartbeats every ``broker.heartbeat.interval.ms`` with the
+offset of the metadata it has applied, and is unfenced by the controller once that offset has
+reached its own registration. Until it has caught up with the log past its registration it
+applies no roles at all, so a restarted broker never acts on leadership its previous
+incarnation held.
+
+Request handlers (:mod:`reference_broker.handlers`) call the operations here; the asyncio driver
+(:mod:`reference_broker.server`) passes the time in and schedules the periodic work.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import os
 import resource
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from kio.schema.errors import ErrorCode
 
 from reference_broker.config import (
     BrokerConfig,
     ConfigError,
     log_config_for_topic,
-    parse_properties,
     topic_config_value,
     validate_topic_configs,
 )
+from reference_broker.controller.node import ControllerNode
+from reference_broker.controller_channel import (
+    ControllerChannel,
+    LocalControllerChannel,
+    OffsetRecords,
+)
 from reference_broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, TopicOffsetsLog
 from reference_broker.log import PartitionLog
-from reference_broker.replication import Partition
-from reference_broker.producers import ProducerIdAllocator
+from reference_broker.meta_properties import META_PROPERTIES, load_identity
+from reference_broker.metadata.image import MetadataImage, TopicState
+from reference_broker.metadata.log import METADATA_DIR
+from reference_broker.metadata.records import (
+    PartitionRecord,
+    RemoveTopic,
+    TopicRecord,
+)
+from reference_broker.producers import ProducerIdBlocks
 from reference_broker.records import RecordError
-from reference_broker.topics import TopicCatalogue, TopicRecord, validate_topic_name
+from reference_broker.replication import Partition, Role
+from reference_broker.topics import TopicInfo, TopicsView, validate_topic_name
 
 log = logging.getLogger(__name__)
 
-META_PROPERTIES = "meta.properties"
+__all__ = ["META_PROPERTIES", "Broker", "BrokerError", "partition_budget"]
 
 # Reference-broker guards, not Kafka rules (Kafka accepts any positive partition count). Without
 # them one CreateTopics or CreatePartitions asking for 2**31-1 partitions makes this node create
@@ -45,7 +85,14 @@ META_PROPERTIES = "meta.properties"
 # connections from every client, not just the one asking.
 MAX_PARTITIONS_PER_TOPIC = 10_000
 FILES_PER_PARTITION = 3
-FILE_HEADROOM = 512  # descriptors kept for sockets, rolled segments and the catalogue
+FILE_HEADROOM = 512  # descriptors kept for sockets, rolled segments and the metadata log
+
+PARTITION_METADATA = "partition.metadata"  # Kafka's file naming a partition directory's topic id
+REGISTRATION_RETRY_MS = 200
+FENCED_HEARTBEAT_MS = 50  # heartbeat often while fenced, so a caught-up broker is unfenced soon
+# How long a forwarded admin request waits for this broker's metadata to show its effect.
+METADATA_WAIT_MS = 5000
+PLAINTEXT = 0  # SecurityProtocol id in BrokerRegistration listeners
 
 
 def partition_budget() -> int:
@@ -65,26 +112,63 @@ class BrokerError(Exception):
         self.message = message
 
 
-def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def error_name(code: Any) -> str:
+    """kio's ErrorCode member name of an error code in a response."""
+    return code.name if isinstance(code, ErrorCode) else ErrorCode(code).name
 
 
 def _partition_dir(root: Path, topic: str, index: int) -> Path:
     return root / f"{topic}-{index}"
 
 
-class Broker:
-    """A single reference broker node over one data directory."""
+def _topic_id_text(topic_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(topic_id.bytes).decode().rstrip("=")
 
-    def __init__(self, config: BrokerConfig, now_ms: int) -> None:
+
+def _read_partition_topic_id(directory: Path) -> str | None:
+    try:
+        text = (directory / PARTITION_METADATA).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "topic_id":
+            return value.strip()
+    return None
+
+
+def _write_partition_metadata(directory: Path, topic_id: uuid.UUID) -> None:
+    path = directory / PARTITION_METADATA
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"version: 0\ntopic_id: {_topic_id_text(topic_id)}\n")
+    tmp.replace(path)
+
+
+class _MetadataWaiter:
+    __slots__ = ("callback", "deadline_ms", "predicate")
+
+    def __init__(self, predicate: Callable[[], bool], callback: Callable[[], None],
+                 deadline_ms: int) -> None:
+        self.predicate = predicate
+        self.callback = callback
+        self.deadline_ms = deadline_ms
+
+
+class Broker:
+    """A reference broker node over one data directory; see the module docstring."""
+
+    def __init__(
+        self, config: BrokerConfig, now_ms: int, channel: ControllerChannel | None = None
+    ) -> None:
+        if config.is_controller_only:
+            raise ConfigError("process.roles=controller runs no broker (see controller_server)")
         self.config = config
         self.node_id = config.node_id
         self.data_dir = Path(config.log_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.cluster_id = self._load_identity()
-        self.topics = TopicCatalogue(self.data_dir)
-        # InitProducerId's ids (KIP-98), reserved in blocks persisted in the data directory.
-        self.producer_ids = ProducerIdAllocator.in_directory(self.data_dir)
+        self.cluster_id = load_identity(self.data_dir, self.node_id, create=config.is_combined)
+        self.image = MetadataImage()
+        self.topics = TopicsView(self.image)
         self._producer_id_expiration_ms = int(config.get("producer.id.expiration.ms"))
         self._producer_expiry_interval_ms = int(
             config.get("producer.id.expiration.check.interval.ms")
@@ -93,33 +177,48 @@ class Broker:
         self._partitions: dict[tuple[str, int], Partition] = {}
         # listener name -> port actually bound (differs from the configured one for port 0)
         self.bound_ports: dict[str, int] = {}
-        for record in self.topics:
-            for index in range(record.partitions):
-                self._open_partition(record, index, now_ms)
-        # The group coordinator; it rebuilds groups and committed offsets from __consumer_offsets.
+        # InitProducerId's ids, in blocks the controller hands out (KIP-730).
+        self.producer_ids = ProducerIdBlocks()
+        # The group coordinator; it coordinates the groups of the __consumer_offsets partitions
+        # this node leads, loading them when it becomes their leader.
         self.groups = GroupCoordinator(
-            GroupConfig.from_broker(config.get), TopicOffsetsLog(self), now_ms
+            GroupConfig.from_broker(config.get), TopicOffsetsLog(self), now_ms, owned=()
         )
-
-    # --- identity --------------------------------------------------------------------------
-
-    def _load_identity(self) -> str:
-        """Read or write meta.properties; refuse a directory that belongs to another node."""
-        path = self.data_dir / META_PROPERTIES
-        if path.exists():
-            props = parse_properties(path.read_text(), str(path))
-            stored = int(props.get("node.id", "-1"))
-            if stored != self.node_id:
+        self._led_offsets_partitions: set[int] = set()
+        # --- lifecycle (registration, heartbeats, fencing) ---
+        self.incarnation_id = uuid.uuid4()
+        self.broker_epoch = -1
+        self.fenced = True
+        self._registering = False
+        self._next_registration_ms = now_ms
+        self._heartbeat_in_flight = False
+        self._next_heartbeat_ms = now_ms
+        self._heartbeat_interval_ms = int(config.get("broker.heartbeat.interval.ms"))
+        self.want_shut_down = False
+        self.shutdown_allowed = False  # the controller said this broker leads nothing any more
+        self._published = False  # caught up past our registration: roles are being applied
+        self._metadata_high_watermark = 0
+        self._waiters: list[_MetadataWaiter] = []
+        self._auto_creating: set[str] = set()
+        self.started = False
+        self.controller: ControllerNode | None = None
+        if channel is None:
+            if not config.is_combined:
                 raise ConfigError(
-                    f"log.dirs: {self.data_dir} belongs to node.id {stored}, "
-                    f"but this broker is node.id {self.node_id}"
+                    "process.roles=broker: the broker needs its remote controller "
+                    "(controller.quorum.voters); start it with kconform broker"
                 )
-            return props["cluster.id"]
-        cluster_id = _new_cluster_id()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n")
-        os.replace(tmp, path)
-        return cluster_id
+            self.controller = ControllerNode(config, self.data_dir, self.cluster_id, now_ms)
+            channel = LocalControllerChannel(self.controller)
+        self.channel = channel
+        channel.attach(self, now_ms)
+        if channel.local:
+            # Combined mode: register, catch up and be unfenced right here, so the node serves
+            # its partitions as soon as it is constructed.
+            self.start(now_ms)
+            self._heartbeat(now_ms)
+
+    # --- addresses ---------------------------------------------------------------------------
 
     def advertised_endpoint(self, listener: str) -> tuple[str, int]:
         """(host, port) clients are told to use for ``listener`` (advertised.listeners)."""
@@ -133,106 +232,408 @@ class Broker:
         first = self.config.advertised_listeners[0]
         return first.host, first.port or self.bound_ports.get(first.name, 0)
 
-    # --- partitions ------------------------------------------------------------------------
+    def endpoint_of(self, node_id: int, listener: str) -> tuple[str, int] | None:
+        """Where clients reach broker ``node_id`` on ``listener``: its registered (advertised)
+        address; this node's own is taken from its configuration (in combined mode it registers
+        before it has bound a port)."""
+        if node_id == self.node_id:
+            return self.advertised_endpoint(listener)
+        broker = self.image.brokers.get(node_id)
+        if broker is None:
+            return None
+        endpoint = broker.endpoint(listener)
+        return (endpoint.host, endpoint.port) if endpoint is not None else None
 
-    def _open_partition(self, record: TopicRecord, index: int, now_ms: int) -> Partition:
-        directory = _partition_dir(self.data_dir, record.name, index)
+    def peer_address(self, node_id: int) -> tuple[str, int] | None:
+        """The address this broker uses to reach broker ``node_id`` for replication:
+        ``kconform.replica.peer.addresses`` if it names one (a proxy on that directed link),
+        else the peer's registered ``inter.broker.listener.name`` address."""
+        override = self.config.replica_peer_addresses.get(node_id)
+        if override is not None:
+            return override
+        broker = self.image.brokers.get(node_id)
+        if broker is None:
+            return None
+        endpoint = broker.endpoint(str(self.config.get("inter.broker.listener.name")).upper())
+        return (endpoint.host, endpoint.port) if endpoint is not None else None
+
+    def live_broker_ids(self) -> list[int]:
+        return [broker.node_id for broker in self.image.live_brokers()]
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, now_ms: int) -> None:
+        """Register with the controller (the driver calls this once the listeners are bound)."""
+        self.started = True
+        self._register(now_ms)
+
+    def _registration_fields(self) -> dict[str, Any]:
+        listeners = []
+        for adv in self.config.advertised_listeners:
+            host, port = self.advertised_endpoint(adv.name)
+            listeners.append({"name": adv.name, "host": host, "port": port,
+                              "security_protocol": PLAINTEXT})
+        return {
+            "broker_id": self.node_id,
+            "cluster_id": self.cluster_id,
+            "incarnation_id": self.incarnation_id,
+            "listeners": listeners,
+            "features": [],
+            "rack": None,
+            "log_dirs": [],
+            "previous_broker_epoch": -1,
+        }
+
+    def _register(self, now_ms: int) -> None:
+        if self._registering:
+            return
+        self._registering = True
+
+        def registered(response: Any) -> None:
+            self._registering = False
+            if response is None or response.error_code != ErrorCode.none:
+                why = "controller unreachable" if response is None else error_name(response.error_code)
+                log.warning("broker %d: registration failed (%s); retrying", self.node_id, why)
+                self._next_registration_ms = now_ms + REGISTRATION_RETRY_MS
+                return
+            self.broker_epoch = int(response.broker_epoch)
+            self._next_heartbeat_ms = 0
+            log.info("broker %d registered with broker epoch %d", self.node_id, self.broker_epoch)
+            self._maybe_publish(now_ms)
+
+        self.channel.send(62, self._registration_fields(), registered, now_ms)
+
+    def _heartbeat(self, now_ms: int) -> None:
+        if self._heartbeat_in_flight or self.broker_epoch < 0:
+            return
+        self._heartbeat_in_flight = True
+        epoch = self.broker_epoch
+
+        def answered(response: Any) -> None:
+            self._heartbeat_in_flight = False
+            if response is None:
+                self._next_heartbeat_ms = now_ms + FENCED_HEARTBEAT_MS * 4
+                return
+            error = error_name(response.error_code)
+            if error == "stale_broker_epoch" and self.broker_epoch == epoch:
+                # The controller no longer knows this incarnation by that epoch: register again.
+                log.warning("broker %d: heartbeat refused (stale broker epoch); re-registering",
+                            self.node_id)
+                self.broker_epoch = -1
+                self._next_registration_ms = 0
+                return
+            if error != "none":
+                log.warning("broker %d: heartbeat failed: %s", self.node_id, error)
+                self._next_heartbeat_ms = now_ms + self._heartbeat_interval_ms
+                return
+            was_fenced = self.fenced
+            self.fenced = bool(response.is_fenced)
+            if was_fenced != self.fenced:
+                log.info("broker %d is %s", self.node_id, "fenced" if self.fenced else "unfenced")
+            if self.want_shut_down and response.should_shut_down:
+                self.shutdown_allowed = True
+            quick = self.fenced or self.want_shut_down
+            self._next_heartbeat_ms = now_ms + (
+                FENCED_HEARTBEAT_MS if quick else self._heartbeat_interval_ms
+            )
+
+        self.channel.send(63, {
+            "broker_id": self.node_id,
+            "broker_epoch": epoch,
+            "current_metadata_offset": self.image.offset,
+            "want_fence": False,
+            "want_shut_down": self.want_shut_down,
+        }, answered, now_ms)
+
+    def begin_controlled_shutdown(self, now_ms: int) -> None:
+        """Ask the controller to move leadership away (heartbeats with want_shut_down);
+        :attr:`shutdown_allowed` turns true when it has."""
+        self.want_shut_down = True
+        self._next_heartbeat_ms = 0
+        self._heartbeat(now_ms)
+
+    def _lifecycle_tick(self, now_ms: int) -> None:
+        if not self.started:
+            return
+        if self.broker_epoch < 0:
+            if not self._registering and now_ms >= self._next_registration_ms:
+                self._register(now_ms)
+        elif not self._heartbeat_in_flight and now_ms >= self._next_heartbeat_ms:
+            self._heartbeat(now_ms)
+
+    # --- the metadata log --------------------------------------------------------------------
+
+    @property
+    def caught_up(self) -> bool:
+        return self._published
+
+    def apply_metadata(self, records: OffsetRecords, high_watermark: int, now_ms: int) -> None:
+        """Apply records of the metadata log (see the module docstring)."""
+        changed: dict[tuple[uuid.UUID, int], None] = {}
+        removed: list[TopicState] = []
+        reconfigured: dict[uuid.UUID, None] = {}
+        for offset, record in records:
+            if offset <= self.image.offset:
+                continue  # already applied (a retried fetch)
+            if isinstance(record, RemoveTopic):
+                gone = self.image.topics_by_id.get(record.topic_id)
+                if gone is not None:
+                    removed.append(gone)
+            elif isinstance(record, TopicRecord) and record.topic_id in self.image.topics_by_id:
+                reconfigured[record.topic_id] = None
+            elif isinstance(record, PartitionRecord):
+                changed[(record.topic_id, record.partition)] = None
+            self.image.apply(record, offset)
+        self._metadata_high_watermark = max(self._metadata_high_watermark, high_watermark)
+        self.topics.invalidate()
+        if self._published:
+            for state in removed:
+                self._remove_topic(state, now_ms)
+            for topic_id in reconfigured:
+                self._reconfigure(topic_id)
+            for topic_id, index in changed:
+                self._reconcile(topic_id, index, now_ms)
+        else:
+            self._maybe_publish(now_ms)
+        self._check_waiters(now_ms)
+
+    def _maybe_publish(self, now_ms: int) -> None:
+        """First catch-up past this incarnation's registration: drop stray partition
+        directories, then take every role the image gives this node."""
+        registered = self.broker_epoch >= 0 and self.image.offset >= self.broker_epoch
+        if self._published or not registered:
+            return
+        if self.image.offset + 1 < self._metadata_high_watermark:
+            return
+        self._published = True
+        log.info("broker %d caught up with the metadata log at offset %d",
+                 self.node_id, self.image.offset)
+        self._remove_strays()
+        for state in list(self.image.topics_by_id.values()):
+            for index in sorted(state.partitions):
+                self._reconcile(state.topic_id, index, now_ms)
+        self._next_heartbeat_ms = 0  # tell the controller at once: it unfences a caught-up broker
+
+    def _remove_strays(self) -> None:
+        """Delete partition directories of topics the metadata no longer has (deleted while
+        this node was down) or of partitions not assigned here (Kafka's stray partitions)."""
+        wanted = {
+            (_topic_id_text(state.topic_id), state.name, index)
+            for state in self.image.topics_by_id.values()
+            for index, record in state.partitions.items()
+            if self.node_id in record.replicas
+        }
+        for directory in self.data_dir.iterdir():
+            if not directory.is_dir() or directory.name == METADATA_DIR:
+                continue
+            topic_id = _read_partition_topic_id(directory)
+            name, _, index = directory.name.rpartition("-")
+            if topic_id is None or not index.isdigit():
+                continue
+            if (topic_id, name, int(index)) not in wanted:
+                log.info("removing stray partition directory %s", directory)
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def _open_partition(self, state: TopicState, index: int, now_ms: int) -> Partition:
+        directory = _partition_dir(self.data_dir, state.name, index)
+        stored = _read_partition_topic_id(directory)
+        if stored is not None and stored != _topic_id_text(state.topic_id):
+            # Data of a deleted topic with the same name: never serve it as this topic's.
+            log.info("removing %s: it belongs to an older topic of the same name", directory)
+            shutil.rmtree(directory)
         plog = PartitionLog.open(
             directory,
-            log_config_for_topic(self.config, record.configs),
+            log_config_for_topic(self.config, state.configs),
             now_ms,
             producer_id_expiration_ms=self._producer_id_expiration_ms,
         )
-        partition = Partition(record.name, index, plog)
-        partition.become_leader(self.node_id, 0, 0, (self.node_id,), (self.node_id,), now_ms)
-        self._partitions[(record.name, index)] = partition
+        if stored is None:
+            _write_partition_metadata(directory, state.topic_id)
+        partition = Partition(state.name, index, plog)
+        self._partitions[(state.name, index)] = partition
         return partition
 
+    def _reconcile(self, topic_id: uuid.UUID, index: int, now_ms: int) -> None:
+        """Take the role the image gives this node for one partition."""
+        state = self.image.topics_by_id.get(topic_id)
+        record = state.partitions.get(index) if state is not None else None
+        if state is None or record is None:
+            return
+        key = (state.name, index)
+        if self.node_id not in record.replicas:
+            partition = self._partitions.pop(key, None)
+            if partition is not None:  # moved away (not done by this controller today)
+                self._offsets_leadership(state.name, index, False, now_ms)
+                partition.log.delete()
+            return
+        partition = self._partitions.get(key) or self._open_partition(state, index, now_ms)
+        leads = record.leader == self.node_id
+        if leads:
+            partition.become_leader(self.node_id, record.leader_epoch, record.partition_epoch,
+                                    record.replicas, record.isr, now_ms)
+        else:
+            partition.become_follower(record.leader, record.leader_epoch, record.partition_epoch,
+                                      record.replicas, record.isr, now_ms)
+        self._offsets_leadership(state.name, index, leads, now_ms)
+
+    def _offsets_leadership(self, topic: str, index: int, leads: bool, now_ms: int) -> None:
+        """A broker coordinates the groups of the offsets partitions it leads."""
+        if topic != OFFSETS_TOPIC:
+            return
+        if leads and index not in self._led_offsets_partitions:
+            self._led_offsets_partitions.add(index)
+            self.groups.load_partition(index, now_ms)
+        elif not leads and index in self._led_offsets_partitions:
+            self._led_offsets_partitions.discard(index)
+            self.groups.unload_partition(index)
+
+    def _remove_topic(self, state: TopicState, now_ms: int) -> None:
+        for index in sorted(state.partitions):
+            self._offsets_leadership(state.name, index, False, now_ms)
+            partition = self._partitions.pop((state.name, index), None)
+            if partition is not None:
+                partition.log.delete()
+        if state.name != OFFSETS_TOPIC:
+            self.groups.remove_topic_offsets(state.name, now_ms)
+        log.info("deleted topic %s", state.name)
+
+    def _reconfigure(self, topic_id: uuid.UUID) -> None:
+        state = self.image.topics_by_id.get(topic_id)
+        if state is None:
+            return
+        new_config = log_config_for_topic(self.config, state.configs)
+        for index in state.partitions:
+            partition = self._partitions.get((state.name, index))
+            if partition is not None:
+                partition.log.update_config(new_config)
+
+    def after_metadata(self, predicate: Callable[[], bool], callback: Callable[[], None],
+                       now_ms: int, timeout_ms: int = METADATA_WAIT_MS) -> None:
+        """Call ``callback`` once this broker's metadata satisfies ``predicate`` (or after
+        ``timeout_ms``): a forwarded CreateTopics answers only when this broker knows the topic."""
+        if predicate():
+            callback()
+        else:
+            self._waiters.append(_MetadataWaiter(predicate, callback, now_ms + timeout_ms))
+
+    def _check_waiters(self, now_ms: int) -> None:
+        if not self._waiters:
+            return
+        due = [w for w in self._waiters if w.predicate() or now_ms >= w.deadline_ms]
+        if due:
+            self._waiters = [w for w in self._waiters if w not in due]
+            for waiter in due:
+                waiter.callback()
+
+    # --- partitions --------------------------------------------------------------------------
+
     def partition(self, topic: str, index: int) -> Partition | None:
+        """The replica of ``topic``-``index`` this node hosts (leader or follower), if any."""
         return self._partitions.get((topic, index))
 
     def partitions(self) -> Iterator[Partition]:
         return iter(list(self._partitions.values()))
 
-    # --- topic operations ------------------------------------------------------------------
+    def leader_partition(self, topic: str, index: int) -> tuple[Partition | None, str]:
+        """The partition if this node leads it, else the error a client gets (Kafka's
+        ReplicaManager.getPartitionOrError): NOT_LEADER_OR_FOLLOWER for a partition that
+        exists but is led elsewhere (or is offline), UNKNOWN_TOPIC_OR_PARTITION otherwise."""
+        partition = self._partitions.get((topic, index))
+        if partition is not None and partition.role is Role.LEADER:
+            return partition, "none"
+        if self.image.partition(topic, index) is not None:
+            return None, "not_leader_or_follower"
+        return None, "unknown_topic_or_partition"
 
-    def check_new_topic(
-        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str | None]
-    ) -> dict[str, str]:
-        """Validate a CreateTopics entry; returns the effective config overrides."""
-        try:
-            validate_topic_name(name)
-        except ValueError as exc:
-            raise BrokerError("invalid_topic_exception", str(exc)) from None
-        if self.topics.get(name) is not None:
-            raise BrokerError("topic_already_exists", f"Topic '{name}' already exists.")
-        if partitions <= 0:
-            raise BrokerError("invalid_partitions", f"Number of partitions must be positive, got {partitions}.")
-        self._check_partition_limits(partitions, partitions)
-        if replication_factor <= 0:
-            raise BrokerError(
-                "invalid_replication_factor",
-                f"Replication factor must be positive, got {replication_factor}.",
-            )
-        if replication_factor > 1:
-            raise BrokerError(
-                "invalid_replication_factor",
-                f"Replication factor: {replication_factor} larger than available brokers: 1.",
-            )
-        try:
-            return validate_topic_configs(configs)
-        except ConfigError as exc:
-            raise BrokerError("invalid_config", str(exc)) from None
+    def partition_record(self, topic: str, index: int) -> PartitionRecord | None:
+        return self.image.partition(topic, index)
 
-    def create_topic(
-        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str],
+    # --- the controller: ISR changes and producer ids ------------------------------------------
+
+    def alter_partition(
+        self, topic: str, index: int, leader_epoch: int, partition_epoch: int,
+        new_isr: Sequence[int], callback: Callable[[str, PartitionRecord | None], None],
         now_ms: int,
-    ) -> TopicRecord:
-        record = self.topics.add(name, partitions, replication_factor, dict(configs))
-        for index in range(partitions):
-            self._open_partition(record, index, now_ms)
-        log.info("created topic %s with %d partition(s)", name, partitions)
-        return record
+    ) -> None:
+        """Ask the controller to change a partition's ISR (AlterPartition, KIP-497), as its
+        leader at ``leader_epoch``/``partition_epoch``. ``callback(error, state)`` gets
+        ``"none"`` and the partition's new state, or an error name (FENCED_LEADER_EPOCH,
+        INVALID_UPDATE_VERSION, INELIGIBLE_REPLICA, REQUEST_TIMED_OUT when the controller
+        is unreachable, ...) and None. It may run before this returns (combined mode). The
+        change also arrives through the metadata log, as a become_leader call."""
+        state = self.image.topic(topic)
+        if state is None:
+            callback("unknown_topic_or_partition", None)
+            return
 
-    def auto_create_topic(self, name: str, now_ms: int) -> TopicRecord:
-        if name == OFFSETS_TOPIC:
-            # Created as Kafka creates it: compacted, offsets.topic.* settings.
-            error = self.groups.ensure_storage(now_ms)
-            record = self.topics.get(name)
-            if error is not None or record is None:
-                raise BrokerError("coordinator_not_available", f"cannot create {name}")
-            return record
-        partitions = int(self.config.get("num.partitions"))
-        replication_factor = int(self.config.get("default.replication.factor"))
-        self.check_new_topic(name, partitions, replication_factor, {})
-        return self.create_topic(name, partitions, replication_factor, {}, now_ms)
+        def answered(response: Any) -> None:
+            if response is None:
+                callback("request_timed_out", None)
+                return
+            if response.error_code != ErrorCode.none:
+                callback(error_name(response.error_code), None)
+                return
+            part = response.topics[0].partitions[0]
+            if part.error_code != ErrorCode.none:
+                callback(error_name(part.error_code), None)
+                return
+            callback("none", PartitionRecord(
+                state.topic_id, index, tuple(state.partitions[index].replicas)
+                if index in state.partitions else (), tuple(part.isr), int(part.leader_id),
+                int(part.leader_epoch), int(part.partition_epoch),
+            ))
+
+        self.channel.send(56, {
+            "broker_id": self.node_id,
+            "broker_epoch": self.broker_epoch,
+            "topics": [{"topic_id": state.topic_id, "partitions": [{
+                "partition_index": index,
+                "leader_epoch": leader_epoch,
+                "new_isr_with_epochs": [{"broker_id": n, "broker_epoch": -1} for n in new_isr],
+                "leader_recovery_state": 0,
+                "partition_epoch": partition_epoch,
+            }]}],
+        }, answered, now_ms)
+
+    def allocate_producer_id(self, callback: Callable[[int | None], None], now_ms: int) -> None:
+        """A producer id for InitProducerId (None if no block could be had from the
+        controller); may call back before returning."""
+        producer_id = self.producer_ids.allocate()
+        if producer_id is not None:
+            callback(producer_id)
+            return
+        self.producer_ids.waiting.append(callback)
+        if self.producer_ids.requesting:
+            return
+        self.producer_ids.requesting = True
+
+        def answered(response: Any) -> None:
+            if response is None or response.error_code != ErrorCode.none:
+                log.warning("broker %d: no producer id block from the controller (%s)",
+                            self.node_id,
+                            "unreachable" if response is None else error_name(response.error_code))
+                self.producer_ids.fail_waiting()
+                return
+            self.producer_ids.add_block(int(response.producer_id_start),
+                                        int(response.producer_id_len))
+
+        self.channel.send(67, {"broker_id": self.node_id, "broker_epoch": self.broker_epoch},
+                          answered, now_ms)
+
+    # --- topic operations --------------------------------------------------------------------
+
+    @property
+    def auto_create_enabled(self) -> bool:
+        return bool(self.config.get("auto.create.topics.enable"))
 
     def min_insync_replicas(self, topic: str) -> int:
         record = self.topics.get(topic)
         overrides = record.configs if record is not None else {}
         return int(topic_config_value(self.config, overrides, "min.insync.replicas"))
 
-    @property
-    def auto_create_enabled(self) -> bool:
-        return bool(self.config.get("auto.create.topics.enable"))
-
-    def delete_topic(self, name: str) -> TopicRecord:
-        if not self.config.get("delete.topic.enable"):
-            raise BrokerError("topic_deletion_disabled", "Topic deletion is disabled.")
-        record = self.topics.remove(name)
-        if name != OFFSETS_TOPIC:
-            self.groups.remove_topic_offsets(name)
-        for index in range(record.partitions):
-            partition = self._partitions.pop((name, index), None)
-            if partition is not None:
-                partition.log.delete()
-            else:
-                shutil.rmtree(_partition_dir(self.data_dir, name, index), ignore_errors=True)
-        log.info("deleted topic %s", name)
-        return record
-
-    def _check_partition_limits(self, topic_total: int, new: int) -> None:
-        """Refuse partition counts past the reference-broker guards (see MAX_PARTITIONS_PER_TOPIC)."""
+    def check_partition_limits(self, topic_total: int, new: int) -> None:
+        """Refuse partition counts past the reference-broker guards (MAX_PARTITIONS_PER_TOPIC,
+        and what this node's open-file limit can keep open)."""
         if topic_total > MAX_PARTITIONS_PER_TOPIC:
             raise BrokerError(
                 "invalid_partitions",
@@ -247,35 +648,190 @@ class Broker:
                 f"more than the {budget} its open-file limit (ulimit -n) can keep open.",
             )
 
+    def check_new_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str | None]
+    ) -> dict[str, str]:
+        """Validate a new topic before asking the controller; returns the effective overrides."""
+        try:
+            validate_topic_name(name)
+        except ValueError as exc:
+            raise BrokerError("invalid_topic_exception", str(exc)) from None
+        if self.topics.get(name) is not None:
+            raise BrokerError("topic_already_exists", f"Topic '{name}' already exists.")
+        if partitions <= 0:
+            raise BrokerError("invalid_partitions",
+                              f"Number of partitions must be positive, got {partitions}.")
+        self.check_partition_limits(partitions, partitions)
+        if replication_factor <= 0:
+            raise BrokerError(
+                "invalid_replication_factor",
+                f"Replication factor must be positive, got {replication_factor}.",
+            )
+        try:
+            return validate_topic_configs(configs)
+        except ConfigError as exc:
+            raise BrokerError("invalid_config", str(exc)) from None
+
+    def request_topic_creation(
+        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str],
+        now_ms: int, callback: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """Ask the controller to create a topic; ``callback(error, message)`` gets its answer
+        (at once in combined mode, where the topic then exists)."""
+
+        def answered(response: Any) -> None:
+            if response is None:
+                error, message = "request_timed_out", "the controller did not answer"
+            else:
+                result = response.topics[0]
+                error, message = error_name(result.error_code), result.error_message or ""
+            if callback is not None:
+                callback(error, message)
+
+        self.channel.send(19, {
+            "topics": [{
+                "name": name, "num_partitions": partitions,
+                "replication_factor": replication_factor, "assignments": [],
+                "configs": [{"name": k, "value": v} for k, v in configs.items()],
+            }],
+            "timeout": METADATA_WAIT_MS, "validate_only": False,
+        }, answered, now_ms)
+
+    def create_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str],
+        now_ms: int,
+    ) -> TopicInfo:
+        """Create a topic and return it (combined mode: the controller answers at once).
+        Raises BrokerError with the controller's error."""
+        outcome: list[tuple[str, str]] = []
+        self.request_topic_creation(name, partitions, replication_factor, configs, now_ms,
+                                    lambda error, message: outcome.append((error, message)))
+        if not outcome:
+            raise BrokerError("request_timed_out", "the controller has not answered yet")
+        error, message = outcome[0]
+        if error != "none":
+            raise BrokerError(error, message)
+        created = self.topics.get(name)
+        if created is None:
+            raise BrokerError("request_timed_out", f"topic {name} is not in this broker's metadata yet")
+        log.info("created topic %s with %d partition(s)", name, partitions)
+        return created
+
+    def auto_create_topic(self, name: str, now_ms: int) -> None:
+        """Create a topic a client asked for (Metadata, Produce) with the broker defaults.
+        Raises BrokerError when it cannot be created; returns once it exists (combined mode)
+        or once its creation has been asked for (a remote controller: the client retries)."""
+        if name == OFFSETS_TOPIC:
+            # Created as Kafka creates it: compacted, offsets.topic.* settings.
+            error = self.ensure_offsets_topic(now_ms)
+            if error is not None and not self.channel.local:
+                return
+            if error is not None:
+                raise BrokerError("coordinator_not_available", f"cannot create {name}")
+            return
+        partitions = int(self.config.get("num.partitions"))
+        replication_factor = int(self.config.get("default.replication.factor"))
+        self.check_new_topic(name, partitions, replication_factor, {})
+        if name in self._auto_creating:
+            return
+        outcome: list[tuple[str, str]] = []
+
+        def answered(error: str, message: str) -> None:
+            self._auto_creating.discard(name)
+            if error not in ("none", "topic_already_exists"):
+                log.info("auto-creation of topic %r failed: %s %s", name, error, message)
+            outcome.append((error, message))
+
+        self._auto_creating.add(name)
+        self.request_topic_creation(name, partitions, replication_factor, {}, now_ms, answered)
+        if outcome and outcome[0][0] not in ("none", "topic_already_exists"):
+            raise BrokerError(*outcome[0])
+
+    def ensure_offsets_topic(self, now_ms: int) -> str | None:
+        """Create ``__consumer_offsets`` if it does not exist; None once it exists, else
+        COORDINATOR_NOT_AVAILABLE (it cannot be created, or its creation is under way)."""
+        if self.topics.get(OFFSETS_TOPIC) is not None:
+            return None
+        if OFFSETS_TOPIC not in self._auto_creating:
+            config = self.config
+            wanted = {
+                "cleanup.policy": "compact",
+                "segment.bytes": str(config.get("offsets.topic.segment.bytes")),
+                "compression.type": "producer",
+            }
+
+            def answered(error: str, message: str) -> None:
+                self._auto_creating.discard(OFFSETS_TOPIC)
+                if error not in ("none", "topic_already_exists"):
+                    # Kafka answers COORDINATOR_NOT_AVAILABLE while it cannot create the topic
+                    # (for instance offsets.topic.replication.factor above the live brokers).
+                    log.warning("cannot create %s: %s", OFFSETS_TOPIC, message or error)
+
+            self._auto_creating.add(OFFSETS_TOPIC)
+            self.request_topic_creation(
+                OFFSETS_TOPIC, int(config.get("offsets.topic.num.partitions")),
+                int(config.get("offsets.topic.replication.factor")), wanted, now_ms, answered,
+            )
+        return None if self.topics.get(OFFSETS_TOPIC) is not None else "coordinator_not_available"
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic (combined mode); raises BrokerError with the controller's error."""
+        outcome: list[str] = []
+
+        def answered(response: Any) -> None:
+            outcome.append("request_timed_out" if response is None
+                           else error_name(response.responses[0].error_code))
+
+        self.channel.send(20, {"topics": [{"name": name, "topic_id": uuid.UUID(int=0)}],
+                               "timeout": METADATA_WAIT_MS}, answered, 0)
+        if not outcome or outcome[0] != "none":
+            raise BrokerError(outcome[0] if outcome else "request_timed_out", f"cannot delete {name}")
+
     def add_partitions(self, name: str, total: int, now_ms: int, validate_only: bool) -> None:
+        """Grow a topic to ``total`` partitions (combined mode); raises BrokerError."""
         record = self.topics.get(name)
         if record is None:
             raise BrokerError("unknown_topic_or_partition", f"Topic '{name}' does not exist.")
-        if total <= record.partitions:
-            raise BrokerError(
-                "invalid_partitions",
-                f"Topic currently has {record.partitions} partitions, which is higher than or "
-                f"equal to the requested {total}.",
-            )
-        self._check_partition_limits(total, total - record.partitions)
-        if validate_only:
-            return
-        first_new = record.partitions
-        self.topics.set_partitions(name, total)
-        for index in range(first_new, total):
-            self._open_partition(record, index, now_ms)
+        if total > record.partitions:
+            self.check_partition_limits(total, total - record.partitions)
+        outcome: list[tuple[str, str]] = []
+
+        def answered(response: Any) -> None:
+            if response is None:
+                outcome.append(("request_timed_out", "the controller did not answer"))
+            else:
+                result = response.results[0]
+                outcome.append((error_name(result.error_code), result.error_message or ""))
+
+        self.channel.send(37, {"topics": [{"name": name, "count": total, "assignments": None}],
+                               "timeout": METADATA_WAIT_MS, "validate_only": validate_only},
+                          answered, now_ms)
+        if not outcome or outcome[0][0] != "none":
+            raise BrokerError(*(outcome[0] if outcome else ("request_timed_out", "no answer")))
 
     def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> None:
-        record = self.topics.get(name)
-        assert record is not None
-        self.topics.set_configs(name, dict(configs))
-        new_config = log_config_for_topic(self.config, record.configs)
-        for index in range(record.partitions):
-            partition = self._partitions.get((name, index))
-            if partition is not None:
-                partition.log.update_config(new_config)
+        """Replace a topic's config overrides (combined mode); raises BrokerError."""
+        current = self.topics.get(name)
+        if current is None:
+            raise BrokerError("unknown_topic_or_partition", f"Topic '{name}' does not exist.")
+        ops = [{"name": key, "config_operation": 1, "value": None}
+               for key in current.configs if key not in configs]
+        ops += [{"name": key, "config_operation": 0, "value": value}
+                for key, value in configs.items()]
+        outcome: list[str] = []
 
-    # --- periodic work ---------------------------------------------------------------------
+        def answered(response: Any) -> None:
+            outcome.append("request_timed_out" if response is None
+                           else error_name(response.responses[0].error_code))
+
+        self.channel.send(44, {"resources": [{"resource_type": 2, "resource_name": name,
+                                              "configs": ops}], "validate_only": False},
+                          answered, 0)
+        if not outcome or outcome[0] != "none":
+            raise BrokerError(outcome[0] if outcome else "request_timed_out",
+                              f"cannot alter configs of {name}")
+
+    # --- periodic work -----------------------------------------------------------------------
 
     def run_retention(self, now_ms: int) -> int:
         """Apply time and size retention to every partition; returns segments removed."""
@@ -299,6 +855,9 @@ class Broker:
 
     def tick(self, now_ms: int) -> None:
         """Advance the core's timers; the driver calls it every few tens of milliseconds."""
+        self._lifecycle_tick(now_ms)  # heartbeat first: a local controller then sees it alive
+        self.channel.tick(now_ms)
+        self._check_waiters(now_ms)
         self.expire_producers(now_ms)
         self.groups.tick(now_ms)
 
@@ -322,3 +881,6 @@ class Broker:
         for partition in self.partitions():
             partition.log.close()
         self._partitions.clear()
+        if self.controller is not None:
+            self.controller.close()
+

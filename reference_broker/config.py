@@ -205,6 +205,15 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
         _key("compression.type", _str, "producer", "Only 'producer' (keep what the producer sent)", _one_of("producer")),
         _key("min.insync.replicas", _int, "1", "In-sync replicas an acks=all write needs (a single node is an ISR of 1)", _at_least(1)),
         _key("unclean.leader.election.enable", _bool, "false", "Allow a replica outside the ISR to become leader (used by clusters)"),
+        # Replication (reference_broker.replication): followers fetch from leaders
+        _key("replica.lag.time.max.ms", _int, "30000", "A follower that has not caught up with the leader's log end for this long leaves the ISR", _at_least(1)),
+        _key("replica.fetch.wait.max.ms", _int, "500", "How long a follower's fetch waits at the leader for data (max_wait); keep it below replica.lag.time.max.ms", _at_least(0)),
+        _key("replica.fetch.min.bytes", _int, "1", "Bytes a follower's fetch waits for (min_bytes)", _at_least(1)),
+        _key("replica.fetch.max.bytes", _int, "1048576", "Bytes a follower fetches per partition (partition_max_bytes; a larger first batch still comes whole)", _at_least(0)),
+        _key("replica.fetch.response.max.bytes", _int, "10485760", "Bytes a follower's fetch asks for in total (max_bytes)", _at_least(0)),
+        _key("replica.fetch.backoff.ms", _int, "1000", "How long a follower waits after a failed fetch before fetching from that leader again", _at_least(0)),
+        _key("replica.socket.timeout.ms", _int, "30000", "How long a follower waits for its leader's answer before reconnecting", _at_least(1)),
+        _key("replica.high.watermark.checkpoint.interval.ms", _int, "5000", "How often each replica writes its high watermark to replication-offset-checkpoint", _at_least(1)),
         _key("log.segment.delete.delay.ms", _int, "60000", "Accepted for compatibility; segments are deleted at once", _at_least(0)),
         # Consumer groups (reference_broker.groups)
         _key("group.initial.rebalance.delay.ms", _int, "3000", "How long the first rebalance of an empty group waits for more members (KIP-134)", _at_least(0)),
@@ -231,6 +240,66 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
             "600000",
             "How often expired producer state is removed",
             _at_least(1),
+        ),
+        # Clusters: roles, the controller, broker liveness (KRaft's keys, KIP-500/KIP-631)
+        _key(
+            "process.roles",
+            _list,
+            "broker,controller",
+            "broker,controller: a standalone node that is its own controller (combined mode); "
+            "broker: a broker of a cluster whose controller is controller.quorum.voters; "
+            "controller: the controller of a cluster",
+            _one_of("broker", "controller"),
+        ),
+        _key(
+            "controller.quorum.voters",
+            _list,
+            None,
+            "The controller as ID@HOST:PORT (one voter); required when process.roles=broker. "
+            "Each broker may name a different address for it (a proxy, for fault injection)",
+        ),
+        _key(
+            "controller.listener.names",
+            _list,
+            "CONTROLLER",
+            "Listener names a controller (process.roles=controller) serves the controller APIs on",
+        ),
+        _key(
+            "inter.broker.listener.name",
+            _str,
+            "PLAINTEXT",
+            "Listener whose registered address other brokers use to reach this one for "
+            "replication (unless kconform.replica.peer.addresses says otherwise)",
+        ),
+        _key(
+            "broker.session.timeout.ms",
+            _int,
+            "9000",
+            "A broker that sends no heartbeat for this long is fenced by the controller, which "
+            "moves leadership of its partitions to other in-sync replicas",
+            _at_least(1),
+        ),
+        _key(
+            "broker.heartbeat.interval.ms",
+            _int,
+            "2000",
+            "How often a broker heartbeats to the controller (and reports its metadata offset)",
+            _at_least(1),
+        ),
+        _key(
+            "controlled.shutdown.enable",
+            _bool,
+            "true",
+            "On SIGTERM, a broker of a cluster first asks the controller to move leadership away "
+            "(for at most broker.session.timeout.ms), then stops",
+        ),
+        _key(
+            "kconform.replica.peer.addresses",
+            _list,
+            None,
+            "Not a Kafka key. ID@HOST:PORT per peer broker: the address this broker uses to reach "
+            "broker ID for replication, instead of its registered inter.broker.listener.name "
+            "address (one address per directed link, for fault injection)",
         ),
     ]
 )
@@ -353,6 +422,30 @@ def parse_listener(text: str, key: str) -> Listener:
     return Listener(match.group(1).upper(), host, port)
 
 
+@attrs.frozen(slots=True)
+class NodeAddress:
+    """One ``ID@HOST:PORT`` entry of ``controller.quorum.voters`` or
+    ``kconform.replica.peer.addresses``."""
+
+    node_id: int
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.node_id}@{host}:{self.port}"
+
+
+def parse_node_address(text: str, key: str) -> NodeAddress:
+    match = re.fullmatch(r"(\d+)@(\[[^\]]*\]|[^:@/]+):(\d+)", text.strip())
+    if match is None:
+        raise ConfigError(f"{key}: {text!r} is not of the form ID@HOST:PORT")
+    port = int(match.group(3))
+    if not 0 < port <= 65535:
+        raise ConfigError(f"{key}: port {port} in {text!r} is out of range")
+    return NodeAddress(int(match.group(1)), match.group(2).strip("[]"), port)
+
+
 # --- the resolved broker configuration -------------------------------------------------------
 
 
@@ -393,6 +486,44 @@ class BrokerConfig:
         if not raw:
             return self.listeners
         return tuple(parse_listener(item, "advertised.listeners") for item in raw)
+
+    # --- cluster roles and addresses ---------------------------------------------------------
+
+    @property
+    def process_roles(self) -> frozenset[str]:
+        return frozenset(self.get("process.roles"))
+
+    @property
+    def is_combined(self) -> bool:
+        """A standalone node that is its own controller (process.roles=broker,controller)."""
+        return self.process_roles == {"broker", "controller"}
+
+    @property
+    def is_broker_only(self) -> bool:
+        return self.process_roles == {"broker"}
+
+    @property
+    def is_controller_only(self) -> bool:
+        return self.process_roles == {"controller"}
+
+    @property
+    def controller_voter(self) -> NodeAddress | None:
+        """The controller named by controller.quorum.voters (one voter), if set."""
+        voters = self.get("controller.quorum.voters")
+        if not voters:
+            return None
+        return parse_node_address(voters[0], "controller.quorum.voters")
+
+    @property
+    def replica_peer_addresses(self) -> dict[int, tuple[str, int]]:
+        """kconform.replica.peer.addresses: node id -> (host, port) to reach it for replication."""
+        entries = self.get("kconform.replica.peer.addresses") or ()
+        addresses = (parse_node_address(e, "kconform.replica.peer.addresses") for e in entries)
+        return {a.node_id: (a.host, a.port) for a in addresses}
+
+    @property
+    def controller_listener_names(self) -> tuple[str, ...]:
+        return tuple(name.upper() for name in self.get("controller.listener.names"))
 
     @property
     def log_retention_ms(self) -> int:
@@ -497,6 +628,8 @@ def _check_cross_key_rules(config: BrokerConfig) -> None:
             raise ConfigError(
                 f"advertised.listeners: {adv} advertises a wildcard address clients cannot reach"
             )
+    _check_cluster_keys(config, names)
+    _check_replica_fetch_keys(config)
     if not config.is_set("advertised.listeners"):
         for listener in listeners:
             if listener.host in ("0.0.0.0", "::", ""):
@@ -504,6 +637,64 @@ def _check_cross_key_rules(config: BrokerConfig) -> None:
                     f"listeners: {listener} binds every interface, so advertised.listeners must "
                     "say which address clients should use"
                 )
+
+
+def _check_replica_fetch_keys(config: BrokerConfig) -> None:
+    """Kafka's KafkaConfig rule: a follower's fetch must be able to wait its full
+    replica.fetch.wait.max.ms without looking lagging or timing out its own socket."""
+    wait = int(config.get("replica.fetch.wait.max.ms"))
+    for other in ("replica.lag.time.max.ms", "replica.socket.timeout.ms"):
+        if wait > int(config.get(other)):
+            raise ConfigError(
+                f"replica.fetch.wait.max.ms ({wait}) must not be larger than {other} "
+                f"({int(config.get(other))})"
+            )
+
+
+def _check_cluster_keys(config: BrokerConfig, listener_names: list[str]) -> None:
+    """process.roles and the keys each role needs (KRaft's KafkaConfig checks, simplified)."""
+    roles = config.process_roles
+    voters = config.get("controller.quorum.voters") or ()
+    for entry in voters:
+        parse_node_address(entry, "controller.quorum.voters")
+    if len(voters) > 1:
+        raise ConfigError(
+            "controller.quorum.voters: a reference cluster has a single controller, "
+            f"got {len(voters)} voters"
+        )
+    config.replica_peer_addresses  # parses every entry: a malformed one fails here
+    if roles == {"broker"} and not voters:
+        raise ConfigError(
+            "controller.quorum.voters is required when process.roles=broker "
+            "(the broker must know where the controller is)"
+        )
+    if roles == {"controller"} and not set(config.controller_listener_names) & set(listener_names):
+        raise ConfigError(
+            "listeners: a controller (process.roles=controller) needs a listener named in "
+            f"controller.listener.names ({','.join(config.controller_listener_names)})"
+        )
+    if roles == {"broker", "controller"} and voters:
+        voter = parse_node_address(voters[0], "controller.quorum.voters")
+        if voter.node_id != config.node_id:
+            raise ConfigError(
+                "controller.quorum.voters: in combined mode (process.roles=broker,controller) "
+                f"the node is its own controller, so the voter must be node {config.node_id}"
+            )
+    if roles == {"broker"}:
+        if config.get("inter.broker.listener.name").upper() not in listener_names:
+            raise ConfigError(
+                f"inter.broker.listener.name: {config.get('inter.broker.listener.name')} is not "
+                "a listener in listeners"
+            )
+        if set(config.controller_listener_names) & set(listener_names):
+            raise ConfigError(
+                "listeners: a broker (process.roles=broker) must not listen on a controller "
+                "listener (controller.listener.names)"
+            )
+    if int(config.get("broker.heartbeat.interval.ms")) >= int(config.get("broker.session.timeout.ms")):
+        raise ConfigError(
+            "broker.heartbeat.interval.ms must be smaller than broker.session.timeout.ms"
+        )
 
 
 # --- topic configuration ---------------------------------------------------------------------

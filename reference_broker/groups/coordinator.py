@@ -108,6 +108,7 @@ from reference_broker.groups.log_format import (
     MemberValue,
     OffsetKey,
     OffsetValue,
+    OFFSETS_TOPIC,
     decode_group_value,
     decode_key,
     decode_offset_value,
@@ -270,7 +271,12 @@ def _too_long(text: str | None) -> bool:
 
 
 class GroupCoordinator:
-    """All groups this node coordinates (a single node coordinates every group)."""
+    """The groups this node coordinates: those whose ``__consumer_offsets`` partition it leads.
+
+    ``owned`` None (unit tests) means every partition, loaded at once; a broker passes an empty
+    set and calls :meth:`load_partition` / :meth:`unload_partition` as it gains and loses
+    leadership of offsets partitions (Kafka's onElection / onResignation).
+    """
 
     def __init__(
         self,
@@ -278,6 +284,7 @@ class GroupCoordinator:
         storage: OffsetsLog,
         now_ms: int,
         new_member_suffix: Callable[[], str] | None = None,
+        owned: Iterable[int] | None = None,
     ) -> None:
         self.config = config
         self._storage = storage
@@ -285,7 +292,13 @@ class GroupCoordinator:
         self._suffix = new_member_suffix or (lambda: str(uuid.uuid4()))
         self._next_expiry_check_ms = now_ms + config.offsets_retention_check_interval_ms
         self._now_ms = now_ms  # the latest time seen, for the few calls that carry none
-        self._load(now_ms)
+        self._owned: set[int] | None = None if owned is None else set(owned)
+        self._owned_count: int | None = None  # partitions of the topic when last loaded
+        if self._owned is None:
+            self._load(self._storage.replay(), now_ms)
+        else:
+            for partition in sorted(self._owned):
+                self.load_partition(partition, now_ms)
 
     # --- inspection (tests, DescribeGroups) --------------------------------------------------
 
@@ -301,6 +314,53 @@ class GroupCoordinator:
     def ensure_storage(self, now_ms: int) -> str | None:
         """Create ``__consumer_offsets`` if needed (FindCoordinator); an error name if not."""
         return self._storage.ensure(now_ms)
+
+    # --- which groups are ours -----------------------------------------------------------------
+
+    def coordinator_error(self, group_id: str, now_ms: int) -> str | None:
+        """None when this node coordinates ``group_id``; else what the client is told:
+        NOT_COORDINATOR (another broker leads its offsets partition, so the client looks the
+        coordinator up again) or COORDINATOR_NOT_AVAILABLE (no offsets topic yet)."""
+        if self._owned is None:
+            return None
+        count = self._storage.partition_count()
+        if count is None:
+            error = self._storage.ensure(now_ms)
+            count = self._storage.partition_count()
+            if count is None:
+                return error or "coordinator_not_available"
+        return None if partition_for(group_id, count) in self._owned else "not_coordinator"
+
+    def load_partition(self, partition: int, now_ms: int) -> None:
+        """Become coordinator of the groups of offsets partition ``partition`` (this node now
+        leads it): rebuild them from its records."""
+        if self._owned is None:
+            return
+        self._owned.add(partition)
+        self._owned_count = self._storage.partition_count()
+        before = len(self._groups)
+        self._load(self._storage.replay_partition(partition), now_ms)
+        log.info("coordinating the groups of %s-%d (%d loaded)", OFFSETS_TOPIC, partition,
+                 len(self._groups) - before)
+
+    def unload_partition(self, partition: int) -> None:
+        """Stop coordinating the groups of offsets partition ``partition`` (another broker
+        leads it now): forget them; requests parked in JoinGroup or SyncGroup get
+        NOT_COORDINATOR so their members find the new coordinator."""
+        if self._owned is None or partition not in self._owned:
+            return
+        self._owned.discard(partition)
+        count = self._storage.partition_count() or self._owned_count
+        if not count:
+            return
+        for group_id, group in list(self._groups.items()):
+            if partition_for(group_id, count) != partition:
+                continue
+            for member in group.members.values():
+                member.invoke_join(_join_error(member.member_id, "not_coordinator"))
+                member.invoke_sync(SyncResult("not_coordinator"))
+            del self._groups[group_id]
+        log.info("no longer coordinating the groups of %s-%d", OFFSETS_TOPIC, partition)
 
     def _append(self, group_id: str, records: Sequence[KeyValue], now_ms: int) -> str | None:
         error = self._storage.ensure(now_ms)
@@ -348,12 +408,14 @@ class GroupCoordinator:
         log.warning("cannot store metadata of group %s: %s", group.group_id, error)
         return _STORE_GROUP_ERRORS.get(error, error)
 
-    def _load(self, now_ms: int) -> None:
-        """Rebuild groups and offsets by replaying ``__consumer_offsets`` (last record wins)."""
+    def _load(self, records: Iterable[KeyValue], now_ms: int) -> None:
+        """Rebuild groups and offsets by replaying ``__consumer_offsets`` records (last record
+        wins)."""
         offsets: dict[str, dict[TopicPartition, OffsetValue]] = {}
         metadata: dict[str, GroupValue] = {}
         skipped = 0
-        for key_bytes, value_bytes in self._storage.replay():
+        loaded: list[Group] = []
+        for key_bytes, value_bytes in records:
             try:
                 key = decode_key(key_bytes)
                 if isinstance(key, OffsetKey):
@@ -379,10 +441,11 @@ class GroupCoordinator:
                 self._restore_metadata(group, value, now_ms)
             group.offsets = dict(group_offsets)
             self._groups[group_id] = group
-        if self._groups or skipped:
+            loaded.append(group)
+        if loaded or skipped:
             log.info("loaded %d group(s) from __consumer_offsets (%d record(s) skipped)",
-                     len(self._groups), skipped)
-        for group in list(self._groups.values()):
+                     len(loaded), skipped)
+        for group in loaded:
             if group.size > self.config.max_size:
                 self._prepare_rebalance(group, now_ms, "loaded group is over group.max.size")
 

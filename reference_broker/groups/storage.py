@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from reference_broker.groups.log_format import OFFSETS_TOPIC
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
+from reference_broker.replication import Role
+from reference_broker.replication import ReplicationError
 from reference_broker.records import (
     Record,
     RecordError,
@@ -52,6 +54,9 @@ class OffsetsLog(Protocol):
     def replay(self) -> Iterator[KeyValue]:
         """Every stored record, oldest first within each partition."""
 
+    def replay_partition(self, partition: int) -> Iterator[KeyValue]:
+        """The records of one partition, oldest first."""
+
 
 class MemoryOffsetsLog:
     """An in-memory :class:`OffsetsLog` for unit tests; ``fail_with`` makes appends fail."""
@@ -80,9 +85,13 @@ class MemoryOffsetsLog:
         for partition in sorted(self.records):
             yield from self.records[partition]
 
+    def replay_partition(self, partition: int) -> Iterator[KeyValue]:
+        yield from self.records.get(partition, [])
+
 
 class TopicOffsetsLog:
-    """The broker's ``__consumer_offsets`` topic as an :class:`OffsetsLog`."""
+    """The broker's ``__consumer_offsets`` topic as an :class:`OffsetsLog`: appends go to the
+    partitions this broker leads (a follower refuses them, NOT_LEADER_OR_FOLLOWER)."""
 
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
@@ -92,32 +101,14 @@ class TopicOffsetsLog:
         return record.partitions if record is not None else None
 
     def ensure(self, now_ms: int) -> str | None:
-        if self._broker.topics.get(OFFSETS_TOPIC) is not None:
-            return None
-        from reference_broker.broker import BrokerError  # broker imports this module
-
-        config = self._broker.config
-        partitions = int(config.get("offsets.topic.num.partitions"))
-        replication = int(config.get("offsets.topic.replication.factor"))
-        wanted = {
-            "cleanup.policy": "compact",
-            "segment.bytes": str(config.get("offsets.topic.segment.bytes")),
-            "compression.type": "producer",
-        }
-        try:
-            configs = self._broker.check_new_topic(OFFSETS_TOPIC, partitions, replication, wanted)
-            self._broker.create_topic(OFFSETS_TOPIC, partitions, replication, configs, now_ms)
-        except BrokerError as exc:
-            # Kafka answers COORDINATOR_NOT_AVAILABLE while it cannot create the topic (for
-            # instance offsets.topic.replication.factor above the number of live brokers).
-            log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc.message)
-            return "coordinator_not_available"
-        return None
+        return self._broker.ensure_offsets_topic(now_ms)
 
     def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
         target = self._broker.partition(OFFSETS_TOPIC, partition)
         if target is None:
             return "unknown_topic_or_partition"
+        if target.role is not Role.LEADER:
+            return "not_leader_or_follower"
         batch = bytearray(
             build_batch(
                 [Record(i, now_ms, key, value) for i, (key, value) in enumerate(records)],
@@ -140,24 +131,27 @@ class TopicOffsetsLog:
 
     def replay(self) -> Iterator[KeyValue]:
         for index in range(self.partition_count() or 0):
-            partition = self._broker.partition(OFFSETS_TOPIC, index)
-            if partition is None:
-                continue
-            plog = partition.log
-            offset = plog.log_start_offset
-            while offset < plog.log_end_offset:
-                data = plog.read(offset, _REPLAY_READ_BYTES).records
-                headers, _ = scan_valid_prefix(data)
-                if not headers:
-                    break
-                for header in headers:
-                    if header.is_control:
-                        continue
-                    try:
-                        for record in iter_records(data, header):
-                            if record.offset >= offset and record.key is not None:
-                                yield record.key, record.value
-                    except RecordError as exc:
-                        log.error("skipping unreadable batch at %s-%d offset %d: %s",
-                                  OFFSETS_TOPIC, index, header.base_offset, exc)
-                offset = headers[-1].next_offset
+            yield from self.replay_partition(index)
+
+    def replay_partition(self, partition: int) -> Iterator[KeyValue]:
+        target = self._broker.partition(OFFSETS_TOPIC, partition)
+        if target is None:
+            return
+        plog = target.log
+        offset = plog.log_start_offset
+        while offset < plog.log_end_offset:
+            data = plog.read(offset, _REPLAY_READ_BYTES).records
+            headers, _ = scan_valid_prefix(data)
+            if not headers:
+                break
+            for header in headers:
+                if header.is_control:
+                    continue
+                try:
+                    for record in iter_records(data, header):
+                        if record.offset >= offset and record.key is not None:
+                            yield record.key, record.value
+                except RecordError as exc:
+                    log.error("skipping unreadable batch at %s-%d offset %d: %s",
+                              OFFSETS_TOPIC, partition, header.base_offset, exc)
+            offset = headers[-1].next_offset

@@ -29,6 +29,7 @@ from reference_broker.handlers.groups import (
     handle_offset_fetch,
     handle_sync_group,
 )
+from reference_broker.handlers.leader_epochs import handle_offset_for_leader_epoch
 from reference_broker.handlers.metadata import (
     handle_api_versions,
     handle_find_coordinator,
@@ -64,6 +65,7 @@ HANDLERS: dict[int, Handler] = {
     20: handle_delete_topics,
     21: handle_delete_records,
     22: handle_init_producer_id,
+    23: handle_offset_for_leader_epoch,
     32: handle_describe_configs,
     37: handle_create_partitions,
     42: handle_delete_groups,

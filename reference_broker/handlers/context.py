@@ -54,3 +54,32 @@ class Deferred:
             callback(self._response)
         else:
             self._callbacks.append(callback)
+
+
+class Later:
+    """Run a core call that answers through a callback: :meth:`response` returns the answer at
+    once if the callback came synchronously, else a Deferred resolved when it comes."""
+
+    def __init__(self, render: Callable[[Any], Any]) -> None:
+        self._render = render
+        self._deferred = Deferred()
+        self._returned = False
+        self._now: list[Any] = []
+
+    def callback(self, result: Any) -> None:
+        response = None if result is None else self._render(result)
+        if self._returned:
+            self._deferred.resolve(response)
+        else:
+            self._now.append(response)
+
+    def resolve(self, response: Any) -> None:
+        """Answer with ``response`` as it is (no rendering)."""
+        if self._returned:
+            self._deferred.resolve(response)
+        else:
+            self._now.append(response)
+
+    def response(self) -> Any:
+        self._returned = True
+        return self._now[0] if self._now else self._deferred

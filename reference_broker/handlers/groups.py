@@ -26,13 +26,13 @@ Version differences handled here (Kafka protocol guide):
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from reference_broker.broker import Broker
 from reference_broker.groups import JoinRequest, JoinResult, LeavingMember, OffsetValue, SyncResult
 from reference_broker.groups.log_format import NO_LEADER_EPOCH
-from reference_broker.handlers.context import Deferred, RequestContext
+from reference_broker.handlers.context import Later, RequestContext
 
 NO_OFFSET = -1
 DEFAULT_RETENTION_MS = -1
@@ -51,28 +51,6 @@ def _ms(value: datetime.timedelta) -> int:
 def _client_host(peer: str) -> str:
     # Kafka shows the client's InetAddress, which prints as "/127.0.0.1".
     return "/" + peer.rsplit(":", 1)[0]
-
-
-class _Later:
-    """Run a coordinator call that answers through a callback: return the response now if the
-    callback came synchronously, else a Deferred resolved when it comes."""
-
-    def __init__(self, render: Callable[[Any], dict[str, Any]]) -> None:
-        self._render = render
-        self._deferred = Deferred()
-        self._returned = False
-        self._now: list[dict[str, Any] | None] = []
-
-    def callback(self, result: Any) -> None:
-        response = None if result is None else self._render(result)
-        if self._returned:
-            self._deferred.resolve(response)
-        else:
-            self._now.append(response)
-
-    def response(self) -> dict[str, Any] | None | Deferred:
-        self._returned = True
-        return self._now[0] if self._now else self._deferred
 
 
 # --- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ------------------------------------------------
@@ -95,8 +73,19 @@ def _join_response(result: JoinResult, version: int) -> dict[str, Any]:
     }
 
 
+def _not_here(broker: Broker, group_id: str, now_ms: int) -> str | None:
+    """NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE when this broker does not lead the group's
+    __consumer_offsets partition (an empty group id is left to the coordinator to refuse)."""
+    if not group_id:
+        return None
+    return broker.groups.coordinator_error(group_id, now_ms)
+
+
 def handle_join_group(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     version = ctx.api_version
+    error = _not_here(broker, request.group_id, now_ms)
+    if error is not None:
+        return _join_response(JoinResult(error, request.member_id), version)
     session_timeout = _ms(request.session_timeout)
     join = JoinRequest(
         group_id=request.group_id,
@@ -112,7 +101,7 @@ def handle_join_group(broker: Broker, ctx: RequestContext, request: Any, now_ms:
         supports_skip_assignment=version >= 9,
         reason=getattr(request, "reason", None),
     )
-    later = _Later(lambda result: _join_response(result, version))
+    later = Later(lambda result: _join_response(result, version))
     broker.groups.join_group(join, now_ms, later.callback)
     return later.response()
 
@@ -127,7 +116,10 @@ def _sync_response(result: SyncResult) -> dict[str, Any]:
 
 
 def handle_sync_group(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    later = _Later(_sync_response)
+    error = _not_here(broker, request.group_id, now_ms)
+    if error is not None:
+        return _sync_response(SyncResult(error))
+    later = Later(_sync_response)
     broker.groups.sync_group(
         request.group_id,
         request.generation_id,
@@ -143,6 +135,9 @@ def handle_sync_group(broker: Broker, ctx: RequestContext, request: Any, now_ms:
 
 
 def handle_heartbeat(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    not_here = _not_here(broker, request.group_id, now_ms)
+    if not_here is not None:
+        return {"error_code": not_here}
     error = broker.groups.heartbeat(
         request.group_id, request.generation_id, request.member_id,
         getattr(request, "group_instance_id", None), now_ms,
@@ -159,6 +154,9 @@ def handle_leave_group(broker: Broker, ctx: RequestContext, request: Any, now_ms
         ]
     else:
         leaving = [LeavingMember(request.member_id)]
+    not_here = _not_here(broker, request.group_id, now_ms)
+    if not_here is not None:
+        return {"error_code": not_here, "members": []}
     error, member_errors = broker.groups.leave_group(request.group_id, leaving, now_ms)
     if not batched:
         # v0-v2 carry the one member's error at the top level.
@@ -222,10 +220,14 @@ def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_
                 expire_timestamp_ms=expire_ms,
             )
             plan.append((topic, part.partition_index, key, "none"))
-    results = broker.groups.commit_offsets(
-        request.group_id, request.generation_id_or_member_epoch, request.member_id,
-        getattr(request, "group_instance_id", None), offsets, version, now_ms,
-    ) if offsets else {}
+    not_here = _not_here(broker, request.group_id, now_ms) if offsets else None
+    if not_here is not None:
+        results = {tp: not_here for tp in offsets}
+    else:
+        results = broker.groups.commit_offsets(
+            request.group_id, request.generation_id_or_member_epoch, request.member_id,
+            getattr(request, "group_instance_id", None), offsets, version, now_ms,
+        ) if offsets else {}
     topics_out: list[dict[str, Any]] = []
     by_topic: dict[int, dict[str, Any]] = {}
     for topic, index, tp, error in plan:
@@ -251,10 +253,17 @@ def _offset_entry(index: int, value: OffsetValue | None, error: str = "none") ->
 
 
 def _fetch_group(
-    broker: Broker, group_id: str, topics: Iterable[Any] | None, by_id: bool
+    broker: Broker, group_id: str, topics: Iterable[Any] | None, by_id: bool,
+    error: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``topics`` of one group's OffsetFetch answer."""
+    """The ``topics`` of one group's OffsetFetch answer (every partition carrying ``error``
+    when this broker cannot answer for the group)."""
     out: list[dict[str, Any]] = []
+    if error is not None:
+        for topic in topics or ():
+            out.append({**_topic_key(topic, by_id), "partitions": [
+                _offset_entry(i, None, error) for i in topic.partition_indexes]})
+        return out
     if topics is None:
         by_name: dict[str, list[dict[str, Any]]] = {}
         for (name, index), value in broker.groups.fetch_offsets(group_id, None):
@@ -289,16 +298,20 @@ def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any, now_m
     version = ctx.api_version
     by_id = version >= TOPIC_IDS_FROM_VERSION
     if hasattr(request, "groups"):  # v8+: several groups per request
-        return {
-            "groups": [
-                {"group_id": group.group_id, "error_code": "none",
-                 "topics": _fetch_group(broker, group.group_id, group.topics, by_id)}
-                for group in request.groups
-            ]
-        }
+        groups = []
+        for group in request.groups:
+            error = _not_here(broker, group.group_id, now_ms)
+            groups.append({"group_id": group.group_id, "error_code": error or "none",
+                           "topics": [] if error else _fetch_group(broker, group.group_id,
+                                                                   group.topics, by_id)})
+        return {"groups": groups}
+    error = _not_here(broker, request.group_id, now_ms)
     return {
-        "error_code": "none",
-        "topics": _fetch_group(broker, request.group_id, request.topics, by_id),
+        # v1 has no top-level error: its partitions carry it.
+        "error_code": error or "none",
+        "topics": _fetch_group(broker, request.group_id, request.topics, by_id,
+                               error if ctx.api_version < 2 else None)
+        if error is None or ctx.api_version < 2 else [],
     }
 
 
@@ -313,6 +326,9 @@ def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Any, now_
                 unknown.add(tp)
             else:
                 wanted.append(tp)
+    not_here = _not_here(broker, request.group_id, now_ms)
+    if not_here is not None:
+        return {"error_code": not_here, "topics": []}
     error, results = broker.groups.delete_offsets(request.group_id, wanted, now_ms)
     if error != "none":
         return {"error_code": error, "topics": []}
@@ -347,6 +363,12 @@ def handle_describe_groups(broker: Broker, ctx: RequestContext, request: Any, no
     )
     groups = []
     for group_id in request.groups:
+        not_here = _not_here(broker, group_id, now_ms)
+        if not_here is not None:
+            groups.append({"error_code": not_here, "group_id": group_id, "group_state": "",
+                           "protocol_type": "", "protocol_data": "", "members": [],
+                           "authorized_operations": operations})
+            continue
         summary = broker.groups.describe_group(group_id)
         if summary is None:
             not_found = ctx.api_version >= 6
@@ -399,6 +421,9 @@ def handle_list_groups(broker: Broker, ctx: RequestContext, request: Any, now_ms
 
 def handle_delete_groups(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     names = list(dict.fromkeys(request.groups_names))
-    errors = broker.groups.delete_groups(names, now_ms)
+    refused = {name: error for name in names
+               if (error := _not_here(broker, name, now_ms)) is not None}
+    errors = broker.groups.delete_groups([n for n in names if n not in refused], now_ms)
+    errors.update(refused)
     return {"results": [{"group_id": name, "error_code": errors[name]} for name in names]}
 

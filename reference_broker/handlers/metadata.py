@@ -1,8 +1,15 @@
-"""ApiVersions, Metadata and FindCoordinator: how clients discover what this broker is.
+"""ApiVersions, Metadata and FindCoordinator: how clients discover the cluster.
 
-Metadata answers with the address *advertised* for the listener the request came in on (Kafka's
-``advertised.listeners``): a client connects to the bootstrap address, then uses only the
-advertised one, so an address the client cannot reach there makes it fail after bootstrap.
+Metadata is answered from this broker's metadata image (KRaft's KRaftMetadataCache): the live
+(unfenced) brokers with the address each *advertises* for the listener the request came in on
+(Kafka's ``advertised.listeners``), and per partition its leader, leader epoch, replicas, ISR and
+offline replicas (replicas on brokers that are fenced or unknown). A partition without a leader
+is LEADER_NOT_AVAILABLE. A client connects to the bootstrap address, then only to advertised
+ones, so an address the client cannot reach there makes it fail after bootstrap.
+
+As in KRaft, the controller is not shown to clients: ``controller_id`` names a live broker
+(this one when it is live). FindCoordinator names the leader of the group's
+``__consumer_offsets`` partition, the broker that coordinates the group.
 """
 
 from __future__ import annotations
@@ -10,8 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from reference_broker.broker import Broker, BrokerError
-from reference_broker.groups import OFFSETS_TOPIC
+from reference_broker.groups import OFFSETS_TOPIC, partition_for
 from reference_broker.handlers.context import RequestContext
+from reference_broker.metadata.records import NO_LEADER
 from reference_broker.protocol.api_versions import API_VERSIONS
 
 # Metadata v1+ sends null for "all topics"; v0 used an empty list for the same thing.
@@ -39,27 +47,28 @@ def handle_api_versions(broker: Broker, ctx: RequestContext, request: Any, now_m
 
 
 def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:
-    record = broker.topics.get(name)
-    if record is None:
+    state = broker.image.topic(name)
+    if state is None:
         return {"error_code": "unknown_topic_or_partition", "name": name, "partitions": []}
+    live = set(broker.live_broker_ids())
     partitions = []
-    for index in range(record.partitions):
-        partition = broker.partition(name, index)
+    for index in sorted(state.partitions):
+        record = state.partitions[index]
         partitions.append(
             {
-                "error_code": "none",
+                "error_code": "none" if record.leader != NO_LEADER else "leader_not_available",
                 "partition_index": index,
-                "leader_id": broker.node_id,
-                "leader_epoch": partition.leader_epoch if partition else 0,
-                "replica_nodes": [broker.node_id],
-                "isr_nodes": [broker.node_id],
-                "offline_replicas": [],
+                "leader_id": record.leader,
+                "leader_epoch": record.leader_epoch,
+                "replica_nodes": list(record.replicas),
+                "isr_nodes": list(record.isr),
+                "offline_replicas": [node for node in record.replicas if node not in live],
             }
         )
     return {
         "error_code": "none",
         "name": name,
-        "topic_id": record.topic_id,
+        "topic_id": state.topic_id,
         "is_internal": name == OFFSETS_TOPIC,
         "partitions": partitions,
     }
@@ -82,6 +91,16 @@ def _requested_names(broker: Broker, ctx: RequestContext, request: Any) -> list[
     return names
 
 
+def _brokers(broker: Broker, listener: str) -> list[dict[str, Any]]:
+    brokers = []
+    for node in broker.live_broker_ids():
+        endpoint = broker.endpoint_of(node, listener)
+        if endpoint is not None:
+            brokers.append({"node_id": node, "host": endpoint[0], "port": endpoint[1],
+                            "rack": None})
+    return brokers
+
+
 def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     names = _requested_names(broker, ctx, request)
     allow_create = (
@@ -100,38 +119,59 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: i
             except BrokerError as exc:
                 topics.append({"error_code": exc.error, "name": name, "partitions": []})
                 continue
+            if broker.topics.get(name) is None:
+                # Being created by the controller: Kafka answers LEADER_NOT_AVAILABLE, and the
+                # client asks again.
+                topics.append({"error_code": "leader_not_available", "name": name,
+                               "partitions": []})
+                continue
         topics.append(_topic_entry(broker, name))
-    host, port = broker.advertised_endpoint(ctx.listener)
+    live = broker.live_broker_ids()
+    controller_id = broker.node_id if broker.node_id in live else (live[0] if live else -1)
     return {
-        "brokers": [{"node_id": broker.node_id, "host": host, "port": port, "rack": None}],
+        "brokers": _brokers(broker, ctx.listener),
         "cluster_id": broker.cluster_id,
-        "controller_id": broker.node_id,
+        "controller_id": controller_id,
         "topics": topics,
     }
+
+
+def _no_coordinator(key: str, error: str, message: str) -> dict[str, Any]:
+    return {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": error,
+            "error_message": message}
 
 
 def _coordinator(
     broker: Broker, ctx: RequestContext, key_type: int, key: str, now_ms: int
 ) -> dict[str, Any]:
-    if key_type == GROUP_KEY_TYPE:
-        # Like Kafka, the first FindCoordinator for a group creates __consumer_offsets.
-        error = broker.groups.ensure_storage(now_ms)
-        if error is None:
-            host, port = broker.advertised_endpoint(ctx.listener)
-            return {"key": key, "node_id": broker.node_id, "host": host, "port": port,
-                    "error_code": "none", "error_message": None}
-        message = f"{OFFSETS_TOPIC} cannot be created (see offsets.topic.replication.factor)"
-    elif key_type == TRANSACTION_KEY_TYPE:
-        error, message = "coordinator_not_available", "the reference broker has no transaction coordinator yet"
-    else:
-        error, message = "invalid_request", f"unknown coordinator key type {key_type}"
-    return {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": error,
-            "error_message": message}
+    if key_type == TRANSACTION_KEY_TYPE:
+        return _no_coordinator(key, "coordinator_not_available",
+                               "the reference broker has no transaction coordinator yet")
+    if key_type != GROUP_KEY_TYPE:
+        return _no_coordinator(key, "invalid_request", f"unknown coordinator key type {key_type}")
+    # Like Kafka, the first FindCoordinator for a group creates __consumer_offsets.
+    if broker.ensure_offsets_topic(now_ms) is not None:
+        return _no_coordinator(
+            key, "coordinator_not_available",
+            f"{OFFSETS_TOPIC} does not exist yet or cannot be created "
+            "(see offsets.topic.replication.factor)",
+        )
+    state = broker.image.topic(OFFSETS_TOPIC)
+    assert state is not None
+    record = state.partitions.get(partition_for(key, len(state.partitions)))
+    leader = record.leader if record is not None else NO_LEADER
+    endpoint = broker.endpoint_of(leader, ctx.listener) if leader != NO_LEADER else None
+    if endpoint is None or leader not in broker.live_broker_ids():
+        return _no_coordinator(key, "coordinator_not_available",
+                               "the group's __consumer_offsets partition has no leader")
+    return {"key": key, "node_id": leader, "host": endpoint[0], "port": endpoint[1],
+            "error_code": "none", "error_message": None}
 
 
 def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    """This node coordinates every group; transactions (key type 1) have no coordinator yet,
-    which is answered promptly so clients retry instead of hanging."""
+    """A group's coordinator is the leader of its __consumer_offsets partition; transactions
+    (key type 1) have no coordinator yet, which is answered promptly so clients retry instead of
+    hanging."""
     key_type = getattr(request, "key_type", GROUP_KEY_TYPE)  # v0 knows only groups
     if ctx.api_version >= BATCHED_COORDINATOR_KEYS_FROM_VERSION:
         return {

@@ -11,6 +11,8 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
 * a record set larger than a whole segment -> RECORD_LIST_TOO_LARGE;
 * an unknown topic -> created when ``auto.create.topics.enable``, else UNKNOWN_TOPIC_OR_PARTITION;
 * acks other than 0, 1, -1 -> INVALID_REQUIRED_ACKS;
+* a partition this broker does not lead -> NOT_LEADER_OR_FOLLOWER (the client refreshes its
+  metadata and retries at the leader);
 * acks=-1 while the ISR is smaller than ``min.insync.replicas`` -> NOT_ENOUGH_REPLICAS, and
   nothing is appended;
 * batches of idempotent producers (producer id >= 0) are checked against the partition's
@@ -21,21 +23,34 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
   INVALID_TXN_STATE (no transactions yet); a control batch, or a producer id without a
   sequence -> INVALID_RECORD.
 
-With acks=0 there is no response at all; if such a produce fails Kafka closes the connection so
-the producer notices and refreshes its metadata, and so do we.
+The leader stamps its leader epoch into every appended batch. What the answer means depends on
+``acks`` (Kafka's producer documentation):
+
+* acks=0: no response at all; if such a produce fails Kafka closes the connection so the
+  producer notices and refreshes its metadata, and so do we;
+* acks=1: answered once the leader has appended (its followers may not have the records yet: a
+  leader that dies now loses them);
+* acks=-1 (all): answered once the high watermark has passed the batch, i.e. every member of
+  the ISR has it (a Deferred the partition resolves); NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR
+  shrank below ``min.insync.replicas`` meanwhile (the records are in, the client may retry),
+  NOT_LEADER_OR_FOLLOWER if leadership moved first (the records may be truncated),
+  REQUEST_TIMED_OUT after the request's ``timeout``. An idempotent retry of a batch already in the
+  log waits the same way, for the original batch to be committed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from reference_broker.broker import Broker, BrokerError
 from reference_broker.groups import OFFSETS_TOPIC
-from reference_broker.handlers.context import CloseConnection, RequestContext
+from reference_broker.handlers.context import CloseConnection, Deferred, RequestContext
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
 from reference_broker.producers import ProducerStateError
 from reference_broker.records import RecordError, validate_batches
+from reference_broker.replication import Partition, ReplicationError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +68,23 @@ def _partition_error(index: int, error: str, message: str | None = None) -> dict
     }
 
 
+class _Commit:
+    """An acks=-1 append waiting for the high watermark to pass it."""
+
+    __slots__ = ("partition", "result", "required_offset", "min_insync_replicas")
+
+    def __init__(
+        self, partition: Partition, result: dict[str, Any], required_offset: int, min_isr: int
+    ) -> None:
+        self.partition = partition
+        self.result = result
+        self.required_offset = required_offset
+        self.min_insync_replicas = min_isr
+
+
 def _produce_partition(
-    broker: Broker, topic: str, index: int, records: bytes | None, acks: int, now_ms: int
+    broker: Broker, topic: str, index: int, records: bytes | None, acks: int, now_ms: int,
+    commits: list[_Commit],
 ) -> dict[str, Any]:
     if topic == OFFSETS_TOPIC:
         return _partition_error(
@@ -63,13 +93,13 @@ def _produce_partition(
     partition = broker.partition(topic, index)
     if partition is None:
         return _partition_error(index, "unknown_topic_or_partition")
-    if acks == ACKS_ALL and partition.isr_size < broker.min_insync_replicas(topic):
-        return _partition_error(
-            index,
-            "not_enough_replicas",
-            f"the ISR has {partition.isr_size} member(s), fewer than min.insync.replicas="
-            f"{broker.min_insync_replicas(topic)}",
-        )
+    min_isr = broker.min_insync_replicas(topic)
+    try:
+        partition.check_leader()
+        if acks == ACKS_ALL:
+            partition.check_min_isr(min_isr)
+    except ReplicationError as exc:
+        return _partition_error(index, exc.error, exc.message)
     if not records:
         return _partition_error(index, "invalid_record", "the record set is empty")
     buf = bytearray(records)
@@ -85,20 +115,26 @@ def _produce_partition(
             f"not {len(headers)}",
         )
     try:
-        result = partition.log.append(buf, headers, now_ms)
+        result = partition.append_as_leader(buf, headers, now_ms)
     except RecordListTooLargeError as exc:
         return _partition_error(index, "record_list_too_large", str(exc))
     except RecordTooLargeError as exc:
         return _partition_error(index, "message_too_large", str(exc))
     except (RecordError, ProducerStateError) as exc:
         return _partition_error(index, exc.error_name, str(exc))
-    return {
+    except ReplicationError as exc:
+        return _partition_error(index, exc.error, exc.message)
+    response = {
         "index": index,
         "error_code": "none",
         "base_offset": result.first_offset,
         "log_append_time": None if result.log_append_time_ms < 0 else result.log_append_time_ms,
         "log_start_offset": result.log_start_offset,
     }
+    if acks == ACKS_ALL:
+        # Also for an idempotent duplicate: its first attempt may not be committed yet.
+        commits.append(_Commit(partition, response, result.last_offset + 1, min_isr))
+    return response
 
 
 def _ensure_topic(broker: Broker, topic: str, now_ms: int) -> None:
@@ -113,6 +149,7 @@ def handle_produce(broker: Broker, ctx: RequestContext, request: Any, now_ms: in
     acks = request.acks
     responses = []
     failed = False
+    commits: list[_Commit] = []
     for topic_data in request.topic_data:
         _ensure_topic(broker, topic_data.name, now_ms)
         partition_responses = []
@@ -121,7 +158,7 @@ def handle_produce(broker: Broker, ctx: RequestContext, request: Any, now_ms: in
                 result = _partition_error(part.index, "invalid_required_acks")
             else:
                 result = _produce_partition(
-                    broker, topic_data.name, part.index, part.records, acks, now_ms
+                    broker, topic_data.name, part.index, part.records, acks, now_ms, commits
                 )
             failed = failed or result["error_code"] != "none"
             partition_responses.append(result)
@@ -130,4 +167,37 @@ def handle_produce(broker: Broker, ctx: RequestContext, request: Any, now_ms: in
         if failed:
             raise CloseConnection("acks=0 produce failed")
         return None
-    return {"responses": responses}
+    body = {"responses": responses}
+    if not commits:
+        return body
+    return _await_commits(body, commits, now_ms + _timeout_ms(request))
+
+
+def _timeout_ms(request: Any) -> int:
+    timeout = request.timeout
+    return int(timeout.total_seconds() * 1000) if hasattr(timeout, "total_seconds") else int(timeout)
+
+
+def _await_commits(body: dict[str, Any], commits: list[_Commit], deadline_ms: int) -> Any:
+    """The response once every acks=-1 append is committed (or has failed): at once if they
+    all are already, else a Deferred the partitions resolve (Kafka's DelayedProduce)."""
+    deferred = Deferred()
+    outstanding = len(commits)
+
+    def done(commit: _Commit, error: str) -> None:
+        nonlocal outstanding
+        commit.result["error_code"] = error
+        outstanding -= 1
+        if outstanding == 0:
+            deferred.resolve(body)
+
+    def callback(commit: _Commit) -> Callable[[str], None]:
+        return lambda error: done(commit, error)
+
+    for commit in commits:
+        commit.partition.wait_for_commit(
+            commit.required_offset, commit.min_insync_replicas, deadline_ms, callback(commit)
+        )
+    if deferred.resolved:
+        return body
+    return deferred

@@ -2,7 +2,8 @@
 
 Kafka's KafkaApis.handleInitProducerIdRequest and TransactionCoordinator.handleInitProducerId:
 
-* no transactional id -> a new producer id with epoch 0, every time. An idempotent producer that
+* no transactional id -> a new producer id with epoch 0, every time (from the block of ids the
+  controller gave this broker, KIP-730). An idempotent producer that
   sends its current id and epoch (v3+, KIP-360, to recover from a sequence error) also gets a
   new id: Kafka's coordinator bumps epochs only for transactional ids.
 * a producer id without an epoch, or an epoch without a producer id -> INVALID_REQUEST.
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from reference_broker.broker import Broker
-from reference_broker.handlers.context import RequestContext
+from reference_broker.handlers.context import Later, RequestContext
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
@@ -41,4 +42,12 @@ def handle_init_producer_id(broker: Broker, ctx: RequestContext, request: Any, n
     producer_epoch = getattr(request, "producer_epoch", NO_PRODUCER_EPOCH)
     if (producer_id == NO_PRODUCER_ID) != (producer_epoch == NO_PRODUCER_EPOCH):
         return _response("invalid_request")
-    return _response("none", broker.producer_ids.allocate(), 0)
+    # Ids come in blocks from the controller (KIP-730); when this broker's block is used up the
+    # answer waits for the next one. No block (controller unreachable): a retriable error.
+    later = Later(lambda allocated: _response("none", allocated, 0))
+    broker.allocate_producer_id(
+        lambda allocated: later.resolve(_response("coordinator_not_available"))
+        if allocated is None else later.callback(allocated),
+        now_ms,
+    )
+    return later.response()

@@ -1,122 +1,164 @@
-"""CreateTopics, DeleteTopics and CreatePartitions on a single node."""
+"""CreateTopics, DeleteTopics and CreatePartitions: forwarded to the controller (KIP-590).
+
+The controller validates and decides (:mod:`reference_broker.controller.api`); the broker only
+applies its own guard first (the partitions its open-file limit can hold), forwards the request
+and answers the client with the controller's answer, in the client's version. Combined mode
+answers at once. With a remote controller the answer waits (a few seconds at most) until this
+broker's metadata shows the change, so a client that creates a topic and then asks this broker
+about it finds it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from typing import Any
 
 from reference_broker.broker import Broker, BrokerError
-from reference_broker.handlers.configs import describe_topic_configs
-from reference_broker.handlers.context import RequestContext
+from reference_broker.handlers.context import Later, RequestContext
 
 DEFAULT = -1  # num_partitions / replication_factor of -1 mean "the broker default" (KIP-464)
+NO_TOPIC_ID = uuid.UUID(int=0)
 
 
-def _create_one(broker: Broker, topic: Any, validate_only: bool, now_ms: int) -> dict[str, Any]:
+def as_dict(entity: Any) -> dict[str, Any]:
+    """A kio response entity as the dict a handler returns (build() takes it back)."""
+    return {field.name: getattr(entity, field.name) for field in dataclasses.fields(entity)}
+
+
+def _guard(broker: Broker, topic: Any) -> None:
+    """This node's partition guard, before the request goes to the controller."""
     partitions = topic.num_partitions
-    replication = topic.replication_factor
     if topic.assignments:
-        if partitions != DEFAULT or replication != DEFAULT:
-            raise BrokerError(
-                "invalid_request",
-                "Both numPartitions or replicationFactor and replicasAssignments were set.",
-            )
         partitions = len(topic.assignments)
-        replication = len(topic.assignments[0].broker_ids)
-        for assignment in topic.assignments:
-            if any(node != broker.node_id for node in assignment.broker_ids):
-                raise BrokerError(
-                    "invalid_replica_assignment",
-                    f"Partition {assignment.partition_index} is assigned to a broker other than "
-                    f"{broker.node_id}, the only one in this cluster.",
-                )
-    if partitions == DEFAULT:
+    elif partitions == DEFAULT:
         partitions = int(broker.config.get("num.partitions"))
-    if replication == DEFAULT:
-        replication = int(broker.config.get("default.replication.factor"))
-    configs = broker.check_new_topic(
-        topic.name, partitions, replication, {c.name: c.value for c in topic.configs}
-    )
-    if validate_only:
-        topic_id = None
-    else:
-        topic_id = broker.create_topic(topic.name, partitions, replication, configs, now_ms).topic_id
-    return {
-        "name": topic.name,
-        "topic_id": topic_id,
-        "error_code": "none",
-        "num_partitions": partitions,
-        "replication_factor": replication,
-        "configs": [
-            {
-                "name": entry["name"],
-                "value": entry["value"],
-                "read_only": entry["read_only"],
-                "config_source": entry["config_source"],
-                "is_sensitive": False,
-            }
-            for entry in describe_topic_configs(broker, configs, None, False, False)
-        ],
-    }
+    if partitions > 0:
+        broker.check_partition_limits(partitions, partitions)
 
 
 def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    results = []
-    seen: set[str] = set()
-    for topic in request.topics:
-        if topic.name in seen:
-            results.append(
-                {"name": topic.name, "error_code": "invalid_request",
-                 "error_message": f"Topic '{topic.name}' appears more than once in the request."}
-            )
-            continue
-        seen.add(topic.name)
+    refused: dict[int, dict[str, Any]] = {}
+    forwarded: list[Any] = []
+    for position, topic in enumerate(request.topics):
         try:
-            results.append(_create_one(broker, topic, request.validate_only, now_ms))
+            _guard(broker, topic)
         except BrokerError as exc:
-            results.append({"name": topic.name, "error_code": exc.error, "error_message": exc.message})
-    return {"topics": results}
+            refused[position] = {"name": topic.name, "error_code": exc.error,
+                                 "error_message": exc.message}
+        else:
+            forwarded.append(topic)
+    later = Later(lambda response: response)
+
+    def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+        answers = iter(results)
+        return {"topics": [refused[i] if i in refused else next(answers)
+                           for i in range(len(request.topics))]}
+
+    if not forwarded:
+        return merge([])
+
+    def answered(response: Any) -> None:
+        if response is None:
+            later.resolve(merge([{"name": t.name, "error_code": "request_timed_out",
+                                  "error_message": "the controller did not answer"}
+                                 for t in forwarded]))
+            return
+        results = [as_dict(result) for result in response.topics]
+        created = [r["topic_id"] for r in results
+                   if r["error_code"].name == "none" and not request.validate_only]
+        broker.after_metadata(
+            lambda: all(broker.topics.by_id(topic_id) is not None for topic_id in created),
+            lambda: later.resolve(merge(results)), now_ms,
+        )
+
+    broker.channel.send(19, {
+        "topics": [{
+            "name": t.name, "num_partitions": t.num_partitions,
+            "replication_factor": t.replication_factor,
+            "assignments": [{"partition_index": a.partition_index, "broker_ids": list(a.broker_ids)}
+                            for a in t.assignments],
+            "configs": [{"name": c.name, "value": c.value} for c in t.configs],
+        } for t in forwarded],
+        "timeout": request.timeout,
+        "validate_only": request.validate_only,
+    }, answered, now_ms)
+    return later.response()
 
 
 def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     if hasattr(request, "topic_names"):
-        wanted: list[tuple[str | None, Any]] = [(name, None) for name in request.topic_names]
+        wanted: list[tuple[str | None, uuid.UUID]] = [
+            (name, NO_TOPIC_ID) for name in request.topic_names
+        ]
     else:
         wanted = [(topic.name, topic.topic_id) for topic in request.topics]
-    responses = []
-    for name, topic_id in wanted:
-        if name is None:
-            record = broker.topics.by_id(topic_id)
-            missing = "unknown_topic_id"
-        else:
-            record = broker.topics.get(name)
-            missing = "unknown_topic_or_partition"
-        if record is None:
-            responses.append({"name": name, "topic_id": topic_id, "error_code": missing,
-                              "error_message": "This server does not host this topic."})
-            continue
-        try:
-            broker.delete_topic(record.name)
-        except BrokerError as exc:
-            responses.append({"name": record.name, "topic_id": record.topic_id,
-                              "error_code": exc.error, "error_message": exc.message})
-            continue
-        responses.append({"name": record.name, "topic_id": record.topic_id, "error_code": "none"})
-    return {"responses": responses}
+    later = Later(lambda response: response)
+
+    def answered(response: Any) -> None:
+        if response is None:
+            later.resolve({"responses": [
+                {"name": name, "topic_id": topic_id, "error_code": "request_timed_out"}
+                for name, topic_id in wanted]})
+            return
+        results = [as_dict(result) for result in response.responses]
+        deleted = [r["topic_id"] for r in results if r["error_code"].name == "none"]
+        broker.after_metadata(
+            lambda: all(broker.topics.by_id(topic_id) is None for topic_id in deleted),
+            lambda: later.resolve({"responses": results}), now_ms,
+        )
+
+    broker.channel.send(20, {
+        "topics": [{"name": name, "topic_id": topic_id} for name, topic_id in wanted],
+        "timeout": request.timeout,
+    }, answered, now_ms)
+    return later.response()
 
 
 def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    results = []
-    for topic in request.topics:
+    refused: dict[int, dict[str, Any]] = {}
+    forwarded: list[Any] = []
+    for position, topic in enumerate(request.topics):
+        current = broker.topics.get(topic.name)
         try:
-            for assignment in topic.assignments or ():
-                if any(node != broker.node_id for node in assignment.broker_ids):
-                    raise BrokerError(
-                        "invalid_replica_assignment",
-                        f"Assignment names a broker other than {broker.node_id}.",
-                    )
-            broker.add_partitions(topic.name, topic.count, now_ms, request.validate_only)
+            if current is not None and topic.count > current.partitions:
+                broker.check_partition_limits(topic.count, topic.count - current.partitions)
         except BrokerError as exc:
-            results.append({"name": topic.name, "error_code": exc.error, "error_message": exc.message})
-            continue
-        results.append({"name": topic.name, "error_code": "none"})
-    return {"results": results}
+            refused[position] = {"name": topic.name, "error_code": exc.error,
+                                 "error_message": exc.message}
+        else:
+            forwarded.append(topic)
+    later = Later(lambda response: response)
+
+    def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+        answers = iter(results)
+        return {"results": [refused[i] if i in refused else next(answers)
+                            for i in range(len(request.topics))]}
+
+    if not forwarded:
+        return merge([])
+
+    def answered(response: Any) -> None:
+        if response is None:
+            later.resolve(merge([{"name": t.name, "error_code": "request_timed_out"}
+                                 for t in forwarded]))
+            return
+        results = [as_dict(result) for result in response.results]
+        grown = {r["name"]: t.count for r, t in zip(results, forwarded, strict=True)
+                 if r["error_code"].name == "none" and not request.validate_only}
+
+        def visible() -> bool:
+            return all((info := broker.topics.get(name)) is not None and info.partitions >= count
+                       for name, count in grown.items())
+
+        broker.after_metadata(visible, lambda: later.resolve(merge(results)), now_ms)
+
+    broker.channel.send(37, {
+        "topics": [{"name": t.name, "count": t.count,
+                    "assignments": None if t.assignments is None else [
+                        {"broker_ids": list(a.broker_ids)} for a in t.assignments]}
+                   for t in forwarded],
+        "timeout": request.timeout,
+        "validate_only": request.validate_only,
+    }, answered, now_ms)
+    return later.response()

@@ -16,6 +16,11 @@ it before offsets are assigned (a retried batch gets its original offsets back a
 written again), every stored batch updates it, and it is snapshotted to ``<offset>.snapshot``
 files when a segment rolls and when the log closes. Opening the log loads the newest snapshot
 and replays only the batch headers after it; truncation reloads it the same way.
+
+It also owns the partition's leader epoch cache (:mod:`reference_broker.log.leader_epochs`,
+Kafka's ``leader-epoch-checkpoint``): a leader's append stamps its epoch into every batch and
+records where each epoch starts, a follower's append records the epochs its leader stamped, and
+truncation and log-start moves trim the cache with the log.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from reference_broker.log.files import (
     LOG_START_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
 )
+from reference_broker.log.leader_epochs import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from reference_broker.log.loader import load
 from reference_broker.log.producer_snapshots import (
     delete_snapshot,
@@ -61,6 +67,7 @@ from reference_broker.records import (
     InvalidRecordError,
     iter_records,
     patch_base_offset,
+    patch_partition_leader_epoch,
     set_log_append_time,
 )
 
@@ -110,6 +117,7 @@ class PartitionLog:
         self._closed = False
         self.producer_state = ProducerStateManager(producer_id_expiration_ms)
         self._load_producer_state(now_ms)
+        self.leader_epochs = self._load_leader_epochs()
         if loaded.recovered:
             # Make the recovered state durable so the next crash need not repeat the work.
             self.flush()
@@ -146,11 +154,19 @@ class PartitionLog:
 
     # --- appending -----------------------------------------------------------------------------
 
-    def append(self, records: bytearray, headers: list[BatchHeader], now_ms: int) -> AppendResult:
+    def append(
+        self,
+        records: bytearray,
+        headers: list[BatchHeader],
+        now_ms: int,
+        leader_epoch: int | None = None,
+    ) -> AppendResult:
         """Append a produced, validated record set, assigning its offsets (as a leader does).
 
         ``headers`` come from :func:`records.validate_batches` on ``records``; each batch's base
-        offset is patched in place. Raises RecordListTooLargeError, RecordTooLargeError, and,
+        offset is patched in place. With a ``leader_epoch`` every batch is stamped with it
+        (``partitionLeaderEpoch``, outside the CRC) and the epoch cache learns where it starts;
+        without one (unit tests of the log alone) the batches keep the epoch they came with. Raises RecordListTooLargeError, RecordTooLargeError, and,
         on a compacted topic, records.InvalidRecordError for a record without a key.
 
         Batches of idempotent producers are checked against the producer state first (see
@@ -175,11 +191,18 @@ class PartitionLog:
                 self.log_start_offset,
             )
         first_offset = self.log_end_offset
+        if leader_epoch is not None:
+            # Recorded before the bytes are written: after a crash the cache may name offsets
+            # the log lost (trimmed on open), never miss an epoch the log holds.
+            self.leader_epochs.assign(leader_epoch, first_offset)
         assigned: list[BatchHeader] = []
         for header in headers:
             offset = assigned[-1].next_offset if assigned else first_offset
             patch_base_offset(records, header, offset)
             header = attrs.evolve(header, base_offset=offset)
+            if leader_epoch is not None:
+                patch_partition_leader_epoch(records, header, leader_epoch)
+                header = attrs.evolve(header, partition_leader_epoch=leader_epoch)
             if log_append_time != NO_TIMESTAMP:
                 header = set_log_append_time(records, header, log_append_time)
             assigned.append(header)
@@ -190,14 +213,17 @@ class PartitionLog:
         )
 
     def append_as_follower(
-        self, records: bytes | bytearray, headers: list[BatchHeader], now_ms: int
+        self, records: bytes | bytearray | memoryview, headers: list[BatchHeader], now_ms: int
     ) -> AppendResult:
         """Append batches that already carry their offsets (a follower copying its leader).
 
         Like Kafka's appendAsFollower the first offset may be above the log end offset (the
-        leader's cleaner may have removed offsets) but never below it.
+        leader's cleaner may have removed offsets) but never below it. Batch sizes are not
+        checked against max.message.bytes (the leader accepted them, perhaps under an older
+        setting: Kafka's ignoreRecordSize for replication), and a fetched chunk larger than a
+        segment is written a segment's worth at a time. The epochs the leader stamped go into
+        the leader epoch cache.
         """
-        self._check_sizes(records, headers)
         next_offset = self.log_end_offset
         for header in headers:
             if header.base_offset < next_offset or header.last_offset_delta < 0:
@@ -205,7 +231,18 @@ class PartitionLog:
                     f"batch at offset {header.base_offset} would go below offset {next_offset}"
                 )
             next_offset = header.next_offset
-        self._write(records, headers, now_ms)
+        for header in headers:
+            self.leader_epochs.assign(header.partition_leader_epoch, header.base_offset)
+        view = memoryview(records)
+        group: list[BatchHeader] = []
+        group_start = headers[0].position
+        for header in headers:
+            if group and header.position + header.size - group_start > self.config.segment_bytes:
+                self._write(view[group_start : header.position], group, now_ms)
+                group, group_start = [], header.position
+            group.append(attrs.evolve(header, position=header.position - group_start))
+        end = headers[-1].position + headers[-1].size
+        self._write(view[group_start:end], group, now_ms)
         self._update_producer_state(headers)
         return AppendResult(
             headers[0].base_offset, headers[-1].last_offset, NO_TIMESTAMP, self.log_start_offset
@@ -225,7 +262,7 @@ class PartitionLog:
                 )
 
     def _write(
-        self, records: bytes | bytearray, headers: Sequence[BatchHeader], now_ms: int
+        self, records: bytes | bytearray | memoryview, headers: Sequence[BatchHeader], now_ms: int
     ) -> None:
         active = self._roll_if_due(
             len(records),
@@ -341,6 +378,7 @@ class PartitionLog:
             ):
                 wholly_below += 1
             self._delete_oldest(wholly_below)
+            self.leader_epochs.truncate_from_start(self.log_start_offset)
         return self.log_start_offset
 
     def apply_retention(self, now_ms: int, high_watermark: int | None = None) -> int:
@@ -369,6 +407,7 @@ class PartitionLog:
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
         if count:
             self._prune_snapshots()
+            self.leader_epochs.truncate_from_start(self.log_start_offset)
 
     def dirty_ratio(self) -> float:
         """Kafka's cleanable ratio: the share of the non-active segments' bytes written since
@@ -432,6 +471,23 @@ class PartitionLog:
         self._first_dirty_offset = min(self._first_dirty_offset, self.log_end_offset)
         # Kafka's truncateAndReload: snapshots past the new end describe batches that are gone.
         self._load_producer_state(None)
+        self.leader_epochs.truncate_from_end(self.log_end_offset)
+
+    def truncate_fully_and_start_at(self, offset: int, now_ms: int) -> None:
+        """Drop every segment and restart the log empty at ``offset`` (Kafka's
+        truncateFullyAndStartAt): a follower whose log ends below its leader's log start offset
+        cannot fetch the missing offsets, so it starts over where the leader's log starts."""
+        for segment in self._segments:
+            segment.delete()
+        self._segments = [LogSegment.create(self.directory, offset, now_ms)]
+        self.log_start_offset = offset
+        write_offset(self.directory / LOG_START_CHECKPOINT, offset)
+        self._set_recovery_point(offset)
+        self._first_dirty_offset = offset
+        for snapshot in snapshot_offsets(self.directory):
+            delete_snapshot(self.directory, snapshot)
+        self.producer_state.restore([])
+        self.leader_epochs.clear()
 
     # --- durability ----------------------------------------------------------------------------
 
@@ -520,6 +576,23 @@ class PartitionLog:
                 self.producer_state.update(header)
         if now_ms is not None:
             self.producer_state.remove_expired(now_ms)
+
+    def _load_leader_epochs(self) -> LeaderEpochCache:
+        """The epoch cache from ``leader-epoch-checkpoint``, or rebuilt from the batch headers
+        when the file is missing or unreadable; trimmed to the log's offsets either way."""
+        path = self.directory / LEADER_EPOCH_CHECKPOINT
+        cache = LeaderEpochCache.load(path)
+        if cache is None:
+            rebuilt = LeaderEpochCache(None)
+            for segment in self._segments:
+                for header in segment.headers_from(segment.base_offset):
+                    rebuilt.assign(header.partition_leader_epoch, header.base_offset)
+            cache = LeaderEpochCache(path, rebuilt.entries())
+            if rebuilt.entries():
+                cache.persist()
+        cache.truncate_from_end(self.log_end_offset)
+        cache.truncate_from_start(self.log_start_offset)
+        return cache
 
     def _snapshot_producer_state(self) -> None:
         write_snapshot(self.directory, self.log_end_offset, list(self.producer_state.entries()))

@@ -3,13 +3,13 @@
 - :mod:`.state`: what each partition remembers about each producer (epoch, last five batches)
   and the checks a produced batch must pass; sans-IO, time passed in.
 - :mod:`.snapshot`: the byte format of a producer-state snapshot (the log layer owns the files).
-- :mod:`.id_allocator`: InitProducerId's producer ids, reserved in persisted blocks so that an
-  id is never handed out twice, not even across restarts.
+- :mod:`.id_allocator`: InitProducerId's producer ids, in blocks the controller hands out (and
+  records in the metadata log) so that an id is never handed out twice, not even across restarts.
 
 Transactions (transactional ids, markers, the last stable offset) are not implemented yet.
 """
 
-from reference_broker.producers.id_allocator import ProducerIdAllocator
+from reference_broker.producers.id_allocator import ProducerIdBlocks
 from reference_broker.producers.state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     BatchMetadata,
@@ -31,7 +31,7 @@ __all__ = [
     "InvalidTxnStateError",
     "OutOfOrderSequenceError",
     "ProducerEntry",
-    "ProducerIdAllocator",
+    "ProducerIdBlocks",
     "ProducerStateError",
     "ProducerStateManager",
     "UnknownProducerIdError",

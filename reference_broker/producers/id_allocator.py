@@ -1,81 +1,59 @@
-"""Producer ids for InitProducerId, never handed out twice (KIP-98).
+"""Producer ids for InitProducerId, never handed out twice (KIP-98, KIP-730).
 
-Kafka's ProducerIdManager takes ids in blocks of 1000 from the controller, which persists the
-end of the last block it gave out (in ZooKeeper, later in the KRaft metadata log); a broker that
-restarts asks for a fresh block and the unused rest of its old block is skipped. Here the node
-is its own controller: the end of the reserved block is persisted in
-``<log.dirs>/__kconform_producer_ids`` before any id of the block is returned, so even a crash
-right after an InitProducerId answer cannot lead to the same id being given out again.
+As in KRaft, the controller owns the producer id space: it hands a broker a *block* of ids
+(AllocateProducerIds) and records the end of the block in the metadata log
+(``ProducerIdsRecord``) before answering, so no block is ever given out twice, not even across
+crashes of the controller or the broker. A broker that restarts asks for a fresh block and the
+unused rest of its old one is skipped, as Kafka's ProducerIdManager does.
 
-The block logic is a plain class (:class:`ProducerIdAllocator`) around a ``reserve`` callback;
-:meth:`ProducerIdAllocator.in_directory` binds it to that file.
+:class:`ProducerIdBlocks` is the broker's side: the ids left in the current block, and the
+callers waiting for the next block when it has run out.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 BLOCK_SIZE = 1000  # Kafka's ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE
-FILE_NAME = "__kconform_producer_ids"
-_VERSION = "0"
+
+IdCallback = Callable[[int | None], None]
 
 
-class ProducerIdAllocator:
-    """Hands out increasing producer ids, reserving (persisting) a block before using it."""
+class ProducerIdBlocks:
+    """Hands out the ids of the blocks it is given, in order; each id once."""
 
-    def __init__(
-        self,
-        first_unreserved: int,
-        reserve: Callable[[int], None],
-        block_size: int = BLOCK_SIZE,
-    ) -> None:
-        """``first_unreserved``: the first id no earlier run may have used; ``reserve(end)``
-        must durably record that ids below ``end`` are taken before it returns."""
-        self._next = first_unreserved
-        self._block_end = first_unreserved
-        self._reserve = reserve
-        self._block_size = block_size
+    def __init__(self) -> None:
+        self._next = 0
+        self._end = 0
+        self.waiting: list[IdCallback] = []
+        self.requesting = False  # a block has been asked for and not yet received
 
-    def allocate(self) -> int:
-        if self._next >= self._block_end:
-            end = self._next + self._block_size
-            self._reserve(end)
-            self._block_end = end
+    @property
+    def remaining(self) -> int:
+        return self._end - self._next
+
+    def allocate(self) -> int | None:
+        """The next id, or None when the current block is used up."""
+        if self._next >= self._end:
+            return None
         producer_id = self._next
         self._next += 1
         return producer_id
 
-    @classmethod
-    def in_directory(cls, directory: Path, block_size: int = BLOCK_SIZE) -> ProducerIdAllocator:
-        """An allocator whose reservations live in ``directory/__kconform_producer_ids``."""
-        path = directory / FILE_NAME
-        return cls(read_reserved(path), lambda end: write_reserved(path, end), block_size)
+    def add_block(self, start: int, length: int) -> None:
+        """Switch to a new block (the rest of the old one is never used)."""
+        if start < self._end:
+            raise ValueError(f"producer id block {start}+{length} overlaps ids already used")
+        self._next = start
+        self._end = start + length
+        self.requesting = False
+        waiting, self.waiting = self.waiting, []
+        for callback in waiting:
+            callback(self.allocate())
 
-
-def read_reserved(path: Path) -> int:
-    """The end of the last reserved block (0 when none was ever reserved)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return 0
-    lines = text.split("\n")
-    if len(lines) < 2 or lines[0] != _VERSION or not lines[1].isdigit():
-        raise ValueError(f"malformed producer id file {path}: {text[:80]!r}")
-    return int(lines[1])
-
-
-def write_reserved(path: Path, end: int) -> None:
-    """Replace the file atomically and durably (temporary file, fsync, rename, fsync dir)."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as file:
-        file.write(f"{_VERSION}\n{end}\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    def fail_waiting(self) -> None:
+        """The block request failed: tell every waiting caller (None)."""
+        self.requesting = False
+        waiting, self.waiting = self.waiting, []
+        for callback in waiting:
+            callback(None)

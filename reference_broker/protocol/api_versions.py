@@ -30,6 +30,7 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     20: (1, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
     22: (0, 5),  # InitProducerId: idempotent producers; 6 adds two-phase commit (KIP-939)
+    23: (2, 4),  # OffsetForLeaderEpoch (followers after a leader change; consumers, KIP-320)
     32: (1, 4),  # DescribeConfigs
     37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups
@@ -38,3 +39,21 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
 }
 
 API_VERSIONS_KEY: Final = 18
+
+# The APIs a controller (process.roles=controller) serves on its controller listener, and the
+# versions brokers send them at (the highest here: both ends are ours). Fetch reads the metadata
+# log, topic __cluster_metadata, by name (v4-v12).
+CONTROLLER_API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
+    1: (4, 12),  # Fetch of __cluster_metadata (brokers long-poll it)
+    18: (0, 4),  # ApiVersions
+    19: (2, 7),  # CreateTopics (forwarded by brokers)
+    20: (1, 6),  # DeleteTopics (forwarded)
+    32: (1, 4),  # DescribeConfigs (topics)
+    37: (0, 3),  # CreatePartitions (forwarded)
+    44: (0, 1),  # IncrementalAlterConfigs (forwarded)
+    56: (2, 3),  # AlterPartition (KIP-497): ISR changes from partition leaders
+    62: (0, 4),  # BrokerRegistration (KIP-631)
+    63: (0, 1),  # BrokerHeartbeat (KIP-631)
+    64: (0, 0),  # UnregisterBroker: answered UNSUPPORTED_VERSION (no decommissioning)
+    67: (0, 0),  # AllocateProducerIds (KIP-730)
+}

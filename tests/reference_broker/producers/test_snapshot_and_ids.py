@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_broker.producers.id_allocator import FILE_NAME, ProducerIdAllocator
+from reference_broker.producers.id_allocator import ProducerIdBlocks
 from reference_broker.producers.snapshot import SnapshotError, decode, encode
 from reference_broker.producers.state import BatchMetadata, ProducerEntry
 
@@ -43,25 +41,20 @@ def test_a_damaged_snapshot_is_refused(state: list[ProducerEntry], data: st.Data
         decode(bytes(raw))
 
 
-def test_ids_increase_and_a_block_is_reserved_before_it_is_used() -> None:
-    """The allocator persists the end of a block before handing out its first id."""
-    reserved: list[int] = []
-    allocator = ProducerIdAllocator(0, reserved.append, block_size=3)
-    ids = []
-    for _ in range(4):
-        ids.append(allocator.allocate())
-        assert reserved[-1] > ids[-1]
-    assert ids == [0, 1, 2, 3]
-    assert reserved == [3, 6]
-
-
-def test_ids_are_never_reused_across_restarts(tmp_path: Path) -> None:
-    """A restarted allocator starts after the last reserved block, even if it was not used up."""
-    first = ProducerIdAllocator.in_directory(tmp_path, block_size=10)
-    used = [first.allocate() for _ in range(3)]
-    assert (tmp_path / FILE_NAME).exists()
-    second = ProducerIdAllocator.in_directory(tmp_path, block_size=10)
-    assert second.allocate() == 10
-    third = ProducerIdAllocator.in_directory(tmp_path, block_size=10)
-    assert third.allocate() == 20
-    assert used == [0, 1, 2]
+def test_ids_come_from_the_current_block_and_waiters_get_the_next_one() -> None:
+    """Ids are handed out in block order; callers waiting for a block get its first ids, and
+    the unused rest of an old block is skipped."""
+    blocks = ProducerIdBlocks()
+    assert blocks.allocate() is None
+    got: list[int | None] = []
+    blocks.waiting += [got.append, got.append]
+    blocks.add_block(0, 3)
+    assert got == [0, 1]
+    assert blocks.allocate() == 2 and blocks.allocate() is None
+    blocks.add_block(10, 2)
+    assert [blocks.allocate(), blocks.allocate(), blocks.allocate()] == [10, 11, None]
+    with pytest.raises(ValueError):
+        blocks.add_block(5, 2)  # a block below ids already used would repeat them
+    blocks.waiting.append(got.append)
+    blocks.fail_waiting()
+    assert got == [0, 1, None]

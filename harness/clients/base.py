@@ -1,0 +1,376 @@
+"""One small producer/consumer interface over every Kafka client library, recording histories.
+
+Users validate a broker with the client library they ship, so the workloads run over
+confluent-kafka, kafka-python or aiokafka through this interface (``--client``). Each backend
+implements a few primitive methods (``_send``, ``_poll``, ...); the base classes here turn
+every operation into history events (docs/history-format.md): ``send`` is invoked when the
+application hands the record over and completed from the library's delivery report, classified
+with `specs.produce.classify` (a timeout is ``info``, never ``fail``); polls record exactly the
+records returned; subscriptions record the rebalances the library reports.
+
+Values are unique within a run (``<process>-<counter>``, DESIGN principle 10): use
+:meth:`Producer.next_value`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+from kio.schema.errors import ErrorCode
+
+from harness.history.write import Recorder
+from specs.produce import Acks, Outcome, ProducerConfig, classify
+
+TP = tuple[str, int]
+
+
+class ClientUnavailable(RuntimeError):
+    """The client library is not installed (the message says how to install it)."""
+
+
+class ClientError(RuntimeError):
+    """A client operation failed; ``error`` is Kafka's error name (or TIMEOUT, DISCONNECTED)."""
+
+    def __init__(self, error: str, message: str = "") -> None:
+        super().__init__(f"{error}: {message}" if message else error)
+        self.error = error
+
+
+def kafka_error_name(code: int) -> str:
+    """Kafka's upper-case error name for a protocol error code."""
+    try:
+        return ErrorCode(code).name.upper()
+    except ValueError:
+        return f"ERROR_{code}"
+
+
+def text(data: bytes | None) -> str | None:
+    """A key or value as the history records it (``hex:...`` for bytes that are not UTF-8)."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "hex:" + data.hex()
+
+
+@attrs.frozen
+class ProducerSettings:
+    """The producer settings every backend maps to its own configuration keys."""
+
+    acks: str = "all"  # "0", "1" or "all"
+    idempotence: bool = True
+    linger_ms: int = 5
+    delivery_timeout_ms: int = 30_000
+    client_id: str = "kconform"
+
+    def spec(self) -> ProducerConfig:
+        """The settings as `specs.produce` sees them (for classifying outcomes)."""
+        return ProducerConfig(acks=Acks(self.acks), enable_idempotence=self.idempotence,
+                              max_in_flight=5)
+
+
+@attrs.frozen
+class ConsumerSettings:
+    auto_offset_reset: str = "earliest"
+    client_id: str = "kconform"
+    session_timeout_ms: int = 10_000
+    max_poll_records: int = 500
+
+
+@attrs.frozen
+class Delivery:
+    """How one send ended."""
+
+    outcome: Outcome
+    topic: str
+    partition: int | None
+    offset: int | None
+    error: str | None
+
+
+class SendHandle:
+    """The completion of one send: wait for it with :meth:`result`."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._delivery: Delivery | None = None
+
+    def _set(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+        self._event.set()
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def result(self, timeout_s: float | None = None) -> Delivery:
+        if not self._event.wait(timeout_s):
+            raise TimeoutError("the send has not completed")
+        assert self._delivery is not None
+        return self._delivery
+
+
+@attrs.frozen
+class ConsumedRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+DeliveryCallback = Callable[[str | None, int | None, int | None], None]
+"""(error name or None, partition, offset) from the library's delivery report."""
+
+
+class Producer:
+    """A producer over one client library, recording every send into ``history``."""
+
+    client: ClassVar[str] = "?"
+
+    def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
+                 history: Recorder | None = None, process: str = "p0") -> None:
+        self.bootstrap = bootstrap
+        self.settings = settings or ProducerSettings()
+        self.history = history
+        self.process = process
+        self._counter = itertools.count()
+        self._spec = self.settings.spec()
+
+    def next_value(self) -> str:
+        """A value no other write of the run has: ``<process>-<n>``."""
+        return f"{self.process}-{next(self._counter)}"
+
+    def send(self, topic: str, key: str | None, value: str, partition: int | None = None) -> SendHandle:
+        """Hand one record to the library; the handle completes with its delivery report."""
+        handle = SendHandle()
+        invoke = None
+        if self.history is not None:
+            invoke = self.history.invoke(self.process, "send", topic=topic, partition=partition,
+                                         key=key, value=value)
+
+        def done(error: str | None, got_partition: int | None, offset: int | None) -> None:
+            outcome = classify(error, self._spec)
+            if outcome is Outcome.SUCCESS and (offset is None or offset < 0 or got_partition is None):
+                outcome, error = Outcome.INDETERMINATE, error or "NO_OFFSET"
+            if outcome is Outcome.INDETERMINATE and error is None:
+                error = "NO_ACK"  # acks=0: the broker says nothing
+            self._record(invoke, outcome, topic, got_partition, offset, error)
+            handle._set(Delivery(outcome, topic, got_partition, offset, error))
+
+        try:
+            self._send(topic, key.encode() if key is not None else None, value.encode(), partition, done)
+        except ClientError as exc:
+            # Raised before the record was handed to the library: it was certainly not sent.
+            self._record(invoke, Outcome.FAILURE, topic, partition, None, exc.error)
+            handle._set(Delivery(Outcome.FAILURE, topic, partition, None, exc.error))
+        return handle
+
+    def _record(self, invoke: int | None, outcome: Outcome, topic: str, partition: int | None,
+                offset: int | None, error: str | None) -> None:
+        if self.history is None or invoke is None:
+            return
+        if outcome is Outcome.SUCCESS:
+            self.history.ok(invoke, topic=topic, partition=partition, offset=offset)
+        elif outcome is Outcome.FAILURE:
+            self.history.fail(invoke, error or "UNKNOWN")
+        else:
+            self.history.info(invoke, error or "UNKNOWN")
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Wait until every send has a delivery report; how many are still pending."""
+        return self._flush(timeout_s)
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- backend -------------------------------------------------------------------------------
+
+    def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
+              done: DeliveryCallback) -> None:
+        raise NotImplementedError
+
+    def _flush(self, timeout_s: float) -> int:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
+class Consumer:
+    """A consumer over one client library, recording polls, position changes and commits."""
+
+    client: ClassVar[str] = "?"
+
+    def __init__(self, bootstrap: str, group: str | None = None, settings: ConsumerSettings | None = None,
+                 history: Recorder | None = None, process: str = "c0") -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.settings = settings or ConsumerSettings()
+        self.history = history
+        self.process = process
+        self.next_offsets: dict[TP, int] = {}  # one past the last offset returned, per partition
+        self.assignment: frozenset[TP] = frozenset()
+
+    # --- recorded operations -------------------------------------------------------------------
+
+    def assign(self, partitions: Sequence[TP], offsets: Mapping[TP, int] | None = None) -> None:
+        """Read these partitions (no group membership), from ``offsets`` or the reset policy."""
+        self._op("assign", {"partitions": [list(tp) for tp in partitions]},
+                 lambda: self._assign(list(partitions), dict(offsets or {})))
+        self.assignment = frozenset(partitions)
+        for tp, offset in (offsets or {}).items():
+            self.next_offsets[tp] = offset
+
+    def subscribe(self, topics: Sequence[str]) -> None:
+        """Join ``self.group`` for ``topics``; rebalances are recorded as they are reported."""
+        if self.group is None:
+            raise ValueError("subscribe needs a consumer group")
+        self._op("subscribe", {"group": self.group, "topics": list(topics),
+                               "auto_offset_reset": self.settings.auto_offset_reset},
+                 lambda: self._subscribe(list(topics)))
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        self._op("seek", {"topic": topic, "partition": partition, "offset": offset},
+                 lambda: self._seek(topic, partition, offset))
+        self.next_offsets[(topic, partition)] = offset
+
+    def poll(self, timeout_s: float = 1.0) -> list[ConsumedRecord]:
+        invoke = self.history.invoke(self.process, "poll") if self.history is not None else None
+        try:
+            records = self._poll(timeout_s)
+        except ClientError as exc:
+            if self.history is not None and invoke is not None:
+                self.history.fail(invoke, exc.error)
+            raise
+        except BaseException:
+            if self.history is not None and invoke is not None:
+                self.history.info(invoke, "EXCEPTION")
+            raise
+        if self.history is not None and invoke is not None:
+            self.history.ok(invoke, records=[[r.topic, r.partition, r.offset, text(r.key), text(r.value)]
+                                             for r in records])
+        for r in records:
+            self.next_offsets[(r.topic, r.partition)] = r.offset + 1
+        return records
+
+    def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Commit these next-offsets-to-read for ``self.group`` (synchronously)."""
+        if self.group is None:
+            raise ValueError("commit needs a consumer group")
+        self._op("commit", {"group": self.group, "offsets": [[t, p, o] for (t, p), o in offsets.items()]},
+                 lambda: self._commit(dict(offsets)), indeterminate=True)
+
+    def committed(self, partitions: Sequence[TP]) -> dict[TP, int]:
+        """The group's committed offsets (-1 where none)."""
+        if self.group is None:
+            raise ValueError("committed needs a consumer group")
+        invoke = None
+        if self.history is not None:
+            invoke = self.history.invoke(self.process, "committed", group=self.group,
+                                         partitions=[list(tp) for tp in partitions])
+        try:
+            result = self._committed(list(partitions))
+        except ClientError as exc:
+            if self.history is not None and invoke is not None:
+                self.history.fail(invoke, exc.error)
+            raise
+        if self.history is not None and invoke is not None:
+            self.history.ok(invoke, offsets=[[t, p, o] for (t, p), o in result.items()])
+        return result
+
+    def drain(self, ends: Mapping[TP, int], timeout_s: float = 30.0) -> bool:
+        """Poll until every partition in ``ends`` was read up to its end offset; recorded as a
+        ``drain`` (``ok`` when complete, ``info`` when the time ran out)."""
+        invoke = None
+        if self.history is not None:
+            invoke = self.history.invoke(self.process, "drain",
+                                         partitions=[list(tp) for tp in ends])
+        deadline = time.monotonic() + timeout_s
+        complete = False
+        while True:
+            if all(self.next_offsets.get(tp, 0) >= end for tp, end in ends.items()):
+                complete = True
+                break
+            if time.monotonic() > deadline:
+                break
+            try:
+                self.poll(0.5)
+            except ClientError:
+                time.sleep(0.1)
+        if self.history is not None and invoke is not None:
+            if complete:
+                self.history.ok(invoke)
+            else:
+                self.history.info(invoke, "TIMEOUT")
+        return complete
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _op(self, f: str, value: dict[str, Any], action: Callable[[], None], indeterminate: bool = False) -> None:
+        invoke = self.history.invoke(self.process, f, value) if self.history is not None else None
+        try:
+            action()
+        except ClientError as exc:
+            if self.history is not None and invoke is not None:
+                if indeterminate and exc.error in ("TIMEOUT", "DISCONNECTED", "REQUEST_TIMED_OUT"):
+                    self.history.info(invoke, exc.error)
+                else:
+                    self.history.fail(invoke, exc.error)
+            raise
+        if self.history is not None and invoke is not None:
+            self.history.ok(invoke)
+
+    def _rebalanced(self, partitions: Sequence[TP], generation: int | None = None,
+                    member: str | None = None) -> None:
+        """Backends call this from the library's on-assign callback (the full assignment)."""
+        self.assignment = frozenset(partitions)
+        for tp in list(self.next_offsets):
+            if tp not in self.assignment:
+                del self.next_offsets[tp]
+        if self.history is not None and self.group is not None:
+            self.history.observe(self.process, "rebalance", group=self.group,
+                                 partitions=[list(tp) for tp in sorted(partitions)],
+                                 generation=generation, member=member)
+
+    # --- backend -------------------------------------------------------------------------------
+
+    def _assign(self, partitions: list[TP], offsets: dict[TP, int]) -> None:
+        raise NotImplementedError
+
+    def _subscribe(self, topics: list[str]) -> None:
+        raise NotImplementedError
+
+    def _seek(self, topic: str, partition: int, offset: int) -> None:
+        raise NotImplementedError
+
+    def _poll(self, timeout_s: float) -> list[ConsumedRecord]:
+        raise NotImplementedError
+
+    def _commit(self, offsets: dict[TP, int]) -> None:
+        raise NotImplementedError
+
+    def _committed(self, partitions: list[TP]) -> dict[TP, int]:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError

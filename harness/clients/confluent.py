@@ -1,0 +1,163 @@
+"""The interface over confluent-kafka (librdkafka)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.clients.base import (
+    TP,
+    ClientError,
+    ClientUnavailable,
+    ConsumedRecord,
+    Consumer,
+    ConsumerSettings,
+    DeliveryCallback,
+    Producer,
+    ProducerSettings,
+    kafka_error_name,
+)
+from harness.history.write import Recorder
+
+try:
+    import confluent_kafka as ck
+except ImportError:  # pragma: no cover - depends on the environment
+    ck = None  # type: ignore[assignment]
+
+# librdkafka's local (negative) error codes, as the history names them.
+_LOCAL = {
+    "_MSG_TIMED_OUT": "TIMEOUT",
+    "_TIMED_OUT": "TIMEOUT",
+    "_TIMED_OUT_QUEUE": "TIMEOUT",
+    "_TRANSPORT": "DISCONNECTED",
+    "_ALL_BROKERS_DOWN": "DISCONNECTED",
+    "_UNKNOWN_TOPIC": "UNKNOWN_TOPIC_OR_PARTITION",
+    "_UNKNOWN_PARTITION": "UNKNOWN_TOPIC_OR_PARTITION",
+    "_MSG_SIZE_TOO_LARGE": "MESSAGE_TOO_LARGE",
+}
+
+
+def _require() -> Any:
+    if ck is None:
+        raise ClientUnavailable("confluent-kafka is not installed: pip install 'kconform[clients]'")
+    return ck
+
+
+def error_of(err: Any) -> str:
+    """The history's error name for a confluent_kafka.KafkaError."""
+    code = int(err.code())
+    if code > 0:
+        return kafka_error_name(code)
+    name = str(err.name())
+    return _LOCAL.get(name, name.lstrip("_"))
+
+
+class ConfluentProducer(Producer):
+    client = "confluent-kafka"
+
+    def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
+                 history: Recorder | None = None, process: str = "p0") -> None:
+        super().__init__(bootstrap, settings, history, process)
+        lib = _require()
+        s = self.settings
+        self._p = lib.Producer({
+            "bootstrap.servers": bootstrap, "client.id": s.client_id, "acks": s.acks,
+            "enable.idempotence": s.idempotence, "linger.ms": s.linger_ms,
+            "message.timeout.ms": s.delivery_timeout_ms,
+        })
+
+    def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
+              done: DeliveryCallback) -> None:
+        def report(err: Any, msg: Any) -> None:
+            if err is not None:
+                done(error_of(err), msg.partition() if msg.partition() >= 0 else None, None)
+            else:
+                done(None, msg.partition(), msg.offset())
+
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": report}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._p.produce(topic, **kwargs)
+                break
+            except BufferError:
+                self._p.poll(0.1)  # the local queue is full: serve delivery reports, then retry
+            except ck.KafkaException as exc:
+                raise ClientError(error_of(exc.args[0]), str(exc)) from exc
+        self._p.poll(0)
+
+    def _flush(self, timeout_s: float) -> int:
+        return int(self._p.flush(timeout_s))
+
+    def _close(self) -> None:
+        self._p.flush(0)
+        if hasattr(self._p, "close"):
+            self._p.close()
+
+
+class ConfluentConsumer(Consumer):
+    client = "confluent-kafka"
+
+    def __init__(self, bootstrap: str, group: str | None = None, settings: ConsumerSettings | None = None,
+                 history: Recorder | None = None, process: str = "c0") -> None:
+        super().__init__(bootstrap, group, settings, history, process)
+        lib = _require()
+        s = self.settings
+        self._c = lib.Consumer({
+            "bootstrap.servers": bootstrap, "client.id": s.client_id,
+            # librdkafka needs a group id even for assign(); nothing is committed without a call.
+            "group.id": group or f"kconform-nogroup-{process}", "enable.auto.commit": False,
+            "auto.offset.reset": s.auto_offset_reset, "enable.partition.eof": False,
+            "session.timeout.ms": s.session_timeout_ms,
+        })
+
+    def _assign(self, partitions: list[TP], offsets: dict[TP, int]) -> None:
+        beginning = ck.OFFSET_BEGINNING if self.settings.auto_offset_reset == "earliest" else ck.OFFSET_END
+        self._c.assign([ck.TopicPartition(t, p, offsets.get((t, p), beginning))
+                        for t, p in partitions])
+
+    def _subscribe(self, topics: list[str]) -> None:
+        def on_assign(consumer: Any, partitions: list[Any]) -> None:
+            member = consumer.memberid() if hasattr(consumer, "memberid") else None
+            self._rebalanced([(tp.topic, tp.partition) for tp in partitions], None, member)
+
+        def on_revoke(_consumer: Any, _partitions: list[Any]) -> None:
+            pass
+
+        self._c.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
+
+    def _seek(self, topic: str, partition: int, offset: int) -> None:
+        try:
+            self._c.seek(ck.TopicPartition(topic, partition, offset))
+        except ck.KafkaException as exc:
+            raise ClientError(error_of(exc.args[0]), str(exc)) from exc
+
+    def _poll(self, timeout_s: float) -> list[ConsumedRecord]:
+        messages = self._c.consume(self.settings.max_poll_records, timeout_s)
+        out: list[ConsumedRecord] = []
+        errors: list[str] = []
+        for m in messages:
+            if m.error() is not None:
+                errors.append(error_of(m.error()))
+                continue
+            out.append(ConsumedRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+        if errors and not out:
+            raise ClientError(errors[0])
+        return out
+
+    def _commit(self, offsets: dict[TP, int]) -> None:
+        try:
+            self._c.commit(offsets=[ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                           asynchronous=False)
+        except ck.KafkaException as exc:
+            raise ClientError(error_of(exc.args[0]), str(exc)) from exc
+
+    def _committed(self, partitions: list[TP]) -> dict[TP, int]:
+        try:
+            got = self._c.committed([ck.TopicPartition(t, p) for t, p in partitions], timeout=10)
+        except ck.KafkaException as exc:
+            raise ClientError(error_of(exc.args[0]), str(exc)) from exc
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else -1) for tp in got}
+
+    def _close(self) -> None:
+        self._c.close()

@@ -1,0 +1,541 @@
+"""A blocking Kafka wire session for checks and state machines: one request, its raw answer.
+
+Conformance checks and Hypothesis state machines ask a broker one precise question at a time
+and compare the exact answer (error code, offsets, batches) with the spec. They are plain
+synchronous code, so this module wraps the asyncio :class:`~harness.wire.WireClient` in a
+private event loop: every call finishes its I/O before it returns (DESIGN principle 11), and
+nothing runs in the background between calls.
+
+Versions are negotiated once with ApiVersions: each API is spoken at the highest version both
+the broker and this session know (`VERSION_CAPS` keeps requests in the shapes written here,
+addressing topics by name). Requests go to the partition leader or group coordinator named by
+Metadata and FindCoordinator, so the same code works on one broker or a cluster.
+
+Errors come back as Kafka's upper-case names (``"OFFSET_OUT_OF_RANGE"``, ``"NONE"``), the names
+the history format and `specs` use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import attrs
+from kio.schema.errors import ErrorCode
+
+from harness.wire import WireClient, WireError, build, decode_response, encode_request, request_class
+from reference_broker.records import BatchHeader, Record, build_batch, iter_records, scan_valid_prefix
+
+T = TypeVar("T")
+
+PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
+OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
+JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
+API_VERSIONS, CREATE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 18, 19, 21, 22
+
+API_NAMES: Mapping[int, str] = {
+    PRODUCE: "Produce", FETCH: "Fetch", LIST_OFFSETS: "ListOffsets", METADATA: "Metadata",
+    OFFSET_COMMIT: "OffsetCommit", OFFSET_FETCH: "OffsetFetch", FIND_COORDINATOR: "FindCoordinator",
+    JOIN_GROUP: "JoinGroup", HEARTBEAT: "Heartbeat", LEAVE_GROUP: "LeaveGroup", SYNC_GROUP: "SyncGroup",
+    API_VERSIONS: "ApiVersions", CREATE_TOPICS: "CreateTopics", DELETE_RECORDS: "DeleteRecords",
+    INIT_PRODUCER_ID: "InitProducerId",
+}
+
+# The highest version of each API whose request shape this module writes. Produce 13, Fetch 13,
+# OffsetCommit 10 and OffsetFetch 10 address topics by id; OffsetFetch 8 and FindCoordinator 4
+# batch groups; OffsetCommit 9 and Metadata 13 change semantics we do not model here.
+VERSION_CAPS: Mapping[int, int] = {
+    PRODUCE: 12, FETCH: 12, LIST_OFFSETS: 9, METADATA: 12, OFFSET_COMMIT: 8, OFFSET_FETCH: 7,
+    FIND_COORDINATOR: 3, JOIN_GROUP: 7, HEARTBEAT: 4, LEAVE_GROUP: 4, SYNC_GROUP: 5,
+    API_VERSIONS: 3, CREATE_TOPICS: 7, DELETE_RECORDS: 2, INIT_PRODUCER_ID: 4,
+}
+
+# ListOffsets' symbolic timestamps (Kafka protocol guide; KIP-734 for MAX_TIMESTAMP).
+LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+
+
+class UnsupportedApi(Exception):
+    """The broker does not offer an API (or a version) a check needs."""
+
+
+class SessionError(Exception):
+    """The broker did not answer as the protocol requires (closed, wrong shape, no leader)."""
+
+
+def error_name(code: Any) -> str:
+    """Kafka's upper-case name of an error code (``"NONE"`` for success)."""
+    try:
+        return ErrorCode(int(code)).name.upper()
+    except ValueError:
+        return f"UNKNOWN_ERROR_CODE_{int(code)}"
+
+
+@attrs.frozen
+class FetchedRecord:
+    """One record of a Fetch response, with the batch it came in."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    batch_base: int
+    batch_last: int
+
+
+@attrs.frozen
+class FetchResult:
+    """One partition of a Fetch response, batches decoded."""
+
+    error: str
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    records: tuple[FetchedRecord, ...]
+    batches: tuple[BatchHeader, ...]
+    raw_size: int
+    torn_tail: bool  # bytes after the last whole batch (a partial batch, KIP-74 allows it)
+
+    def from_offset(self, offset: int) -> tuple[FetchedRecord, ...]:
+        """The records at or after ``offset`` (what a client hands to the application)."""
+        return tuple(r for r in self.records if r.offset >= offset)
+
+
+@attrs.frozen
+class ProduceResult:
+    error: str
+    base_offset: int
+    log_start_offset: int
+    error_message: str | None = None
+
+
+@attrs.frozen
+class ListOffsetsResult:
+    error: str
+    offset: int
+    timestamp: int
+
+
+@attrs.frozen
+class JoinResult:
+    error: str
+    generation: int
+    member_id: str
+    leader: str
+    protocol_name: str | None
+    members: tuple[tuple[str, bytes], ...]
+
+
+def decode_batches(data: bytes | None) -> tuple[list[BatchHeader], list[FetchedRecord], bool]:
+    """Split a fetched record set into whole batches and their records; whether a torn
+    partial batch followed them."""
+    if not data:
+        return [], [], False
+    headers, covered = scan_valid_prefix(data)
+    records = [
+        FetchedRecord(r.offset, r.timestamp, r.key, r.value, h.base_offset, h.last_offset)
+        for h in headers if not h.is_control for r in iter_records(data, h)
+    ]
+    return headers, records, covered < len(data)
+
+
+def make_batch(values: Sequence[bytes | None], *, keys: Sequence[bytes | None] | None = None,
+               timestamps: Sequence[int] | None = None, producer_id: int = -1, producer_epoch: int = -1,
+               base_sequence: int = -1) -> bytes:
+    """One uncompressed v2 batch as a producer sends it (base offset 0)."""
+    now = int(time.time() * 1000)
+    keys = keys if keys is not None else [None] * len(values)
+    stamps = timestamps if timestamps is not None else [now] * len(values)
+    return build_batch(
+        [Record(i, stamps[i], keys[i], v) for i, v in enumerate(values)], base_offset=0,
+        producer_id=producer_id, producer_epoch=producer_epoch if producer_id >= 0 else -1,
+        base_sequence=base_sequence if producer_id >= 0 else -1,
+    )
+
+
+class WireSession:
+    """Blocking access to one broker or cluster through its bootstrap address.
+
+    Use as a context manager (or call :meth:`close`): it owns an event loop and one connection
+    per broker it talked to.
+    """
+
+    def __init__(self, bootstrap: str, timeout_s: float = 15.0, client_id: str = "kconform") -> None:
+        self.bootstrap = bootstrap
+        self.timeout_s = timeout_s
+        self.client_id = client_id
+        self._loop = asyncio.new_event_loop()
+        self._conns: dict[str, WireClient] = {}
+        self._nodes: dict[int, str] = {}
+        self._versions: dict[int, tuple[int, int]] | None = None
+        self._coordinators: dict[str, str] = {}
+        self._leaders: dict[tuple[str, int], str] = {}
+        self._closed = False
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the session's loop to completion."""
+        return self._loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for conn in self._conns.values():
+            try:
+                self.run(conn.close())
+            except Exception:  # noqa: BLE001 - closing a dead connection must not mask the real error
+                pass
+        self._conns.clear()
+        self._loop.close()
+
+    def __enter__(self) -> WireSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    async def connect(self, address: str | None = None) -> WireClient:
+        """A new connection of its own (for concurrent requests, e.g. group members)."""
+        return await WireClient.for_bootstrap(address or self.bootstrap, self.timeout_s).connect()
+
+    def _conn(self, address: str) -> WireClient:
+        conn = self._conns.get(address)
+        if conn is None:
+            conn = self.run(self.connect(address))
+            self._conns[address] = conn
+        return conn
+
+    def drop_connection(self, address: str | None = None) -> None:
+        """Forget a connection (after the broker closed it, or to start a fresh one)."""
+        conn = self._conns.pop(address or self.bootstrap, None)
+        if conn is not None:
+            try:
+                self.run(conn.close())
+            except Exception:  # noqa: BLE001
+                pass
+
+    @property
+    def versions(self) -> Mapping[int, tuple[int, int]]:
+        """The broker's ApiVersions answer: api key -> (min, max)."""
+        if self._versions is None:
+            response = self._request(self.bootstrap, build(request_class(API_VERSIONS, 3), {
+                "client_software_name": "kconform", "client_software_version": "1"}))
+            if error_name(response.error_code) != "NONE":
+                raise SessionError(f"ApiVersions v3 failed: {error_name(response.error_code)}")
+            self._versions = {int(k.api_key): (int(k.min_version), int(k.max_version))
+                              for k in response.api_keys}
+        return self._versions
+
+    def supports(self, api_key: int, version: int | None = None) -> bool:
+        have = self.versions.get(api_key)
+        if have is None:
+            return False
+        return version is None or have[0] <= version <= have[1]
+
+    def version(self, api_key: int, at_least: int = 0) -> int:
+        """The version to speak: the highest both sides know, at least ``at_least``."""
+        have = self.versions.get(api_key)
+        name = API_NAMES.get(api_key, str(api_key))
+        if have is None:
+            raise UnsupportedApi(f"the broker does not offer {name} (API key {api_key})")
+        ours = VERSION_CAPS.get(api_key, have[1])
+        version = min(have[1], ours)
+        floor = max(have[0], at_least, request_floor(api_key))
+        if version < floor:
+            raise UnsupportedApi(
+                f"{name}: the broker offers v{have[0]}-v{have[1]}, this check needs v{floor}-v{ours}")
+        return version
+
+    def _request(self, address: str, body: Any, expect_response: bool = True) -> Any:
+        conn = self._conn(address)
+        try:
+            return self.run(asyncio.wait_for(conn.request(body, expect_response), self.timeout_s))
+        except (WireError, OSError, asyncio.TimeoutError) as exc:
+            self.drop_connection(address)
+            raise SessionError(
+                f"{API_NAMES.get(type(body).__api_key__, type(body).__name__)} v{type(body).__version__} "
+                f"to {address}: {type(exc).__name__}: {exc}") from exc
+
+    def call(self, api_key: int, fields: Mapping[str, Any], *, version: int | None = None,
+             address: str | None = None, expect_response: bool = True) -> Any:
+        """Send one request (built from ``fields``) and return the decoded response."""
+        v = self.version(api_key) if version is None else version
+        return self._request(address or self.bootstrap, build(request_class(api_key, v), fields),
+                             expect_response)
+
+    async def acall(self, conn: WireClient, api_key: int, fields: Mapping[str, Any],
+                    version: int | None = None) -> Any:
+        """Async form of :meth:`call` on a connection of the caller's own."""
+        v = self.version(api_key) if version is None else version
+        return await asyncio.wait_for(conn.request(build(request_class(api_key, v), fields)), self.timeout_s)
+
+    def raw(self, frame: bytes, api_key: int, response_version: int, address: str | None = None) -> Any:
+        """Send a hand-made request frame; decode the answer as ``response_version``."""
+        conn = self._conn(address or self.bootstrap)
+
+        async def go() -> Any:
+            await conn.send_raw(frame)
+            payload = await conn.read_frame()
+            return decode_response(api_key, response_version, payload)[1]
+
+        try:
+            return self.run(asyncio.wait_for(go(), self.timeout_s))
+        except (WireError, OSError, asyncio.TimeoutError) as exc:
+            self.drop_connection(address or self.bootstrap)
+            raise SessionError(f"raw request to {address or self.bootstrap}: {exc}") from exc
+
+    # --- cluster view --------------------------------------------------------------------------
+
+    def metadata(self, topics: Iterable[str] | None = None, allow_auto_create: bool = False) -> Any:
+        names = None if topics is None else [{"name": t, "topic_id": None} for t in topics]
+        response = self.call(METADATA, {"topics": names, "allow_auto_topic_creation": allow_auto_create,
+                                        "include_topic_authorized_operations": False})
+        for broker in response.brokers:
+            self._nodes[int(broker.node_id)] = f"{broker.host}:{broker.port}"
+        return response
+
+    def node_address(self, node_id: int) -> str:
+        if node_id not in self._nodes:
+            self.metadata([])
+        try:
+            return self._nodes[node_id]
+        except KeyError:
+            raise SessionError(f"Metadata names no broker with node id {node_id}") from None
+
+    def partitions(self, topic: str) -> int:
+        """How many partitions Metadata reports for ``topic`` (0 when it does not exist)."""
+        response = self.metadata([topic])
+        for t in response.topics:
+            if t.name == topic and error_name(t.error_code) == "NONE":
+                return len(t.partitions)
+        return 0
+
+    def leader(self, topic: str, partition: int, refresh: bool = False) -> str:
+        """The address of the partition's leader (waiting briefly for one to be elected)."""
+        key = (topic, partition)
+        if key in self._leaders and not refresh:
+            return self._leaders[key]
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            response = self.metadata([topic])
+            for t in response.topics:
+                if t.name != topic:
+                    continue
+                for p in t.partitions:
+                    if int(p.partition_index) == partition and int(p.leader_id) >= 0:
+                        self._leaders[key] = self.node_address(int(p.leader_id))
+                        return self._leaders[key]
+            if time.monotonic() > deadline:
+                raise SessionError(f"no leader for {topic}-{partition} within {self.timeout_s}s")
+            time.sleep(0.05)
+
+    def coordinator(self, group: str) -> str:
+        """The address of the group's coordinator."""
+        if group in self._coordinators:
+            return self._coordinators[group]
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            response = self.call(FIND_COORDINATOR, {"key": group, "key_type": 0})
+            error = error_name(response.error_code)
+            if error == "NONE":
+                self._coordinators[group] = f"{response.host}:{response.port}"
+                return self._coordinators[group]
+            if error not in ("COORDINATOR_NOT_AVAILABLE", "COORDINATOR_LOAD_IN_PROGRESS") or time.monotonic() > deadline:
+                raise SessionError(f"FindCoordinator for group {group!r}: {error}")
+            time.sleep(0.05)
+
+    # --- topics --------------------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
+                     configs: Mapping[str, str] | None = None, validate_only: bool = False,
+                     wait: bool = True) -> str:
+        """CreateTopics for one topic; its error name. With ``wait`` (and success), returns once
+        Metadata shows a leader for every partition."""
+        response = self.call(CREATE_TOPICS, {
+            "topics": [{"name": name, "num_partitions": partitions,
+                        "replication_factor": replication_factor, "assignments": [],
+                        "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()]}],
+            "timeout": int(self.timeout_s * 1000), "validate_only": validate_only,
+        })
+        error = error_name(response.topics[0].error_code)
+        if error == "NONE" and wait and not validate_only:
+            for p in range(partitions):
+                self.leader(name, p, refresh=True)
+        return error
+
+    # --- produce and fetch ---------------------------------------------------------------------
+
+    def produce(self, topic: str, partition: int, records: bytes, acks: int = -1,
+                timeout_ms: int = 10_000, version: int | None = None,
+                transactional_id: str | None = None) -> ProduceResult | None:
+        """Produce one record set to one partition; None for ``acks=0`` (no response)."""
+        response = self.call(PRODUCE, {
+            "transactional_id": transactional_id, "acks": acks, "timeout": timeout_ms,
+            "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": records}]}],
+        }, version=version, address=self.leader(topic, partition), expect_response=acks != 0)
+        if response is None:
+            return None
+        p = response.responses[0].partition_responses[0]
+        return ProduceResult(error_name(p.error_code), int(p.base_offset),
+                             int(getattr(p, "log_start_offset", -1)), getattr(p, "error_message", None))
+
+    def fetch(self, topic: str, partition: int, offset: int, *, max_bytes: int = 1 << 20,
+              partition_max_bytes: int = 1 << 20, max_wait_ms: int = 0, min_bytes: int = 1,
+              isolation: int = 0, version: int | None = None) -> FetchResult:
+        """One Fetch of one partition (sessionless)."""
+        response = self.call(FETCH, {
+            "cluster_id": None, "replica_id": -1, "max_wait": max_wait_ms, "min_bytes": min_bytes,
+            "max_bytes": max_bytes, "isolation_level": isolation, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": topic, "partitions": [{
+                "partition": partition, "current_leader_epoch": -1, "fetch_offset": offset,
+                "last_fetched_epoch": -1, "log_start_offset": -1,
+                "partition_max_bytes": partition_max_bytes}]}],
+            "forgotten_topics_data": [], "rack_id": "",
+        }, version=version, address=self.leader(topic, partition))
+        top = error_name(getattr(response, "error_code", 0))
+        if top != "NONE":
+            return FetchResult(top, -1, -1, -1, (), (), 0, False)
+        p = response.responses[0].partitions[0]
+        data = bytes(p.records) if p.records is not None else b""
+        headers, records, torn = decode_batches(data)
+        return FetchResult(error_name(p.error_code), int(p.high_watermark), int(p.last_stable_offset),
+                           int(getattr(p, "log_start_offset", -1)), tuple(records), tuple(headers),
+                           len(data), torn)
+
+    def list_offsets(self, topic: str, partition: int, timestamp: int, isolation: int = 0,
+                     version: int | None = None) -> ListOffsetsResult:
+        return self.list_offsets_many([(topic, partition)], timestamp, isolation, version)[(topic, partition)]
+
+    def list_offsets_many(self, partitions: Sequence[tuple[str, int]], timestamp: int, isolation: int = 0,
+                          version: int | None = None) -> dict[tuple[str, int], ListOffsetsResult]:
+        """ListOffsets for several partitions (grouped by leader: one request per broker)."""
+        by_leader: dict[str, list[tuple[str, int]]] = {}
+        for tp in partitions:
+            by_leader.setdefault(self.leader(*tp), []).append(tp)
+        out: dict[tuple[str, int], ListOffsetsResult] = {}
+        for address, tps in by_leader.items():
+            topics: dict[str, list[dict[str, Any]]] = {}
+            for t, p in tps:
+                topics.setdefault(t, []).append(
+                    {"partition_index": p, "current_leader_epoch": -1, "timestamp": timestamp})
+            response = self.call(LIST_OFFSETS, {
+                "replica_id": -1, "isolation_level": isolation,
+                "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()],
+            }, version=version, address=address)
+            for t in response.topics:
+                for p in t.partitions:
+                    out[(t.name, int(p.partition_index))] = ListOffsetsResult(
+                        error_name(p.error_code), int(p.offset), int(p.timestamp))
+        missing = [tp for tp in partitions if tp not in out]
+        if missing:
+            raise SessionError(f"ListOffsets answered without partitions {missing}")
+        return out
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> tuple[str, int]:
+        """DeleteRecords before ``offset``: (error, new low watermark)."""
+        response = self.call(DELETE_RECORDS, {
+            "topics": [{"name": topic, "partitions": [{"partition_index": partition, "offset": offset}]}],
+            "timeout": int(self.timeout_s * 1000)}, address=self.leader(topic, partition))
+        p = response.topics[0].partitions[0]
+        return error_name(p.error_code), int(p.low_watermark)
+
+    def init_producer_id(self) -> tuple[str, int, int]:
+        """InitProducerId for an idempotent (non-transactional) producer: (error, id, epoch)."""
+        response = self.call(INIT_PRODUCER_ID, {"transactional_id": None, "transaction_timeout": 60_000,
+                                                "producer_id": -1, "producer_epoch": -1})
+        return error_name(response.error_code), int(response.producer_id), int(response.producer_epoch)
+
+    # --- groups --------------------------------------------------------------------------------
+
+    def offset_commit(self, group: str, offsets: Mapping[tuple[str, int], int], generation: int = -1,
+                      member_id: str = "", metadata: str | None = None) -> dict[tuple[str, int], str]:
+        topics: dict[str, list[dict[str, Any]]] = {}
+        for (t, p), off in offsets.items():
+            topics.setdefault(t, []).append({"partition_index": p, "committed_offset": off,
+                                             "committed_leader_epoch": -1, "committed_metadata": metadata})
+        response = self.call(OFFSET_COMMIT, {
+            "group_id": group, "generation_id_or_member_epoch": generation, "member_id": member_id,
+            "group_instance_id": None, "retention_time": -1,
+            "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()],
+        }, address=self.coordinator(group))
+        return {(t.name, int(p.partition_index)): error_name(p.error_code)
+                for t in response.topics for p in t.partitions}
+
+    def offset_fetch(self, group: str, partitions: Sequence[tuple[str, int]]
+                     ) -> dict[tuple[str, int], tuple[int, str | None, str]]:
+        """Committed offsets: (topic, partition) -> (offset or -1, metadata, error)."""
+        topics: dict[str, list[int]] = {}
+        for t, p in partitions:
+            topics.setdefault(t, []).append(p)
+        response = self.call(OFFSET_FETCH, {
+            "group_id": group, "require_stable": False,
+            "topics": [{"name": t, "partition_indexes": ps} for t, ps in topics.items()],
+        }, address=self.coordinator(group))
+        top = error_name(getattr(response, "error_code", 0))
+        if top != "NONE":
+            raise SessionError(f"OffsetFetch for group {group!r}: {top}")
+        return {(t.name, int(p.partition_index)): (int(p.committed_offset), p.metadata, error_name(p.error_code))
+                for t in response.topics for p in t.partitions}
+
+    async def ajoin(self, conn: WireClient, group: str, member_id: str, subscription: bytes,
+                    session_ms: int = 60_000, rebalance_ms: int = 30_000) -> JoinResult:
+        """JoinGroup (with the MEMBER_ID_REQUIRED round of v4+ done for a new member)."""
+        fields = {"group_id": group, "session_timeout": session_ms, "rebalance_timeout": rebalance_ms,
+                  "member_id": member_id, "group_instance_id": None, "protocol_type": "consumer",
+                  "protocols": [{"name": "range", "metadata": subscription}], "reason": None}
+        response = await self.acall(conn, JOIN_GROUP, fields)
+        if error_name(response.error_code) == "MEMBER_ID_REQUIRED":
+            response = await self.acall(conn, JOIN_GROUP, {**fields, "member_id": response.member_id})
+        return JoinResult(error_name(response.error_code), int(response.generation_id), response.member_id,
+                          response.leader, response.protocol_name,
+                          tuple((m.member_id, bytes(m.metadata)) for m in response.members))
+
+    async def async_sync(self, conn: WireClient, group: str, generation: int, member_id: str,
+                         assignments: Mapping[str, bytes]) -> tuple[str, bytes]:
+        response = await self.acall(conn, SYNC_GROUP, {
+            "group_id": group, "generation_id": generation, "member_id": member_id,
+            "group_instance_id": None, "protocol_type": "consumer", "protocol_name": "range",
+            "assignments": [{"member_id": m, "assignment": a} for m, a in assignments.items()]})
+        return error_name(response.error_code), bytes(response.assignment)
+
+    def heartbeat(self, group: str, generation: int, member_id: str) -> str:
+        response = self.call(HEARTBEAT, {"group_id": group, "generation_id": generation,
+                                         "member_id": member_id, "group_instance_id": None},
+                             address=self.coordinator(group))
+        return error_name(response.error_code)
+
+    def leave(self, group: str, member_id: str) -> str:
+        version = self.version(LEAVE_GROUP)
+        fields: dict[str, Any] = {"group_id": group, "member_id": member_id,
+                                  "members": [{"member_id": member_id, "group_instance_id": None}]}
+        response = self.call(LEAVE_GROUP, fields, version=version, address=self.coordinator(group))
+        error = error_name(response.error_code)
+        if error == "NONE" and version >= 3 and response.members:
+            error = error_name(response.members[0].error_code)
+        return error
+
+
+def request_floor(api_key: int) -> int:
+    """The lowest version kio can encode for ``api_key`` (Kafka 4.x floors)."""
+    for version in range(0, 20):
+        try:
+            request_class(api_key, version)
+            return version
+        except Exception:  # noqa: BLE001 - kio raises assorted errors for unknown versions
+            continue
+    return 0
+
+
+def api_versions_frame(version: int, correlation_id: int = 99) -> bytes:
+    """An ApiVersions v3 request frame whose header claims ``version`` (to test negotiation
+    with a version the broker does not know)."""
+    frame = bytearray(encode_request(build(request_class(API_VERSIONS, 3), {
+        "client_software_name": "kconform", "client_software_version": "1"}), correlation_id))
+    struct.pack_into(">h", frame, 6, version)  # size(4) api_key(2) api_version(2)
+    return bytes(frame)

@@ -1,0 +1,113 @@
+"""The ``reference`` target: the harness launches kconform's own reference broker.
+
+It runs ``python -m reference_broker`` as a real process on a free loopback port with its own
+data directory (removed on exit), exactly as users run it. The harness chooses its
+configuration; by default only ``group.initial.rebalance.delay.ms`` is lowered to 0 (as Kafka's
+own integration tests do) so group checks do not wait three seconds per new group; every other
+key keeps Kafka's default.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.targets.base import (
+    BROKER_CONFIG,
+    COMPACTION,
+    DURABLE_STORAGE,
+    PROCESS_CONTROL,
+    REPLICATION,
+    Target,
+    TargetError,
+)
+from reference_broker.process import BrokerProcess
+
+FAST_GROUPS: Mapping[str, str] = {"group.initial.rebalance.delay.ms": "0"}
+
+
+def cluster_launcher() -> Any | None:
+    """``reference_broker.cluster.ReferenceCluster`` when the multi-broker launcher exists."""
+    try:
+        module = importlib.import_module("reference_broker.cluster")
+    except ImportError:
+        return None
+    return getattr(module, "ReferenceCluster", None)
+
+
+class ReferenceTarget(Target):
+    """One reference broker process (``brokers=1``), or a cluster of them when the
+    multi-broker launcher is available."""
+
+    name = "reference"
+
+    def __init__(self, brokers: int = 1, overrides: Mapping[str, str] | None = None,
+                 data_dir: Path | None = None, log_level: str = "WARNING") -> None:
+        super().__init__()
+        if brokers < 1:
+            raise TargetError(f"a reference target needs at least one broker, not {brokers}")
+        self.brokers = brokers
+        self.overrides = {**FAST_GROUPS, **(overrides or {})}
+        self.data_dir = data_dir
+        self.log_level = log_level
+        self._broker: BrokerProcess | None = None
+        self._cluster: Any | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        if self._cluster is not None:
+            return str(self._cluster.bootstrap)
+        if self._broker is None:
+            raise TargetError("the reference target is not started")
+        return self._broker.bootstrap
+
+    def declared_capabilities(self) -> frozenset[str]:
+        caps = {PROCESS_CONTROL, DURABLE_STORAGE, COMPACTION, BROKER_CONFIG}
+        if self.brokers > 1:
+            caps.add(REPLICATION)
+        return frozenset(caps)
+
+    def _start(self) -> None:
+        if self.brokers == 1:
+            self._broker = BrokerProcess(overrides=self.overrides, data_dir=self.data_dir,
+                                         log_level=self.log_level)
+            self._broker.start()
+            return
+        launcher = cluster_launcher()
+        if launcher is None:
+            raise TargetError(
+                f"--brokers {self.brokers} needs reference_broker.cluster.ReferenceCluster, which this "
+                "checkout does not have yet; run with --brokers 1")
+        self._cluster = launcher(self.brokers, overrides=self.overrides, data_dir=self.data_dir)
+        self._cluster.start()
+
+    def _stop(self) -> None:
+        if self._broker is not None:
+            self._broker.close()
+            self._broker = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    @property
+    def process(self) -> BrokerProcess | None:
+        """The broker process of a single-node target."""
+        return self._broker
+
+    def restart(self) -> None:
+        if self._broker is not None:
+            self._broker.restart()
+        elif self._cluster is not None:
+            self._cluster.restart()
+        else:
+            raise TargetError("the reference target is not started")
+
+    def kill(self) -> None:
+        if self._broker is not None:
+            self._broker.kill()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "brokers": self.brokers, "overrides": dict(self.overrides),
+                "pids": [self._broker.pid] if self._broker is not None else []}

