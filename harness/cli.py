@@ -6,7 +6,7 @@ import click
 
 from harness.check_cli import check_command
 from harness.roundtrip import roundtrip_command
-from reference_broker.cli import broker_command
+from reference_broker.cli import broker_command, cluster_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,5 +19,6 @@ def main() -> None:
 
 
 main.add_command(broker_command)
+main.add_command(cluster_command)
 main.add_command(roundtrip_command)
 main.add_command(check_command)

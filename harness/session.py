@@ -18,6 +18,7 @@ the history format and `specs` use.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import struct
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
@@ -174,6 +175,7 @@ class WireSession:
         self._coordinators: dict[str, str] = {}
         self._leaders: dict[tuple[str, int], str] = {}
         self._closed = False
+        self._correlation = itertools.count(1)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -254,13 +256,33 @@ class WireSession:
 
     def _request(self, address: str, body: Any, expect_response: bool = True) -> Any:
         conn = self._conn(address)
+        api_key, version = int(type(body).__api_key__), int(type(body).__version__)
+        what = f"{API_NAMES.get(api_key, str(api_key))} v{version} to {address}"
+        correlation = next(self._correlation)
+
+        async def exchange() -> bytes | None:
+            await conn.send_raw(encode_request(body, correlation, self.client_id))
+            return await conn.read_frame() if expect_response else None
+
         try:
-            return self.run(asyncio.wait_for(conn.request(body, expect_response), self.timeout_s))
+            payload = self.run(asyncio.wait_for(exchange(), self.timeout_s))
         except (WireError, OSError, asyncio.TimeoutError) as exc:
             self.drop_connection(address)
+            raise SessionError(f"{what}: {type(exc).__name__}: {exc or 'no answer in time'}") from exc
+        if payload is None:
+            return None
+        got = int.from_bytes(payload[:4], "big", signed=True) if len(payload) >= 4 else None
+        if got != correlation:
+            self.drop_connection(address)
             raise SessionError(
-                f"{API_NAMES.get(type(body).__api_key__, type(body).__name__)} v{type(body).__version__} "
-                f"to {address}: {type(exc).__name__}: {exc}") from exc
+                f"{what}: the answer carries correlation id {got}, not {correlation}: the broker answered an "
+                "earlier request that gets no response (an acks=0 Produce: 'the server will not send any "
+                "response', Kafka protocol guide), or answered out of order")
+        try:
+            return decode_response(api_key, version, payload)[1]
+        except Exception as exc:  # noqa: BLE001 - kio raises assorted errors on malformed input
+            self.drop_connection(address)
+            raise SessionError(f"{what}: the answer does not decode: {type(exc).__name__}: {exc}") from exc
 
     def call(self, api_key: int, fields: Mapping[str, Any], *, version: int | None = None,
              address: str | None = None, expect_response: bool = True) -> Any:
@@ -401,7 +423,12 @@ class WireSession:
         top = error_name(getattr(response, "error_code", 0))
         if top != "NONE":
             return FetchResult(top, -1, -1, -1, (), (), 0, False)
-        p = response.responses[0].partitions[0]
+        entries = [q for t in response.responses for q in t.partitions if int(q.partition_index) == partition]
+        if not entries:
+            raise SessionError(
+                f"Fetch {topic}-{partition} at {offset} (max bytes {max_bytes}): the answer leaves the partition "
+                "out; a full (sessionless) fetch answers every partition it asks for (KIP-227)")
+        p = entries[0]
         data = bytes(p.records) if p.records is not None else b""
         headers, records, torn = decode_batches(data)
         return FetchResult(error_name(p.error_code), int(p.high_watermark), int(p.last_stable_offset),
@@ -483,18 +510,24 @@ class WireSession:
         return {(t.name, int(p.partition_index)): (int(p.committed_offset), p.metadata, error_name(p.error_code))
                 for t in response.topics for p in t.partitions}
 
-    async def ajoin(self, conn: WireClient, group: str, member_id: str, subscription: bytes,
-                    session_ms: int = 60_000, rebalance_ms: int = 30_000) -> JoinResult:
-        """JoinGroup (with the MEMBER_ID_REQUIRED round of v4+ done for a new member)."""
-        fields = {"group_id": group, "session_timeout": session_ms, "rebalance_timeout": rebalance_ms,
-                  "member_id": member_id, "group_instance_id": None, "protocol_type": "consumer",
-                  "protocols": [{"name": "range", "metadata": subscription}], "reason": None}
-        response = await self.acall(conn, JOIN_GROUP, fields)
-        if error_name(response.error_code) == "MEMBER_ID_REQUIRED":
-            response = await self.acall(conn, JOIN_GROUP, {**fields, "member_id": response.member_id})
+    async def ajoin_once(self, conn: WireClient, group: str, member_id: str, subscription: bytes,
+                         session_ms: int = 60_000, rebalance_ms: int = 15_000) -> JoinResult:
+        """One JoinGroup request (a new member of v4+ gets MEMBER_ID_REQUIRED and its id)."""
+        response = await self.acall(conn, JOIN_GROUP, {
+            "group_id": group, "session_timeout": session_ms, "rebalance_timeout": rebalance_ms,
+            "member_id": member_id, "group_instance_id": None, "protocol_type": "consumer",
+            "protocols": [{"name": "range", "metadata": subscription}], "reason": None})
         return JoinResult(error_name(response.error_code), int(response.generation_id), response.member_id,
                           response.leader, response.protocol_name,
                           tuple((m.member_id, bytes(m.metadata)) for m in response.members))
+
+    async def ajoin(self, conn: WireClient, group: str, member_id: str, subscription: bytes,
+                    session_ms: int = 60_000, rebalance_ms: int = 15_000) -> JoinResult:
+        """JoinGroup, with the MEMBER_ID_REQUIRED round of v4+ (KIP-394) done for a new member."""
+        result = await self.ajoin_once(conn, group, member_id, subscription, session_ms, rebalance_ms)
+        if result.error == "MEMBER_ID_REQUIRED":
+            result = await self.ajoin_once(conn, group, result.member_id, subscription, session_ms, rebalance_ms)
+        return result
 
     async def async_sync(self, conn: WireClient, group: str, generation: int, member_id: str,
                          assignments: Mapping[str, bytes]) -> tuple[str, bytes]:

@@ -70,7 +70,13 @@ from reference_broker.metadata.records import (
 )
 from reference_broker.producers import ProducerIdBlocks
 from reference_broker.records import RecordError
-from reference_broker.replication import Partition, Role
+from reference_broker.replication import (
+    IsrChange,
+    Partition,
+    PartitionState,
+    ReplicationConfig,
+    Role,
+)
 from reference_broker.topics import TopicInfo, TopicsView, validate_topic_name
 
 log = logging.getLogger(__name__)
@@ -175,6 +181,11 @@ class Broker:
         )
         self._next_producer_expiry_ms = now_ms + self._producer_expiry_interval_ms
         self._partitions: dict[tuple[str, int], Partition] = {}
+        self._now_ms = now_ms  # the latest time seen, for answers that arrive without one
+        try:
+            self._replication_config = ReplicationConfig.from_broker(config.get)
+        except KeyError:  # the replication keys are not in this configuration table yet
+            self._replication_config = ReplicationConfig()
         # listener name -> port actually bound (differs from the configured one for port 0)
         self.bound_ports: dict[str, int] = {}
         # InitProducerId's ids, in blocks the controller hands out (KIP-730).
@@ -369,6 +380,7 @@ class Broker:
 
     def apply_metadata(self, records: OffsetRecords, high_watermark: int, now_ms: int) -> None:
         """Apply records of the metadata log (see the module docstring)."""
+        self._now_ms = max(self._now_ms, now_ms)
         changed: dict[tuple[uuid.UUID, int], None] = {}
         removed: list[TopicState] = []
         reconfigured: dict[uuid.UUID, None] = {}
@@ -449,9 +461,23 @@ class Broker:
         )
         if stored is None:
             _write_partition_metadata(directory, state.topic_id)
-        partition = Partition(state.name, index, plog)
+        partition = Partition(state.name, index, plog, node_id=self.node_id,
+                              config=self._replication_config, now_ms=now_ms)
+        partition.alter_isr = lambda change: self._propose_isr_change(partition, change)
         self._partitions[(state.name, index)] = partition
         return partition
+
+    def _propose_isr_change(self, partition: Partition, change: IsrChange) -> None:
+        """A leader's ISR proposal goes to the controller (AlterPartition); the answer goes
+        back to the partition."""
+
+        def answered(error: str, record: PartitionRecord | None) -> None:
+            state = None if record is None else PartitionState(
+                record.leader, record.leader_epoch, record.partition_epoch, record.isr)
+            partition.complete_isr_change(change, error, state, self._now_ms)
+
+        self.alter_partition(change.topic, change.partition, change.leader_epoch,
+                             change.partition_epoch, change.new_isr, answered, self._now_ms)
 
     def _reconcile(self, topic_id: uuid.UUID, index: int, now_ms: int) -> None:
         """Take the role the image gives this node for one partition."""
@@ -464,7 +490,7 @@ class Broker:
             partition = self._partitions.pop(key, None)
             if partition is not None:  # moved away (not done by this controller today)
                 self._offsets_leadership(state.name, index, False, now_ms)
-                partition.log.delete()
+                partition.delete()
             return
         partition = self._partitions.get(key) or self._open_partition(state, index, now_ms)
         leads = record.leader == self.node_id
@@ -492,7 +518,7 @@ class Broker:
             self._offsets_leadership(state.name, index, False, now_ms)
             partition = self._partitions.pop((state.name, index), None)
             if partition is not None:
-                partition.log.delete()
+                partition.delete()
         if state.name != OFFSETS_TOPIC:
             self.groups.remove_topic_offsets(state.name, now_ms)
         log.info("deleted topic %s", state.name)
@@ -855,9 +881,12 @@ class Broker:
 
     def tick(self, now_ms: int) -> None:
         """Advance the core's timers; the driver calls it every few tens of milliseconds."""
+        self._now_ms = max(self._now_ms, now_ms)
         self._lifecycle_tick(now_ms)  # heartbeat first: a local controller then sees it alive
         self.channel.tick(now_ms)
         self._check_waiters(now_ms)
+        for partition in self.partitions():
+            partition.tick(now_ms)
         self.expire_producers(now_ms)
         self.groups.tick(now_ms)
 
@@ -879,7 +908,7 @@ class Broker:
 
     def close(self) -> None:
         for partition in self.partitions():
-            partition.log.close()
+            partition.close()
         self._partitions.clear()
         if self.controller is not None:
             self.controller.close()

@@ -102,6 +102,12 @@ class Supervisor:
         self._child.stop(timeout_s)
         return self._reap()
 
+    def terminate(self) -> None:
+        """Ask for a clean exit (SIGCONT, SIGTERM) without waiting for it; :meth:`stop` waits."""
+        if self._child is not None:
+            self._child.signal(signal.SIGCONT)
+            self._child.signal(signal.SIGTERM)
+
     def kill(self) -> int | None:
         """SIGKILL the whole process group, as a crash or power cut would end it."""
         if self._child is None:

@@ -613,8 +613,12 @@ def _check_cross_key_rules(config: BrokerConfig) -> None:
     if len(set(names)) != len(names):
         raise ConfigError(f"listeners: listener names must be unique, got {', '.join(names)}")
     protocols = dict(item.split(":", 1) for item in config.get("listener.security.protocol.map"))
+    # As in KRaft (KafkaConfig.effectiveListenerSecurityProtocolMap), a controller listener
+    # missing from the map is PLAINTEXT.
+    defaults = {"PLAINTEXT": "PLAINTEXT", **dict.fromkeys(config.controller_listener_names,
+                                                          "PLAINTEXT")}
     for name in names:
-        if protocols.get(name, name if name == "PLAINTEXT" else None) != "PLAINTEXT":
+        if protocols.get(name, defaults.get(name)) != "PLAINTEXT":
             raise ConfigError(
                 f"listeners: listener {name} is not mapped to PLAINTEXT in "
                 "listener.security.protocol.map (only PLAINTEXT is supported)"

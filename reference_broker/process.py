@@ -42,11 +42,14 @@ class BrokerProcess(Supervisor):
         data_dir: Path | None = None,
         host: str = "127.0.0.1",
         log_level: str = "INFO",
+        port: int = 0,
+        listener_name: str = "PLAINTEXT",
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="kconform-broker-")) if data_dir is None else data_dir
         self.host = host
-        self.port = 0
+        self.port = port
+        self.listener_name = listener_name
         self.overrides = dict(overrides or {})
         self.log_level = log_level
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +68,7 @@ class BrokerProcess(Supervisor):
 
     def command(self) -> list[str]:
         settings = {
-            "listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "listeners": f"{self.listener_name}://{self.host}:{self.port}",
             "log.dirs": str(self.data_dir / "data"),
             **self.overrides,
         }
@@ -75,10 +78,19 @@ class BrokerProcess(Supervisor):
         return cmd
 
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> BrokerProcess:
+        self.launch()
+        return self.wait_started(timeout_s)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see :meth:`wait_started`): a cluster
+        launches all its nodes first, then waits for them together."""
         if self.running:
             raise RuntimeError("broker is already running")
         self._stderr = open(self.log_path, "a")
         self._child = spawn(self.command(), stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+
+    def wait_started(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> BrokerProcess:
+        """Wait for the ready line of a launched process (it kills the process on failure)."""
         line = self._read_ready_line(timeout_s)
         match = READY.search(line)
         if match is None:

@@ -17,7 +17,7 @@ import collections
 import logging
 import signal
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from reference_broker.broker import Broker
 from reference_broker.config import BrokerConfig, Listener
@@ -37,6 +37,7 @@ from reference_broker.protocol.codec import (
 )
 from reference_broker.protocol.fast_responses import Chunks, encode_response_data
 from reference_broker.protocol.framing import Frame, FrameDecoder, FrameTooLargeError
+from reference_broker.remote_controller import RemoteControllerChannel
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,22 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class FrameServer(Protocol):
+    """What a connection needs of its server (a broker, or a controller-only node)."""
+
+    max_request_bytes: int
+    connections: set[_Connection]
+
+    def handle_frame(
+        self, frame: Frame, listener: str, peer: str
+    ) -> Outgoing | None | asyncio.Future[Outgoing | None]: ...
+
+
 class _Connection(asyncio.BufferedProtocol):
     # A BufferedProtocol: the socket is read straight into the frame decoder's buffers
     # (recv_into), so a request's bytes are not first copied into a fresh bytes object and then
     # into a reassembly buffer (see FrameDecoder).
-    def __init__(self, server: BrokerServer, listener: str) -> None:
+    def __init__(self, server: FrameServer, listener: str) -> None:
         self._server = server
         self._listener = listener
         self._decoder = FrameDecoder(server.max_request_bytes)
@@ -198,7 +210,11 @@ class BrokerServer:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.max_request_bytes = int(config.get("socket.request.max.bytes"))
-        self.broker = Broker(config, now_ms())
+        # process.roles=broker: the controller is another process; combined mode: in here.
+        self.remote_controller = (
+            RemoteControllerChannel(config, now_ms) if config.is_broker_only else None
+        )
+        self.broker = Broker(config, now_ms(), self.remote_controller)
         self.connections: set[_Connection] = set()
         self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -217,6 +233,10 @@ class BrokerServer:
             )
             self._servers.append(server)
             self.broker.bound_ports[listener.name] = server.sockets[0].getsockname()[1]
+        if self.remote_controller is not None:
+            # Registered once the ports are bound, so the controller learns real addresses.
+            self.broker.start(now_ms())
+            self.remote_controller.follow(lambda: self.broker.image.offset + 1)
         self._tasks = [
             asyncio.create_task(
                 self._every(int(self.config.get("log.retention.check.interval.ms")) / 1000,
@@ -241,12 +261,32 @@ class BrokerServer:
             for adv in self.config.advertised_listeners
         ]
 
+    async def controlled_shutdown(self, timeout_s: float) -> bool:
+        """Ask the controller to move leadership away from this broker and wait (at most
+        ``timeout_s``) until it has; whether it did. Only for process.roles=broker."""
+        if self.remote_controller is None:
+            return True
+        log.info("broker %d: controlled shutdown: asking the controller to move leadership away",
+                 self.broker.node_id)
+        self.broker.begin_controlled_shutdown(now_ms())
+        deadline = time.monotonic() + timeout_s
+        while not self.broker.shutdown_allowed and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.broker.shutdown_allowed:
+            log.info("broker %d: controlled shutdown complete", self.broker.node_id)
+        else:
+            log.warning("broker %d: controlled shutdown not acknowledged within %.1fs; "
+                        "stopping anyway", self.broker.node_id, timeout_s)
+        return self.broker.shutdown_allowed
+
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.remote_controller is not None:
+            await self.remote_controller.close()
         for waiter in list(self._fetch_waiters):
             waiter.cancel()
         for connection in list(self.connections):
@@ -369,7 +409,14 @@ class BrokerServer:
 
 
 async def run_broker(config: BrokerConfig, ready_line: bool = True) -> None:
-    """Run one broker until SIGINT or SIGTERM, then shut down cleanly (flush, close)."""
+    """Run one node until SIGINT or SIGTERM, then shut down cleanly (flush, close). A broker of a
+    cluster (process.roles=broker) first moves its leadership away (controlled shutdown); a
+    controller-only node (process.roles=controller) runs the controller server."""
+    if config.is_controller_only:
+        from reference_broker.controller_server import run_controller
+
+        await run_controller(config, ready_line)
+        return
     server = BrokerServer(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -386,5 +433,7 @@ async def run_broker(config: BrokerConfig, ready_line: bool = True) -> None:
                 flush=True,
             )
         await stop.wait()
+        if config.get("controlled.shutdown.enable"):
+            await server.controlled_shutdown(int(config.get("broker.session.timeout.ms")) / 1000)
     finally:
         await server.stop()

@@ -90,11 +90,18 @@ class AiokafkaProducer(Producer):
                 bootstrap_servers=bootstrap, client_id=s.client_id,
                 acks="all" if s.acks == "all" else int(s.acks), enable_idempotence=s.idempotence,
                 linger_ms=s.linger_ms, request_timeout_ms=min(s.delivery_timeout_ms, 30_000))
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
             return producer
 
         try:
             self._p = self._loop.run(create())
+        except aerrors.KafkaError as exc:
+            self._loop.close()
+            raise ClientError(error_of(exc), f"the producer could not start: {exc!r}") from exc
         except BaseException:
             self._loop.close()
             raise

@@ -110,12 +110,14 @@ class FaultyProxy:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Closing both ends lets every connection task see end-of-stream and finish by itself.
         for writer in list(self._writers):
             writer.close()
-        for task in list(self._tasks):
-            task.cancel()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, pending = await asyncio.wait(list(self._tasks), timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -152,8 +154,8 @@ class FaultyProxy:
             finally:
                 responses.cancel()
                 await asyncio.gather(responses, return_exceptions=True)
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client or the broker went away, or the proxy is stopping
         finally:
             for w in (writer, up_writer):
                 if w is not None:

@@ -20,7 +20,15 @@ from reference_broker.controller import api
 from reference_broker.controller.core import ControllerCore, ControllerSettings
 from reference_broker.metadata.image import MetadataImage
 from reference_broker.metadata.log import MetadataLog
-from reference_broker.metadata.records import MetadataRecord
+from reference_broker.metadata.records import (
+    FenceBroker,
+    MetadataRecord,
+    PartitionRecord,
+    RegisterBroker,
+    RemoveTopic,
+    TopicRecord,
+    UnfenceBroker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +82,41 @@ class ControllerNode:
         return self.core.image
 
     def _append(self, records: Sequence[MetadataRecord]) -> int:
+        moves = [move for record in records if (move := self._log_decision(record))]
+        if len(moves) <= 10:
+            for move in moves:
+                log.info("%s", move)
+        else:
+            log.info("%d partitions changed leader: %s, ...", len(moves), "; ".join(moves[:5]))
         last = self.log.append(records, self._now_ms)
         for callback in self.on_append:
             callback(last - len(records) + 1, records)
         return last
+
+    def _log_decision(self, record: MetadataRecord) -> str | None:
+        """Log the decisions an operator cares about (the image is still the old one); a leader
+        change is returned instead, to be logged with the others of its batch."""
+        image = self.core.image
+        match record:
+            case RegisterBroker():
+                log.info("broker %d registered (broker epoch %d)", record.node_id,
+                         record.broker_epoch)
+            case FenceBroker():
+                log.info("broker %d fenced", record.node_id)
+            case UnfenceBroker():
+                log.info("broker %d unfenced", record.node_id)
+            case TopicRecord() if record.topic_id not in image.topics_by_id:
+                log.info("topic %s created (id %s)", record.name, record.topic_id)
+            case RemoveTopic():
+                topic = image.topics_by_id.get(record.topic_id)
+                log.info("topic %s deleted", topic.name if topic else record.topic_id)
+            case PartitionRecord():
+                topic = image.topics_by_id.get(record.topic_id)
+                before = topic.partitions.get(record.partition) if topic else None
+                if topic is not None and before is not None and before.leader != record.leader:
+                    return (f"{topic.name}-{record.partition}: leader {before.leader} -> "
+                            f"{record.leader} at epoch {record.leader_epoch}, ISR {list(record.isr)}")
+        return None
 
     def handle(self, api_key: int, request: Any, now_ms: int) -> dict[str, Any]:
         """Answer one controller API request (a kio request dataclass) as a response dict."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from reference_broker.groups.log_format import OFFSETS_TOPIC
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
-from reference_broker.replication import Role
+from reference_broker.replication import ReplicationError, Role
 from reference_broker.replication import ReplicationError
 from reference_broker.records import (
     Record,
@@ -116,7 +116,9 @@ class TopicOffsetsLog:
             )
         )
         try:
-            target.log.append(batch, validate_batches(batch), now_ms)
+            target.append_as_leader(batch, validate_batches(batch), now_ms)
+        except ReplicationError as exc:
+            return exc.error
         except RecordTooLargeError:
             return "message_too_large"
         except RecordListTooLargeError:

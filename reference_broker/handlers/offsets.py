@@ -6,7 +6,8 @@ watermark, or the last stable offset under read_committed), -2 earliest (log sta
 -5 latest tiered and -6 earliest pending upload (no tiered storage: no such offset). A
 non-negative timestamp finds the first record whose timestamp is at or after it.
 
-DeleteRecords moves the log start offset; -1 means "up to the high watermark", and an offset past
+Both are answered only by the partition's leader (NOT_LEADER_OR_FOLLOWER elsewhere, as Kafka's
+ReplicaManager does). DeleteRecords moves the log start offset; -1 means "up to the high watermark", and an offset past
 the high watermark is OFFSET_OUT_OF_RANGE. A topic whose cleanup.policy lacks "delete" refuses
 with POLICY_VIOLATION, as Kafka does.
 """
@@ -58,9 +59,9 @@ def handle_list_offsets(broker: Broker, ctx: RequestContext, request: Any, now_m
         for part in topic.partitions:
             entry: dict[str, Any] = {"partition_index": part.partition_index, "error_code": "none",
                                      "timestamp": -1, "offset": -1, "leader_epoch": -1}
-            partition = broker.partition(topic.name, part.partition_index)
+            partition, not_led = broker.leader_partition(topic.name, part.partition_index)
             if partition is None:
-                entry["error_code"] = "unknown_topic_or_partition"
+                entry["error_code"] = not_led
             else:
                 error = leader_epoch_error(partition, getattr(part, "current_leader_epoch", -1))
                 if error is not None:
@@ -86,10 +87,10 @@ def handle_delete_records(broker: Broker, ctx: RequestContext, request: Any, now
         partitions = []
         for part in topic.partitions:
             entry: dict[str, Any] = {"partition_index": part.partition_index, "low_watermark": -1}
-            partition = broker.partition(topic.name, part.partition_index)
+            partition, not_led = broker.leader_partition(topic.name, part.partition_index)
             target = part.offset
             if partition is None:
-                entry["error_code"] = "unknown_topic_or_partition"
+                entry["error_code"] = not_led
             elif not partition.log.config.delete:
                 entry["error_code"] = "policy_violation"
             else:

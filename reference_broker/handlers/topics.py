@@ -21,9 +21,19 @@ DEFAULT = -1  # num_partitions / replication_factor of -1 mean "the broker defau
 NO_TOPIC_ID = uuid.UUID(int=0)
 
 
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return as_dict(value)
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
 def as_dict(entity: Any) -> dict[str, Any]:
-    """A kio response entity as the dict a handler returns (build() takes it back)."""
-    return {field.name: getattr(entity, field.name) for field in dataclasses.fields(entity)}
+    """A kio response entity (of the controller's version) as the dict a handler returns, so
+    build() can shape it for the client's version; nested entities become dicts too."""
+    return {field.name: _plain(getattr(entity, field.name))
+            for field in dataclasses.fields(entity)}
 
 
 def _guard(broker: Broker, topic: Any) -> None:

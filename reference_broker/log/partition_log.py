@@ -451,6 +451,10 @@ class PartitionLog:
         where the cleaner left a gap before it.
         """
         if offset >= self.log_end_offset:
+            # The epoch cache may still end with an epoch that wrote nothing (this replica led
+            # it but appended nothing before losing leadership); it must go, or the follower
+            # would keep claiming it (Kafka's truncateTo does the same).
+            self.leader_epochs.truncate_from_end(self.log_end_offset)
             return
         new_end = offset
         # A segment replacing the active one continues its lifetime (no clock is passed here).

@@ -104,10 +104,13 @@ def peek_header(frame: Frame) -> tuple[int, int, int]:
     return int(api_key), int(api_version), int(correlation_id)
 
 
-def decode_request(frame: Frame) -> DecodedRequest:
-    """Decode one request frame. Raises UnsupportedApiError or MalformedRequestError."""
+def decode_request(
+    frame: Frame, versions: Mapping[int, tuple[int, int]] = API_VERSIONS
+) -> DecodedRequest:
+    """Decode one request frame of an API in ``versions`` (a broker's by default; a controller
+    passes its own). Raises UnsupportedApiError or MalformedRequestError."""
     api_key, api_version, correlation_id = peek_header(frame)
-    supported = API_VERSIONS.get(api_key)
+    supported = versions.get(api_key)
     if supported is None or not supported[0] <= api_version <= supported[1]:
         raise UnsupportedApiError(
             f"API key {api_key} version {api_version} is not supported"

@@ -163,6 +163,7 @@ class SimulatedCluster:
         self.root = root
         self.clock = FakeClock()
         self.min_insync_replicas = min_insync_replicas
+        self.session_timeout_ms = session_timeout_ms
         self.produce_timeout_ms = produce_timeout_ms
         self.replication = ReplicationConfig(
             replica_lag_time_max_ms=replica_lag_time_max_ms,
@@ -342,6 +343,19 @@ class SimulatedCluster:
             self._send("fetch", node_id, leader,
                        lambda: self._serve_fetch(node, leader, request), dropped)
         return True
+
+    def round_trip_of(self, node_id: int) -> None:
+        """``node_id``'s fetcher sends its next request and gets the answer, both delivered at
+        once (if the leader is reachable); other messages stay where they are."""
+        if not self.follower_send(node_id):
+            return
+        request = self.network[-1]
+        if self._blocked(request.target):
+            return
+        self.deliver(request)
+        replies = [m for m in self.network if m.kind == "reply" and m.target == node_id]
+        if replies:
+            self.deliver(replies[-1])
 
     def _serve_epoch_query(self, follower: SimNode, leader_id: int, query: EpochQuery) -> None:
         leader = self.nodes[leader_id].partition
@@ -544,6 +558,24 @@ class SimulatedCluster:
             assert self.committed.get(offset) == value, self._story(
                 f"acknowledged {value!r} at offset {offset} is not committed there "
                 f"(committed: {self.committed.get(offset)!r})")
+        leader = self.leader()
+        record = self.controller.image.partition(TOPIC, 0)
+        if clean and leader is not None and record is not None:
+            # What makes clean elections safe: every running member of the controller's ISR
+            # already holds the leader's log up to the leader's HW.
+            assert leader.partition is not None
+            hw = leader.partition.high_watermark
+            below = self.records_of(leader.partition, below=hw)
+            for member in record.isr:
+                partition = self.nodes[member].partition
+                if partition is None or member == leader.node_id:
+                    continue
+                assert partition.log_end_offset >= hw, self._story(
+                    f"ISR member {member} ends at {partition.log_end_offset}, below the "
+                    f"leader's HW {hw}")
+                held = self.records_of(partition, below=hw)
+                assert held == below, self._story(
+                    f"ISR member {member} disagrees with leader {leader.node_id} below HW {hw}")
 
     def _story(self, message: str) -> str:
         state = "\n".join(f"  node {n.node_id}: {n.partition!r}" for n in self.nodes.values())
