@@ -60,7 +60,7 @@ from reference_broker.controller_channel import (
 )
 from reference_broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, TopicOffsetsLog
 from reference_broker.log import PartitionLog
-from reference_broker.meta_properties import META_PROPERTIES, load_identity
+from reference_broker.meta_properties import load_identity
 from reference_broker.metadata.image import MetadataImage, TopicState
 from reference_broker.metadata.log import METADATA_DIR
 from reference_broker.metadata.records import (
@@ -80,8 +80,6 @@ from reference_broker.replication import (
 from reference_broker.topics import TopicInfo, TopicsView, validate_topic_name
 
 log = logging.getLogger(__name__)
-
-__all__ = ["META_PROPERTIES", "Broker", "BrokerError", "partition_budget"]
 
 # Reference-broker guards, not Kafka rules (Kafka accepts any positive partition count). Without
 # them one CreateTopics or CreatePartitions asking for 2**31-1 partitions makes this node create
@@ -195,7 +193,8 @@ class Broker:
         self.groups = GroupCoordinator(
             GroupConfig.from_broker(config.get), TopicOffsetsLog(self), now_ms, owned=()
         )
-        self._led_offsets_partitions: set[int] = set()
+        # offsets partition -> the leader epoch at which this node leads it (and coordinates)
+        self._led_offsets_partitions: dict[int, int] = {}
         # --- lifecycle (registration, heartbeats, fencing) ---
         self.incarnation_id = uuid.uuid4()
         self.broker_epoch = -1
@@ -489,7 +488,7 @@ class Broker:
         if self.node_id not in record.replicas:
             partition = self._partitions.pop(key, None)
             if partition is not None:  # moved away (not done by this controller today)
-                self._offsets_leadership(state.name, index, False, now_ms)
+                self._offsets_leadership(state.name, index, None, now_ms)
                 partition.delete()
             return
         partition = self._partitions.get(key) or self._open_partition(state, index, now_ms)
@@ -500,22 +499,27 @@ class Broker:
         else:
             partition.become_follower(record.leader, record.leader_epoch, record.partition_epoch,
                                       record.replicas, record.isr, now_ms)
-        self._offsets_leadership(state.name, index, leads, now_ms)
+        self._offsets_leadership(state.name, index, record.leader_epoch if leads else None, now_ms)
 
-    def _offsets_leadership(self, topic: str, index: int, leads: bool, now_ms: int) -> None:
-        """A broker coordinates the groups of the offsets partitions it leads."""
+    def _offsets_leadership(self, topic: str, index: int, leader_epoch: int | None,
+                            now_ms: int) -> None:
+        """A broker coordinates the groups of the offsets partitions it leads (``leader_epoch``
+        None: it does not lead). As Kafka's onElection/onResignation, a new leader epoch
+        reloads the groups even if this node led before: another broker may have led (and
+        written) in between."""
         if topic != OFFSETS_TOPIC:
             return
-        if leads and index not in self._led_offsets_partitions:
-            self._led_offsets_partitions.add(index)
-            self.groups.load_partition(index, now_ms)
-        elif not leads and index in self._led_offsets_partitions:
-            self._led_offsets_partitions.discard(index)
+        current = self._led_offsets_partitions.get(index)
+        if current is not None and current != leader_epoch:
+            del self._led_offsets_partitions[index]
             self.groups.unload_partition(index)
+        if leader_epoch is not None and current != leader_epoch:
+            self._led_offsets_partitions[index] = leader_epoch
+            self.groups.load_partition(index, now_ms)
 
     def _remove_topic(self, state: TopicState, now_ms: int) -> None:
         for index in sorted(state.partitions):
-            self._offsets_leadership(state.name, index, False, now_ms)
+            self._offsets_leadership(state.name, index, None, now_ms)
             partition = self._partitions.pop((state.name, index), None)
             if partition is not None:
                 partition.delete()

@@ -538,7 +538,10 @@ class ReferenceCluster:
         ``__consumer_offsets`` has a leader, as every broker sees it (the topic is created
         here, as a first FindCoordinator would)."""
         self.wait_for_brokers(timeout_s=timeout_s)
-        first = next(iter(self.brokers.values()))
+        first = next((node for node in self.brokers.values() if node.running and not node.paused),
+                     None)
+        if first is None:
+            raise ClusterError("no broker is running")
         asyncio.run(_find_coordinator(first.address, "kconform-cluster-ready"))
 
         def internal_topics_led() -> bool:

@@ -13,8 +13,9 @@ naming the key. Precedence rules follow Kafka's KafkaConfig:
 
 Deliberate differences from Kafka's defaults, for a tool that runs on developer machines and in
 CI: listeners default to ``PLAINTEXT://127.0.0.1:9092`` (loopback, not every interface),
-``node.id`` defaults to 0 and ``log.dir`` to ``/tmp/kconform-logs``; and, because a single node
-holds one replica, ``offsets.topic.replication.factor`` defaults to 1 (Kafka: 3).
+``node.id`` defaults to 0 and ``log.dir`` to ``/tmp/kconform-logs``; because a single node
+holds one replica, ``offsets.topic.replication.factor`` defaults to 1 (Kafka: 3); and
+``process.roles`` defaults to ``broker,controller`` (a standalone node is its own controller).
 
 Topic-level keys (``retention.ms``, ``cleanup.policy``, ...) each have a broker synonym that
 supplies their default; :func:`log_config_for_topic` resolves them into a

@@ -340,8 +340,9 @@ class GroupCoordinator:
         self._owned_count = self._storage.partition_count()
         before = len(self._groups)
         self._load(self._storage.replay_partition(partition), now_ms)
-        log.info("coordinating the groups of %s-%d (%d loaded)", OFFSETS_TOPIC, partition,
-                 len(self._groups) - before)
+        loaded = len(self._groups) - before
+        log.log(logging.INFO if loaded else logging.DEBUG,
+                "coordinating the groups of %s-%d (%d loaded)", OFFSETS_TOPIC, partition, loaded)
 
     def unload_partition(self, partition: int) -> None:
         """Stop coordinating the groups of offsets partition ``partition`` (another broker
@@ -353,6 +354,7 @@ class GroupCoordinator:
         count = self._storage.partition_count() or self._owned_count
         if not count:
             return
+        unloaded = 0
         for group_id, group in list(self._groups.items()):
             if partition_for(group_id, count) != partition:
                 continue
@@ -360,7 +362,10 @@ class GroupCoordinator:
                 member.invoke_join(_join_error(member.member_id, "not_coordinator"))
                 member.invoke_sync(SyncResult("not_coordinator"))
             del self._groups[group_id]
-        log.info("no longer coordinating the groups of %s-%d", OFFSETS_TOPIC, partition)
+            unloaded += 1
+        log.log(logging.INFO if unloaded else logging.DEBUG,
+                "no longer coordinating the groups of %s-%d (%d unloaded)", OFFSETS_TOPIC,
+                partition, unloaded)
 
     def _append(self, group_id: str, records: Sequence[KeyValue], now_ms: int) -> str | None:
         error = self._storage.ensure(now_ms)

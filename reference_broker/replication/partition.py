@@ -520,7 +520,7 @@ class Partition:
         if self._pending_isr is not None or replica_id in self.isr:
             return
         leo = state.log_end_offset
-        if leo >= self._high_watermark:
+        if leo >= self._high_watermark and leo >= self._epoch_start_offset:
             self._propose_isr(self.isr + (replica_id,))
 
     def _out_of_sync_replicas(self, now_ms: int) -> list[int]:

@@ -126,6 +126,7 @@ class SimProducer:
         self.counter = itertools.count()
         self.current: tuple[int, tuple[bytes, ...]] | None = None  # (base sequence, values)
         self.in_flight = False
+        self.sent_at_ms = 0
         self.acked: list[Ack] = []
         self.errors: list[str] = []
 
@@ -446,6 +447,11 @@ class SimulatedCluster:
 
     def tick(self, ms: int) -> None:
         now = self.clock.advance(ms)
+        producer = self.producer
+        if producer.in_flight and now - producer.sent_at_ms > 2 * self.produce_timeout_ms:
+            # The client's own request timeout (a frozen broker never answers): the outcome is
+            # unknown and the batch will be retried with the same sequence numbers.
+            producer.in_flight = False
         for node in self.nodes.values():
             if node.partition is not None and not node.paused:
                 node.partition.tick(now)
@@ -478,14 +484,20 @@ class SimulatedCluster:
             producer.errors.append(f"{type(exc).__name__}: {exc}")
             return exc.error_name
         producer.in_flight = True
+        producer.sent_at_ms = self.clock.now_ms
         self._producer_target = node_id
         incarnation = node.incarnation
 
+        sent_at = producer.sent_at_ms
+
         def committed(error: str) -> None:
-            if node.incarnation != incarnation or not producer.in_flight:
+            if (node.incarnation != incarnation or not producer.in_flight
+                    or producer.sent_at_ms != sent_at):
                 return
             producer.in_flight = False
             if error == "none":
+                # Observed now: the acknowledging leader may die before this step ends.
+                self._observe_committed(node.node_id, partition)
                 producer.acknowledged(result.first_offset)
                 self.history.append(f"acked {values} at {result.first_offset} by {node_id}")
 
@@ -548,12 +560,7 @@ class SimulatedCluster:
                 assert hw >= self._hw_seen.get(key, 0), self._story(
                     f"node {node.node_id}: HW went back from {self._hw_seen[key]} to {hw}")
             self._hw_seen[key] = hw
-            for offset, value in self.records_of(partition, below=hw).items():
-                known = self.committed.setdefault(offset, value)
-                assert known == value, self._story(
-                    f"node {node.node_id} has {value!r} at committed offset {offset}, "
-                    f"the committed history has {known!r}")
-            self.max_hw = max(self.max_hw, hw)
+            self._observe_committed(node.node_id, partition)
         for value, offset in self.producer.acked_values.items():
             assert self.committed.get(offset) == value, self._story(
                 f"acknowledged {value!r} at offset {offset} is not committed there "
@@ -576,6 +583,17 @@ class SimulatedCluster:
                 held = self.records_of(partition, below=hw)
                 assert held == below, self._story(
                     f"ISR member {member} disagrees with leader {leader.node_id} below HW {hw}")
+
+    def _observe_committed(self, node_id: int, partition: Partition) -> None:
+        """Add the replica's records below its HW to the committed history, which they must
+        agree with."""
+        hw = partition.high_watermark
+        for offset, value in self.records_of(partition, below=hw).items():
+            known = self.committed.setdefault(offset, value)
+            assert known == value, self._story(
+                f"node {node_id} has {value!r} at committed offset {offset}, "
+                f"the committed history has {known!r}")
+        self.max_hw = max(self.max_hw, hw)
 
     def _story(self, message: str) -> str:
         state = "\n".join(f"  node {n.node_id}: {n.partition!r}" for n in self.nodes.values())

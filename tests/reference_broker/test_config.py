@@ -106,3 +106,41 @@ def test_cli_reads_a_config_file_and_reports_a_missing_one(tmp_path: Path) -> No
     )
     assert result.returncode == 2
     assert str(missing) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"process.roles": "zookeeper"}, "process.roles"),
+        ({"process.roles": "broker"}, "controller.quorum.voters"),
+        ({"controller.quorum.voters": "0@h"}, "controller.quorum.voters"),
+        ({"controller.quorum.voters": "0@h:1,1@h:2"}, "controller.quorum.voters"),
+        ({"controller.quorum.voters": "5@h:1"}, "controller.quorum.voters"),  # combined: not us
+        ({"process.roles": "controller"}, "controller.listener.names"),
+        ({"process.roles": "broker", "controller.quorum.voters": "0@h:1",
+          "inter.broker.listener.name": "INTERNAL"}, "inter.broker.listener.name"),
+        ({"kconform.replica.peer.addresses": "2@h"}, "kconform.replica.peer.addresses"),
+        ({"broker.heartbeat.interval.ms": "9000"}, "broker.heartbeat.interval.ms"),
+    ],
+)
+def test_invalid_cluster_configuration_names_the_key(values: dict[str, str], named: str) -> None:
+    """Roles without what they need, malformed ID@HOST:PORT lists and a heartbeat interval not
+    below the session timeout fail with a message naming the key."""
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_broker_config(values)
+
+
+def test_cluster_roles_and_addresses_parse() -> None:
+    """process.roles, controller.quorum.voters and kconform.replica.peer.addresses parse into
+    roles and addresses; a controller listener needs no protocol map entry."""
+    broker = load_broker_config({"process.roles": "broker", "node.id": "2",
+                                 "controller.quorum.voters": "0@ctl:9093",
+                                 "kconform.replica.peer.addresses": "1@p1:7001,3@[::1]:7003"})
+    assert broker.is_broker_only and not broker.is_combined
+    voter = broker.controller_voter
+    assert voter is not None and (voter.node_id, voter.host, voter.port) == (0, "ctl", 9093)
+    assert broker.replica_peer_addresses == {1: ("p1", 7001), 3: ("::1", 7003)}
+    controller = load_broker_config({"process.roles": "controller",
+                                     "listeners": "CONTROLLER://127.0.0.1:9093"})
+    assert controller.is_controller_only
+    assert load_broker_config({}).is_combined

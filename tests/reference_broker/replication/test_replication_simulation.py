@@ -42,7 +42,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
         """A client with possibly stale metadata sends to ``node``."""
         self.s.produce(node, size)
 
-    @rule(size=st.integers(1, 3), rounds=st.integers(0, 3))
+    @rule(size=st.integers(1, 3), rounds=st.integers(0, 2))
     def produce_to_leader(self, size: int, rounds: int) -> None:
         """A client with fresh metadata sends to the leader; replication runs a few rounds."""
         leader = self.s.leader()
@@ -51,21 +51,26 @@ class ReplicationSimulation(RuleBasedStateMachine):
         for _ in range(rounds):
             self.round_trip()
 
+    @rule(follower=st.integers(0, 1), times=st.integers(1, 2))
+    def replicate(self, follower: int, times: int) -> None:
+        """One follower (the first or second node not leading) completes whole fetch round
+        trips while the other does nothing."""
+        leader = self.s.leader()
+        others = [n for n in self.s.nodes if leader is None or n != leader.node_id]
+        for _ in range(times):
+            self.s.round_trip_of(others[follower % len(others)])
+
     @rule(node=NODES)
     def follower_fetches(self, node: int) -> None:
         self.s.follower_send(node)
 
-    @rule(node=NODES, times=st.integers(1, 3))
-    def replicate(self, node: int, times: int) -> None:
-        """One follower completes whole fetch round trips while the others do nothing."""
-        for _ in range(times):
-            self.s.round_trip_of(node)
-
     @precondition(lambda self: self.sim is not None and bool(self.sim.deliverable()))
-    @rule(pick=st.integers(0, 2**16))
-    def deliver(self, pick: int) -> None:
+    @rule(pick=st.integers(0, 2**16), lose=st.booleans())
+    def one_message(self, pick: int, lose: bool) -> None:
+        """One message in flight arrives, or is lost."""
         messages = self.s.deliverable()
-        self.s.deliver(messages[pick % len(messages)])
+        message = messages[pick % len(messages)]
+        (self.s.drop if lose else self.s.deliver)(message)
 
     @rule()
     def round_trip(self) -> None:
@@ -77,9 +82,10 @@ class ReplicationSimulation(RuleBasedStateMachine):
             if message in self.s.network:
                 self.s.deliver(message)
 
-    @rule(node=NODES, count=st.none() | st.integers(1, 3))
-    def metadata(self, node: int, count: int | None) -> None:
-        self.s.deliver_metadata(node, count)
+    @rule(nodes=st.lists(NODES, unique=True, min_size=1))
+    def metadata(self, nodes: list[int]) -> None:
+        for node in nodes:
+            self.s.deliver_metadata(node)
 
     @rule(ms=st.integers(1, 2_500))
     def time_passes(self, ms: int) -> None:
@@ -87,40 +93,41 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
     # --- faults ------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.sim is not None and bool(self.sim.network))
-    @rule(pick=st.integers(0, 2**16))
-    def lose_message(self, pick: int) -> None:
-        self.s.drop(self.s.network[pick % len(self.s.network)])
-
-    @rule(node=NODES)
-    def kill(self, node: int) -> None:
-        self.s.crash(node)
-
-    @rule(pause=st.booleans())
-    def fail_the_leader(self, pause: bool) -> None:
-        """Kill or freeze whoever leads now."""
+    @rule(
+        pause=st.booleans(),
+        notify=st.sampled_from(["new leader", "everyone", "nobody"]),
+        write_first=st.booleans(),
+        one_follower_first=st.booleans(),
+    )
+    def leader_fails(
+        self, pause: bool, notify: str, write_first: bool, one_follower_first: bool
+    ) -> None:
+        """Whoever leads is killed or frozen, perhaps with a write just appended and fetched by
+        one follower but not the other; the controller's session times out and it elects a new
+        leader; ``notify`` says who hears about it at once."""
         leader = self.s.leader()
+        if leader is not None and write_first:
+            self.s.produce(leader.node_id, 1)
+        if leader is not None and one_follower_first:
+            self.s.round_trip_of(min(n for n in self.s.nodes if n != leader.node_id))
         if leader is not None:
             (self.s.pause if pause else self.s.crash)(leader.node_id)
-
-    @rule(notify=st.lists(NODES, unique=True))
-    def session_expires(self, notify: list[int]) -> None:
-        """Long enough for the controller to fence silent brokers and elect; only some nodes
-        hear about it yet."""
         self.s.tick(self.s.session_timeout_ms + 1)
-        for node in notify:
-            self.s.deliver_metadata(node)
+        record = self.s.controller.image.partition("sim", 0)
+        if notify == "everyone":
+            for node in self.s.nodes:
+                self.s.deliver_metadata(node)
+        elif notify == "new leader" and record is not None and record.leader >= 0:
+            self.s.deliver_metadata(record.leader)
+
+    @rule(node=NODES, pause=st.booleans())
+    def node_fails(self, node: int, pause: bool) -> None:
+        (self.s.pause if pause else self.s.crash)(node)
 
     @rule(node=NODES)
-    def restart(self, node: int) -> None:
+    def node_returns(self, node: int) -> None:
+        """A killed node restarts; a frozen one resumes (with the metadata it had)."""
         self.s.restart(node)
-
-    @rule(node=NODES)
-    def pause(self, node: int) -> None:
-        self.s.pause(node)
-
-    @rule(node=NODES)
-    def resume(self, node: int) -> None:
         self.s.resume(node)
 
     # --- checks ------------------------------------------------------------------------------

@@ -1,0 +1,165 @@
+"""Workload checks through real client libraries (``--client``), judged by the history checkers.
+
+Each check records every send, poll, commit and rebalance into a history (docs/history-format.md)
+and hands it to `harness.checkers`: an anomaly there (lost-write, duplicate, inconsistent-offsets,
+nonmonotonic-send, poll-skip, ...) fails the check and is counted by name in results.json.
+"""
+
+from __future__ import annotations
+
+import time
+
+from harness.clients import (
+    ClientError,
+    ClientUnavailable,
+    ConsumerSettings,
+    ProducerSettings,
+    make_consumer,
+    make_producer,
+)
+from harness.clients.base import Consumer, Producer, text
+from harness.conformance.context import CheckContext, CheckFailed, CheckSkipped, expect
+from harness.conformance.registry import check
+from harness.session import LATEST, WireSession
+from harness.targets.base import CONSUMER_GROUPS, CREATE_TOPICS
+from specs.produce import Outcome
+
+ORDERED = 20  # sends awaited one by one to one partition (order is checkable record by record)
+PIPELINED = 1000  # sends in flight together, spread over partitions by key
+GROUP_RECORDS = 300
+GROUP_TIME_S = 75.0
+
+
+def _producer(ctx: CheckContext, history: object, process: str) -> Producer:
+    assert ctx.client is not None
+    try:
+        return make_producer(ctx.client, ctx.bootstrap, ProducerSettings(client_id=f"kconform-{process}"),
+                             history, process)  # type: ignore[arg-type]
+    except ClientUnavailable as exc:
+        raise CheckSkipped(str(exc)) from exc
+    except ClientError as exc:
+        raise CheckFailed(f"the {ctx.client} producer could not start against the target: {exc}") from exc
+
+
+def _consumer(ctx: CheckContext, history: object, process: str, group: str | None = None) -> Consumer:
+    assert ctx.client is not None
+    try:
+        return make_consumer(ctx.client, ctx.bootstrap, group,
+                             ConsumerSettings(client_id=f"kconform-{process}", auto_offset_reset="earliest"),
+                             history, process)  # type: ignore[arg-type]
+    except ClientUnavailable as exc:
+        raise CheckSkipped(str(exc)) from exc
+
+
+def _ends(s: WireSession, topic: str, partitions: int) -> dict[tuple[str, int], int]:
+    answers = s.list_offsets_many([(topic, p) for p in range(partitions)], LATEST)
+    return {tp: a.offset for tp, a in answers.items()}
+
+
+def _send_all(ctx: CheckContext, producer: Producer, topic: str, ordered: int, pipelined: int) -> None:
+    handles = []
+    for _ in range(ordered):
+        handle = producer.send(topic, None, producer.next_value(), partition=0)
+        handles.append(handle)
+        try:
+            handle.result(30)
+        except TimeoutError:
+            raise CheckFailed(f"a send to {topic}-0 through {ctx.client} got no delivery report in 30 s") from None
+    handles += [producer.send(topic, f"k{i}", producer.next_value()) for i in range(pipelined)]
+    remaining = producer.flush(60)
+    expect(remaining == 0, f"{remaining} sends through {ctx.client} got no delivery report in 60 s")
+    bad = [h.result(1) for h in handles if h.result(1).outcome is not Outcome.SUCCESS]
+    expect(not bad, f"{len(bad)} of {len(handles)} sends through {ctx.client} were not acknowledged, first: "
+           f"{bad[0].outcome.value} {bad[0].error}" if bad else "")
+
+
+@check("client-roundtrip", kind="client", per_client=True, requires=[CREATE_TOPICS],
+       rule="Kafka documentation 1.1 and 4.6: every acknowledged record is in the log once, at the offset it "
+            "was acknowledged at, in the order one producer wrote it to a partition, and a consumer reading "
+            "the partitions from the start gets each exactly once")
+def client_roundtrip(ctx: CheckContext) -> None:
+    """Records sent with the client library are read back once each, at their acknowledged offsets."""
+    s = ctx.session()
+    topic = ctx.name("t")
+    expect(s.create_topic(topic, 3) == "NONE", f"CreateTopics {topic} failed")
+    recording = ctx.recording()
+    producer = _producer(ctx, recording.recorder, "p0")
+    try:
+        _send_all(ctx, producer, topic, ORDERED, PIPELINED)
+    finally:
+        producer.close()
+    ends = _ends(s, topic, 3)
+    consumer = _consumer(ctx, recording.recorder, "c0")
+    try:
+        consumer.assign(sorted(ends), {tp: 0 for tp in ends})
+        complete = consumer.drain(ends, 60)
+    finally:
+        consumer.close()
+    ctx.details["records"] = ORDERED + PIPELINED
+    ctx.check_history(recording.history())
+    expect(complete, f"the {ctx.client} consumer did not reach the end offsets {ends} within 60 s")
+
+
+@check("client-group", kind="client", per_client=True, requires=[CREATE_TOPICS, CONSUMER_GROUPS],
+       rule="Kafka documentation 1.1 (Consumers) and 4.6: a group's members share the partitions, each owned "
+            "by one member per generation; every record is delivered to the group (at-least-once with commits "
+            "after processing) and committed offsets only move forward")
+def client_group(ctx: CheckContext) -> None:
+    """Two consumers of one group share a topic: every record delivered, commits held, no split brain."""
+    s = ctx.session()
+    topic = ctx.name("t")
+    group = ctx.name("g")
+    expect(s.create_topic(topic, 3) == "NONE", f"CreateTopics {topic} failed")
+    recording = ctx.recording()
+    producer = _producer(ctx, recording.recorder, "p0")
+    try:
+        _send_all(ctx, producer, topic, 0, GROUP_RECORDS)
+    finally:
+        producer.close()
+    ends = _ends(s, topic, 3)
+    consumers = [_consumer(ctx, recording.recorder, f"c{i}", group) for i in range(2)]
+    delivered: set[str] = set()
+    deadline = time.monotonic() + GROUP_TIME_S
+    first_delivery: float | None = None
+    started = time.monotonic()
+    try:
+        for c in consumers:
+            c.subscribe([topic])
+        while time.monotonic() < deadline and len(delivered) < GROUP_RECORDS:
+            for c in consumers:
+                try:
+                    records = c.poll(0.2)
+                except ClientError:
+                    continue
+                if not records:
+                    continue
+                first_delivery = first_delivery or time.monotonic() - started
+                delivered.update(v for r in records if (v := text(r.value)) is not None)
+                positions: dict[tuple[str, int], int] = {}
+                for r in records:
+                    positions[(r.topic, r.partition)] = r.offset + 1
+                try:
+                    c.commit(positions)  # after processing: at-least-once
+                except ClientError:
+                    pass  # e.g. a rebalance in progress: the history records the failed commit
+        committed: dict[tuple[str, int], int] = {}
+        try:
+            committed = consumers[0].committed(sorted(ends))
+        except ClientError as exc:
+            ctx.details["committed_error"] = exc.error
+    finally:
+        for c in consumers:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - closing a consumer must not hide the result
+                pass
+    ctx.details["first_delivery_s"] = round(first_delivery, 1) if first_delivery is not None else None
+    ctx.check_history(recording.history(), guarantees=["at-least-once"])
+    expect(len(delivered) == GROUP_RECORDS,
+           f"{GROUP_RECORDS - len(delivered)} of {GROUP_RECORDS} acknowledged records were not delivered to the "
+           f"group of two {ctx.client} consumers within {GROUP_TIME_S:.0f} s (first delivery after "
+           f"{ctx.details['first_delivery_s']} s)")
+    if committed:
+        behind = {f"{t}-{p}": (committed.get((t, p)), end) for (t, p), end in ends.items() if committed.get((t, p)) != end}
+        expect(not behind, f"after every record was processed and committed, the committed offsets are "
+               f"(committed, end) {behind}")

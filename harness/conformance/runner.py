@@ -1,0 +1,273 @@
+"""Run the conformance suite against a target and report: table, results.json, JUnit XML.
+
+`run_suite` runs the selected checks in registry order (protocol checks, client workloads,
+state machines, then checks that restart the target) and returns a :class:`SuiteResult`.
+Every check ends as ``pass``, ``fail`` (with its witness and the Kafka rule it breaks) or
+``skip`` (with the reason: the capabilities the target lacks, or a missing client library).
+Nothing is silently passed (DESIGN principle 5). Each failure carries the command that reruns
+exactly that check with the same seed (principle 4).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shlex
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from harness.conformance.context import CheckContext, CheckFailed, CheckSkipped
+from harness.conformance.registry import CHECKS, Check, instance_names, split_instance
+from harness.session import SessionError, UnsupportedApi
+from harness.targets.base import Target
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+ORDER = {"protocol": 0, "client": 1, "stateful": 2, "process": 3}
+
+
+@attrs.frozen
+class CheckOutcome:
+    """How one check (instance) ended."""
+
+    name: str
+    status: str
+    kind: str
+    rule: str
+    summary: str
+    seconds: float
+    reason: str | None = None  # skip
+    witness: str | None = None  # fail
+    anomalies: dict[str, int] = attrs.field(factory=dict)
+    details: dict[str, Any] = attrs.field(factory=dict)
+    reproduce: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class SuiteResult:
+    target: dict[str, Any]
+    seed: int
+    clients: tuple[str, ...]
+    outcomes: tuple[CheckOutcome, ...]
+    started: str
+    seconds: float
+
+    @property
+    def valid(self) -> bool:
+        """Nothing failed (skips are reported, not failures)."""
+        return all(o.status != FAIL for o in self.outcomes)
+
+    @property
+    def anomalies(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            for name, n in o.anomalies.items():
+                counts[name] = counts.get(name, 0) + n
+        return counts
+
+    def counts(self) -> dict[str, int]:
+        out = {PASS: 0, FAIL: 0, SKIP: 0}
+        for o in self.outcomes:
+            out[o.status] += 1
+        return out
+
+    def outcome(self, name: str) -> CheckOutcome:
+        for o in self.outcomes:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "target": self.target,
+            "seed": self.seed,
+            "clients": list(self.clients),
+            "started": self.started,
+            "seconds": round(self.seconds, 2),
+            "summary": self.counts(),
+            "checks": {o.name: o.status for o in self.outcomes},
+            "anomalies": self.anomalies,
+            "results": [o.to_json() for o in self.outcomes],
+        }
+
+
+def select(names: Iterable[str] | None, clients: Sequence[str]) -> list[tuple[Check, str | None, str]]:
+    """The (check, client, instance name) to run; ``names`` may be base names or instances.
+
+    Raises KeyError naming unknown checks.
+    """
+    ordered = sorted(CHECKS.values(), key=lambda c: ORDER[c.kind])
+    everything = [(c, client, name) for c in ordered
+                  for client, name in zip(clients if c.per_client else [None],
+                                          instance_names(c, clients))]
+    if names is None:
+        return everything
+    wanted = list(dict.fromkeys(names))
+    known = {name for _, _, name in everything} | set(CHECKS)
+    unknown = [n for n in wanted if n not in known and split_instance(n)[0] not in CHECKS]
+    if unknown:
+        raise KeyError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+    picked = []
+    for c in ordered:
+        if c.name in wanted:
+            picked += [(c, client, name) for client, name in zip(clients if c.per_client else [None],
+                                                                  instance_names(c, clients))]
+        else:
+            for n in wanted:
+                base, client = split_instance(n)
+                if base == c.name and client is not None:
+                    picked.append((c, client, n))
+    return picked
+
+
+def reproduce_command(target: Target, name: str, seed: int, examples: int, steps: int) -> str:
+    base, client = split_instance(name)
+    args = ["kconform", "conform", "--target", target.name]
+    if target.name == "external":
+        args += ["--bootstrap", target.bootstrap]
+    args += ["--checks", base, "--seed", str(seed)]
+    if client:
+        args += ["--client", client]
+    if CHECKS[base].kind == "stateful":
+        args += ["--examples", str(examples), "--steps", str(steps)]
+    return shlex.join(args)
+
+
+def run_check(target: Target, check_: Check, client: str | None, name: str, *, seed: int, examples: int,
+              steps: int, shrink_seconds: float, report_dir: Path | None) -> CheckOutcome:
+    """Run one check instance and classify how it ended."""
+    missing = target.missing(check_.requires)
+    if missing:
+        return CheckOutcome(name, SKIP, check_.kind, check_.rule, check_.summary, 0.0,
+                            reason=f"the {target.name} target lacks {', '.join(missing)}")
+    ctx = CheckContext(target, seed=seed, check_name=name, client=client, examples=examples, steps=steps,
+                       shrink_seconds=shrink_seconds, report_dir=report_dir)
+    started = time.perf_counter()
+    status, reason, witness = PASS, None, None
+    try:
+        check_.function(ctx)
+    except CheckSkipped as exc:
+        status, reason = SKIP, str(exc)
+    except UnsupportedApi as exc:
+        status, reason = SKIP, f"the target does not offer what the check needs: {exc}"
+    except CheckFailed as exc:
+        status, witness = FAIL, exc.witness
+        ctx.anomalies.update(exc.anomalies)
+    except (AssertionError, SessionError, OSError) as exc:
+        status, witness = FAIL, f"{type(exc).__name__}: {exc}" if not isinstance(exc, AssertionError) else str(exc)
+    except Exception as exc:  # noqa: BLE001 - a broken target must not stop the suite
+        status, witness = FAIL, f"{type(exc).__name__}: {exc}"
+        ctx.details["traceback"] = traceback.format_exc(limit=8)
+    finally:
+        ctx.close()
+    seconds = time.perf_counter() - started
+    return CheckOutcome(name, status, check_.kind, check_.rule, check_.summary, round(seconds, 3), reason=reason,
+                        witness=witness, anomalies=dict(ctx.anomalies), details=dict(ctx.details),
+                        reproduce=reproduce_command(target, name, seed, examples, steps) if status == FAIL else None)
+
+
+def run_suite(target: Target, *, checks: Iterable[str] | None = None, clients: Sequence[str] = ("confluent-kafka",),
+              seed: int = 0, examples: int = 10, steps: int = 25, shrink_seconds: float = 30.0,
+              report_dir: Path | None = None,
+              progress: Callable[[CheckOutcome], None] | None = None) -> SuiteResult:
+    """Run the suite against a started target."""
+    plan = select(checks, clients)
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    outcomes = []
+    for check_, client, name in plan:
+        outcome = run_check(target, check_, client, name, seed=seed, examples=examples, steps=steps,
+                            shrink_seconds=shrink_seconds, report_dir=report_dir)
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome)
+    info = {**target.describe(), "capabilities": sorted(target.capabilities)}
+    return SuiteResult(info, seed, tuple(clients), tuple(outcomes), started_at, time.perf_counter() - started)
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+def first_line(text: str | None, width: int = 100) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def table(result: SuiteResult) -> str:
+    """The per-check table: check, result, and the skip reason or failure witness."""
+    width = max([len(o.name) for o in result.outcomes] + [5])
+    lines = [f"{'check':<{width}}  {'result':<6}  detail"]
+    for o in result.outcomes:
+        detail = o.reason if o.status == SKIP else o.witness if o.status == FAIL else _pass_detail(o)
+        lines.append(f"{o.name:<{width}}  {o.status.upper() if o.status == FAIL else o.status:<6}  "
+                     f"{first_line(detail)}")
+    return "\n".join(lines)
+
+
+def _pass_detail(o: CheckOutcome) -> str:
+    if "steps_per_second" in o.details:
+        return f"{o.details['steps']} steps, {o.details['steps_per_second']:.0f} steps/s"
+    return f"{o.seconds:.2f} s"
+
+
+def failures(result: SuiteResult) -> str:
+    """Every failure in full: witness, rule, anomalies, reproduction."""
+    out = []
+    for o in result.outcomes:
+        if o.status != FAIL:
+            continue
+        out.append(f"\nFAIL {o.name}: {o.summary}")
+        out.append(f"  rule: {o.rule}")
+        out.append("  witness: " + (o.witness or "").replace("\n", "\n    "))
+        if o.anomalies:
+            out.append("  anomalies: " + ", ".join(f"{k}: {v}" for k, v in o.anomalies.items()))
+        if o.details.get("reproduction"):
+            out.append("  minimal steps (Hypothesis):\n    " + str(o.details["reproduction"]).replace("\n", "\n    "))
+        out.append(f"  reproduce: {o.reproduce}")
+    return "\n".join(out)
+
+
+def junit_xml(result: SuiteResult) -> bytes:
+    """JUnit XML: one testsuite, one testcase per check (failure / skipped elements)."""
+    counts = result.counts()
+    suite = ET.Element("testsuite", {
+        "name": f"kconform conform {result.target.get('name')}", "tests": str(len(result.outcomes)),
+        "failures": str(counts[FAIL]), "errors": "0", "skipped": str(counts[SKIP]),
+        "time": f"{result.seconds:.3f}", "timestamp": result.started,
+    })
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("seed", result.seed), ("target", json.dumps(result.target)),
+                       ("clients", ",".join(result.clients))):
+        ET.SubElement(props, "property", {"name": key, "value": str(value)})
+    for o in result.outcomes:
+        case = ET.SubElement(suite, "testcase", {"classname": f"kconform.{result.target.get('name')}.{o.kind}",
+                                                 "name": o.name, "time": f"{o.seconds:.3f}"})
+        if o.status == FAIL:
+            failure = ET.SubElement(case, "failure", {"message": first_line(o.witness, 300), "type": "conformance"})
+            failure.text = "\n".join(filter(None, [
+                o.witness, f"rule: {o.rule}",
+                ("anomalies: " + json.dumps(o.anomalies)) if o.anomalies else None,
+                str(o.details.get("reproduction") or "") or None, f"reproduce: {o.reproduce}"]))
+        elif o.status == SKIP:
+            ET.SubElement(case, "skipped", {"message": o.reason or ""})
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return body
+
+
+def write_reports(result: SuiteResult, report_dir: Path) -> None:
+    """results.json, junit.xml and summary.txt into ``report_dir``."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "results.json").write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+    (report_dir / "junit.xml").write_bytes(junit_xml(result))
+    (report_dir / "summary.txt").write_text(table(result) + "\n" + failures(result) + "\n")
