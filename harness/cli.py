@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from harness.check_cli import check_command
+from harness.conformance.cli import conform_command, matrix_command
 from harness.roundtrip import roundtrip_command
 from reference_broker.cli import broker_command, cluster_command
 
@@ -22,3 +23,5 @@ main.add_command(broker_command)
 main.add_command(cluster_command)
 main.add_command(roundtrip_command)
 main.add_command(check_command)
+main.add_command(conform_command)
+main.add_command(matrix_command)

@@ -180,10 +180,7 @@ class Broker:
         self._next_producer_expiry_ms = now_ms + self._producer_expiry_interval_ms
         self._partitions: dict[tuple[str, int], Partition] = {}
         self._now_ms = now_ms  # the latest time seen, for answers that arrive without one
-        try:
-            self._replication_config = ReplicationConfig.from_broker(config.get)
-        except KeyError:  # the replication keys are not in this configuration table yet
-            self._replication_config = ReplicationConfig()
+        self._replication_config = ReplicationConfig.from_broker(config.get)
         # listener name -> port actually bound (differs from the configured one for port 0)
         self.bound_ports: dict[str, int] = {}
         # InitProducerId's ids, in blocks the controller hands out (KIP-730).

@@ -95,11 +95,16 @@ class Delivery:
 
 
 class SendHandle:
-    """The completion of one send: wait for it with :meth:`result`."""
+    """The completion of one send: wait for it with :meth:`result`.
 
-    def __init__(self) -> None:
+    ``pump`` serves the library's delivery reports while waiting, for libraries that deliver
+    them only when asked (librdkafka calls them from ``poll``).
+    """
+
+    def __init__(self, pump: Callable[[float], None] | None = None) -> None:
         self._event = threading.Event()
         self._delivery: Delivery | None = None
+        self._pump = pump
 
     def _set(self, delivery: Delivery) -> None:
         self._delivery = delivery
@@ -110,7 +115,11 @@ class SendHandle:
         return self._event.is_set()
 
     def result(self, timeout_s: float | None = None) -> Delivery:
-        if not self._event.wait(timeout_s):
+        if self._pump is not None:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while not self._event.is_set() and (deadline is None or time.monotonic() < deadline):
+                self._pump(0.05)
+        if not self._event.wait(0 if self._pump is not None else timeout_s):
             raise TimeoutError("the send has not completed")
         assert self._delivery is not None
         return self._delivery
@@ -149,7 +158,7 @@ class Producer:
 
     def send(self, topic: str, key: str | None, value: str, partition: int | None = None) -> SendHandle:
         """Hand one record to the library; the handle completes with its delivery report."""
-        handle = SendHandle()
+        handle = SendHandle(self._pump)
         invoke = None
         if self.history is not None:
             invoke = self.history.invoke(self.process, "send", topic=topic, partition=partition,
@@ -197,6 +206,9 @@ class Producer:
         self.close()
 
     # --- backend -------------------------------------------------------------------------------
+
+    _pump: Callable[[float], None] | None = None
+    """Serve pending delivery reports for up to the given seconds (None: reports come by themselves)."""
 
     def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
               done: DeliveryCallback) -> None:

@@ -23,6 +23,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     ck = None  # type: ignore[assignment]
 
+LOG_LEVEL = 3  # librdkafka's syslog level: errors only (its warnings flood stderr during rebalances)
+
 # librdkafka's local (negative) error codes, as the history names them.
 _LOCAL = {
     "_MSG_TIMED_OUT": "TIMEOUT",
@@ -62,8 +64,12 @@ class ConfluentProducer(Producer):
         self._p = lib.Producer({
             "bootstrap.servers": bootstrap, "client.id": s.client_id, "acks": s.acks,
             "enable.idempotence": s.idempotence, "linger.ms": s.linger_ms,
-            "message.timeout.ms": s.delivery_timeout_ms,
+            "message.timeout.ms": s.delivery_timeout_ms, "log_level": LOG_LEVEL,
         })
+        self._pump = self._serve_reports
+
+    def _serve_reports(self, timeout_s: float) -> None:
+        self._p.poll(timeout_s)
 
     def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
               done: DeliveryCallback) -> None:
@@ -108,7 +114,7 @@ class ConfluentConsumer(Consumer):
             # librdkafka needs a group id even for assign(); nothing is committed without a call.
             "group.id": group or f"kconform-nogroup-{process}", "enable.auto.commit": False,
             "auto.offset.reset": s.auto_offset_reset, "enable.partition.eof": False,
-            "session.timeout.ms": s.session_timeout_ms,
+            "session.timeout.ms": s.session_timeout_ms, "log_level": LOG_LEVEL,
         })
 
     def _assign(self, partitions: list[TP], offsets: dict[TP, int]) -> None:

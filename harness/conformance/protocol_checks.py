@@ -25,7 +25,6 @@ from harness.session import (
     OFFSET_FETCH,
     FetchedRecord,
     SessionError,
-    UnsupportedApi,
     WireSession,
     api_versions_frame,
     error_name,
@@ -671,11 +670,9 @@ def topic_ids(ctx: CheckContext) -> None:
                                  "include_topic_authorized_operations": False}, version=version)
     tid = response.topics[0].topic_id
     expect(tid is not None and tid.int != 0, f"Metadata v{version} returned topic id {tid}")
-    try:
-        fetch_v = s.version(FETCH, at_least=13)
-    except UnsupportedApi as exc:
-        raise CheckSkipped(str(exc)) from exc
-    fetch_v = max(13, min(s.versions[FETCH][1], 13))
+    if not s.supports(FETCH, 13):
+        raise CheckSkipped(f"the target's Fetch versions {s.versions.get(FETCH)} do not include 13 (topic ids)")
+    fetch_v = 13
 
     def fetch_by_id(topic_id: uuid.UUID) -> tuple[str, int]:
         r = s.call(FETCH, {"replica_id": -1, "max_wait": 100, "min_bytes": 1, "max_bytes": 1 << 20,

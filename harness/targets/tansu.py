@@ -7,6 +7,7 @@ capabilities come from its ApiVersions answer.
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 from harness.targets.base import PROCESS_CONTROL, Target, TargetError
@@ -64,5 +65,15 @@ class TansuTarget(Target):
             binary = str(find_tansu_binary())
         except TansuNotInstalled:
             pass
-        return {**super().describe(), "binary": binary,
+        return {**super().describe(), "binary": binary, "version": tansu_version(),
                 "storage_engine": self.storage_engine or "memory://tansu/"}
+
+
+def tansu_version() -> str | None:
+    """``tansu --version`` of the binary in use (e.g. ``tansu 0.6.0``), None if unknown."""
+    try:
+        binary = find_tansu_binary()
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10)
+    except (TansuNotInstalled, OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
