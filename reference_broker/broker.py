@@ -181,6 +181,9 @@ class Broker:
         self._partitions: dict[tuple[str, int], Partition] = {}
         self._now_ms = now_ms  # the latest time seen, for answers that arrive without one
         self._replication_config = ReplicationConfig.from_broker(config.get)
+        # Called when a partition's high watermark moves: the driver wakes parked fetches
+        # (consumers may now read further, followers learn the new HW).
+        self.on_high_watermark: Callable[[Partition], None] | None = None
         # listener name -> port actually bound (differs from the configured one for port 0)
         self.bound_ports: dict[str, int] = {}
         # InitProducerId's ids, in blocks the controller hands out (KIP-730).
@@ -460,8 +463,13 @@ class Broker:
         partition = Partition(state.name, index, plog, node_id=self.node_id,
                               config=self._replication_config, now_ms=now_ms)
         partition.alter_isr = lambda change: self._propose_isr_change(partition, change)
+        partition.on_high_watermark = self._high_watermark_moved
         self._partitions[(state.name, index)] = partition
         return partition
+
+    def _high_watermark_moved(self, partition: Partition) -> None:
+        if self.on_high_watermark is not None:
+            self.on_high_watermark(partition)
 
     def _propose_isr_change(self, partition: Partition, change: IsrChange) -> None:
         """A leader's ISR proposal goes to the controller (AlterPartition); the answer goes

@@ -38,6 +38,7 @@ from reference_broker.protocol.codec import (
 from reference_broker.protocol.fast_responses import Chunks, encode_response_data
 from reference_broker.protocol.framing import Frame, FrameDecoder, FrameTooLargeError
 from reference_broker.remote_controller import RemoteControllerChannel
+from reference_broker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +216,20 @@ class BrokerServer:
             RemoteControllerChannel(config, now_ms) if config.is_broker_only else None
         )
         self.broker = Broker(config, now_ms(), self.remote_controller)
+        # A moving high watermark lets parked consumer fetches read further and tells parked
+        # follower fetches the new HW.
+        self.broker.on_high_watermark = lambda partition: self._wake_fetchers()
+        # Followers copy their leaders' logs (started with the listeners).
+        self.replica_fetchers = ReplicaFetcherManager(
+            self.broker, FetcherConfig.from_broker(config.get), now_ms
+        )
         self.connections: set[_Connection] = set()
         self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._fetch_waiters: set[asyncio.Future[None]] = set()
+        # Bumped by every wake-up, so a fetch parked between its first look and its first wait
+        # does not sleep through data that arrived in that gap.
+        self._wake_count = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -248,6 +259,7 @@ class BrokerServer:
                 self._every(FLUSH_CHECK_INTERVAL_S, self.broker.flush_due), name="flusher"),
             asyncio.create_task(self._every(TICK_INTERVAL_S, self.broker.tick), name="timers"),
         ]
+        self.replica_fetchers.start()
 
     def bound_listeners(self) -> list[Listener]:
         return [
@@ -282,6 +294,7 @@ class BrokerServer:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        await self.replica_fetchers.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -379,16 +392,21 @@ class BrokerServer:
         max_wait_s = body.max_wait.total_seconds()
         if outcome.error or outcome.bytes >= body.min_bytes or max_wait_s <= 0:
             return self._encode(request, outcome.response)
-        return asyncio.ensure_future(self._parked_fetch(ctx, request, max_wait_s))
+        return asyncio.ensure_future(
+            self._parked_fetch(ctx, request, max_wait_s, self._wake_count)
+        )
 
     async def _parked_fetch(
-        self, ctx: RequestContext, request: DecodedRequest, max_wait_s: float
+        self, ctx: RequestContext, request: DecodedRequest, max_wait_s: float, seen: int
     ) -> Outgoing | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait_s
         while True:
             remaining = deadline - loop.time()
-            if remaining > 0:
+            # Wait only if nothing woke fetchers since the last look: the task starts a loop
+            # iteration after the first look, and a produce (or a follower moving the high
+            # watermark) may have come in between.
+            if remaining > 0 and seen == self._wake_count:
                 waiter: asyncio.Future[None] = loop.create_future()
                 self._fetch_waiters.add(waiter)
                 try:
@@ -397,11 +415,13 @@ class BrokerServer:
                     pass
                 finally:
                     self._fetch_waiters.discard(waiter)
+            seen = self._wake_count
             outcome = handle_fetch(self.broker, ctx, request.body, now_ms())
             if outcome.error or outcome.bytes >= request.body.min_bytes or loop.time() >= deadline:
                 return self._encode(request, outcome.response)
 
     def _wake_fetchers(self) -> None:
+        self._wake_count += 1
         for waiter in self._fetch_waiters:
             if not waiter.done():
                 waiter.set_result(None)

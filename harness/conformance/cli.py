@@ -136,7 +136,10 @@ def conform_command(target_name: str, bootstrap: str | None, brokers: int, capab
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed for the state machines.")
 @click.option("--examples", type=click.IntRange(min=1), default=DEFAULT_EXAMPLES, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True)
-def matrix_command(targets: str, output: Path, report_dir: Path | None, seed: int, examples: int, steps: int) -> None:
+@click.option("--checks", "checks", callback=lambda _c, _p, v: _split(v), metavar="NAME,NAME",
+              help="Only these checks (default: all; a partial matrix says so).")
+def matrix_command(targets: str, output: Path, report_dir: Path | None, seed: int, examples: int, steps: int,
+                   checks: list[str] | None) -> None:
     """Run the suite against several targets and write the conformance matrix (Markdown).
 
     The page (docs/conformance.md by default) is generated from these real runs, never typed:
@@ -157,7 +160,8 @@ def matrix_command(targets: str, output: Path, report_dir: Path | None, seed: in
         click.echo(f"== {name}", err=True)
         try:
             with make_target(name) as target:
-                results[name] = run_suite(target, clients=CLIENTS, seed=seed, examples=examples, steps=steps,
+                results[name] = run_suite(target, checks=checks, clients=CLIENTS, seed=seed, examples=examples,
+                                          steps=steps,
                                           report_dir=report_dir / name if report_dir else None, progress=_progress)
         except TargetError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -165,7 +169,8 @@ def matrix_command(targets: str, output: Path, report_dir: Path | None, seed: in
         if report_dir is not None:
             write_reports(results[name], report_dir / name)
     command = "kconform matrix" + ("" if targets == "reference,tansu" else f" --targets {targets}") + \
-        ("" if seed == 1 else f" --seed {seed}")
+        ("" if seed == 1 else f" --seed {seed}") + ("" if checks is None else f" --checks {','.join(checks)}") + \
+        ("" if (examples, steps) == (DEFAULT_EXAMPLES, DEFAULT_STEPS) else f" --examples {examples} --steps {steps}")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render_matrix(results, command=command))
     for name, result in results.items():

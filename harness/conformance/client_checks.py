@@ -126,10 +126,12 @@ def client_group(ctx: CheckContext) -> None:
         for c in consumers:
             c.subscribe([topic])
         last_look = 0.0
+        read_to: dict[tuple[str, int], int] = {}
         while time.monotonic() < deadline:
-            if len(delivered) >= GROUP_RECORDS and time.monotonic() - last_look > 0.5:
-                # Everything was delivered; done once the broker holds the final commits (a commit
-                # refused during a rebalance is redone by the partition's next owner).
+            through = all(read_to.get(tp, 0) >= end for tp, end in ends.items())
+            if (len(delivered) >= GROUP_RECORDS or through) and time.monotonic() - last_look > 0.5:
+                # Everything was delivered (or read past); done once the broker holds the final
+                # commits (a commit refused during a rebalance is redone by the next owner).
                 last_look = time.monotonic()
                 fetched = s.offset_fetch(group, sorted(ends))
                 if all(fetched[tp][0] == end for tp, end in ends.items()):
@@ -146,6 +148,8 @@ def client_group(ctx: CheckContext) -> None:
                 positions: dict[tuple[str, int], int] = {}
                 for r in records:
                     positions[(r.topic, r.partition)] = r.offset + 1
+                for tp, next_offset in positions.items():
+                    read_to[tp] = max(read_to.get(tp, 0), next_offset)
                 try:
                     c.commit(positions)  # after processing: at-least-once
                 except ClientError:

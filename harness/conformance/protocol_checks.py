@@ -464,7 +464,8 @@ def high_watermark(ctx: CheckContext) -> None:
     previous = 0
     end = 0
     for n in (1, 4, 2, 3):
-        end = _produce(s, topic, _values(f"h{end}", n)) + n
+        _produce(s, topic, _values(f"h{end}", n))
+        end += n
         fetched = s.fetch(topic, 0, 0, max_wait_ms=50)
         latest = s.list_offsets(topic, 0, LATEST)
         expect(fetched.high_watermark == end,

@@ -38,8 +38,8 @@ def cluster_launcher() -> Any | None:
 
 
 class ReferenceTarget(Target):
-    """One reference broker process (``brokers=1``), or a cluster of them when the
-    multi-broker launcher is available."""
+    """One reference broker process (``brokers=1``), or a controller and ``brokers`` broker
+    processes (``reference_broker.cluster.ReferenceCluster``)."""
 
     name = "reference"
 
@@ -79,9 +79,11 @@ class ReferenceTarget(Target):
         if launcher is None:
             raise TargetError(
                 f"--brokers {self.brokers} needs reference_broker.cluster.ReferenceCluster, which this "
-                "checkout does not have yet; run with --brokers 1")
-        self._cluster = launcher(self.brokers, overrides=self.overrides, data_dir=self.data_dir)
+                "checkout does not have; run with --brokers 1")
+        self._cluster = launcher(self.brokers, overrides=self.overrides, base_dir=self.data_dir,
+                                 log_level=self.log_level)
         self._cluster.start()
+        self._cluster.wait_ready()
 
     def _stop(self) -> None:
         if self._broker is not None:
@@ -100,14 +102,19 @@ class ReferenceTarget(Target):
         if self._broker is not None:
             self._broker.restart()
         elif self._cluster is not None:
-            self._cluster.restart()
+            self._cluster.stop_all()
+            self._cluster.start()
+            self._cluster.wait_ready()
         else:
             raise TargetError("the reference target is not started")
 
     def kill(self) -> None:
         if self._broker is not None:
             self._broker.kill()
+        if self._cluster is not None:
+            self._cluster.kill_all()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "brokers": self.brokers, "overrides": dict(self.overrides),
-                "pids": [self._broker.pid] if self._broker is not None else []}
+                "pids": [self._broker.pid] if self._broker is not None else
+                [n.pid for n in self._cluster.nodes] if self._cluster is not None else []}

@@ -59,7 +59,7 @@ from pathlib import Path
 
 import attrs
 
-from reference_broker.log import AppendResult, LogError, PartitionLog
+from reference_broker.log import AppendResult, LogError, OffsetOutOfRangeError, PartitionLog
 from reference_broker.log.checkpoint import read_offset, write_offset
 from reference_broker.log.leader_epochs import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 from reference_broker.records import BatchHeader, scan_valid_prefix
@@ -485,14 +485,14 @@ class Partition:
                 f"(replicas: {list(self.replicas)})",
             )
         plog = self.log
-        if last_fetched_epoch != NO_EPOCH:
-            # KIP-595 style truncation on fetch (Kafka 2.7+ followers).
+        if last_fetched_epoch != NO_EPOCH and fetch_offset >= plog.log_start_offset:
+            # KIP-595 style truncation on fetch (Kafka 2.7+ followers), as Kafka's
+            # Partition.readRecords: an epoch we cannot place is out of range.
             epoch, end = self.end_offset_for_epoch(last_fetched_epoch)
-            if fetch_offset >= plog.log_start_offset and (
-                epoch == UNDEFINED_EPOCH or epoch < last_fetched_epoch or end < fetch_offset
-            ):
-                if epoch == UNDEFINED_EPOCH:
-                    epoch, end = UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
+            if epoch == UNDEFINED_EPOCH or end == UNDEFINED_EPOCH_OFFSET:
+                raise OffsetOutOfRangeError(fetch_offset, plog.log_start_offset,
+                                            plog.log_end_offset)
+            if epoch < last_fetched_epoch or end < fetch_offset:
                 return FollowerRead(b"", self._high_watermark, plog.log_start_offset,
                                     plog.log_end_offset, (epoch, end))
         data = plog.read(fetch_offset, max_bytes, upper_bound=None, min_one_batch=min_one_batch)

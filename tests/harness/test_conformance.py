@@ -1,0 +1,129 @@
+"""The conformance suite: passes on the reference broker, names the anomalies of wrong brokers,
+writes results.json and JUnit XML, and exits with the documented codes."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.clients import CLIENTS
+from harness.conformance import CHECKS, FAIL, PASS, SKIP, run_suite, write_reports
+from harness.conformance.matrix import render_matrix
+from harness.targets import ReferenceTarget
+from harness.testing.faulty import FaultyTarget
+
+pytestmark = pytest.mark.clients
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[ReferenceTarget]:
+    with ReferenceTarget() as target:
+        yield target
+
+
+def test_the_whole_suite_passes_on_the_reference_broker(reference: ReferenceTarget, tmp_path: Path) -> None:
+    """Every check the reference broker can run passes; only checks needing a cluster are skipped."""
+    result = run_suite(reference, clients=CLIENTS, seed=3, examples=5, steps=15, report_dir=tmp_path)
+    failed = {o.name: o.witness for o in result.outcomes if o.status == FAIL}
+    assert not failed, failed
+    skipped = {o.name: o.reason for o in result.outcomes if o.status == SKIP}
+    assert set(skipped) == {"replicated-topic"} and "replication" in str(skipped["replicated-topic"])
+    assert len(result.outcomes) == len(CHECKS) + 2 * (len(CLIENTS) - 1)
+    stateful = result.outcome("stateful-log").details
+    assert stateful["steps"] > 0 and stateful["steps_per_second"] > 0
+
+
+def test_a_broker_that_drops_records_is_reported_as_lost_write() -> None:
+    """Dropping every 100th acknowledged record shows as lost-write (and poll-skip) by name."""
+    with FaultyTarget("drop") as target:
+        result = run_suite(target, checks=["client-roundtrip", "produce-offsets-contiguous"],
+                           clients=("confluent-kafka", "aiokafka"), seed=1)
+    assert result.outcome("produce-offsets-contiguous").status == PASS
+    for client in ("confluent-kafka", "aiokafka"):
+        outcome = result.outcome(f"client-roundtrip[{client}]")
+        assert outcome.status == FAIL and outcome.anomalies.get("lost-write", 0) >= 3, outcome
+        assert "lost-write" in (outcome.witness or "") and outcome.reproduce
+    assert not result.valid and result.anomalies["lost-write"] >= 6
+
+
+def test_a_broker_that_reorders_offsets_is_reported_by_name() -> None:
+    """Acknowledging wrong offsets fails the offset checks and shows inconsistent-offsets,
+    duplicate and nonmonotonic-send; the state machine prints its minimal steps."""
+    with FaultyTarget("reorder") as target:
+        result = run_suite(target, checks=["produce-offsets-contiguous", "client-roundtrip[kafka-python]",
+                                           "stateful-log"], seed=2, examples=25, steps=20)
+    assert result.outcome("produce-offsets-contiguous").status == FAIL
+    anomalies = result.outcome("client-roundtrip[kafka-python]").anomalies
+    assert {"inconsistent-offsets", "duplicate", "nonmonotonic-send"} <= set(anomalies), anomalies
+    machine = result.outcome("stateful-log")
+    assert machine.status == FAIL and "contiguous" in (machine.witness or "")
+    assert "state.produce(" in str(machine.details["reproduction"])
+    assert machine.reproduce and "--seed 2" in machine.reproduce
+
+
+def test_results_json_and_junit_xml(reference: ReferenceTarget, tmp_path: Path) -> None:
+    """results.json holds valid, checks and anomalies; junit.xml has one testcase per check with
+    failure and skipped elements."""
+    with FaultyTarget("reorder") as target:
+        result = run_suite(target, checks=["api-versions", "produce-offsets-contiguous", "replicated-topic"],
+                           seed=0)
+    write_reports(result, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["valid"] is False
+    assert data["checks"] == {"api-versions": "pass", "produce-offsets-contiguous": "fail", "replicated-topic": "skip"}
+    assert isinstance(data["anomalies"], dict)
+    assert data["results"][1]["rule"] and data["results"][1]["reproduce"].startswith("kconform conform")
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert cases["produce-offsets-contiguous"].find("failure") is not None
+    assert cases["replicated-topic"].find("skipped") is not None
+    assert list(cases["api-versions"]) == []
+    assert "FAIL" in (tmp_path / "summary.txt").read_text()
+
+
+def test_conform_exit_codes(tmp_path: Path) -> None:
+    """Exit 0 when nothing fails, 1 when a check fails, 2 for bad arguments or no target."""
+    runner = CliRunner()
+    ok = runner.invoke(main, ["conform", "--checks", "api-versions,replicated-topic", "--report", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    assert "VALID: 1 passed, 0 failed, 1 skipped" in ok.output
+    assert json.loads((tmp_path / "results.json").read_text())["valid"] is True
+    bad = runner.invoke(main, ["conform", "--target", "faulty-reorder", "--checks", "produce-offsets-contiguous",
+                               "--seed", "4"])
+    assert bad.exit_code == 1, bad.output
+    assert "reproduce: kconform conform --target faulty-reorder --checks produce-offsets-contiguous --seed 4" in bad.output
+    assert runner.invoke(main, ["conform", "--target", "external"]).exit_code == 2
+    assert runner.invoke(main, ["conform", "--checks", "no-such-check"]).exit_code == 2
+    unreachable = runner.invoke(main, ["conform", "--target", "external", "--bootstrap", "127.0.0.1:1"])
+    assert unreachable.exit_code == 2 and "does not answer" in unreachable.output
+
+
+def test_list_names_every_check_with_its_rule() -> None:
+    """--list prints each check, what it needs and the Kafka rule it checks."""
+    result = CliRunner().invoke(main, ["conform", "--list"])
+    assert result.exit_code == 0
+    for name, check_ in CHECKS.items():
+        assert name in result.output and check_.rule[:40] in result.output
+
+
+def test_matrix_page_names_targets_rules_and_how_to_regenerate(tmp_path: Path) -> None:
+    """The matrix is generated from runs: a row per check, a column per target, failures with the
+    rule they break, and the regeneration command."""
+    out = tmp_path / "conformance.md"
+    result = CliRunner().invoke(main, ["matrix", "--targets", "reference,faulty-reorder", "--output", str(out),
+                                       "--checks", "api-versions,produce-offsets-contiguous,replicated-topic"])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "| `produce-offsets-contiguous` |" in page and "**FAIL**" in page
+    assert "## faulty-reorder" in page and "Kafka documentation 1.1" in page
+    assert "kconform matrix --targets reference,faulty-reorder --checks" in page
+    assert "`replicated-topic`: the reference target lacks replication" in page
+    assert render_matrix({}, command="kconform matrix").startswith("# Conformance matrix")
