@@ -8,7 +8,7 @@ batching, ``linger.ms=5``, no compression). The clock runs from the first ``prod
 ``flush()`` returns with every message acknowledged; the topic must then hold exactly the
 messages sent. Prints figures, asserts nothing.
 
-    .venv/bin/python benchmarks/cluster_throughput.py [--messages 200000] [--size 100] [--repeat 3]
+    .venv/bin/python benchmarks/cluster_throughput.py [--messages 500000] [--size 100] [--repeat 3]
 
 Lines:
 
@@ -101,7 +101,7 @@ def stored(cluster: ReferenceCluster, topic: str, expected: int, timeout_s: floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--size", type=int, default=100, help="value bytes per message")
     parser.add_argument("--repeat", type=int, default=3, help="runs per line (median shown)")
     args = parser.parse_args()

@@ -295,22 +295,33 @@ class WireSession:
                     version: int | None = None) -> Any:
         """Async form of :meth:`call` on a connection of the caller's own."""
         v = self.version(api_key) if version is None else version
-        return await asyncio.wait_for(conn.request(build(request_class(api_key, v), fields)), self.timeout_s)
+        try:
+            return await asyncio.wait_for(conn.request(build(request_class(api_key, v), fields)), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise SessionError(f"{API_NAMES.get(api_key, str(api_key))} v{v}: no answer within "
+                               f"{self.timeout_s:.0f} s") from None
+        except (WireError, OSError) as exc:
+            raise SessionError(f"{API_NAMES.get(api_key, str(api_key))} v{v}: {type(exc).__name__}: {exc}") from exc
 
     def raw(self, frame: bytes, api_key: int, response_version: int, address: str | None = None) -> Any:
         """Send a hand-made request frame; decode the answer as ``response_version``."""
         conn = self._conn(address or self.bootstrap)
 
-        async def go() -> Any:
+        async def go() -> bytes:
             await conn.send_raw(frame)
-            payload = await conn.read_frame()
-            return decode_response(api_key, response_version, payload)[1]
+            return await conn.read_frame()
 
         try:
-            return self.run(asyncio.wait_for(go(), self.timeout_s))
+            payload = self.run(asyncio.wait_for(go(), self.timeout_s))
         except (WireError, OSError, asyncio.TimeoutError) as exc:
             self.drop_connection(address or self.bootstrap)
             raise SessionError(f"raw request to {address or self.bootstrap}: {exc}") from exc
+        try:
+            return decode_response(api_key, response_version, payload)[1]
+        except Exception as exc:  # noqa: BLE001 - kio raises assorted errors on malformed input
+            raise SessionError(f"the answer ({len(payload)} bytes) does not decode as "
+                               f"{API_NAMES.get(api_key, str(api_key))} v{response_version}: "
+                               f"{type(exc).__name__}: {exc}") from exc
 
     # --- cluster view --------------------------------------------------------------------------
 
@@ -388,8 +399,22 @@ class WireSession:
         error = error_name(response.topics[0].error_code)
         if error == "NONE" and wait and not validate_only:
             for p in range(partitions):
-                self.leader(name, p, refresh=True)
+                self.wait_until_served(name, p)
         return error
+
+    def wait_until_served(self, topic: str, partition: int) -> None:
+        """Wait until the partition's leader answers for it (a new topic's leader may learn of
+        it after Metadata names it; clients retry meanwhile)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            address = self.leader(topic, partition, refresh=True)
+            response = self.call(LIST_OFFSETS, {"replica_id": -1, "isolation_level": 0, "topics": [
+                {"name": topic, "partitions": [{"partition_index": partition, "current_leader_epoch": -1,
+                                                "timestamp": EARLIEST}]}]}, address=address)
+            errors = [error_name(q.error_code) for t in response.topics for q in t.partitions]
+            if errors == ["NONE"] or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
 
     # --- produce and fetch ---------------------------------------------------------------------
 

@@ -36,8 +36,8 @@ def _require() -> Any:
 def error_of(exc: BaseException) -> str:
     """The history's error name for a kafka-python (or aiokafka: same shapes) exception."""
     errno = getattr(exc, "errno", None)
-    if isinstance(errno, int) and errno > 0:
-        return kafka_error_name(errno)
+    if isinstance(errno, int) and errno != 0:
+        return kafka_error_name(errno)  # -1 is UNKNOWN_SERVER_ERROR
     name = type(exc).__name__
     if "Timeout" in name:
         return "TIMEOUT"

@@ -53,7 +53,8 @@ def render_matrix(results: Mapping[str, SuiteResult], *, command: str = "kconfor
         "",
         f"Generated on {today} from kconform commit {_commit()} by running the whole suite "
         f"(`kconform conform`) against each target, seed {next(iter(results.values())).seed if results else '-'}. "
-        f"Regenerate with `{command}` (about five minutes; Tansu's group joins take 30 s each).",
+        f"Regenerate with `{command}` (this run took "
+        + ", ".join(f"{n} {r.seconds:.0f} s" for n, r in results.items()) + ").",
         "",
         "Each check cites the Kafka rule it checks (`kconform conform --list`). *skip* means the target lacks "
         "a capability the check needs (the reason is below); it is never counted as a pass. Client checks run "

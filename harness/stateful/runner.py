@@ -82,8 +82,10 @@ def run_machine(machine: type[KafkaMachine], target: Target, *, seed: int, examp
             run_state_machine_as_test(bound, settings=machine_settings(examples, steps, database=False))
     except Flaky as exc:
         flaky = True
-        failure = f"flaky: the failure did not replay with the same steps ({_first_line(exc)})"
-        lines.extend(_notes(exc))
+        first = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else None
+        seen = f"; first seen: {_message(first)}" if first is not None else ""
+        failure = f"flaky: the failure did not replay with the same steps ({_first_line(exc)}){seen}"
+        lines.extend(_notes(exc) + (_notes(first) if first is not None else []))
     except Exception as exc:  # noqa: BLE001 - any failure of the target is a result, not a crash
         first = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else exc
         failure = _message(first)

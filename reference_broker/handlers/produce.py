@@ -93,7 +93,7 @@ def _produce_partition(
     partition = broker.partition(topic, index)
     if partition is None:
         return _partition_error(index, "unknown_topic_or_partition")
-    min_isr = broker.min_insync_replicas(topic)
+    min_isr = broker.min_insync_replicas(topic) if acks == ACKS_ALL else 1
     try:
         partition.check_leader()
         if acks == ACKS_ALL:

@@ -170,7 +170,9 @@ class LeaderEpochCache:
             self._starts.clear()
             self.persist()
 
-    def persist(self) -> None:
+    def persist(self, durable: bool = True) -> None:
+        """Rewrite the checkpoint file atomically; ``durable`` also fsyncs it (not needed for
+        a file whose loss only costs rebuilding the cache from the log)."""
         if self.path is None:
             return
         body = "".join(f"{e} {s}\n" for e, s in zip(self._epochs, self._starts))
@@ -178,6 +180,8 @@ class LeaderEpochCache:
         with open(temporary, "w") as file:
             file.write(f"{_VERSION}\n{len(self._epochs)}\n{body}")
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(temporary, self.path)
-        fsync_directory(self.path.parent)
+        if durable:
+            fsync_directory(self.path.parent)

@@ -199,10 +199,13 @@ class PartitionLog:
         for header in headers:
             offset = assigned[-1].next_offset if assigned else first_offset
             patch_base_offset(records, header, offset)
-            header = attrs.evolve(header, base_offset=offset)
-            if leader_epoch is not None:
+            if leader_epoch is None:
+                header = attrs.evolve(header, base_offset=offset)
+            else:
                 patch_partition_leader_epoch(records, header, leader_epoch)
-                header = attrs.evolve(header, partition_leader_epoch=leader_epoch)
+                header = attrs.evolve(
+                    header, base_offset=offset, partition_leader_epoch=leader_epoch
+                )
             if log_append_time != NO_TIMESTAMP:
                 header = set_log_append_time(records, header, log_append_time)
             assigned.append(header)
@@ -587,13 +590,14 @@ class PartitionLog:
         path = self.directory / LEADER_EPOCH_CHECKPOINT
         cache = LeaderEpochCache.load(path)
         if cache is None:
+            # Written even when empty, so that the next open reads the file, not the log.
             rebuilt = LeaderEpochCache(None)
             for segment in self._segments:
-                for header in segment.headers_from(segment.base_offset):
-                    rebuilt.assign(header.partition_leader_epoch, header.base_offset)
+                if segment.size:
+                    for header in segment.headers_from(segment.base_offset):
+                        rebuilt.assign(header.partition_leader_epoch, header.base_offset)
             cache = LeaderEpochCache(path, rebuilt.entries())
-            if rebuilt.entries():
-                cache.persist()
+            cache.persist(durable=bool(rebuilt.entries()))
         cache.truncate_from_end(self.log_end_offset)
         cache.truncate_from_start(self.log_start_offset)
         return cache

@@ -47,20 +47,22 @@ refuses its ISR changes (stale leader epoch).
 
 **Durability of the HW.** The HW is written to ``replication-offset-checkpoint`` in the
 partition directory every ``replica.high.watermark.checkpoint.interval.ms`` and on close; a
-restarted replica starts from ``min(checkpoint, LEO)``, which is never above the true HW.
+restarted replica starts from ``min(checkpoint, LEO)``, which is never above the true HW (a
+lost or torn checkpoint counts as 0).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
 from reference_broker.log import AppendResult, LogError, OffsetOutOfRangeError, PartitionLog
-from reference_broker.log.checkpoint import read_offset, write_offset
+from reference_broker.log.checkpoint import read_offset
 from reference_broker.log.leader_epochs import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 from reference_broker.records import BatchHeader, scan_valid_prefix
 
@@ -228,8 +230,7 @@ class Partition:
         # Set by the broker: propose an ISR change to the controller; called when the HW moves.
         self.alter_isr: Callable[[IsrChange], None] | None = None
         self.on_high_watermark: Callable[[Partition], None] | None = None
-        stored = read_offset(self._hw_path) if self._hw_path.parent.exists() else None
-        self._high_watermark = self._bounded_hw(stored or 0)
+        self._high_watermark = self._bounded_hw(self._read_hw_checkpoint() or 0)
         self._hw_checkpointed = self._high_watermark
         self._next_hw_checkpoint_ms = now_ms + self.config.high_watermark_checkpoint_interval_ms
         # leader state
@@ -405,8 +406,9 @@ class Partition:
         self, records: bytearray, headers: list[BatchHeader], now_ms: int
     ) -> AppendResult:
         """Append a validated record set as leader, stamping the leader epoch."""
-        self.check_leader()
-        result = self.log.append(records, headers, now_ms, leader_epoch=self.leader_epoch)
+        if self.role is not Role.LEADER:
+            self.check_leader()
+        result = self.log.append(records, headers, now_ms, self.leader_epoch)
         self._maybe_advance_hw()
         return result
 
@@ -539,10 +541,14 @@ class Partition:
         if self.role is not Role.LEADER:
             return False
         new_hw = self.log.log_end_offset
-        for replica in self.maximal_isr:
-            if replica != self.node_id:
-                state = self._followers.get(replica)
-                new_hw = min(new_hw, state.log_end_offset if state else UNKNOWN_OFFSET)
+        isr = self.isr if self._pending_isr is None else self.maximal_isr
+        if len(isr) > 1:
+            me = self.node_id
+            followers = self._followers
+            for replica in isr:
+                if replica != me:
+                    state = followers.get(replica)
+                    new_hw = min(new_hw, state.log_end_offset if state else UNKNOWN_OFFSET)
         if new_hw <= self._high_watermark:
             return False
         self._set_high_watermark(new_hw)
@@ -771,9 +777,22 @@ class Partition:
             self.checkpoint_high_watermark()
 
     def checkpoint_high_watermark(self) -> None:
-        if self._high_watermark != self._hw_checkpointed and self._hw_path.parent.exists():
-            write_offset(self._hw_path, self._high_watermark)
-            self._hw_checkpointed = self._high_watermark
+        """Write the HW to replication-offset-checkpoint if it moved. Unlike Kafka's checkpoint
+        files it is not fsynced (it is rewritten every few seconds for every partition whose HW
+        moved, on the event loop): after a power loss it may be older, torn or missing, which
+        only means a lower HW to start from, never a higher one."""
+        if self._high_watermark == self._hw_checkpointed or not self._hw_path.parent.exists():
+            return
+        temporary = self._hw_path.with_name(self._hw_path.name + ".tmp")
+        temporary.write_text(f"0\n{self._high_watermark}\n")
+        os.replace(temporary, self._hw_path)
+        self._hw_checkpointed = self._high_watermark
+
+    def _read_hw_checkpoint(self) -> int | None:
+        try:
+            return read_offset(self._hw_path)
+        except (LogError, OSError):
+            return None  # torn or unreadable: start from the log start, the safe side
 
     def close(self) -> None:
         """Answer waiting produces, checkpoint the HW and close the log."""

@@ -18,10 +18,19 @@ PRODUCE_V = 9
 FETCH_V = 12
 
 
-def batch(values: list[bytes], timestamp: int = 1_700_000_000_000) -> bytes:
+def batch(
+    values: list[bytes], timestamp: int = 1_700_000_000_000, leader_epoch: int = -1
+) -> bytes:
     return build_batch(
-        [Record(i, timestamp + i, b"k", v) for i, v in enumerate(values)], base_offset=0
+        [Record(i, timestamp + i, b"k", v) for i, v in enumerate(values)], base_offset=0,
+        partition_leader_epoch=leader_epoch,
     )
+
+
+def stored(values: list[bytes]) -> bytes:
+    """``batch(values)`` as the broker stores it: stamped with the leader's epoch (0 for a
+    single node's topic), a field outside the CRC."""
+    return batch(values, leader_epoch=0)
 
 
 def produce_request(topic: str, records: bytes | None, acks: int = -1) -> dict[str, Any]:
@@ -164,7 +173,7 @@ def test_fetch_returns_whole_batches_from_the_one_containing_the_offset(
     produce_result(broker.bootstrap, topic, batch([b"a", b"b", b"c"]))
     part = fetch_partition(broker.bootstrap, topic, 1)
     assert part.error_code == ErrorCode.none
-    assert part.records == batch([b"a", b"b", b"c"])
+    assert part.records == stored([b"a", b"b", b"c"])
     assert (part.high_watermark, part.last_stable_offset, part.log_start_offset) == (3, 3, 0)
 
 
@@ -179,7 +188,7 @@ def test_partition_max_bytes_still_returns_one_whole_batch(broker: BrokerProcess
     for value in (b"a" * 500, b"b" * 500, b"c" * 500):
         produce_result(broker.bootstrap, topic, batch([value]))
     one = fetch_partition(broker.bootstrap, topic, 0, partition_max_bytes=1)
-    assert one.records == batch([b"a" * 500])
+    assert one.records == stored([b"a" * 500])
     two = fetch_partition(broker.bootstrap, topic, 0, partition_max_bytes=2 * len(one.records))
     assert len(two.records) == 2 * len(one.records)
 
@@ -205,7 +214,7 @@ def test_parked_fetch_is_answered_when_data_arrives(broker: BrokerProcess, topic
             return response.responses[0].partitions[0], time.monotonic() - started
 
     part, elapsed = asyncio.run(run())
-    assert part.records == batch([b"late"])
+    assert part.records == stored([b"late"])
     assert elapsed < 15, "the fetch waited for max_wait although data had arrived"
 
 
@@ -224,7 +233,7 @@ def test_fetch_by_topic_id(broker: BrokerProcess, topic: str) -> None:
         return wire(broker.bootstrap, 1, 16, request).responses[0]
 
     found = by_id(topic_id(broker.bootstrap, topic))
-    assert found.partitions[0].records == batch([b"by-id"])
+    assert found.partitions[0].records == stored([b"by-id"])
     assert by_id(uuid.uuid4()).partitions[0].error_code == ErrorCode.unknown_topic_id
 
 

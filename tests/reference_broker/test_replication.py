@@ -130,7 +130,9 @@ def read_all(cluster: ReferenceCluster, topic: str, timeout_s: float = 60) -> li
                 if error.code() == KafkaError._PARTITION_EOF:
                     return records
                 continue
-            records.append((message.offset(), message.value()))
+            offset, value = message.offset(), message.value()
+            assert offset is not None and value is not None
+            records.append((offset, value))
         raise AssertionError(f"did not reach the end of {topic}-0 in {timeout_s}s")
     finally:
         consumer.close()

@@ -93,7 +93,8 @@ def test_truncation_to_the_end_of_the_shared_epoch(pair: tuple[Partition, Partit
     epoch, end = leader.end_offset_for_epoch(2)
     assert (epoch, end) == (1, 2)
     follower.on_epoch_end_offset(request, "none", epoch, end, T0)
-    assert follower.log_end_offset == 2 and follower.fetch_state is FollowerFetchState.FETCHING
+    assert follower.log_end_offset == 2
+    assert follower.follower_request() == FetchPosition(1, 4, 2, 1, 0)
     _sync(follower, leader)
     assert _values(follower) == _values(leader)
 
