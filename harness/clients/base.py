@@ -303,23 +303,27 @@ class Consumer:
             self.history.ok(invoke, offsets=[[t, p, o] for (t, p), o in result.items()])
         return result
 
-    def drain(self, ends: Mapping[TP, int], timeout_s: float = 30.0) -> bool:
+    def drain(self, ends: Mapping[TP, int], timeout_s: float = 30.0, idle_s: float = 5.0) -> bool:
         """Poll until every partition in ``ends`` was read up to its end offset; recorded as a
-        ``drain`` (``ok`` when complete, ``info`` when the time ran out)."""
+        ``drain`` (``ok`` when complete, ``info`` when the time ran out or nothing arrived for
+        ``idle_s`` seconds while offsets were still missing)."""
         invoke = None
         if self.history is not None:
             invoke = self.history.invoke(self.process, "drain",
                                          partitions=[list(tp) for tp in ends])
         deadline = time.monotonic() + timeout_s
+        last_record = time.monotonic()
         complete = False
         while True:
             if all(self.next_offsets.get(tp, 0) >= end for tp, end in ends.items()):
                 complete = True
                 break
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline or now - last_record > idle_s:
                 break
             try:
-                self.poll(0.5)
+                if self.poll(0.5):
+                    last_record = time.monotonic()
             except ClientError:
                 time.sleep(0.1)
         if self.history is not None and invoke is not None:

@@ -11,7 +11,7 @@ import click
 
 from harness.clients import CLIENTS
 from harness.conformance.registry import CHECKS, split_instance
-from harness.conformance.runner import FAIL, CheckOutcome, failures, run_suite, table, write_reports
+from harness.conformance.runner import FAIL, ORDER, CheckOutcome, failures, run_suite, table, write_reports
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -83,7 +83,7 @@ def conform_command(target_name: str, bootstrap: str | None, brokers: int, capab
       kconform conform --checks produce-offsets-contiguous,stateful-log --seed 7
     """
     if list_checks:
-        for c in CHECKS.values():
+        for c in sorted(CHECKS.values(), key=lambda c: ORDER[c.kind]):
             needs = f"  [needs {', '.join(sorted(c.requires))}]" if c.requires else ""
             per = "[CLIENT]" if c.per_client else ""
             click.echo(f"{c.name}{per} ({c.kind}): {c.summary}{needs}\n    rule: {c.rule}")

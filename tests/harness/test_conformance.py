@@ -57,7 +57,7 @@ def test_a_broker_that_reorders_offsets_is_reported_by_name() -> None:
     duplicate and nonmonotonic-send; the state machine prints its minimal steps."""
     with FaultyTarget("reorder") as target:
         result = run_suite(target, checks=["produce-offsets-contiguous", "client-roundtrip[kafka-python]",
-                                           "stateful-log"], seed=2, examples=25, steps=20)
+                                           "stateful-log"], seed=2, examples=25, steps=20, shrink_seconds=10)
     assert result.outcome("produce-offsets-contiguous").status == FAIL
     anomalies = result.outcome("client-roundtrip[kafka-python]").anomalies
     assert {"inconsistent-offsets", "duplicate", "nonmonotonic-send"} <= set(anomalies), anomalies
