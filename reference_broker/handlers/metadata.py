@@ -20,7 +20,7 @@ from reference_broker.broker import Broker, BrokerError
 from reference_broker.groups import OFFSETS_TOPIC, partition_for
 from reference_broker.handlers.context import RequestContext
 from reference_broker.metadata.records import NO_LEADER
-from reference_broker.protocol.api_versions import API_VERSIONS
+from reference_broker.protocol.api_versions import API_VERSIONS, api_versions_body
 
 # Metadata v1+ sends null for "all topics"; v0 used an empty list for the same thing.
 ALL_TOPICS_NULL_FROM_VERSION = 1
@@ -32,18 +32,8 @@ TRANSACTION_KEY_TYPE = 1
 BATCHED_COORDINATOR_KEYS_FROM_VERSION = 4  # KIP-699
 
 
-def api_versions_body(error: str = "none") -> dict[str, Any]:
-    return {
-        "error_code": error,
-        "api_keys": [
-            {"api_key": key, "min_version": low, "max_version": high}
-            for key, (low, high) in sorted(API_VERSIONS.items())
-        ],
-    }
-
-
 def handle_api_versions(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    return api_versions_body()
+    return api_versions_body(API_VERSIONS)
 
 
 def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:

@@ -8,7 +8,8 @@ what Kafka does for an API key it does not know.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 # api_key: (min_version, max_version)
 API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
@@ -57,3 +58,14 @@ CONTROLLER_API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     64: (0, 0),  # UnregisterBroker: answered UNSUPPORTED_VERSION (no decommissioning)
     67: (0, 0),  # AllocateProducerIds (KIP-730)
 }
+
+
+def api_versions_body(versions: Mapping[int, tuple[int, int]], error: str = "none") -> dict[str, Any]:
+    """An ApiVersions response listing ``versions`` (the same body for every version)."""
+    return {
+        "error_code": error,
+        "api_keys": [
+            {"api_key": key, "min_version": low, "max_version": high}
+            for key, (low, high) in sorted(versions.items())
+        ],
+    }

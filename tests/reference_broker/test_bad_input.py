@@ -586,7 +586,7 @@ def test_parked_fetch_is_dropped_when_its_client_hangs_up(tmp_path: Path) -> Non
     holding a task and a waiter until the deadline (in-process: nothing else can observe it)."""
     async def parked_tasks() -> list[asyncio.Task[Any]]:
         return [task for task in asyncio.all_tasks()
-                if getattr(task.get_coro(), "__name__", "") == "_parked_fetch"]
+                if getattr(task.get_coro(), "__name__", "") == "_parked"]
 
     async def eventually(condition: Any) -> None:
         deadline = time.monotonic() + 5
