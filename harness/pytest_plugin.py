@@ -23,6 +23,9 @@ Fixtures:
 Markers: ``slow``, ``chaos``, ``kconform_requires(*capabilities)`` (skip, with the reason,
 unless the target has them), ``kconform_cluster(brokers=N, overrides={...})``.
 
+``HYPOTHESIS_PROFILE=dev|ci|nightly`` loads that Hypothesis profile (registered here unless the
+project registers its own); the state machines take their budgets from it.
+
 Under pytest-xdist every worker starts its own target (free ports, its own temporary
 directories), so nothing collides; with ``external`` they share one broker and unique names.
 """
@@ -72,6 +75,14 @@ def _choice(config: pytest.Config) -> tuple[str, str | None]:
 def pytest_configure(config: pytest.Config) -> None:
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
+    profile = os.environ.get("HYPOTHESIS_PROFILE")
+    if profile in ("dev", "ci", "nightly"):
+        from hypothesis import settings
+
+        from harness.stateful.settings import register_profiles
+
+        register_profiles()  # only those a conftest has not registered already
+        settings.load_profile(profile)
     if config.getoption("--kconform-target") or config.getoption("--kconform-bootstrap"):
         from harness.stateful import target as machine_target
 
