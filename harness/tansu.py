@@ -109,6 +109,8 @@ class TansuProcess(Supervisor):
     binary: Path | None = None
     extra_args: tuple[str, ...] = ()
     start_timeout_s: float = DEFAULT_START_TIMEOUT_S
+    # HOST:PORT to advertise instead of the listener (e.g. a fault-injecting proxy in front of it)
+    advertised: str | None = None
     _workdir: Path | None = attrs.field(default=None, init=False)
     _log: IO[bytes] | None = attrs.field(default=None, init=False)
     _child: ChildProcess | None = attrs.field(default=None, init=False)
@@ -140,7 +142,8 @@ class TansuProcess(Supervisor):
             str(binary),
             "broker",
             "--listener-url", self.url,
-            "--advertised-listener-url", self.url,
+            "--advertised-listener-url",
+            self.url if self.advertised is None else f"tcp://{self.advertised}",
             "--storage-engine", self.storage_engine,
             "--cluster-id", self.cluster_id,
             *self.extra_args,
@@ -198,9 +201,10 @@ class TansuProcess(Supervisor):
                 last = f"last attempt: {exc!r}"
                 time.sleep(0.02)
                 continue
-            if self.bootstrap in brokers:
+            expected = self.advertised or self.bootstrap
+            if expected in brokers:
                 return
-            raise TansuStartError(self._failure(f"Metadata advertises {brokers}, not {self.bootstrap}"))
+            raise TansuStartError(self._failure(f"Metadata advertises {brokers}, not {expected}"))
 
     def _lost_port_race(self) -> bool:
         path = self.log_path

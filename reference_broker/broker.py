@@ -471,6 +471,13 @@ class Broker:
         if self.on_high_watermark is not None:
             self.on_high_watermark(partition)
 
+    def appended_internally(self, partition: Partition) -> None:
+        """The group coordinator appended to ``partition`` (no Produce request, after which the
+        driver wakes parked fetches itself): wake them, so followers parked at this leader fetch
+        the records now rather than after ``replica.fetch.wait.max.ms``, as Kafka completes
+        delayed fetches after every append. A commit waits for that replication."""
+        self._high_watermark_moved(partition)
+
     def _propose_isr_change(self, partition: Partition, change: IsrChange) -> None:
         """A leader's ISR proposal goes to the controller (AlterPartition); the answer goes
         back to the partition."""

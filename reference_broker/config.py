@@ -226,6 +226,7 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
         _key("offsets.topic.segment.bytes", _int, "104857600", "segment.bytes of __consumer_offsets", _at_least(14)),
         _key("offsets.retention.ms", _int, str(7 * _DAY_MS), "Committed offsets expire this long after their group became empty (KIP-211)", _at_least(1)),
         _key("offsets.retention.check.interval.ms", _int, "600000", "How often expired offsets are looked for", _at_least(1)),
+        _key("offsets.commit.timeout.ms", _int, "5000", "How long an offset commit or a SyncGroup's group metadata waits for the ISR of its __consumer_offsets partition (COORDINATOR_NOT_AVAILABLE, resp. REBALANCE_IN_PROGRESS, after that)", _at_least(1)),
         _key("offset.metadata.max.bytes", _int, "4096", "Longest metadata string an offset commit may carry (else OFFSET_METADATA_TOO_LARGE)", _at_least(0)),
         _key(
             "producer.id.expiration.ms",

@@ -4,7 +4,9 @@
 - duplicate: one value seen at more than one offset.
 - lost-write: an acknowledged write never read, although a consumer read past its offset in one
   run (it read a lower and a higher offset of the partition in succession, with no seek or
-  rebalance between), so the log it read did not have the write.
+  rebalance between), so the log it read did not have the write; or an acknowledged write
+  whose own offset a consumer that started reading after the acknowledgement found holding
+  another value (the write was replaced: a failover that reused its offset), read before or not.
 - unseen: an acknowledged write never read although a drain that started after its
   acknowledgement read its partition to the end (and it is not a lost-write).
 - aborted-read (G1a): a read returned a value whose send definitely failed.
@@ -56,12 +58,58 @@ def _acked_unread(ix: HistoryIndex) -> list[Write]:
     return cached
 
 
-def _lost(ix: HistoryIndex) -> dict[str, tuple[Write, int, int]]:
-    """Acked, unread writes passed over by some run: value -> (write, read before, read after)."""
+def _lost(history: History) -> dict[str, tuple[Write, int, int]]:
+    """Lost acked writes: value -> (write, read before, read after), the two reads being the
+    run's reads on both sides of it, or twice the read that found another value at its offset."""
+    ix = history.index
     cached: dict[str, tuple[Write, int, int]] | None = ix.cache.get("lost")
     if cached is None:
-        cached = ix.cache["lost"] = _find_lost(ix)
+        cached = _find_lost(ix)
+        for value, (w, read) in _replaced(history).items():
+            cached.setdefault(value, (w, read, read))
+        ix.cache["lost"] = cached
     return cached
+
+
+def _replaced(history: History) -> dict[str, tuple[Write, int]]:
+    cached: dict[str, tuple[Write, int]] | None = history.index.cache.get("replaced")
+    if cached is None:
+        cached = history.index.cache["replaced"] = _find_replaced(history)
+    return cached
+
+
+def _find_replaced(history: History) -> dict[str, tuple[Write, int]]:
+    """Acked writes whose offset a poll invoked after the acknowledgement returned holding
+    another value: value -> (write, that poll's completion).
+
+    Only positions seen with two values (`offset_conflicts`, rare) are looked at, so the scan of
+    the polls costs one dict lookup per record read, and nothing when there is no conflict.
+    """
+    ix = history.index
+    if not ix.offset_conflicts:
+        return {}
+    acked_at: dict[tuple[str, int, int], list[Write]] = {}
+    for key, values in ix.offset_conflicts.items():
+        for value in values:
+            if value in ix.acked:
+                w = ix.write(value)
+                if w is not None and (w.topic, w.partition, w.offset) == key:
+                    acked_at.setdefault(key, []).append(w)
+    found: dict[str, tuple[Write, int]] = {}
+    if not acked_at:
+        return found
+    for e in history.raw:
+        if e["f"] != "poll" or e["type"] != "ok":
+            continue
+        for t, p, o, _k, val in e["value"]["records"]:
+            writes = acked_at.get((t, p, o))
+            if writes is None:
+                continue
+            for w in writes:
+                assert w.completion is not None
+                if val != w.value and w.value not in found and e["invoke"] > w.completion:
+                    found[w.value] = (w, e["index"])
+    return found
 
 
 def _find_lost(ix: HistoryIndex) -> dict[str, tuple[Write, int, int]]:
@@ -85,14 +133,19 @@ def _find_lost(ix: HistoryIndex) -> dict[str, tuple[Write, int, int]]:
 @checker
 def lost_write(history: History) -> CheckResult:
     """An acknowledged write missing from a stretch of the log a consumer read through."""
-    ix = history.index
     anomalies = []
-    for w, ea, eb in sorted(_lost(ix).values(), key=lambda x: x[0].invoke):
-        anomalies.append(Anomaly(
-            "lost-write",
-            f"value {w.value!r} was acknowledged at {tp_name(w.topic, w.partition or 0)} offset {w.offset} "
-            f"but never read, although a consumer read past that offset",
-            (*write_events(w), ea, eb)))
+    for w, ea, eb in sorted(_lost(history).values(), key=lambda x: x[0].invoke):
+        where = f"{tp_name(w.topic, w.partition or 0)} offset {w.offset}"
+        replaced = _replaced(history).get(w.value)
+        if replaced is not None and replaced[1] == ea == eb:
+            other = next((r[4] for r in history.raw[ea]["value"]["records"]
+                          if (r[0], r[1], r[2]) == (w.topic, w.partition, w.offset)), None)
+            explanation = (f"value {w.value!r} was acknowledged at {where}, but a consumer that "
+                           f"started reading after the acknowledgement found {other!r} there")
+        else:
+            explanation = (f"value {w.value!r} was acknowledged at {where} but never read, although "
+                           f"a consumer read past that offset")
+        anomalies.append(Anomaly("lost-write", explanation, (*write_events(w), ea, eb)))
     return CheckResult("lost-write", tuple(anomalies))
 
 
@@ -103,7 +156,7 @@ def unseen(history: History) -> CheckResult:
     if not ix.drains:
         return CheckResult("unseen", skipped="the history has no completed drain (a final read of "
                                               "every partition to its end), so unread writes may just be unread yet")
-    lost = _lost(ix)
+    lost = _lost(history)
     anomalies = []
     for w in _acked_unread(ix):
         if w.value in lost:

@@ -89,7 +89,9 @@ class AiokafkaProducer(Producer):
             producer = lib.AIOKafkaProducer(
                 bootstrap_servers=bootstrap, client_id=s.client_id,
                 acks="all" if s.acks == "all" else int(s.acks), enable_idempotence=s.idempotence,
-                linger_ms=s.linger_ms, request_timeout_ms=min(s.delivery_timeout_ms, 30_000))
+                linger_ms=s.linger_ms,
+                request_timeout_ms=s.request_timeout_ms or min(s.delivery_timeout_ms, 30_000),
+                **({} if s.metadata_max_age_ms is None else {"metadata_max_age_ms": s.metadata_max_age_ms}))
             try:
                 await producer.start()
             except BaseException:
@@ -158,7 +160,8 @@ class AiokafkaConsumer(Consumer):
                 enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
                 session_timeout_ms=s.session_timeout_ms,
                 heartbeat_interval_ms=min(3000, s.session_timeout_ms // 3),
-                max_poll_records=s.max_poll_records)
+                max_poll_records=s.max_poll_records,
+                **({} if s.metadata_max_age_ms is None else {"metadata_max_age_ms": s.metadata_max_age_ms}))
 
         try:
             self._c = self._loop.run(create())

@@ -68,6 +68,10 @@ class ProducerSettings:
     linger_ms: int = 5
     delivery_timeout_ms: int = 30_000
     client_id: str = "kconform"
+    # None: the library's default. A short request timeout makes a slow answer a retry (what
+    # chaos campaigns need to provoke duplicates); a short metadata age follows leaders sooner.
+    request_timeout_ms: int | None = None
+    metadata_max_age_ms: int | None = None
 
     def spec(self) -> ProducerConfig:
         """The settings as `specs.produce` sees them (for classifying outcomes)."""
@@ -81,6 +85,7 @@ class ConsumerSettings:
     client_id: str = "kconform"
     session_timeout_ms: int = 10_000
     max_poll_records: int = 500
+    metadata_max_age_ms: int | None = None  # None: the library's default
 
 
 @attrs.frozen
@@ -196,6 +201,14 @@ class Producer:
         """Wait until every send has a delivery report; how many are still pending."""
         return self._flush(timeout_s)
 
+    def serve(self, timeout_s: float = 0.0) -> None:
+        """Let the library deliver pending delivery reports (waiting up to ``timeout_s``).
+        Libraries that report by themselves need nothing: this just waits."""
+        if self._pump is not None:
+            self._pump(timeout_s)
+        elif timeout_s > 0:
+            time.sleep(timeout_s)
+
     def close(self) -> None:
         self._close()
 
@@ -277,6 +290,24 @@ class Consumer:
         for r in records:
             self.next_offsets[(r.topic, r.partition)] = r.offset + 1
         return records
+
+    def take(self, timeout_s: float = 1.0) -> list[ConsumedRecord]:
+        """Poll the library *without* recording a ``poll``: for an application that commits
+        before it processes (at-most-once), whose delivery is when it takes the records after
+        the commit. Record that with :meth:`record_delivery`; records never recorded were never
+        delivered (a crash between the commit and the processing loses them)."""
+        records = self._poll(timeout_s)
+        for r in records:
+            self.next_offsets[(r.topic, r.partition)] = r.offset + 1
+        return records
+
+    def record_delivery(self, records: Sequence[ConsumedRecord]) -> None:
+        """Record records obtained with :meth:`take` as one ``poll`` that returned them."""
+        if self.history is None:
+            return
+        invoke = self.history.invoke(self.process, "poll")
+        self.history.ok(invoke, records=[[r.topic, r.partition, r.offset, text(r.key), text(r.value)]
+                                         for r in records])
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
         """Commit these next-offsets-to-read for ``self.group`` (synchronously)."""

@@ -44,6 +44,11 @@ def _require() -> Any:
     return ck
 
 
+def _optional(settings: dict[str, int | None]) -> dict[str, int]:
+    """The settings that are not None (None: keep librdkafka's default)."""
+    return {key: value for key, value in settings.items() if value is not None}
+
+
 def error_of(err: Any) -> str:
     """The history's error name for a confluent_kafka.KafkaError."""
     code = int(err.code())
@@ -65,6 +70,8 @@ class ConfluentProducer(Producer):
             "bootstrap.servers": bootstrap, "client.id": s.client_id, "acks": s.acks,
             "enable.idempotence": s.idempotence, "linger.ms": s.linger_ms,
             "message.timeout.ms": s.delivery_timeout_ms, "log_level": LOG_LEVEL,
+            **_optional({"request.timeout.ms": s.request_timeout_ms,
+                         "topic.metadata.refresh.interval.ms": s.metadata_max_age_ms}),
         })
         self._pump = self._serve_reports
 
@@ -115,6 +122,7 @@ class ConfluentConsumer(Consumer):
             "group.id": group or f"kconform-nogroup-{process}", "enable.auto.commit": False,
             "auto.offset.reset": s.auto_offset_reset, "enable.partition.eof": False,
             "session.timeout.ms": s.session_timeout_ms, "log_level": LOG_LEVEL,
+            **_optional({"topic.metadata.refresh.interval.ms": s.metadata_max_age_ms}),
         })
 
     def _assign(self, partitions: list[TP], offsets: dict[TP, int]) -> None:

@@ -58,7 +58,8 @@ class KafkaPythonProducer(Producer):
             bootstrap_servers=bootstrap.split(","), client_id=s.client_id,
             acks="all" if s.acks == "all" else int(s.acks), enable_idempotence=s.idempotence,
             linger_ms=s.linger_ms, delivery_timeout_ms=s.delivery_timeout_ms,
-            request_timeout_ms=max(1000, min(s.delivery_timeout_ms // 2, 30_000)),
+            request_timeout_ms=s.request_timeout_ms or max(1000, min(s.delivery_timeout_ms // 2, 30_000)),
+            **({} if s.metadata_max_age_ms is None else {"metadata_max_age_ms": s.metadata_max_age_ms}),
         )
 
     def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
@@ -94,6 +95,7 @@ class KafkaPythonConsumer(Consumer):
             enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
             session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=min(3000, s.session_timeout_ms // 3),
             max_poll_records=s.max_poll_records,
+            **({} if s.metadata_max_age_ms is None else {"metadata_max_age_ms": s.metadata_max_age_ms}),
         )
 
     def _assign(self, partitions: list[TP], offsets: dict[TP, int]) -> None:

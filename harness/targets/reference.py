@@ -44,11 +44,16 @@ class ReferenceTarget(Target):
     name = "reference"
 
     def __init__(self, brokers: int = 1, overrides: Mapping[str, str] | None = None,
-                 data_dir: Path | None = None, log_level: str = "WARNING") -> None:
+                 data_dir: Path | None = None, log_level: str = "WARNING",
+                 link_address: Any | None = None) -> None:
+        """``link_address`` (``reference_broker.cluster.LinkAddress``) redirects the cluster's
+        network paths, e.g. through Toxiproxy proxies; with it even one broker runs as a
+        cluster (a controller and the broker), so that every path has a link."""
         super().__init__()
         if brokers < 1:
             raise TargetError(f"a reference target needs at least one broker, not {brokers}")
         self.brokers = brokers
+        self.link_address = link_address
         self.overrides = {**FAST_GROUPS, **(overrides or {})}
         self.data_dir = data_dir
         self.log_level = log_level
@@ -70,7 +75,7 @@ class ReferenceTarget(Target):
         return frozenset(caps)
 
     def _start(self) -> None:
-        if self.brokers == 1:
+        if self.brokers == 1 and self.link_address is None:
             self._broker = BrokerProcess(overrides=self.overrides, data_dir=self.data_dir,
                                          log_level=self.log_level)
             self._broker.start()
@@ -81,7 +86,7 @@ class ReferenceTarget(Target):
                 f"--brokers {self.brokers} needs reference_broker.cluster.ReferenceCluster, which this "
                 "checkout does not have; run with --brokers 1")
         self._cluster = launcher(self.brokers, overrides=self.overrides, base_dir=self.data_dir,
-                                 log_level=self.log_level)
+                                 log_level=self.log_level, link_address=self.link_address)
         self._cluster.start()
         self._cluster.wait_ready()
 
@@ -92,6 +97,11 @@ class ReferenceTarget(Target):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+    @property
+    def cluster(self) -> Any | None:
+        """The ``ReferenceCluster`` of a multi-broker (or redirected) target, once started."""
+        return self._cluster
 
     @property
     def process(self) -> BrokerProcess | None:

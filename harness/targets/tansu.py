@@ -19,16 +19,26 @@ class TansuTarget(Target):
 
     name = "tansu"
 
-    def __init__(self, storage_engine: str | None = None) -> None:
+    def __init__(self, storage_engine: str | None = None, port: int = 0,
+                 advertised: str | None = None) -> None:
+        """``port`` (0: a free one) and ``advertised`` (HOST:PORT clients are told, e.g. a
+        fault-injecting proxy in front of Tansu; default: the listener itself)."""
         super().__init__()
         self.storage_engine = storage_engine
+        self.port = port
+        self.advertised = advertised
         self._process: TansuProcess | None = None
 
     @property
     def bootstrap(self) -> str:
         if self._process is None:
             raise TargetError("the tansu target is not started")
-        return self._process.bootstrap
+        return self.advertised or self._process.bootstrap
+
+    @property
+    def process(self) -> TansuProcess | None:
+        """The Tansu process, once started."""
+        return self._process
 
     def declared_capabilities(self) -> frozenset[str]:
         return frozenset({PROCESS_CONTROL})
@@ -38,7 +48,7 @@ class TansuTarget(Target):
             find_tansu_binary()
         except TansuNotInstalled as exc:
             raise TargetError(str(exc)) from exc
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"port": self.port, "advertised": self.advertised}
         if self.storage_engine is not None:
             kwargs["storage_engine"] = self.storage_engine
         self._process = TansuProcess(**kwargs)

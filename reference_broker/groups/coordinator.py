@@ -79,6 +79,19 @@ Subtle points, with the Kafka rule they follow:
 * Every generation change is written to ``__consumer_offsets`` before members hear of it, and
   the assignment is written when the leader syncs, so a restart reloads the group Stable with its
   members (who carry on heartbeating) or Empty, and the generation never goes back.
+* Writes that a client is told about wait for replication, as Kafka's ``appendForGroup``
+  (acks=-1, ``offsets.commit.timeout.ms``): an OffsetCommit is answered, and a SyncGroup's
+  assignment handed out, only once the record is below the high watermark of the group's
+  ``__consumer_offsets`` partition, i.e. on every in-sync replica, so it survives a failover
+  to any of them. Meanwhile a commit is *pending* (Kafka's ``pendingOffsetCommits``): OffsetFetch
+  does not show it, expiry skips it, a deletion drops it. The group stays CompletingRebalance
+  while its assignment is being replicated; whatever changes the group meanwhile (a join, a
+  leave, a timeout) wins and the late write result is ignored (Kafka's doSyncGroup checks state
+  and generation the same way). Failures are mapped to what clients act on, see
+  ``_STORE_GROUP_ERRORS``. On a single node (an ISR of one) every write is committed at once.
+  Tombstones and the generation-start record are appended without waiting (Kafka appends
+  tombstones with acks=0; the generation-start record is kconform's own and is covered by the
+  assignment record after it, which is waited for).
 * Offsets are kept per group; KIP-211 expiry: all offsets of a group that has been Empty for
   ``offsets.retention.ms``; in a Stable consumer group, those of topics nobody subscribes to,
   ``offsets.retention.ms`` after their commit; in a group never used for membership, each
@@ -118,7 +131,7 @@ from reference_broker.groups.log_format import (
     encode_offset_value,
     partition_for,
 )
-from reference_broker.groups.storage import KeyValue, OffsetsLog
+from reference_broker.groups.storage import AppendCallback, KeyValue, OffsetsLog
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +148,19 @@ MAX_ID_BYTES = 32767 - 64
 UNKNOWN_MEMBER_ID = ""
 NO_GENERATION = -1
 
-# GroupMetadataManager.storeGroup / storeOffsets map storage errors to what the client can act on.
+# What a failed write to __consumer_offsets becomes for the client. Kafka's GroupMetadataManager
+# (kafka.coordinator.group, the classic coordinator) appends with appendForGroup (requiredAcks =
+# offsets.commit.required.acks = -1, timeout = offsets.commit.timeout.ms) and maps the append's
+# error in storeGroup's and storeOffsets' putCacheCallback:
+#   UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND
+#       -> COORDINATOR_NOT_AVAILABLE (the client retries, at the same coordinator)
+#   NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR -> NOT_COORDINATOR (it looks the coordinator up)
+#   MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE, INVALID_FETCH_SIZE
+#       -> UNKNOWN_SERVER_ERROR (group metadata) / INVALID_COMMIT_OFFSET_SIZE (offsets)
+#   REQUEST_TIMED_OUT -> REBALANCE_IN_PROGRESS for group metadata (the members rejoin).
+# storeOffsets passed REQUEST_TIMED_OUT through, which consumers before Kafka 3.9 do not retry;
+# Kafka 4's GroupCoordinatorService.handleOperationException (commitOffsets) maps it to
+# COORDINATOR_NOT_AVAILABLE, and so do we.
 _STORE_GROUP_ERRORS = {
     "unknown_topic_or_partition": "coordinator_not_available",
     "not_enough_replicas": "coordinator_not_available",
@@ -149,7 +174,7 @@ _STORE_GROUP_ERRORS = {
 }
 _STORE_OFFSETS_ERRORS = {
     **_STORE_GROUP_ERRORS,
-    "request_timed_out": "request_timed_out",
+    "request_timed_out": "coordinator_not_available",
     "message_too_large": "invalid_commit_offset_size",
     "record_list_too_large": "invalid_commit_offset_size",
     "invalid_fetch_size": "invalid_commit_offset_size",
@@ -167,6 +192,7 @@ class GroupConfig:
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000  # offsets.retention.ms
     offsets_retention_check_interval_ms: int = 600_000  # offsets.retention.check.interval.ms
     offset_metadata_max_bytes: int = 4096  # offset.metadata.max.bytes
+    offsets_commit_timeout_ms: int = 5000  # offsets.commit.timeout.ms
 
     @classmethod
     def from_broker(cls, get: Callable[[str], Any]) -> GroupConfig:
@@ -178,6 +204,7 @@ class GroupConfig:
             offsets_retention_ms=int(get("offsets.retention.ms")),
             offsets_retention_check_interval_ms=int(get("offsets.retention.check.interval.ms")),
             offset_metadata_max_bytes=int(get("offset.metadata.max.bytes")),
+            offsets_commit_timeout_ms=int(get("offsets.commit.timeout.ms")),
         )
 
 
@@ -257,6 +284,8 @@ class GroupOverview:
 
 JoinCallback = Callable[[JoinResult | None], None]
 SyncCallback = Callable[[SyncResult | None], None]
+CommitCallback = Callable[[dict[TopicPartition, str]], None]
+StoreCallback = Callable[[str | None], None]  # None, or the client-facing error
 
 
 def _join_error(member_id: str, error: str) -> JoinResult:
@@ -376,6 +405,21 @@ class GroupCoordinator:
             return "coordinator_not_available"
         return self._storage.append(partition_for(group_id, partitions), records, now_ms)
 
+    def _append_committed(
+        self, group_id: str, records: Sequence[KeyValue], now_ms: int, callback: AppendCallback
+    ) -> None:
+        """Append with acks=-1; ``callback`` gets None once the records are committed, else
+        the storage error (maybe before this returns)."""
+        error = self._storage.ensure(now_ms)
+        partitions = self._storage.partition_count() if error is None else None
+        if error is not None or not partitions:
+            callback(error or "coordinator_not_available")
+            return
+        self._storage.append_committed(
+            partition_for(group_id, partitions), records, now_ms,
+            now_ms + self.config.offsets_commit_timeout_ms, callback,
+        )
+
     def _group_record(self, group: Group, assignment: Mapping[str, bytes] | None) -> KeyValue:
         members: tuple[MemberValue, ...] = ()
         if assignment is not None and group.protocol_name is not None:
@@ -397,21 +441,41 @@ class GroupCoordinator:
         )
         return encode_group_key(GroupKey(group.group_id)), encode_group_value(value)
 
-    def _store_group(
-        self, group: Group, assignment: Mapping[str, bytes] | None, now_ms: int
-    ) -> str | None:
-        """Write the group's metadata (with members and assignment when given); a client-facing
-        error name if the write failed."""
+    def _encode_group(self, group: Group, assignment: Mapping[str, bytes] | None) -> KeyValue | None:
         try:
-            record = self._group_record(group, assignment)
+            return self._group_record(group, assignment)
         except FormatError as exc:  # an id too long for the record format
             log.warning("cannot encode metadata of group %s: %s", group.group_id[:100], exc)
-            return "unknown_server_error"
-        error = self._append(group.group_id, [record], now_ms)
-        if error is None:
             return None
-        log.warning("cannot store metadata of group %s: %s", group.group_id, error)
-        return _STORE_GROUP_ERRORS.get(error, error)
+
+    def _store_group_start(self, group: Group, now_ms: int) -> None:
+        """Record a new generation (without members), not waiting for the followers: nobody is
+        answered on its strength (the assignment record after it is waited for)."""
+        record = self._encode_group(group, None)
+        error = self._append(group.group_id, [record], now_ms) if record is not None else None
+        if error is not None:
+            log.warning("cannot store generation %d of group %s: %s", group.generation_id,
+                        group.group_id, error)
+
+    def _store_group(
+        self, group: Group, assignment: Mapping[str, bytes], now_ms: int, callback: StoreCallback
+    ) -> None:
+        """Write the group's metadata with its members and their assignment (Kafka's
+        storeGroup); ``callback`` gets None once it is committed, else the client-facing
+        error (maybe before this returns)."""
+        record = self._encode_group(group, assignment)
+        if record is None:
+            callback("unknown_server_error")
+            return
+
+        def stored(error: str | None) -> None:
+            if error is not None:
+                log.warning("cannot store metadata of group %s generation %d: %s",
+                            group.group_id, group.generation_id, error)
+                error = _STORE_GROUP_ERRORS.get(error, error)
+            callback(error)
+
+        self._append_committed(group.group_id, [record], now_ms, stored)
 
     def _load(self, records: Iterable[KeyValue], now_ms: int) -> None:
         """Rebuild groups and offsets by replaying ``__consumer_offsets`` records (last record
@@ -674,38 +738,48 @@ class GroupCoordinator:
                     group, now_ms, f"static member {instance_id} changed the group's protocol"
                 )
                 return
+            # The new member id is answered once the group metadata naming it is committed.
             assignment = {m.member_id: m.assignment for m in group.members.values()}
-            error = self._store_group(group, assignment, now_ms)
-            if error is not None:
-                # Undo the replacement: the old member id stays valid.
-                member.join_callback = None
-                member.protocols = old_protocols
-                member.rebalance_timeout_ms, member.session_timeout_ms = old_timeouts
-                group.replace_static_member(instance_id, new_id, old_id, lambda _m: None)
-                callback(JoinResult(error=error, member_id=UNKNOWN_MEMBER_ID,
-                                    generation_id=group.generation_id,
-                                    protocol_type=group.protocol_type,
-                                    protocol_name=group.protocol_name,
-                                    leader=current_leader or ""))
-                return
-            if request.supports_skip_assignment:
-                is_leader = group.is_leader(new_id)
-                result = JoinResult(
-                    error="none", member_id=new_id, generation_id=group.generation_id,
-                    protocol_type=group.protocol_type, protocol_name=group.protocol_name,
-                    leader=group.leader_id or "",
-                    skip_assignment=is_leader,
-                    members=tuple(group.current_member_metadata()) if is_leader else (),
-                )
-            else:
-                # Before KIP-814 the leader is given the *old* leader id, so it does not believe
-                # itself leader and runs no assignor whose result a Stable group would ignore.
-                result = JoinResult(
-                    error="none", member_id=new_id, generation_id=group.generation_id,
-                    protocol_type=group.protocol_type, protocol_name=group.protocol_name,
-                    leader=current_leader or "",
-                )
-            member.invoke_join(result)
+            generation = group.generation_id
+
+            def stored(error: str | None) -> None:
+                if (not group.is_(STABLE) or group.generation_id != generation
+                        or member.join_callback is not callback
+                        or group.static_members.get(instance_id) != new_id):
+                    return  # the group moved on meanwhile; its rebalance answers the member
+                if error is not None:
+                    # Undo the replacement: the old member id stays valid.
+                    member.join_callback = None
+                    member.protocols = old_protocols
+                    member.rebalance_timeout_ms, member.session_timeout_ms = old_timeouts
+                    group.replace_static_member(instance_id, new_id, old_id, lambda _m: None)
+                    callback(JoinResult(error=error, member_id=UNKNOWN_MEMBER_ID,
+                                        generation_id=group.generation_id,
+                                        protocol_type=group.protocol_type,
+                                        protocol_name=group.protocol_name,
+                                        leader=current_leader or ""))
+                    return
+                if request.supports_skip_assignment:
+                    is_leader = group.is_leader(new_id)
+                    result = JoinResult(
+                        error="none", member_id=new_id, generation_id=group.generation_id,
+                        protocol_type=group.protocol_type, protocol_name=group.protocol_name,
+                        leader=group.leader_id or "",
+                        skip_assignment=is_leader,
+                        members=tuple(group.current_member_metadata()) if is_leader else (),
+                    )
+                else:
+                    # Before KIP-814 the leader is given the *old* leader id, so it does not
+                    # believe itself leader and runs no assignor whose result a Stable group
+                    # would ignore.
+                    result = JoinResult(
+                        error="none", member_id=new_id, generation_id=group.generation_id,
+                        protocol_type=group.protocol_type, protocol_name=group.protocol_name,
+                        leader=current_leader or "",
+                    )
+                member.invoke_join(result)
+
+            self._store_group(group, assignment, now_ms, stored)
         elif group.is_(COMPLETING):
             # The leader may already be computing an assignment naming the old member id.
             self._prepare_rebalance(group, now_ms, f"static member {instance_id} rejoined")
@@ -794,7 +868,7 @@ class GroupCoordinator:
             group.transition_to(EMPTY, now_ms)
         # Record the new generation before anyone hears of it, so that after a restart the
         # generation continues from here and (group, generation) never names two assignments.
-        self._store_group(group, None, now_ms)
+        self._store_group_start(group, now_ms)
         if group.is_(EMPTY):
             log.info("group %s is empty at generation %d", group.group_id, group.generation_id)
             return
@@ -912,16 +986,26 @@ class GroupCoordinator:
         if missing:
             log.warning("group %s generation %d: leader assigned nothing to %s", group.group_id,
                         group.generation_id, missing)
-        error = self._store_group(group, assignment, now_ms)
-        if error is not None:
-            self._reset_and_propagate_assignment_error(group, error, now_ms)
-            self._maybe_prepare_rebalance(group, now_ms, f"cannot store the assignment: {error}")
-            return
-        for member in group.members.values():
-            member.assignment = assignment[member.member_id]
-        group.transition_to(STABLE, now_ms)
-        log.info("group %s: generation %d is stable", group.group_id, group.generation_id)
-        self._propagate_assignment(group, "none", now_ms)
+        generation = group.generation_id
+
+        def stored(error: str | None) -> None:
+            # As Kafka's doSyncGroup: only if the group is still waiting for this assignment
+            # (a join, leave or timeout meanwhile has already answered the members).
+            if (not group.is_(COMPLETING) or group.generation_id != generation
+                    or self._groups.get(group.group_id) is not group):
+                return
+            when = max(now_ms, self._now_ms)
+            if error is not None:
+                self._reset_and_propagate_assignment_error(group, error, when)
+                self._maybe_prepare_rebalance(group, when, f"cannot store the assignment: {error}")
+                return
+            for member in group.members.values():
+                member.assignment = assignment.get(member.member_id, b"")
+            group.transition_to(STABLE, when)
+            log.info("group %s: generation %d is stable", group.group_id, group.generation_id)
+            self._propagate_assignment(group, "none", when)
+
+        self._store_group(group, assignment, now_ms, stored)
 
     # --- Heartbeat and LeaveGroup ---------------------------------------------------------------
 
@@ -1053,34 +1137,41 @@ class GroupCoordinator:
         offsets: Mapping[TopicPartition, OffsetValue],
         api_version: int,
         now_ms: int,
-    ) -> dict[TopicPartition, str]:
+        callback: CommitCallback,
+    ) -> None:
         """Commit offsets for a member of the current generation, or (generation -1) for a
-        group without members; returns an error name per partition."""
+        group without members. ``callback`` gets an error name per partition once the commit
+        is replicated to the ISR (or has failed); it may run before this returns."""
 
-        def every(error: str) -> dict[TopicPartition, str]:
-            return {tp: error for tp in offsets}
+        def every(error: str) -> None:
+            callback({tp: error for tp in offsets})
 
         if _too_long(group_id):
-            return every("invalid_group_id")
+            every("invalid_group_id")
+            return
         group = self._groups.get(group_id)
         if group is None:
             if generation_id < 0:
                 # A "simple" group: offsets stored by admin tools or manually assigned consumers.
                 group = self._new_group(group_id, now_ms)
             elif api_version >= 9:
-                return every("group_id_not_found")
+                every("group_id_not_found")
+                return
             else:
-                return every("illegal_generation")
+                every("illegal_generation")
+                return
         error = self._validate_offset_commit(group, generation_id, member_id, group_instance_id)
         if error is not None:
-            return every(error)
+            every(error)
+            return
         if group.is_(COMPLETING):
             # The member has its new generation but not its assignment yet.
-            return every("rebalance_in_progress")
+            every("rebalance_in_progress")
+            return
         member = group.members.get(member_id)
         if member is not None:
             member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
-        return self._store_offsets(group, offsets, now_ms)
+        self._store_offsets(group, offsets, now_ms, callback)
 
     def _validate_offset_commit(
         self, group: Group, generation_id: int, member_id: str, group_instance_id: str | None
@@ -1098,8 +1189,11 @@ class GroupCoordinator:
         return "unknown_member_id"
 
     def _store_offsets(
-        self, group: Group, offsets: Mapping[TopicPartition, OffsetValue], now_ms: int
-    ) -> dict[TopicPartition, str]:
+        self, group: Group, offsets: Mapping[TopicPartition, OffsetValue], now_ms: int,
+        callback: CommitCallback,
+    ) -> None:
+        """Kafka's storeOffsets: the commit is pending until its records are committed, then
+        visible to OffsetFetch; the client hears of it only then."""
         result: dict[TopicPartition, str] = {}
         valid: dict[TopicPartition, OffsetValue] = {}
         for tp, value in offsets.items():
@@ -1109,21 +1203,32 @@ class GroupCoordinator:
                 result[tp] = "offset_metadata_too_large"
             else:
                 valid[tp] = value
-        if valid:
-            records = [
-                (encode_offset_key(OffsetKey(group.group_id, topic, partition)),
-                 encode_offset_value(value))
-                for (topic, partition), value in valid.items()
-            ]
-            error = self._append(group.group_id, records, now_ms)
-            if error is not None:
+        if not valid:
+            callback(result)
+            return
+        records = [
+            (encode_offset_key(OffsetKey(group.group_id, topic, partition)),
+             encode_offset_value(value))
+            for (topic, partition), value in valid.items()
+        ]
+
+        def appended(error: str | None) -> None:
+            if error is None:
+                if not group.is_(DEAD):
+                    for tp, value in valid.items():
+                        group.on_offset_commit_committed(tp, value)
+                result.update({tp: "none" for tp in valid})
+            else:
+                if not group.is_(DEAD):
+                    for tp, value in valid.items():
+                        group.fail_pending_offset_commit(tp, value)
                 log.warning("cannot store offsets of group %s: %s", group.group_id, error)
                 mapped = _STORE_OFFSETS_ERRORS.get(error, error)
                 result.update({tp: mapped for tp in valid})
-            else:
-                group.offsets.update(valid)
-                result.update({tp: "none" for tp in valid})
-        return result
+            callback(result)
+
+        group.prepare_offset_commit(valid)
+        self._append_committed(group.group_id, records, now_ms, appended)
 
     def fetch_offsets(
         self, group_id: str, partitions: Sequence[TopicPartition] | None
@@ -1169,12 +1274,16 @@ class GroupCoordinator:
     ) -> str | None:
         """Tombstone and forget offsets; an Empty group left with none is deleted (Kafka's
         cleanupGroupMetadata). Returns a client-facing error if the log refused the write."""
-        removed = [tp for tp in dict.fromkeys(partitions) if tp in group.offsets]
+        removed = [
+            tp for tp in dict.fromkeys(partitions)
+            if tp in group.offsets or tp in group.pending_offsets
+        ]
         records: list[KeyValue] = [
             (encode_offset_key(OffsetKey(group.group_id, topic, partition)), None)
             for topic, partition in removed
         ]
-        dies = group.is_(EMPTY) and not (group.offsets.keys() - set(removed))
+        left = (group.offsets.keys() | group.pending_offsets.keys()) - set(removed)
+        dies = group.is_(EMPTY) and not left
         if dies and group.generation_id > 0:
             records.append((encode_group_key(GroupKey(group.group_id)), None))
         if records:
@@ -1183,8 +1292,7 @@ class GroupCoordinator:
             if error is not None:
                 log.warning("cannot delete offsets of group %s: %s", group.group_id, error)
                 return _STORE_OFFSETS_ERRORS.get(error, error)
-        for tp in removed:
-            del group.offsets[tp]
+        group.remove_offsets(removed)
         if dies:
             group.transition_to(DEAD, now_ms)
             del self._groups[group.group_id]
@@ -1197,7 +1305,7 @@ class GroupCoordinator:
         removed = 0
         for group in list(self._groups.values()):
             expired = self._expired_offsets(group, now_ms)
-            if expired or (group.is_(EMPTY) and not group.offsets):
+            if expired or (group.is_(EMPTY) and not group.has_offsets):
                 if self._remove_offsets(group, expired, now_ms) is None:
                     removed += len(expired)
         if removed:
@@ -1211,7 +1319,7 @@ class GroupCoordinator:
                     keep_topics: frozenset[str] = frozenset()) -> list[TopicPartition]:
             out = []
             for tp, value in group.offsets.items():
-                if tp[0] in keep_topics:
+                if tp[0] in keep_topics or tp in group.pending_offsets:
                     continue
                 if value.expire_timestamp_ms is not None:
                     if now_ms >= value.expire_timestamp_ms:
@@ -1234,7 +1342,7 @@ class GroupCoordinator:
         """Forget committed offsets of a deleted topic (Kafka's handleDeletedPartitions)."""
         when = self._now_ms if now_ms is None else now_ms
         for group in list(self._groups.values()):
-            gone = [tp for tp in group.offsets if tp[0] == topic]
+            gone = [tp for tp in (*group.offsets, *group.pending_offsets) if tp[0] == topic]
             if gone:
                 self._remove_offsets(group, gone, when)
 
@@ -1284,5 +1392,6 @@ class GroupCoordinator:
                 errors[group_id] = "non_empty_group"
             else:
                 # Removing every offset of an Empty group deletes the group itself.
-                errors[group_id] = self._remove_offsets(group, list(group.offsets), now_ms) or "none"
+                every = [*group.offsets, *group.pending_offsets]
+                errors[group_id] = self._remove_offsets(group, every, now_ms) or "none"
         return errors

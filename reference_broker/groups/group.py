@@ -141,7 +141,11 @@ class Group:
     static_members: dict[str, str] = attrs.field(factory=dict)  # instance id -> member id
     pending_members: dict[str, int] = attrs.field(factory=dict)  # member id -> expiry (ms)
     pending_sync: set[str] = attrs.field(factory=set)
+    # Committed offsets: OffsetFetch sees these. A commit waits in pending_offsets until its
+    # record is replicated to the ISR (Kafka's pendingOffsetCommits; the latest staged commit
+    # per partition).
     offsets: dict[TopicPartition, OffsetValue] = attrs.field(factory=dict)
+    pending_offsets: dict[TopicPartition, OffsetValue] = attrs.field(factory=dict)
     subscribed_topics: frozenset[str] | None = None
     # Rebalance timers: the join phase ends at join_deadline_ms (or when everyone has joined,
     # unless initial_delay_ms is set: then only the deadline ends it, KIP-134).
@@ -167,6 +171,33 @@ class Group:
     @property
     def can_rebalance(self) -> bool:
         return self.state in VALID_PREVIOUS_STATES[GroupState.PREPARING_REBALANCE]
+
+    @property
+    def has_offsets(self) -> bool:
+        """Committed or pending offsets (Kafka's GroupMetadata.hasOffsets)."""
+        return bool(self.offsets or self.pending_offsets)
+
+    # --- offsets (Kafka's prepareOffsetCommit / onOffsetCommitAppend / failPendingOffsetWrite) -
+
+    def prepare_offset_commit(self, offsets: dict[TopicPartition, OffsetValue]) -> None:
+        self.pending_offsets.update(offsets)
+
+    def on_offset_commit_committed(self, tp: TopicPartition, value: OffsetValue) -> None:
+        """The commit of ``value`` is replicated: it becomes visible, unless the partition's
+        offsets were deleted meanwhile (then nothing is pending for it any more)."""
+        if tp in self.pending_offsets:
+            self.offsets[tp] = value
+            if self.pending_offsets[tp] is value:
+                del self.pending_offsets[tp]
+
+    def fail_pending_offset_commit(self, tp: TopicPartition, value: OffsetValue) -> None:
+        if self.pending_offsets.get(tp) is value:
+            del self.pending_offsets[tp]
+
+    def remove_offsets(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self.offsets.pop(tp, None)
+            self.pending_offsets.pop(tp, None)
 
     # --- members -----------------------------------------------------------------------------
 

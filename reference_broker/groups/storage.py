@@ -3,20 +3,35 @@
 :class:`OffsetsLog` is all the coordinator needs from storage: create the topic on first use,
 append a few key/value records to one partition, and replay every record at start.
 :class:`TopicOffsetsLog` is the broker's, backed by the compacted internal topic's partition logs;
-:class:`MemoryOffsetsLog` is a test double (it can be told to fail appends, and a new coordinator
-can replay it, which is how unit tests simulate a restart).
+:class:`MemoryOffsetsLog` is a test double (it can be told to fail appends, or to hold their
+completion until the test releases it, and a new coordinator can replay it, which is how unit
+tests simulate a restart).
+
+Two kinds of append, as in Kafka's GroupMetadataManager:
+
+* :meth:`OffsetsLog.append_committed` is Kafka's ``appendForGroup``: ``requiredAcks`` =
+  ``offsets.commit.required.acks`` (-1) and ``timeout`` = ``offsets.commit.timeout.ms``. It is
+  refused (NOT_ENOUGH_REPLICAS, nothing appended) while the partition's ISR is smaller than
+  ``min.insync.replicas``, and its callback runs once the high watermark has passed the records
+  (every ISR member has them), or with NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+  NOT_LEADER_OR_FOLLOWER or REQUEST_TIMED_OUT, like an acks=all produce. Offset commits and the
+  group metadata written by SyncGroup go this way; on a single node (an ISR of one) the callback
+  runs before the call returns.
+* :meth:`OffsetsLog.append` appends to the leader's log and returns: tombstones (Kafka's
+  ``cleanupGroupMetadata`` appends them with ``requiredAcks`` = 0: a lost tombstone is written
+  again by the next cleanup) and the record of a generation's start (kconform's own, see the
+  coordinator).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from reference_broker.groups.log_format import OFFSETS_TOPIC
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
-from reference_broker.replication import ReplicationError, Role
-from reference_broker.replication import ReplicationError
+from reference_broker.replication import Partition, ReplicationError, Role
 from reference_broker.records import (
     Record,
     RecordError,
@@ -32,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KeyValue = tuple[bytes, bytes | None]
+# Called once with None (the records are committed) or an error name (kio ErrorCode member).
+AppendCallback = Callable[[str | None], None]
 
 # Kafka's offsets.topic.segment.bytes default; the topic's other settings are Kafka's too:
 # compacted, producer compression (GroupCoordinator.offsetsTopicConfigs).
@@ -49,7 +66,16 @@ class OffsetsLog(Protocol):
         """Create the topic if it is missing; an error name if that is impossible."""
 
     def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
-        """Append records to one partition (one batch); an error name if it failed."""
+        """Append records to one partition (one batch) without waiting for the followers; an
+        error name if it failed."""
+
+    def append_committed(
+        self, partition: int, records: Sequence[KeyValue], now_ms: int, deadline_ms: int,
+        callback: AppendCallback,
+    ) -> None:
+        """Append records to one partition (one batch) with acks=-1: ``callback`` gets None
+        once they are committed (below the high watermark), else an error name; it runs
+        exactly once, possibly before this returns. ``deadline_ms``: REQUEST_TIMED_OUT then."""
 
     def replay(self) -> Iterator[KeyValue]:
         """Every stored record, oldest first within each partition."""
@@ -59,13 +85,21 @@ class OffsetsLog(Protocol):
 
 
 class MemoryOffsetsLog:
-    """An in-memory :class:`OffsetsLog` for unit tests; ``fail_with`` makes appends fail."""
+    """An in-memory :class:`OffsetsLog` for unit tests.
+
+    ``fail_with`` makes appends fail before anything is stored (as a follower's or a too-small
+    ISR's refusal). ``hold`` makes :meth:`append_committed` store the records (as the leader's
+    log does) but keep the callback until the test calls :meth:`complete`, as if followers had
+    not fetched yet. Otherwise appends are committed at once, as on a single node.
+    """
 
     def __init__(self, partitions: int = 50) -> None:
         self.partitions = partitions
         self.records: dict[int, list[KeyValue]] = {}
         self.created = False
         self.fail_with: str | None = None
+        self.hold = False
+        self.held: list[tuple[int, int, AppendCallback]] = []  # (partition, deadline, callback)
 
     def partition_count(self) -> int | None:
         return self.partitions if self.created else None
@@ -80,6 +114,25 @@ class MemoryOffsetsLog:
         assert 0 <= partition < self.partitions
         self.records.setdefault(partition, []).extend(records)
         return None
+
+    def append_committed(
+        self, partition: int, records: Sequence[KeyValue], now_ms: int, deadline_ms: int,
+        callback: AppendCallback,
+    ) -> None:
+        error = self.append(partition, records, now_ms)
+        if error is not None or not self.hold:
+            callback(error)
+        else:
+            self.held.append((partition, deadline_ms, callback))
+
+    def complete(self, error: str | None = None, count: int | None = None) -> int:
+        """Finish the oldest ``count`` held appends (all by default) with ``error`` (None: they
+        are committed); returns how many were finished."""
+        count = len(self.held) if count is None else count
+        done, self.held = self.held[:count], self.held[count:]
+        for _, _, callback in done:
+            callback(error)
+        return len(done)
 
     def replay(self) -> Iterator[KeyValue]:
         for partition in sorted(self.records):
@@ -103,12 +156,16 @@ class TopicOffsetsLog:
     def ensure(self, now_ms: int) -> str | None:
         return self._broker.ensure_offsets_topic(now_ms)
 
-    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
+    def _leader(self, partition: int) -> Partition | str:
         target = self._broker.partition(OFFSETS_TOPIC, partition)
         if target is None:
             return "unknown_topic_or_partition"
         if target.role is not Role.LEADER:
             return "not_leader_or_follower"
+        return target
+
+    def _append_to(self, target: Partition, records: Sequence[KeyValue], now_ms: int) -> int | str:
+        """Append one batch to the leader's log: the offset after it, or an error name."""
         batch = bytearray(
             build_batch(
                 [Record(i, now_ms, key, value) for i, (key, value) in enumerate(records)],
@@ -116,7 +173,7 @@ class TopicOffsetsLog:
             )
         )
         try:
-            target.append_as_leader(batch, validate_batches(batch), now_ms)
+            result = target.append_as_leader(batch, validate_batches(batch), now_ms)
         except ReplicationError as exc:
             return exc.error
         except RecordTooLargeError:
@@ -124,12 +181,44 @@ class TopicOffsetsLog:
         except RecordListTooLargeError:
             return "record_list_too_large"
         except RecordError as exc:
-            log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, partition, exc)
+            log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, target.index, exc)
             return "unknown_server_error"
         except OSError as exc:
-            log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, partition, exc)
+            log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, target.index, exc)
             return "kafka_storage_error"
-        return None
+        self._broker.appended_internally(target)
+        return result.last_offset + 1
+
+    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
+        target = self._leader(partition)
+        if isinstance(target, str):
+            return target
+        outcome = self._append_to(target, records, now_ms)
+        return outcome if isinstance(outcome, str) else None
+
+    def append_committed(
+        self, partition: int, records: Sequence[KeyValue], now_ms: int, deadline_ms: int,
+        callback: AppendCallback,
+    ) -> None:
+        # ReplicaManager.appendRecords with requiredAcks=-1: the min.insync.replicas check
+        # before the append, then a DelayedProduce until the HW passes the batch.
+        target = self._leader(partition)
+        if isinstance(target, str):
+            callback(target)
+            return
+        min_isr = self._broker.min_insync_replicas(OFFSETS_TOPIC)
+        try:
+            target.check_min_isr(min_isr)
+        except ReplicationError as exc:
+            callback(exc.error)
+            return
+        outcome = self._append_to(target, records, now_ms)
+        if isinstance(outcome, str):
+            callback(outcome)
+            return
+        target.wait_for_commit(
+            outcome, min_isr, deadline_ms, lambda error: callback(None if error == "none" else error)
+        )
 
     def replay(self) -> Iterator[KeyValue]:
         for index in range(self.partition_count() or 0):

@@ -186,6 +186,27 @@ class CoordinatorDriver:
         )
         return errors[0] if error == "none" else error
 
+    def commit_later(
+        self,
+        offsets: Mapping[tuple[str, int], int],
+        member_id: str = "",
+        generation: int = -1,
+        group_id: str = "g",
+        instance_id: str | None = None,
+        metadata: str = "",
+        api_version: int = 9,
+    ) -> Reply[dict[tuple[str, int], str]]:
+        """OffsetCommit; the reply is filled once the commit is replicated (at once unless the
+        storage holds appends)."""
+        reply: Reply[dict[tuple[str, int], str]] = Reply()
+        self.coordinator.commit_offsets(
+            group_id, generation, member_id, instance_id,
+            {tp: OffsetValue(offset, metadata=metadata, commit_timestamp_ms=self.now_ms)
+             for tp, offset in offsets.items()},
+            api_version, self.now_ms, reply,
+        )
+        return reply
+
     def commit(
         self,
         offsets: Mapping[tuple[str, int], int],
@@ -196,12 +217,9 @@ class CoordinatorDriver:
         metadata: str = "",
         api_version: int = 9,
     ) -> dict[tuple[str, int], str]:
-        return self.coordinator.commit_offsets(
-            group_id, generation, member_id, instance_id,
-            {tp: OffsetValue(offset, metadata=metadata, commit_timestamp_ms=self.now_ms)
-             for tp, offset in offsets.items()},
-            api_version, self.now_ms,
-        )
+        """OffsetCommit answered at once (the storage must not be holding appends)."""
+        return self.commit_later(offsets, member_id, generation, group_id, instance_id,
+                                 metadata, api_version).result
 
     def committed(self, group_id: str = "g") -> dict[tuple[str, int], int]:
         return {

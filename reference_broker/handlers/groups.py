@@ -3,10 +3,11 @@ DescribeGroups, ListGroups, DeleteGroups and OffsetDelete.
 
 These handlers only translate between wire versions and the coordinator
 (:mod:`reference_broker.groups.coordinator`, which holds every rule). JoinGroup and SyncGroup may
-have to wait for other members: their handlers return a
+have to wait for other members, and OffsetCommit and SyncGroup for their records to be
+replicated to the ISR of the group's ``__consumer_offsets`` partition: their handlers return a
 :class:`~reference_broker.handlers.context.Deferred` that the coordinator resolves when the
-rebalance gets there (the driver keeps that connection's later requests queued meanwhile, as
-Kafka does).
+rebalance or the replication gets there (the driver keeps that connection's later requests
+queued meanwhile, as Kafka does).
 
 Version differences handled here (Kafka protocol guide):
 
@@ -220,26 +221,31 @@ def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_
                 expire_timestamp_ms=expire_ms,
             )
             plan.append((topic, part.partition_index, key, "none"))
+
+    def render(results: dict[tuple[str, int], str]) -> dict[str, Any]:
+        topics_out: list[dict[str, Any]] = []
+        by_topic: dict[int, dict[str, Any]] = {}
+        for topic, index, tp, error in plan:
+            entry = by_topic.get(id(topic))
+            if entry is None:
+                entry = {**_topic_key(topic, by_id), "partitions": []}
+                by_topic[id(topic)] = entry
+                topics_out.append(entry)
+            entry["partitions"].append(
+                {"partition_index": index, "error_code": results[tp] if tp is not None else error}
+            )
+        return {"topics": topics_out}
+
     not_here = _not_here(broker, request.group_id, now_ms) if offsets else None
-    if not_here is not None:
-        results = {tp: not_here for tp in offsets}
-    else:
-        results = broker.groups.commit_offsets(
-            request.group_id, request.generation_id_or_member_epoch, request.member_id,
-            getattr(request, "group_instance_id", None), offsets, version, now_ms,
-        ) if offsets else {}
-    topics_out: list[dict[str, Any]] = []
-    by_topic: dict[int, dict[str, Any]] = {}
-    for topic, index, tp, error in plan:
-        entry = by_topic.get(id(topic))
-        if entry is None:
-            entry = {**_topic_key(topic, by_id), "partitions": []}
-            by_topic[id(topic)] = entry
-            topics_out.append(entry)
-        entry["partitions"].append(
-            {"partition_index": index, "error_code": results[tp] if tp is not None else error}
-        )
-    return {"topics": topics_out}
+    if not offsets or not_here is not None:
+        return render({tp: not_here or "none" for tp in offsets})
+    # Answered once the commit is replicated to the ISR of the offsets partition (or failed).
+    later = Later(render)
+    broker.groups.commit_offsets(
+        request.group_id, request.generation_id_or_member_epoch, request.member_id,
+        getattr(request, "group_instance_id", None), offsets, version, now_ms, later.callback,
+    )
+    return later.response()
 
 
 def _offset_entry(index: int, value: OffsetValue | None, error: str = "none") -> dict[str, Any]:

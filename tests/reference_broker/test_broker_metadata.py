@@ -24,6 +24,7 @@ from reference_broker.groups.testing import Reply
 from reference_broker.meta_properties import format_directory
 from reference_broker.protocol.codec import build_response
 from reference_broker.replication import Role
+from reference_broker.replication.partition import FetchPosition
 
 CLUSTER = "scripted"
 SESSION_MS = 1000
@@ -108,6 +109,19 @@ class Cluster:
         for broker in self.brokers.values():
             broker.close()
         self.controller.close()
+
+
+def follower_fetch(leader: Broker, follower: Broker, topic: str, index: int, now_ms: int) -> None:
+    """One fetch round of ``follower`` at ``leader`` for one partition, as the fetcher does."""
+    led, following = leader.partition(topic, index), follower.partition(topic, index)
+    assert led is not None and following is not None
+    request = following.follower_request()
+    assert isinstance(request, FetchPosition), request
+    read = led.read_for_follower(following.node_id, request.fetch_offset,
+                                 request.last_fetched_epoch, request.current_leader_epoch,
+                                 1 << 20, now_ms)
+    following.on_fetch_response(request, "none", read.high_watermark, read.log_start_offset,
+                                read.records, read.diverging_epoch, now_ms)
 
 
 @pytest.fixture
@@ -228,8 +242,11 @@ def test_the_coordinator_follows_leadership_of_the_offsets_partition(cluster: Cl
     one, two = cluster.brokers[1], cluster.brokers[2]
     assert one.groups.coordinator_error("g", 0) is None
     assert two.groups.coordinator_error("g", 0) == "not_coordinator"
-    assert one.groups.commit_offsets("g", -1, "", None, {("t", 0): OffsetValue(3)}, 8, 0) == {
-        ("t", 0): "none"}
+    committed: Reply[Any] = Reply()
+    one.groups.commit_offsets("g", -1, "", None, {("t", 0): OffsetValue(3)}, 8, 0, committed)
+    follower_fetch(one, two, OFFSETS_TOPIC, 0, 0)  # brings the commit
+    follower_fetch(one, two, OFFSETS_TOPIC, 0, 0)  # tells the leader the follower has it
+    assert committed.result == {("t", 0): "none"}
     parked: Reply[Any] = Reply()
     first: Reply[Any] = Reply()
     one.groups.join_group(JoinRequest("g", "", None, "consumer", (("range", b""),), 10_000,
@@ -247,6 +264,37 @@ def test_the_coordinator_follows_leadership_of_the_offsets_partition(cluster: Cl
     assert two.groups.coordinator_error("g", 0) is None
     assert parked.calls and parked.calls[-1] is not None
     assert parked.calls[-1].error == "not_coordinator"
+    assert two.groups.fetch_offsets("g", [("t", 0)]) == [(("t", 0), OffsetValue(3))]
+
+
+def test_a_commit_is_answered_once_the_isr_has_it_and_is_lost_with_its_coordinator(
+        cluster: Cluster) -> None:
+    """With __consumer_offsets on brokers 1 and 2 (ISR of two), OffsetCommit at the leader waits
+    until the follower has fetched the record (OffsetFetch does not show it meanwhile); a commit
+    still waiting when leadership moves is answered NOT_COORDINATOR and the new coordinator
+    does not have it, so no acknowledged commit is lost."""
+    cluster.create(OFFSETS_TOPIC, [[1, 2]], 0)
+    cluster.settle(0)
+    one, two = cluster.brokers[1], cluster.brokers[2]
+    first: Reply[Any] = Reply()
+    one.groups.commit_offsets("g", -1, "", None, {("t", 0): OffsetValue(5)}, 8, 0, first)
+    assert not first.done
+    assert one.groups.fetch_offsets("g", [("t", 0)]) == [(("t", 0), None)]
+    follower_fetch(one, two, OFFSETS_TOPIC, 0, 10)
+    assert not first.done  # the follower has it, but the leader does not know yet
+    follower_fetch(one, two, OFFSETS_TOPIC, 0, 20)
+    assert first.result == {("t", 0): "none"}
+    assert one.groups.fetch_offsets("g", [("t", 0)]) == [(("t", 0), OffsetValue(5))]
+    second: Reply[Any] = Reply()
+    one.groups.commit_offsets("g", -1, "", None, {("t", 0): OffsetValue(9)}, 8, 30, second)
+    assert not second.done
+    cluster.settle(SESSION_MS - 100, nodes=(2,))  # broker 1 stops heartbeating
+    cluster.controller.tick(SESSION_MS + 200)
+    cluster.channels[1].deliver(SESSION_MS + 200)
+    cluster.channels[2].deliver(SESSION_MS + 200)
+    assert second.result == {("t", 0): "not_coordinator"}
+    assert two.groups.coordinator_error("g", 0) is None
+    assert two.groups.fetch_offsets("g", [("t", 0)]) == [(("t", 0), OffsetValue(5))]
 
 
 def test_peer_addresses_come_from_registrations_unless_overridden(tmp_path: Path) -> None:

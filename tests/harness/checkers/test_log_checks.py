@@ -189,3 +189,30 @@ def test_duplicate_when_a_read_comes_before_the_acknowledgement() -> None:
     ack = b.ok(i, topic="t", partition=0, offset=0)
     result = duplicate(b.history())
     assert result.count == 1 and {read, ack} <= set(result.anomalies[0].events)
+
+
+def test_lost_write_fails_when_a_later_reader_finds_another_value_at_its_offset() -> None:
+    """An acked write whose offset a reader that started after the ack finds holding another
+    value was replaced (a failover reused its offset): lost, even if someone read it before."""
+    b = HistoryBuilder()
+    b.send("p0", "t", "a", offset=0)
+    b.send("p0", "t", "b", offset=1)
+    b.poll("c0", [("t", 0, 0, "a"), ("t", 0, 1, "b")])
+    b.send("p1", "t", "z", offset=1)  # the new leader reused offset 1
+    later = b.poll("c1", [("t", 0, 0, "a"), ("t", 0, 1, "z")])
+    result = lost_write(b.history())
+    assert result.count == 1 and "'b'" in result.anomalies[0].explanation
+    assert result.anomalies[0].events == (2, 3, later)
+    assert inconsistent_offsets(b.history()).count == 1
+
+
+def test_lost_write_is_not_claimed_from_a_read_that_started_before_the_ack() -> None:
+    """A read invoked before a write was acknowledged cannot show that write missing: the
+    conflict is inconsistent-offsets only."""
+    b = HistoryBuilder()
+    b.send("p0", "t", "a", offset=0)
+    poll = b.invoke("c0", "poll")
+    b.send("p1", "t", "b", offset=1)
+    b.ok(poll, records=[["t", 0, 0, None, "a"], ["t", 0, 1, None, "z"]])
+    h = b.history()
+    assert lost_write(h).valid and inconsistent_offsets(h).count == 1

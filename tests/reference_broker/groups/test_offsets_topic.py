@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -44,11 +45,17 @@ def join_and_sync(broker: Broker, group: str = "g") -> tuple[str, int]:
     return joined.member_id, joined.generation_id
 
 
+def commit_now(broker: Broker, group: str, generation: int, member: str,
+               offsets: dict[tuple[str, int], OffsetValue], now: int = NOW) -> dict[Any, str]:
+    """OffsetCommit v8, which a single node (an ISR of one) answers before returning."""
+    reply: Reply[dict[Any, str]] = Reply()
+    broker.groups.commit_offsets(group, generation, member, None, offsets, 8, now, reply)
+    return reply.result
+
+
 def commit(broker: Broker, member: str, generation: int, offset: int, now: int = NOW) -> None:
-    result = broker.groups.commit_offsets(
-        "g", generation, member, None,
-        {("t", 0): OffsetValue(offset, 5, "meta", now)}, 8, now,
-    )
+    result = commit_now(broker, "g", generation, member,
+                        {("t", 0): OffsetValue(offset, 5, "meta", now)}, now)
     assert result == {("t", 0): "none"}
 
 
@@ -119,8 +126,8 @@ def test_deleting_a_topic_forgets_its_committed_offsets(data_dir: Path) -> None:
     """Deleting a topic removes groups' offsets for it (with tombstones), as Kafka does."""
     broker = open_broker(data_dir)
     broker.create_topic("t", 1, 1, {}, NOW)
-    assert broker.groups.commit_offsets(
-        "simple", -1, "", None, {("t", 0): OffsetValue(3)}, 8, NOW) == {("t", 0): "none"}
+    assert commit_now(broker, "simple", -1, "", {("t", 0): OffsetValue(3)}) == {
+        ("t", 0): "none"}
     broker.delete_topic("t")
     assert broker.groups.fetch_offsets("simple", None) == []
     broker.close()
@@ -134,7 +141,6 @@ def test_replication_factor_above_one_leaves_groups_without_a_coordinator(data_d
     Kafka with too few brokers) there is no coordinator: COORDINATOR_NOT_AVAILABLE."""
     broker = open_broker(data_dir, **{"offsets.topic.replication.factor": "3"})
     assert broker.groups.ensure_storage(NOW) == "coordinator_not_available"
-    assert broker.groups.commit_offsets(
-        "g", -1, "", None, {("t", 0): OffsetValue(1)}, 8, NOW
-    ) == {("t", 0): "coordinator_not_available"}
+    assert commit_now(broker, "g", -1, "", {("t", 0): OffsetValue(1)}) == {
+        ("t", 0): "coordinator_not_available"}
     broker.close()

@@ -1,0 +1,500 @@
+"""The broker under a campaign, with its proxies: what faults can reach and how.
+
+An :class:`Environment` is a started target (``harness.targets``) wired through a
+:class:`~chaos.topology.Topology`, plus what the nemeses need from it:
+
+* its server nodes by name (``b1``, ``b2``, ..., ``controller``) and the client address;
+* process control per node (SIGKILL, SIGSTOP/SIGCONT, clean stop and start, wiped data) when
+  the harness launched the processes;
+* who leads a partition *now* and which nodes hold its replicas, read from Metadata at the
+  brokers' real addresses (around the proxies), so that a fault aimed at "the leader" hits the
+  broker that leads when it starts;
+* waiting for the cluster to recover after the faults are healed.
+
+Three kinds:
+
+* ``reference``: a controller and N reference brokers (``ReferenceCluster``), every path
+  proxied (client, broker-to-broker in both directions, broker-to-controller);
+* ``tansu``: one Tansu process advertising a client proxy in front of it;
+* ``external``: brokers someone else runs. Only client paths can be proxied, and only if the
+  brokers *advertise the proxies*: the user gives ``LISTEN=UPSTREAM`` pairs (``--proxy``), the
+  harness creates a proxy listening on LISTEN that forwards to UPSTREAM, and the broker must
+  advertise LISTEN (docs/chaos.md explains how). No process control.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from chaos.topology import CLIENTS, CONTROLLER, Topology, broker_name, node_id
+from harness.targets import (
+    DURABLE_STORAGE,
+    PROCESS_CONTROL,
+    ExternalTarget,
+    ReferenceTarget,
+    TansuTarget,
+    Target,
+    TargetError,
+)
+
+RECOVERY_TIMEOUT_S = 90.0
+
+
+class ChaosEnvironmentError(RuntimeError):
+    """The environment could not be set up, or cannot do what a fault asks."""
+
+
+@attrs.frozen
+class PartitionState:
+    """Who leads a partition and where its replicas are, as the freshest broker sees it."""
+
+    leader: str | None
+    leader_epoch: int
+    replicas: tuple[str, ...]
+    isr: tuple[str, ...]
+
+
+class Environment:
+    """A started target behind its proxies; see the module docstring. A context manager."""
+
+    name = "?"
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.target: Target | None = None
+
+    # --- to implement --------------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        """What clients bootstrap from (the client proxies)."""
+        raise NotImplementedError
+
+    @property
+    def brokers(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def nodes(self) -> list[str]:
+        """Every server node a fault may name (brokers, and the controller if it is separate)."""
+        return self.brokers
+
+    def start(self) -> Environment:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.target is not None:
+            self.target.stop()
+
+    def partition_state(self, topic: str, partition: int) -> PartitionState | None:
+        raise NotImplementedError
+
+    def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
+        """Wait until every partition of ``topic`` is served again (and fully replicated where
+        the environment can see it); returns warnings for what did not recover in time."""
+        return self._wait_served(topic, partitions, timeout_s)
+
+    # --- process control (environments with it override these) --------------------------------
+
+    @property
+    def process_control(self) -> bool:
+        return self.target is not None and PROCESS_CONTROL in self.target.capabilities
+
+    @property
+    def durable(self) -> bool:
+        """Acknowledged records survive a process restart."""
+        return self.target is not None and DURABLE_STORAGE in self.target.capabilities
+
+    def kill(self, node: str) -> None:
+        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+
+    def pause(self, node: str) -> None:
+        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+
+    def resume(self, node: str) -> None:
+        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+
+    def stop(self, node: str) -> None:
+        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+
+    def start_node(self, node: str) -> None:
+        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+
+    def wipe(self, node: str) -> None:
+        raise ChaosEnvironmentError(f"the {self.name} target cannot wipe a node's data")
+
+    def running(self, node: str) -> bool:
+        return True
+
+    # --- shared --------------------------------------------------------------------------------
+
+    def leader(self, topic: str, partition: int) -> str | None:
+        state = self.partition_state(topic, partition)
+        return None if state is None else state.leader
+
+    def describe(self) -> dict[str, Any]:
+        info = {} if self.target is None else self.target.describe()
+        return {**info, "nodes": self.nodes, "bootstrap": self.bootstrap,
+                "proxies": self.topology.describe()}
+
+    def _wait_served(self, topic: str, partitions: int, timeout_s: float) -> list[str]:
+        from harness.session import SessionError, WireSession
+
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                with WireSession(self.bootstrap, timeout_s=5.0) as session:
+                    got = session.list_offsets_many([(topic, p) for p in range(partitions)], -1)
+                if all(r.error == "NONE" for r in got.values()):
+                    return []
+                last = ", ".join(f"{t}-{p}: {r.error}" for (t, p), r in got.items() if r.error != "NONE")
+            except (SessionError, OSError) as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        return [f"{topic} was not served again within {timeout_s:.0f} s ({last})"]
+
+    def __enter__(self) -> Environment:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+# --- reference ------------------------------------------------------------------------------------
+
+# Timing for campaigns: failures are noticed in 1.5 s instead of Kafka's 9 s, so a campaign of a
+# few tens of seconds sees many failovers. Every key can be overridden (--override).
+REFERENCE_TIMING: Mapping[str, str] = {
+    "broker.session.timeout.ms": "1500",
+    "broker.heartbeat.interval.ms": "300",
+    "replica.lag.time.max.ms": "3000",
+    "replica.fetch.wait.max.ms": "200",
+    "replica.fetch.backoff.ms": "100",
+    "replica.socket.timeout.ms": "3000",
+    "offsets.topic.num.partitions": "3",
+    "group.initial.rebalance.delay.ms": "0",
+}
+
+
+class ReferenceEnvironment(Environment):
+    """A reference cluster with every path proxied."""
+
+    name = "reference"
+
+    def __init__(self, topology: Topology, brokers: int = 3, overrides: Mapping[str, str] | None = None,
+                 log_level: str = "WARNING") -> None:
+        super().__init__(topology)
+        self.broker_count = brokers
+        self.overrides = {**REFERENCE_TIMING, **(overrides or {})}
+        self.log_level = log_level
+        self._target: ReferenceTarget | None = None
+
+    @property
+    def cluster(self) -> Any:
+        if self._target is None or self._target.cluster is None:
+            raise ChaosEnvironmentError("the reference cluster is not started")
+        return self._target.cluster
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self.cluster.bootstrap)
+
+    @property
+    def brokers(self) -> list[str]:
+        return [broker_name(i) for i in range(1, self.broker_count + 1)]
+
+    @property
+    def nodes(self) -> list[str]:
+        return [*self.brokers, CONTROLLER]
+
+    def start(self) -> ReferenceEnvironment:
+        self._target = ReferenceTarget(self.broker_count, self.overrides, log_level=self.log_level,
+                                       link_address=self.topology.cluster_link_address)
+        self.target = self._target
+        self._target.start()
+        return self
+
+    def _node(self, node: str) -> Any:
+        try:
+            return self.cluster.node(node_id(node))
+        except (KeyError, ValueError) as exc:
+            raise ChaosEnvironmentError(f"no node {node!r} in this cluster (nodes: {', '.join(self.nodes)})") from exc
+
+    def kill(self, node: str) -> None:
+        self._node(node).kill()
+
+    def pause(self, node: str) -> None:
+        self._node(node).pause()
+
+    def resume(self, node: str) -> None:
+        self._node(node).resume()
+
+    def stop(self, node: str) -> None:
+        self._node(node).stop()
+
+    def start_node(self, node: str) -> None:
+        target = self._node(node)
+        if not target.running:
+            target.start()
+
+    def wipe(self, node: str) -> None:
+        """SIGKILL and delete its data (a replaced disk); :meth:`start_node` brings it back
+        empty under the same id."""
+        if node == CONTROLLER:
+            raise ChaosEnvironmentError("wiping the controller loses the cluster's metadata: not supported")
+        target = self._node(node)
+        target.kill()
+        shutil.rmtree(target.data_dir, ignore_errors=True)
+        target.format()
+
+    def running(self, node: str) -> bool:
+        target = self._node(node)
+        return bool(target.running and not target.paused)
+
+    def partition_state(self, topic: str, partition: int) -> PartitionState | None:
+        """The view of the running broker that knows the newest leader epoch."""
+        best: PartitionState | None = None
+        for nid, node in self.cluster.brokers.items():
+            if not node.running or node.paused:
+                continue
+            try:
+                view = self.cluster.metadata(nid, [topic])
+            except Exception:  # noqa: BLE001 - a broker starting or stopping: ask the others
+                continue
+            p = view.partition(topic, partition)
+            if p is None:
+                continue
+            state = PartitionState(broker_name(p.leader) if p.leader >= 0 else None, p.leader_epoch,
+                                   tuple(broker_name(r) for r in p.replicas),
+                                   tuple(broker_name(r) for r in p.isr))
+            if best is None or state.leader_epoch > best.leader_epoch:
+                best = state
+        return best
+
+    def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
+        """Every node running, every broker registered, and every partition led by a live
+        broker with all its replicas back in the ISR (so the high watermark covers every
+        acknowledged record before the drain reads to it)."""
+        cluster = self.cluster
+        warnings: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        for node in cluster.nodes:
+            if node.paused:
+                node.resume()
+            if not node.running:
+                node.start()
+        try:
+            cluster.wait_for_brokers(timeout_s=max(1.0, deadline - time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - reported, the drain still runs
+            warnings.append(f"not every broker came back: {exc}")
+
+        def replicated() -> bool:
+            for p in range(partitions):
+                state = self.partition_state(topic, p)
+                if state is None or state.leader is None or set(state.isr) != set(state.replicas):
+                    return False
+            return True
+
+        try:
+            cluster.wait_until(replicated, max(1.0, deadline - time.monotonic()),
+                               f"every partition of {topic} to be led with a full ISR")
+        except Exception as exc:  # noqa: BLE001
+            warnings.append(str(exc).splitlines()[0])
+        return warnings + self._wait_served(topic, partitions, max(5.0, deadline - time.monotonic()))
+
+
+# --- tansu -----------------------------------------------------------------------------------------
+
+
+class TansuEnvironment(Environment):
+    """One Tansu process behind one client proxy (it advertises the proxy)."""
+
+    name = "tansu"
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__(topology)
+        self._target: TansuTarget | None = None
+        self._node = "b1"
+
+    @property
+    def bootstrap(self) -> str:
+        address = self.topology.client_address(self._node)
+        if address is None:
+            raise ChaosEnvironmentError("the tansu target is not started")
+        return address
+
+    @property
+    def brokers(self) -> list[str]:
+        return [self._node]
+
+    def start(self) -> TansuEnvironment:
+        from reference_broker.cluster import free_port
+
+        port = free_port()
+        link = self.topology.add(CLIENTS, self._node, "client", f"127.0.0.1:{port}")
+        self._target = TansuTarget(port=port, advertised=link.listen)
+        self.target = self._target
+        self._target.start()
+        return self
+
+    def _process(self, node: str) -> Any:
+        if node != self._node or self._target is None or self._target.process is None:
+            raise ChaosEnvironmentError(f"no node {node!r} (the tansu target has one: {self._node})")
+        return self._target.process
+
+    def kill(self, node: str) -> None:
+        self._process(node).kill()
+
+    def pause(self, node: str) -> None:
+        self._process(node).pause()
+
+    def resume(self, node: str) -> None:
+        self._process(node).resume()
+
+    def stop(self, node: str) -> None:
+        self._process(node).stop()
+
+    def start_node(self, node: str) -> None:
+        process = self._process(node)
+        if not process.running:
+            process.start()
+
+    def running(self, node: str) -> bool:
+        return bool(self._process(node).running)
+
+    def partition_state(self, topic: str, partition: int) -> PartitionState | None:
+        return PartitionState(self._node, 0, (self._node,), (self._node,))
+
+    def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
+        process = self._process(self._node)
+        process.resume()
+        if not process.running:
+            process.start()
+        return self._wait_served(topic, partitions, timeout_s)
+
+
+# --- external --------------------------------------------------------------------------------------
+
+
+def parse_proxies(pairs: Sequence[str]) -> list[tuple[str, str]]:
+    """``LISTEN=UPSTREAM`` pairs (both ``HOST:PORT``), validated."""
+    out = []
+    for pair in pairs:
+        listen, sep, upstream = pair.partition("=")
+        for part in (listen, upstream):
+            host, colon, port = part.rpartition(":")
+            if not sep or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ChaosEnvironmentError(f"--proxy {pair!r}: expected LISTEN=UPSTREAM, both HOST:PORT "
+                                        "(e.g. 127.0.0.1:19092=127.0.0.1:9092)")
+        out.append((listen, upstream))
+    return out
+
+
+class ExternalEnvironment(Environment):
+    """Brokers someone else runs, each advertising a client proxy the harness creates."""
+
+    name = "external"
+
+    def __init__(self, topology: Topology, proxies: Sequence[tuple[str, str]],
+                 bootstrap: str | None = None, capabilities: Sequence[str] = ()) -> None:
+        super().__init__(topology)
+        self.proxies = list(proxies)
+        self._bootstrap = bootstrap
+        self.capabilities = tuple(capabilities)
+        self._names: dict[str, str] = {}  # advertised HOST:PORT -> node name
+        self._upstreams: dict[str, str] = {}  # node name -> real HOST:PORT
+
+    @property
+    def bootstrap(self) -> str:
+        if self.proxies:
+            return ",".join(listen for listen, _ in self.proxies)
+        if self._bootstrap is None:
+            raise ChaosEnvironmentError("--target external needs --proxy LISTEN=UPSTREAM (or --bootstrap)")
+        return self._bootstrap
+
+    @property
+    def brokers(self) -> list[str]:
+        return sorted(self._upstreams, key=lambda n: node_id(n))
+
+    def start(self) -> ExternalEnvironment:
+        from harness.session import SessionError, WireSession
+
+        created: dict[str, str] = {}
+        for listen, upstream in self.proxies:
+            self.topology.add(CLIENTS, f"proxy-{len(created)}", "client", upstream, listen)
+            created[listen] = upstream
+        # Which broker is behind which proxy: ask Metadata through the proxies and match what
+        # each broker advertises; a broker that does not advertise a proxy cannot be cut.
+        try:
+            with WireSession(self.bootstrap, timeout_s=10.0) as session:
+                response = session.metadata([])
+        except (SessionError, OSError) as exc:
+            raise TargetError(f"the external brokers do not answer Metadata at {self.bootstrap}: {exc}") from exc
+        advertised = {f"{b.host}:{b.port}": int(b.node_id) for b in response.brokers}
+        unproxied = sorted(set(advertised) - set(created))
+        if self.proxies and unproxied:
+            raise TargetError(
+                f"brokers advertise {', '.join(unproxied)}, which no --proxy listens on: clients would "
+                "bypass the proxies. Make every broker advertise its proxy's LISTEN address "
+                "(advertised.listeners), see docs/chaos.md")
+        # Rename the proxies after the brokers behind them.
+        renamed = {}
+        for (source, target), link in list(self.topology.links.items()):
+            nid = advertised.get(link.listen)
+            if nid is not None:
+                renamed[(source, broker_name(nid))] = attrs.evolve(link, target=broker_name(nid))
+                self._upstreams[broker_name(nid)] = link.upstream
+                self._names[link.listen] = broker_name(nid)
+        self.topology.links = renamed
+        self.target = ExternalTarget(self.bootstrap, self.capabilities)
+        self.target.start()
+        return self
+
+    def partition_state(self, topic: str, partition: int) -> PartitionState | None:
+        from harness.session import SessionError, WireSession
+
+        best: PartitionState | None = None
+        for upstream in self._upstreams.values():
+            try:
+                with WireSession(upstream, timeout_s=3.0) as session:
+                    response = session.metadata([topic])
+            except (SessionError, OSError):
+                continue
+            for t in response.topics:
+                for p in t.partitions:
+                    if t.name != topic or int(p.partition_index) != partition:
+                        continue
+                    leader = int(p.leader_id)
+                    state = PartitionState(broker_name(leader) if leader >= 0 else None, int(p.leader_epoch),
+                                           tuple(broker_name(int(r)) for r in p.replica_nodes),
+                                           tuple(broker_name(int(r)) for r in p.isr_nodes))
+                    if best is None or state.leader_epoch > best.leader_epoch:
+                        best = state
+        return best
+
+
+def make_environment(target: str, topology: Topology, *, brokers: int = 3,
+                     overrides: Mapping[str, str] | None = None, proxies: Sequence[tuple[str, str]] = (),
+                     bootstrap: str | None = None, capabilities: Sequence[str] = ()) -> Environment:
+    """An environment by target name (not started)."""
+    if target == "reference":
+        return ReferenceEnvironment(topology, brokers, overrides)
+    if target == "tansu":
+        return TansuEnvironment(topology)
+    if target == "external":
+        if not proxies and not bootstrap:
+            raise TargetError("--target external needs --proxy LISTEN=UPSTREAM for each broker (see docs/chaos.md)")
+        return ExternalEnvironment(topology, proxies, bootstrap, capabilities)
+    raise TargetError(f"chaos campaigns run against reference, tansu or external, not {target!r}")
