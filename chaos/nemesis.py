@@ -1,0 +1,359 @@
+"""Nemeses: inject the faults of ``chaos.faults`` and record each start and end in the history.
+
+One small class per family (:class:`PartitionFault`, :class:`ToxicFault`, :class:`ProcessFault`,
+:class:`ConsumerCrash`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
+undo. :class:`Nemesis` records both in the history as ``fault`` operations of process
+``nemesis`` (docs/history-format.md)::
+
+    invoke fault {"action": "start", "fault": "isolate-leader", "targets": ["b2"],
+                  "params": {"partition": 0, "id": 3}}
+    ok     fault {}
+    ...
+    invoke fault {"action": "stop", ...same fault, targets and params...}
+    ok     fault {}
+
+``targets`` are resolved when the fault starts: "the leader of partition 0" becomes the broker
+that Metadata names at that moment, "followers" the other replicas, so the history says which
+node was hit. A fault that cannot be applied (no leader, a node already under a process fault,
+no proxied path for that shape on this target) is completed ``fail`` with the reason and has no
+stop. A Toxiproxy control call that does not come back (upstream issue #558) is completed
+``info`` and raises :class:`~chaos.toxiproxy.ToxiproxyWedged`: the campaign stops loudly.
+
+:class:`NemesisRunner` plays a schedule on a thread, in real time from the workload's start.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from chaos.environment import ChaosEnvironmentError, Environment
+from chaos.schedule import FaultSpec, Schedule
+from chaos.topology import CLIENTS, CONTROLLER, ProxyLink, Topology
+from chaos.toxiproxy import ToxiproxyError, ToxiproxyWedged
+from harness.history.write import Recorder
+
+PROCESS = "nemesis"
+
+
+class FaultNotApplied(Exception):
+    """The fault could not be applied; the message is the history's error."""
+
+
+@attrs.define
+class ActiveFault:
+    """A started fault and how to end it."""
+
+    fault_id: int
+    spec: FaultSpec
+    targets: list[str]
+    params: dict[str, Any]
+    undo: Callable[[], None]
+    started: float = attrs.field(factory=time.monotonic)
+
+
+Applied = tuple[list[str], dict[str, Any], Callable[[], None]]
+
+
+class _Family:
+    def __init__(self, nemesis: Nemesis) -> None:
+        self.n = nemesis
+
+    def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
+        raise NotImplementedError
+
+
+class PartitionFault(_Family):
+    """Network partitions: disable the proxies of every path between the sides."""
+
+    def _cut(self, links: list[ProxyLink], fault_id: int) -> Callable[[], None]:
+        if not links:
+            raise FaultNotApplied("NOT_APPLICABLE: no proxied path between those nodes on this target")
+        key = f"fault-{fault_id}"
+        self.n.topology.hold_down(links, key)
+        return lambda: self.n.topology.release(links, key)
+
+    def _isolate(self, node: str, fault_id: int) -> Callable[[], None]:
+        others = [n for n in self.n.env.nodes if n != node]
+        t = self.n.topology
+        return self._cut(t.between([node], others) + t.between(others, [node]), fault_id)
+
+    def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
+        t = self.n.topology
+        nodes = self.n.env.nodes
+        kind = spec.fault
+        params = dict(spec.params)
+        if kind in ("isolate-node", "isolate-leader", "isolate-controller"):
+            node = CONTROLLER if kind == "isolate-controller" else self.n.resolve(spec)[0]
+            if node not in nodes:
+                raise FaultNotApplied(f"NOT_APPLICABLE: no node {node} on this target")
+            return [node], params, self._isolate(node, fault_id)
+        if kind == "cut-client-leader":
+            leader = self.n.resolve(spec)[0]
+            return [f"{CLIENTS}->{leader}"], params, self._cut(t.between([CLIENTS], [leader]), fault_id)
+        if kind == "split":
+            minority = [n for n in params.get("minority", []) if n in nodes]
+            majority = [n for n in nodes if n not in minority]
+            links = t.between(minority, majority) + t.between(majority, minority)
+            return minority, {**params, "majority": majority}, self._cut(links, fault_id)
+        if kind == "bridge":
+            left = [n for n in params.get("left", []) if n in nodes]
+            right = [n for n in params.get("right", []) if n in nodes]
+            links = t.between(left, right) + t.between(right, left)
+            return [str(params.get("bridge"))], params, self._cut(links, fault_id)
+        if kind == "one-way":
+            sources = [n for n in params.get("from", []) if n in nodes]
+            dests = [n for n in params.get("to", []) if n in nodes]
+            return sources, params, self._cut(t.between(sources, dests), fault_id)
+        raise FaultNotApplied(f"UNKNOWN_FAULT: {kind}")
+
+
+# Toxiproxy toxic, attributes (from the schedule's params, with defaults) and streams per fault.
+_TOXICS: dict[str, tuple[str, dict[str, int], tuple[str, ...]]] = {
+    "latency": ("latency", {"latency": 500, "jitter": 100}, ("downstream",)),
+    "bandwidth": ("bandwidth", {"rate": 16}, ("downstream", "upstream")),
+    "slicer": ("slicer", {"average_size": 16, "size_variation": 8, "delay": 500}, ("downstream", "upstream")),
+    "black-hole": ("timeout", {"timeout": 0}, ("downstream", "upstream")),
+    "reset-peer": ("reset_peer", {"timeout": 500}, ("downstream",)),
+    "limit-data": ("limit_data", {"bytes": 20_000}, ("downstream",)),
+}
+
+
+class ToxicFault(_Family):
+    """A toxic on every path into and out of a node (``params["paths"]``: ``all``, ``clients``
+    for the client path only, ``peers`` for the others)."""
+
+    def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
+        toxic, defaults, streams = _TOXICS[spec.fault]
+        node = self.n.resolve(spec)[0]
+        paths = str(spec.params.get("paths", "all"))
+        links = self.n.topology.touching(node)
+        if paths == "clients":
+            links = [link for link in links if link.source == CLIENTS]
+        elif paths == "peers":
+            links = [link for link in links if link.source != CLIENTS]
+        if not links:
+            raise FaultNotApplied(f"NOT_APPLICABLE: no proxied path to or from {node} on this target")
+        attributes = {key: int(spec.params.get(key, value)) for key, value in defaults.items()}
+        added: list[tuple[ProxyLink, str]] = []
+
+        def undo() -> None:
+            for link, name in reversed(added):
+                self.n.topology.remove_toxic(link, name)
+
+        try:
+            for link in links:
+                for stream in streams:
+                    name = f"kconform-{fault_id}-{spec.fault}-{stream}"
+                    self.n.topology.add_toxic(link, toxic, dict(attributes), stream, name)
+                    added.append((link, name))
+        except ToxiproxyWedged:
+            raise
+        except ToxiproxyError:
+            undo()
+            raise
+        return [node], {**dict(spec.params), **attributes, "paths": paths}, undo
+
+
+class ProcessFault(_Family):
+    """SIGKILL / SIGSTOP / clean stop / wiped data, undone by starting or resuming."""
+
+    def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
+        env = self.n.env
+        if not env.process_control:
+            raise FaultNotApplied(f"NOT_APPLICABLE: the {env.name} target has no process control")
+        nodes = self.n.resolve(spec)
+        busy = [node for node in nodes if node in self.n.busy]
+        if busy:
+            raise FaultNotApplied(f"BUSY: {', '.join(busy)} already under a process fault")
+        kind = spec.fault
+        action: Callable[[str], None] = {"kill": env.kill, "pause": env.pause, "restart": env.stop,
+                                         "wipe": env.wipe}[kind]
+        back: Callable[[str], None] = env.resume if kind == "pause" else env.start_node
+        done: list[str] = []
+
+        def undo() -> None:
+            try:
+                for node in done:
+                    back(node)
+            finally:
+                for node in done:
+                    self.n.busy.discard(node)
+
+        try:
+            for node in nodes:
+                self.n.busy.add(node)
+                done.append(node)
+                action(node)
+        except BaseException:
+            undo()
+            raise
+        return nodes, dict(spec.params), undo
+
+
+class ConsumerCrash(_Family):
+    """A group consumer crashes at its worst moment; a new incarnation starts at the end."""
+
+    def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
+        workload = self.n.workload
+        if workload is None or spec.target is None:
+            raise FaultNotApplied("NOT_APPLICABLE: no workload consumer to crash")
+        name = spec.target
+        try:
+            process = workload.crash_consumer(name)
+        except KeyError as exc:
+            raise FaultNotApplied(f"NOT_APPLICABLE: {exc.args[0]}") from exc
+        except TimeoutError as exc:
+            raise FaultNotApplied(f"TIMEOUT: {exc}") from exc
+        def undo() -> None:
+            workload.restart_consumer(name)
+
+        return [process], dict(spec.params), undo
+
+
+FAMILY_OF = {
+    "isolate-node": PartitionFault, "isolate-leader": PartitionFault, "isolate-controller": PartitionFault,
+    "split": PartitionFault, "bridge": PartitionFault, "one-way": PartitionFault,
+    "cut-client-leader": PartitionFault,
+    "latency": ToxicFault, "bandwidth": ToxicFault, "slicer": ToxicFault, "black-hole": ToxicFault,
+    "reset-peer": ToxicFault, "limit-data": ToxicFault,
+    "kill": ProcessFault, "pause": ProcessFault, "restart": ProcessFault, "wipe": ProcessFault,
+    "consumer-crash": ConsumerCrash,
+}
+
+
+class Nemesis:
+    """Starts and stops faults against one environment, recording them in ``history``."""
+
+    def __init__(self, env: Environment, topology: Topology, history: Recorder, topic: str,
+                 workload: Any | None = None) -> None:
+        self.env = env
+        self.topology = topology
+        self.history = history
+        self.topic = topic
+        self.workload = workload
+        self.busy: set[str] = set()
+        self.active: dict[int, ActiveFault] = {}
+        self.injected = 0
+        self._lock = threading.Lock()
+
+    def resolve(self, spec: FaultSpec) -> list[str]:
+        """The nodes a spec names, now: ``leader`` / ``followers`` of ``params["partition"]``
+        from Metadata, or a node list."""
+        target = spec.target or ""
+        if target in ("leader", "followers"):
+            partition = int(spec.params.get("partition", 0))
+            state = self.env.partition_state(self.topic, partition)
+            if state is None or state.leader is None:
+                raise FaultNotApplied(f"NO_LEADER: {self.topic}-{partition} has no leader now")
+            if target == "leader":
+                return [state.leader]
+            followers = [r for r in state.replicas if r != state.leader]
+            if not followers:
+                raise FaultNotApplied(f"NO_FOLLOWER: {self.topic}-{partition} has no follower")
+            return followers
+        nodes = [n.strip() for n in target.split(",") if n.strip()]
+        unknown = [n for n in nodes if n not in self.env.nodes]
+        if not nodes or unknown:
+            raise FaultNotApplied(f"NOT_APPLICABLE: no node {', '.join(unknown) or repr(target)} on this target "
+                                  f"(nodes: {', '.join(self.env.nodes)})")
+        return nodes
+
+    def start(self, spec: FaultSpec, fault_id: int) -> ActiveFault | None:
+        """Apply ``spec``; None when it could not be applied (recorded as ``fail``)."""
+        family = FAMILY_OF[spec.fault](self)
+        try:
+            targets, params, undo = family.apply(spec, fault_id)
+        except FaultNotApplied as exc:
+            i = self._invoke("start", spec, [], dict(spec.params), fault_id)
+            self.history.fail(i, str(exc))
+            return None
+        except ChaosEnvironmentError as exc:
+            i = self._invoke("start", spec, [], dict(spec.params), fault_id)
+            self.history.fail(i, f"NOT_APPLICABLE: {exc}")
+            return None
+        except ToxiproxyWedged as exc:
+            i = self._invoke("start", spec, [], dict(spec.params), fault_id)
+            self.history.info(i, f"TOXIPROXY_WEDGED: {exc}")
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as unknown; the campaign goes on
+            i = self._invoke("start", spec, [], dict(spec.params), fault_id)
+            self.history.info(i, f"{type(exc).__name__}: {exc}"[:300])
+            return None
+        # Recorded once applied, so the start event's time is when the fault is in force.
+        i = self._invoke("start", spec, targets, params, fault_id)
+        self.history.ok(i)
+        active = ActiveFault(fault_id, spec, targets, params, undo)
+        with self._lock:
+            self.active[fault_id] = active
+            self.injected += 1
+        return active
+
+    def stop(self, active: ActiveFault) -> None:
+        with self._lock:
+            if self.active.pop(active.fault_id, None) is None:
+                return
+        i = self._invoke("stop", active.spec, active.targets, active.params, active.fault_id)
+        try:
+            active.undo()
+        except ToxiproxyWedged as exc:
+            self.history.info(i, f"TOXIPROXY_WEDGED: {exc}")
+            raise
+        except Exception as exc:  # noqa: BLE001 - the final heal and recovery try again
+            self.history.info(i, f"{type(exc).__name__}: {exc}"[:300])
+            return
+        self.history.ok(i)
+
+    def stop_all(self) -> None:
+        """End every active fault, latest first."""
+        for active in sorted(self.active.values(), key=lambda a: -a.started):
+            self.stop(active)
+
+    def _invoke(self, action: str, spec: FaultSpec, targets: list[str], params: dict[str, Any],
+                fault_id: int) -> int:
+        return self.history.invoke(PROCESS, "fault", action=action, fault=spec.fault, targets=list(targets),
+                                   params={**params, "id": fault_id})
+
+
+class NemesisRunner(threading.Thread):
+    """Plays a schedule in real time from ``t0`` (a ``time.monotonic()`` reading)."""
+
+    def __init__(self, nemesis: Nemesis, schedule: Schedule, t0: float) -> None:
+        super().__init__(name="kconform-nemesis", daemon=True)
+        self.nemesis = nemesis
+        self.schedule = schedule
+        self.t0 = t0
+        self.abort = threading.Event()
+        self.fatal: BaseException | None = None
+        self.current: list[str] = []  # labels of the faults in force (for the progress bar)
+
+    def run(self) -> None:
+        events: list[tuple[float, int, int]] = []
+        for i, f in enumerate(self.schedule.faults):
+            events.append((f.at, 1, i))
+            events.append((f.end, 0, i))  # at equal times, stops come before starts
+        events.sort()
+        started: dict[int, ActiveFault] = {}
+        try:
+            for when, is_start, i in events:
+                delay = self.t0 + when - time.monotonic()
+                if delay > 0 and self.abort.wait(delay):
+                    return
+                if self.abort.is_set():
+                    return
+                spec = self.schedule.faults[i]
+                if is_start:
+                    active = self.nemesis.start(spec, i)
+                    if active is not None:
+                        started[i] = active
+                else:
+                    active = started.pop(i, None)
+                    if active is not None:
+                        self.nemesis.stop(active)
+                self.current = [a.spec.label() for a in self.nemesis.active.values()]
+        except BaseException as exc:  # noqa: BLE001 - handed to the campaign, which fails loudly
+            self.fatal = exc

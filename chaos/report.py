@@ -1,0 +1,557 @@
+"""A campaign's report: results.json, junit.xml, summary.txt and a self-contained report.html.
+
+``report.html`` needs nothing but a browser (no script, no external style sheet): inline SVG
+plots of sends and reads per second and of latency over time (acknowledgement latency of
+sends, and end-to-end latency from a send to the first read of its record), every fault window
+shaded on both plots and labelled on a timeline between them, a marker where each anomaly
+became visible, then the verdict per claimed guarantee, the faults, and every anomaly with its
+witnessing events as recorded in ``history.jsonl``.
+
+Times are seconds since the first event of the history.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from chaos.faults import FAULTS
+from chaos.schedule import Schedule
+from harness.checkers import Report
+from harness.history.load import History
+
+MAX_WITNESSED = 8  # anomalies shown in full per property
+FAMILY_COLOURS = {"partition": "#e4572e", "link": "#f3a712", "process": "#7a4eab", "client": "#2e86ab"}
+
+
+# --- facts from the history ---------------------------------------------------------------------
+
+
+def _rel(history: History) -> tuple[int, float]:
+    t0 = history.raw[0]["time"] if history.raw else 0
+    end = (history.raw[-1]["time"] - t0) / 1e9 if history.raw else 0.0
+    return t0, end
+
+
+def operations(history: History) -> dict[str, Any]:
+    """Client operations by kind and outcome (``pending``: never completed, counted unknown)."""
+    by: dict[str, dict[str, int]] = {}
+    open_: dict[int, str] = {}
+    for e in history.raw:
+        if e["f"] in ("fault",) or e["process"] == "drain":
+            continue
+        if e["type"] == "invoke":
+            open_[e["index"]] = e["f"]
+            continue
+        if "invoke" in e:
+            open_.pop(e["invoke"], None)
+        counts = by.setdefault(e["f"], {})
+        counts[e["type"]] = counts.get(e["type"], 0) + 1
+    for f in open_.values():
+        counts = by.setdefault(f, {})
+        counts["pending"] = counts.get("pending", 0) + 1
+    total = sum(sum(c.values()) for c in by.values())
+    return {"total": total, "by_operation": by}
+
+
+def fault_windows(history: History) -> list[dict[str, Any]]:
+    """Every fault the nemesis started: what, on what, from when to when (or why it failed)."""
+    t0, end = _rel(history)
+    invokes: dict[int, dict[str, Any]] = {}
+    windows: dict[int, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for e in history.raw:
+        if e["f"] != "fault":
+            continue
+        if e["type"] == "invoke":
+            invokes[e["index"]] = e
+            continue
+        inv = invokes.pop(e["invoke"], None)
+        if inv is None:
+            continue
+        v = inv["value"]
+        fid = v.get("params", {}).get("id", inv["index"])
+        when = (e["time"] - t0) / 1e9
+        if v["action"] == "start":
+            window = {"id": fid, "fault": v["fault"], "targets": v.get("targets", []),
+                      "params": {k: x for k, x in v.get("params", {}).items() if k != "id"},
+                      "start": round(when, 3), "end": None, "outcome": e["type"],
+                      "error": e["value"].get("error"), "events": [inv["index"], e["index"]]}
+            out.append(window)
+            if e["type"] == "ok":
+                windows[fid] = window
+        else:
+            window = windows.pop(fid, None)
+            if window is not None:
+                window["end"] = round(when, 3)
+                window["events"] += [inv["index"], e["index"]]
+                if e["type"] != "ok":
+                    window["stop_error"] = e["value"].get("error")
+    for window in windows.values():
+        window["end"] = round(end, 3)
+    return out
+
+
+def series(history: History, bucket_s: float) -> dict[str, list[float]]:
+    """Per bucket: sends ok/info/fail per second, records read per second, and latencies (ms):
+    acknowledgement p50/p99 of the sends invoked in it, end-to-end p50 of its sends' records."""
+    t0, end = _rel(history)
+    n = max(1, int(math.ceil(end / bucket_s)) + 1)
+    ok, info, fail, read = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    ack: list[list[float]] = [[] for _ in range(n)]
+    e2e: list[list[float]] = [[] for _ in range(n)]
+    invoked: dict[int, int] = {}
+    sent_at: dict[str, int] = {}
+    first_read: set[str] = set()
+
+    def b(t: int) -> int:
+        return min(n - 1, int((t - t0) / 1e9 / bucket_s))
+
+    for e in history.raw:
+        f, typ = e["f"], e["type"]
+        if f == "send":
+            if typ == "invoke":
+                invoked[e["index"]] = e["time"]
+                sent_at[e["value"]["value"]] = e["time"]
+                continue
+            i = b(e["time"])
+            if typ == "ok":
+                ok[i] += 1
+                start = invoked.get(e["invoke"])
+                if start is not None:
+                    ack[b(start)].append((e["time"] - start) / 1e6)
+            elif typ == "info":
+                info[i] += 1
+            else:
+                fail[i] += 1
+        elif f == "poll" and typ == "ok" and e["process"] != "drain":
+            records = e["value"]["records"]
+            read[b(e["time"])] += len(records)
+            for r in records:
+                value = r[4]
+                if value in first_read:
+                    continue
+                first_read.add(value)
+                start = sent_at.get(value)
+                if start is not None:
+                    e2e[b(start)].append((e["time"] - start) / 1e6)
+
+    def pct(values: list[float], q: float) -> float:
+        if not values:
+            return math.nan
+        values.sort()
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    scale = 1.0 / bucket_s
+    return {
+        "t": [i * bucket_s for i in range(n)],
+        "send_ok": [x * scale for x in ok], "send_info": [x * scale for x in info],
+        "send_fail": [x * scale for x in fail], "read": [x * scale for x in read],
+        "ack_p50": [pct(v, 0.5) for v in ack], "ack_p99": [pct(v, 0.99) for v in ack],
+        "e2e_p50": [pct(v, 0.5) for v in e2e],
+    }
+
+
+def detection_time(history: History, events: Sequence[int]) -> float:
+    """When an anomaly became visible: the time of its last witnessing event (seconds)."""
+    t0, _ = _rel(history)
+    return max((history.raw[i]["time"] - t0) / 1e9 for i in events) if events else 0.0
+
+
+# --- results.json ---------------------------------------------------------------------------------
+
+
+def build_results(history: History, report: Report, verdict: Mapping[str, Any], claims: Any, schedule: Schedule,
+                  *, settings: Any, environment: Mapping[str, Any], warnings: Sequence[str], replay: str,
+                  started: float, injected: int) -> dict[str, Any]:
+    ops = operations(history)
+    faults = fault_windows(history)
+    applied = [f for f in faults if f["outcome"] == "ok"]
+    _, end = _rel(history)
+    client_times = [e["time"] for e in history.raw if e["f"] not in ("fault", "drain") and e["process"] != "drain"]
+    t0 = history.raw[0]["time"] if history.raw else 0
+    window = (max(client_times) - min(client_times)) / 1e9 if len(client_times) > 1 else 0.0
+    completed = sum(c for f in ops["by_operation"].values() for k, c in f.items() if k != "pending")
+    found = verdict["found"]
+    detections = sorted(detection_time(history, a.events) for anomalies in found.values() for a in anomalies)
+    first_fault = min((f["start"] for f in applied), default=None)
+    first_anomaly = detections[0] if detections else None
+    anomalies_json = {prop: [{"name": a.name, "explanation": a.explanation, "events": list(a.events),
+                              "detected": round(detection_time(history, a.events), 3)} for a in lst]
+                      for prop, lst in found.items()}
+    return {
+        "valid": not verdict["violations"],
+        "anomalies": dict(report.anomalies),
+        "violations": dict(verdict["violations"]),
+        "hazards": dict(verdict["hazards"]),
+        "not_provoked": sorted(p for p, n in verdict["hazards"].items() if n == 0),
+        "unjudged": dict(verdict["unjudged"]),
+        "operations": ops,
+        "faults": {"injected": len(applied), "not_applied": len(faults) - len(applied), "scheduled": len(schedule.faults),
+                   "windows": faults},
+        "figures": {
+            "duration_s": round(end, 3),
+            "workload_s": round(window, 3),
+            "operations_per_second": completed / window if window else 0.0,
+            "sends_acknowledged_per_second": ops["by_operation"].get("send", {}).get("ok", 0) / window if window else 0.0,
+            "faults_per_minute": len(applied) / (schedule.duration / 60) if schedule.duration else 0.0,
+            "first_fault_s": first_fault,
+            "first_anomaly_s": first_anomaly,
+            "first_fault_to_first_anomaly_s": (round(first_anomaly - first_fault, 3)
+                                               if first_fault is not None and first_anomaly is not None else None),
+        },
+        "claims": {"claimed": dict(claims.claimed), "not_claimed": dict(claims.not_claimed)},
+        "checks_skipped": dict(report.skipped),
+        "witnesses": anomalies_json,
+        "seed": schedule.seed,
+        "schedule": schedule.name,
+        "target": settings.target,
+        "settings": settings.to_json(),
+        "environment": dict(environment),
+        "history_meta": dict(history.meta),
+        "warnings": list(warnings),
+        "replay": replay,
+        "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+        "history_start_ns": t0,
+    }
+
+
+# --- JUnit ----------------------------------------------------------------------------------------
+
+
+def junit_xml(results: Mapping[str, Any]) -> bytes:
+    """One testcase per property: claimed ones pass or fail, unclaimed ones are skipped."""
+    claimed = results["claims"]["claimed"]
+    not_claimed = results["claims"]["not_claimed"]
+    violations = results["violations"]
+    suite = ET.Element("testsuite", {
+        "name": f"kconform chaos {results['target']}", "tests": str(len(claimed) + len(not_claimed)),
+        "failures": str(len(violations)), "errors": "0", "skipped": str(len(not_claimed)),
+        "time": f"{results['figures']['duration_s']:.3f}", "timestamp": results["started"],
+    })
+    props = ET.SubElement(suite, "properties")
+    for key in ("seed", "schedule", "replay"):
+        ET.SubElement(props, "property", {"name": key, "value": str(results[key])})
+    for prop, why in claimed.items():
+        case = ET.SubElement(suite, "testcase", {"classname": f"kconform.chaos.{results['target']}", "name": prop})
+        if prop in violations:
+            witnesses = results["witnesses"].get(prop, [])
+            first = witnesses[0]["explanation"] if witnesses else ""
+            failure = ET.SubElement(case, "failure", {"type": "anomaly",
+                                                      "message": f"{violations[prop]} x {prop}: {first}"[:300]})
+            failure.text = "\n".join([f"claimed because: {why}"]
+                                     + [f"{w['explanation']} (events {w['events']})" for w in witnesses[:20]]
+                                     + [f"replay: {results['replay']}"])
+    for prop, why in not_claimed.items():
+        case = ET.SubElement(suite, "testcase", {"classname": f"kconform.chaos.{results['target']}", "name": prop})
+        found = results["hazards"].get(prop, 0)
+        state = f"found {found}" if found else "not provoked in this run (not shown safe)"
+        ET.SubElement(case, "skipped", {"message": f"not claimed ({why}); {state}"[:500]})
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return body
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+
+W, LEFT, RIGHT = 1100, 64, 16
+PLOT_W = W - LEFT - RIGHT
+
+
+def _x(t: float, end: float) -> float:
+    return LEFT + PLOT_W * (t / end if end > 0 else 0)
+
+
+def _nice_max(v: float) -> float:
+    if v <= 0:
+        return 1.0
+    exp = 10 ** math.floor(math.log10(v))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * exp >= v:
+            return m * exp
+    return 10 * exp
+
+
+def _shade(faults: Sequence[Mapping[str, Any]], end: float, top: float, height: float) -> list[str]:
+    out = []
+    for f in faults:
+        if f["outcome"] != "ok":
+            continue
+        x0, x1 = _x(f["start"], end), _x(f["end"] if f["end"] is not None else end, end)
+        colour = FAMILY_COLOURS.get(FAULTS[f["fault"]].family if f["fault"] in FAULTS else "", "#999")
+        out.append(f'<rect x="{x0:.1f}" y="{top}" width="{max(1.0, x1 - x0):.1f}" height="{height}" '
+                   f'fill="{colour}" fill-opacity="0.13"/>')
+    return out
+
+
+def _axis_x(end: float, y: float) -> list[str]:
+    step = _nice_max(end / 10) if end > 0 else 1
+    out = [f'<line x1="{LEFT}" y1="{y}" x2="{W - RIGHT}" y2="{y}" stroke="#444"/>']
+    t = 0.0
+    while t <= end + 1e-9:
+        x = _x(t, end)
+        out.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#444"/>'
+                   f'<text x="{x:.1f}" y="{y + 16}" font-size="11" text-anchor="middle">{t:g}s</text>')
+        t += step
+    return out
+
+
+def _polyline(ts: Sequence[float], ys: Sequence[float], end: float, ymap: Any, colour: str, dash: str = "") -> str:
+    segments: list[list[str]] = [[]]
+    for t, y in zip(ts, ys):
+        if y is None or (isinstance(y, float) and math.isnan(y)):
+            if segments[-1]:
+                segments.append([])
+            continue
+        segments[-1].append(f"{_x(t, end):.1f},{ymap(y):.1f}")
+    dashed = f' stroke-dasharray="{dash}"' if dash else ""
+    return "".join(f'<polyline points="{" ".join(s)}" fill="none" stroke="{colour}" stroke-width="1.6"{dashed}/>'
+                   for s in segments if len(s) > 1) + "".join(
+        f'<circle cx="{s[0].split(",")[0]}" cy="{s[0].split(",")[1]}" r="1.8" fill="{colour}"/>'
+        for s in segments if len(s) == 1)
+
+
+def _legend(items: Sequence[tuple[str, str, str]], y: float) -> list[str]:
+    out = []
+    x = LEFT + 8
+    for label, colour, dash in items:
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<line x1="{x}" y1="{y}" x2="{x + 18}" y2="{y}" stroke="{colour}" stroke-width="2"{dashed}/>'
+                   f'<text x="{x + 22}" y="{y + 4}" font-size="11">{html.escape(label)}</text>')
+        x += 30 + 7 * len(label)
+    return out
+
+
+def throughput_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]], end: float) -> str:
+    h, top, bottom = 230, 24, 200
+    ymax = _nice_max(max([*s["send_ok"], *s["read"], *s["send_info"], *s["send_fail"], 1.0]))
+
+    def ymap(v: float) -> float:
+        return bottom - (bottom - top) * min(v, ymax) / ymax
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" role="img" '
+             f'aria-label="operations per second">']
+    parts += _shade(faults, end, top, bottom - top)
+    for i in range(5):
+        v = ymax * i / 4
+        y = ymap(v)
+        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{W - RIGHT}" y2="{y:.1f}" stroke="#ddd"/>'
+                     f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{v:g}</text>')
+    parts.append(f'<text x="12" y="{(top + bottom) / 2}" font-size="11" transform="rotate(-90 12 {(top + bottom) / 2})" '
+                 f'text-anchor="middle">per second</text>')
+    parts.append(_polyline(s["t"], s["send_ok"], end, ymap, "#1b7f3b"))
+    parts.append(_polyline(s["t"], s["read"], end, ymap, "#1f5fbf"))
+    parts.append(_polyline(s["t"], s["send_info"], end, ymap, "#d98c00", "4 3"))
+    parts.append(_polyline(s["t"], s["send_fail"], end, ymap, "#c0392b", "2 2"))
+    parts += _axis_x(end, bottom)
+    parts += _legend([("sends acknowledged", "#1b7f3b", ""), ("records read", "#1f5fbf", ""),
+                      ("sends unknown (info)", "#d98c00", "4 3"), ("sends failed", "#c0392b", "2 2")], 12)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def latency_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]], end: float) -> str:
+    h, top, bottom = 230, 24, 200
+    values = [v for k in ("ack_p50", "ack_p99", "e2e_p50") for v in s[k] if not math.isnan(v) and v > 0]
+    lo, hi = 1.0, max([10.0, *values])
+    hi = 10 ** math.ceil(math.log10(hi))
+
+    def ymap(v: float) -> float:
+        v = min(max(v, lo), hi)
+        return bottom - (bottom - top) * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" role="img" aria-label="latency">']
+    parts += _shade(faults, end, top, bottom - top)
+    decade = lo
+    while decade <= hi:
+        y = ymap(decade)
+        label = f"{decade:g} ms" if decade < 1000 else f"{decade / 1000:g} s"
+        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{W - RIGHT}" y2="{y:.1f}" stroke="#ddd"/>'
+                     f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{label}</text>')
+        decade *= 10
+    parts.append(_polyline(s["t"], s["ack_p50"], end, ymap, "#1b7f3b"))
+    parts.append(_polyline(s["t"], s["ack_p99"], end, ymap, "#8e44ad", "4 3"))
+    parts.append(_polyline(s["t"], s["e2e_p50"], end, ymap, "#1f5fbf"))
+    parts += _axis_x(end, bottom)
+    parts += _legend([("send ack p50", "#1b7f3b", ""), ("send ack p99", "#8e44ad", "4 3"),
+                      ("send to first read p50", "#1f5fbf", "")], 12)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple[float, str]], end: float) -> str:
+    """Fault windows as labelled bars in lanes (no two overlapping in a lane), and anomaly
+    markers below them."""
+    lanes: list[float] = []  # right edge (px, label included) of each lane
+    bars = []
+    for f in sorted((f for f in faults if f["outcome"] == "ok"), key=lambda f: f["start"]):
+        x0 = _x(f["start"], end)
+        x1 = _x(f["end"] if f["end"] is not None else end, end)
+        label = f"{f['fault']} {','.join(f['targets'])}"
+        right = max(x1, x0 + 6.2 * len(label) + 6)
+        lane = next((i for i, edge in enumerate(lanes) if edge + 4 <= x0), None)
+        if lane is None:
+            lanes.append(right)
+            lane = len(lanes) - 1
+        else:
+            lanes[lane] = right
+        bars.append((lane, x0, x1, label, f))
+    lane_h = 20
+    marks_y = 10 + lane_h * max(1, len(lanes)) + 8
+    h = marks_y + 34
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" role="img" aria-label="faults">']
+    parts.append(f'<text x="{LEFT - 6}" y="24" font-size="11" text-anchor="end">faults</text>')
+    for lane, x0, x1, label, f in bars:
+        y = 10 + lane * lane_h
+        colour = FAMILY_COLOURS.get(FAULTS[f["fault"]].family if f["fault"] in FAULTS else "", "#999")
+        title = html.escape(f"{f['fault']} on {', '.join(f['targets'])} from {f['start']:.1f}s to "
+                            f"{f['end']:.1f}s {json.dumps(f['params'])}")
+        parts.append(f'<g><title>{title}</title><rect x="{x0:.1f}" y="{y}" width="{max(2.0, x1 - x0):.1f}" '
+                     f'height="{lane_h - 5}" fill="{colour}" fill-opacity="0.35" stroke="{colour}"/>'
+                     f'<text x="{x0 + 3:.1f}" y="{y + 11}" font-size="11">{html.escape(label)}</text></g>')
+    parts.append(f'<text x="{LEFT - 6}" y="{marks_y + 4}" font-size="11" text-anchor="end">anomalies</text>')
+    parts.append(f'<line x1="{LEFT}" y1="{marks_y}" x2="{W - RIGHT}" y2="{marks_y}" stroke="#bbb"/>')
+    for t, name in detections:
+        x = _x(t, end)
+        parts.append(f'<g><title>{html.escape(name)} visible at {t:.2f}s</title>'
+                     f'<path d="M{x:.1f},{marks_y - 6} l5,9 l-10,0 z" fill="#c0392b"/></g>')
+    parts += _axis_x(end, marks_y + 14)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _event_line(history: History, index: int, t0: int) -> str:
+    e = history.raw[index]
+    value = json.dumps(e["value"], separators=(",", ":"))
+    if len(value) > 220:
+        value = value[:217] + "..."
+    return (f"#{index} {(e['time'] - t0) / 1e9:8.3f}s {e['process']} {e['type']} {e['f']}"
+            + (f" (of #{e['invoke']})" if "invoke" in e else "") + f" {value}")
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1140px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.verdict{display:inline-block;padding:4px 10px;border-radius:4px;color:#fff;font-weight:600}
+.valid{background:#1b7f3b}.invalid{background:#c0392b}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.bad{color:#c0392b;font-weight:600}.hazard{color:#a05a00}.quiet{color:#777}
+pre{background:#f7f7f7;padding:8px;font-size:12px;overflow-x:auto;white-space:pre}
+code{background:#f2f2f2;padding:1px 4px}.small{font-size:12px;color:#555}
+.chart{margin:4px 0}
+"""
+
+
+def render_html(history: History, results: Mapping[str, Any]) -> str:
+    t0, end = _rel(history)
+    end = max(end, 1.0)
+    bucket = max(1.0, end / 300)
+    s = series(history, bucket)
+    faults = results["faults"]["windows"]
+    detections = sorted((w["detected"], f"{prop}: {w['explanation']}") for prop, ws in results["witnesses"].items()
+                        for w in ws)
+    valid = results["valid"]
+    fig = results["figures"]
+    ops = results["operations"]
+    e = html.escape
+    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+           f"<title>kconform chaos: {e(results['target'])}, seed {results['seed']}</title>",
+           f"<style>{CSS}</style></head><body>"]
+    out.append(f"<h1>kconform chaos campaign: {e(results['target'])} "
+               f"<span class='verdict {'valid' if valid else 'invalid'}'>"
+               f"{'VALID' if valid else 'INVALID'}</span></h1>")
+    settings = results["settings"]
+    w = settings["workload"]
+    out.append(f"<p class='small'>schedule <b>{e(str(results['schedule']))}</b>, seed <b>{results['seed']}</b>, "
+               f"{fig['duration_s']:.0f} s, started {e(results['started'])}; {settings['brokers']} broker(s); "
+               f"producers: {w['producers']} x {w['rate']:g}/s, acks={e(str(w['acks']))}, "
+               f"idempotence={'on' if w['idempotence'] else 'off'}, client {e(w['client'])}; consumers: "
+               f"{e(', '.join(w['consumers']))}; topic configs: "
+               f"{e(json.dumps(results['history_meta'].get('topic_configs', {})))}</p>")
+    out.append(f"<p>Operations: <b>{ops['total']}</b> ({fig['operations_per_second']:.0f}/s); faults injected: "
+               f"<b>{results['faults']['injected']}</b> ({fig['faults_per_minute']:.1f}/min), not applied: "
+               f"{results['faults']['not_applied']}; anomalies: <b>"
+               + (e(", ".join(f"{k}: {v}" for k, v in results["anomalies"].items())) or "none") + "</b>"
+               + (f"; first anomaly visible {fig['first_fault_to_first_anomaly_s']:.1f} s after the first fault"
+                  if fig["first_fault_to_first_anomaly_s"] is not None else "") + "</p>")
+    out.append(f"<p class='small'>Replay: <code>{e(results['replay'])}</code></p>")
+    for warning in results["warnings"]:
+        out.append(f"<p class='hazard'>warning: {e(warning)}</p>")
+    out.append("<h2>Throughput</h2><div class='chart'>" + throughput_svg(s, faults, end) + "</div>")
+    out.append("<div class='chart'>" + timeline_svg(faults, detections, end) + "</div>")
+    out.append("<h2>Latency</h2><div class='chart'>" + latency_svg(s, faults, end) + "</div>")
+    out.append(f"<p class='small'>Buckets of {bucket:g} s. Shaded: fault windows (red: partitions, orange: "
+               "link toxics, purple: processes, blue: clients). Triangles: the moment each anomaly became "
+               "visible (its last witnessing event).</p>")
+    # verdicts
+    out.append("<h2>Guarantees</h2><table><tr><th>property</th><th>claimed?</th><th>why</th><th>found</th>"
+               "<th>verdict</th></tr>")
+    claims = results["claims"]
+    for prop, why in claims["claimed"].items():
+        n = results["violations"].get(prop, 0)
+        verdict = "<span class='bad'>VIOLATED</span>" if n else "held"
+        out.append(f"<tr><td>{e(prop)}</td><td>yes</td><td>{e(why)}</td><td>{n}</td><td>{verdict}</td></tr>")
+    for prop, why in claims["not_claimed"].items():
+        n = results["hazards"].get(prop, 0)
+        verdict = ("<span class='hazard'>hazard found</span>" if n
+                   else "<span class='quiet'>not provoked (not shown safe)</span>")
+        out.append(f"<tr><td>{e(prop)}</td><td>no</td><td>{e(why)}</td><td>{n}</td><td>{verdict}</td></tr>")
+    out.append("</table>")
+    if results["checks_skipped"]:
+        out.append("<p class='small'>Checks skipped: " + e("; ".join(f"{k}: {v}" for k, v in
+                                                                      results["checks_skipped"].items())) + "</p>")
+    # faults
+    out.append("<h2>Faults</h2><table><tr><th>#</th><th>fault</th><th>targets</th><th>parameters</th>"
+               "<th>start</th><th>end</th><th>outcome</th></tr>")
+    for f in faults:
+        outcome = "applied" if f["outcome"] == "ok" else f"{f['outcome']}: {f.get('error')}"
+        end_text = f"{f['end']:.2f}s" if f["end"] is not None else ""
+        out.append(f"<tr><td>{f['id']}</td><td>{e(f['fault'])}</td><td>{e(', '.join(f['targets']))}</td>"
+                   f"<td>{e(json.dumps(f['params']))}</td><td>{f['start']:.2f}s</td><td>{end_text}</td>"
+                   f"<td>{e(outcome)}</td></tr>")
+    out.append("</table>")
+    # operations
+    out.append("<h2>Operations</h2><table><tr><th>operation</th>"
+               + "".join(f"<th>{k}</th>" for k in ("ok", "info", "fail", "pending")) + "</tr>")
+    for f, counts in ops["by_operation"].items():
+        out.append(f"<tr><td>{e(f)}</td>" + "".join(f"<td>{counts.get(k, 0)}</td>"
+                                                   for k in ("ok", "info", "fail", "pending")) + "</tr>")
+    out.append("</table>")
+    # anomalies
+    out.append("<h2>Anomalies and their witnesses</h2>")
+    if not results["witnesses"]:
+        out.append("<p>None found.</p>")
+    for prop, witnesses in results["witnesses"].items():
+        status = "VIOLATION" if prop in results["violations"] else "hazard (not claimed)"
+        cls = "bad" if prop in results["violations"] else "hazard"
+        out.append(f"<h3><span class='{cls}'>{e(prop)}</span>: {len(witnesses)} ({status})</h3>")
+        for wit in witnesses[:MAX_WITNESSED]:
+            lines = "\n".join(e(_event_line(history, i, t0)) for i in wit["events"])
+            out.append(f"<p>{e(wit['explanation'])} <span class='small'>(visible at {wit['detected']:.2f} s)"
+                       f"</span></p><pre>{lines}</pre>")
+        if len(witnesses) > MAX_WITNESSED:
+            out.append(f"<p class='small'>... and {len(witnesses) - MAX_WITNESSED} more in results.json.</p>")
+    out.append("<h2>Environment</h2><pre>" + e(json.dumps(results["environment"], indent=2, default=str))
+               + "</pre>")
+    out.append("</body></html>\n")
+    return "".join(out)
+
+
+def write_report(report_dir: Path, history: History, report: Report, verdict: Mapping[str, Any], claims: Any,
+                 schedule: Schedule, *, settings: Any, environment: Mapping[str, Any], warnings: Sequence[str],
+                 replay: str, started: float, injected: int) -> dict[str, Any]:
+    """results.json, junit.xml, report.html and summary.txt into ``report_dir``; the results."""
+    results = build_results(history, report, verdict, claims, schedule, settings=settings, environment=environment,
+                            warnings=warnings, replay=replay, started=started, injected=injected)
+    (report_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (report_dir / "junit.xml").write_bytes(junit_xml(results))
+    (report_dir / "report.html").write_text(render_html(history, results))
+    return results

@@ -1,0 +1,366 @@
+"""The campaign workload: concurrent producers and consumers over ``harness.clients``.
+
+Every operation goes into the campaign's history through the workload clients (unique values
+``<process>-<n>``, sends classified ok / fail / info). Threads, each bounded in time:
+
+* **producers** (``p0``, ``p1``, ...): send at ``rate`` records per second each, to partitions
+  drawn from the seed, with the chosen ``acks`` and idempotence, at most ``max_pending``
+  unacknowledged at once (so a partition does not queue up a minute of records);
+* **consumers**, one mode each:
+
+  - ``assigned``: assigned every partition from the beginning, no group: it reads through the
+    whole log as it grows (its successive reads are what lost-write and poll-skip look at);
+  - ``commit-after``: a member of a group that processes (the ``poll`` event) and then commits
+    (at-least-once: a crash in between redelivers);
+  - ``commit-before``: a member of a group that commits what it took from the library and then
+    processes it (at-most-once: a crash in between loses it). Its ``poll`` event is recorded
+    when it processes, after the commit (``Consumer.take`` / ``record_delivery``).
+
+  Consumers of one mode share one group. A ``consumer-crash`` fault makes a group consumer
+  crash at its worst moment (the point between commit and processing, whichever comes second)
+  and start again, under a new process name (``c1.2``), when the fault ends.
+
+After the faults, the campaign stops the producers (flushing what is in flight), waits for
+the cluster, stops the consumers and *drains*: a fresh consumer reads every partition from
+offset 0 to its end (a ``drain`` operation in the history).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from harness.clients import (
+    ClientError,
+    ConsumedRecord,
+    Consumer,
+    ConsumerSettings,
+    Producer,
+    ProducerSettings,
+    make_consumer,
+    make_producer,
+)
+from harness.history.write import Recorder
+
+CONSUMER_MODES = ("assigned", "commit-after", "commit-before")
+TP = tuple[str, int]
+
+
+@attrs.frozen
+class WorkloadSettings:
+    """How the campaign's clients behave."""
+
+    client: str = "confluent-kafka"
+    producers: int = 2
+    rate: float = 100.0  # records per second per producer
+    acks: str = "all"
+    idempotence: bool = True
+    consumers: tuple[str, ...] = ("assigned", "commit-after", "commit-after")
+    partitions: int = 3
+    request_timeout_ms: int = 3000
+    delivery_timeout_ms: int = 20_000
+    max_pending: int = 1000
+
+    def producer_settings(self) -> ProducerSettings:
+        return ProducerSettings(acks=self.acks, idempotence=self.idempotence, linger_ms=5,
+                                delivery_timeout_ms=self.delivery_timeout_ms, client_id="kconform-chaos",
+                                request_timeout_ms=self.request_timeout_ms, metadata_max_age_ms=1000)
+
+    def consumer_settings(self) -> ConsumerSettings:
+        return ConsumerSettings(auto_offset_reset="earliest", client_id="kconform-chaos",
+                                session_timeout_ms=6000, max_poll_records=500, metadata_max_age_ms=1000)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "consumers": list(self.consumers)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> WorkloadSettings:
+        fields = {f.name for f in attrs.fields(cls)}
+        values = {k: v for k, v in obj.items() if k in fields}
+        if "consumers" in values:
+            values["consumers"] = tuple(values["consumers"])
+        return cls(**values)
+
+
+class _Crash(Exception):
+    """Raised at a consumer's crash point when a crash was asked for."""
+
+
+class _Worker(threading.Thread):
+    def __init__(self, workload: Workload, name: str) -> None:
+        super().__init__(name=f"kconform-chaos-{name}", daemon=True)
+        self.workload = workload
+        self.stop_event = threading.Event()
+        self.errors: list[str] = []
+
+    def _unexpected(self) -> None:
+        self.errors.append(traceback.format_exc(limit=6))
+        time.sleep(0.2)
+
+
+class ProducerWorker(_Worker):
+    """Sends at a steady rate until stopped, then flushes."""
+
+    def __init__(self, workload: Workload, name: str, seed: int) -> None:
+        super().__init__(workload, name)
+        self.process = name
+        self.rng = random.Random(seed)
+        self.sent = 0
+        self.flushed = threading.Event()
+        self.unflushed = 0
+
+    def run(self) -> None:
+        w = self.workload
+        s = w.settings
+        producer: Producer | None = None
+        try:
+            producer = make_producer(s.client, w.bootstrap, s.producer_settings(), w.history, self.process)
+            interval = 1.0 / s.rate
+            next_at = time.monotonic()
+            pending: list[Any] = []
+            while not self.stop_event.is_set():
+                if len(pending) >= s.max_pending:
+                    pending = [h for h in pending if not h.done]
+                    if len(pending) >= s.max_pending:
+                        producer.serve(0.05)
+                        continue
+                now = time.monotonic()
+                if now < next_at:
+                    producer.serve(min(0.05, next_at - now))
+                    continue
+                if now - next_at > 1.0:
+                    next_at = now  # fell behind (a fault): no burst to catch up
+                partition = self.rng.randrange(s.partitions)
+                pending.append(producer.send(w.topic, None, producer.next_value(), partition))
+                self.sent += 1
+                next_at += interval
+                if self.sent % 64 == 0:
+                    pending = [h for h in pending if not h.done]
+            self.unflushed = producer.flush(s.delivery_timeout_ms / 1000 + 5)
+        except Exception:  # noqa: BLE001 - a workload bug must be reported, not kill the campaign
+            self._unexpected()
+        finally:
+            self.flushed.set()
+            if producer is not None:
+                try:
+                    producer.close()
+                except Exception:  # noqa: BLE001
+                    self._unexpected()
+
+
+class ConsumerWorker(_Worker):
+    """One consumer (see the module docstring for the modes), restarted after a crash."""
+
+    def __init__(self, workload: Workload, name: str, mode: str) -> None:
+        super().__init__(workload, name)
+        self.consumer_name = name
+        self.mode = mode
+        self.incarnation = 1
+        self.process = name
+        self.records = 0
+        self.crash_requested = threading.Event()
+        self.crashed = threading.Event()
+        self.restart = threading.Event()
+        self._crash_asked_at = 0.0
+
+    @property
+    def group(self) -> str | None:
+        return None if self.mode == "assigned" else f"{self.workload.group_prefix}-{self.mode}"
+
+    def _open(self) -> Consumer:
+        w = self.workload
+        consumer = make_consumer(w.settings.client, w.bootstrap, self.group, w.settings.consumer_settings(),
+                                 w.history, self.process)
+        try:
+            if self.mode == "assigned":
+                tps = [(w.topic, p) for p in range(w.settings.partitions)]
+                consumer.assign(tps, {tp: 0 for tp in tps})
+            else:
+                consumer.subscribe([w.topic])
+        except BaseException:
+            consumer.close()
+            raise
+        return consumer
+
+    def _crash_point(self) -> None:
+        if self.crash_requested.is_set():
+            raise _Crash
+
+    @staticmethod
+    def _next_offsets(records: Sequence[ConsumedRecord]) -> dict[TP, int]:
+        offsets: dict[TP, int] = {}
+        for r in records:
+            tp = (r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        return offsets
+
+    def _step(self, consumer: Consumer) -> None:
+        if self.crash_requested.is_set() and time.monotonic() - self._crash_asked_at > 3.0:
+            raise _Crash  # no records came to crash between: crash anyway
+        if self.mode == "assigned":
+            self.records += len(consumer.poll(0.2))
+        elif self.mode == "commit-after":
+            records = consumer.poll(0.2)
+            if records:
+                self.records += len(records)
+                self._crash_point()  # processed, not committed: the next owner gets them again
+                try:
+                    consumer.commit(self._next_offsets(records))
+                except ClientError:
+                    pass  # recorded; a later commit covers these offsets
+        else:  # commit-before
+            records = consumer.take(0.2)
+            if records:
+                try:
+                    consumer.commit(self._next_offsets(records))
+                except ClientError:
+                    return  # not committed: not processed either (the next owner may get them)
+                self._crash_point()  # committed, not processed: lost for this group
+                consumer.record_delivery(records)
+                self.records += len(records)
+
+    def run(self) -> None:
+        consumer: Consumer | None = None
+        while not self.stop_event.is_set():
+            try:
+                if consumer is None:
+                    consumer = self._open()
+                self._step(consumer)
+            except _Crash:
+                if consumer is not None:
+                    self._close(consumer)
+                    consumer = None
+                self.crash_requested.clear()
+                self.crashed.set()
+                while not self.restart.wait(0.1):
+                    if self.stop_event.is_set():
+                        return
+                self.restart.clear()
+                self.crashed.clear()
+                self.incarnation += 1
+                self.process = f"{self.consumer_name}.{self.incarnation}"
+            except ClientError:
+                time.sleep(0.1)
+            except Exception:  # noqa: BLE001
+                self._unexpected()
+        if consumer is not None:
+            self._close(consumer)
+
+    def _close(self, consumer: Consumer) -> None:
+        try:
+            consumer.close()
+        except Exception:  # noqa: BLE001 - closing after a fault may fail; the history is what counts
+            pass
+
+    def request_crash(self) -> None:
+        self._crash_asked_at = time.monotonic()
+        self.crash_requested.set()
+
+
+class Workload:
+    """The producers and consumers of one campaign."""
+
+    def __init__(self, settings: WorkloadSettings, bootstrap: str, topic: str, history: Recorder, seed: int,
+                 group_prefix: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.history = history
+        self.group_prefix = group_prefix
+        rng = random.Random(seed)
+        self.producers = [ProducerWorker(self, f"p{i}", rng.randrange(1 << 31)) for i in range(settings.producers)]
+        self.consumers = [ConsumerWorker(self, f"c{i}", mode) for i, mode in enumerate(settings.consumers)]
+
+    @property
+    def group_consumers(self) -> list[str]:
+        return [c.consumer_name for c in self.consumers if c.mode != "assigned"]
+
+    def groups(self) -> dict[str, str]:
+        """Group id -> consumer mode."""
+        return {c.group: c.mode for c in self.consumers if c.group is not None}
+
+    def start(self) -> None:
+        for worker in [*self.consumers, *self.producers]:
+            worker.start()
+
+    @property
+    def sent(self) -> int:
+        return sum(p.sent for p in self.producers)
+
+    @property
+    def read(self) -> int:
+        return sum(c.records for c in self.consumers)
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for w in [*self.producers, *self.consumers] for e in w.errors]
+
+    def stop_producers(self, timeout_s: float | None = None) -> int:
+        """Stop sending, flush what is in flight; how many sends were still unacknowledged."""
+        for p in self.producers:
+            p.stop_event.set()
+        limit = timeout_s if timeout_s is not None else self.settings.delivery_timeout_ms / 1000 + 15
+        for p in self.producers:
+            p.join(limit)
+        return sum(p.unflushed for p in self.producers)
+
+    def stop_consumers(self, timeout_s: float = 30.0) -> None:
+        for c in self.consumers:
+            c.stop_event.set()
+            c.restart.set()
+        for c in self.consumers:
+            c.join(timeout_s)
+
+    def stop(self) -> None:
+        """Stop everything now (an interrupted campaign)."""
+        for w in [*self.producers, *self.consumers]:
+            w.stop_event.set()
+        for c in self.consumers:
+            c.restart.set()
+        for w in [*self.producers, *self.consumers]:
+            if w.is_alive():
+                w.join(30)
+
+    def _consumer(self, name: str) -> ConsumerWorker:
+        for c in self.consumers:
+            if c.consumer_name == name:
+                return c
+        raise KeyError(f"no consumer {name!r} (consumers: {', '.join(c.consumer_name for c in self.consumers)})")
+
+    def crash_consumer(self, name: str, timeout_s: float = 10.0) -> str:
+        """Crash consumer ``name`` at its crash point; returns the process that crashed."""
+        worker = self._consumer(name)
+        if worker.mode == "assigned":
+            raise KeyError(f"consumer {name!r} is not in a group")
+        process = worker.process
+        worker.request_crash()
+        if not worker.crashed.wait(timeout_s):
+            raise TimeoutError(f"consumer {name} did not reach its crash point in {timeout_s:.0f} s")
+        return process
+
+    def restart_consumer(self, name: str) -> str:
+        """Start a new incarnation of crashed consumer ``name``; returns its process name."""
+        worker = self._consumer(name)
+        worker.restart.set()
+        deadline = time.monotonic() + 5
+        while worker.crashed.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return worker.process
+
+
+def drain(settings: WorkloadSettings, bootstrap: str, topic: str, history: Recorder, ends: Mapping[TP, int],
+          timeout_s: float = 60.0) -> bool:
+    """Read every partition from offset 0 to ``ends`` with a fresh consumer (``drain``)."""
+    consumer = make_consumer(settings.client, bootstrap, None, settings.consumer_settings(), history, "drain")
+    try:
+        tps = sorted(ends)
+        consumer.assign(tps, {tp: 0 for tp in tps})
+        return consumer.drain(ends, timeout_s=timeout_s, idle_s=10.0)
+    finally:
+        consumer.close()
