@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from reference_broker.broker import Broker, BrokerError
@@ -47,24 +48,34 @@ def _guard(broker: Broker, topic: Any) -> None:
         broker.check_partition_limits(partitions, partitions)
 
 
-def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    refused: dict[int, dict[str, Any]] = {}
-    forwarded: list[Any] = []
-    for position, topic in enumerate(request.topics):
-        try:
-            _guard(broker, topic)
-        except BrokerError as exc:
-            refused[position] = {"name": topic.name, "error_code": exc.error,
-                                 "error_message": exc.message}
-        else:
-            forwarded.append(topic)
-    later = Later(lambda response: response)
+class _Split:
+    """A request's topics split into those this node refuses itself (its guard raised) and those
+    it forwards to the controller; `merge` puts the answers back in the client's order."""
 
-    def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    def __init__(self, topics: list[Any], guard: Callable[[Any], None], key: str) -> None:
+        self.count = len(topics)
+        self.key = key
+        self.refused: dict[int, dict[str, Any]] = {}
+        self.forwarded: list[Any] = []
+        for position, topic in enumerate(topics):
+            try:
+                guard(topic)
+            except BrokerError as exc:
+                self.refused[position] = {"name": topic.name, "error_code": exc.error,
+                                          "error_message": exc.message}
+            else:
+                self.forwarded.append(topic)
+
+    def merge(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         answers = iter(results)
-        return {"topics": [refused[i] if i in refused else next(answers)
-                           for i in range(len(request.topics))]}
+        return {self.key: [self.refused[i] if i in self.refused else next(answers)
+                           for i in range(self.count)]}
 
+
+def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    split = _Split(request.topics, lambda topic: _guard(broker, topic), "topics")
+    forwarded, merge = split.forwarded, split.merge
+    later = Later(lambda response: response)
     if not forwarded:
         return merge([])
 
@@ -126,25 +137,14 @@ def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any, now_
 
 
 def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    refused: dict[int, dict[str, Any]] = {}
-    forwarded: list[Any] = []
-    for position, topic in enumerate(request.topics):
+    def guard(topic: Any) -> None:
         current = broker.topics.get(topic.name)
-        try:
-            if current is not None and topic.count > current.partitions:
-                broker.check_partition_limits(topic.count, topic.count - current.partitions)
-        except BrokerError as exc:
-            refused[position] = {"name": topic.name, "error_code": exc.error,
-                                 "error_message": exc.message}
-        else:
-            forwarded.append(topic)
+        if current is not None and topic.count > current.partitions:
+            broker.check_partition_limits(topic.count, topic.count - current.partitions)
+
+    split = _Split(request.topics, guard, "results")
+    forwarded, merge = split.forwarded, split.merge
     later = Later(lambda response: response)
-
-    def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
-        answers = iter(results)
-        return {"results": [refused[i] if i in refused else next(answers)
-                            for i in range(len(request.topics))]}
-
     if not forwarded:
         return merge([])
 
