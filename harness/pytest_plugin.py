@@ -4,7 +4,7 @@ Registered through the ``pytest11`` entry point ``kconform`` (disable with ``-p 
 
 Options:
 
-- ``--kconform-target reference|tansu|external|...`` (default ``$KCONFORM_TARGET``, else
+- ``--kconform-target reference|kafka|tansu|external|...`` (default ``$KCONFORM_TARGET``, else
   ``reference``: the harness launches a reference broker);
 - ``--kconform-bootstrap HOST:PORT[,...]`` for ``external`` (default ``$KCONFORM_BOOTSTRAP``);
 - ``--kconform-client`` the client library the ``kconform_client`` fixture names.
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 TARGET_ENV = "KCONFORM_TARGET"
 BOOTSTRAP_ENV = "KCONFORM_BOOTSTRAP"
-_TARGETS = ("reference", "tansu", "external", "faulty-drop", "faulty-reorder")
+_TARGETS = ("reference", "kafka", "tansu", "external", "faulty-drop", "faulty-reorder")
 _CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka")
 _MARKERS = (
     "slow: long-running test (deselect with -m 'not slow')",

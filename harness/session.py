@@ -18,10 +18,11 @@ the history format and `specs` use.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import struct
 import time
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -32,6 +33,10 @@ from harness.wire import WireClient, WireError, build, decode_response, encode_r
 from reference_broker.records import BatchHeader, Record, build_batch, iter_records, scan_valid_prefix
 
 T = TypeVar("T")
+
+RETRIABLE_COORDINATOR_ERRORS = frozenset({"NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
+                                          "COORDINATOR_LOAD_IN_PROGRESS"})
+"""Errors a client answers by finding the coordinator again and retrying (Kafka protocol guide)."""
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
@@ -246,7 +251,7 @@ class WireSession:
         name = API_NAMES.get(api_key, str(api_key))
         if have is None:
             raise UnsupportedApi(f"the broker does not offer {name} (API key {api_key})")
-        ours = VERSION_CAPS.get(api_key, have[1])
+        ours = min(VERSION_CAPS.get(api_key, have[1]), request_ceiling(api_key))
         version = min(have[1], ours)
         floor = max(have[0], at_least, request_floor(api_key))
         if version < floor:
@@ -383,6 +388,21 @@ class WireSession:
                 raise SessionError(f"FindCoordinator for group {group!r}: {error}")
             time.sleep(0.05)
 
+    def _group_call(self, group: str, api_key: int, fields: Mapping[str, Any],
+                    errors: Callable[[Any], Iterable[str]]) -> Any:
+        """A request to the group's coordinator. While every error in the answer is a
+        retriable coordinator error (the coordinator moved, e.g. after a restart, or is still
+        loading the group), find the coordinator again and retry, as clients do, until the
+        session's timeout; then the answer is returned as it is."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            response = self.call(api_key, fields, address=self.coordinator(group))
+            seen = set(errors(response))
+            if not seen or not seen <= RETRIABLE_COORDINATOR_ERRORS or time.monotonic() > deadline:
+                return response
+            self._coordinators.pop(group, None)
+            time.sleep(0.05)
+
     # --- topics --------------------------------------------------------------------------------
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
@@ -498,10 +518,18 @@ class WireSession:
         return error_name(p.error_code), int(p.low_watermark)
 
     def init_producer_id(self) -> tuple[str, int, int]:
-        """InitProducerId for an idempotent (non-transactional) producer: (error, id, epoch)."""
-        response = self.call(INIT_PRODUCER_ID, {"transactional_id": None, "transaction_timeout": 60_000,
-                                                "producer_id": -1, "producer_epoch": -1})
-        return error_name(response.error_code), int(response.producer_id), int(response.producer_epoch)
+        """InitProducerId for an idempotent (non-transactional) producer: (error, id, epoch).
+        The retriable coordinator errors are retried until the session's timeout, as clients do
+        (a KRaft broker answers COORDINATOR_LOAD_IN_PROGRESS until the controller has given it
+        its first block of producer ids, KIP-730)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            response = self.call(INIT_PRODUCER_ID, {"transactional_id": None, "transaction_timeout": 60_000,
+                                                    "producer_id": -1, "producer_epoch": -1})
+            error = error_name(response.error_code)
+            if error not in RETRIABLE_COORDINATOR_ERRORS or time.monotonic() > deadline:
+                return error, int(response.producer_id), int(response.producer_epoch)
+            time.sleep(0.05)
 
     # --- groups --------------------------------------------------------------------------------
 
@@ -511,11 +539,12 @@ class WireSession:
         for (t, p), off in offsets.items():
             topics.setdefault(t, []).append({"partition_index": p, "committed_offset": off,
                                              "committed_leader_epoch": -1, "committed_metadata": metadata})
-        response = self.call(OFFSET_COMMIT, {
+        response = self._group_call(group, OFFSET_COMMIT, {
             "group_id": group, "generation_id_or_member_epoch": generation, "member_id": member_id,
             "group_instance_id": None, "retention_time": -1,
             "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()],
-        }, address=self.coordinator(group))
+        }, lambda r: [error_name(p.error_code) for t in r.topics for p in t.partitions
+                      if error_name(p.error_code) != "NONE"])
         return {(t.name, int(p.partition_index)): error_name(p.error_code)
                 for t in response.topics for p in t.partitions}
 
@@ -525,10 +554,10 @@ class WireSession:
         topics: dict[str, list[int]] = {}
         for t, p in partitions:
             topics.setdefault(t, []).append(p)
-        response = self.call(OFFSET_FETCH, {
+        response = self._group_call(group, OFFSET_FETCH, {
             "group_id": group, "require_stable": False,
             "topics": [{"name": t, "partition_indexes": ps} for t, ps in topics.items()],
-        }, address=self.coordinator(group))
+        }, lambda r: [e for e in [error_name(getattr(r, "error_code", 0))] if e != "NONE"])
         top = error_name(getattr(response, "error_code", 0))
         if top != "NONE":
             raise SessionError(f"OffsetFetch for group {group!r}: {top}")
@@ -579,15 +608,33 @@ class WireSession:
         return error
 
 
+def _encodable(api_key: int, version: int) -> bool:
+    try:
+        request_class(api_key, version)
+        return True
+    except Exception:  # noqa: BLE001 - kio raises assorted errors for unknown versions
+        return False
+
+
+@functools.cache
 def request_floor(api_key: int) -> int:
     """The lowest version kio can encode for ``api_key`` (Kafka 4.x floors)."""
     for version in range(0, 20):
-        try:
-            request_class(api_key, version)
+        if _encodable(api_key, version):
             return version
-        except Exception:  # noqa: BLE001 - kio raises assorted errors for unknown versions
-            continue
     return 0
+
+
+@functools.cache
+def request_ceiling(api_key: int) -> int:
+    """The highest version kio can encode for ``api_key``: a broker newer than kio's schemas
+    (Apache Kafka 4.4 advertises ApiVersions v5, kio 0.6.5 knows v0-v4) is spoken to at most at
+    this version, as a real client speaks its own highest version."""
+    floor = request_floor(api_key)
+    version = floor
+    while _encodable(api_key, version + 1):
+        version += 1
+    return version
 
 
 def api_versions_frame(version: int, correlation_id: int = 99) -> bytes:

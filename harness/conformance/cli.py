@@ -10,11 +10,13 @@ from pathlib import Path
 import click
 
 from harness.clients import CLIENTS
+from harness.kafka_jars import DEFAULT_VERSION as DEFAULT_KAFKA_VERSION
 from harness.conformance.registry import CHECKS, split_instance
 from harness.conformance.runner import FAIL, ORDER, CheckOutcome, failures, run_suite, table, write_reports
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+DEFAULT_MATRIX = "reference,kafka,tansu"
 DEFAULT_EXAMPLES, DEFAULT_STEPS = 30, 30
 
 
@@ -42,11 +44,14 @@ def _progress(outcome: CheckOutcome) -> None:
 
 @click.command("conform")
 @click.option("--target", "target_name", type=click.Choice(TARGET_NAMES), default="reference", show_default=True,
-              help="The broker to test: launched by the harness (reference, tansu), or external (--bootstrap). "
+              help="The broker to test: launched by the harness (reference, kafka, tansu), or external (--bootstrap). "
                    "faulty-drop / faulty-reorder are deliberately wrong brokers for trying the suite out.")
 @click.option("--bootstrap", metavar="HOST:PORT[,...]", help="Bootstrap servers of an external target.")
 @click.option("--brokers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Brokers of a reference target (more than one needs the multi-broker launcher).")
+@click.option("--kafka-version", metavar="VERSION", default=None,
+              help="Apache Kafka release of the kafka target (default $KCONFORM_KAFKA_VERSION, else "
+                   f"{DEFAULT_KAFKA_VERSION}; 3.9.2 is the 3.x line). Fetched once from Maven Central.")
 @click.option("--capability", "capabilities", multiple=True, type=click.Choice(ALL_CAPABILITIES),
               help="Declare a capability an external target has that the harness cannot see (repeatable).")
 @click.option("--client", "clients", multiple=True, type=click.Choice(CLIENTS),
@@ -61,7 +66,8 @@ def _progress(outcome: CheckOutcome) -> None:
               help="Steps per state machine example.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write results.json, junit.xml, summary.txt and the recorded histories here.")
-def conform_command(target_name: str, bootstrap: str | None, brokers: int, capabilities: tuple[str, ...],
+def conform_command(target_name: str, bootstrap: str | None, brokers: int, kafka_version: str | None,
+                    capabilities: tuple[str, ...],
                     clients: tuple[str, ...], checks: list[str] | None, list_checks: bool, seed: int | None,
                     examples: int, steps: int, report_dir: Path | None) -> None:
     """Run the conformance suite against a broker and report every check.
@@ -79,6 +85,7 @@ def conform_command(target_name: str, bootstrap: str | None, brokers: int, capab
     Examples:
       kconform conform                                  # a launched reference broker
       kconform conform --target tansu --report out/
+      kconform conform --target kafka --kafka-version 3.9.2
       kconform conform --target external --bootstrap kafka1:9092 --client aiokafka
       kconform conform --checks produce-offsets-contiguous,stateful-log --seed 7
     """
@@ -92,7 +99,8 @@ def conform_command(target_name: str, bootstrap: str | None, brokers: int, capab
     seed = seed if seed is not None else random.randrange(1 << 31)
     chosen = clients or CLIENTS
     try:
-        target = make_target(target_name, bootstrap=bootstrap, brokers=brokers, capabilities=capabilities)
+        target = make_target(target_name, bootstrap=bootstrap, brokers=brokers, capabilities=capabilities,
+                             kafka_version=kafka_version)
     except TargetError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -127,7 +135,7 @@ def conform_command(target_name: str, bootstrap: str | None, brokers: int, capab
 
 
 @click.command("matrix")
-@click.option("--targets", default="reference,tansu", show_default=True,
+@click.option("--targets", default=DEFAULT_MATRIX, show_default=True,
               help="Comma-separated targets to run the suite against (launched by the harness).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/conformance.md"),
               show_default=True, help="Where to write the Markdown matrix.")
@@ -138,8 +146,10 @@ def conform_command(target_name: str, bootstrap: str | None, brokers: int, capab
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True)
 @click.option("--checks", "checks", callback=lambda _c, _p, v: _split(v), metavar="NAME,NAME",
               help="Only these checks (default: all; a partial matrix says so).")
+@click.option("--kafka-version", metavar="VERSION", default=None,
+              help=f"Apache Kafka release of the kafka target (default {DEFAULT_KAFKA_VERSION}).")
 def matrix_command(targets: str, output: Path, report_dir: Path | None, seed: int, examples: int, steps: int,
-                   checks: list[str] | None) -> None:
+                   checks: list[str] | None, kafka_version: str | None) -> None:
     """Run the suite against several targets and write the conformance matrix (Markdown).
 
     The page (docs/conformance.md by default) is generated from these real runs, never typed:
@@ -159,7 +169,7 @@ def matrix_command(targets: str, output: Path, report_dir: Path | None, seed: in
     for name in names:
         click.echo(f"== {name}", err=True)
         try:
-            with make_target(name) as target:
+            with make_target(name, kafka_version=kafka_version) as target:
                 results[name] = run_suite(target, checks=checks, clients=CLIENTS, seed=seed, examples=examples,
                                           steps=steps,
                                           report_dir=report_dir / name if report_dir else None, progress=_progress)
@@ -168,7 +178,8 @@ def matrix_command(targets: str, output: Path, report_dir: Path | None, seed: in
             sys.exit(EXIT_USAGE)
         if report_dir is not None:
             write_reports(results[name], report_dir / name)
-    command = "kconform matrix" + ("" if targets == "reference,tansu" else f" --targets {targets}") + \
+    command = "kconform matrix" + ("" if targets == DEFAULT_MATRIX else f" --targets {targets}") + \
+        ("" if kafka_version is None else f" --kafka-version {kafka_version}") + \
         ("" if seed == 1 else f" --seed {seed}") + ("" if checks is None else f" --checks {','.join(checks)}") + \
         ("" if (examples, steps) == (DEFAULT_EXAMPLES, DEFAULT_STEPS) else f" --examples {examples} --steps {steps}")
     output.parent.mkdir(parents=True, exist_ok=True)

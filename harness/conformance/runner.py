@@ -134,6 +134,9 @@ def reproduce_command(target: Target, name: str, seed: int, examples: int, steps
     args = ["kconform", "conform", "--target", target.name]
     if target.name == "external":
         args += ["--bootstrap", target.bootstrap]
+    version = getattr(target, "version", None)
+    if target.name == "kafka" and isinstance(version, str):
+        args += ["--kafka-version", version]
     args += ["--checks", base, "--seed", str(seed)]
     if client:
         args += ["--client", client]

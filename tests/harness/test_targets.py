@@ -112,7 +112,7 @@ def test_external_target_errors_name_the_problem() -> None:
     with pytest.raises(TargetError, match="launched by the harness"):
         make_target("reference", bootstrap="127.0.0.1:9092")
     with pytest.raises(TargetError, match="unknown target"):
-        make_target("kafka")
+        make_target("redpanda")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         free = sock.getsockname()[1]
