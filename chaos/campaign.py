@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import shlex
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -92,15 +90,31 @@ class CampaignSettings:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> CampaignSettings:
-        fields = {f.name for f in attrs.fields(cls)}
-        values = {k: v for k, v in obj.items() if k in fields}
-        values["workload"] = WorkloadSettings.from_json(values.get("workload", {}))
-        if values.get("faults") is not None:
-            values["faults"] = tuple(values["faults"])
-        values["proxies"] = tuple(tuple(p) for p in values.get("proxies", ()))
-        values["capabilities"] = tuple(values.get("capabilities", ()))
-        values["overrides"] = dict(values.get("overrides", {}))
-        return cls(**values)
+        """Settings saved by :meth:`to_json`; :class:`ScheduleError` names what is wrong."""
+        if not isinstance(obj, Mapping) or not obj:
+            raise ScheduleError("field 'settings': expected the campaign's settings (an object); "
+                                "replay a schedule.json written by kconform chaos")
+        try:
+            fields = {f.name for f in attrs.fields(cls)}
+            values = {k: v for k, v in obj.items() if k in fields}
+            values["workload"] = WorkloadSettings.from_json(values.get("workload", {}))
+            if values.get("faults") is not None:
+                values["faults"] = tuple(values["faults"])
+            values["proxies"] = tuple((str(a), str(b)) for a, b in values.get("proxies", ()))
+            values["capabilities"] = tuple(values.get("capabilities", ()))
+            values["overrides"] = {str(k): str(v) for k, v in dict(values.get("overrides", {})).items()}
+            settings = cls(**values)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ScheduleError(f"field 'settings': {exc}") from exc
+        checks = [(settings.target in ("reference", "tansu", "external"), "target"),
+                  (isinstance(settings.brokers, int) and settings.brokers >= 1, "brokers"),
+                  (isinstance(settings.duration, (int, float)) and settings.duration > 0, "duration"),
+                  (isinstance(settings.seed, int), "seed"),
+                  (settings.workload.acks in ("0", "1", "all"), "workload.acks")]
+        for ok, name in checks:
+            if not ok:
+                raise ScheduleError(f"field 'settings.{name}': unusable value")
+        return settings
 
     def topic_configs(self, rf: int) -> dict[str, str]:
         """The topic's configs: the safe defaults, then the overrides that are topic keys."""
@@ -112,7 +126,9 @@ class CampaignSettings:
 
 
 def replay_command(schedule_path: Path, report_dir: Path) -> str:
-    return shlex.join(["kconform", "chaos", "--replay", str(schedule_path), "--report", str(report_dir)])
+    """The command that runs this campaign again (into a sibling folder, keeping this one)."""
+    again = report_dir.with_name(report_dir.name + "-replay")
+    return shlex.join(["kconform", "chaos", "--replay", str(schedule_path), "--report", str(again)])
 
 
 # --- claims ----------------------------------------------------------------------------------------
@@ -136,7 +152,7 @@ def claims_for(settings: CampaignSettings, rf: int, topic_configs: Mapping[str, 
     w = settings.workload
     claimed: dict[str, str] = {}
     not_claimed: dict[str, str] = {}
-    for name in ("aborted-read", "read-uncommitted", "group-split-brain", "committed-offset-regression"):
+    for name in ("aborted-read", "read-uncommitted", "group-split-brain"):
         claimed[name] = "promised by Kafka under every configuration"
     min_isr = int(topic_configs.get("min.insync.replicas", "1"))
     unclean = topic_configs.get("unclean.leader.election.enable", "false").lower() == "true"
@@ -163,10 +179,20 @@ def claims_for(settings: CampaignSettings, rf: int, topic_configs: Mapping[str, 
         for name in durable_props:
             claimed[name] = (f"acks=all, min.insync.replicas={min_isr}, replication factor {rf}, "
                              "clean elections only")
+    # A log that loses records may give their offsets to others: committed offsets then point
+    # past the new end and the group resets (a step back), and idempotent producers' sequence
+    # state is lost with the records (retries are appended again).
+    if why_not_durable:
+        not_claimed["committed-offset-regression"] = "; ".join(why_not_durable)
+    else:
+        claimed["committed-offset-regression"] = "promised by Kafka whenever no acknowledged write is lost"
     idempotent = w.idempotence and w.acks == "all"
     for name in ("duplicate", "nonmonotonic-send"):
-        if idempotent:
+        if idempotent and not why_not_durable:
             claimed[name] = "enable.idempotence=true: the broker drops resent batches and keeps their order"
+        elif idempotent:
+            not_claimed[name] = ("; ".join(why_not_durable)
+                                 + " (the producer state that drops resent batches is lost with the records)")
         else:
             not_claimed[name] = ("enable.idempotence=false: a send retried after a lost answer is appended "
                                  "again, and with several requests in flight retries can reorder")
@@ -208,6 +234,22 @@ def judge(report: Report, claims: Claims, groups: Sequence[str]) -> dict[str, An
     hazards = {p: len(found.get(p, [])) for p in claims.not_claimed}
     unjudged = {p: len(a) for p, a in found.items() if p not in claims.claimed and p not in claims.not_claimed}
     return {"found": found, "violations": violations, "hazards": hazards, "unjudged": unjudged}
+
+
+@attrs.frozen
+class Progress:
+    """A snapshot of a running campaign, for progress displays (about four a second)."""
+
+    elapsed: float
+    duration: float
+    sent: int
+    acknowledged: int
+    read: int
+    faults: int  # injected so far
+    active: tuple[str, ...]  # labels of the faults in force
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -345,11 +387,14 @@ class CampaignSession:
                 schedule = random_schedule(s.seed, kinds, self.context(), s.duration, overlap=s.overlap)
         except ScheduleError as exc:
             raise CampaignError(str(exc)) from exc
+        if s.campaign not in (None, "mixed") and not schedule.faults:
+            raise CampaignError(f"campaign {s.campaign} has no fault that fits in {s.duration:g} s: "
+                                "give a longer --duration (e.g. --duration 20)")
         return attrs.evolve(schedule, settings=s.to_json())
 
     # --- one campaign ------------------------------------------------------------------------
 
-    def run(self, schedule: Schedule, report_dir: Path, *, progress: bool = False,
+    def run(self, schedule: Schedule, report_dir: Path, *, progress: ProgressCallback | None = None,
             echo: Callable[[str], None] | None = None) -> CampaignResult:
         """Play ``schedule`` on a fresh topic; write the report into ``report_dir``."""
         assert self.env is not None and self.topology is not None
@@ -365,9 +410,11 @@ class CampaignSession:
         schedule_path = report_dir / "schedule.json"
         schedule.save(schedule_path)
         replay = replay_command(schedule_path, report_dir)
+        group_prefix = f"chaos-{s.seed}-{run_id}"
         meta = {"seed": s.seed, "target": s.target, "workload": "chaos", "topic": topic,
                 "schedule": schedule.name, "settings": s.to_json(), "topic_configs": configs,
-                "replication_factor": rf, "replay": replay}
+                "replication_factor": rf, "replay": replay,
+                "groups": {f"{group_prefix}-{mode}": mode for mode in w.consumers if mode != "assigned"}}
         history_path = report_dir / "history.jsonl"
         self._create_topic(topic, w.partitions, rf, configs)
         workload: Workload | None = None
@@ -377,7 +424,7 @@ class CampaignSession:
         with HistoryWriter(history_path, meta) as history:
             nemesis = Nemesis(env, topology, history, topic)
             try:
-                workload = Workload(w, env.bootstrap, topic, history, s.seed, f"chaos-{s.seed}-{run_id}")
+                workload = Workload(w, env.bootstrap, topic, history, s.seed, group_prefix)
                 nemesis.workload = workload
                 workload.start()
                 t0 = time.monotonic()
@@ -402,6 +449,10 @@ class CampaignSession:
                 ends = self._ends(topic, w.partitions)
                 if not drain(w, env.bootstrap, topic, history, ends):
                     warnings.append("the final drain did not reach the end of every partition (unseen not checked)")
+                if workload.producers_replaced:
+                    warnings.append(f"{workload.producers_replaced} producer(s) declared dead by the client "
+                                    "library (fatal error) were replaced by new ones; their unanswered sends "
+                                    "count as unknown")
                 errors = workload.errors
                 if errors:
                     warnings.append(f"{len(errors)} unexpected workload error(s); first: {errors[0].strip()}")
@@ -462,33 +513,19 @@ class CampaignSession:
 
     @staticmethod
     def _wait(duration: float, t0: float, workload: Workload, nemesis: Nemesis, runner: NemesisRunner,
-              progress: bool) -> None:
+              progress: ProgressCallback | None) -> None:
         end = t0 + duration
-        if not progress:
-            while time.monotonic() < end and runner.fatal is None:
-                time.sleep(0.1)
-            return
-        import click
-
-        def show(item: str | None) -> str:
-            return item or ""
-
-        steps = max(1, int(duration * 4))
-        with click.progressbar(length=steps, label="campaign", file=sys.stderr, show_eta=True,
-                               item_show_func=show, width=24) as bar:
-            done = 0
-            while time.monotonic() < end and runner.fatal is None:
-                time.sleep(0.25)
-                now = min(steps, int((time.monotonic() - t0) * 4))
-                faults = "; ".join(runner.current) or "no fault"
-                line = (f"sent {workload.sent}, read {workload.read}, faults {nemesis.injected} "
-                        f"[{faults[:60]}]")
-                bar.update(now - done, line)
-                done = now
+        while time.monotonic() < end and runner.fatal is None:
+            time.sleep(0.25)
+            if progress is not None:
+                progress(Progress(min(duration, time.monotonic() - t0), duration, workload.sent,
+                                  workload.acknowledged, workload.read, nemesis.injected,
+                                  tuple(runner.current)))
 
 
 def run_campaign(settings: CampaignSettings, report_dir: Path, *, schedule: Schedule | None = None,
-                 progress: bool = False, echo: Callable[[str], None] | None = None) -> CampaignResult:
+                 progress: ProgressCallback | None = None,
+                 echo: Callable[[str], None] | None = None) -> CampaignResult:
     """Set up, run one campaign (``schedule``, or the one the settings ask for), tear down."""
     with CampaignSession(settings) as session:
         chosen = schedule if schedule is not None else session.schedule()
@@ -497,45 +534,49 @@ def run_campaign(settings: CampaignSettings, report_dir: Path, *, schedule: Sche
         return session.run(chosen, report_dir, progress=progress, echo=echo)
 
 
-@contextlib.contextmanager
-def campaign_session(settings: CampaignSettings) -> Iterator[CampaignSession]:
-    """:class:`CampaignSession` as a plain context manager function."""
-    with CampaignSession(settings) as session:
-        yield session
-
-
 def summary_text(result: CampaignResult) -> str:
-    """The closing summary the CLI prints: operations, faults, anomalies, verdict."""
+    """The closing summary the CLI prints: operations, faults, anomalies, a verdict per
+    property, and the command that replays the campaign."""
     r = result.results
     ops = r["operations"]
+    fig = r["figures"]
+    by = ops["by_operation"]
+
+    def counts(f: str) -> str:
+        c = by.get(f, {})
+        return f"{f} {sum(c.values())}" + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + ")"
+                                           if set(c) - {"ok"} else "")
+
     lines = [
-        f"operations: {ops['total']} ({', '.join(f'{f} {sum(c.values())}' for f, c in ops['by_operation'].items())}); "
-        f"{r['figures']['operations_per_second']:.0f} ops/s",
-        f"sends: {ops['by_operation'].get('send', {})}",
-        f"faults injected: {r['faults']['injected']} ({r['figures']['faults_per_minute']:.1f}/min), "
-        f"not applied: {r['faults']['not_applied']}",
-        "anomalies: " + (", ".join(f"{k}: {v}" for k, v in r["anomalies"].items()) or "none"),
+        f"operations: {ops['total']} in {fig['workload_s']:.0f} s ({fig['operations_per_second']:.0f}/s): "
+        + ", ".join(counts(f) for f in by),
+        f"faults injected: {r['faults']['injected']} ({fig['faults_per_minute']:.1f}/min)"
+        + (f", {r['faults']['not_applied']} not applicable when due" if r["faults"]["not_applied"] else ""),
+        "anomalies: " + (", ".join(f"{k} {v}" for k, v in r["anomalies"].items()) or "none"),
     ]
-    if r["violations"]:
-        lines.append("VIOLATED (claimed by this configuration): "
-                     + ", ".join(f"{k}: {v}" for k, v in r["violations"].items()))
-    hazards = r["hazards"]
-    found = {k: v for k, v in hazards.items() if v}
-    quiet = [k for k, v in hazards.items() if not v]
-    if found:
-        lines.append("hazards found (not claimed by this configuration): "
-                     + ", ".join(f"{k}: {v}" for k, v in found.items()))
-    if quiet:
-        lines.append("hazards not provoked in this run (not claimed, NOT shown safe): " + ", ".join(quiet))
+    if fig.get("first_fault_to_first_anomaly_s") is not None:
+        lines.append(f"first anomaly visible {fig['first_fault_to_first_anomaly_s']:.1f} s after the first fault")
+    lines.append("guarantees:")
+    claimed, not_claimed = r["claims"]["claimed"], r["claims"]["not_claimed"]
+    width = max((len(p) for p in [*claimed, *not_claimed]), default=10)
+    for prop in claimed:
+        n = r["violations"].get(prop, 0)
+        lines.append(f"  {prop:<{width}}  " + (f"VIOLATED ({n})" if n else "held") + "  [claimed]")
+    for prop, why in not_claimed.items():
+        n = r["hazards"].get(prop, 0)
+        state = f"hazard found ({n})" if n else "not provoked in this run (NOT shown safe)"
+        lines.append(f"  {prop:<{width}}  {state}  [not claimed: {why}]")
     for warning in r["warnings"]:
         lines.append(f"warning: {warning}")
-    lines.append(f"{'VALID' if r['valid'] else 'INVALID'}: "
-                 + ("the claimed guarantees held" if r["valid"] else "claimed guarantees were violated"))
+    found = {k: v for k, v in r["hazards"].items() if v}
+    if r["valid"]:
+        verdict = "VALID: every guarantee this configuration claims held"
+        if found:
+            verdict += "; hazards it does not claim away were found: " + ", ".join(found)
+    else:
+        verdict = "INVALID: claimed guarantees were violated: " + ", ".join(
+            f"{k} ({v})" for k, v in r["violations"].items())
+    lines.append(verdict)
     lines.append(f"report: {result.report_dir}/report.html")
     lines.append(f"replay: {r['replay']}")
     return "\n".join(lines)
-
-
-def results_json(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data

@@ -20,6 +20,11 @@ Three kinds:
   brokers *advertise the proxies*: the user gives ``LISTEN=UPSTREAM`` pairs (``--proxy``), the
   harness creates a proxy listening on LISTEN that forwards to UPSTREAM, and the broker must
   advertise LISTEN (docs/chaos.md explains how). No process control.
+
+A new kind of target (e.g. an Apache Kafka cluster the harness launches) is one more
+:class:`Environment` subclass: it starts the target with its links redirected through
+``Topology.add`` proxies, names its nodes, answers :meth:`Environment.partition_state`, and
+overrides the process-control methods it can do; :func:`make_environment` picks it by name.
 """
 
 from __future__ import annotations
@@ -458,6 +463,9 @@ class ExternalEnvironment(Environment):
                 self._upstreams[broker_name(nid)] = link.upstream
                 self._names[link.listen] = broker_name(nid)
         self.topology.links = renamed
+        if not self.proxies:  # no proxies: no network faults, but leaders can still be looked up
+            for address, nid in advertised.items():
+                self._upstreams[broker_name(nid)] = address
         self.target = ExternalTarget(self.bootstrap, self.capabilities)
         self.target.start()
         return self

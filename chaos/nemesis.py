@@ -38,6 +38,7 @@ from chaos.toxiproxy import ToxiproxyError, ToxiproxyWedged
 from harness.history.write import Recorder
 
 PROCESS = "nemesis"
+RESOLVE_WAIT_S = 3.0
 
 
 class FaultNotApplied(Exception):
@@ -247,7 +248,12 @@ class Nemesis:
         target = spec.target or ""
         if target in ("leader", "followers"):
             partition = int(spec.params.get("partition", 0))
+            # Right after another fault ends, leadership may be moving: ask again for a while.
+            deadline = time.monotonic() + RESOLVE_WAIT_S
             state = self.env.partition_state(self.topic, partition)
+            while (state is None or state.leader is None) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                state = self.env.partition_state(self.topic, partition)
             if state is None or state.leader is None:
                 raise FaultNotApplied(f"NO_LEADER: {self.topic}-{partition} has no leader now")
             if target == "leader":

@@ -27,6 +27,15 @@ from harness.checkers import Report
 from harness.history.load import History
 
 MAX_WITNESSED = 8  # anomalies shown in full per property
+# Which anomalies a reader wants to see first (data loss before bookkeeping).
+IMPORTANCE = ("lost-write", "at-least-once", "duplicate", "at-most-once", "inconsistent-offsets", "unseen",
+              "aborted-read", "read-uncommitted", "poll-skip", "nonmonotonic-poll", "nonmonotonic-send",
+              "committed-offset-regression", "group-split-brain")
+
+
+def _importance(prop: str) -> int:
+    name = prop.split("[", 1)[0]
+    return IMPORTANCE.index(name) if name in IMPORTANCE else len(IMPORTANCE)
 FAMILY_COLOURS = {"partition": "#e4572e", "link": "#f3a712", "process": "#7a4eab", "client": "#2e86ab"}
 
 
@@ -87,8 +96,9 @@ def fault_windows(history: History) -> list[dict[str, Any]]:
             if e["type"] == "ok":
                 windows[fid] = window
         else:
-            window = windows.pop(fid, None)
-            if window is not None:
+            stopped = windows.pop(fid, None)
+            if stopped is not None:
+                window = stopped
                 window["end"] = round(when, 3)
                 window["events"] += [inv["index"], e["index"]]
                 if e["type"] != "ok":
@@ -219,6 +229,7 @@ def build_results(history: History, report: Report, verdict: Mapping[str, Any], 
         "replay": replay,
         "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
         "history_start_ns": t0,
+        "schedule_duration_s": schedule.duration,
     }
 
 
@@ -273,22 +284,39 @@ def _x(t: float, end: float) -> float:
 def _nice_max(v: float) -> float:
     if v <= 0:
         return 1.0
-    exp = 10 ** math.floor(math.log10(v))
+    exp = 10.0 ** math.floor(math.log10(v))
     for m in (1, 2, 2.5, 5, 10):
         if m * exp >= v:
             return m * exp
     return 10 * exp
 
 
-def _shade(faults: Sequence[Mapping[str, Any]], end: float, top: float, height: float) -> list[str]:
+def fault_label(f: Mapping[str, Any]) -> str:
+    """How a fault window is labelled on the plots: the fault and the nodes it hit."""
+    return f"{f['fault']} {','.join(f['targets'])}".strip()
+
+
+def _shade(faults: Sequence[Mapping[str, Any]], end: float, top: float, height: float,
+           workload_end: float | None = None) -> list[str]:
+    """Fault windows as translucent bands (each with its label as a tooltip), and the phase
+    after the workload (heal, recover, drain) in grey."""
     out = []
+    if workload_end is not None and workload_end < end:
+        x = _x(workload_end, end)
+        out.append(f'<g class="after-workload"><rect x="{x:.1f}" y="{top}" width="{W - RIGHT - x:.1f}" '
+                   f'height="{height}" fill="#888" fill-opacity="0.08"/>'
+                   f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + height}" stroke="#888" '
+                   f'stroke-dasharray="3 3"/><text x="{x - 4:.1f}" y="{top + 12}" font-size="10" fill="#666" '
+                   'text-anchor="end">workload ends (then heal, recover, drain)</text></g>')
     for f in faults:
         if f["outcome"] != "ok":
             continue
         x0, x1 = _x(f["start"], end), _x(f["end"] if f["end"] is not None else end, end)
         colour = FAMILY_COLOURS.get(FAULTS[f["fault"]].family if f["fault"] in FAULTS else "", "#999")
-        out.append(f'<rect x="{x0:.1f}" y="{top}" width="{max(1.0, x1 - x0):.1f}" height="{height}" '
-                   f'fill="{colour}" fill-opacity="0.13"/>')
+        label = html.escape(fault_label(f))
+        out.append(f'<rect class="fault-window" data-fault="{html.escape(f["fault"])}" x="{x0:.1f}" y="{top}" '
+                   f'width="{max(1.0, x1 - x0):.1f}" height="{height}" fill="{colour}" fill-opacity="0.13">'
+                   f'<title>{label}</title></rect>')
     return out
 
 
@@ -330,7 +358,8 @@ def _legend(items: Sequence[tuple[str, str, str]], y: float) -> list[str]:
     return out
 
 
-def throughput_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]], end: float) -> str:
+def throughput_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]], end: float,
+                   workload_end: float | None = None) -> str:
     h, top, bottom = 230, 24, 200
     ymax = _nice_max(max([*s["send_ok"], *s["read"], *s["send_info"], *s["send_fail"], 1.0]))
 
@@ -339,7 +368,7 @@ def throughput_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, A
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" role="img" '
              f'aria-label="operations per second">']
-    parts += _shade(faults, end, top, bottom - top)
+    parts += _shade(faults, end, top, bottom - top, workload_end)
     for i in range(5):
         v = ymax * i / 4
         y = ymap(v)
@@ -358,7 +387,8 @@ def throughput_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, A
     return "".join(parts)
 
 
-def latency_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]], end: float) -> str:
+def latency_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]], end: float,
+                workload_end: float | None = None) -> str:
     h, top, bottom = 230, 24, 200
     values = [v for k in ("ack_p50", "ack_p99", "e2e_p50") for v in s[k] if not math.isnan(v) and v > 0]
     lo, hi = 1.0, max([10.0, *values])
@@ -369,7 +399,7 @@ def latency_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]
         return bottom - (bottom - top) * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" role="img" aria-label="latency">']
-    parts += _shade(faults, end, top, bottom - top)
+    parts += _shade(faults, end, top, bottom - top, workload_end)
     decade = lo
     while decade <= hi:
         y = ymap(decade)
@@ -395,7 +425,7 @@ def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple
     for f in sorted((f for f in faults if f["outcome"] == "ok"), key=lambda f: f["start"]):
         x0 = _x(f["start"], end)
         x1 = _x(f["end"] if f["end"] is not None else end, end)
-        label = f"{f['fault']} {','.join(f['targets'])}"
+        label = fault_label(f)
         right = max(x1, x0 + 6.2 * len(label) + 6)
         lane = next((i for i, edge in enumerate(lanes) if edge + 4 <= x0), None)
         if lane is None:
@@ -414,14 +444,15 @@ def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple
         colour = FAMILY_COLOURS.get(FAULTS[f["fault"]].family if f["fault"] in FAULTS else "", "#999")
         title = html.escape(f"{f['fault']} on {', '.join(f['targets'])} from {f['start']:.1f}s to "
                             f"{f['end']:.1f}s {json.dumps(f['params'])}")
-        parts.append(f'<g><title>{title}</title><rect x="{x0:.1f}" y="{y}" width="{max(2.0, x1 - x0):.1f}" '
+        parts.append(f'<g class="fault-bar" data-fault="{html.escape(f["fault"])}"><title>{title}</title>'
+                     f'<rect x="{x0:.1f}" y="{y}" width="{max(2.0, x1 - x0):.1f}" '
                      f'height="{lane_h - 5}" fill="{colour}" fill-opacity="0.35" stroke="{colour}"/>'
                      f'<text x="{x0 + 3:.1f}" y="{y + 11}" font-size="11">{html.escape(label)}</text></g>')
     parts.append(f'<text x="{LEFT - 6}" y="{marks_y + 4}" font-size="11" text-anchor="end">anomalies</text>')
     parts.append(f'<line x1="{LEFT}" y1="{marks_y}" x2="{W - RIGHT}" y2="{marks_y}" stroke="#bbb"/>')
     for t, name in detections:
         x = _x(t, end)
-        parts.append(f'<g><title>{html.escape(name)} visible at {t:.2f}s</title>'
+        parts.append(f'<g class="anomaly-mark"><title>{html.escape(name)} visible at {t:.2f}s</title>'
                      f'<path d="M{x:.1f},{marks_y - 6} l5,9 l-10,0 z" fill="#c0392b"/></g>')
     parts += _axis_x(end, marks_y + 14)
     parts.append("</svg>")
@@ -439,9 +470,10 @@ def _event_line(history: History, index: int, t0: int) -> str:
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1140px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
-.verdict{display:inline-block;padding:4px 10px;border-radius:4px;color:#fff;font-weight:600}
-.valid{background:#1b7f3b}.invalid{background:#c0392b}
+h1{font-size:20px;margin:0 0 4px;line-height:1.6}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.verdict{display:inline-block;padding:2px 8px;border-radius:4px;color:#fff;font-weight:600;font-size:14px;vertical-align:middle}
+.valid{background:#1b7f3b}.invalid{background:#c0392b}.hazards{background:#b86e00}
+details{margin:6px 0}summary{cursor:pointer;font-size:15px;margin:10px 0 4px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.bad{color:#c0392b;font-weight:600}.hazard{color:#a05a00}.quiet{color:#777}
 pre{background:#f7f7f7;padding:8px;font-size:12px;overflow-x:auto;white-space:pre}
@@ -456,6 +488,7 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     bucket = max(1.0, end / 300)
     s = series(history, bucket)
     faults = results["faults"]["windows"]
+    workload_end = results["schedule_duration_s"]
     detections = sorted((w["detected"], f"{prop}: {w['explanation']}") for prop, ws in results["witnesses"].items()
                         for w in ws)
     valid = results["valid"]
@@ -465,9 +498,13 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
            f"<title>kconform chaos: {e(results['target'])}, seed {results['seed']}</title>",
            f"<style>{CSS}</style></head><body>"]
-    out.append(f"<h1>kconform chaos campaign: {e(results['target'])} "
-               f"<span class='verdict {'valid' if valid else 'invalid'}'>"
-               f"{'VALID' if valid else 'INVALID'}</span></h1>")
+    found_hazards = [k for k, n in results["hazards"].items() if n]
+    badge = (f"<span class='verdict invalid'>INVALID: {len(results['violations'])} claimed guarantee(s) "
+             "violated</span>" if not valid else "<span class='verdict valid'>VALID: claimed guarantees held</span>")
+    if found_hazards:
+        badge += (f" <span class='verdict hazards' title='{e(', '.join(found_hazards))}'>"
+                  f"{len(found_hazards)} unclaimed hazard(s) found</span>")
+    out.append(f"<h1>kconform chaos campaign: {e(results['target'])} {badge}</h1>")
     settings = results["settings"]
     w = settings["workload"]
     out.append(f"<p class='small'>schedule <b>{e(str(results['schedule']))}</b>, seed <b>{results['seed']}</b>, "
@@ -485,9 +522,9 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     out.append(f"<p class='small'>Replay: <code>{e(results['replay'])}</code></p>")
     for warning in results["warnings"]:
         out.append(f"<p class='hazard'>warning: {e(warning)}</p>")
-    out.append("<h2>Throughput</h2><div class='chart'>" + throughput_svg(s, faults, end) + "</div>")
+    out.append("<h2>Throughput</h2><div class='chart'>" + throughput_svg(s, faults, end, workload_end) + "</div>")
     out.append("<div class='chart'>" + timeline_svg(faults, detections, end) + "</div>")
-    out.append("<h2>Latency</h2><div class='chart'>" + latency_svg(s, faults, end) + "</div>")
+    out.append("<h2>Latency</h2><div class='chart'>" + latency_svg(s, faults, end, workload_end) + "</div>")
     out.append(f"<p class='small'>Buckets of {bucket:g} s. Shaded: fault windows (red: partitions, orange: "
                "link toxics, purple: processes, blue: clients). Triangles: the moment each anomaly became "
                "visible (its last witnessing event).</p>")
@@ -529,16 +566,23 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     out.append("<h2>Anomalies and their witnesses</h2>")
     if not results["witnesses"]:
         out.append("<p>None found.</p>")
-    for prop, witnesses in results["witnesses"].items():
-        status = "VIOLATION" if prop in results["violations"] else "hazard (not claimed)"
+    else:
+        out.append("<p class='small'>Violations of claimed guarantees first, then hazards; each anomaly with "
+                   "the history events (index, seconds, process, type, operation, value) that witness it.</p>")
+    order = sorted(results["witnesses"].items(),
+                   key=lambda item: (item[0] not in results["violations"], _importance(item[0]), item[0]))
+    for n, (prop, witnesses) in enumerate(order):
+        status = "VIOLATION of a claimed guarantee" if prop in results["violations"] else "hazard (not claimed)"
         cls = "bad" if prop in results["violations"] else "hazard"
-        out.append(f"<h3><span class='{cls}'>{e(prop)}</span>: {len(witnesses)} ({status})</h3>")
+        out.append(f"<details class='anomaly' data-property='{e(prop)}'{' open' if n == 0 else ''}>"
+                   f"<summary><span class='{cls}'>{e(prop)}</span>: {len(witnesses)} ({status})</summary>")
         for wit in witnesses[:MAX_WITNESSED]:
             lines = "\n".join(e(_event_line(history, i, t0)) for i in wit["events"])
             out.append(f"<p>{e(wit['explanation'])} <span class='small'>(visible at {wit['detected']:.2f} s)"
                        f"</span></p><pre>{lines}</pre>")
         if len(witnesses) > MAX_WITNESSED:
             out.append(f"<p class='small'>... and {len(witnesses) - MAX_WITNESSED} more in results.json.</p>")
+        out.append("</details>")
     out.append("<h2>Environment</h2><pre>" + e(json.dumps(results["environment"], indent=2, default=str))
                + "</pre>")
     out.append("</body></html>\n")

@@ -239,8 +239,10 @@ def draw_fault(c: Chooser, kind: str, ctx: Context) -> tuple[str | None, dict[st
         return target, params
     if kind in ("kill", "pause", "restart", "wipe"):
         options = ["leader", *ctx.brokers] + ([n for n in nodes if n not in ctx.brokers] if kind != "wipe" else [])
+        if kind != "wipe" and len(ctx.brokers) > 1:
+            options.append("followers")  # last: shrinking prefers the leader and single nodes
         target = c.choice(options)
-        return target, (partition if target == "leader" else {})
+        return target, (partition if target in ("leader", "followers") else {})
     if kind == "consumer-crash":
         return c.choice(list(ctx.consumers)), {}
     raise ScheduleError(f"unknown fault {kind!r}")
@@ -268,14 +270,18 @@ def draw_one(c: Chooser, kinds: Sequence[str], ctx: Context, overlap: bool, dura
 
 def layout(drawn: Sequence[Drawn], duration: float, overlap: bool, lead_in: float = 2.0,
            tail: float = 2.0) -> tuple[FaultSpec, ...]:
-    """Place drawn faults in time: one after another (``overlap`` False: each starts its offset
-    after the previous one ended) or each at its own offset; the first ``lead_in`` seconds stay
-    quiet (the workload gets going) and every fault ends ``tail`` seconds before the end."""
-    out = []
+    """Place drawn faults in time: one after another (``overlap`` False: the first at the end
+    of the lead-in, each next one its offset after the previous one ended) or each at its own
+    offset; the first ``lead_in`` seconds stay quiet (the workload gets going) and every fault
+    ends ``tail`` seconds before the end."""
+    out: list[FaultSpec] = []
     cursor = lead_in
     last = duration - tail
     for d in drawn:
-        at = (cursor if not overlap else lead_in) + d.offset * TICK_S
+        # One after another, the first fault starts right after the lead-in: even a short
+        # campaign gets a fault.
+        gap = d.offset * TICK_S if (overlap or out) else 0.0
+        at = (cursor if not overlap else lead_in) + gap
         if at + MIN_FAULT_S > last:
             if overlap:
                 continue

@@ -27,6 +27,7 @@ offset 0 to its end (a ``drain`` operation in the history).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -43,10 +44,12 @@ from harness.clients import (
     ConsumerSettings,
     Producer,
     ProducerSettings,
+    SendHandle,
     make_consumer,
     make_producer,
 )
 from harness.history.write import Recorder
+from specs.produce import Outcome
 
 CONSUMER_MODES = ("assigned", "commit-after", "commit-before")
 TP = tuple[str, int]
@@ -98,6 +101,7 @@ class _Worker(threading.Thread):
         self.workload = workload
         self.stop_event = threading.Event()
         self.errors: list[str] = []
+        self.errors_seen = 0  # recoverable library failures (a producer replaced)
 
     def _unexpected(self) -> None:
         self.errors.append(traceback.format_exc(limit=6))
@@ -105,44 +109,86 @@ class _Worker(threading.Thread):
 
 
 class ProducerWorker(_Worker):
-    """Sends at a steady rate until stopped, then flushes."""
+    """Sends at a steady rate until stopped, then flushes.
+
+    A producer the library declares dead (librdkafka's fatal errors, e.g. an idempotent
+    producer whose sequence numbers the broker no longer knows after an unclean election) is
+    closed and replaced by a new incarnation under a new process name (``p0.2``), so values
+    stay unique; the dead one's unanswered sends stay pending (indeterminate) in the history.
+    """
 
     def __init__(self, workload: Workload, name: str, seed: int) -> None:
         super().__init__(workload, name)
+        self.name_base = name
         self.process = name
+        self.incarnation = 1
         self.rng = random.Random(seed)
         self.sent = 0
+        self.acknowledged = 0
         self.flushed = threading.Event()
         self.unflushed = 0
+        self._pending: list[SendHandle] = []
+
+    def _prune(self) -> None:
+        still = []
+        for handle in self._pending:
+            if handle.done:
+                if handle.result(0).outcome is Outcome.SUCCESS:
+                    self.acknowledged += 1
+            else:
+                still.append(handle)
+        self._pending = still
+
+    def _open(self) -> Producer:
+        w = self.workload
+        return make_producer(w.settings.client, w.bootstrap, w.settings.producer_settings(), w.history,
+                             self.process)
+
+    def _replace(self, producer: Producer) -> Producer:
+        """Close a producer the library gave up on and start the next incarnation."""
+        self.errors_seen += 1
+        with contextlib.suppress(Exception):
+            producer.close()
+        self._pending = []
+        self.incarnation += 1
+        self.process = f"{self.name_base}.{self.incarnation}"
+        time.sleep(0.2)
+        return self._open()
 
     def run(self) -> None:
-        w = self.workload
-        s = w.settings
+        s = self.workload.settings
         producer: Producer | None = None
         try:
-            producer = make_producer(s.client, w.bootstrap, s.producer_settings(), w.history, self.process)
+            producer = self._open()
             interval = 1.0 / s.rate
             next_at = time.monotonic()
-            pending: list[Any] = []
             while not self.stop_event.is_set():
-                if len(pending) >= s.max_pending:
-                    pending = [h for h in pending if not h.done]
-                    if len(pending) >= s.max_pending:
+                try:
+                    self._prune()
+                    if len(self._pending) >= s.max_pending:
                         producer.serve(0.05)
                         continue
-                now = time.monotonic()
-                if now < next_at:
-                    producer.serve(min(0.05, next_at - now))
-                    continue
-                if now - next_at > 1.0:
-                    next_at = now  # fell behind (a fault): no burst to catch up
-                partition = self.rng.randrange(s.partitions)
-                pending.append(producer.send(w.topic, None, producer.next_value(), partition))
-                self.sent += 1
-                next_at += interval
-                if self.sent % 64 == 0:
-                    pending = [h for h in pending if not h.done]
-            self.unflushed = producer.flush(s.delivery_timeout_ms / 1000 + 5)
+                    now = time.monotonic()
+                    if now < next_at:
+                        producer.serve(min(0.05, next_at - now))
+                        continue
+                    if now - next_at > 1.0:
+                        next_at = now  # fell behind (a fault): no burst to catch up
+                    partition = self.rng.randrange(s.partitions)
+                    self._pending.append(producer.send(self.workload.topic, None, producer.next_value(),
+                                                       partition))
+                    self.sent += 1
+                    next_at += interval
+                except Exception as exc:  # noqa: BLE001 - the library declared this producer dead
+                    if not _fatal(exc):
+                        raise
+                    producer = self._replace(producer)
+            try:
+                self.unflushed = producer.flush(s.delivery_timeout_ms / 1000 + 5)
+            except Exception as exc:  # noqa: BLE001
+                if not _fatal(exc):
+                    raise
+            self._prune()
         except Exception:  # noqa: BLE001 - a workload bug must be reported, not kill the campaign
             self._unexpected()
         finally:
@@ -150,8 +196,15 @@ class ProducerWorker(_Worker):
             if producer is not None:
                 try:
                     producer.close()
-                except Exception:  # noqa: BLE001
-                    self._unexpected()
+                except Exception as exc:  # noqa: BLE001
+                    if not _fatal(exc):
+                        self._unexpected()
+
+
+def _fatal(exc: BaseException) -> bool:
+    """A client library's "this producer can no longer be used" error."""
+    text = str(exc)
+    return "FATAL" in text or "fatal" in text.lower()
 
 
 class ConsumerWorker(_Worker):
@@ -292,6 +345,14 @@ class Workload:
     @property
     def sent(self) -> int:
         return sum(p.sent for p in self.producers)
+
+    @property
+    def acknowledged(self) -> int:
+        return sum(p.acknowledged for p in self.producers)
+
+    @property
+    def producers_replaced(self) -> int:
+        return sum(p.errors_seen for p in self.producers)
 
     @property
     def read(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from chaos.cli import chaos_command
 from harness.check_cli import check_command
 from harness.conformance.cli import conform_command, matrix_command
 from harness.roundtrip import roundtrip_command
@@ -23,5 +24,6 @@ main.add_command(broker_command)
 main.add_command(cluster_command)
 main.add_command(roundtrip_command)
 main.add_command(check_command)
+main.add_command(chaos_command)
 main.add_command(conform_command)
 main.add_command(matrix_command)

@@ -1,0 +1,323 @@
+"""``kconform chaos``: run one chaos campaign from the command line and report on it.
+
+This is the user's way into ``chaos.campaign``: it turns options into
+:class:`~chaos.campaign.CampaignSettings` (or reads them back from a saved schedule with
+``--replay``), shows progress while the workload runs (a bar redrawn in place on a terminal,
+a line every few seconds otherwise, so CI logs stay readable), prints the closing summary and
+exits with the verdict: 0 when every guarantee the configuration claims held, 1 when a claimed
+guarantee was violated, 2 when the campaign could not run (bad arguments, no Toxiproxy, a
+target that does not start, an unreadable schedule). ``harness/cli.py`` registers the command.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from click.core import ParameterSource
+
+from chaos.campaign import (
+    CampaignError,
+    CampaignSettings,
+    Progress,
+    run_campaign,
+    summary_text,
+)
+from chaos.faults import FAMILIES, FAULTS
+from chaos.schedule import NAMED, Schedule, ScheduleError
+from chaos.workload import CONSUMER_MODES, WorkloadSettings
+from harness.clients import CLIENTS
+from harness.targets import ALL_CAPABILITIES
+
+EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP = 0, 1, 2
+TARGETS = ("reference", "tansu", "external")
+# Options that a replayed schedule brings with it: giving them with --replay is an error.
+_FROM_SCHEDULE = ("target", "brokers", "duration", "faults", "campaign", "acks", "idempotence",
+                  "overrides", "seed", "consumers", "client", "producers", "rate", "partitions", "overlap")
+
+
+def _faults(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """``--faults``: fault names and family names, comma-separated (``all``: every safe one)."""
+    if value is None or value.strip() in ("", "all"):
+        return None
+    out: list[str] = []
+    for name in (n.strip() for n in value.split(",") if n.strip()):
+        if name in FAMILIES:
+            out += [k.name for k in FAULTS.values() if k.family == name and not k.unsafe]
+        elif name in FAULTS:
+            out.append(name)
+        else:
+            raise click.BadParameter(
+                f"unknown fault {name!r}; faults: {', '.join(FAULTS)}; families: {', '.join(FAMILIES)} "
+                "(see `kconform chaos --list` and docs/faults.md)")
+    return tuple(dict.fromkeys(out))
+
+
+def _overrides(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in value:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected key=value, e.g. unclean.leader.election.enable=true")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def _consumers(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in value.split(",") if m.strip())
+    bad = [m for m in modes if m not in CONSUMER_MODES]
+    if bad:
+        raise click.BadParameter(f"unknown consumer mode(s) {', '.join(bad)}; modes: {', '.join(CONSUMER_MODES)}")
+    return modes
+
+
+def _fault_list() -> str:
+    lines = ["Faults (--faults NAME,... or a family: " + ", ".join(FAMILIES) + "):"]
+    for kind in FAULTS.values():
+        unsafe = " [unsafe: only when named]" if kind.unsafe else ""
+        lines.append(f"  {kind.name:<18} {kind.family:<9} {kind.summary}{unsafe}")
+    lines.append("")
+    lines.append("Named campaigns (--campaign NAME):")
+    for name, (text, _make) in NAMED.items():
+        lines.append(f"  {name:<18} {text}")
+    return "\n".join(lines)
+
+
+class ProgressDisplay:
+    """A bar redrawn in place on a terminal; elsewhere a plain line every ``every_s`` seconds."""
+
+    def __init__(self, stream: IO[str], tty: bool | None = None, every_s: float = 5.0,
+                 width: int | None = None) -> None:
+        self.stream = stream
+        self.width = width  # None: the terminal's, at each redraw
+        self.tty = stream.isatty() if tty is None else tty
+        self.every_s = every_s
+        self._last = -1e9
+        self._drawn = False
+
+    def line(self, p: Progress) -> str:
+        faults = "; ".join(p.active) if p.active else "no fault active"
+        return (f"{p.elapsed:5.1f}/{p.duration:g} s  sent {p.sent}  acked {p.acknowledged}  read {p.read}  "
+                f"faults {p.faults}  [{faults}]")
+
+    def __call__(self, p: Progress) -> None:
+        if self.tty:
+            width = self.width or shutil.get_terminal_size((100, 20)).columns
+            filled = int(20 * p.elapsed / p.duration) if p.duration else 20
+            text = f"[{'#' * filled}{'.' * (20 - filled)}] {self.line(p)}"
+            self.stream.write("\r" + text[: width - 1].ljust(width - 1))
+            self.stream.flush()
+            self._drawn = True
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every_s or p.elapsed >= p.duration:
+            self._last = now
+            self.stream.write(f"chaos: {self.line(p)}\n")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def _settings_from_options(o: dict[str, Any]) -> CampaignSettings:
+    acks: str = o["acks"]
+    idempotence: bool | None = o["idempotence"]
+    if idempotence is None:
+        idempotence = acks == "all"
+    elif idempotence and acks != "all":
+        raise click.UsageError(f"--idempotence needs --acks all (Kafka refuses enable.idempotence with acks={acks}); "
+                               "add --no-idempotence")
+    if o["target"] == "external" and not (o["bootstrap"] or o["proxies"]):
+        raise click.UsageError("--target external needs --proxy LISTEN=UPSTREAM for each broker (network faults) "
+                               "or --bootstrap HOST:PORT (no network faults); see docs/chaos.md")
+    if o["target"] != "external" and (o["bootstrap"] or o["proxies"]):
+        raise click.UsageError(f"--bootstrap and --proxy are for --target external; the {o['target']} target is "
+                               "launched by kconform")
+    if o["campaign"] not in (None, "mixed") and o["faults"] is not None:
+        raise click.UsageError(f"--campaign {o['campaign']} has its own faults; --faults goes with --campaign mixed "
+                               "or no campaign")
+    if o["target"] == "reference":
+        from reference_broker.cluster import RESERVED_KEYS
+
+        reserved = sorted(RESERVED_KEYS & o["overrides"].keys())
+        if reserved:
+            raise click.UsageError(f"--override {', '.join(reserved)}: set by the cluster launcher for each node")
+    proxies: list[tuple[str, str]] = []
+    if o["proxies"]:
+        from chaos.environment import ChaosEnvironmentError, parse_proxies
+
+        try:
+            proxies = parse_proxies(o["proxies"])
+        except ChaosEnvironmentError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if o["bootstrap"]:
+        from harness.targets import TargetError
+        from harness.targets.external import parse_bootstrap
+
+        try:
+            parse_bootstrap(o["bootstrap"])
+        except TargetError as exc:
+            raise click.UsageError(str(exc)) from exc
+    seed = o["seed"] if o["seed"] is not None else secrets.randbelow(2**31)
+    workload = WorkloadSettings(client=o["client"], producers=o["producers"], rate=o["rate"], acks=acks,
+                                idempotence=idempotence, consumers=o["consumers"], partitions=o["partitions"])
+    brokers = 1 if o["target"] == "tansu" else o["brokers"]
+    return CampaignSettings(target=o["target"], brokers=brokers, duration=o["duration"], seed=seed,
+                            workload=workload, overrides=o["overrides"], faults=o["faults"],
+                            campaign=o["campaign"], overlap=o["overlap"], proxies=tuple(proxies),
+                            bootstrap=o["bootstrap"], capabilities=tuple(o["capabilities"]))
+
+
+EXAMPLES = """
+\b
+Examples:
+  kconform chaos --duration 60 --report reports/chaos
+      safe settings (RF 3, min.insync.replicas 2, acks=all, idempotence): exits 0 on a correct broker
+  kconform chaos --faults kill,pause,isolate-leader --seed 42
+      only these faults, drawn from seed 42
+  kconform chaos --campaign acks1-loss --acks 1 --duration 20
+      a named campaign that shows acks=1 losing acknowledged writes (reported as a hazard)
+  kconform chaos --override unclean.leader.election.enable=true --campaign unclean-loss
+  kconform chaos --replay reports/chaos/schedule.json --report reports/chaos-replay
+  kconform chaos --target external --proxy 127.0.0.1:19092=127.0.0.1:9092 --faults link
+      a broker you run, advertising 127.0.0.1:19092 (docs/chaos.md)
+\b
+Exit status: 0 every claimed guarantee held; 1 a claimed guarantee was violated;
+2 the campaign could not run (bad arguments, setup error, unreadable --replay file).
+"""
+
+
+@click.command("chaos", epilog=EXAMPLES, context_settings={"max_content_width": 110})
+@click.option("--target", type=click.Choice(TARGETS), default="reference", show_default=True,
+              help="reference: a controller and --brokers reference brokers launched here, every link "
+                   "proxied; tansu: one Tansu process; external: brokers you run (--proxy or --bootstrap).")
+@click.option("--bootstrap", default=None, metavar="HOST:PORT[,...]",
+              help="External target without proxies (no network faults), e.g. --bootstrap 127.0.0.1:9092.")
+@click.option("--proxy", "proxies", multiple=True, metavar="LISTEN=UPSTREAM",
+              help="External target: a client proxy per broker, e.g. --proxy 127.0.0.1:19092=127.0.0.1:9092; "
+                   "the broker must advertise LISTEN (repeatable).")
+@click.option("--capability", "capabilities", multiple=True, type=click.Choice(ALL_CAPABILITIES), metavar="NAME",
+              help="External target: a capability kconform cannot see, e.g. --capability replication.")
+@click.option("--brokers", type=click.IntRange(1, 9), default=3, show_default=True,
+              help="Reference target: how many brokers (plus one controller), e.g. --brokers 5.")
+@click.option("--duration", type=click.FloatRange(min=4, max=24 * 3600), default=60.0, show_default=True,
+              metavar="SECONDS", help="How long the workload runs under faults, e.g. --duration 300.")
+@click.option("--faults", callback=_faults, default=None, metavar="LIST",
+              help="Faults to draw from, comma-separated names or families, e.g. --faults kill,pause,partition "
+                   "(default: every safe fault the target supports; `--list` shows them).")
+@click.option("--campaign", type=click.Choice(list(NAMED)), default=None,
+              help="A named campaign instead of drawn faults, e.g. --campaign acks1-loss (`--list`).")
+@click.option("--overlap", is_flag=True, help="Let drawn faults overlap (default: one after another).")
+@click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True,
+              help="Producer acks, e.g. --acks 1 (not durable: lost writes are reported as a hazard).")
+@click.option("--idempotence/--no-idempotence", default=None,
+              help="Idempotent producers (default: on with --acks all, else off), e.g. --no-idempotence.")
+@click.option("--override", "overrides", multiple=True, callback=_overrides, metavar="KEY=VALUE",
+              help="Broker/topic config (repeatable), e.g. --override unclean.leader.election.enable=true "
+                   "--override min.insync.replicas=1.")
+@click.option("--consumers", callback=_consumers, default="assigned,commit-after,commit-after",
+              show_default=True, metavar="MODES",
+              help=f"One consumer per mode ({', '.join(CONSUMER_MODES)}), e.g. --consumers "
+                   "assigned,commit-before,commit-after.")
+@click.option("--client", type=click.Choice(CLIENTS), default="confluent-kafka", show_default=True,
+              help="Client library of the workload, e.g. --client kafka-python.")
+@click.option("--producers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Producer threads, e.g. --producers 4.")
+@click.option("--rate", type=click.FloatRange(min=1, max=100_000), default=100.0, show_default=True,
+              help="Records per second per producer, e.g. --rate 500.")
+@click.option("--partitions", type=click.IntRange(1, 64), default=3, show_default=True,
+              help="Partitions of the campaign topic, e.g. --partitions 6.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed of every random choice (default: a random one, always printed), e.g. --seed 42.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("reports/chaos"), show_default=True,
+              help="Report folder (history.jsonl, schedule.json, results.json, junit.xml, report.html).")
+@click.option("--replay", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
+              help="Run the schedule and settings saved in FILE again, e.g. --replay reports/chaos/schedule.json.")
+@click.option("--list", "list_only", is_flag=True, help="List the faults and named campaigns, then exit.")
+@click.pass_context
+def chaos_command(ctx: click.Context, /, **options: Any) -> None:
+    """Run a chaos campaign: real brokers, real Toxiproxy proxies on every link, real clients.
+
+    Producers and consumers run for --duration seconds while faults (network partitions, link
+    toxics, process kills and pauses, consumer crashes) are injected on a schedule drawn from
+    --seed or named by --campaign. Then every fault is healed, the cluster recovers, every
+    partition is drained, and the history is checked against the guarantees the configuration
+    claims. Hazards the configuration does not claim away (acks=1 loss, duplicates without
+    idempotence) are reported as found or as not provoked, never as safe.
+    """
+    if options["list_only"]:
+        click.echo(_fault_list())
+        return
+    err = sys.stderr
+    schedule: Schedule | None = None
+    if options["replay"] is not None:
+        given = [name for name in _FROM_SCHEDULE
+                 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--replay takes its settings from the file; drop {', '.join('--' + g for g in given)}")
+        try:
+            schedule = Schedule.load(options["replay"])
+        except ScheduleError as exc:
+            click.echo(f"kconform chaos: cannot replay: {exc}", err=True)
+            sys.exit(EXIT_SETUP)
+        try:
+            settings = CampaignSettings.from_json(schedule.settings)
+        except ScheduleError as exc:
+            click.echo(f"kconform chaos: cannot replay: {options['replay']}: {exc}", err=True)
+            sys.exit(EXIT_SETUP)
+        if options["bootstrap"] or options["proxies"]:
+            settings = _with_addresses(settings, options)
+    else:
+        settings = _settings_from_options(options)
+    report_dir: Path = options["report_dir"]
+    click.echo(f"kconform chaos: target {settings.target}, seed {settings.seed}, {settings.duration:g} s, "
+               f"acks={settings.workload.acks}, idempotence={'on' if settings.workload.idempotence else 'off'}"
+               + (f", overrides {settings.overrides}" if settings.overrides else ""))
+    display = ProgressDisplay(err, every_s=max(5.0, settings.duration / 12))
+
+    def echo(text: str) -> None:
+        display.done()
+        click.echo(text, err=not text.startswith("schedule"))
+
+    started = time.monotonic()
+    try:
+        result = run_campaign(settings, report_dir, schedule=schedule, progress=display, echo=echo)
+    except CampaignError as exc:
+        display.done()
+        click.echo(f"kconform chaos: setup error: {exc}", err=True)
+        click.echo(f"(seed {settings.seed}; nothing was left running)", err=True)
+        sys.exit(EXIT_SETUP)
+    except KeyboardInterrupt:
+        display.done()
+        click.echo(f"kconform chaos: interrupted (seed {settings.seed}); every process and proxy was stopped",
+                   err=True)
+        sys.exit(130)
+    display.done()
+    click.echo("")
+    click.echo(summary_text(result))
+    click.echo(f"took {time.monotonic() - started:.0f} s")
+    sys.exit(EXIT_VALID if result.valid else EXIT_VIOLATED)
+
+
+def _with_addresses(settings: CampaignSettings, options: dict[str, Any]) -> CampaignSettings:
+    """A replayed external campaign, pointed at new addresses."""
+    import attrs
+
+    from chaos.environment import ChaosEnvironmentError, parse_proxies
+
+    try:
+        proxies = tuple(parse_proxies(options["proxies"]))
+    except ChaosEnvironmentError as exc:
+        raise click.UsageError(str(exc)) from exc
+    return attrs.evolve(settings, proxies=proxies or settings.proxies,
+                        bootstrap=options["bootstrap"] or settings.bootstrap)
+

@@ -1,0 +1,66 @@
+"""Fixtures for chaos tests: skip without Toxiproxy, and fail any test that leaks a process.
+
+Every test here is checked for leftovers after it ends: no child process of the test process
+may still be alive (brokers, the controller, the Toxiproxy server), whether the test passed or
+failed. That is DESIGN principle 9 checked on every campaign the suite runs, not once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chaos.toxiproxy import ToxiproxyError, find_toxiproxy_binary
+
+
+def live_children(pid: int | None = None) -> list[tuple[int, str]]:
+    """Living (not zombie) descendants of ``pid`` (default: this process): (pid, command)."""
+    root = os.getpid() if pid is None else pid
+    parents: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'.
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state == "Z":
+            continue
+        parents.setdefault(int(ppid), []).append(int(entry.name))
+        names[int(entry.name)] = cmdline.strip()[:200]
+    out: list[tuple[int, str]] = []
+    todo = [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append((child, names[child]))
+            todo.append(child)
+    return out
+
+
+def require_toxiproxy() -> None:
+    try:
+        find_toxiproxy_binary()
+    except ToxiproxyError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Fail the test if it leaves a child process running (checked after a short grace period)."""
+    before = {pid for pid, _ in live_children()}
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = [(pid, cmd) for pid, cmd in live_children() if pid not in before]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not left, f"processes left running: {left}"

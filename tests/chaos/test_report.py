@@ -1,0 +1,151 @@
+"""The campaign report, built from a small literal history: results.json, junit.xml and the
+structure of report.html (plots, labelled fault windows, anomalies with their witnesses).
+
+No browser here: the HTML is parsed, and its SVG elements are looked at by class and label.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from chaos.campaign import CampaignSettings, claims_for, judge
+from chaos.nemesis import PROCESS as NEMESIS
+from chaos.report import write_report
+from chaos.schedule import FaultSpec, Schedule
+from chaos.workload import WorkloadSettings
+from harness.checkers import check
+from harness.history.write import HistoryBuilder
+
+TOPIC = "t"
+
+
+def _history() -> tuple[HistoryBuilder, int]:
+    """Two seconds of sends and reads; an isolate-leader fault from about 0.5 s to 1.5 s; the
+    write at offset 5 is acknowledged but a consumer reads offset 4 then 6 (a lost-write)."""
+    h = HistoryBuilder({"topic_configs": {"min.insync.replicas": "2"}}, step=10_000_000)  # 10 ms per event
+    lost = -1
+    for offset in range(10):
+        if offset == 3:
+            i = h.invoke(NEMESIS, "fault", action="start", fault="isolate-leader", targets=["b2"],
+                         params={"partition": 0, "id": 0})
+            h.ok(i)
+        i = h.send("p0", TOPIC, f"p0-{offset}", partition=0, offset=offset)
+        if offset == 5:
+            lost = i
+        if offset == 8:
+            i = h.invoke(NEMESIS, "fault", action="stop", fault="isolate-leader", targets=["b2"],
+                         params={"partition": 0, "id": 0})
+            h.ok(i)
+    h.poll("c0", [(TOPIC, 0, o, f"p0-{o}") for o in (0, 1, 2, 3, 4)])
+    h.poll("c0", [(TOPIC, 0, o, f"p0-{o}") for o in (6, 7, 8, 9)])
+    return h, lost
+
+
+class _Collect(HTMLParser):
+    """Every start tag with its attributes, in order, and the text inside each element."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.stack: list[list[Any]] = []
+        self.texts: list[tuple[str, dict[str, str], str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, a))
+        self.stack.append([tag, a, ""])
+
+    def handle_endtag(self, tag: str) -> None:
+        while self.stack:
+            t, a, text = self.stack.pop()
+            self.texts.append((t, a, text))
+            if self.stack:
+                self.stack[-1][2] += text
+            if t == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if self.stack:
+            self.stack[-1][2] += data
+
+    def find(self, tag: str, **attrs: str) -> list[tuple[dict[str, str], str]]:
+        return [(a, text) for t, a, text in self.texts
+                if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+
+
+def _write(tmp_path: Path) -> tuple[dict[str, Any], int]:
+    builder, lost = _history()
+    history = builder.history()
+    settings = CampaignSettings(duration=2.0, seed=7, workload=WorkloadSettings(idempotence=False))
+    schedule = Schedule((FaultSpec("isolate-leader", 0.3, 1.0, "leader", {"partition": 0}),), 2.0, 7, "test",
+                        settings.to_json())
+    configs = settings.topic_configs(3)
+    report = check(history)
+    claims = claims_for(settings, 3, configs, schedule, True, {})
+    verdict = judge(report, claims, [])
+    results = write_report(tmp_path, history, report, verdict, claims, schedule, settings=settings,
+                           environment={"nodes": ["b1", "b2", "b3", "controller"]}, warnings=[],
+                           replay="kconform chaos --replay x/schedule.json --report x-replay",
+                           started=time.time(), injected=1)
+    return results, lost
+
+
+def test_results_json_has_the_verdict_anomalies_operations_and_faults(tmp_path: Path) -> None:
+    """results.json says invalid (lost-write is claimed with acks=all), counts anomalies by
+    name, operations by kind and outcome, and the fault with its window."""
+    results, lost = _write(tmp_path)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["valid"] is False
+    assert on_disk["anomalies"]["lost-write"] == 1
+    assert on_disk["violations"] == {"lost-write": 1, "poll-skip": 1}  # it read 4 then 6
+    assert on_disk["operations"]["by_operation"]["send"] == {"ok": 10}
+    assert on_disk["faults"]["injected"] == 1
+    [window] = on_disk["faults"]["windows"]
+    assert window["fault"] == "isolate-leader" and window["targets"] == ["b2"]
+    assert 0 < window["start"] < window["end"]
+    [witness] = on_disk["witnesses"]["lost-write"]
+    assert lost in witness["events"]
+
+
+def test_junit_xml_fails_the_violated_property_and_skips_unclaimed_ones(tmp_path: Path) -> None:
+    """junit.xml: one testcase per property; lost-write fails with its witness, unclaimed
+    properties are skipped with the reason."""
+    _write(tmp_path)
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    failure = cases["lost-write"].find("failure")
+    assert failure is not None and "lost-write" in (failure.get("message") or "")
+    assert cases["unseen"].find("failure") is None and cases["unseen"].find("skipped") is None
+    skipped = cases["duplicate"].find("skipped")  # not claimed without idempotence
+    assert skipped is not None and "enable.idempotence=false" in (skipped.get("message") or "")
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("failures") == "2"  # lost-write and poll-skip
+
+
+def test_report_html_has_plots_labelled_fault_windows_and_witnessed_anomalies(tmp_path: Path) -> None:
+    """report.html: throughput and latency plots with lines for sends and reads, the fault
+    window shaded on both and labelled on the timeline, the anomaly marked on the timeline and
+    listed with its witnessing events, and the replay command."""
+    _results, lost = _write(tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    parsed = _Collect()
+    parsed.feed(page)
+    labels = [a.get("aria-label") for t, a in parsed.tags if t == "svg"]
+    assert labels == ["operations per second", "faults", "latency"]
+    assert len([a for t, a in parsed.tags if t == "polyline"]) >= 4  # sends and reads, ack and e2e latency
+    shades = parsed.find("rect", **{"class": "fault-window", "data_fault": "isolate-leader"})
+    assert len(shades) == 2  # one band on each plot
+    assert all(text == "isolate-leader b2" for _a, text in shades)  # the band's tooltip
+    bars = parsed.find("g", **{"class": "fault-bar", "data_fault": "isolate-leader"})
+    assert len(bars) == 1 and "isolate-leader b2" in bars[0][1]
+    marks = parsed.find("g", **{"class": "anomaly-mark"})
+    assert sorted(text.split(":")[0] for _a, text in marks) == ["lost-write", "poll-skip"]
+    [(_a, details)] = parsed.find("details", **{"class": "anomaly", "data_property": "lost-write"})
+    assert "VIOLATION" in details and f"#{lost} " in details and "p0-5" in details
+    assert "INVALID" in page and "kconform chaos --replay x/schedule.json" in page
