@@ -29,6 +29,27 @@ from specs.produce import Acks, Outcome, ProducerConfig, classify
 TP = tuple[str, int]
 
 
+def bounded(call: Callable[[], object], timeout_s: float) -> bool:
+    """Run `call` in a daemon thread and wait at most `timeout_s`: True if it returned (its
+    exception, if any, is raised here), False if it is still running (it is abandoned)."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="kconform-bounded-call", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return False
+    if failure:
+        raise failure[0]
+    return True
+
+
 class ClientUnavailable(RuntimeError):
     """The client library is not installed (the message says how to install it)."""
 

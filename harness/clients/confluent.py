@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from harness.clients.base import (
@@ -14,6 +15,7 @@ from harness.clients.base import (
     DeliveryCallback,
     Producer,
     ProducerSettings,
+    bounded,
     kafka_error_name,
 )
 from harness.history.write import Recorder
@@ -22,6 +24,13 @@ try:
     import confluent_kafka as ck
 except ImportError:  # pragma: no cover - depends on the environment
     ck = None  # type: ignore[assignment]
+
+# librdkafka's synchronous commit and its consumer close can block forever (no timeout of their
+# own; close hangs when the group is mid-rebalance or the coordinator is gone, librdkafka #1002,
+# confluent-kafka-python #1667), and a blocked C call cannot be interrupted, so a workload or a
+# test would hang with it. Both run in a daemon thread that the caller waits for a bounded time.
+COMMIT_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = 30.0
 
 LOG_LEVEL = 3  # librdkafka's syslog level: errors only (its warnings flood stderr during rebalances)
 
@@ -160,11 +169,15 @@ class ConfluentConsumer(Consumer):
         return out
 
     def _commit(self, offsets: dict[TP, int]) -> None:
+        partitions = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
-            self._c.commit(offsets=[ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                           asynchronous=False)
+            finished = bounded(lambda: self._c.commit(offsets=partitions, asynchronous=False),
+                               COMMIT_TIMEOUT_S)
         except ck.KafkaException as exc:
             raise ClientError(error_of(exc.args[0]), str(exc)) from exc
+        if not finished:
+            # Indeterminate: the commit may still land (the history records it as info).
+            raise ClientError("TIMEOUT", f"librdkafka's commit did not return within {COMMIT_TIMEOUT_S:.0f} s")
 
     def _committed(self, partitions: list[TP]) -> dict[TP, int]:
         try:
@@ -174,4 +187,6 @@ class ConfluentConsumer(Consumer):
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else -1) for tp in got}
 
     def _close(self) -> None:
-        self._c.close()
+        if not bounded(self._c.close, CLOSE_TIMEOUT_S):
+            warnings.warn(f"{self.process}: librdkafka's consumer close did not return within "
+                          f"{CLOSE_TIMEOUT_S:.0f} s; abandoned (left to a daemon thread)", stacklevel=2)
