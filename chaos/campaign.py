@@ -3,7 +3,8 @@
 Theory of operation. :class:`CampaignSession` owns the long-lived pieces: a Toxiproxy server
 (started on a free port, or ``$KCONFORM_TOXIPROXY_URL``), the proxy :class:`Topology` and the
 started :class:`Environment` (the target behind its proxies). :meth:`CampaignSession.run` plays
-one campaign on them, on a fresh topic:
+one campaign on them, on a fresh topic (:meth:`CampaignSession.use` changes the workload and
+topic settings between campaigns, so several share one started cluster):
 
 1. the schedule is saved (``schedule.json``, replayable with ``kconform chaos --replay``);
 2. the topic is created with the settings the campaign claims guarantees for (replication
@@ -79,6 +80,7 @@ class CampaignSettings:
     proxies: tuple[tuple[str, str], ...] = ()  # external: (listen, upstream)
     bootstrap: str | None = None  # external without proxies (no network faults)
     capabilities: tuple[str, ...] = ()
+    kafka_version: str | None = None  # kafka: the Apache Kafka release (None: the default)
 
     def to_json(self) -> dict[str, Any]:
         out = attrs.asdict(self, recurse=False)
@@ -106,7 +108,7 @@ class CampaignSettings:
             settings = cls(**values)
         except (TypeError, ValueError, AttributeError) as exc:
             raise ScheduleError(f"field 'settings': {exc}") from exc
-        checks = [(settings.target in ("reference", "tansu", "external"), "target"),
+        checks = [(settings.target in ("reference", "kafka", "tansu", "external"), "target"),
                   (isinstance(settings.brokers, int) and settings.brokers >= 1, "brokers"),
                   (isinstance(settings.duration, (int, float)) and settings.duration > 0, "duration"),
                   (isinstance(settings.seed, int), "seed"),
@@ -116,11 +118,15 @@ class CampaignSettings:
                 raise ScheduleError(f"field 'settings.{name}': unusable value")
         return settings
 
-    def topic_configs(self, rf: int) -> dict[str, str]:
-        """The topic's configs: the safe defaults, then the overrides that are topic keys."""
+    def topic_configs(self, rf: int, configures_brokers: bool | None = None) -> dict[str, str]:
+        """The topic's configs: the safe defaults, then the overrides that are topic keys (or
+        every override, when the harness does not configure the brokers: ``configures_brokers``
+        False; None: only the reference target does)."""
+        if configures_brokers is None:
+            configures_brokers = self.target == "reference"
         configs = {"min.insync.replicas": str(min(2, rf)), "unclean.leader.election.enable": "false"}
         for key, value in self.overrides.items():
-            if key in configs or self.target != "reference":
+            if key in configs or not configures_brokers:
                 configs[key] = value
         return configs
 
@@ -292,6 +298,19 @@ class CampaignSession:
         self.env: Environment | None = None
         self.topology: Topology | None = None
 
+    # What the started target and its proxies were built from: fixed for the session's life.
+    TARGET_FIELDS = ("target", "brokers", "kafka_version", "proxies", "bootstrap", "capabilities")
+
+    def use(self, settings: CampaignSettings) -> None:
+        """Run the next campaigns with ``settings`` on the target already started (a shared
+        cluster): the workload, seed, duration, faults, replication factor and topic configs
+        may differ; the fields in :data:`TARGET_FIELDS` must not. Overrides that are not topic
+        keys stay as the brokers were started with them."""
+        changed = [f for f in self.TARGET_FIELDS if getattr(settings, f) != getattr(self.settings, f)]
+        if changed:
+            raise CampaignError(f"a started session cannot change {', '.join(changed)}: start another session")
+        self.settings = settings
+
     def __enter__(self) -> CampaignSession:
         try:
             self._open()
@@ -324,7 +343,8 @@ class CampaignSession:
         self.topology = self._stack.enter_context(Topology(control, owns_server=not os.environ.get(URL_ENV)))
         try:
             env = make_environment(s.target, self.topology, brokers=s.brokers, overrides=s.overrides,
-                                   proxies=s.proxies, bootstrap=s.bootstrap, capabilities=s.capabilities)
+                                   proxies=s.proxies, bootstrap=s.bootstrap, capabilities=s.capabilities,
+                                   version=s.kafka_version)
             self.env = self._stack.enter_context(env)
         except (TargetError, ToxiproxyError) as exc:
             raise CampaignError(f"the {s.target} target could not be set up: {exc}") from exc
@@ -339,11 +359,11 @@ class CampaignSession:
         assert self.env is not None and self.topology is not None
         have = set()
         links = self.topology.links
-        if any(source == CLIENTS for source, _ in links):
+        if any(source == CLIENTS for source, _, _ in links):
             have.add(CLIENT_LINKS)
-        if any(source != CLIENTS for source, _ in links):
+        if any(source != CLIENTS for source, _, _ in links):
             have.add(PEER_LINKS)
-        if "controller" in self.env.nodes:
+        if self.env.names_controller:
             have.add(CONTROLLER_NODE)
         if self.env.process_control:
             have.add(PROCESS)
@@ -404,7 +424,7 @@ class CampaignSession:
         run_id = next(_RUNS)
         topic = f"chaos-{s.seed}-{run_id}-{uuid.uuid4().hex[:6]}"
         rf = s.replication_factor or min(3, len(env.brokers))
-        configs = s.topic_configs(rf)
+        configs = s.topic_configs(rf, env.configures_brokers)
         report_dir.mkdir(parents=True, exist_ok=True)
         schedule = attrs.evolve(schedule, settings=schedule.settings or s.to_json())
         schedule_path = report_dir / "schedule.json"

@@ -36,10 +36,11 @@ from harness.clients import CLIENTS
 from harness.targets import ALL_CAPABILITIES
 
 EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP = 0, 1, 2
-TARGETS = ("reference", "tansu", "external")
+TARGETS = ("reference", "kafka", "tansu", "external")
 # Options that a replayed schedule brings with it: giving them with --replay is an error.
 _FROM_SCHEDULE = ("target", "brokers", "duration", "faults", "campaign", "acks", "idempotence",
-                  "overrides", "seed", "consumers", "client", "producers", "rate", "partitions", "overlap")
+                  "overrides", "seed", "consumers", "client", "producers", "rate", "partitions", "overlap",
+                  "kafka_version", "replication_factor")
 
 
 def _faults(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -145,12 +146,17 @@ def _settings_from_options(o: dict[str, Any]) -> CampaignSettings:
     if o["campaign"] not in (None, "mixed") and o["faults"] is not None:
         raise click.UsageError(f"--campaign {o['campaign']} has its own faults; --faults goes with --campaign mixed "
                                "or no campaign")
-    if o["target"] == "reference":
-        from reference_broker.cluster import RESERVED_KEYS
+    if o["target"] in ("reference", "kafka"):
+        if o["target"] == "reference":
+            from reference_broker.cluster import RESERVED_KEYS
+        else:
+            from harness.kafka_cluster import RESERVED_KEYS
 
         reserved = sorted(RESERVED_KEYS & o["overrides"].keys())
         if reserved:
             raise click.UsageError(f"--override {', '.join(reserved)}: set by the cluster launcher for each node")
+    if o["kafka_version"] is not None and o["target"] != "kafka":
+        raise click.UsageError("--kafka-version goes with --target kafka")
     proxies: list[tuple[str, str]] = []
     if o["proxies"]:
         from chaos.environment import ChaosEnvironmentError, parse_proxies
@@ -174,7 +180,8 @@ def _settings_from_options(o: dict[str, Any]) -> CampaignSettings:
     return CampaignSettings(target=o["target"], brokers=brokers, duration=o["duration"], seed=seed,
                             workload=workload, overrides=o["overrides"], faults=o["faults"],
                             campaign=o["campaign"], overlap=o["overlap"], proxies=tuple(proxies),
-                            bootstrap=o["bootstrap"], capabilities=tuple(o["capabilities"]))
+                            bootstrap=o["bootstrap"], capabilities=tuple(o["capabilities"]),
+                            replication_factor=o["replication_factor"], kafka_version=o["kafka_version"])
 
 
 EXAMPLES = """
@@ -199,7 +206,12 @@ Exit status: 0 every claimed guarantee held; 1 a claimed guarantee was violated;
 @click.command("chaos", epilog=EXAMPLES, context_settings={"max_content_width": 110})
 @click.option("--target", type=click.Choice(TARGETS), default="reference", show_default=True,
               help="reference: a controller and --brokers reference brokers launched here, every link "
-                   "proxied; tansu: one Tansu process; external: brokers you run (--proxy or --bootstrap).")
+                   "proxied; kafka: Apache Kafka, --brokers KRaft nodes (broker+controller) launched here, "
+                   "every link proxied; tansu: one Tansu process; external: brokers you run (--proxy or "
+                   "--bootstrap).")
+@click.option("--kafka-version", metavar="VERSION", default=None,
+              help="Kafka target: the Apache Kafka release, e.g. --kafka-version 3.9.2 (default "
+                   "$KCONFORM_KAFKA_VERSION, else the latest 4.x; fetched from Maven Central once).")
 @click.option("--bootstrap", default=None, metavar="HOST:PORT[,...]",
               help="External target without proxies (no network faults), e.g. --bootstrap 127.0.0.1:9092.")
 @click.option("--proxy", "proxies", multiple=True, metavar="LISTEN=UPSTREAM",
@@ -208,7 +220,11 @@ Exit status: 0 every claimed guarantee held; 1 a claimed guarantee was violated;
 @click.option("--capability", "capabilities", multiple=True, type=click.Choice(ALL_CAPABILITIES), metavar="NAME",
               help="External target: a capability kconform cannot see, e.g. --capability replication.")
 @click.option("--brokers", type=click.IntRange(1, 9), default=3, show_default=True,
-              help="Reference target: how many brokers (plus one controller), e.g. --brokers 5.")
+              help="Reference target: how many brokers (plus one controller); kafka target: how many "
+                   "broker+controller nodes, e.g. --brokers 5.")
+@click.option("--replication-factor", type=click.IntRange(1, 9), default=None, metavar="N",
+              help="Replication factor of the campaign topic (default min(3, brokers)), e.g. "
+                   "--replication-factor 2.")
 @click.option("--duration", type=click.FloatRange(min=4, max=24 * 3600), default=60.0, show_default=True,
               metavar="SECONDS", help="How long the workload runs under faults, e.g. --duration 300.")
 @click.option("--faults", callback=_faults, default=None, metavar="LIST",

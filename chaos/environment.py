@@ -11,18 +11,21 @@ An :class:`Environment` is a started target (``harness.targets``) wired through 
   broker that leads when it starts;
 * waiting for the cluster to recover after the faults are healed.
 
-Three kinds:
+Four kinds:
 
 * ``reference``: a controller and N reference brokers (``ReferenceCluster``), every path
   proxied (client, broker-to-broker in both directions, broker-to-controller);
+* ``kafka``: Apache Kafka, N nodes in KRaft combined mode (``KafkaCluster``), every path
+  proxied: client, and per ordered pair of nodes one replication and one controller path (a
+  node's broker reaches its own controller inside the JVM); "the controller" is the node whose
+  controller is active;
 * ``tansu``: one Tansu process advertising a client proxy in front of it;
 * ``external``: brokers someone else runs. Only client paths can be proxied, and only if the
   brokers *advertise the proxies*: the user gives ``LISTEN=UPSTREAM`` pairs (``--proxy``), the
   harness creates a proxy listening on LISTEN that forwards to UPSTREAM, and the broker must
   advertise LISTEN (docs/chaos.md explains how). No process control.
 
-A new kind of target (e.g. an Apache Kafka cluster the harness launches) is one more
-:class:`Environment` subclass: it starts the target with its links redirected through
+A new kind of target is one more :class:`Environment` subclass: it starts the target with its links redirected through
 ``Topology.add`` proxies, names its nodes, answers :meth:`Environment.partition_state`, and
 overrides the process-control methods it can do; :func:`make_environment` picks it by name.
 """
@@ -139,6 +142,22 @@ class Environment:
 
     # --- shared --------------------------------------------------------------------------------
 
+    @property
+    def configures_brokers(self) -> bool:
+        """The harness writes the brokers' configuration (``--override`` keys reach them)."""
+        return False
+
+    @property
+    def names_controller(self) -> bool:
+        """A fault can be aimed at "the controller" (:meth:`controller_node`)."""
+        return CONTROLLER in self.nodes
+
+    def controller_node(self) -> str | None:
+        """The node a fault aimed at "the controller" hits now: the separate controller node,
+        or (controllers inside the brokers) the node whose controller is active; None if the
+        environment cannot tell."""
+        return CONTROLLER if CONTROLLER in self.nodes else None
+
     def leader(self, topic: str, partition: int) -> str | None:
         state = self.partition_state(topic, partition)
         return None if state is None else state.leader
@@ -193,23 +212,23 @@ REFERENCE_TIMING: Mapping[str, str] = {
 }
 
 
-class ReferenceEnvironment(Environment):
-    """A reference cluster with every path proxied."""
+class ClusterEnvironment(Environment):
+    """A cluster the harness launches with every link proxied, whose per-node API is
+    ``ReferenceCluster``'s (``KafkaCluster`` mirrors it): what the reference and Kafka
+    environments share. Subclasses start ``self._target`` and name the nodes."""
 
-    name = "reference"
-
-    def __init__(self, topology: Topology, brokers: int = 3, overrides: Mapping[str, str] | None = None,
-                 log_level: str = "WARNING") -> None:
+    def __init__(self, topology: Topology) -> None:
         super().__init__(topology)
-        self.broker_count = brokers
-        self.overrides = {**REFERENCE_TIMING, **(overrides or {})}
-        self.log_level = log_level
-        self._target: ReferenceTarget | None = None
+        self._target: Any = None  # a started target whose ``cluster`` has that per-node API
+
+    @property
+    def configures_brokers(self) -> bool:
+        return True
 
     @property
     def cluster(self) -> Any:
         if self._target is None or self._target.cluster is None:
-            raise ChaosEnvironmentError("the reference cluster is not started")
+            raise ChaosEnvironmentError(f"the {self.name} cluster is not started")
         return self._target.cluster
 
     @property
@@ -218,18 +237,7 @@ class ReferenceEnvironment(Environment):
 
     @property
     def brokers(self) -> list[str]:
-        return [broker_name(i) for i in range(1, self.broker_count + 1)]
-
-    @property
-    def nodes(self) -> list[str]:
-        return [*self.brokers, CONTROLLER]
-
-    def start(self) -> ReferenceEnvironment:
-        self._target = ReferenceTarget(self.broker_count, self.overrides, log_level=self.log_level,
-                                       link_address=self.topology.cluster_link_address)
-        self.target = self._target
-        self._target.start()
-        return self
+        return [broker_name(i) for i in sorted(self.cluster.brokers)]
 
     def _node(self, node: str) -> Any:
         try:
@@ -257,8 +265,6 @@ class ReferenceEnvironment(Environment):
     def wipe(self, node: str) -> None:
         """SIGKILL and delete its data (a replaced disk); :meth:`start_node` brings it back
         empty under the same id."""
-        if node == CONTROLLER:
-            raise ChaosEnvironmentError("wiping the controller loses the cluster's metadata: not supported")
         target = self._node(node)
         target.kill()
         shutil.rmtree(target.data_dir, ignore_errors=True)
@@ -298,12 +304,20 @@ class ReferenceEnvironment(Environment):
         for node in cluster.nodes:
             if node.paused:
                 node.resume()
-            if not node.running:
-                node.start()
+        # Launch every stopped node first, then wait: a node may not finish starting without
+        # the others (a KRaft node needs a quorum of controllers).
+        stopped = [node for node in cluster.nodes if not node.running]
+        for node in stopped:
+            node.launch()
+        for node in stopped:
+            try:
+                node.wait_started(max(1.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - reported, the drain still runs
+                warnings.append(f"node {node.node_id} did not start again: {str(exc).splitlines()[0]}")
         try:
             cluster.wait_for_brokers(timeout_s=max(1.0, deadline - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - reported, the drain still runs
-            warnings.append(f"not every broker came back: {exc}")
+            warnings.append(f"not every broker came back: {str(exc).splitlines()[0]}")
 
         def replicated() -> bool:
             for p in range(partitions):
@@ -318,6 +332,124 @@ class ReferenceEnvironment(Environment):
         except Exception as exc:  # noqa: BLE001
             warnings.append(str(exc).splitlines()[0])
         return warnings + self._wait_served(topic, partitions, max(5.0, deadline - time.monotonic()))
+
+
+class ReferenceEnvironment(ClusterEnvironment):
+    """A reference cluster with every path proxied."""
+
+    name = "reference"
+
+    def __init__(self, topology: Topology, brokers: int = 3, overrides: Mapping[str, str] | None = None,
+                 log_level: str = "WARNING") -> None:
+        super().__init__(topology)
+        self.broker_count = brokers
+        self.overrides = {**REFERENCE_TIMING, **(overrides or {})}
+        self.log_level = log_level
+
+    @property
+    def brokers(self) -> list[str]:
+        return [broker_name(i) for i in range(1, self.broker_count + 1)]
+
+    @property
+    def nodes(self) -> list[str]:
+        return [*self.brokers, CONTROLLER]
+
+    def start(self) -> ReferenceEnvironment:
+        self._target = ReferenceTarget(self.broker_count, self.overrides, log_level=self.log_level,
+                                       link_address=self.topology.cluster_link_address)
+        self.target = self._target
+        self._target.start()
+        return self
+
+    def wipe(self, node: str) -> None:
+        if node == CONTROLLER:
+            raise ChaosEnvironmentError("wiping the controller loses the cluster's metadata: not supported")
+        super().wipe(node)
+
+
+# --- kafka ----------------------------------------------------------------------------------------
+
+# Kafka's failure detection, shortened as for the reference cluster so that a campaign of a few
+# tens of seconds sees failovers (Kafka's defaults: a broker is fenced after 9 s without a
+# heartbeat, a follower leaves the ISR after 30 s, a follower backs off 1 s after a fetch error
+# and waits 30 s for a fetch answer). The quorum's own timeouts (controller.quorum.*) keep
+# Kafka's defaults. Every key can be overridden (--override).
+KAFKA_TIMING: Mapping[str, str] = {
+    "broker.session.timeout.ms": "1500",
+    "broker.heartbeat.interval.ms": "300",
+    "replica.lag.time.max.ms": "3000",
+    "replica.fetch.wait.max.ms": "200",
+    "replica.fetch.backoff.ms": "100",
+    "replica.socket.timeout.ms": "3000",
+    "offsets.topic.num.partitions": "3",
+    "transaction.state.log.num.partitions": "3",
+    "auto.leader.rebalance.enable": "false",
+}
+
+
+class KafkaEnvironment(ClusterEnvironment):
+    """Apache Kafka in KRaft combined mode (``harness.targets.kafka``), every link proxied.
+
+    Each node ``bJ`` is a broker and a controller in one JVM. Clients reach ``bJ`` through
+    ``clients -> bJ`` (the address it advertises); node I reaches node J through two proxies,
+    ``bI -> bJ`` of kind ``replication`` (follower fetches, on the listener ``REPLICA_FROM_I``)
+    and of kind ``controller`` (Raft traffic to J's controller, and I's heartbeats and
+    AlterPartition when J is the active controller). A node's broker and its own controller
+    talk inside the JVM: no proxy can cut that. There is no separate controller node: a fault
+    aimed at "the controller" is aimed at the active controller's node, looked up with
+    DescribeQuorum when the fault starts.
+    """
+
+    name = "kafka"
+
+    def __init__(self, topology: Topology, brokers: int = 3, overrides: Mapping[str, str] | None = None,
+                 version: str | None = None, log_level: str = "INFO") -> None:
+        super().__init__(topology)
+        self.broker_count = brokers
+        self.overrides = {**KAFKA_TIMING, **(overrides or {})}
+        self.version = version
+        self.log_level = log_level
+
+    @property
+    def brokers(self) -> list[str]:
+        return [broker_name(i) for i in range(1, self.broker_count + 1)]
+
+    def start(self) -> KafkaEnvironment:
+        from harness.targets.kafka import KafkaTarget
+
+        self._target = KafkaTarget(self.version, self.broker_count, self.overrides,
+                                   link_address=self._link_address, log_level=self.log_level)
+        self.target = self._target
+        self._target.start()
+        return self
+
+    def _link_address(self, link: Any, address: tuple[str, int]) -> tuple[str, int]:
+        """A proxy per link, listening on a port the cluster has not reserved for a node: the
+        cluster picks every node's ports before it asks for links, and binds them only when
+        the JVMs start, so a proxy on a port of the kernel's choice could take one of them."""
+        from reference_broker.cluster import free_port
+
+        taken = self.cluster.taken_ports
+        port = free_port("127.0.0.1", taken)
+        taken.append(port)
+        return self.topology.combined_link_address(link, address, listen=f"127.0.0.1:{port}")
+
+    def start_node(self, node: str) -> None:
+        """Launch the JVM again and return without waiting for it: a Kafka node finishes
+        starting only once a quorum of controllers answers, which may need the other nodes
+        of the same fault (they are started after it). :meth:`wait_recovered` waits."""
+        target = self._node(node)
+        if not target.running:
+            target.launch()
+
+    @property
+    def names_controller(self) -> bool:
+        return True
+
+    def controller_node(self) -> str | None:
+        """The node whose controller is active now (the Raft leader of ``__cluster_metadata``)."""
+        nid = self.cluster.active_controller()
+        return None if nid is None else broker_name(nid)
 
 
 # --- tansu -----------------------------------------------------------------------------------------
@@ -456,10 +588,10 @@ class ExternalEnvironment(Environment):
                 "(advertised.listeners), see docs/chaos.md")
         # Rename the proxies after the brokers behind them.
         renamed = {}
-        for (source, target), link in list(self.topology.links.items()):
+        for (source, target, kind), link in list(self.topology.links.items()):
             nid = advertised.get(link.listen)
             if nid is not None:
-                renamed[(source, broker_name(nid))] = attrs.evolve(link, target=broker_name(nid))
+                renamed[(source, broker_name(nid), kind)] = attrs.evolve(link, target=broker_name(nid))
                 self._upstreams[broker_name(nid)] = link.upstream
                 self._names[link.listen] = broker_name(nid)
         self.topology.links = renamed
@@ -495,14 +627,17 @@ class ExternalEnvironment(Environment):
 
 def make_environment(target: str, topology: Topology, *, brokers: int = 3,
                      overrides: Mapping[str, str] | None = None, proxies: Sequence[tuple[str, str]] = (),
-                     bootstrap: str | None = None, capabilities: Sequence[str] = ()) -> Environment:
-    """An environment by target name (not started)."""
+                     bootstrap: str | None = None, capabilities: Sequence[str] = (),
+                     version: str | None = None) -> Environment:
+    """An environment by target name (not started); ``version`` is the Kafka release."""
     if target == "reference":
         return ReferenceEnvironment(topology, brokers, overrides)
+    if target == "kafka":
+        return KafkaEnvironment(topology, brokers, overrides, version)
     if target == "tansu":
         return TansuEnvironment(topology)
     if target == "external":
         if not proxies and not bootstrap:
             raise TargetError("--target external needs --proxy LISTEN=UPSTREAM for each broker (see docs/chaos.md)")
         return ExternalEnvironment(topology, proxies, bootstrap, capabilities)
-    raise TargetError(f"chaos campaigns run against reference, tansu or external, not {target!r}")
+    raise TargetError(f"chaos campaigns run against reference, kafka, tansu or external, not {target!r}")

@@ -27,7 +27,7 @@ import attrs
 
 # What a fault needs from the environment (checked before a campaign starts).
 PEER_LINKS = "peer-links"  # proxied broker-to-broker and broker-to-controller paths
-CONTROLLER_NODE = "controller"  # a separate controller node
+CONTROLLER_NODE = "controller"  # a controller node to aim at (separate, or the active one in KRaft combined mode)
 CLIENT_LINKS = "client-links"  # proxied client-to-broker paths
 PROCESS = "process-control"  # the harness runs the processes
 GROUP_CONSUMERS = "group-consumers"  # the workload has consumers in a group

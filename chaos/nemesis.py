@@ -33,7 +33,7 @@ import attrs
 
 from chaos.environment import ChaosEnvironmentError, Environment
 from chaos.schedule import FaultSpec, Schedule
-from chaos.topology import CLIENTS, CONTROLLER, ProxyLink, Topology
+from chaos.topology import CLIENTS, ProxyLink, Topology
 from chaos.toxiproxy import ToxiproxyError, ToxiproxyWedged
 from harness.history.write import Recorder
 
@@ -89,7 +89,13 @@ class PartitionFault(_Family):
         kind = spec.fault
         params = dict(spec.params)
         if kind in ("isolate-node", "isolate-leader", "isolate-controller"):
-            node = CONTROLLER if kind == "isolate-controller" else self.n.resolve(spec)[0]
+            if kind == "isolate-controller":
+                found = self.n.env.controller_node()
+                if found is None:
+                    raise FaultNotApplied("NO_CONTROLLER: no controller node can be named now on this target")
+                node = found
+            else:
+                node = self.n.resolve(spec)[0]
             if node not in nodes:
                 raise FaultNotApplied(f"NOT_APPLICABLE: no node {node} on this target")
             return [node], params, self._isolate(node, fault_id)

@@ -368,6 +368,22 @@ def _unclean_loss(seed: int, ctx: Context, duration: float) -> Schedule:
     ), duration, seed, "unclean-loss")
 
 
+def _unclean_leader_loss(seed: int, ctx: Context, duration: float) -> Schedule:
+    """unclean.leader.election.enable=true loses acknowledged writes with replication factor 2
+    and min.insync.replicas=1, killing one node only: the follower of partition 0 is cut off
+    (it is fenced and leaves the ISR; the leader acknowledges alone), then the leader is killed
+    while the follower is still cut off, and the follower comes back to a partition without a
+    leader: it is elected uncleanly, without what it missed; the old leader truncates to it
+    when it returns. For clusters whose controllers run in the broker nodes (Kafka in KRaft
+    combined mode), where killing every other replica of a replication-factor-3 partition
+    would take the controller quorum with it and no election could happen."""
+    return Schedule((
+        FaultSpec("isolate-node", 2.0, 10.0, "followers", {"partition": 0}),
+        FaultSpec("kill", 8.0, 6.0, "leader", {"partition": 0}),
+    ), duration, seed, "unclean-leader-loss") if duration >= 16.0 else Schedule((), duration, seed,
+                                                                               "unclean-leader-loss")
+
+
 def _duplicates(seed: int, ctx: Context, duration: float) -> Schedule:
     """Non-idempotent retries write twice: answers from the leader of each partition are
     delayed past the producers' request timeout (so they resend what was appended), and the
@@ -406,6 +422,8 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
         "links", ["latency", "bandwidth", "slicer", "black-hole", "reset-peer", "limit-data"])),
     "acks1-loss": ("isolate, then freeze the followers and kill the leader (acks=1 loses writes)", _acks1_loss),
     "unclean-loss": ("isolate a replica, kill the others, elect it uncleanly", _unclean_loss),
+    "unclean-leader-loss": ("replication factor 2: isolate the follower, kill the leader, elect the follower "
+                            "uncleanly (controllers inside the brokers, e.g. Kafka)", _unclean_leader_loss),
     "duplicates": ("delay answers past the request timeout and kill leaders (non-idempotent retries)",
                    _duplicates),
     "consumer-crashes": ("group consumers crash at their worst moment", _consumer_crashes),

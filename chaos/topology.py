@@ -5,10 +5,13 @@ Theory of operation. A campaign puts a proxy on every path it may want to break:
 * ``clients -> bJ``: what broker J *advertises* to clients (Kafka clients bypass a proxy
   unless the broker tells them its address: the seed's advertised-listener scenario);
 * ``bI -> bJ``: broker I fetching from broker J (replication), one proxy per direction;
-* ``bI -> controller``: broker I's registration, heartbeats and metadata fetches.
+* ``bI -> controller``: broker I's registration, heartbeats and metadata fetches (in a KRaft
+  cluster in combined mode, where every node is also a controller, ``bI -> bJ`` of kind
+  ``controller``: Raft traffic to node J's controller and heartbeats when J is active).
 
 Nodes are named ``b<id>`` (brokers) and ``controller``; ``clients`` stands for every client of
-the campaign. A path is a :class:`ProxyLink` keyed by its (source, target) names. A fault cuts a
+the campaign. A path is a :class:`ProxyLink` keyed by its (source, target, kind): two nodes
+may be joined by several paths (replication and controller traffic of combined nodes). A fault cuts a
 path by disabling its proxy (its connections are closed, new ones refused) or slows it with a
 toxic; several faults may hold the same path down at once, so disabling is counted per fault
 and a path comes back only when no fault holds it any more.
@@ -20,6 +23,8 @@ shared server are left alone). :meth:`Topology.close` deletes every proxy it cre
 For a launched reference cluster, :meth:`Topology.cluster_link_address` is the
 ``link_address`` hook of ``reference_broker.cluster.ReferenceCluster``: the cluster asks it for
 every link before anything starts, and it answers with a new proxy's listen address.
+:meth:`Topology.combined_link_address` is the same hook for clusters whose controllers live in
+the broker nodes (``harness.kafka_cluster.KafkaCluster``): a controller link leads to a node.
 """
 
 from __future__ import annotations
@@ -82,19 +87,20 @@ class Topology:
         self.control = control
         self.owns_server = owns_server
         self.prefix = prefix or f"kconform-{os.getpid()}-{next(_NAMES)}"
-        self.links: dict[tuple[str, str], ProxyLink] = {}
+        self.links: dict[tuple[str, str, str], ProxyLink] = {}  # (source, target, kind) -> path
         self._lock = threading.Lock()
-        self._held: dict[tuple[str, str], set[str]] = {}  # disabled path -> faults holding it
+        self._held: dict[str, set[str]] = {}  # disabled path's proxy -> faults holding it
 
     # --- building ------------------------------------------------------------------------------
 
     def add(self, source: str, target: str, kind: str, upstream: str,
             listen: str = "127.0.0.1:0") -> ProxyLink:
         """Create the proxy of path ``source -> target`` (``listen`` port 0: a free one)."""
-        key = (source, target)
+        key = (source, target, kind)
         if key in self.links:
-            raise ValueError(f"the path {source}->{target} already has a proxy")
-        name = f"{self.prefix}-{source}-to-{target}"
+            raise ValueError(f"the {kind} path {source}->{target} already has a proxy")
+        suffix = "" if not any(s == source and t == target for s, t, _ in self.links) else f"-{kind}"
+        name = f"{self.prefix}-{source}-to-{target}{suffix}"
         info = self.control.create_proxy(name, upstream, listen)
         link = ProxyLink(source, target, kind, name, info.listen, upstream)
         self.links[key] = link
@@ -109,29 +115,44 @@ class Topology:
         proxy = self.add(source, target, kind, f"{address[0]}:{address[1]}")
         return _address(proxy.listen)
 
+    def combined_link_address(self, link: Link, address: Address, listen: str = "127.0.0.1:0") -> Address:
+        """The ``link_address`` hook for combined broker+controller nodes (KRaft combined
+        mode): ``Link(CONTROLLER, i, j)`` is the path ``bI -> bJ`` of kind ``controller``,
+        beside the replication path ``bI -> bJ``; isolating node J cuts both. ``listen``: the
+        proxy's address (port 0: Toxiproxy picks one)."""
+        source = CLIENTS if link.source is None else broker_name(link.source)
+        kind = {LinkKind.CLIENT: "client", LinkKind.CONTROLLER: "controller",
+                LinkKind.REPLICATION: "replication"}[link.kind]
+        proxy = self.add(source, broker_name(link.target), kind, f"{address[0]}:{address[1]}", listen)
+        return _address(proxy.listen)
+
     # --- looking at it -------------------------------------------------------------------------
 
     @property
     def nodes(self) -> list[str]:
         """Every server node some path leads to or from (brokers, the controller)."""
-        names = {n for key in self.links for n in key if n != CLIENTS}
+        names = {n for link in self.links.values() for n in (link.source, link.target) if n != CLIENTS}
         return sorted(names, key=lambda n: (n == CONTROLLER, len(n), n))
 
-    def link(self, source: str, target: str) -> ProxyLink | None:
-        return self.links.get((source, target))
+    def link(self, source: str, target: str, kind: str | None = None) -> ProxyLink | None:
+        """The path ``source -> target`` (of ``kind``, or the first one)."""
+        for (s, t, k), link in sorted(self.links.items()):
+            if s == source and t == target and kind in (None, k):
+                return link
+        return None
 
     def between(self, sources: Iterable[str], targets: Iterable[str]) -> list[ProxyLink]:
         """The paths from any of ``sources`` to any of ``targets`` (directed)."""
         src, dst = set(sources), set(targets)
-        return [link for (s, t), link in sorted(self.links.items()) if s in src and t in dst]
+        return [link for (s, t, _), link in sorted(self.links.items()) if s in src and t in dst]
 
     def touching(self, node: str) -> list[ProxyLink]:
         """Every path into or out of ``node``."""
-        return [link for (s, t), link in sorted(self.links.items()) if node in (s, t)]
+        return [link for (s, t, _), link in sorted(self.links.items()) if node in (s, t)]
 
     def client_address(self, node: str) -> str | None:
         """What clients are told for broker ``node`` (its client proxy's listen address)."""
-        link = self.links.get((CLIENTS, node))
+        link = self.link(CLIENTS, node)
         return None if link is None else link.listen
 
     # --- faults --------------------------------------------------------------------------------
@@ -139,7 +160,7 @@ class Topology:
     def hold_down(self, links: Iterable[ProxyLink], fault: str) -> None:
         """Disable these paths on behalf of ``fault`` (already disabled ones stay so)."""
         for link in links:
-            key = (link.source, link.target)
+            key = link.proxy
             with self._lock:
                 holders = self._held.setdefault(key, set())
                 first = not holders
@@ -150,7 +171,7 @@ class Topology:
     def release(self, links: Iterable[ProxyLink], fault: str) -> None:
         """``fault`` no longer holds these paths down; enable those nobody else holds."""
         for link in links:
-            key = (link.source, link.target)
+            key = link.proxy
             with self._lock:
                 holders = self._held.get(key, set())
                 holders.discard(fault)

@@ -83,6 +83,7 @@ from reference_broker.protocol.client import WireClient, WireError
 CLIENT_LISTENER = "PLAINTEXT"
 CONTROLLER_LISTENER = "CONTROLLER"
 OFFSETS_TOPIC = "__consumer_offsets"
+METADATA_TOPIC = "__cluster_metadata"
 HEAP = "512m"
 """Each JVM's ``-Xmx``. Kafka's scripts default to 1 GiB; 512 MiB is ample for the harness's
 workloads (docs/kafka.md has the measurements) and leaves room for parallel test workers on a
@@ -637,6 +638,27 @@ class KafkaCluster:
         if response.error_code != ErrorCode.none:
             raise KafkaClusterError(f"DescribeCluster at node {node_id}: {response.error_code.name}")
         return int(response.controller_id), {int(b.broker_id) for b in response.brokers}
+
+    def active_controller(self) -> int | None:
+        """The node whose controller is active now: the Raft leader of ``__cluster_metadata``
+        with the highest epoch, as DescribeQuorum answers it at the running nodes' controller
+        listeners (real addresses). Metadata's and DescribeCluster's ``controller_id`` cannot
+        tell: a KRaft broker answers them with a random live broker (KIP-919). None if no
+        running node knows a leader."""
+        best: tuple[int, int] | None = None
+        for node in self.nodes:
+            if not node.running or node.paused:
+                continue
+            try:
+                response = _request(node.controller_address, 55, 0, {"topics": [
+                    {"topic_name": METADATA_TOPIC, "partitions": [{"partition_index": 0}]}]}, timeout_s=2.0)
+            except (OSError, WireError, asyncio.TimeoutError, ConnectionError):
+                continue
+            for topic in response.topics:
+                for p in topic.partitions:
+                    if int(p.leader_id) >= 0 and (best is None or int(p.leader_epoch) > best[0]):
+                        best = (int(p.leader_epoch), int(p.leader_id))
+        return None if best is None else best[1]
 
     def _views(self, topics: list[str] | None) -> list[MetadataView]:
         views = []

@@ -1,0 +1,133 @@
+"""Verdicts 1-3 of the chaos campaigns hold on Apache Kafka too: a real 3-node KRaft cluster
+(combined broker+controller JVMs from the Maven Central jars), every client, replication and
+controller link through a real Toxiproxy server, real confluent-kafka producers and consumers.
+
+One cluster serves the three campaigns of a pytest worker (``CampaignSession.use`` changes the
+workload and topic settings between campaigns; each campaign has a fresh topic), so the Kafka
+start (8-10 s) is paid once per worker. The brokers run with the campaign timing of
+``chaos.environment.KAFKA_TIMING`` (fenced after 1.5 s without a heartbeat, out of the ISR after
+3 s), so a campaign of 13-16 s sees its failovers.
+
+Verdict 3 differs from the reference cluster's in one respect, and the test says why: in KRaft
+combined mode every node is also a controller, so killing the two in-sync replicas of a
+replication-factor-3 partition would take the controller quorum with them and no election
+(clean or not) could happen. The Kafka campaign (``unclean-leader-loss``) therefore uses a
+replication-factor-2 topic with ``min.insync.replicas=1``: the follower is cut off and fenced,
+the leader acknowledges alone and is killed, and the follower is elected uncleanly.
+
+Skipped, with the reason, only when Java 17+, Toxiproxy or the Kafka jars (and Maven to fetch
+them) are missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from chaos.campaign import CampaignResult, CampaignSession, CampaignSettings, summary_text
+from chaos.workload import WorkloadSettings
+from harness import kafka_jars
+from harness.kafka_cluster import KafkaClusterError, find_java
+from tests.chaos.conftest import live_children, require_toxiproxy
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+LOG_ANOMALIES = ("lost-write", "duplicate", "inconsistent-offsets")
+
+
+def _require_kafka() -> None:
+    try:
+        find_java()
+    except KafkaClusterError as exc:
+        pytest.skip(f"Apache Kafka needs Java: {exc}")
+    version = kafka_jars.default_version()
+    if not kafka_jars.is_installed(version) and shutil.which("mvn") is None:
+        pytest.skip(f"the Apache Kafka {version} jars are not in {kafka_jars.libs_dir(version)} and Maven (mvn) "
+                    "is not installed to fetch them (scripts/setup fetches them)")
+
+
+BASE = CampaignSettings(target="kafka", seed=200, duration=13.0)
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[CampaignSession]:
+    """One Kafka cluster and Toxiproxy server for the campaigns of this module (per worker)."""
+    require_toxiproxy()
+    _require_kafka()
+    before = {pid for pid, _ in live_children()}
+    with CampaignSession(BASE) as started:
+        yield started
+    left = [(pid, cmd) for pid, cmd in live_children() if pid not in before]
+    assert not left, f"processes left running after the Kafka session: {left}"
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(session: CampaignSession) -> Iterator[None]:
+    """This module's version of conftest's check: a campaign restarts Kafka nodes it killed,
+    so the shared cluster's JVMs may have new pids after a test; any other new child process
+    is a leak. (The session fixture checks that nothing at all is left once it ends.)"""
+    before = {pid for pid, _ in live_children()}
+    yield
+    cluster = session.env.cluster if session.env is not None else None  # type: ignore[attr-defined]
+    ours = {node.pid for node in cluster.nodes} if cluster is not None else set()
+    left = [(pid, cmd) for pid, cmd in live_children() if pid not in before and pid not in ours]
+    assert not left, f"processes left running: {left}"
+
+
+def _run(session: CampaignSession, tmp_path: Path, **changes: object) -> CampaignResult:
+    session.use(attrs.evolve(BASE, **changes))  # type: ignore[arg-type]
+    result = session.run(session.schedule(), tmp_path / "report")
+    print(summary_text(result))  # shown by pytest when the test fails
+    return result
+
+
+def test_kafka_safe_configuration_survives_kills_pauses_and_partitions(
+        session: CampaignSession, tmp_path: Path) -> None:
+    """RF=3, min.insync.replicas=2, acks=all, idempotence, clean elections: Kafka loses,
+    duplicates and renumbers nothing under kills, pauses and partitions; the run is valid."""
+    result = _run(session, tmp_path, seed=201, duration=15.0,
+                  faults=("kill", "pause", "isolate-leader", "isolate-node", "split"))
+    r = result.results
+    assert r["environment"]["version"].startswith("Apache Kafka")
+    assert r["faults"]["injected"] >= 2, r["faults"]
+    assert r["operations"]["by_operation"]["send"]["ok"] > 1000
+    assert not set(LOG_ANOMALIES) & set(result.anomalies), result.anomalies
+    for name in LOG_ANOMALIES:
+        assert name in r["claims"]["claimed"]
+    assert result.valid and r["valid"] is True
+
+
+def test_kafka_acks_1_loses_writes_when_the_leader_dies_before_its_followers_fetch(
+        session: CampaignSession, tmp_path: Path) -> None:
+    """acks=1, the leader isolated, then its followers frozen and the leader killed (campaign
+    acks1-loss): Kafka loses acknowledged writes, reported as a hazard of acks=1."""
+    result = _run(session, tmp_path, seed=202, duration=13.0, campaign="acks1-loss",
+                  workload=WorkloadSettings(acks="1", idempotence=False))
+    r = result.results
+    assert r["anomalies"].get("lost-write", 0) > 0, r["anomalies"]
+    assert r["hazards"]["lost-write"] > 0
+    assert "lost-write" not in r["claims"]["claimed"]
+    assert "acks=1" in r["claims"]["not_claimed"]["lost-write"]
+    assert r["figures"]["first_fault_to_first_anomaly_s"] is not None
+
+
+def test_kafka_unclean_election_of_a_lagging_replica_loses_acknowledged_writes(
+        session: CampaignSession, tmp_path: Path) -> None:
+    """unclean.leader.election.enable=true, replication factor 2, min.insync.replicas=1, the
+    follower cut off until it is fenced, the leader killed, the follower healed (campaign
+    unclean-leader-loss): Kafka elects the lagging follower and acks=all writes are lost."""
+    result = _run(session, tmp_path, seed=203, duration=16.0, campaign="unclean-leader-loss",
+                  replication_factor=2,
+                  overrides={"unclean.leader.election.enable": "true", "min.insync.replicas": "1"})
+    r = result.results
+    assert r["settings"]["workload"]["acks"] == "all"
+    assert r["history_meta"]["topic_configs"]["unclean.leader.election.enable"] == "true"
+    assert r["history_meta"]["replication_factor"] == 2
+    assert r["anomalies"].get("lost-write", 0) > 0, r["anomalies"]
+    assert "unclean.leader.election.enable=true" in r["claims"]["not_claimed"]["lost-write"]
+    windows = r["faults"]["windows"]
+    assert [w["fault"] for w in windows if w["outcome"] == "ok"] == ["isolate-node", "kill"]
