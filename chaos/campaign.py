@@ -504,8 +504,9 @@ class CampaignSession:
 
         assert self.env is not None
         try:
+            placement = self.env.replica_placement(partitions, rf)
             with WireSession(self.env.bootstrap, timeout_s=30.0) as session:
-                error = session.create_topic(topic, partitions, rf, configs)
+                error = session.create_topic(topic, partitions, rf, configs, assignments=placement)
         except (SessionError, OSError) as exc:
             raise CampaignError(f"could not create the campaign topic {topic}: {exc}") from exc
         if error != "NONE":

@@ -103,6 +103,18 @@ class Environment:
     def partition_state(self, topic: str, partition: int) -> PartitionState | None:
         raise NotImplementedError
 
+    def partition_views(self, topic: str, partition: int) -> list[PartitionState]:
+        """Every view of the partition the environment can read (one per answering broker
+        where it can ask each): views may differ while metadata propagates or a broker is
+        cut off. By default the one view of :meth:`partition_state`."""
+        state = self.partition_state(topic, partition)
+        return [] if state is None else [state]
+
+    def replica_placement(self, partitions: int, replication_factor: int) -> list[list[int]] | None:
+        """The replicas (broker ids, preferred leader first) a campaign topic's partitions
+        should get, or None to let the brokers place them."""
+        return None
+
     def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
         """Wait until every partition of ``topic`` is served again (and fully replicated where
         the environment can see it); returns warnings for what did not recover in time."""
@@ -277,6 +289,14 @@ class ClusterEnvironment(Environment):
     def partition_state(self, topic: str, partition: int) -> PartitionState | None:
         """The view of the running broker that knows the newest leader epoch."""
         best: PartitionState | None = None
+        for state in self.partition_views(topic, partition):
+            if best is None or state.leader_epoch > best.leader_epoch:
+                best = state
+        return best
+
+    def partition_views(self, topic: str, partition: int) -> list[PartitionState]:
+        """The view of every running broker that answers Metadata (at its real address)."""
+        views = []
         for nid, node in self.cluster.brokers.items():
             if not node.running or node.paused:
                 continue
@@ -287,12 +307,10 @@ class ClusterEnvironment(Environment):
             p = view.partition(topic, partition)
             if p is None:
                 continue
-            state = PartitionState(broker_name(p.leader) if p.leader >= 0 else None, p.leader_epoch,
-                                   tuple(broker_name(r) for r in p.replicas),
-                                   tuple(broker_name(r) for r in p.isr))
-            if best is None or state.leader_epoch > best.leader_epoch:
-                best = state
-        return best
+            views.append(PartitionState(broker_name(p.leader) if p.leader >= 0 else None, p.leader_epoch,
+                                        tuple(broker_name(r) for r in p.replicas),
+                                        tuple(broker_name(r) for r in p.isr)))
+        return views
 
     def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
         """Every node running, every broker registered, and every partition led by a live
@@ -450,6 +468,22 @@ class KafkaEnvironment(ClusterEnvironment):
         """The node whose controller is active now (the Raft leader of ``__cluster_metadata``)."""
         nid = self.cluster.active_controller()
         return None if nid is None else broker_name(nid)
+
+    def replica_placement(self, partitions: int, replication_factor: int) -> list[list[int]] | None:
+        """Keep the replicas off the node whose controller is active, when there are nodes
+        enough: a fault aimed at a replica (isolate or kill the leader or a follower) then
+        never also cuts off or kills the active controller, whose loss would add a quorum
+        election (and, with one voter of three cut off and another killed, no quorum at all)
+        to the fault. Partitions rotate over the other nodes; None (the brokers place them)
+        when the replicas need every node or no controller can be named."""
+        ids = sorted(int(i) for i in self.cluster.brokers)
+        if replication_factor >= len(ids):
+            return None
+        active = self.cluster.active_controller()
+        if active is None:
+            return None
+        others = [i for i in ids if i != active]
+        return [[others[(p + k) % len(others)] for k in range(replication_factor)] for p in range(partitions)]
 
 
 # --- tansu -----------------------------------------------------------------------------------------

@@ -39,6 +39,12 @@ from harness.history.write import Recorder
 
 PROCESS = "nemesis"
 RESOLVE_WAIT_S = 3.0
+CONDITION_WAIT_S = 10.0  # the longest a fault waits for its start_when / stop_when condition
+# Observable states of partition ``params["partition"]`` a fault can wait for before it starts
+# (``params["start_when"]``) or ends (``params["stop_when"]``), judged on the views at the
+# newest leader epoch (a cut-off broker's stale view is older): its ISR is the leader alone;
+# it has no leader (the controller fenced the leader); it is led by a running node.
+CONDITIONS = ("isr-is-leader", "leaderless", "led")
 
 
 class FaultNotApplied(Exception):
@@ -275,8 +281,44 @@ class Nemesis:
                                   f"(nodes: {', '.join(self.env.nodes)})")
         return nodes
 
+    def holds(self, condition: str, partition: int) -> bool:
+        """Whether ``condition`` (one of :data:`CONDITIONS`) holds for the partition now."""
+        views = self.env.partition_views(self.topic, partition)
+        if not views:
+            return False
+        newest = max(v.leader_epoch for v in views)
+        top = [v for v in views if v.leader_epoch == newest]
+        if condition == "isr-is-leader":
+            return any(v.leader is not None and v.isr == (v.leader,) for v in top)
+        if condition == "leaderless":
+            return any(v.leader is None for v in top)
+        if condition == "led":
+            return any(v.leader is not None and self.env.running(v.leader) for v in top)
+        raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
+
+    def wait_for(self, spec: FaultSpec, key: str) -> bool:
+        """Wait (at most ``params["wait_s"]``, default :data:`CONDITION_WAIT_S`) until the
+        condition ``params[key]`` holds; True at once when the spec names none. A condition
+        that never holds does not stop the fault: the history's times show what happened."""
+        condition = spec.params.get(key)
+        if not condition:
+            return True
+        partition = int(spec.params.get("partition", 0))
+        deadline = time.monotonic() + float(spec.params.get("wait_s", CONDITION_WAIT_S))
+        while True:
+            try:
+                if self.holds(str(condition), partition):
+                    return True
+            except ChaosEnvironmentError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
     def start(self, spec: FaultSpec, fault_id: int) -> ActiveFault | None:
-        """Apply ``spec``; None when it could not be applied (recorded as ``fail``)."""
+        """Apply ``spec`` (once its ``start_when`` condition holds, if it names one); None when
+        it could not be applied (recorded as ``fail``)."""
+        self.wait_for(spec, "start_when")
         family = FAMILY_OF[spec.fault](self)
         try:
             targets, params, undo = family.apply(spec, fault_id)
@@ -305,7 +347,10 @@ class Nemesis:
             self.injected += 1
         return active
 
-    def stop(self, active: ActiveFault) -> None:
+    def stop(self, active: ActiveFault, *, when: bool = True) -> None:
+        """End ``active`` (with ``when``: once its ``stop_when`` condition holds, if it names one)."""
+        if when:
+            self.wait_for(active.spec, "stop_when")
         with self._lock:
             if self.active.pop(active.fault_id, None) is None:
                 return
@@ -321,9 +366,9 @@ class Nemesis:
         self.history.ok(i)
 
     def stop_all(self) -> None:
-        """End every active fault, latest first."""
+        """End every active fault, latest first, without waiting for conditions."""
         for active in sorted(self.active.values(), key=lambda a: -a.started):
-            self.stop(active)
+            self.stop(active, when=False)
 
     def _invoke(self, action: str, spec: FaultSpec, targets: list[str], params: dict[str, Any],
                 fault_id: int) -> int:

@@ -377,9 +377,18 @@ def _unclean_leader_loss(seed: int, ctx: Context, duration: float) -> Schedule:
     when it returns. For clusters whose controllers run in the broker nodes (Kafka in KRaft
     combined mode), where killing every other replica of a replication-factor-3 partition
     would take the controller quorum with it and no election could happen."""
+    # Each step waits (bounded) for the state the next one needs, observed in Metadata, rather
+    # than trusting the timings under load: the leader is killed only once the ISR is the
+    # leader alone (it has acknowledged alone since); the follower is healed only once the
+    # controller has fenced the dead leader (the partition is leaderless, so the follower's
+    # return is an unclean election); the leader is started again only once the partition is
+    # led again (by the follower, uncleanly), not before, when it would be elected cleanly.
+    # Early enough that the producers (idempotent ones die of the lost sequence numbers and are
+    # replaced) write for several seconds after the unclean election: the checkers see the loss
+    # only where new records take the offsets of the lost ones.
     return Schedule((
-        FaultSpec("isolate-node", 2.0, 10.0, "followers", {"partition": 0}),
-        FaultSpec("kill", 8.0, 6.0, "leader", {"partition": 0}),
+        FaultSpec("isolate-node", 2.0, 6.0, "followers", {"partition": 0, "stop_when": "leaderless"}),
+        FaultSpec("kill", 6.0, 4.0, "leader", {"partition": 0, "start_when": "isr-is-leader", "stop_when": "led"}),
     ), duration, seed, "unclean-leader-loss") if duration >= 16.0 else Schedule((), duration, seed,
                                                                                "unclean-leader-loss")
 

@@ -147,8 +147,11 @@ class ProducerWorker(_Worker):
     def _replace(self, producer: Producer) -> Producer:
         """Close a producer the library gave up on and start the next incarnation."""
         self.errors_seen += 1
-        with contextlib.suppress(Exception):
-            producer.close()
+        # Closing a dead librdkafka producer waits for its queued sends to time out
+        # (delivery.timeout.ms, 20 s): that happens aside, so the next incarnation sends at once.
+        # Those sends stay pending in the history (indeterminate), which is what they are.
+        threading.Thread(target=_close_quietly, args=(producer,), name=f"{self.process}-close",
+                         daemon=True).start()
         self._pending = []
         self.incarnation += 1
         self.process = f"{self.name_base}.{self.incarnation}"
@@ -199,6 +202,11 @@ class ProducerWorker(_Worker):
                 except Exception as exc:  # noqa: BLE001
                     if not _fatal(exc):
                         self._unexpected()
+
+
+def _close_quietly(producer: Producer) -> None:
+    with contextlib.suppress(Exception):
+        producer.close()
 
 
 def _fatal(exc: BaseException) -> bool:

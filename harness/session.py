@@ -407,12 +407,18 @@ class WireSession:
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
                      configs: Mapping[str, str] | None = None, validate_only: bool = False,
-                     wait: bool = True) -> str:
-        """CreateTopics for one topic; its error name. With ``wait`` (and success), returns once
-        Metadata shows a leader for every partition."""
+                     wait: bool = True, assignments: Sequence[Sequence[int]] | None = None) -> str:
+        """CreateTopics for one topic; its error name. ``assignments``: the replicas (broker
+        ids, preferred leader first) of each partition in order, instead of the broker's
+        placement (``partitions`` and ``replication_factor`` are then implied). With ``wait``
+        (and success), returns once Metadata shows a leader for every partition."""
+        placed = [{"partition_index": i, "broker_ids": [int(b) for b in replicas]}
+                  for i, replicas in enumerate(assignments or ())]
+        if placed:
+            partitions = len(placed)
         response = self.call(CREATE_TOPICS, {
-            "topics": [{"name": name, "num_partitions": partitions,
-                        "replication_factor": replication_factor, "assignments": [],
+            "topics": [{"name": name, "num_partitions": -1 if placed else partitions,
+                        "replication_factor": -1 if placed else replication_factor, "assignments": placed,
                         "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()]}],
             "timeout": int(self.timeout_s * 1000), "validate_only": validate_only,
         })
