@@ -60,7 +60,7 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -75,8 +75,9 @@ from reference_broker.cluster import (
     LinkAddress,
     LinkKind,
     MetadataView,
-    PartitionView,
+    MetadataWaits,
     free_port,
+    metadata_view,
 )
 from reference_broker.protocol.client import WireClient, WireError
 
@@ -183,24 +184,6 @@ async def _call(address: Address, api_key: int, version: int, fields: Mapping[st
 def _request(address: Address, api_key: int, version: int, fields: Mapping[str, Any],
              timeout_s: float = REQUEST_TIMEOUT_S) -> Any:
     return asyncio.run(asyncio.wait_for(_call(address, api_key, version, fields, timeout_s), timeout_s + 1.0))
-
-
-def _view(node_id: int, response: Any) -> MetadataView:
-    topics: dict[str, dict[int, PartitionView]] = {}
-    errors: dict[str, str] = {}
-    for topic in response.topics:
-        if topic.error_code != ErrorCode.none:
-            errors[topic.name] = topic.error_code.name
-            continue
-        topics[topic.name] = {
-            p.partition_index: PartitionView(
-                topic.name, p.partition_index, p.error_code.name, p.leader_id, p.leader_epoch,
-                tuple(p.replica_nodes), tuple(p.isr_nodes), tuple(p.offline_replicas),
-            )
-            for p in topic.partitions
-        }
-    return MetadataView(node_id, {b.node_id: (b.host, b.port) for b in response.brokers},
-                        response.controller_id, topics, errors)
 
 
 # --- nodes ---------------------------------------------------------------------------------------
@@ -388,8 +371,12 @@ def _same_address(link: Link, address: Address) -> Address:
     return address
 
 
-class KafkaCluster:
+class KafkaCluster(MetadataWaits):
     """``nodes`` combined broker+controller Kafka JVMs; see the module docstring."""
+
+    failure = KafkaClusterError
+    wait_s = DEFAULT_WAIT_S
+    transient = (*MetadataWaits.transient, WireError, KafkaClusterError)
 
     def __init__(
         self,
@@ -629,7 +616,7 @@ class KafkaCluster:
         response = _request(self.brokers[node_id].address, 3, 12, {
             "topics": None if topics is None else [{"name": name} for name in topics],
             "allow_auto_topic_creation": False, "include_topic_authorized_operations": False})
-        return _view(node_id, response)
+        return metadata_view(node_id, response)
 
     def describe_cluster(self, node_id: int | None = None) -> tuple[int, set[int]]:
         """Admin API DescribeCluster at node ``node_id``: (controller id, live broker ids)."""
@@ -659,31 +646,6 @@ class KafkaCluster:
                     if int(p.leader_id) >= 0 and (best is None or int(p.leader_epoch) > best[0]):
                         best = (int(p.leader_epoch), int(p.leader_id))
         return None if best is None else best[1]
-
-    def _views(self, topics: list[str] | None) -> list[MetadataView]:
-        views = []
-        for node_id, node in self.brokers.items():
-            if node.running and not node.paused:
-                try:
-                    views.append(self.metadata(node_id, topics))
-                except Exception:  # a node starting or stopping: ask again later
-                    continue
-        return views
-
-    def wait_until(self, condition: Callable[[], Any], timeout_s: float = DEFAULT_WAIT_S,
-                   what: str = "the condition") -> Any:
-        """Poll ``condition`` until it returns something truthy (returned), or fail."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                result = condition()
-            except (OSError, asyncio.TimeoutError, ConnectionError, WireError, KafkaClusterError):
-                result = None
-            if result:
-                return result
-            if time.monotonic() >= deadline:
-                raise KafkaClusterError(f"timed out after {timeout_s:.0f} s waiting for {what}\n" + self.describe())
-            time.sleep(POLL_S)
 
     def live_brokers(self, node_id: int | None = None) -> set[int]:
         return self.describe_cluster(node_id)[1]
@@ -717,25 +679,3 @@ class KafkaCluster:
 
         self.wait_until(internal_topics_led, max(1.0, deadline - time.monotonic()),
                         f"every partition of {OFFSETS_TOPIC} to have a leader")
-
-    def wait_for_leader(self, topic: str, partition: int, not_node: int | None = None,
-                        timeout_s: float = DEFAULT_WAIT_S) -> tuple[int, int]:
-        """Until every running node agrees that ``topic``-``partition`` has a live leader (other
-        than ``not_node``); returns (leader, leader epoch)."""
-
-        def agreed() -> tuple[int, int] | None:
-            views = self._views([topic])
-            seen = {(p.leader, p.leader_epoch) for v in views if (p := v.partition(topic, partition)) is not None}
-            if not views or len(seen) != 1:
-                return None
-            leader, epoch = next(iter(seen))
-            if leader < 0 or leader == not_node or leader not in views[0].brokers:
-                return None
-            if len([v for v in views if v.partition(topic, partition)]) != len(views):
-                return None
-            return leader, epoch
-
-        result: tuple[int, int] = self.wait_until(
-            agreed, timeout_s,
-            f"a leader of {topic}-{partition}" + ("" if not_node is None else f" other than {not_node}"))
-        return result

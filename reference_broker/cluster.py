@@ -155,7 +155,8 @@ async def _find_coordinator(address: Address, group: str) -> Any:
         return await client.call(10, 3, {"key": group, "key_type": 0})
 
 
-def _view(node_id: int, response: Any) -> MetadataView:
+def metadata_view(node_id: int, response: Any) -> MetadataView:
+    """A Metadata response as a :class:`MetadataView` of broker ``node_id``."""
     topics: dict[str, dict[int, PartitionView]] = {}
     errors: dict[str, str] = {}
     for topic in response.topics:
@@ -173,6 +174,79 @@ def _view(node_id: int, response: Any) -> MetadataView:
         node_id, {b.node_id: (b.host, b.port) for b in response.brokers},
         response.controller_id, topics, errors,
     )
+
+
+class MetadataWaits:
+    """Waiting for what the brokers' Metadata says, for any cluster of broker processes (this
+    module's and harness's Apache Kafka cluster): a subclass gives ``brokers`` (node id ->
+    something with ``running`` and ``paused``), ``metadata`` and ``describe``, and may widen
+    ``transient`` (errors that mean "ask again") and ``failure`` (what a timeout raises)."""
+
+    brokers: Mapping[int, Any]
+    failure: type[Exception] = ClusterError
+    transient: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError, ConnectionError)
+    wait_s: float = DEFAULT_WAIT_S  # how long a wait lasts unless told
+
+    def metadata(self, node_id: int | None = None, topics: list[str] | None = None) -> MetadataView:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _views(self, topics: list[str] | None) -> list[MetadataView]:
+        """Metadata from every running, unpaused broker (those that do not answer are left out)."""
+        views = []
+        for node_id, node in self.brokers.items():
+            if node.running and not node.paused:
+                try:
+                    views.append(self.metadata(node_id, topics))
+                except Exception:  # a broker starting or stopping: ask again later
+                    continue
+        return views
+
+    def wait_until(self, condition: Callable[[], Any], timeout_s: float | None = None,
+                   what: str = "the condition") -> Any:
+        """Poll ``condition`` until it returns something truthy (returned), or fail."""
+        timeout_s = self.wait_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                result = condition()
+            except self.transient:
+                result = None
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                raise self.failure(f"timed out after {timeout_s:.0f} s waiting for {what}\n"
+                                   + self.describe())
+            time.sleep(POLL_S)
+
+
+    def wait_for_leader(
+        self, topic: str, partition: int, not_node: int | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[int, int]:
+        """Until every running broker agrees that ``topic``-``partition`` has a live leader
+        (other than ``not_node``); returns (leader, leader epoch)."""
+
+        def agreed() -> tuple[int, int] | None:
+            views = self._views([topic])
+            seen = {(p.leader, p.leader_epoch) for v in views
+                    if (p := v.partition(topic, partition)) is not None}
+            if len(views) == 0 or len(seen) != 1:
+                return None
+            leader, epoch = next(iter(seen))
+            if leader < 0 or leader == not_node or leader not in views[0].brokers:
+                return None
+            if len([v for v in views if v.partition(topic, partition)]) != len(views):
+                return None
+            return leader, epoch
+
+        result: tuple[int, int] = self.wait_until(
+            agreed, timeout_s,
+            f"a leader of {topic}-{partition}" + ("" if not_node is None else f" other than {not_node}"),
+        )
+        return result
 
 
 # --- nodes ---------------------------------------------------------------------------------------
@@ -274,7 +348,7 @@ def _close_leftovers() -> None:
         cluster.kill_all()
 
 
-class ReferenceCluster:
+class ReferenceCluster(MetadataWaits):
     """A controller and ``brokers`` broker processes; see the module docstring."""
 
     def __init__(
@@ -486,34 +560,7 @@ class ReferenceCluster:
             if node_id is None:
                 raise ClusterError("no broker is running")
         response = asyncio.run(_metadata(self.brokers[node_id].address, topics))
-        return _view(node_id, response)
-
-    def _views(self, topics: list[str] | None) -> list[MetadataView]:
-        """Metadata from every running, unpaused broker (those that do not answer are left out)."""
-        views = []
-        for node_id, node in self.brokers.items():
-            if node.running and not node.paused:
-                try:
-                    views.append(self.metadata(node_id, topics))
-                except Exception:  # a broker starting or stopping: ask again later
-                    continue
-        return views
-
-    def wait_until(self, condition: Callable[[], Any], timeout_s: float = DEFAULT_WAIT_S,
-                   what: str = "the condition") -> Any:
-        """Poll ``condition`` until it returns something truthy (returned), or fail."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                result = condition()
-            except (OSError, asyncio.TimeoutError, ConnectionError):
-                result = None
-            if result:
-                return result
-            if time.monotonic() >= deadline:
-                raise ClusterError(f"timed out after {timeout_s}s waiting for {what}\n"
-                                   + self.describe())
-            time.sleep(POLL_S)
+        return metadata_view(node_id, response)
 
     def live_brokers(self, node_id: int | None = None) -> set[int]:
         """Brokers a broker's Metadata lists (the unfenced ones)."""
@@ -554,29 +601,3 @@ class ReferenceCluster:
 
         self.wait_until(internal_topics_led, timeout_s,
                         f"every partition of {OFFSETS_TOPIC} to have a leader")
-
-    def wait_for_leader(
-        self, topic: str, partition: int, not_node: int | None = None,
-        timeout_s: float = DEFAULT_WAIT_S,
-    ) -> tuple[int, int]:
-        """Until every running broker agrees that ``topic``-``partition`` has a live leader
-        (other than ``not_node``); returns (leader, leader epoch)."""
-
-        def agreed() -> tuple[int, int] | None:
-            views = self._views([topic])
-            seen = {(p.leader, p.leader_epoch) for v in views
-                    if (p := v.partition(topic, partition)) is not None}
-            if len(views) == 0 or len(seen) != 1:
-                return None
-            leader, epoch = next(iter(seen))
-            if leader < 0 or leader == not_node or leader not in views[0].brokers:
-                return None
-            if len([v for v in views if v.partition(topic, partition)]) != len(views):
-                return None
-            return leader, epoch
-
-        result: tuple[int, int] = self.wait_until(
-            agreed, timeout_s,
-            f"a leader of {topic}-{partition}" + ("" if not_node is None else f" other than {not_node}"),
-        )
-        return result
