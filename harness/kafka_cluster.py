@@ -62,7 +62,6 @@ import uuid
 import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
 
 from kio.schema.errors import ErrorCode
@@ -75,7 +74,7 @@ from reference_broker.cluster import (
     LinkAddress,
     LinkKind,
     MetadataView,
-    MetadataWaits,
+    ProcessCluster,
     free_port,
     metadata_view,
 )
@@ -371,12 +370,12 @@ def _same_address(link: Link, address: Address) -> Address:
     return address
 
 
-class KafkaCluster(MetadataWaits):
+class KafkaCluster(ProcessCluster):
     """``nodes`` combined broker+controller Kafka JVMs; see the module docstring."""
 
     failure = KafkaClusterError
     wait_s = DEFAULT_WAIT_S
-    transient = (*MetadataWaits.transient, WireError, KafkaClusterError)
+    transient = (*ProcessCluster.transient, WireError, KafkaClusterError)
 
     def __init__(
         self,
@@ -540,26 +539,6 @@ class KafkaCluster(MetadataWaits):
             self.kill_all()
             raise
         return self
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:  # also Ctrl-C: never leave half a cluster behind
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close(clean=exc_type is None)
-
-    def kill_all(self) -> None:
-        """SIGKILL every JVM of the cluster (no clean shutdown)."""
-        for node in self.nodes:
-            try:
-                node.kill()
-            except Exception:  # keep going: the others must die too
-                pass
 
     def stop_all(self, timeout_s: float = 30.0) -> None:
         """Stop every node cleanly, all at once (SIGTERM, then SIGKILL what is left after

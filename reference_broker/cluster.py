@@ -176,22 +176,55 @@ def metadata_view(node_id: int, response: Any) -> MetadataView:
     )
 
 
-class MetadataWaits:
-    """Waiting for what the brokers' Metadata says, for any cluster of broker processes (this
-    module's and harness's Apache Kafka cluster): a subclass gives ``brokers`` (node id ->
-    something with ``running`` and ``paused``), ``metadata`` and ``describe``, and may widen
-    ``transient`` (errors that mean "ask again") and ``failure`` (what a timeout raises)."""
+class ProcessCluster:
+    """What a cluster of broker processes does the same way here and in harness's Apache Kafka
+    cluster: a context manager that never leaves half a cluster behind, SIGKILL of every node,
+    and waiting for what the brokers' Metadata says. A subclass gives ``nodes`` and ``brokers``
+    (node id -> a node with ``running`` and ``paused``), ``start``, ``close``, ``metadata`` and
+    ``describe``, and may widen ``transient`` (errors that mean "ask again") and ``failure``
+    (what a timeout raises)."""
 
     brokers: Mapping[int, Any]
     failure: type[Exception] = ClusterError
     transient: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError, ConnectionError)
     wait_s: float = DEFAULT_WAIT_S  # how long a wait lasts unless told
 
+    @property
+    def nodes(self) -> list[Any]:
+        """Every process of the cluster."""
+        raise NotImplementedError
+
+    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Self:
+        raise NotImplementedError
+
+    def close(self, clean: bool = False) -> None:
+        raise NotImplementedError
+
     def metadata(self, node_id: int | None = None, topics: list[str] | None = None) -> MetadataView:
         raise NotImplementedError
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:  # also Ctrl-C: never leave half a cluster behind
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(clean=exc_type is None)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the cluster (no clean shutdown)."""
+        for node in self.nodes:
+            try:
+                node.kill()
+            except Exception:  # keep going: the others must die too
+                pass
 
     def _views(self, topics: list[str] | None) -> list[MetadataView]:
         """Metadata from every running, unpaused broker (those that do not answer are left out)."""
@@ -348,7 +381,7 @@ def _close_leftovers() -> None:
         cluster.kill_all()
 
 
-class ReferenceCluster(MetadataWaits):
+class ReferenceCluster(ProcessCluster):
     """A controller and ``brokers`` broker processes; see the module docstring."""
 
     def __init__(
@@ -483,28 +516,6 @@ class ReferenceCluster(MetadataWaits):
             self.kill_all()
             raise
         return self
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:  # also Ctrl-C: never leave half a cluster behind
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close(clean=exc_type is None)
-
-    def kill_all(self) -> None:
-        """SIGKILL every process of the cluster (no clean shutdown)."""
-        for node in self.nodes:
-            try:
-                node.kill()
-            except Exception:  # keep going: the others must die too
-                pass
 
     def stop_all(self, timeout_s: float = 20.0) -> None:
         """Stop every process cleanly: all brokers together (each moves its leadership away
