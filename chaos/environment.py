@@ -131,26 +131,33 @@ class Environment:
         """Acknowledged records survive a process restart."""
         return self.target is not None and DURABLE_STORAGE in self.target.capabilities
 
-    def kill(self, node: str) -> None:
+    def _controlled(self, node: str) -> Any:
+        """The process behind ``node`` (with ``kill``, ``pause``, ``resume``, ``stop``,
+        ``start`` and ``running``); environments with process control override this."""
         raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+
+    def kill(self, node: str) -> None:
+        self._controlled(node).kill()
 
     def pause(self, node: str) -> None:
-        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+        self._controlled(node).pause()
 
     def resume(self, node: str) -> None:
-        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+        self._controlled(node).resume()
 
     def stop(self, node: str) -> None:
-        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+        self._controlled(node).stop()
 
     def start_node(self, node: str) -> None:
-        raise ChaosEnvironmentError(f"the {self.name} target has no process control")
+        process = self._controlled(node)
+        if not process.running:
+            process.start()
 
     def wipe(self, node: str) -> None:
         raise ChaosEnvironmentError(f"the {self.name} target cannot wipe a node's data")
 
     def running(self, node: str) -> bool:
-        return True
+        return not self.process_control or bool(self._controlled(node).running)
 
     # --- shared --------------------------------------------------------------------------------
 
@@ -251,39 +258,22 @@ class ClusterEnvironment(Environment):
     def brokers(self) -> list[str]:
         return [broker_name(i) for i in sorted(self.cluster.brokers)]
 
-    def _node(self, node: str) -> Any:
+    def _controlled(self, node: str) -> Any:
         try:
             return self.cluster.node(node_id(node))
         except (KeyError, ValueError) as exc:
             raise ChaosEnvironmentError(f"no node {node!r} in this cluster (nodes: {', '.join(self.nodes)})") from exc
 
-    def kill(self, node: str) -> None:
-        self._node(node).kill()
-
-    def pause(self, node: str) -> None:
-        self._node(node).pause()
-
-    def resume(self, node: str) -> None:
-        self._node(node).resume()
-
-    def stop(self, node: str) -> None:
-        self._node(node).stop()
-
-    def start_node(self, node: str) -> None:
-        target = self._node(node)
-        if not target.running:
-            target.start()
-
     def wipe(self, node: str) -> None:
         """SIGKILL and delete its data (a replaced disk); :meth:`start_node` brings it back
         empty under the same id."""
-        target = self._node(node)
+        target = self._controlled(node)
         target.kill()
         shutil.rmtree(target.data_dir, ignore_errors=True)
         target.format()
 
     def running(self, node: str) -> bool:
-        target = self._node(node)
+        target = self._controlled(node)
         return bool(target.running and not target.paused)
 
     def partition_state(self, topic: str, partition: int) -> PartitionState | None:
@@ -456,7 +446,7 @@ class KafkaEnvironment(ClusterEnvironment):
         """Launch the JVM again and return without waiting for it: a Kafka node finishes
         starting only once a quorum of controllers answers, which may need the other nodes
         of the same fault (they are started after it). :meth:`wait_recovered` waits."""
-        target = self._node(node)
+        target = self._controlled(node)
         if not target.running:
             target.launch()
 
@@ -520,36 +510,16 @@ class TansuEnvironment(Environment):
         self._target.start()
         return self
 
-    def _process(self, node: str) -> Any:
+    def _controlled(self, node: str) -> Any:
         if node != self._node or self._target is None or self._target.process is None:
             raise ChaosEnvironmentError(f"no node {node!r} (the tansu target has one: {self._node})")
         return self._target.process
-
-    def kill(self, node: str) -> None:
-        self._process(node).kill()
-
-    def pause(self, node: str) -> None:
-        self._process(node).pause()
-
-    def resume(self, node: str) -> None:
-        self._process(node).resume()
-
-    def stop(self, node: str) -> None:
-        self._process(node).stop()
-
-    def start_node(self, node: str) -> None:
-        process = self._process(node)
-        if not process.running:
-            process.start()
-
-    def running(self, node: str) -> bool:
-        return bool(self._process(node).running)
 
     def partition_state(self, topic: str, partition: int) -> PartitionState | None:
         return PartitionState(self._node, 0, (self._node,), (self._node,))
 
     def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
-        process = self._process(self._node)
+        process = self._controlled(self._node)
         process.resume()
         if not process.running:
             process.start()
