@@ -217,9 +217,12 @@ class Environment:
 
 # --- reference ------------------------------------------------------------------------------------
 
-# Timing for campaigns: failures are noticed in 1.5 s instead of Kafka's 9 s, so a campaign of a
-# few tens of seconds sees many failovers. Every key can be overridden (--override).
-REFERENCE_TIMING: Mapping[str, str] = {
+# Timing for campaigns, on the reference cluster and on Kafka alike: failures are noticed in
+# 1.5 s instead of Kafka's 9 s (a broker is fenced after 9 s without a heartbeat, a follower
+# leaves the ISR after 30 s, backs off 1 s after a fetch error and waits 30 s for a fetch
+# answer), so a campaign of a few tens of seconds sees many failovers. Every key can be
+# overridden (--override).
+CAMPAIGN_TIMING: Mapping[str, str] = {
     "broker.session.timeout.ms": "1500",
     "broker.heartbeat.interval.ms": "300",
     "replica.lag.time.max.ms": "3000",
@@ -227,8 +230,8 @@ REFERENCE_TIMING: Mapping[str, str] = {
     "replica.fetch.backoff.ms": "100",
     "replica.socket.timeout.ms": "3000",
     "offsets.topic.num.partitions": "3",
-    "group.initial.rebalance.delay.ms": "0",
 }
+REFERENCE_TIMING: Mapping[str, str] = {**CAMPAIGN_TIMING, "group.initial.rebalance.delay.ms": "0"}
 
 
 class ClusterEnvironment(Environment):
@@ -377,22 +380,10 @@ class ReferenceEnvironment(ClusterEnvironment):
 
 # --- kafka ----------------------------------------------------------------------------------------
 
-# Kafka's failure detection, shortened as for the reference cluster so that a campaign of a few
-# tens of seconds sees failovers (Kafka's defaults: a broker is fenced after 9 s without a
-# heartbeat, a follower leaves the ISR after 30 s, a follower backs off 1 s after a fetch error
-# and waits 30 s for a fetch answer). The quorum's own timeouts (controller.quorum.*) keep
-# Kafka's defaults. Every key can be overridden (--override).
-KAFKA_TIMING: Mapping[str, str] = {
-    "broker.session.timeout.ms": "1500",
-    "broker.heartbeat.interval.ms": "300",
-    "replica.lag.time.max.ms": "3000",
-    "replica.fetch.wait.max.ms": "200",
-    "replica.fetch.backoff.ms": "100",
-    "replica.socket.timeout.ms": "3000",
-    "offsets.topic.num.partitions": "3",
-    "transaction.state.log.num.partitions": "3",
-    "auto.leader.rebalance.enable": "false",
-}
+# Kafka keeps its quorum's own timeouts (controller.quorum.*) and moves leaders only because of
+# faults.
+KAFKA_TIMING: Mapping[str, str] = {**CAMPAIGN_TIMING, "transaction.state.log.num.partitions": "3",
+                                   "auto.leader.rebalance.enable": "false"}
 
 
 class KafkaEnvironment(ClusterEnvironment):
