@@ -51,10 +51,12 @@ from chaos.nemesis import Nemesis, NemesisRunner
 from chaos.schedule import Context, Schedule, ScheduleError, named_schedule, random_schedule
 from chaos.topology import CLIENTS, Topology
 from chaos.toxiproxy import ToxiproxyControl, ToxiproxyError, toxiproxy
-from chaos.workload import Workload, WorkloadSettings, drain
-from harness.checkers import Report, check
+from chaos.workload import Workload, WorkloadSettings, workload_clients
+from harness.checkers import Anomaly, Report, check
+from harness.checkers.attribution import Blame, worst
 from harness.history import HistoryWriter, load_history
 from harness.history.load import History
+from harness.precise_read import read_to_end
 
 PROCESS_FAULTS = ("kill", "restart", "wipe")
 
@@ -226,9 +228,40 @@ def _group_of(explanation: str, groups: Sequence[str]) -> str | None:
     return None
 
 
-def judge(report: Report, claims: Claims, groups: Sequence[str]) -> dict[str, Any]:
-    """Found anomalies by property, split into violations (claimed) and hazards (not claimed)."""
-    found: dict[str, list[Any]] = {}
+HELD = "held"
+VIOLATED_BY_CLIENT = "violated-by-client"
+VIOLATED_BY_BROKER = "violated-by-broker"
+VIOLATED_UNATTRIBUTED = "violated-unattributed"
+OUTCOMES = (HELD, VIOLATED_BY_CLIENT, VIOLATED_BY_BROKER, VIOLATED_UNATTRIBUTED)
+"""A campaign's outcome, from best to worst (docs/chaos.md, "Verdicts")."""
+
+
+@attrs.frozen
+class Verdict:
+    """Found anomalies by property, split into violations (claimed) and hazards (not claimed),
+    each violated property with whose fault the evidence says it is (the worst of its anomalies:
+    broker, then unattributed, then client)."""
+
+    found: dict[str, list[Anomaly]]
+    violations: dict[str, int]
+    violated_by: dict[str, Blame]
+    hazards: dict[str, int]
+    unjudged: dict[str, int]
+
+    @property
+    def outcome(self) -> str:
+        """held, or violated by the client only, or by the broker, or unattributed (the evidence
+        does not clear the broker)."""
+        blame = worst(self.violated_by.values())
+        if blame is None:
+            return HELD
+        return {Blame.CLIENT: VIOLATED_BY_CLIENT, Blame.BROKER: VIOLATED_BY_BROKER,
+                Blame.UNATTRIBUTED: VIOLATED_UNATTRIBUTED}[blame]
+
+
+def judge(report: Report, claims: Claims, groups: Sequence[str]) -> Verdict:
+    """Found anomalies by property, judged against the claims, with their attribution."""
+    found: dict[str, list[Anomaly]] = {}
     for result in report.results:
         for anomaly in result.anomalies:
             prop = anomaly.name
@@ -237,9 +270,14 @@ def judge(report: Report, claims: Claims, groups: Sequence[str]) -> dict[str, An
                 prop = f"{anomaly.name}[{group}]"
             found.setdefault(prop, []).append(anomaly)
     violations = {p: len(a) for p, a in found.items() if p in claims.claimed}
+    violated_by = {p: worst(blame_of(a) for a in found[p]) or Blame.UNATTRIBUTED for p in violations}
     hazards = {p: len(found.get(p, [])) for p in claims.not_claimed}
     unjudged = {p: len(a) for p, a in found.items() if p not in claims.claimed and p not in claims.not_claimed}
-    return {"found": found, "violations": violations, "hazards": hazards, "unjudged": unjudged}
+    return Verdict(found, violations, violated_by, hazards, unjudged)
+
+
+def blame_of(anomaly: Anomaly) -> Blame:
+    return anomaly.attribution.blame if anomaly.attribution is not None else Blame.UNATTRIBUTED
 
 
 @attrs.frozen
@@ -263,13 +301,26 @@ ProgressCallback = Callable[[Progress], None]
 
 @attrs.frozen
 class CampaignResult:
-    """What a campaign found, and where its report is."""
+    """What a campaign found, and where its report is.
+
+    ``valid``: every claimed guarantee held. ``broker_valid``: none was violated by the broker
+    or without attribution (a violation the evidence pins on the client leaves the broker's
+    record clean). ``outcome`` says which (:data:`OUTCOMES`).
+    """
 
     valid: bool
     results: dict[str, Any]
     report_dir: Path
     history: History
     report: Report
+
+    @property
+    def outcome(self) -> str:
+        return str(self.results["outcome"])
+
+    @property
+    def broker_valid(self) -> bool:
+        return self.outcome in (HELD, VIOLATED_BY_CLIENT)
 
     @property
     def anomalies(self) -> dict[str, int]:
@@ -434,7 +485,8 @@ class CampaignSession:
         meta = {"seed": s.seed, "target": s.target, "workload": "chaos", "topic": topic,
                 "schedule": schedule.name, "settings": s.to_json(), "topic_configs": configs,
                 "replication_factor": rf, "replay": replay,
-                "groups": {f"{group_prefix}-{mode}": mode for mode in w.consumers if mode != "assigned"}}
+                "groups": {f"{group_prefix}-{mode}": mode for mode in w.consumers if mode != "assigned"},
+                "clients": workload_clients(w)}
         history_path = report_dir / "history.jsonl"
         self._create_topic(topic, w.partitions, rf, configs)
         workload: Workload | None = None
@@ -467,7 +519,7 @@ class CampaignSession:
                 workload.stop_consumers()
                 say("draining every partition")
                 ends = self._ends(topic, w.partitions)
-                if not drain(w, env.bootstrap, topic, history, ends):
+                if not read_to_end(env.bootstrap, ends, history):
                     warnings.append("the final drain did not reach the end of every partition (unseen not checked)")
                 if workload.producers_replaced:
                     warnings.append(f"{workload.producers_replaced} producer(s) declared dead by the client "
@@ -497,7 +549,7 @@ class CampaignSession:
         results = write_report(report_dir, loaded, report, verdict, claims, schedule, settings=s,
                                environment=env.describe(), warnings=warnings, replay=replay,
                                started=started_wall, injected=nemesis.injected)
-        return CampaignResult(not verdict["violations"], results, report_dir, loaded, report)
+        return CampaignResult(not verdict.violations, results, report_dir, loaded, report)
 
     def _create_topic(self, topic: str, partitions: int, rf: int, configs: Mapping[str, str]) -> None:
         from harness.session import SessionError, WireSession
@@ -558,6 +610,8 @@ def run_campaign(settings: CampaignSettings, report_dir: Path, *, schedule: Sche
 def summary_text(result: CampaignResult) -> str:
     """The closing summary the CLI prints: operations, faults, anomalies, a verdict per
     property, and the command that replays the campaign."""
+    from chaos.report import BY, attribution_line
+
     r = result.results
     ops = r["operations"]
     fig = r["figures"]
@@ -582,7 +636,10 @@ def summary_text(result: CampaignResult) -> str:
     width = max((len(p) for p in [*claimed, *not_claimed]), default=10)
     for prop in claimed:
         n = r["violations"].get(prop, 0)
-        lines.append(f"  {prop:<{width}}  " + (f"VIOLATED ({n})" if n else "held") + "  [claimed]")
+        state = f"VIOLATED {BY[r['violated_by'][prop]]} ({n})" if n else "held"
+        lines.append(f"  {prop:<{width}}  {state}  [claimed]")
+        if n:
+            lines.append(f"  {'':<{width}}  {attribution_line(r['witnesses'][prop][0])}")
     for prop, why in not_claimed.items():
         n = r["hazards"].get(prop, 0)
         state = f"hazard found ({n})" if n else "not provoked in this run (NOT shown safe)"
@@ -590,13 +647,19 @@ def summary_text(result: CampaignResult) -> str:
     for warning in r["warnings"]:
         lines.append(f"warning: {warning}")
     found = {k: v for k, v in r["hazards"].items() if v}
-    if r["valid"]:
+    violated = ", ".join(f"{k} ({v})" for k, v in r["violations"].items())
+    if r["outcome"] == HELD:
         verdict = "VALID: every guarantee this configuration claims held"
         if found:
             verdict += "; hazards it does not claim away were found: " + ", ".join(found)
+    elif r["outcome"] == VIOLATED_BY_CLIENT:
+        verdict = ("CLIENT FAULT: claimed guarantees were violated, and the log shows the client did it, not the "
+                   f"broker: {violated}")
+    elif r["outcome"] == VIOLATED_BY_BROKER:
+        verdict = f"INVALID: the broker violated claimed guarantees: {violated}"
     else:
-        verdict = "INVALID: claimed guarantees were violated: " + ", ".join(
-            f"{k} ({v})" for k, v in r["violations"].items())
+        verdict = ("INVALID: claimed guarantees were violated and the evidence does not clear the broker "
+                   f"(unattributed): {violated}")
     lines.append(verdict)
     lines.append(f"report: {result.report_dir}/report.html")
     lines.append(f"replay: {r['replay']}")

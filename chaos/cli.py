@@ -5,8 +5,10 @@ This is the user's way into ``chaos.campaign``: it turns options into
 ``--replay``), shows progress while the workload runs (a bar redrawn in place on a terminal,
 a line every few seconds otherwise, so CI logs stay readable), prints the closing summary and
 exits with the verdict: 0 when every guarantee the configuration claims held, 1 when a claimed
-guarantee was violated, 2 when the campaign could not run (bad arguments, no Toxiproxy, a
-target that does not start, an unreadable schedule). ``harness/cli.py`` registers the command.
+guarantee was violated by the broker (or with no evidence that clears it), 3 when claimed
+guarantees were violated and the log shows the client did it (the broker kept its promises),
+2 when the campaign could not run (bad arguments, no Toxiproxy, a target that does not start,
+an unreadable schedule), 130 when interrupted. ``harness/cli.py`` registers the command.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ import click
 from click.core import ParameterSource
 
 from chaos.campaign import (
+    HELD,
+    VIOLATED_BY_BROKER,
+    VIOLATED_BY_CLIENT,
+    VIOLATED_UNATTRIBUTED,
     CampaignError,
     CampaignSettings,
     Progress,
@@ -29,18 +35,21 @@ from chaos.campaign import (
     summary_text,
 )
 from chaos.faults import FAMILIES, FAULTS
-from chaos.schedule import NAMED, Schedule, ScheduleError
+from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
 from chaos.workload import CONSUMER_MODES, WorkloadSettings
 from harness.cli import main as harness_main
 from harness.clients import CLIENTS
 from harness.targets import ALL_CAPABILITIES
 
-EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP = 0, 1, 2
+EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP, EXIT_CLIENT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = {HELD: EXIT_VALID, VIOLATED_BY_CLIENT: EXIT_CLIENT_FAULT, VIOLATED_BY_BROKER: EXIT_VIOLATED,
+              VIOLATED_UNATTRIBUTED: EXIT_VIOLATED}
+"""Exit status by campaign outcome."""
 TARGETS = ("reference", "kafka", "tansu", "external")
 # Options that a replayed schedule brings with it: giving them with --replay is an error.
 _FROM_SCHEDULE = ("target", "brokers", "duration", "faults", "campaign", "acks", "idempotence",
                   "overrides", "seed", "consumers", "client", "producers", "rate", "partitions", "overlap",
-                  "kafka_version", "replication_factor")
+                  "kafka_version", "replication_factor", "delivery_timeout", "request_timeout")
 
 
 def _faults(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -129,7 +138,9 @@ class ProgressDisplay:
             self._drawn = False
 
 
-def _settings_from_options(o: dict[str, Any]) -> CampaignSettings:
+def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset()) -> CampaignSettings:
+    """The campaign settings the options ask for. A named campaign's workload settings
+    (``CAMPAIGN_WORKLOADS``) replace the defaults of options not ``given`` on the command line."""
     acks: str = o["acks"]
     idempotence: bool | None = o["idempotence"]
     if idempotence is None:
@@ -174,8 +185,17 @@ def _settings_from_options(o: dict[str, Any]) -> CampaignSettings:
         except TargetError as exc:
             raise click.UsageError(str(exc)) from exc
     seed = o["seed"] if o["seed"] is not None else secrets.randbelow(2**31)
-    workload = WorkloadSettings(client=o["client"], producers=o["producers"], rate=o["rate"], acks=acks,
-                                idempotence=idempotence, consumers=o["consumers"], partitions=o["partitions"])
+    chosen = {"client": o["client"], "producers": o["producers"], "rate": o["rate"], "consumers": o["consumers"],
+              "partitions": o["partitions"], "delivery_timeout_ms": o["delivery_timeout"],
+              "request_timeout_ms": o["request_timeout"]}
+    option = {"delivery_timeout_ms": "delivery_timeout", "request_timeout_ms": "request_timeout"}
+    for key, value in CAMPAIGN_WORKLOADS.get(o["campaign"] or "", {}).items():
+        if option.get(key, key) not in given:
+            chosen[key] = value
+    if chosen["delivery_timeout_ms"] < chosen["request_timeout_ms"]:
+        raise click.UsageError(f"--delivery-timeout {chosen['delivery_timeout_ms']} is shorter than --request-timeout "
+                               f"{chosen['request_timeout_ms']}: a send could expire before its first answer is due")
+    workload = WorkloadSettings(acks=acks, idempotence=idempotence, **chosen)
     brokers = 1 if o["target"] == "tansu" else o["brokers"]
     return CampaignSettings(target=o["target"], brokers=brokers, duration=o["duration"], seed=seed,
                             workload=workload, overrides=o["overrides"], faults=o["faults"],
@@ -194,12 +214,17 @@ Examples:
   kconform chaos --campaign acks1-loss --acks 1 --duration 20
       a named campaign that shows acks=1 losing acknowledged writes (reported as a hazard)
   kconform chaos --override unclean.leader.election.enable=true --campaign unclean-loss
+  kconform chaos --target kafka --campaign epoch-bump-duplicates --duration 24
+      provoke librdkafka #4953 (duplicates under idempotence), reported as the client's fault (exit 3);
+      add --client java to see the Java client write no duplicate under the same faults
   kconform chaos --replay reports/chaos/schedule.json --report reports/chaos-replay
   kconform chaos --target external --proxy 127.0.0.1:19092=127.0.0.1:9092 --faults link
       a broker you run, advertising 127.0.0.1:19092 (docs/chaos.md)
 \b
-Exit status: 0 every claimed guarantee held; 1 a claimed guarantee was violated;
-2 the campaign could not run (bad arguments, setup error, unreadable --replay file).
+Exit status: 0 every claimed guarantee held; 1 a claimed guarantee was violated by the
+broker (or the evidence does not clear it); 3 claimed guarantees were violated and the log
+shows the client did it, not the broker; 2 the campaign could not run (bad arguments, setup
+error, unreadable --replay file); 130 interrupted.
 """
 
 
@@ -252,6 +277,12 @@ Exit status: 0 every claimed guarantee held; 1 a claimed guarantee was violated;
               help="Records per second per producer, e.g. --rate 500.")
 @click.option("--partitions", type=click.IntRange(1, 64), default=3, show_default=True,
               help="Partitions of the campaign topic, e.g. --partitions 6.")
+@click.option("--delivery-timeout", type=click.IntRange(1000, 3_600_000), default=20_000, show_default=True,
+              metavar="MS", help="Producers' delivery.timeout.ms (librdkafka: message.timeout.ms): how long a send "
+                                 "may take, retries included, e.g. --delivery-timeout 5000.")
+@click.option("--request-timeout", type=click.IntRange(100, 600_000), default=3000, show_default=True,
+              metavar="MS", help="Producers' request.timeout.ms: how long one produce request waits for its "
+                                 "answer, e.g. --request-timeout 10000.")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed of every random choice (default: a random one, always printed), e.g. --seed 42.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -294,7 +325,9 @@ def chaos_command(ctx: click.Context, /, **options: Any) -> None:
         if options["bootstrap"] or options["proxies"]:
             settings = _with_addresses(settings, options)
     else:
-        settings = _settings_from_options(options)
+        explicit = frozenset(name for name in options
+                             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE)
+        settings = _settings_from_options(options, explicit)
     report_dir: Path = options["report_dir"]
     click.echo(f"kconform chaos: target {settings.target}, seed {settings.seed}, {settings.duration:g} s, "
                f"acks={settings.workload.acks}, idempotence={'on' if settings.workload.idempotence else 'off'}"
@@ -317,12 +350,12 @@ def chaos_command(ctx: click.Context, /, **options: Any) -> None:
         display.done()
         click.echo(f"kconform chaos: interrupted (seed {settings.seed}); every process and proxy was stopped",
                    err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     display.done()
     click.echo("")
     click.echo(summary_text(result))
     click.echo(f"took {time.monotonic() - started:.0f} s")
-    sys.exit(EXIT_VALID if result.valid else EXIT_VIOLATED)
+    sys.exit(EXIT_CODES[result.outcome])
 
 
 def _with_addresses(settings: CampaignSettings, options: dict[str, Any]) -> CampaignSettings:

@@ -19,12 +19,15 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaos.faults import FAULTS
 from chaos.schedule import Schedule
 from harness.checkers import Report
 from harness.history.load import History
+
+if TYPE_CHECKING:
+    from chaos.campaign import Verdict
 
 MAX_WITNESSED = 8  # anomalies shown in full per property
 # Which anomalies a reader wants to see first (data loss before bookkeeping).
@@ -177,7 +180,7 @@ def detection_time(history: History, events: Sequence[int]) -> float:
 # --- results.json ---------------------------------------------------------------------------------
 
 
-def build_results(history: History, report: Report, verdict: Mapping[str, Any], claims: Any, schedule: Schedule,
+def build_results(history: History, report: Report, verdict: Verdict, claims: Any, schedule: Schedule,
                   *, settings: Any, environment: Mapping[str, Any], warnings: Sequence[str], replay: str,
                   started: float, injected: int) -> dict[str, Any]:
     ops = operations(history)
@@ -188,20 +191,21 @@ def build_results(history: History, report: Report, verdict: Mapping[str, Any], 
     t0 = history.raw[0]["time"] if history.raw else 0
     window = (max(client_times) - min(client_times)) / 1e9 if len(client_times) > 1 else 0.0
     completed = sum(c for f in ops["by_operation"].values() for k, c in f.items() if k != "pending")
-    found = verdict["found"]
+    found = verdict.found
     detections = sorted(detection_time(history, a.events) for anomalies in found.values() for a in anomalies)
     first_fault = min((f["start"] for f in applied), default=None)
     first_anomaly = detections[0] if detections else None
-    anomalies_json = {prop: [{"name": a.name, "explanation": a.explanation, "events": list(a.events),
-                              "detected": round(detection_time(history, a.events), 3)} for a in lst]
+    anomalies_json = {prop: [{**a.to_json(), "detected": round(detection_time(history, a.events), 3)} for a in lst]
                       for prop, lst in found.items()}
     return {
-        "valid": not verdict["violations"],
+        "valid": not verdict.violations,
+        "outcome": verdict.outcome,
         "anomalies": dict(report.anomalies),
-        "violations": dict(verdict["violations"]),
-        "hazards": dict(verdict["hazards"]),
-        "not_provoked": sorted(p for p, n in verdict["hazards"].items() if n == 0),
-        "unjudged": dict(verdict["unjudged"]),
+        "violations": dict(verdict.violations),
+        "violated_by": {p: b.value for p, b in verdict.violated_by.items()},
+        "hazards": dict(verdict.hazards),
+        "not_provoked": sorted(p for p, n in verdict.hazards.items() if n == 0),
+        "unjudged": dict(verdict.unjudged),
         "operations": ops,
         "faults": {"injected": len(applied), "not_applied": len(faults) - len(applied), "scheduled": len(schedule.faults),
                    "windows": faults},
@@ -254,10 +258,13 @@ def junit_xml(results: Mapping[str, Any]) -> bytes:
         if prop in violations:
             witnesses = results["witnesses"].get(prop, [])
             first = witnesses[0]["explanation"] if witnesses else ""
-            failure = ET.SubElement(case, "failure", {"type": "anomaly",
-                                                      "message": f"{violations[prop]} x {prop}: {first}"[:300]})
+            blame = results["violated_by"].get(prop, "unattributed")
+            failure = ET.SubElement(case, "failure", {
+                "type": f"violated-by-{blame}" if blame != "unattributed" else "violated-unattributed",
+                "message": f"{violations[prop]} x {prop} ({BY[blame]}): {first}"[:300]})
             failure.text = "\n".join([f"claimed because: {why}"]
-                                     + [f"{w['explanation']} (events {w['events']})" for w in witnesses[:20]]
+                                     + [f"{w['explanation']} (events {w['events']}); {attribution_line(w)}"
+                                        for w in witnesses[:20]]
                                      + [f"replay: {results['replay']}"])
     for prop, why in not_claimed.items():
         case = ET.SubElement(suite, "testcase", {"classname": f"kconform.chaos.{results['target']}", "name": prop})
@@ -289,6 +296,19 @@ def _nice_max(v: float) -> float:
         if m * exp >= v:
             return m * exp
     return 10 * exp
+
+
+BY = {"broker": "by the broker", "client": "by the client", "unattributed": "(unattributed)"}
+"""How a violated property's attribution reads after "VIOLATED"."""
+
+
+def attribution_line(witness: Mapping[str, Any]) -> str:
+    """Whose fault one anomaly (as in results.json) is, in one line."""
+    a = witness.get("attribution")
+    if a is None:
+        return "whose fault: unattributed (no rule for this anomaly)"
+    text = f"whose fault: {a['blame']} ({a['cause']}): {a['detail']}"
+    return text + (f"; known: {a['known']}" if a.get("known") else "")
 
 
 def fault_label(f: Mapping[str, Any]) -> str:
@@ -472,7 +492,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1140px}
 h1{font-size:20px;margin:0 0 4px;line-height:1.6}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 .verdict{display:inline-block;padding:2px 8px;border-radius:4px;color:#fff;font-weight:600;font-size:14px;vertical-align:middle}
-.valid{background:#1b7f3b}.invalid{background:#c0392b}.hazards{background:#b86e00}
+.valid{background:#1b7f3b}.invalid{background:#c0392b}.hazards{background:#b86e00}.client{background:#6c5ce7}
 details{margin:6px 0}summary{cursor:pointer;font-size:15px;margin:10px 0 4px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.bad{color:#c0392b;font-weight:600}.hazard{color:#a05a00}.quiet{color:#777}
@@ -499,8 +519,15 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
            f"<title>kconform chaos: {e(results['target'])}, seed {results['seed']}</title>",
            f"<style>{CSS}</style></head><body>"]
     found_hazards = [k for k, n in results["hazards"].items() if n]
-    badge = (f"<span class='verdict invalid'>INVALID: {len(results['violations'])} claimed guarantee(s) "
-             "violated</span>" if not valid else "<span class='verdict valid'>VALID: claimed guarantees held</span>")
+    if valid:
+        badge = "<span class='verdict valid'>VALID: claimed guarantees held</span>"
+    elif results["outcome"] == "violated-by-client":
+        badge = (f"<span class='verdict client'>CLIENT FAULT: {len(results['violations'])} claimed guarantee(s) "
+                 "violated by the client, none by the broker</span>")
+    else:
+        by = "by the broker" if results["outcome"] == "violated-by-broker" else "(unattributed)"
+        badge = (f"<span class='verdict invalid'>INVALID: {len(results['violations'])} claimed guarantee(s) "
+                 f"violated {by}</span>")
     if found_hazards:
         badge += (f" <span class='verdict hazards' title='{e(', '.join(found_hazards))}'>"
                   f"{len(found_hazards)} unclaimed hazard(s) found</span>")
@@ -534,7 +561,8 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     claims = results["claims"]
     for prop, why in claims["claimed"].items():
         n = results["violations"].get(prop, 0)
-        verdict = "<span class='bad'>VIOLATED</span>" if n else "held"
+        by = BY.get(results["violated_by"].get(prop, ""), BY["unattributed"])
+        verdict = f"<span class='bad'>VIOLATED {by}</span>" if n else "held"
         out.append(f"<tr><td>{e(prop)}</td><td>yes</td><td>{e(why)}</td><td>{n}</td><td>{verdict}</td></tr>")
     for prop, why in claims["not_claimed"].items():
         n = results["hazards"].get(prop, 0)
@@ -579,7 +607,7 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
         for wit in witnesses[:MAX_WITNESSED]:
             lines = "\n".join(e(_event_line(history, i, t0)) for i in wit["events"])
             out.append(f"<p>{e(wit['explanation'])} <span class='small'>(visible at {wit['detected']:.2f} s)"
-                       f"</span></p><pre>{lines}</pre>")
+                       f"</span></p><p class='attribution small'>{e(attribution_line(wit))}</p><pre>{lines}</pre>")
         if len(witnesses) > MAX_WITNESSED:
             out.append(f"<p class='small'>... and {len(witnesses) - MAX_WITNESSED} more in results.json.</p>")
         out.append("</details>")
@@ -589,7 +617,7 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def write_report(report_dir: Path, history: History, report: Report, verdict: Mapping[str, Any], claims: Any,
+def write_report(report_dir: Path, history: History, report: Report, verdict: Verdict, claims: Any,
                  schedule: Schedule, *, settings: Any, environment: Mapping[str, Any], warnings: Sequence[str],
                  replay: str, started: float, injected: int) -> dict[str, Any]:
     """results.json, junit.xml, report.html and summary.txt into ``report_dir``; the results."""

@@ -409,6 +409,30 @@ def _duplicates(seed: int, ctx: Context, duration: float) -> Schedule:
     return Schedule(tuple(faults), duration, seed, "duplicates")
 
 
+def _epoch_bump_duplicates(seed: int, ctx: Context, duration: float) -> Schedule:
+    """An idempotent client that bumps its epoch and renumbers what it resends writes records
+    twice (librdkafka #4953). In each round, clients are cut from the leader of one partition
+    for longer than the delivery timeout, so its sends expire (librdkafka then drains every
+    partition and bumps the producer epoch), while the answers of the leader of the next
+    partition come back later than the request timeout, so its appended batches are retried as
+    "possibly persisted": resent under the new epoch with new sequence numbers, the broker
+    cannot know them for resends. The campaign's workload sets the delivery timeout to 5 s
+    (``CAMPAIGN_WORKLOADS``). A client that never renumbers a possibly persisted batch (the Java
+    client) writes no duplicate under the same schedule."""
+    faults = []
+    at = 2.0
+    n = max(1, ctx.partitions)
+    round_ = 0
+    while at + 8.0 <= duration - 2.0:
+        expire, late = round_ % n, (round_ + 1) % n
+        faults.append(FaultSpec("cut-client-leader", at, 8.0, "leader", {"partition": expire}))
+        faults.append(FaultSpec("latency", at + 1.0, 7.0, "leader",
+                                {"partition": late, "latency": 4000, "jitter": 0, "paths": "clients"}))
+        at += 10.0
+        round_ += 1
+    return Schedule(tuple(faults), duration, seed, "epoch-bump-duplicates")
+
+
 def _consumer_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
     """Every group consumer crashes in turn, at its worst moment, and is replaced 1 s later."""
     faults = []
@@ -436,7 +460,16 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
     "duplicates": ("delay answers past the request timeout and kill leaders (non-idempotent retries)",
                    _duplicates),
     "consumer-crashes": ("group consumers crash at their worst moment", _consumer_crashes),
+    "epoch-bump-duplicates": ("expire one partition's sends while another's answers are late: a client that "
+                              "bumps its epoch and renumbers resends duplicates (librdkafka #4953)",
+                              _epoch_bump_duplicates),
 }
+
+CAMPAIGN_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
+    "epoch-bump-duplicates": {"delivery_timeout_ms": 5000, "rate": 200.0},
+}
+"""Workload settings a named campaign needs (its faults are timed against them); the CLI uses
+them unless the user gives the option."""
 
 
 def named_schedule(name: str, seed: int, ctx: Context, duration: float, kinds: Sequence[str]) -> Schedule:

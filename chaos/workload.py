@@ -21,8 +21,10 @@ Every operation goes into the campaign's history through the workload clients (u
   and start again, under a new process name (``c1.2``), when the fault ends.
 
 After the faults, the campaign stops the producers (flushing what is in flight), waits for
-the cluster, stops the consumers and *drains*: a fresh consumer reads every partition from
-offset 0 to its end (a ``drain`` operation in the history).
+the cluster, stops the consumers and *drains*: kconform's own wire reader
+(``harness.precise_read``) reads every partition from its first offset to its end (a ``drain``
+operation in the history), recording the producer identity of every batch, so whose fault a
+duplicate is can be read from the log.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ from harness.clients import (
     Producer,
     ProducerSettings,
     SendHandle,
+    describe_client,
     make_consumer,
     make_producer,
 )
+from harness import precise_read
 from harness.history.write import Recorder
 from specs.produce import Outcome
 
@@ -423,13 +427,11 @@ class Workload:
         return worker.process
 
 
-def drain(settings: WorkloadSettings, bootstrap: str, topic: str, history: Recorder, ends: Mapping[TP, int],
-          timeout_s: float = 60.0) -> bool:
-    """Read every partition from offset 0 to ``ends`` with a fresh consumer (``drain``)."""
-    consumer = make_consumer(settings.client, bootstrap, None, settings.consumer_settings(), history, "drain")
-    try:
-        tps = sorted(ends)
-        consumer.assign(tps, {tp: 0 for tp in tps})
-        return consumer.drain(ends, timeout_s=timeout_s, idle_s=10.0)
-    finally:
-        consumer.close()
+def workload_clients(settings: WorkloadSettings) -> dict[str, str]:
+    """Process name -> the client library (and version) it runs, for the history's
+    ``meta.clients`` (restarted incarnations, ``p0.2``, are found under their first name)."""
+    library = describe_client(settings.client)
+    clients = {f"p{i}": library for i in range(settings.producers)}
+    clients.update({f"c{i}": library for i in range(len(settings.consumers))})
+    clients[precise_read.PROCESS] = precise_read.CLIENT
+    return clients

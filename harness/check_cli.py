@@ -50,6 +50,10 @@ def _print_report(history: History, report: Report, witnesses: int) -> None:
                    + (f", first {witnesses}:" if r.count > witnesses else ":"))
         for a in r.anomalies[:witnesses]:
             click.echo(f"  - {a.explanation}")
+            if a.attribution is not None:
+                known = f"; known: {a.attribution.known}" if a.attribution.known else ""
+                click.echo(f"    whose fault: {a.attribution.blame.value} ({a.attribution.cause}): "
+                           f"{a.attribution.detail}{known}")
             for idx in a.events:
                 click.echo(f"      {_event_line(history, idx)}")
     click.echo("")

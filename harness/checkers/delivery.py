@@ -20,6 +20,8 @@ Reads by processes outside any group (e.g. a final checking consumer) are not de
 from __future__ import annotations
 
 from harness.checkers._common import Intervals, checker, tp_name, write_events
+from harness.checkers.attribution import NO_EVIDENCE, Attribution, duplicate_attribution
+from harness.checkers.log import duplicate_identities
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.load import History
 from specs.delivery import Guarantee, violations
@@ -168,13 +170,40 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
                       f"({tp_name(acked.topic, acked.partition or 0)} offset {acked.offset}), "
                       f"acknowledged and passed over",
                 required[str(value)]))
+        blames = _redelivery_attributions(history, group, {str(v) for v in found.redelivered})
         for value in sorted(found.redelivered, key=str):
             times, *events = view.delivered[str(value)]
             w = ix.write(str(value))
             if w is not None:
                 events.append(w.invoke)
-            anomalies.append(Anomaly(name, f"group {group!r} was given value {value!r} {times} times", events))
+            anomalies.append(Anomaly(name, f"group {group!r} was given value {value!r} {times} times", events,
+                                     blames.get(str(value), NO_EVIDENCE)))
     return CheckResult(name, tuple(anomalies))
+
+
+def _redelivery_attributions(history: History, group: str, values: set[str]) -> dict[str, Attribution]:
+    """For values the group was given more than once that also sit at several offsets of the
+    log (duplicates): when every delivery was of another offset, the group read the log's
+    copies and the redelivery is the duplicate's fault (its attribution). A value given twice at
+    one offset is the group's own re-reading: no rule (unattributed)."""
+    ix = history.index
+    doubled = values & ix.value_conflicts.keys()
+    if not doubled:
+        return {}
+    seen: dict[str, list[tuple[str, int, int]]] = {}
+    raw = history.raw
+    for g, idx, _process, known in ix.group_polls:
+        if g != group or not known:
+            continue
+        for t, p, o, _k, val in raw[idx]["value"]["records"]:
+            if val in doubled:
+                seen.setdefault(val, []).append((t, p, o))
+    identities = duplicate_identities(history)
+    out: dict[str, Attribution] = {}
+    for value, positions in seen.items():
+        if len(set(positions)) == len(positions):
+            out[value] = duplicate_attribution(history, value, ix.value_conflicts[value], identities)
+    return out
 
 
 @checker

@@ -18,6 +18,7 @@ lost or unseen, and reading them is fine.
 from __future__ import annotations
 
 from harness.checkers._common import Intervals, checker, tp_name, with_invocation, write_events
+from harness.checkers.attribution import BROKER_ANSWERS, BatchIdentities, duplicate_attribution
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.index import HistoryIndex, Write
 from harness.history.load import History
@@ -33,7 +34,7 @@ def inconsistent_offsets(history: History) -> CheckResult:
         shown = ", ".join(repr(v) for v in sorted(values))
         anomalies.append(Anomaly("inconsistent-offsets",
                                  f"{tp_name(t, p)} offset {o} was seen holding {len(values)} values: {shown}",
-                                 events))
+                                 events, BROKER_ANSWERS["inconsistent-offsets"]))
     return CheckResult("inconsistent-offsets", tuple(anomalies))
 
 
@@ -42,11 +43,24 @@ def duplicate(history: History) -> CheckResult:
     """One value observed at more than one (topic, partition, offset)."""
     ix = history.index
     anomalies = []
+    identities = duplicate_identities(history)
     for value, positions in sorted(ix.value_conflicts.items()):
         events = [e for idx in positions.values() for e in with_invocation(history, ix, idx)]
         shown = ", ".join(f"{tp_name(t, p)}@{o}" for t, p, o in sorted(positions))
-        anomalies.append(Anomaly("duplicate", f"value {value!r} is at {len(positions)} offsets: {shown}", events))
+        anomalies.append(Anomaly("duplicate", f"value {value!r} is at {len(positions)} offsets: {shown}", events,
+                                 duplicate_attribution(history, value, positions, identities)))
     return CheckResult("duplicate", tuple(anomalies))
+
+
+def duplicate_identities(history: History) -> BatchIdentities:
+    """The producer identities of every position a duplicated value was seen at (cached: the
+    duplicate check and the delivery guarantees use them)."""
+    ix = history.index
+    cached: BatchIdentities | None = ix.cache.get("duplicate-identities")
+    if cached is None:
+        cached = ix.cache["duplicate-identities"] = BatchIdentities(
+            history, (pos for positions in ix.value_conflicts.values() for pos in positions))
+    return cached
 
 
 def _acked_unread(ix: HistoryIndex) -> list[Write]:
@@ -145,7 +159,7 @@ def lost_write(history: History) -> CheckResult:
         else:
             explanation = (f"value {w.value!r} was acknowledged at {where} but never read, although "
                            f"a consumer read past that offset")
-        anomalies.append(Anomaly("lost-write", explanation, (*write_events(w), ea, eb)))
+        anomalies.append(Anomaly("lost-write", explanation, (*write_events(w), ea, eb), BROKER_ANSWERS["lost-write"]))
     return CheckResult("lost-write", tuple(anomalies))
 
 
@@ -168,7 +182,7 @@ def unseen(history: History) -> CheckResult:
                     "unseen",
                     f"value {w.value!r} was acknowledged at {tp_name(w.topic, w.partition)} offset {w.offset} "
                     f"but never read, not even by {d.process}'s drain",
-                    (*write_events(w), d.invoke, d.completion)))
+                    (*write_events(w), d.invoke, d.completion), BROKER_ANSWERS["unseen"]))
                 break
     anomalies.sort(key=lambda a: a.events)
     return CheckResult("unseen", tuple(anomalies))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from harness.checkers._common import checker, tp_name, with_invocation
+from harness.checkers.attribution import BROKER_ANSWERS
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.load import History
 
@@ -58,7 +59,7 @@ def read_uncommitted(history: History) -> CheckResult:
     anomalies = [
         Anomaly("read-uncommitted",
                 f"a poll returned {tp_name(t, p)} offset {o} although the same response gave the {what} as {bound}",
-                (idx,))
+                (idx,), BROKER_ANSWERS["read-uncommitted"])
         for t, p, o, bound, what, idx in history.index.uncommitted_reads
     ]
     return CheckResult("read-uncommitted", tuple(anomalies))

@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from harness.checkers.attribution import Attribution
+
 
 def _event_tuple(events: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(set(events)))
@@ -14,14 +16,19 @@ def _event_tuple(events: Iterable[int]) -> tuple[int, ...]:
 
 @attrs.frozen
 class Anomaly:
-    """One anomaly: its (Jepsen) name, a one-line explanation and the events that show it."""
+    """One anomaly: its (Jepsen) name, a one-line explanation, the events that show it, and
+    whose fault the evidence says it is (None: the checker has no rule for it, unattributed)."""
 
     name: str
     explanation: str
     events: tuple[int, ...] = attrs.field(converter=_event_tuple)
+    attribution: Attribution | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "explanation": self.explanation, "events": list(self.events)}
+        out: dict[str, Any] = {"name": self.name, "explanation": self.explanation, "events": list(self.events)}
+        if self.attribution is not None:
+            out["attribution"] = self.attribution.to_json()
+        return out
 
 
 @attrs.frozen

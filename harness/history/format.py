@@ -1,7 +1,7 @@
 """The history file format: its version, its operations, and the validation of each event.
 
 One JSON object per line (docs/history-format.md). The first line is the header
-`{"kconform-history": 1, "meta": {...}}`; every other line is an event:
+`{"kconform-history": 2, "meta": {...}}` (version 1 files still load); every other line is an event:
 `{"index", "time", "process", "type", "f", "value"}` plus `"invoke"` (the index of the
 invocation) on completions. `value` depends on the operation `f` and on `type`; the table
 `SCHEMAS` below is the single source of truth for it, and the documentation is written from it.
@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+"""The version this kconform writes."""
+READABLE_VERSIONS: Final = (1, 2)
+"""The versions it reads. Version 2 added the batch identities a precise read records with each
+poll (`batches`) and the client of each process (`meta.clients`): a version 1 reader would drop
+them silently and blame the broker for what the evidence pins on a client."""
 HEADER_KEY: Final = "kconform-history"
 
 INVOKE: Final = "invoke"
@@ -106,6 +111,8 @@ def _tuple_list(kinds: tuple[type, ...], shape: str) -> Check:
 
 _tp_list = _tuple_list((str, int), "[topic, partition]")
 _tpo_list = _tuple_list((str, int, int), "[topic, partition, offset]")
+_batch_list = _tuple_list((str, int, int, int, int, int, int),
+                          "[topic, partition, base offset, last offset, producer id, producer epoch, base sequence]")
 
 
 def _records(x: Any) -> str | None:
@@ -207,7 +214,7 @@ SCHEMAS: Final[dict[str, dict[str, Schema]]] = {
     "poll": _op(
         Schema(),
         Schema({"records": _records},
-               {"high_watermarks": _tpo_list, "last_stable_offsets": _tpo_list}),
+               {"high_watermarks": _tpo_list, "last_stable_offsets": _tpo_list, "batches": _batch_list}),
     ),
     "subscribe": _op(Schema({"group": _str, "topics": _str_list},
                             {"auto_offset_reset": _one_of("earliest", "latest")})),
@@ -233,24 +240,30 @@ OPERATIONS: Final = tuple(SCHEMAS)
 _TOP_FIELDS: Final = ("index", "time", "process", "type", "f", "value")
 
 
-def check_header(obj: Any, source: str) -> dict[str, Any]:
-    """Validate the header line; returns its `meta` object."""
+def check_header(obj: Any, source: str) -> tuple[int, dict[str, Any]]:
+    """Validate the header line; returns its version and `meta` object."""
     if type(obj) is not dict or HEADER_KEY not in obj:
         raise HistoryError(source, 1, None,
                            f"not a kconform history: the first line must be the header "
                            f"{{\"{HEADER_KEY}\": {FORMAT_VERSION}, \"meta\": {{...}}}}")
     version = obj[HEADER_KEY]
-    if version != FORMAT_VERSION or type(version) is not int:
+    if version not in READABLE_VERSIONS or type(version) is not int:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise HistoryError(source, 1, HEADER_KEY,
                            f"history format version {version!r} is not supported "
-                           f"(this kconform reads version {FORMAT_VERSION})")
+                           f"(this kconform reads versions {readable})")
     meta = obj.get("meta", {})
     if type(meta) is not dict:
         raise HistoryError(source, 1, "meta", f"expected an object, got {_name(meta)}")
     unknown = sorted(set(obj) - {HEADER_KEY, "meta"})
     if unknown:
         raise HistoryError(source, 1, unknown[0], "unknown header field")
-    return meta
+    clients = meta.get("clients")
+    if clients is not None and (type(clients) is not dict
+                                or any(type(v) is not str for v in clients.values())):
+        raise HistoryError(source, 1, "meta.clients",
+                           "expected an object mapping process names to client descriptions (strings)")
+    return version, meta
 
 
 # How an (operation, event type) pair relates to invocations: the validator's `kinds` table.

@@ -141,19 +141,19 @@ class _Loader:
         else:
             self.lines(batch, newlines=False, last=last)
 
-    def history(self, meta: dict[str, Any]) -> History:
+    def history(self, version: int, meta: dict[str, Any]) -> History:
         self._feed(None)
         warning = self.warning
         if warning is not None:
             warning += f"; it was ignored and the {len(self.raw)} events before it were kept"
-        history = History(self.raw, meta=meta, source=self.source, warning=warning)
+        history = History(self.raw, meta=meta, source=self.source, warning=warning, version=version)
         history._completions = self.validator.completions
         if self.index is not None:
             history.__dict__["index"] = self.index  # the cached_property's slot
         return history
 
 
-def _header(first: str | None, source: str) -> dict[str, Any]:
+def _header(first: str | None, source: str) -> tuple[int, dict[str, Any]]:
     if first is None:
         raise HistoryError(source, None, None, "empty file: a history starts with a header line")
     try:
@@ -173,7 +173,7 @@ def parse_history(lines: Iterable[str], source: str = "<memory>", *,
     cache: measured much faster than a second pass), so a repeated value is reported here.
     """
     it = iter(lines)
-    meta = _header(next(it, None), source)
+    version, meta = _header(next(it, None), source)
     loader = _Loader(source, allow_truncated=allow_truncated, index=index)
     with no_gc():
         batch: list[str] = []
@@ -184,7 +184,7 @@ def parse_history(lines: Iterable[str], source: str = "<memory>", *,
                 batch = []
         if batch:
             loader.batch(batch, last=True)
-        return loader.history(meta)
+        return loader.history(version, meta)
 
 
 def load_history(path: str | Path, *, allow_truncated: bool = True, index: bool = True) -> History:
@@ -193,7 +193,7 @@ def load_history(path: str | Path, *, allow_truncated: bool = True, index: bool 
     source = str(path)
     try:
         with path.open(encoding="utf-8", newline="\n") as stream:
-            meta = _header(stream.readline() or None, source)
+            version, meta = _header(stream.readline() or None, source)
             loader = _Loader(source, allow_truncated=allow_truncated, index=index)
             with no_gc():
                 rest: list[str] = []  # the start of a line that goes on in the next chunk
@@ -212,7 +212,7 @@ def load_history(path: str | Path, *, allow_truncated: bool = True, index: bool 
                         rest.append(chunk[end:])
                 if rest:
                     loader.lines(["".join(rest)], newlines=False, last=True)
-                return loader.history(meta)
+                return loader.history(version, meta)
     except UnicodeDecodeError as exc:
         raise HistoryError(source, None, None, f"not UTF-8 text ({exc})") from None
     except OSError as exc:

@@ -160,8 +160,11 @@ class HistoryBuilder(Recorder):
 
     def poll(self, process: str, records: list[tuple[str, int, int, str | None, str]] | list[tuple[str, int, int, str]],
              *, high_watermarks: list[tuple[str, int, int]] | None = None,
-             last_stable_offsets: list[tuple[str, int, int]] | None = None) -> int:
-        """A complete poll returning `records` ((topic, partition, offset, value) or with key).
+             last_stable_offsets: list[tuple[str, int, int]] | None = None,
+             batches: list[tuple[str, int, int, int, int, int, int]] | None = None) -> int:
+        """A complete poll returning `records` ((topic, partition, offset, value) or with key),
+        and optionally the batches they came in ((topic, partition, base offset, last offset,
+        producer id, producer epoch, base sequence), as a precise read records them).
 
         Returns the index of the completion, the event that carries the records.
         """
@@ -172,6 +175,8 @@ class HistoryBuilder(Recorder):
             value["high_watermarks"] = [list(x) for x in high_watermarks]
         if last_stable_offsets is not None:
             value["last_stable_offsets"] = [list(x) for x in last_stable_offsets]
+        if batches is not None:
+            value["batches"] = [list(x) for x in batches]
         return self.ok(i, value)
 
     def call(self, process: str, f: str, value: Mapping[str, Any] | None = None, *,

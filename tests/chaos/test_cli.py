@@ -139,9 +139,13 @@ def test_a_broker_that_loses_acknowledged_writes_exits_1(tmp_path: Path) -> None
         run = _cli("--target", "external", "--bootstrap", target.bootstrap, "--duration", "6", "--seed", "4",
                    "--report", str(tmp_path / "r"))
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "INVALID: claimed guarantees were violated" in run.stdout and "VIOLATED" in run.stdout
+    assert "INVALID: " in run.stdout and "VIOLATED " in run.stdout
     results = json.loads((tmp_path / "r" / "results.json").read_text())
+    # Consumers skipping records may be the broker's or the consumer client's doing: nothing in
+    # the evidence pins it on the client, so the broker is not cleared (exit 1, never 3).
     assert results["valid"] is False
+    assert results["outcome"] in ("violated-by-broker", "violated-unattributed"), results["outcome"]
+    assert "client" not in results["violated_by"].values(), results["violated_by"]
     # Consumers jump over the records the proxy hides: poll-skip (and lost-write when nobody
     # reads the hidden record at all).
     assert set(results["violations"]) & {"poll-skip", "lost-write"}, results["violations"]
@@ -163,7 +167,7 @@ def test_a_campaign_interrupted_midway_leaves_no_process_proxy_or_directory(
 
     with ToxiproxyServer() as server:
         monkeypatch.setenv(URL_ENV, server.url)
-        monkeypatch.setattr(chaos.campaign, "drain", interrupted)
+        monkeypatch.setattr(chaos.campaign, "read_to_end", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run_campaign(CampaignSettings(duration=5.0, seed=6, faults=("pause",)), tmp_path / "r")
         assert ToxiproxyControl(server.url).proxies() == {}

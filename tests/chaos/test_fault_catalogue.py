@@ -59,7 +59,9 @@ def test_every_safe_fault_is_applied_and_the_safe_configuration_holds(tmp_path: 
     assert r["operations"]["by_operation"]["send"]["ok"] > 1000
     for name in ("lost-write", "duplicate", "inconsistent-offsets"):
         assert name in r["claims"]["claimed"]
-    assert result.valid, result.violations
+    # confluent-kafka may duplicate records under these faults (librdkafka #4953): the log pins
+    # that on the client; the reference cluster must keep every promise it makes.
+    assert result.broker_valid, (result.violations, result.results["violated_by"])
 
 
 def test_a_wiped_broker_is_applied_and_reported_as_unsafe(tmp_path: Path) -> None:

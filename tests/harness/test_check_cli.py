@@ -106,3 +106,16 @@ def test_help_explains_exit_codes_and_gives_an_example() -> None:
     result = CliRunner().invoke(main, ["check", "--help"])
     assert result.exit_code == 0
     assert "Exit status: 0" in result.output and "kconform check run/history.jsonl" in result.output
+
+
+def test_each_anomaly_says_whose_fault_it_is(tmp_path: Path) -> None:
+    """A duplicate whose second copy carries a bumped epoch is printed as the client's fault,
+    naming the client the history's meta.clients gives and the known bug."""
+    b = HistoryBuilder({"clients": {"p0": "confluent-kafka 2.16.1 (librdkafka 2.16.0)"}})
+    b.send("p0", "t", "a", offset=1)
+    b.poll("drain", [("t", 0, 0, "a"), ("t", 0, 1, "a")],
+           batches=[("t", 0, 0, 0, 5, 0, 9), ("t", 0, 1, 1, 5, 1, 0)])
+    result = CliRunner().invoke(main, ["check", str(_write(tmp_path, b))])
+    assert result.exit_code == 1, result.output
+    assert "whose fault: client (epoch-bump-resend): confluent-kafka 2.16.1 (librdkafka 2.16.0)" in result.output
+    assert "librdkafka #4953" in result.output

@@ -165,6 +165,28 @@ def test_wrong_version_and_missing_header_are_refused() -> None:
     assert "empty file" in str(_error([]))
 
 
+def test_a_version_1_file_still_loads_and_says_its_version() -> None:
+    """Files written before batch identities existed load unchanged (version 1)."""
+    v1 = json.dumps({"kconform-history": 1, "meta": {"seed": 3}}) + "\n"
+    history = parse_history([v1, json.dumps(SEND) + "\n", json.dumps(SEND_OK) + "\n"])
+    assert history.version == 1 and history.meta == {"seed": 3} and len(history) == 2
+    assert parse_history(_lines(SEND)).version == FORMAT_VERSION == 2
+
+
+def test_batches_and_clients_are_validated() -> None:
+    """A poll's batch identities need seven fields; meta.clients maps names to strings."""
+    poll = {"index": 0, "time": 1, "process": "drain", "type": "invoke", "f": "poll", "value": {}}
+    done = {"index": 1, "time": 2, "process": "drain", "type": "ok", "f": "poll", "invoke": 0,
+            "value": {"records": [["t", 0, 0, None, "a"]], "batches": [["t", 0, 0, 0, 7, 0]]}}
+    err = _error(_lines(poll, done))
+    assert (err.line, err.field) == (3, "value.batches") and "producer epoch" in str(err)
+    done["value"]["batches"] = [["t", 0, 0, 0, 7, 0, 5]]  # type: ignore[index]
+    assert parse_history(_lines(poll, done)).raw[1]["value"]["batches"] == [["t", 0, 0, 0, 7, 0, 5]]
+    bad = json.dumps({"kconform-history": FORMAT_VERSION, "meta": {"clients": {"p0": 1}}}) + "\n"
+    err = _error([bad])
+    assert (err.line, err.field) == (1, "meta.clients")
+
+
 def test_the_writer_refuses_an_invalid_event_before_writing_it(tmp_path: Path) -> None:
     """A workload bug (missing field) raises at record time and leaves the file valid."""
     path = tmp_path / "h.jsonl"

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from harness.checkers import CHECKS, GUARANTEES
-from harness.history import OPERATIONS, parse_history
+from harness.history import FORMAT_VERSION, OPERATIONS, parse_history
 from harness.history.format import SCHEMAS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -35,7 +35,7 @@ def test_the_documented_example_history_is_valid() -> None:
     assert block
     history = parse_history([line + "\n" for line in block.group(1).splitlines()])
     assert len(history) == 8 and history.raw[7]["type"] == "info"
-    assert json.loads(block.group(1).splitlines()[0])["kconform-history"] == 1
+    assert json.loads(block.group(1).splitlines()[0])["kconform-history"] == FORMAT_VERSION
 
 
 def test_every_check_is_defined_in_the_anomaly_docs() -> None:
