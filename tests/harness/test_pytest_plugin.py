@@ -82,3 +82,11 @@ def test_plugin_options_are_listed(pytester: pytest.Pytester) -> None:
     """--help documents the kconform options."""
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["*--kconform-target*", "*--kconform-bootstrap*"])
+
+
+def test_the_plugin_offers_every_workload_client() -> None:
+    """--kconform-client accepts exactly the clients harness.clients can build."""
+    from harness import pytest_plugin
+    from harness.clients import CLIENTS
+
+    assert pytest_plugin._CLIENTS == CLIENTS
