@@ -33,6 +33,12 @@ from chaos.workload import WorkloadSettings
 from harness import kafka_jars
 from harness.kafka_cluster import KafkaClusterError, find_java
 from tests.chaos.conftest import live_children, not_the_clients, require_toxiproxy
+from tests.chaos.test_epoch_bump_finding import (
+    assert_found_on_the_client_or_not_provoked,
+    assert_no_duplicate,
+    campaign_settings,
+    require_java_client,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -134,3 +140,25 @@ def test_kafka_unclean_election_of_a_lagging_replica_loses_acknowledged_writes(
     assert "unclean.leader.election.enable=true" in r["claims"]["not_claimed"]["lost-write"]
     windows = r["faults"]["windows"]
     assert [w["fault"] for w in windows if w["outcome"] == "ok"] == ["isolate-node", "kill"]
+
+
+def test_kafka_librdkafka_epoch_bump_duplicates_are_pinned_on_the_client(
+        session: CampaignSession, tmp_path: Path) -> None:
+    """librdkafka #4953 on Apache Kafka (campaign epoch-bump-duplicates, safe configuration):
+    duplicates, when provoked, are the client's (epoch-bump-resend, named with its version);
+    Kafka keeps every promise (docs/findings.md)."""
+    settings = campaign_settings("confluent-kafka", seed=204)
+    result = _run(session, tmp_path, campaign=settings.campaign, duration=settings.duration,
+                  workload=settings.workload)
+    assert_found_on_the_client_or_not_provoked(result)
+
+
+def test_kafka_java_client_writes_no_duplicate_under_the_same_faults(
+        session: CampaignSession, tmp_path: Path) -> None:
+    """The same campaign with Apache Kafka's Java client: no duplicate, every claimed
+    guarantee held."""
+    require_java_client()
+    settings = campaign_settings("java", seed=204)
+    result = _run(session, tmp_path, campaign=settings.campaign, duration=settings.duration,
+                  workload=settings.workload)
+    assert_no_duplicate(result)
