@@ -214,7 +214,7 @@ Examples:
   kconform chaos --campaign acks1-loss --acks 1 --duration 20
       a named campaign that shows acks=1 losing acknowledged writes (reported as a hazard)
   kconform chaos --override unclean.leader.election.enable=true --campaign unclean-loss
-  kconform chaos --target kafka --campaign epoch-bump-duplicates --duration 24
+  kconform chaos --target kafka --campaign epoch-bump-duplicates --duration 28
       provoke librdkafka #4953 (duplicates under idempotence), reported as the client's fault (exit 3);
       add --client java to see the Java client write no duplicate under the same faults
   kconform chaos --replay reports/chaos/schedule.json --report reports/chaos-replay

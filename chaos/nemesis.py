@@ -136,12 +136,22 @@ _TOXICS: dict[str, tuple[str, dict[str, int], tuple[str, ...]]] = {
 }
 
 
+_STREAMS = {"downstream": ("downstream",), "upstream": ("upstream",), "both": ("downstream", "upstream")}
+
+
 class ToxicFault(_Family):
     """A toxic on every path into and out of a node (``params["paths"]``: ``all``, ``clients``
-    for the client path only, ``peers`` for the others)."""
+    for the client path only, ``peers`` for the others; ``params["streams"]``: ``downstream``
+    for answers only, ``upstream`` for requests only, ``both``; default per toxic)."""
 
     def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
         toxic, defaults, streams = _TOXICS[spec.fault]
+        if "streams" in spec.params:
+            chosen = _STREAMS.get(str(spec.params["streams"]))
+            if chosen is None:
+                raise FaultNotApplied(f"NOT_APPLICABLE: streams {spec.params['streams']!r} (give "
+                                      f"{', '.join(_STREAMS)})")
+            streams = chosen
         node = self.n.resolve(spec)[0]
         paths = str(spec.params.get("paths", "all"))
         links = self.n.topology.touching(node)

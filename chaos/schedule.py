@@ -411,24 +411,28 @@ def _duplicates(seed: int, ctx: Context, duration: float) -> Schedule:
 
 def _epoch_bump_duplicates(seed: int, ctx: Context, duration: float) -> Schedule:
     """An idempotent client that bumps its epoch and renumbers what it resends writes records
-    twice (librdkafka #4953). In each round, clients are cut from the leader of one partition
-    for longer than the delivery timeout, so its sends expire (librdkafka then drains every
-    partition and bumps the producer epoch), while the answers of the leader of the next
-    partition come back later than the request timeout, so its appended batches are retried as
-    "possibly persisted": resent under the new epoch with new sequence numbers, the broker
-    cannot know them for resends. The campaign's workload sets the delivery timeout to 5 s
-    (``CAMPAIGN_WORKLOADS``). A client that never renumbers a possibly persisted batch (the Java
-    client) writes no duplicate under the same schedule."""
+    twice (librdkafka #4953). In each round of 14 s, clients are cut from the leader of one
+    partition for 10 s, longer than the campaign's 8 s delivery timeout
+    (``CAMPAIGN_WORKLOADS``): its sends expire, and librdkafka then drains every partition and
+    bumps its producer epoch. From 4 s to 10 s the answers of the leader of the next partition
+    are swallowed (a black hole on the answers only): the requests in flight there are
+    appended but unanswered, and when the hole closes their connections (about 2 s after the
+    bump began, 2 s before those sends would expire) they are retried as "possibly persisted":
+    under the new epoch, renumbered from sequence 0, which no broker can recognise as resends.
+    A client that never renumbers a possibly persisted batch (the Java client) writes no
+    duplicate under the same schedule. (A black hole, not a long latency: a latency toxic whose
+    client gives up and closes its connection wedges Toxiproxy's control API, upstream issue
+    #558.)"""
     faults = []
     at = 2.0
     n = max(1, ctx.partitions)
     round_ = 0
-    while at + 8.0 <= duration - 2.0:
+    while at + 10.0 <= duration - 2.0:
         expire, late = round_ % n, (round_ + 1) % n
-        faults.append(FaultSpec("cut-client-leader", at, 8.0, "leader", {"partition": expire}))
-        faults.append(FaultSpec("latency", at + 1.0, 7.0, "leader",
-                                {"partition": late, "latency": 4000, "jitter": 0, "paths": "clients"}))
-        at += 10.0
+        faults.append(FaultSpec("cut-client-leader", at, 10.0, "leader", {"partition": expire}))
+        faults.append(FaultSpec("black-hole", at + 4.0, 6.0, "leader",
+                                {"partition": late, "paths": "clients", "streams": "downstream"}))
+        at += 14.0
         round_ += 1
     return Schedule(tuple(faults), duration, seed, "epoch-bump-duplicates")
 
@@ -466,7 +470,7 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
 }
 
 CAMPAIGN_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
-    "epoch-bump-duplicates": {"delivery_timeout_ms": 5000, "rate": 200.0},
+    "epoch-bump-duplicates": {"delivery_timeout_ms": 8000, "rate": 200.0},
 }
 """Workload settings a named campaign needs (its faults are timed against them); the CLI uses
 them unless the user gives the option."""

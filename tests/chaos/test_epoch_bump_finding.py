@@ -32,7 +32,7 @@ def campaign_settings(client: str, seed: int, **changes: object) -> CampaignSett
     """The named campaign's settings, as `kconform chaos --campaign epoch-bump-duplicates
     --duration 24` gives them, with ``client``."""
     workload = attrs.evolve(WorkloadSettings(client=client), **CAMPAIGN_WORKLOADS[CAMPAIGN])
-    return CampaignSettings(campaign=CAMPAIGN, duration=24.0, seed=seed, workload=workload,
+    return CampaignSettings(campaign=CAMPAIGN, duration=28.0, seed=seed, workload=workload,
                             **changes)  # type: ignore[arg-type]
 
 
