@@ -70,8 +70,9 @@ class CheckContext:
 
     def __init__(self, target: Target, *, seed: int, check_name: str, client: str | None = None,
                  examples: int = 10, steps: int = 25, shrink_seconds: float = 30.0,
-                 report_dir: Path | None = None) -> None:
+                 report_dir: Path | None = None, against: Target | None = None) -> None:
         self.target = target
+        self.against = against  # the second target of a differential run
         self.seed = seed
         self.check_name = check_name
         self.client = client

@@ -18,7 +18,7 @@ from harness.targets.base import (
 )
 
 
-@check("stateful-log", kind="stateful", requires=[CREATE_TOPICS],
+@check("stateful-log", kind="stateful", requires=[CREATE_TOPICS], differential=True,
        rule="Kafka documentation 1.1 and 4.7, KIP-74, KIP-98, KIP-107, KIP-734 (see harness/stateful/"
             "log_machine.py): produce, fetch and list offsets agree with the model of the log after every step")
 def stateful_log(ctx: CheckContext) -> None:
@@ -36,9 +36,10 @@ def stateful_groups(ctx: CheckContext) -> None:
 
 def _run(ctx: CheckContext, machine: type[KafkaMachine]) -> None:
     run = run_machine(machine, ctx.target, seed=ctx.seed, examples=ctx.examples, steps=ctx.steps,
-                      shrink_seconds=ctx.shrink_seconds)
+                      shrink_seconds=ctx.shrink_seconds, against=ctx.against)
     ctx.details.update(examples=ctx.examples, steps_per_example=ctx.steps, steps=run.steps,
-                       seconds=round(run.seconds, 2), steps_per_second=round(run.steps_per_second, 1))
+                       seconds=round(run.seconds, 2), steps_per_second=round(run.steps_per_second, 1),
+                       topics_created=run.topics_created, shrink_stopped=run.shrink_stopped)
     if run.passed:
         return
     ctx.details["reproduction"] = run.reproduction
@@ -59,7 +60,8 @@ def restart_keeps_writes(ctx: CheckContext) -> None:
     written = _values("durable", 30)
     _produce(s, topic, written[:10])
     _produce(s, topic, written[10:])
-    expect(s.offset_commit(group, {(topic, 0): 12}) == {(topic, 0): "NONE"}, "OffsetCommit failed")
+    answer = s.offset_commit(group, {(topic, 0): 12})
+    expect(answer == {(topic, 0): "NONE"}, f"OffsetCommit of offset 12 for {topic}-0 by group {group}: {answer}")
     s.close()
     ctx.target.restart()
     after = ctx.session(timeout_s=30)

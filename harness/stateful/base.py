@@ -9,18 +9,26 @@ not see each other's data.
 Every machine also records what it did and saw as a history (``self.history``, docs/history-
 format.md); when a run fails, the runner hands the failing example's history to the offline
 checkers, which name the anomaly (lost-write, inconsistent-offsets, ...).
+
+Examples are cheap to replay, because shrinking replays hundreds of them: the runner gives
+every example of a run one wire session (``shared_session``: no new connection, ApiVersions
+and leader lookups per example), and fresh topics come from a :class:`~harness.stateful.topics.
+TopicPool` that creates them ahead in batches where the broker makes that cheaper.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 import uuid
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from hypothesis.stateful import RuleBasedStateMachine
 
 from harness.history.write import HistoryBuilder
 from harness.session import WireSession
+from harness.stateful.topics import CreatedTopic, TopicPool
 
 
 class ModelMismatch(AssertionError):
@@ -45,6 +53,9 @@ class KafkaMachine(RuleBasedStateMachine):
     target_name: ClassVar[str] = "?"
     steps_run: ClassVar[int] = 0
     last_history: ClassVar[HistoryBuilder | None] = None
+    # Set by the runner for a run: one session for every example (the runner closes it).
+    shared_session: ClassVar[WireSession | None] = None
+    topic_pool: ClassVar[TopicPool | None] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,7 +68,13 @@ class KafkaMachine(RuleBasedStateMachine):
             bootstrap, caps = target.bootstrap, target.capabilities
             cls.target_name = target.name
         self.caps: frozenset[str] = caps
-        self.session = WireSession(bootstrap, timeout_s=20.0, client_id=f"kconform-{cls.__name__}")
+        self._own_session = cls.shared_session is None
+        self.session = cls.shared_session or WireSession(bootstrap, timeout_s=20.0,
+                                                         client_id=f"kconform-{cls.__name__}")
+        if cls.topic_pool is None:
+            cls.topic_pool = TopicPool()
+        self.pool: TopicPool = cls.topic_pool
+        self.steps_taken = 0
         self.run_id = uuid.uuid4().hex[:8]
         self._names = itertools.count()
         self._values = itertools.count()
@@ -76,12 +93,27 @@ class KafkaMachine(RuleBasedStateMachine):
         return f"v{self.run_id}-{next(self._values)}"
 
     def step(self) -> None:
-        """Count one rule execution (for steps-per-second figures)."""
+        """Count one rule execution (for steps-per-second figures), and tell the session which
+        step its requests belong to (a differential session names it when targets differ)."""
         type(self).steps_run += 1
+        self.steps_taken += 1
+        frame = sys._getframe(1)
+        while frame.f_code.co_name.startswith("_") and frame.f_back is not None:
+            frame = frame.f_back  # a helper such as _create: name the rule that called it
+        self.session.label = f"step {self.steps_taken} ({frame.f_code.co_name})"
+
+    def checking(self, invariant: str) -> None:
+        """Tell the session that the requests to come check ``invariant`` after the last step."""
+        self.session.label = f"after step {self.steps_taken} (invariant {invariant})"
+
+    def new_topic(self, partitions: int, configs: Mapping[str, str]) -> CreatedTopic:
+        """A fresh topic from the run's pool (CreateTopics' answer and Metadata's partitions in it)."""
+        return self.pool.take(self.session, partitions, configs)
 
     def teardown(self) -> None:
         self.cleanup()
-        self.session.close()
+        if self._own_session:
+            self.session.close()
 
     def cleanup(self) -> None:
         """Release what the example holds on the broker (group members, ...)."""

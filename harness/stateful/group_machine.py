@@ -64,10 +64,12 @@ class GroupMachine(KafkaMachine):
     @initialize()
     def setup(self) -> None:
         self.step()
-        self.topic = self.name("gt")
+        created = self.new_topic(PARTITIONS, {})
+        self.topic = created.name
         self.group = self.name("group")
-        error = self.session.create_topic(self.topic, PARTITIONS)
-        expect(error == "NONE", f"CreateTopics {self.topic}: {error}")
+        expect(created.error == "NONE" and created.seen_partitions == PARTITIONS,
+               f"CreateTopics {self.topic} with {PARTITIONS} partitions: {created.error}, Metadata shows "
+               f"{created.seen_partitions} partitions")
         self.tps = [(self.topic, p) for p in range(PARTITIONS)]
         self.model = GroupState(committed={TopicPartition(self.topic, PartitionId(p)): Offset(-1)
                                            for p in range(PARTITIONS)})
@@ -274,6 +276,7 @@ class GroupMachine(KafkaMachine):
     def committed_offsets_as_committed(self) -> None:
         if not self.tps:
             return
+        self.checking("committed_offsets_as_committed")
         invoke = self.history.invoke("checker", "committed", group=self.group, partitions=[list(tp) for tp in self.tps])
         got = self.session.offset_fetch(self.group, self.tps)
         self.history.ok(invoke, offsets=[[t, p, o] for (t, p), (o, _, _) in sorted(got.items())])

@@ -17,8 +17,11 @@ compared with what Kafka allows:
 - the high watermark never moves backwards, never passes the log end, and reaches the end of
   every ``acks=all`` write (checked after every step with ListOffsets);
 - ListOffsets answers the log start (earliest), the high watermark (latest), the first offset
-  whose timestamp is at least the one asked for (``specs.offsets.list_offsets``), and a record
-  with the largest timestamp (KIP-734).
+  whose timestamp is at least the one asked for (``specs.offsets.list_offsets``), and the first
+  stored record with the largest timestamp (KIP-734, ``specs.offsets.max_timestamp``), which
+  after DeleteRecords may be below the log start: Kafka keeps deleted records in their segment
+  and its answer counts them. The machine's topics keep one segment (default ``segment.bytes``
+  and ``segment.ms``; record timestamps span 30 s), so every record ever appended stays stored.
 
 An ``acks=0`` produce gets no answer, so the model learns from the next ListOffsets on the same
 connection (Kafka answers a connection's requests in order) whether it was appended; both
@@ -34,18 +37,24 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, initialize, invariant, precondition, rule
 
+from harness.clients.base import text
+from harness.precise_read import poll_value
 from harness.session import EARLIEST, LATEST, MAX_TIMESTAMP, FetchResult, make_batch
 from harness.stateful.base import KafkaMachine, describe, expect
 from harness.targets.base import DELETE_RECORDS, IDEMPOTENCE, MAX_TIMESTAMP as MAX_TS_CAP, REPLICATION
 from specs.log import PartitionLog, Record
-from specs.offsets import list_offsets
+from specs.offsets import StoredLog, list_offsets, max_timestamp
 from specs.produce import Acks, Outcome, ProducerConfig, classify
 from specs.types import Offset
 
 TP = tuple[str, int]
 T0 = 1_700_000_000_000  # record timestamps: T0 + 1000 * drawn step (deterministic on replay)
+# Every topic keeps its records for ever: T0 is in November 2023, so under Kafka's default
+# retention.ms (7 days) the broker's next retention check (every 5 minutes) would delete any
+# example's records, which the model does not foresee.
+KEEP_RECORDS: dict[str, str] = {"retention.ms": "-1"}
 TOPIC_CONFIGS: tuple[dict[str, str], ...] = (
-    {}, {"retention.ms": "-1"}, {"cleanup.policy": "delete"}, {"max.message.bytes": "1048588"},
+    {}, {"message.timestamp.type": "CreateTime"}, {"cleanup.policy": "delete"}, {"max.message.bytes": "1048588"},
 )
 ACKS_NAMES = {-1: "all", 1: "1", 0: "0"}
 
@@ -75,7 +84,8 @@ class LogMachine(KafkaMachine):
     def __init__(self) -> None:
         super().__init__()
         self.logs: dict[TP, PartitionLog] = {}
-        self.batches: dict[TP, list[tuple[int, int]]] = {}
+        # Records DeleteRecords moved the log start past, still stored in their segment.
+        self.below_start: dict[TP, list[tuple[Offset, Record]]] = {}
         self.partition_count: dict[str, int] = {}
         self.replicated = self.has(REPLICATION)
         self.idempotent: list[IdempotentProducer] = []
@@ -99,7 +109,6 @@ class LogMachine(KafkaMachine):
 
     def _append(self, tp: TP, records: list[Record], acks: int) -> int:
         log, base = self.logs[tp].append(records)
-        self.batches[tp].append((base, base + len(records) - 1))
         if acks == -1 or not self.replicated:
             # acks=all completes once the high watermark covers the batch; a single broker is
             # its own ISR, so any append is committed at once.
@@ -139,15 +148,16 @@ class LogMachine(KafkaMachine):
 
     def _create(self, partitions: int, configs: dict[str, str]) -> str:
         self.step()
-        name = self.name("t")
-        error = self.session.create_topic(name, partitions, configs=configs)
-        expect(error == "NONE", f"CreateTopics {name} with {partitions} partitions and configs {configs}: "
-               f"{error}; Kafka creates a topic with a valid name, partition count and configs")
-        got = self.session.partitions(name)
+        created = self.new_topic(partitions, {**KEEP_RECORDS, **configs})
+        name = created.name
+        expect(created.error == "NONE", f"CreateTopics {name} with {partitions} partitions and configs "
+               f"{created.configs}: {created.error}; Kafka creates a topic with a valid name, partition count "
+               "and configs")
+        got = created.seen_partitions
         expect(got == partitions, f"Metadata shows {got} partitions for {name}, created with {partitions}")
         for p in range(partitions):
             self.logs[(name, p)] = PartitionLog()
-            self.batches[(name, p)] = []
+            self.below_start[(name, p)] = []
         self.partition_count[name] = partitions
         return name
 
@@ -314,8 +324,8 @@ class LogMachine(KafkaMachine):
                    "OFFSET_OUT_OF_RANGE (Kafka protocol guide, Fetch)")
             return
         returned = result.from_offset(offset)
-        self.history.ok(poll, records=[[tp[0], tp[1], r.offset, None, _text(r.value)] for r in returned],
-                        high_watermarks=[[tp[0], tp[1], result.high_watermark]])
+        # With each batch's producer id, epoch and sequence: a duplicate is then attributed.
+        self.history.ok(poll, **poll_value(tp[0], tp[1], result, offset))
         expect(result.error == "NONE", f"{what}: {result.error}; the offset is inside the log "
                f"[{log.log_start_offset}, {log.log_end_offset}]")
         self._observe_hw(tp, result.high_watermark, what)
@@ -333,8 +343,8 @@ class LogMachine(KafkaMachine):
             if r.offset < log.log_start_offset:
                 continue  # the batch holding the log start may begin before it (KIP-107): clients skip those
             model = log.at(Offset(r.offset))
-            expect(model is not None and _text(r.value) == model.value,
-                   f"{what}: offset {r.offset} holds {describe(_text(r.value))}, the acknowledged write there "
+            expect(model is not None and text(r.value) == model.value,
+                   f"{what}: offset {r.offset} holds {describe(text(r.value))}, the acknowledged write there "
                    f"was {describe(model.value if model else None)}")
         expected = [o for o, _ in log.entries(Offset(offset), Offset(hw))]
         got = [r.offset for r in returned]
@@ -365,7 +375,7 @@ class LogMachine(KafkaMachine):
             when = T0 + 1000 * data.draw(st.integers(-1, 32), label="timestamp step")
             answer = self.session.list_offsets(tp[0], tp[1], when)
             log = self.logs[tp]
-            expected = list_offsets(log, when)
+            expected = list_offsets(log, when, stored=self._stored(tp))
             expect(answer.error == "NONE" and answer.offset == expected,
                    f"ListOffsets by timestamp {when} for {tp[0]}-{tp[1]}: {answer.error} offset {answer.offset}; "
                    f"the first record at or after that time is at {expected} (-1: none)")
@@ -377,22 +387,29 @@ class LogMachine(KafkaMachine):
         elif self.has(MAX_TS_CAP):
             self._max_timestamp(tp)
 
+    def _stored(self, tp: TP) -> StoredLog:
+        """What the broker stores for ``tp``: one segment, with the records below the log start."""
+        return StoredLog.of(self.logs[tp], self.below_start[tp])
+
     def _max_timestamp(self, tp: TP) -> None:
         answer = self.session.list_offsets(tp[0], tp[1], MAX_TIMESTAMP)
-        log = self.logs[tp]
-        entries = list(log.entries(end=log.high_watermark))
         what = f"ListOffsets MAX_TIMESTAMP for {tp[0]}-{tp[1]}"
         expect(answer.error == "NONE", f"{what}: {answer.error}")
-        if not entries:
-            expect(answer.offset in (-1, log.log_start_offset) or answer.timestamp == -1,
-                   f"{what} of an empty log: offset {answer.offset}, timestamp {answer.timestamp}")
-            return
-        top = max(r.timestamp for _, r in entries)
-        holders = {int(o) for o, r in entries if r.timestamp == top}
-        batch_ends = {last for base, last in self.batches[tp] if any(base <= h <= last for h in holders)}
-        expect(answer.timestamp == top and answer.offset in holders | batch_ends,
-               f"{what}: offset {answer.offset} timestamp {answer.timestamp}; the largest timestamp is {top}, "
-               f"held by offsets {sorted(holders)} (KIP-734)")
+        expected = max_timestamp(self.logs[tp], stored=self._stored(tp))
+        if (answer.timestamp, answer.offset) != expected and self.replicated:
+            # The answer counts records below the broker's high watermark, which may have
+            # passed the one the model last saw: see it now and judge again.
+            latest = self.session.list_offsets(tp[0], tp[1], LATEST)
+            if latest.error == "NONE":
+                self._observe_hw(tp, latest.offset, "ListOffsets latest")
+                expected = max_timestamp(self.logs[tp], stored=self._stored(tp))
+        log = self.logs[tp]
+        expect((answer.timestamp, answer.offset) == expected,
+               f"{what}: offset {answer.offset} timestamp {answer.timestamp}; Kafka answers offset {expected[1]} "
+               f"timestamp {expected[0]}: the first stored record with the largest timestamp, counting the "
+               f"records below the log start {log.log_start_offset} that DeleteRecords left in their segment, "
+               f"if it is below the high watermark {log.high_watermark}, else -1 (KIP-734; "
+               "specs.offsets.max_timestamp)")
 
     @precondition(lambda self: self.has(DELETE_RECORDS))
     @rule(topic=topics, data=st.data())
@@ -406,6 +423,9 @@ class LogMachine(KafkaMachine):
                f"DeleteRecords {tp[0]}-{tp[1]} before {offset} (log [{log.log_start_offset}, "
                f"{log.log_end_offset}), high watermark {log.high_watermark}): {error}, low watermark {low} (KIP-107)")
         self.logs[tp] = log.delete_before(Offset(offset))
+        # Kafka only moves the log start: the records stay in their segment, and count for
+        # MAX_TIMESTAMP, until the whole segment is below the log start (never, here).
+        self.below_start[tp].extend(log.entries(end=Offset(offset)))
         for producer in self.idempotent:
             last = producer.last_batch.get(tp)
             if last is not None and last[1] + last[2] <= offset:
@@ -417,19 +437,11 @@ class LogMachine(KafkaMachine):
     def high_watermarks_hold(self) -> None:
         if not self.logs:
             return
+        self.checking("high_watermarks_hold")
         answers = self.session.list_offsets_many(sorted(self.logs), LATEST)
         for tp, answer in answers.items():
             expect(answer.error == "NONE", f"ListOffsets latest for {tp[0]}-{tp[1]}: {answer.error}")
             self._observe_hw(tp, answer.offset, "ListOffsets latest (after the step)")
-
-
-def _text(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return "hex:" + value.hex()
 
 
 def _span(offsets: list[int] | list[Any]) -> str:

@@ -18,6 +18,11 @@ Rules from the Kafka protocol guide, KIP-74, KIP-320 and KIP-595:
   batch of the first partition with data is returned whole even when larger, so a consumer can
   always make progress;
 * a fetch offset outside [log start offset, log end offset] is OFFSET_OUT_OF_RANGE;
+* a consumer's partition that ends in an error reports high watermark, last stable offset and
+  log start offset -1, as Kafka's (``ReplicaManager.readFromLocalLog`` builds the error's read
+  result with unknown offsets; measured on Apache Kafka 4.4.0 by a differential run). A
+  follower's OFFSET_OUT_OF_RANGE keeps the leader's log start offset, from which this broker's
+  followers start over (Kafka's followers ask ListOffsets instead);
 * the response is held until ``min_bytes`` are available or ``max_wait`` has passed; the driver
   re-runs :func:`handle_fetch` when data arrives or a high watermark moves, and once more at the
   deadline.
@@ -62,6 +67,7 @@ def fetching_replica(request: Any, version: int) -> int:
 
 
 def _partition_result(partition: Partition | None, index: int, error: str) -> dict[str, Any]:
+    """One partition of the answer, with the partition's positions (a follower's view)."""
     return {
         "partition_index": index,
         "error_code": error,
@@ -115,7 +121,8 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
             current_epoch = getattr(part, "current_leader_epoch", NO_EPOCH)
             error = leader_epoch_error(partition, current_epoch)
             if error is not None:
-                partitions_out.append(_partition_result(partition, part.partition, error))
+                shown = partition if replica_id >= 0 else None  # a consumer is told no positions
+                partitions_out.append(_partition_result(shown, part.partition, error))
                 any_error = True
                 continue
             limit = max(0, min(part.partition_max_bytes, remaining))
@@ -137,7 +144,7 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
                         part.fetch_offset, limit, upper_bound=upper, min_one_batch=min_one
                     ).records
                 except OffsetOutOfRangeError:
-                    result["error_code"] = "offset_out_of_range"
+                    result = _partition_result(None, part.partition, "offset_out_of_range")
                     any_error = True
             data = result["records"]
             if data:

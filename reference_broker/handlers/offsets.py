@@ -4,7 +4,10 @@ ListOffsets special timestamps (protocol guide, KIP-734, KIP-1005): -1 latest (t
 watermark, or the last stable offset under read_committed), -2 earliest (log start offset),
 -3 the record with the largest timestamp, -4 earliest local (= earliest: no tiered storage),
 -5 latest tiered and -6 earliest pending upload (no tiered storage: no such offset). A
-non-negative timestamp finds the first record whose timestamp is at or after it.
+non-negative timestamp finds the first record whose timestamp is at or after it, in the first
+segment whose largest timestamp reaches it. As in Kafka, -3 and the choice of segment count
+the records DeleteRecords left below the log start in their segment, so MAX_TIMESTAMP may
+answer an offset below the log start (specs/offsets.py has the measured rules).
 
 Both are answered only by the partition's leader (NOT_LEADER_OR_FOLLOWER elsewhere, as Kafka's
 ReplicaManager does). DeleteRecords moves the log start offset; -1 means "up to the high watermark", and an offset past
@@ -30,12 +33,12 @@ NOT_FOUND = (-1, -1)  # (timestamp, offset) when nothing matches
 
 def _lookup(partition: Partition, timestamp: int, isolation_level: int) -> tuple[int, int]:
     """(timestamp, offset) answered for one partition."""
+    upper = (
+        partition.last_stable_offset
+        if isolation_level == READ_COMMITTED
+        else partition.high_watermark
+    )
     if timestamp == LATEST:
-        upper = (
-            partition.last_stable_offset
-            if isolation_level == READ_COMMITTED
-            else partition.high_watermark
-        )
         return -1, upper
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return -1, partition.log.log_start_offset
@@ -45,7 +48,9 @@ def _lookup(partition: Partition, timestamp: int, isolation_level: int) -> tuple
         found = partition.log.offset_for_timestamp(timestamp)
     else:
         return NOT_FOUND
-    if found is None or found[0] >= partition.high_watermark:
+    # Kafka (ReplicaManager.fetchOffset) answers a found record only below what a consumer of
+    # this isolation level may read; nothing compares it with the log start offset.
+    if found is None or found[0] >= upper:
         return NOT_FOUND
     offset, ts = found
     return ts, offset

@@ -23,6 +23,13 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
   INVALID_TXN_STATE (no transactions yet); a control batch, or a producer id without a
   sequence -> INVALID_RECORD.
 
+A refused partition's answer carries base offset -1 and, as in Kafka's
+``ReplicaManager.appendToLocalLog``, log start offset -1 for a refusal made before the
+partition looks at the batch (unknown topic, not the leader, too large, corrupt, a request-level
+rule) and the partition's log start offset for one its log or producer state makes (sequence,
+epoch, NOT_ENOUGH_REPLICAS, an invalid record); a differential run against Apache Kafka 4.4.0
+found the difference.
+
 The leader stamps its leader epoch into every appended batch. What the answer means depends on
 ``acks`` (Kafka's producer documentation):
 
@@ -57,15 +64,30 @@ log = logging.getLogger(__name__)
 ACKS_ALL = -1
 
 
-def _partition_error(index: int, error: str, message: str | None = None) -> dict[str, Any]:
+# Kafka answers these with log start offset -1; every other refusal by the partition carries
+# the partition's log start offset (ReplicaManager.appendToLocalLog's catch clauses).
+NO_LOG_START_ERRORS = frozenset({
+    "unknown_topic_or_partition", "not_leader_or_follower", "message_too_large", "record_list_too_large",
+    "corrupt_message", "kafka_storage_error",
+})
+
+
+def _partition_error(index: int, error: str, message: str | None = None,
+                     log_start_offset: int = -1) -> dict[str, Any]:
     return {
         "index": index,
         "error_code": error,
         "base_offset": -1,
         "log_append_time": None,
-        "log_start_offset": -1,
+        "log_start_offset": log_start_offset,
         "error_message": message,
     }
+
+
+def _refused(partition: Partition, index: int, error: str, message: str | None) -> dict[str, Any]:
+    """The answer for a batch the partition refused (see NO_LOG_START_ERRORS)."""
+    start = -1 if error in NO_LOG_START_ERRORS else partition.log.log_start_offset
+    return _partition_error(index, error, message, start)
 
 
 class _Commit:
@@ -99,14 +121,14 @@ def _produce_partition(
         if acks == ACKS_ALL:
             partition.check_min_isr(min_isr)
     except ReplicationError as exc:
-        return _partition_error(index, exc.error, exc.message)
+        return _refused(partition, index, exc.error, exc.message)
     if not records:
         return _partition_error(index, "invalid_record", "the record set is empty")
     buf = bytearray(records)
     try:
         headers = validate_batches(buf)
     except RecordError as exc:
-        return _partition_error(index, exc.error_name, str(exc))
+        return _refused(partition, index, exc.error_name, str(exc))
     if len(headers) != 1:
         # Kafka's ProduceRequest.validateRecords: from v3 on, one batch per partition.
         return _partition_error(
@@ -117,13 +139,13 @@ def _produce_partition(
     try:
         result = partition.append_as_leader(buf, headers, now_ms)
     except RecordListTooLargeError as exc:
-        return _partition_error(index, "record_list_too_large", str(exc))
+        return _refused(partition, index, "record_list_too_large", str(exc))
     except RecordTooLargeError as exc:
-        return _partition_error(index, "message_too_large", str(exc))
+        return _refused(partition, index, "message_too_large", str(exc))
     except (RecordError, ProducerStateError) as exc:
-        return _partition_error(index, exc.error_name, str(exc))
+        return _refused(partition, index, exc.error_name, str(exc))
     except ReplicationError as exc:
-        return _partition_error(index, exc.error, exc.message)
+        return _refused(partition, index, exc.error, exc.message)
     response = {
         "index": index,
         "error_code": "none",

@@ -3,11 +3,14 @@ runner's reporting of failures, flaky failures, seeds and step rates."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
+from harness.session import WireSession
 from harness.stateful import TestGroupMachine, TestLogMachine  # noqa: F401  (collected by pytest)
 from harness.stateful.base import KafkaMachine, expect
 from harness.stateful.log_machine import LogMachine
@@ -85,3 +88,84 @@ def test_a_failure_that_does_not_replay_is_reported_as_flaky() -> None:
     run = run_machine(FailsOnce, _Stub(), seed=9, examples=5, steps=3, shrink_seconds=5)
     assert not run.passed and run.flaky
     assert run.seed == 9 and "did not replay" in (run.failure or "")
+
+
+class SlowToShrink(KafkaMachine):
+    """Fails once three steps have run and one drew more than 10; every step takes 20 ms, so
+    shrinking it takes longer than a one-second budget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    @rule(n=st.integers(0, 1000))
+    def slow_step(self, n: int) -> None:
+        time.sleep(0.02)
+        self.seen.append(n)
+        expect(len(self.seen) < 3 or max(self.seen) <= 10, f"drew {self.seen}")
+
+
+def test_a_shrink_stopped_by_its_budget_says_so() -> None:
+    """Hypothesis's own warning claims five minutes whatever the cap; the report names the cap
+    and says the steps may not be minimal."""
+    run = run_machine(SlowToShrink, _Stub(), seed=1, examples=50, steps=10, shrink_seconds=1)
+    assert not run.passed and not run.flaky and run.shrink_stopped
+    text = run.reproduction or ""
+    assert "shrinking stopped after its 1 s budget" in text and "five minutes" not in text
+    assert "state.slow_step(" in text
+
+
+def test_examples_share_one_session_and_take_topics_from_the_pool(reference: ReferenceTarget) -> None:
+    """Every example of a run starts on a fresh topic, and no example opens a session of its own."""
+    opened: list[KafkaMachine] = []
+
+    class Counting(LogMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            opened.append(self)
+
+    run = run_machine(Counting, reference, seed=4, examples=6, steps=5)
+    assert run.passed and run.topics_created >= len(opened) >= 6
+    assert len({id(m.session) for m in opened}) == 1 and not any(m._own_session for m in opened)
+
+
+def test_a_run_deletes_its_topics_when_it_is_over(reference: ReferenceTarget) -> None:
+    """A sweep runs the machines many times on one broker: each run removes what it created."""
+    topics: set[str] = set()
+
+    class Remembering(LogMachine):
+        def teardown(self) -> None:
+            topics.update(t for t, _ in self.logs)
+            super().teardown()
+
+    run = run_machine(Remembering, reference, seed=6, examples=5, steps=5)
+    assert run.passed and topics and run.topics_left == 0
+    with WireSession(reference.bootstrap) as session:
+        assert [t for t in sorted(topics) if session.partitions(t)] == []
+
+
+def test_the_log_machines_fetches_record_each_batchs_producer_identity(reference: ReferenceTarget) -> None:
+    """A poll the log machine records carries the batches its records came from, with producer
+    id, epoch and base sequence, so a duplicate in its history can be attributed."""
+    import hypothesis
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from harness.stateful.runner import bind
+    from harness.stateful.settings import machine_settings
+
+    bound = bind(LogMachine, reference)
+    histories = []
+
+    class Recorded(bound):  # type: ignore[valid-type,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            histories.append(self.history)
+
+    run_state_machine_as_test(hypothesis.seed(4)(Recorded), settings=machine_settings(10, 25, database=False))
+    polls = [e for h in histories for e in h.history().raw if e["f"] == "poll" and e["type"] == "ok"
+             and e["value"]["records"]]
+    assert polls, "no example fetched a record"
+    for poll in polls:
+        batches = poll["value"]["batches"]
+        assert batches and all(len(b) == 7 for b in batches)
+        assert all(any(b[2] <= r[2] <= b[3] for b in batches) for r in poll["value"]["records"]), poll

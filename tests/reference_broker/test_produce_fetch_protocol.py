@@ -99,6 +99,25 @@ def test_truncated_batch_is_corrupt_message(broker: BrokerProcess, topic: str) -
     assert produce_result(broker.bootstrap, topic, data).error_code == ErrorCode.corrupt_message
 
 
+def test_a_refused_batch_carries_the_log_start_offset_kafka_gives(broker: BrokerProcess) -> None:
+    """As Kafka's ReplicaManager (found by a differential run against 4.4.0): a refusal by the
+    partition's producer state carries the log start offset, a corrupt batch -1."""
+    from harness.session import WireSession, make_batch
+
+    with WireSession(broker.bootstrap) as session:
+        assert session.create_topic("refusals", 1) == "NONE"
+        _, producer, epoch = session.init_producer_id()
+        first = make_batch([b"a", b"b"], producer_id=producer, producer_epoch=epoch, base_sequence=0)
+        assert session.produce("refusals", 0, first) is not None
+        assert session.delete_records("refusals", 0, 1) == ("NONE", 1)
+        gap = make_batch([b"c"], producer_id=producer, producer_epoch=epoch, base_sequence=5)
+        refused = session.produce("refusals", 0, gap)
+        assert refused is not None
+        assert (refused.error, refused.base_offset, refused.log_start_offset) == ("OUT_OF_ORDER_SEQUENCE_NUMBER", -1, 1)
+        corrupt = session.produce("refusals", 0, make_batch([b"d"])[:-3])
+        assert corrupt is not None and (corrupt.error, corrupt.log_start_offset) == ("CORRUPT_MESSAGE", -1)
+
+
 def test_batch_over_max_message_bytes_is_message_too_large(tmp_path: Any) -> None:
     """A batch larger than message.max.bytes gets MESSAGE_TOO_LARGE."""
     with BrokerProcess(overrides={"message.max.bytes": "200"}, data_dir=tmp_path) as broker:
@@ -178,9 +197,12 @@ def test_fetch_returns_whole_batches_from_the_one_containing_the_offset(
 
 
 def test_fetch_beyond_log_end_is_offset_out_of_range(broker: BrokerProcess, topic: str) -> None:
-    """A fetch offset past the log end offset is OFFSET_OUT_OF_RANGE."""
+    """A fetch offset past the log end offset is OFFSET_OUT_OF_RANGE, and, as Kafka answers a
+    consumer (measured on 4.4.0), the answer carries no positions: all three are -1."""
     produce_result(broker.bootstrap, topic, batch([b"a"]))
-    assert fetch_partition(broker.bootstrap, topic, 5).error_code == ErrorCode.offset_out_of_range
+    part = fetch_partition(broker.bootstrap, topic, 5)
+    assert part.error_code == ErrorCode.offset_out_of_range
+    assert (part.high_watermark, part.last_stable_offset, part.log_start_offset) == (-1, -1, -1)
 
 
 def test_partition_max_bytes_still_returns_one_whole_batch(broker: BrokerProcess, topic: str) -> None:

@@ -94,3 +94,41 @@ def test_max_timestamp_tie_names_the_earliest_record(tmp_path: Path, reopen: boo
         log = PartitionLog.open(tmp_path / "t-0", LogConfig(index_interval_bytes=0), 0)
     assert log.max_timestamp() == (1, 90)
     log.close()
+
+
+def test_max_timestamp_counts_records_below_the_log_start(tmp_path: Path) -> None:
+    """Kafka's answer (measured on 3.9.2 and 4.4.0): DeleteRecords only moves the log start, the
+    records stay in their segment, and MAX_TIMESTAMP still names the first of them with the
+    largest timestamp, below the log start."""
+    log = _log_with(tmp_path, [7, 7, 7])
+    log.delete_records_before(1)
+    assert log.max_timestamp() == (0, 7)
+    log.delete_records_before(3)
+    assert log.max_timestamp() == (0, 7)
+    log.close()
+
+
+def test_max_timestamp_after_retention_removed_every_segment_is_none(tmp_path: Path) -> None:
+    """Retention deletes whole segments: with all of them gone nothing is stored, so there is
+    no largest timestamp until a record arrives (Kafka answers -1, then the new record)."""
+    log = _log_with(tmp_path, [1, 2], [3], config=LogConfig(retention_ms=1000))
+    assert log.apply_retention(now_ms=10_000) >= 1
+    assert log.log_start_offset == log.log_end_offset == 3
+    assert log.max_timestamp() is None
+    assert log.offset_for_timestamp(0) is None
+    log.append(*record_set(batch(b"v", timestamps=[0])), 0)
+    assert log.max_timestamp() == (3, 0)
+    log.close()
+
+
+def test_offset_for_timestamp_commits_to_the_first_segment_reaching_it(tmp_path: Path) -> None:
+    """Kafka's searchOffsetInLocalLog (measured): segments [5, 1] and [7], DeleteRecords before
+    1. The first segment's largest timestamp (5, of a record below the log start) reaches 4, so
+    only that segment is searched, from the log start: no record, although offset 2 has 7."""
+    log = _log_with(tmp_path, [5, 1], [7], config=LogConfig(segment_ms=1))
+    assert log.segment_base_offsets[:2] == [0, 2]
+    log.delete_records_before(1)
+    assert log.offset_for_timestamp(4) is None
+    assert log.offset_for_timestamp(6) == (2, 7)
+    assert log.offset_for_timestamp(0) == (1, 1)
+    log.close()

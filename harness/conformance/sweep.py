@@ -1,0 +1,125 @@
+"""``kconform conform --seeds``: the suite once per seed, a line per seed, then a table.
+
+A state machine explores what its seed draws, so one seed passing says little about the next;
+a sweep runs the same checks (on the same started targets) under many seeds and reports every
+seed that failed with the command that reruns exactly that seed. The seeds are either a range
+(``--seeds 100-149``) or a count drawn from a master seed (``--seeds 50``): the master is
+``--seed`` or random, and printed, so a sweep is as replayable as a single run.
+
+Only the state machines draw from the seed; the other checks run the same way under every seed
+and so catch what varies from run to run anyway (timing, client libraries' behaviour).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from harness.conformance.runner import FAIL, SuiteResult, run_suite, write_reports
+from harness.targets.base import Target
+
+MAX_SEEDS = 10_000
+
+
+class SeedsError(ValueError):
+    """A ``--seeds`` value that names no seeds (the message says what is accepted)."""
+
+
+def drawn(text: str) -> bool:
+    """Whether ``--seeds text`` is a count (seeds drawn from the master seed), not a range."""
+    return text.strip().isdigit()
+
+
+def parse_seeds(text: str, master: int) -> list[int]:
+    """``"N"``: N distinct seeds drawn from ``random.Random(master)``; ``"A-B"``: A to B inclusive."""
+    value = text.strip()
+    span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", value)
+    if span:
+        low, high = int(span[1]), int(span[2])
+        if low > high or high - low + 1 > MAX_SEEDS:
+            raise SeedsError(f"--seeds {value}: a range A-B needs A <= B and at most {MAX_SEEDS} seeds")
+        return list(range(low, high + 1))
+    if not value.isdigit() or not 1 <= int(value) <= MAX_SEEDS:
+        raise SeedsError(f"--seeds {value}: give a count N (1 to {MAX_SEEDS}) or a range A-B, e.g. 50 or 100-149")
+    return random.Random(master).sample(range(1 << 31), int(value))
+
+
+@attrs.frozen
+class SeedRun:
+    """The suite's result under one seed."""
+
+    seed: int
+    result: SuiteResult
+
+    @property
+    def failed(self) -> list[str]:
+        return [o.name for o in self.result.outcomes if o.status == FAIL]
+
+
+def run_sweep(target: Target, seeds: Sequence[int], *, report_dir: Path | None = None,
+              on_seed: Callable[[SeedRun], None] | None = None, **suite: Any) -> list[SeedRun]:
+    """Run the suite (``suite``: run_suite's keywords, seed excepted) once per seed on the
+    started ``target``; with ``report_dir``, each seed's report goes to ``seed-<seed>/``."""
+    runs = []
+    for seed in seeds:
+        folder = report_dir / f"seed-{seed}" if report_dir is not None else None
+        result = run_suite(target, seed=seed, report_dir=folder, **suite)
+        if folder is not None:
+            write_reports(result, folder)
+        run = SeedRun(seed, result)
+        runs.append(run)
+        if on_seed is not None:
+            on_seed(run)
+    return runs
+
+
+def seed_line(run: SeedRun, index: int, total: int) -> str:
+    """One line for a finished seed."""
+    c = run.result.counts()
+    verdict = "VALID" if run.result.valid else "INVALID"
+    failed = f"; failed: {', '.join(run.failed)}" if run.failed else ""
+    return (f"seed {run.seed} ({index}/{total}): {verdict}, {c['pass']} passed, {c['fail']} failed, "
+            f"{c['skip']} skipped in {run.result.seconds:.1f} s{failed}")
+
+
+def sweep_table(runs: Sequence[SeedRun]) -> str:
+    """seed, result, seconds, failed checks: one row per seed."""
+    width = max([len(str(r.seed)) for r in runs] + [4])
+    lines = [f"{'seed':>{width}}  {'result':<7}  {'seconds':>7}  failed checks"]
+    for r in runs:
+        lines.append(f"{r.seed:>{width}}  {'pass' if r.result.valid else 'FAIL':<7}  {r.result.seconds:>7.1f}  "
+                     f"{', '.join(r.failed) or '-'}")
+    return "\n".join(lines)
+
+
+def sweep_failures(runs: Sequence[SeedRun]) -> str:
+    """Every failed check of every seed: its witness and the command that reruns it."""
+    out = []
+    for r in runs:
+        for o in r.result.outcomes:
+            if o.status != FAIL:
+                continue
+            witness = (o.witness or "").strip().replace("\n", "\n    ")
+            out.append(f"seed {r.seed}: FAIL {o.name}: {witness}\n  reproduce: {o.reproduce}")
+    return "\n".join(out)
+
+
+def write_sweep_report(runs: Sequence[SeedRun], report_dir: Path, *, seconds: float, spec: str,
+                       master: int | None) -> None:
+    """``sweep.json``: the seeds, each one's verdict, failed checks and reproduction commands."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    body = {
+        "valid": all(r.result.valid for r in runs), "seeds": spec, "master_seed": master,
+        "seconds": round(seconds, 1),
+        "runs": [{"seed": r.seed, "valid": r.result.valid, "seconds": round(r.result.seconds, 1),
+                  "summary": r.result.counts(), "failed": r.failed,
+                  "reproduce": [o.reproduce for o in r.result.outcomes if o.status == FAIL],
+                  "report": f"seed-{r.seed}/"} for r in runs],
+    }
+    (report_dir / "sweep.json").write_text(json.dumps(body, indent=2) + "\n")

@@ -1,0 +1,54 @@
+"""`kconform conform --seeds`: the suite once per seed, a line per seed, a table, exit 1 with
+each failing seed's reproduction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.conformance.sweep import SeedsError, parse_seeds
+
+
+def test_seeds_are_a_count_drawn_from_the_master_seed_or_a_range() -> None:
+    """A count is drawn from the (printed) master seed, so the same master draws the same seeds."""
+    drawn = parse_seeds("5", master=42)
+    assert len(set(drawn)) == 5 and drawn == parse_seeds("5", master=42) != parse_seeds("5", master=43)
+    assert parse_seeds("7-9", master=0) == [7, 8, 9]
+    for bad in ("0", "9-7", "x", "1-", "-3"):
+        with pytest.raises(SeedsError):
+            parse_seeds(bad, master=0)
+
+
+def test_a_sweep_that_passes_prints_a_line_per_seed_and_a_table(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["conform", "--checks", "stateful-log", "--seeds", "2", "--seed", "11",
+                                       "--examples", "3", "--steps", "6", "--report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    seeds = parse_seeds("2", master=11)
+    for i, seed in enumerate(seeds, 1):
+        assert f"seed {seed} ({i}/2): VALID, 1 passed" in result.output
+    assert "VALID: 2 of 2 seeds passed against reference" in result.output and "--seeds 2 --seed 11" in result.output
+    report = json.loads((tmp_path / "sweep.json").read_text())
+    assert report["valid"] and [r["seed"] for r in report["runs"]] == seeds
+    assert (tmp_path / f"seed-{seeds[0]}" / "results.json").exists()
+
+
+def test_a_sweep_with_failing_seeds_exits_1_with_each_seeds_command() -> None:
+    """A wrong broker fails under every seed: each seed's line, the table, and per seed the
+    command that reruns exactly it."""
+    result = CliRunner().invoke(main, ["conform", "--target", "faulty-reorder", "--checks", "stateful-log",
+                                       "--seeds", "5-6", "--examples", "10", "--steps", "10",
+                                       "--shrink-seconds", "10"])
+    assert result.exit_code == 1, result.output
+    assert "INVALID: 0 of 2 seeds passed against faulty-reorder" in result.output
+    for seed in (5, 6):
+        assert f"seed {seed} (" in result.output and "FAIL" in result.output
+        assert (f"reproduce: kconform conform --target faulty-reorder --checks stateful-log --seed {seed} "
+                "--examples 10 --steps 10") in result.output
+
+
+def test_bad_seeds_are_a_usage_error() -> None:
+    assert CliRunner().invoke(main, ["conform", "--seeds", "3-1"]).exit_code == 2
