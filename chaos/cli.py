@@ -35,6 +35,7 @@ from chaos.campaign import (
     summary_text,
 )
 from chaos.faults import FAMILIES, FAULTS
+from chaos.matrix_cli import matrix_command
 from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
 from chaos.workload import CONSUMER_MODES, WorkloadSettings
 from harness.cli import main as harness_main
@@ -373,6 +374,8 @@ def _with_addresses(settings: CampaignSettings, options: dict[str, Any]) -> Camp
 
 
 # The `kconform` program (the entry point in pyproject.toml): the harness's command group, which
-# cannot name this command itself (chaos sits above the harness), plus `kconform chaos`.
+# cannot name these commands itself (chaos sits above the harness), plus `kconform chaos` and
+# `kconform matrix`.
 main = harness_main
 main.add_command(chaos_command)
+main.add_command(matrix_command)

@@ -174,6 +174,8 @@ def kconform_check(kconform_target: Target, kconform_client: str) -> Callable[[s
     def run(name: str, seed: int = 0) -> None:
         base, client = split_instance(name)
         check_ = CHECKS[base]
+        if client is None and check_.per_pair:
+            client = f"{kconform_client}>kcat"
         client = client or (kconform_client if check_.per_client else None)
         outcome = run_check(kconform_target, check_, client, name, seed=seed, examples=10, steps=20,
                             shrink_seconds=30, report_dir=None)

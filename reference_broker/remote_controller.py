@@ -9,8 +9,8 @@ which is handed to the broker as it arrives.
 Three connections, so that no kind of traffic waits behind another: one for registration and
 heartbeats (a slow admin request must not cost a broker its session), one for other requests
 (AlterPartition, AllocateProducerIds, forwarded admin requests), one for the metadata fetch.
-A request that fails (connection refused or lost, timeout) is answered ``None``; its
-connection is dropped and the next request reconnects. While the controller is unreachable the
+A request that fails (connection refused or lost, timeout) drops its connection; unless it is
+a heartbeat it is sent again on a new one until its timeout, and then answered ``None``. While the controller is unreachable the
 broker keeps serving with the metadata it has.
 """
 
@@ -129,13 +129,26 @@ class RemoteControllerChannel:
 
     async def _call(self, connection: ControllerConnection, body: Any,
                     callback: ResponseCallback) -> None:
-        try:
-            response = await connection.request(body)
-        except ControllerUnreachable as exc:
-            self._log_unreachable(exc)
-            response = None
-        else:
-            self._reachable()
+        # Like Kafka's NodeToControllerChannelManager, a request that fails fast is sent again
+        # on a new connection until its timeout: a connection a fault left broken (a black hole
+        # swallowed bytes) must not fail the first request after the fault heals. Heartbeats
+        # are not retried: the next one is due soon anyway.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + connection.timeout_s
+        backoff = RETRY_BACKOFF_S
+        while True:
+            try:
+                response = await connection.request(body)
+            except ControllerUnreachable as exc:
+                self._log_unreachable(exc)
+                if connection is self._lifecycle or loop.time() + backoff >= deadline:
+                    response = None
+                    break
+                await asyncio.sleep(backoff)
+                backoff = min(2 * backoff, MAX_RETRY_BACKOFF_S)
+            else:
+                self._reachable()
+                break
         try:
             callback(response)
         except Exception:

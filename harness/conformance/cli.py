@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
+import time
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from harness.clients import CLIENTS
 from harness.kafka_jars import DEFAULT_VERSION as DEFAULT_KAFKA_VERSION
 from harness.conformance.registry import CHECKS, split_instance
-from harness.conformance.runner import FAIL, ORDER, CheckOutcome, failures, run_suite, table, write_reports
+from harness.conformance.runner import (
+    FAIL,
+    ORDER,
+    CheckOutcome,
+    failures,
+    run_suite,
+    select,
+    table,
+    write_reports,
+)
+from harness.conformance.sweep import (
+    SeedRun,
+    SeedsError,
+    drawn,
+    parse_seeds,
+    run_sweep,
+    seed_line,
+    sweep_failures,
+    sweep_table,
+    write_sweep_report,
+)
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-DEFAULT_MATRIX = "reference,kafka,tansu"
 DEFAULT_EXAMPLES, DEFAULT_STEPS = 30, 30
+DEFAULT_SHRINK_SECONDS = 60.0
 
 
 def quiet_client_logs() -> None:
@@ -27,7 +50,8 @@ def quiet_client_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def _split(value: str | None) -> list[str] | None:
+def split_list(value: str | None) -> list[str] | None:
+    """``--checks a,b``: the check names (None: all); BadParameter naming unknown ones."""
     if value is None or value.strip() in ("", "all"):
         return None
     names = [n.strip() for n in value.split(",") if n.strip()]
@@ -37,7 +61,8 @@ def _split(value: str | None) -> list[str] | None:
     return names
 
 
-def _progress(outcome: CheckOutcome) -> None:
+def print_progress(outcome: CheckOutcome) -> None:
+    """One line on stderr per finished check."""
     mark = {"pass": "ok", "fail": "FAIL", "skip": "skip"}[outcome.status]
     click.echo(f"  {mark:<4} {outcome.name} ({outcome.seconds:.1f} s)", err=True)
 
@@ -46,6 +71,9 @@ def _progress(outcome: CheckOutcome) -> None:
 @click.option("--target", "target_name", type=click.Choice(TARGET_NAMES), default="reference", show_default=True,
               help="The broker to test: launched by the harness (reference, kafka, tansu), or external (--bootstrap). "
                    "faulty-drop / faulty-reorder are deliberately wrong brokers for trying the suite out.")
+@click.option("--differential", metavar="TARGET_A,TARGET_B", default=None,
+              help="Run the state machines against two launched targets at once (instead of --target): every "
+                   "request goes to both, and the first step where their answers differ fails, with both answers.")
 @click.option("--bootstrap", metavar="HOST:PORT[,...]", help="Bootstrap servers of an external target.")
 @click.option("--brokers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Brokers of a reference target (more than one needs the multi-broker launcher).")
@@ -55,21 +83,31 @@ def _progress(outcome: CheckOutcome) -> None:
 @click.option("--capability", "capabilities", multiple=True, type=click.Choice(ALL_CAPABILITIES),
               help="Declare a capability an external target has that the harness cannot see (repeatable).")
 @click.option("--client", "clients", multiple=True, type=click.Choice(CLIENTS),
-              help="Client library for the workload checks (repeatable; default: all three).")
-@click.option("--checks", "checks", callback=lambda _c, _p, v: _split(v), metavar="NAME,NAME",
+              help="Client library for the workload checks (repeatable; default: every one, confluent-kafka, kafka-python, aiokafka and java).")
+@click.option("--checks", "checks", callback=lambda _c, _p, v: split_list(v), metavar="NAME,NAME",
               help="Run only these checks (names from --list; 'client-roundtrip[aiokafka]' picks one client).")
 @click.option("--list", "list_checks", is_flag=True, help="List the checks with the rule each checks, and exit.")
-@click.option("--seed", type=int, default=None, help="Seed for the state machines (default: random, printed).")
+@click.option("--seed", type=int, default=None,
+              help="Seed for the state machines (default: random, printed); with --seeds N, the seed the N seeds "
+                   "are drawn from.")
+@click.option("--seeds", "seeds_spec", metavar="N|A-B", default=None,
+              help="Sweep: run the suite once per seed, N seeds drawn from --seed (or a printed random one), or the "
+                   "seeds A to B; a line per seed, a table, exit 1 if any seed failed.")
 @click.option("--examples", type=click.IntRange(min=1), default=DEFAULT_EXAMPLES, show_default=True,
               help="State machine examples (fresh topics/groups each).")
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
               help="Steps per state machine example.")
+@click.option("--shrink-seconds", type=click.FloatRange(min=1), default=DEFAULT_SHRINK_SECONDS, show_default=True,
+              help="How long a state machine may shrink a failure to its fewest steps.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write results.json, junit.xml, summary.txt and the recorded histories here.")
-def conform_command(target_name: str, bootstrap: str | None, brokers: int, kafka_version: str | None,
-                    capabilities: tuple[str, ...],
+              help="Write results.json, junit.xml, summary.txt and the recorded histories here (per seed in "
+                   "seed-<seed>/ with --seeds, plus sweep.json).")
+@click.pass_context
+def conform_command(ctx: click.Context, target_name: str, differential: str | None, bootstrap: str | None,
+                    brokers: int, kafka_version: str | None, capabilities: tuple[str, ...],
                     clients: tuple[str, ...], checks: list[str] | None, list_checks: bool, seed: int | None,
-                    examples: int, steps: int, report_dir: Path | None) -> None:
+                    seeds_spec: str | None, examples: int, steps: int, shrink_seconds: float,
+                    report_dir: Path | None) -> None:
     """Run the conformance suite against a broker and report every check.
 
     Deterministic protocol checks (exact error codes and offsets through a precise wire
@@ -88,44 +126,81 @@ def conform_command(target_name: str, bootstrap: str | None, brokers: int, kafka
       kconform conform --target kafka --kafka-version 3.9.2
       kconform conform --target external --bootstrap kafka1:9092 --client aiokafka
       kconform conform --checks produce-offsets-contiguous,stateful-log --seed 7
+      kconform conform --differential reference,kafka --seed 7     # where do they answer differently?
+      kconform conform --checks stateful-log --seeds 50             # 50 seeds, a line each, a table
     """
     if list_checks:
         for c in sorted(CHECKS.values(), key=lambda c: ORDER[c.kind]):
             needs = f"  [needs {', '.join(sorted(c.requires))}]" if c.requires else ""
-            per = "[CLIENT]" if c.per_client else ""
-            click.echo(f"{c.name}{per} ({c.kind}): {c.summary}{needs}\n    rule: {c.rule}")
+            per = "[WRITER>READER]" if c.per_pair else "[CLIENT]" if c.per_client else ""
+            both = " (also --differential)" if c.differential else ""
+            click.echo(f"{c.name}{per} ({c.kind}){both}: {c.summary}{needs}\n    rule: {c.rule}")
         return
     quiet_client_logs()
-    seed = seed if seed is not None else random.randrange(1 << 31)
+    names = [target_name]
+    if differential is not None:
+        names = _differential_pair(ctx, differential, bootstrap)
+        try:
+            select(checks, clients or CLIENTS, differential=True)
+        except KeyError as exc:
+            _usage(str(exc.args[0]))
+    master = seed if seed is not None else random.randrange(1 << 31)
+    seeds: list[int] | None = None
+    if seeds_spec is not None:
+        try:
+            seeds = parse_seeds(seeds_spec, master)
+        except SeedsError as exc:
+            _usage(str(exc))
     chosen = clients or CLIENTS
     try:
-        target = make_target(target_name, bootstrap=bootstrap, brokers=brokers, capabilities=capabilities,
-                             kafka_version=kafka_version)
+        targets = [make_target(name, bootstrap=bootstrap, brokers=brokers, capabilities=capabilities,
+                               kafka_version=kafka_version) for name in names]
     except TargetError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    click.echo(f"kconform conform: target {target_name}, seed {seed}, clients {', '.join(chosen)}", err=True)
+        _usage(str(exc))
+    what = f"target {names[0]}" if len(names) == 1 else f"differential {names[0]} vs {names[1]}"
+    if seeds is None:
+        click.echo(f"kconform conform: {what}, seed {master}, clients {', '.join(chosen)}", err=True)
+    else:
+        origin = f"drawn from seed {master}" if drawn(seeds_spec or "") else "a range"
+        click.echo(f"kconform conform: {what}, {len(seeds)} seeds ({origin}), clients {', '.join(chosen)}", err=True)
+    suite: dict[str, Any] = {"checks": checks, "clients": chosen, "examples": examples, "steps": steps,
+                             "shrink_seconds": shrink_seconds, "progress": print_progress}
+    finished: list[SeedRun] = []
+
+    def seed_done(run: SeedRun) -> None:
+        finished.append(run)
+        click.echo(seed_line(run, len(finished), len(seeds or ())))
+
     try:
-        with target:
-            click.echo(f"target ready at {target.bootstrap}; capabilities: {', '.join(sorted(target.capabilities))}",
-                       err=True)
-            result = run_suite(target, checks=checks, clients=chosen, seed=seed, examples=examples, steps=steps,
-                               report_dir=report_dir, progress=_progress)
+        with contextlib.ExitStack() as stack:
+            for target in targets:
+                stack.enter_context(target)
+                click.echo(f"target {target.name} ready at {target.bootstrap}; capabilities: "
+                           f"{', '.join(sorted(target.capabilities))}", err=True)
+            against = targets[1] if len(targets) > 1 else None
+            if seeds is None:
+                result = run_suite(targets[0], seed=master, report_dir=report_dir, against=against, **suite)
+            else:
+                started = time.perf_counter()
+                runs = run_sweep(targets[0], seeds, report_dir=report_dir, against=against, on_seed=seed_done,
+                                 **suite)
     except TargetError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        _usage(str(exc))
     except Exception as exc:  # noqa: BLE001 - a target that cannot start is a usage problem, with its reason
         if type(exc).__name__ in ("BrokerStartError", "TansuStartError", "TansuNotInstalled"):
-            click.echo(f"error: the {target_name} target could not start: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
+            _usage(f"a target could not start: {exc}")
         raise
+    against_text = f"{names[0]} and {names[1]} (differential)" if len(names) > 1 else names[0]
+    if seeds is not None:
+        _sweep_summary(runs, time.perf_counter() - started, against_text, seeds_spec or "", master, report_dir)
+        return
     click.echo(table(result))
     text = failures(result)
     if text:
         click.echo(text)
     counts = result.counts()
     click.echo(f"\n{'VALID' if result.valid else 'INVALID'}: {counts['pass']} passed, {counts[FAIL]} failed, "
-               f"{counts['skip']} skipped against {target_name} in {result.seconds:.1f} s (seed {seed})"
+               f"{counts['skip']} skipped against {against_text} in {result.seconds:.1f} s (seed {master})"
                + (f"; anomalies: {', '.join(f'{k}: {v}' for k, v in result.anomalies.items())}"
                   if result.anomalies else ""))
     if report_dir is not None:
@@ -134,57 +209,35 @@ def conform_command(target_name: str, bootstrap: str | None, brokers: int, kafka
     sys.exit(EXIT_PASS if result.valid else EXIT_FAIL)
 
 
-@click.command("matrix")
-@click.option("--targets", default=DEFAULT_MATRIX, show_default=True,
-              help="Comma-separated targets to run the suite against (launched by the harness).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/conformance.md"),
-              show_default=True, help="Where to write the Markdown matrix.")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also keep each target's full report under DIR/<target>/.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed for the state machines.")
-@click.option("--examples", type=click.IntRange(min=1), default=DEFAULT_EXAMPLES, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True)
-@click.option("--checks", "checks", callback=lambda _c, _p, v: _split(v), metavar="NAME,NAME",
-              help="Only these checks (default: all; a partial matrix says so).")
-@click.option("--kafka-version", metavar="VERSION", default=None,
-              help=f"Apache Kafka release of the kafka target (default {DEFAULT_KAFKA_VERSION}).")
-def matrix_command(targets: str, output: Path, report_dir: Path | None, seed: int, examples: int, steps: int,
-                   checks: list[str] | None, kafka_version: str | None) -> None:
-    """Run the suite against several targets and write the conformance matrix (Markdown).
+def _usage(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
 
-    The page (docs/conformance.md by default) is generated from these real runs, never typed:
-    targets against checks, and for every failure the Kafka rule the target breaks and the
-    witness. It names the date, the kconform commit and this command.
-    """
-    from harness.conformance.matrix import render_matrix
 
-    quiet_client_logs()
-    names = [t.strip() for t in targets.split(",") if t.strip()]
-    bad = [n for n in names if n not in TARGET_NAMES or n == "external"]
-    if bad:
-        click.echo(f"error: unknown or unlaunchable target(s) {bad}; choose from "
-                   f"{[n for n in TARGET_NAMES if n != 'external']}", err=True)
-        sys.exit(EXIT_USAGE)
-    results = {}
-    for name in names:
-        click.echo(f"== {name}", err=True)
-        try:
-            with make_target(name, kafka_version=kafka_version) as target:
-                results[name] = run_suite(target, checks=checks, clients=CLIENTS, seed=seed, examples=examples,
-                                          steps=steps,
-                                          report_dir=report_dir / name if report_dir else None, progress=_progress)
-        except TargetError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
-        if report_dir is not None:
-            write_reports(results[name], report_dir / name)
-    command = "kconform matrix" + ("" if targets == DEFAULT_MATRIX else f" --targets {targets}") + \
-        ("" if kafka_version is None else f" --kafka-version {kafka_version}") + \
-        ("" if seed == 1 else f" --seed {seed}") + ("" if checks is None else f" --checks {','.join(checks)}") + \
-        ("" if (examples, steps) == (DEFAULT_EXAMPLES, DEFAULT_STEPS) else f" --examples {examples} --steps {steps}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_matrix(results, command=command))
-    for name, result in results.items():
-        c = result.counts()
-        click.echo(f"{name}: {c['pass']} passed, {c['fail']} failed, {c['skip']} skipped ({result.seconds:.0f} s)")
-    click.echo(f"wrote {output}")
+def _differential_pair(ctx: click.Context, value: str, bootstrap: str | None) -> list[str]:
+    """The two targets of --differential A,B (launched ones: each needs its own address)."""
+    if ctx.get_parameter_source("target_name") is click.core.ParameterSource.COMMANDLINE:
+        _usage("--differential names both targets; leave out --target")
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    launchable = [n for n in TARGET_NAMES if n != "external"]
+    if len(names) != 2 or any(n not in launchable for n in names):
+        _usage(f"--differential takes two launched targets, e.g. reference,kafka; choose from {', '.join(launchable)}")
+    if bootstrap:
+        _usage("--bootstrap is for --target external; --differential launches both targets")
+    return names
+
+
+def _sweep_summary(runs: list[SeedRun], seconds: float, against: str, spec: str, master: int,
+                   report_dir: Path | None) -> None:
+    failed = [r for r in runs if not r.result.valid]
+    click.echo("\n" + sweep_table(runs))
+    if failed:
+        click.echo("\n" + sweep_failures(runs))
+    origin = master if drawn(spec) else None
+    click.echo(f"\n{'VALID' if not failed else 'INVALID'}: {len(runs) - len(failed)} of {len(runs)} seeds passed "
+               f"against {against} in {seconds:.1f} s (--seeds {spec}"
+               + (f" --seed {origin}" if origin is not None else "") + ")")
+    if report_dir is not None:
+        write_sweep_report(runs, report_dir, seconds=seconds, spec=spec, master=origin)
+        click.echo(f"report written to {report_dir}/ (sweep.json, seed-<seed>/)")
+    sys.exit(EXIT_FAIL if failed else EXIT_PASS)

@@ -18,8 +18,10 @@ from harness.clients import (
     make_producer,
 )
 from harness.clients.base import Consumer, Delivery, Producer, text
+from harness.clients.kcat_reader import kcat_path, kcat_read
 from harness.conformance.context import CheckContext, CheckFailed, CheckSkipped, expect
 from harness.conformance.registry import check
+from harness.history.write import Recorder
 from harness.session import LATEST, WireSession
 from harness.targets.base import CONSUMER_GROUPS, CREATE_TOPICS
 from specs.produce import Outcome
@@ -27,24 +29,28 @@ from specs.produce import Outcome
 ORDERED = 20  # sends awaited one by one to one partition (order is checkable record by record)
 PIPELINED = 1000  # sends in flight together, spread over partitions by key
 GROUP_RECORDS = 300
+INTEROP_PIPELINED = 300
 GROUP_TIME_S = 75.0
 
 
-def _producer(ctx: CheckContext, history: object, process: str) -> Producer:
-    assert ctx.client is not None
+def _producer(ctx: CheckContext, history: object, process: str, client: str | None = None) -> Producer:
+    client = client or ctx.client
+    assert client is not None
     try:
-        return make_producer(ctx.client, ctx.bootstrap, ProducerSettings(client_id=f"kconform-{process}"),
+        return make_producer(client, ctx.bootstrap, ProducerSettings(client_id=f"kconform-{process}"),
                              history, process)  # type: ignore[arg-type]
     except ClientUnavailable as exc:
         raise CheckSkipped(str(exc)) from exc
     except ClientError as exc:
-        raise CheckFailed(f"the {ctx.client} producer could not start against the target: {exc}") from exc
+        raise CheckFailed(f"the {client} producer could not start against the target: {exc}") from exc
 
 
-def _consumer(ctx: CheckContext, history: object, process: str, group: str | None = None) -> Consumer:
-    assert ctx.client is not None
+def _consumer(ctx: CheckContext, history: object, process: str, group: str | None = None,
+              client: str | None = None) -> Consumer:
+    client = client or ctx.client
+    assert client is not None
     try:
-        return make_consumer(ctx.client, ctx.bootstrap, group,
+        return make_consumer(client, ctx.bootstrap, group,
                              ConsumerSettings(client_id=f"kconform-{process}", auto_offset_reset="earliest"),
                              history, process)  # type: ignore[arg-type]
     except ClientUnavailable as exc:
@@ -65,6 +71,8 @@ def _ends(s: WireSession, topic: str, partitions: int, deliveries: list[Delivery
 
 
 def _send_all(ctx: CheckContext, producer: Producer, topic: str, ordered: int, pipelined: int) -> list[Delivery]:
+    """``ordered`` sends to partition 0 awaited one by one, then ``pipelined`` keyed ones in flight
+    together; fails unless every one is acknowledged."""
     handles = []
     for _ in range(ordered):
         handle = producer.send(topic, None, producer.next_value(), partition=0)
@@ -72,13 +80,13 @@ def _send_all(ctx: CheckContext, producer: Producer, topic: str, ordered: int, p
         try:
             handle.result(30)
         except TimeoutError:
-            raise CheckFailed(f"a send to {topic}-0 through {ctx.client} got no delivery report in 30 s") from None
+            raise CheckFailed(f"a send to {topic}-0 through {producer.client} got no delivery report in 30 s") from None
     handles += [producer.send(topic, f"k{i}", producer.next_value()) for i in range(pipelined)]
     remaining = producer.flush(60)
-    expect(remaining == 0, f"{remaining} sends through {ctx.client} got no delivery report in 60 s")
+    expect(remaining == 0, f"{remaining} sends through {producer.client} got no delivery report in 60 s")
     deliveries = [h.result(1) for h in handles]
     bad = [d for d in deliveries if d.outcome is not Outcome.SUCCESS]
-    expect(not bad, f"{len(bad)} of {len(handles)} sends through {ctx.client} were not acknowledged, first: "
+    expect(not bad, f"{len(bad)} of {len(handles)} sends through {producer.client} were not acknowledged, first: "
            f"{bad[0].outcome.value} {bad[0].error}" if bad else "")
     return deliveries
 
@@ -99,15 +107,10 @@ def client_roundtrip(ctx: CheckContext) -> None:
     finally:
         producer.close()
     ends = _ends(s, topic, 3, deliveries)
-    consumer = _consumer(ctx, recording.recorder, "c0")
-    try:
-        consumer.assign(sorted(ends), {tp: 0 for tp in ends})
-        complete = consumer.drain(ends, 60)
-    finally:
-        consumer.close()
+    short = _read_with_client(ctx, recording.recorder, ends, ctx.client)
     ctx.details["records"] = ORDERED + PIPELINED
     ctx.check_history(recording.history())
-    expect(complete, f"the {ctx.client} consumer did not reach the end offsets {ends} within 60 s")
+    expect(not short, short)
 
 
 @check("client-group", kind="client", per_client=True, requires=[CREATE_TOPICS, CONSUMER_GROUPS],
@@ -184,3 +187,88 @@ def client_group(ctx: CheckContext) -> None:
     behind = {f"{t}-{p}": (committed.get((t, p)), end) for (t, p), end in ends.items() if committed.get((t, p)) != end}
     expect(not behind, f"after every record was processed and its offset committed, OffsetFetch answers "
            f"(committed, end) {behind}")
+
+
+@check("client-interop", kind="client", per_pair=True, requires=[CREATE_TOPICS],
+       rule="Kafka documentation 5.3 (the on-disk and wire format is the record batch, the same for every "
+            "client): records one client library writes are read by another with the same offsets, keys and "
+            "values, each once")
+def client_interop(ctx: CheckContext) -> None:
+    """Records one client library writes (keyed, ordered and pipelined), another reads back unchanged."""
+    assert ctx.client is not None and ">" in ctx.client, "client-interop runs per pair, e.g. [java>kcat]"
+    writer, reader = ctx.client.split(">", 1)
+    s = ctx.session()
+    topic = ctx.name("t")
+    expect(s.create_topic(topic, 3) == "NONE", f"CreateTopics {topic} failed")
+    if reader == "kcat":
+        _require_kcat()
+    recording = ctx.recording()
+    producer = _producer(ctx, recording.recorder, "p0", client=writer)
+    try:
+        deliveries = _send_all(ctx, producer, topic, ORDERED, INTEROP_PIPELINED)
+    finally:
+        producer.close()
+    ends = _ends(s, topic, 3, deliveries)
+    short = _read_with_kcat(ctx, recording.recorder, ends) if reader == "kcat" else \
+        _read_with_client(ctx, recording.recorder, ends, reader)
+    history = recording.history()
+    ctx.details["records"] = ORDERED + INTEROP_PIPELINED
+    ctx.check_history(history)
+    expect(not short, short)
+    changed = _changed_keys(history.raw)
+    expect(not changed, f"{len(changed)} records read by {reader} carry another key than {writer} sent, first: "
+           + "; ".join(changed[:3]))
+
+
+def _read_with_client(ctx: CheckContext, recorder: Recorder, ends: dict[tuple[str, int], int],
+                      reader: str | None) -> str:
+    """Read every partition from 0 to its end with ``reader``; what fell short ("" if nothing)."""
+    consumer = _consumer(ctx, recorder, "c0", client=reader)
+    try:
+        consumer.assign(sorted(ends), {tp: 0 for tp in ends})
+        complete = consumer.drain(ends, 60)
+    finally:
+        consumer.close()
+    return "" if complete else f"the {reader} consumer did not reach the end offsets {ends} within 60 s"
+
+
+def _read_with_kcat(ctx: CheckContext, recorder: Recorder, ends: dict[tuple[str, int], int]) -> str:
+    """Read every partition from 0 to its end with kcat, each read recorded as a ``poll``."""
+    short = []
+    for (t, p), end in sorted(ends.items()):
+        invoke = recorder.invoke("c0", "poll")
+        try:
+            records = kcat_read(ctx.bootstrap, t, p, 0)
+        except ClientError as exc:
+            recorder.fail(invoke, exc.error)
+            raise CheckFailed(f"kcat could not read {t}-{p}: {exc}") from exc
+        recorder.ok(invoke, records=[[r.topic, r.partition, r.offset, text(r.key), text(r.value)] for r in records])
+        got = max((r.offset + 1 for r in records), default=0)
+        if got < end:
+            short.append(f"kcat read {t}-{p} up to offset {got}, short of its end {end}")
+    return "; ".join(short)
+
+
+def _require_kcat() -> None:
+    try:
+        kcat_path()
+    except ClientUnavailable as exc:
+        raise CheckSkipped(str(exc)) from exc
+
+
+def _changed_keys(events: list[dict[str, object]]) -> list[str]:
+    """Records read with a key other than the one their value was sent with (the checkers judge
+    values and offsets, not keys)."""
+    sent: dict[object, object] = {}
+    changed = []
+    for e in events:
+        value = e["value"]
+        assert isinstance(value, dict)
+        if e["f"] == "send" and e["type"] == "invoke":
+            sent[value["value"]] = value["key"]
+        elif e["f"] == "poll" and e["type"] == "ok":
+            for topic, partition, offset, key, record_value in value.get("records", []):
+                if record_value in sent and sent[record_value] != key:
+                    changed.append(f"{record_value} at {topic}-{partition}@{offset}: sent with key "
+                                   f"{sent[record_value]!r}, read with {key!r}")
+    return changed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from harness.conformance.registry import CHECKS, split_instance
 from harness.conformance.runner import FAIL, PASS, SKIP, SuiteResult
@@ -60,7 +60,10 @@ KAFKA_NOTES = (
 """The section the page gains when Kafka is among the targets (kept here, so the page stays generated)."""
 
 
-def render_matrix(results: Mapping[str, SuiteResult], *, command: str = "kconform matrix") -> str:
+def render_matrix(results: Mapping[str, SuiteResult], *, command: str = "kconform matrix",
+                  sections: Sequence[str] = ()) -> str:
+    """The page: targets (``results`` keyed by column name), checks, each target's failures, then
+    ``sections`` (more Markdown lines, e.g. the chaos campaigns per client and target)."""
     names = list(results)
     today = datetime.date.today().isoformat()
     lines = [
@@ -75,7 +78,8 @@ def render_matrix(results: Mapping[str, SuiteResult], *, command: str = "kconfor
         "",
         "Each check cites the Kafka rule it checks (`kconform conform --list`). *skip* means the target lacks "
         "a capability the check needs (the reason is below); it is never counted as a pass. Client checks run "
-        "once per client library (`[client]`). See [harness.md](harness.md) for how to run the suite.",
+        "once per client library (`[client]`), and `client-interop` once per pair of a writing and a reading "
+        "client (`[writer>reader]`: a ring through every client, and kcat reading). See [harness.md](harness.md) for how to run the suite.",
         "",
         "## Targets",
         "",
@@ -97,7 +101,7 @@ def render_matrix(results: Mapping[str, SuiteResult], *, command: str = "kconfor
             except KeyError:
                 cells.append("-")
         lines.append(f"| `{check_name}` | {_cell(summary, 160)} | " + " | ".join(cells) + " |")
-    if "kafka" in results:
+    if any(n.startswith("kafka") for n in results):
         lines += ["", *KAFKA_NOTES]
     for n, result in results.items():
         failed = [o for o in result.outcomes if o.status == FAIL]
@@ -116,5 +120,7 @@ def render_matrix(results: Mapping[str, SuiteResult], *, command: str = "kconfor
         if skipped:
             lines += ["", "Skipped:", ""]
             lines += [f"- `{o.name}`: {_cell(o.reason, 200)}" for o in skipped]
+    if sections:
+        lines += ["", *sections]
     lines.append("")
     return "\n".join(lines)

@@ -5,12 +5,14 @@ A check is a function of a :class:`~harness.conformance.context.CheckContext` re
 :class:`~harness.conformance.context.CheckFailed` (or an AssertionError) with the witness, and
 is skipped when the target lacks one of its ``requires`` capabilities (or raises
 :class:`~harness.conformance.context.CheckSkipped`). ``per_client`` checks run once per
-``--client`` library, named ``name[client]``.
+``--client`` library, named ``name[client]``; ``per_pair`` checks once per writer and reader
+(:func:`client_pairs`), named ``name[writer>reader]``. ``differential`` checks can also run against two
+targets at once (``kconform conform --differential A,B``), comparing their answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
@@ -31,6 +33,8 @@ class Check:
     requires: frozenset[str] = frozenset()
     kind: str = "protocol"
     per_client: bool = False
+    differential: bool = False
+    per_pair: bool = False
 
     @property
     def summary(self) -> str:
@@ -43,7 +47,8 @@ CHECKS: dict[str, Check] = {}
 
 
 def check(name: str, *, rule: str, requires: Iterable[str] = (), kind: str = "protocol",
-          per_client: bool = False) -> Callable[[CheckFunction], CheckFunction]:
+          per_client: bool = False, differential: bool = False,
+          per_pair: bool = False) -> Callable[[CheckFunction], CheckFunction]:
     """Register a check under ``name``; ``rule`` names the Kafka rule (doc section, KIP)."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}")
@@ -51,17 +56,33 @@ def check(name: str, *, rule: str, requires: Iterable[str] = (), kind: str = "pr
     def register(function: CheckFunction) -> CheckFunction:
         if name in CHECKS:
             raise ValueError(f"check {name!r} registered twice")
-        CHECKS[name] = Check(name, function, rule, frozenset(requires), kind, per_client)
+        CHECKS[name] = Check(name, function, rule, frozenset(requires), kind, per_client, differential, per_pair)
         return function
 
     return register
 
 
-def instance_names(check_: Check, clients: Iterable[str]) -> list[str]:
-    """The names a check runs under: ``name`` or ``name[client]`` per client."""
-    if check_.per_client:
-        return [f"{check_.name}[{c}]" for c in clients]
-    return [check_.name]
+READ_ONLY_CLIENTS = ("kcat",)
+"""Readers that write nothing of theirs into a workload: they join pairs only as the reader."""
+
+
+def client_pairs(clients: Sequence[str]) -> list[str]:
+    """``writer>reader`` pairs for ``clients``: a ring, so each client writes once and reads once
+    what another wrote, and kcat reads what the last one wrote."""
+    ring = [f"{a}>{b}" for a, b in zip(clients, [*clients[1:], *clients[:1]])] if len(clients) > 1 else []
+    return [*ring, f"{clients[-1]}>kcat"] if clients else []
+
+
+def instances(check_: Check, clients: Sequence[str]) -> list[tuple[str | None, str]]:
+    """(client, name) for each instance a check runs as: ``name``, ``name[client]`` per client,
+    or ``name[writer>reader]`` per pair."""
+    if check_.per_pair:
+        units = client_pairs(clients)
+    elif check_.per_client:
+        units = list(clients)
+    else:
+        return [(None, check_.name)]
+    return [(u, f"{check_.name}[{u}]") for u in units]
 
 
 def split_instance(name: str) -> tuple[str, str | None]:

@@ -1,7 +1,9 @@
 """Run the conformance suite against a target and report: table, results.json, JUnit XML.
 
 `run_suite` runs the selected checks in registry order (protocol checks, client workloads,
-state machines, then checks that restart the target) and returns a :class:`SuiteResult`.
+state machines, then checks that restart the target) and returns a :class:`SuiteResult`. With
+``against`` (a differential run) it runs only the checks that can compare two targets, each
+against both at once.
 Every check ends as ``pass``, ``fail`` (with its witness and the Kafka rule it breaks) or
 ``skip`` (with the reason: the capabilities the target lacks, or a missing client library).
 Nothing is silently passed (DESIGN principle 5). Each failure carries the command that reruns
@@ -23,7 +25,7 @@ from typing import Any
 import attrs
 
 from harness.conformance.context import CheckContext, CheckFailed, CheckSkipped
-from harness.conformance.registry import CHECKS, Check, instance_names, split_instance
+from harness.conformance.registry import CHECKS, Check, instances, split_instance
 from harness.session import SessionError, UnsupportedApi
 from harness.targets.base import Target
 
@@ -100,15 +102,20 @@ class SuiteResult:
         }
 
 
-def select(names: Iterable[str] | None, clients: Sequence[str]) -> list[tuple[Check, str | None, str]]:
-    """The (check, client, instance name) to run; ``names`` may be base names or instances.
+def select(names: Iterable[str] | None, clients: Sequence[str],
+           differential: bool = False) -> list[tuple[Check, str | None, str]]:
+    """The (check, client, instance name) to run; ``names`` may be base names or instances;
+    ``differential``: only checks that compare two targets.
 
-    Raises KeyError naming unknown checks.
+    Raises KeyError naming unknown checks, or checks a differential run cannot make.
     """
-    ordered = sorted(CHECKS.values(), key=lambda c: ORDER[c.kind])
-    everything = [(c, client, name) for c in ordered
-                  for client, name in zip(clients if c.per_client else [None],
-                                          instance_names(c, clients))]
+    ordered = sorted((c for c in CHECKS.values() if c.differential or not differential), key=lambda c: ORDER[c.kind])
+    if differential and names is not None:
+        single = [n for n in names if split_instance(n)[0] in CHECKS and not CHECKS[split_instance(n)[0]].differential]
+        if single:
+            raise KeyError(f"check(s) {', '.join(single)} cannot run differentially; those that can: "
+                           f"{', '.join(c.name for c in ordered)}")
+    everything = [(c, client, name) for c in ordered for client, name in instances(c, clients)]
     if names is None:
         return everything
     wanted = list(dict.fromkeys(names))
@@ -119,8 +126,7 @@ def select(names: Iterable[str] | None, clients: Sequence[str]) -> list[tuple[Ch
     picked = []
     for c in ordered:
         if c.name in wanted:
-            picked += [(c, client, name) for client, name in zip(clients if c.per_client else [None],
-                                                                  instance_names(c, clients))]
+            picked += [(c, client, name) for client, name in instances(c, clients)]
         else:
             for n in wanted:
                 base, client = split_instance(n)
@@ -129,31 +135,39 @@ def select(names: Iterable[str] | None, clients: Sequence[str]) -> list[tuple[Ch
     return picked
 
 
-def reproduce_command(target: Target, name: str, seed: int, examples: int, steps: int) -> str:
+def reproduce_command(target: Target, name: str, seed: int, examples: int, steps: int,
+                      against: Target | None = None) -> str:
     base, client = split_instance(name)
-    args = ["kconform", "conform", "--target", target.name]
+    args = ["kconform", "conform"]
+    if against is None:
+        args += ["--target", target.name]
+    else:
+        args += ["--differential", f"{target.name},{against.name}"]
     if target.name == "external":
         args += ["--bootstrap", target.bootstrap]
-    version = getattr(target, "version", None)
-    if target.name == "kafka" and isinstance(version, str):
-        args += ["--kafka-version", version]
-    args += ["--checks", base, "--seed", str(seed)]
-    if client:
-        args += ["--client", client]
+    versions = [getattr(t, "version", None) for t in (target, against) if t is not None and t.name == "kafka"]
+    if versions and isinstance(versions[0], str):
+        args += ["--kafka-version", versions[0]]
+    if CHECKS[base].per_pair:
+        args += ["--checks", name, "--seed", str(seed)]  # the instance names its writer and reader
+    else:
+        args += ["--checks", base, "--seed", str(seed)] + (["--client", client] if client else [])
     if CHECKS[base].kind == "stateful":
         args += ["--examples", str(examples), "--steps", str(steps)]
     return shlex.join(args)
 
 
 def run_check(target: Target, check_: Check, client: str | None, name: str, *, seed: int, examples: int,
-              steps: int, shrink_seconds: float, report_dir: Path | None) -> CheckOutcome:
-    """Run one check instance and classify how it ended."""
-    missing = target.missing(check_.requires)
-    if missing:
-        return CheckOutcome(name, SKIP, check_.kind, check_.rule, check_.summary, 0.0,
-                            reason=f"the {target.name} target lacks {', '.join(missing)}")
+              steps: int, shrink_seconds: float, report_dir: Path | None,
+              against: Target | None = None) -> CheckOutcome:
+    """Run one check instance (against both targets when ``against``) and classify how it ended."""
+    for t in (target,) if against is None else (target, against):
+        missing = t.missing(check_.requires)
+        if missing:
+            return CheckOutcome(name, SKIP, check_.kind, check_.rule, check_.summary, 0.0,
+                                reason=f"the {t.name} target lacks {', '.join(missing)}")
     ctx = CheckContext(target, seed=seed, check_name=name, client=client, examples=examples, steps=steps,
-                       shrink_seconds=shrink_seconds, report_dir=report_dir)
+                       shrink_seconds=shrink_seconds, report_dir=report_dir, against=against)
     started = time.perf_counter()
     status, reason, witness = PASS, None, None
     try:
@@ -175,25 +189,29 @@ def run_check(target: Target, check_: Check, client: str | None, name: str, *, s
     seconds = time.perf_counter() - started
     return CheckOutcome(name, status, check_.kind, check_.rule, check_.summary, round(seconds, 3), reason=reason,
                         witness=witness, anomalies=dict(ctx.anomalies), details=dict(ctx.details),
-                        reproduce=reproduce_command(target, name, seed, examples, steps) if status == FAIL else None)
+                        reproduce=reproduce_command(target, name, seed, examples, steps, against)
+                        if status == FAIL else None)
 
 
 def run_suite(target: Target, *, checks: Iterable[str] | None = None, clients: Sequence[str] = ("confluent-kafka",),
               seed: int = 0, examples: int = 10, steps: int = 25, shrink_seconds: float = 30.0,
               report_dir: Path | None = None,
-              progress: Callable[[CheckOutcome], None] | None = None) -> SuiteResult:
-    """Run the suite against a started target."""
-    plan = select(checks, clients)
+              progress: Callable[[CheckOutcome], None] | None = None,
+              against: Target | None = None) -> SuiteResult:
+    """Run the suite against a started target (differentially with ``against``, started too)."""
+    plan = select(checks, clients, differential=against is not None)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     outcomes = []
     for check_, client, name in plan:
         outcome = run_check(target, check_, client, name, seed=seed, examples=examples, steps=steps,
-                            shrink_seconds=shrink_seconds, report_dir=report_dir)
+                            shrink_seconds=shrink_seconds, report_dir=report_dir, against=against)
         outcomes.append(outcome)
         if progress is not None:
             progress(outcome)
     info = {**target.describe(), "capabilities": sorted(target.capabilities)}
+    if against is not None:
+        info["against"] = {**against.describe(), "capabilities": sorted(against.capabilities)}
     return SuiteResult(info, seed, tuple(clients), tuple(outcomes), started_at, time.perf_counter() - started)
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from chaos.campaign import CampaignResult
 from chaos.toxiproxy import ToxiproxyError, find_toxiproxy_binary
+from harness.clients import ClientUnavailable
 
 
 def live_children(pid: int | None = None) -> list[tuple[int, str]]:
@@ -51,6 +52,16 @@ def require_toxiproxy() -> None:
         find_toxiproxy_binary()
     except ToxiproxyError as exc:
         pytest.skip(str(exc))
+
+
+def require_java_client() -> None:
+    """Skip, with the reason, where Java or the Kafka jars are missing."""
+    from harness.clients import java_client
+
+    try:
+        java_client.runtime()
+    except ClientUnavailable as exc:
+        pytest.skip(f"the Java client cannot run here: {exc}")
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,8 @@ import pytest
 from chaos.campaign import CampaignResult, CampaignSettings, run_campaign, summary_text
 from chaos.schedule import CAMPAIGN_WORKLOADS
 from chaos.workload import WorkloadSettings
-from harness.clients import ClientUnavailable, describe_client
-from tests.chaos.conftest import require_toxiproxy
+from harness.clients import describe_client
+from tests.chaos.conftest import require_java_client, require_toxiproxy
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -52,16 +52,6 @@ def assert_no_duplicate(result: CampaignResult) -> None:
     assert "duplicate" not in r["anomalies"], r["witnesses"].get("duplicate", [])[:3]
     assert r["outcome"] == "held", (r["outcome"], r["violated_by"])
     assert all(w["outcome"] == "ok" for w in r["faults"]["windows"]), r["faults"]["windows"]
-
-
-def require_java_client() -> None:
-    """Skip, with the reason, where Java or the Kafka jars are missing."""
-    from harness.clients import java_client
-
-    try:
-        java_client.runtime()
-    except ClientUnavailable as exc:
-        pytest.skip(f"the Java client cannot run here: {exc}")
 
 
 def _run(tmp_path: Path, settings: CampaignSettings) -> CampaignResult:

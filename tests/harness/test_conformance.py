@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
+from chaos.cli import main
 from harness.clients import CLIENTS
 from harness.conformance import CHECKS, FAIL, PASS, SKIP, run_suite, write_reports
 from harness.conformance.matrix import render_matrix
+from harness.conformance.registry import client_pairs, instances
+from harness.conformance.runner import reproduce_command, select
 from harness.targets import ReferenceTarget
 from harness.testing.faulty import FaultyTarget
 
@@ -34,7 +36,9 @@ def test_the_whole_suite_passes_on_the_reference_broker(reference: ReferenceTarg
     assert not failed, failed
     skipped = {o.name: o.reason for o in result.outcomes if o.status == SKIP}
     assert set(skipped) == {"replicated-topic"} and "replication" in str(skipped["replicated-topic"])
-    assert len(result.outcomes) == len(CHECKS) + 2 * (len(CLIENTS) - 1)
+    assert len(result.outcomes) == len(CHECKS) + 2 * (len(CLIENTS) - 1) + len(client_pairs(CLIENTS)) - 1
+    interop = result.outcome("client-interop[java>kcat]")
+    assert interop.status == PASS and interop.details["records"] > 0
     stateful = result.outcome("stateful-log").details
     assert stateful["steps"] > 0 and stateful["steps_per_second"] > 0
 
@@ -65,6 +69,33 @@ def test_a_broker_that_reorders_offsets_is_reported_by_name() -> None:
     assert machine.status == FAIL and "contiguous" in (machine.witness or "")
     assert "state.produce(" in str(machine.details["reproduction"])
     assert machine.reproduce and "--seed 2" in machine.reproduce
+
+
+def test_client_pairs_form_a_ring_and_kcat_reads_the_last_writer() -> None:
+    """Each client writes once and reads once; kcat only reads; a pair check's reproduce
+    command names the instance, since --client cannot name a pair."""
+    assert client_pairs(["a", "b", "c"]) == ["a>b", "b>c", "c>a", "c>kcat"]
+    assert client_pairs(["java"]) == ["java>kcat"] and client_pairs([]) == []
+    interop = CHECKS["client-interop"]
+    assert instances(interop, ["a", "b"]) == [("a>b", "client-interop[a>b]"), ("b>a", "client-interop[b>a]"),
+                                              ("b>kcat", "client-interop[b>kcat]")]
+    picked = select(["client-interop[java>aiokafka]"], ["confluent-kafka"])
+    assert [(c.name, client, name) for c, client, name in picked] == [
+        ("client-interop", "java>aiokafka", "client-interop[java>aiokafka]")]
+    with FaultyTarget("drop") as target:
+        command = reproduce_command(target, "client-interop[java>kcat]", 5, 10, 10)
+    assert command.endswith("--checks 'client-interop[java>kcat]' --seed 5"), command
+
+
+def test_records_a_broker_drops_are_missed_by_every_reader_pair() -> None:
+    """client-interop fails with lost-write when the broker drops acknowledged records, whether
+    a client library or kcat reads them."""
+    with FaultyTarget("drop") as target:
+        result = run_suite(target, checks=["client-interop[kafka-python>kcat]",
+                                           "client-interop[confluent-kafka>aiokafka]"], seed=1)
+    for name in ("client-interop[kafka-python>kcat]", "client-interop[confluent-kafka>aiokafka]"):
+        outcome = result.outcome(name)
+        assert outcome.status == FAIL and outcome.anomalies.get("lost-write", 0) >= 1, outcome
 
 
 def test_results_json_and_junit_xml(reference: ReferenceTarget, tmp_path: Path) -> None:
@@ -119,11 +150,13 @@ def test_matrix_page_names_targets_rules_and_how_to_regenerate(tmp_path: Path) -
     rule they break, and the regeneration command."""
     out = tmp_path / "conformance.md"
     result = CliRunner().invoke(main, ["matrix", "--targets", "reference,faulty-reorder", "--output", str(out),
-                                       "--checks", "api-versions,produce-offsets-contiguous,replicated-topic"])
+                                       "--checks", "api-versions,produce-offsets-contiguous,replicated-topic",
+                                       "--chaos-duration", "0"])
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert "| `produce-offsets-contiguous` |" in page and "**FAIL**" in page
     assert "## faulty-reorder" in page and "Kafka documentation 1.1" in page
-    assert "kconform matrix --targets reference,faulty-reorder --checks" in page
+    assert "kconform matrix --targets reference,faulty-reorder --checks" in page and "--chaos-duration 0" in page
+    assert "Clients x brokers under faults" not in page
     assert "`replicated-topic`: the reference target lacks replication" in page
     assert render_matrix({}, command="kconform matrix").startswith("# Conformance matrix")
