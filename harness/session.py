@@ -733,3 +733,35 @@ def api_versions_frame(version: int, correlation_id: int = 99) -> bytes:
         "client_software_name": "kconform", "client_software_version": "1"}), correlation_id))
     struct.pack_into(">h", frame, 6, version)  # size(4) api_key(2) api_version(2)
     return bytes(frame)
+
+
+UNKNOWN_TAG, UNKNOWN_TAG_VALUE = 9999, b"\x01\x02\x03"  # a tag no Kafka schema defines (KIP-482)
+
+
+def with_unknown_tag(frame: bytes, position: int, tag: int = UNKNOWN_TAG, value: bytes = UNKNOWN_TAG_VALUE) -> bytes:
+    """``frame`` (with its size prefix) with one tagged field added to the empty tagged-field
+    buffer at ``position`` (negative: from the end), and the size prefix fixed; a receiver that
+    follows KIP-482 skips it. ValueError when no empty buffer is there."""
+    at = position % len(frame)
+    if frame[at] != 0:
+        raise ValueError(f"byte {at} of the frame is {frame[at]}, not an empty tagged-field buffer")
+    entry = bytes([1]) + _uvarint(tag) + _uvarint(len(value)) + value
+    out = bytearray(frame[:at] + entry + frame[at + 1:])
+    struct.pack_into(">i", out, 0, len(out) - 4)
+    return bytes(out)
+
+
+def header_tags_position(frame: bytes) -> int:
+    """Where a flexible request header's tagged-field buffer is: after size, api key, version,
+    correlation id and the (legacy, int16-length) client id."""
+    (length,) = struct.unpack_from(">h", frame, 12)
+    return 14 + max(int(length), 0)
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

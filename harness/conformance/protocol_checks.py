@@ -6,6 +6,7 @@ with the Kafka rule its ``rule`` names. Topics and groups are created fresh with
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -24,14 +25,18 @@ from harness.session import (
     METADATA,
     OFFSET_FETCH,
     FetchedRecord,
+    UNKNOWN_TAG,
     SessionError,
     WireSession,
     api_versions_frame,
     error_name,
+    header_tags_position,
     make_batch,
     request_ceiling,
     request_floor,
+    with_unknown_tag,
 )
+from harness.wire import build, encode_request, request_class
 from harness.targets.base import (
     CONSUMER_GROUPS,
     CREATE_TOPICS,
@@ -121,6 +126,55 @@ def api_versions_unsupported(ctx: CheckContext) -> None:
            f"ApiVersions at version 32767 answered {error}, not UNSUPPORTED_VERSION")
     keys = {int(k.api_key) for k in response.api_keys}
     expect(API_VERSIONS in keys, f"the UNSUPPORTED_VERSION answer lists no range for ApiVersions (lists {sorted(keys)})")
+
+
+_FIXED = {"bool": 1, "int8": 1, "int16": 2, "int32": 4, "timedelta_i32": 4, "int64": 8}
+
+
+def _after(cls: type, name: str) -> int:
+    """The bytes of the fixed-size fields that follow field ``name`` in request class ``cls``."""
+    fields = dataclasses.fields(cls)
+    index = [f.name for f in fields].index(name)
+    return sum(_FIXED[str(f.metadata["kafka_type"])] for f in fields[index + 1:])
+
+
+@check("unknown-tagged-fields", requires=[CREATE_TOPICS],
+       rule="KIP-482: a receiver skips the tagged fields it does not know (that is what lets a newer client "
+            "talk to an older broker), so a request carrying them, in its header, its body or a nested "
+            "struct, is answered as the same request without them")
+def unknown_tagged_fields(ctx: CheckContext) -> None:
+    """ApiVersions, Metadata and ListOffsets with an unknown tagged field in the header, the body
+    and a nested struct are answered exactly as without it."""
+    s = ctx.session()
+    topic = ctx.name("t")
+    expect(s.create_topic(topic, 1) == "NONE", f"CreateTopics {topic} failed")
+    tried = []
+    for api_key, nested in ((API_VERSIONS, 0), (METADATA, 1), (LIST_OFFSETS, 2)):
+        version = s.version(api_key)
+        cls = request_class(api_key, version)
+        if not cls.__flexible__:
+            continue  # no tagged fields before a flexible version
+        plain = encode_request(build(cls, _probe_fields(api_key, topic)), 1000 + api_key)
+        tagged = plain
+        if nested:  # the last topic's (Metadata) or partition's (ListOffsets) tagged fields
+            tagged = with_unknown_tag(tagged, -(1 + _after(cls, "topics") + nested))
+        tagged = with_unknown_tag(tagged, -1)  # the body's own
+        tagged = with_unknown_tag(tagged, header_tags_position(tagged))
+        what = f"{API_NAMES[api_key]} v{version} with tag {UNKNOWN_TAG} in the header, the body" + \
+            (" and a nested struct" if nested else "")
+        address = s.leader(topic, 0) if api_key == LIST_OFFSETS else None
+        expected = s.raw(plain, api_key, version, address=address)
+        try:
+            answer = s.raw(tagged, api_key, version, address=address)
+        except SessionError as exc:
+            s.drop_connection(address or s.bootstrap)
+            expect(False, f"{what}: no answer ({exc}); the broker must skip tags it does not know (KIP-482)")
+        expect(answer == expected, f"{what} was answered {str(answer)[:300]}; without the tags: "
+               f"{str(expected)[:300]}")
+        tried.append(f"{API_NAMES[api_key]} v{version}")
+    if not tried:
+        raise CheckSkipped("the target speaks no flexible version of ApiVersions, Metadata or ListOffsets")
+    ctx.details["requests"] = tried
 
 
 # Requests that change nothing (or only register an idempotent producer id), per API.

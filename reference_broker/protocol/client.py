@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from kio.serial import entity_reader, entity_writer
+from kio.serial import entity_writer
 
-from reference_broker.protocol.codec import build, request_class, response_class
+from reference_broker.protocol.codec import build, decode_frame, request_class, response_class
 
 _SIZE = struct.Struct(">i")
 
@@ -49,9 +49,7 @@ def encode_request(body: Any, correlation_id: int, client_id: str | None = "kcon
 
 def decode_response(api_key: int, version: int, payload: bytes) -> tuple[int, Any]:
     """(correlation_id, response dataclass) from a response frame without its size prefix."""
-    cls = response_class(api_key, version)
-    header, header_size = entity_reader(cls.__header_schema__)(payload, 0)
-    body, _ = entity_reader(cls)(payload, header_size)
+    header, body = decode_frame(response_class(api_key, version), payload)
     return int(header.correlation_id), body
 
 

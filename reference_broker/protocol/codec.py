@@ -31,7 +31,7 @@ from kio.serial import entity_reader, entity_writer
 
 from reference_broker.protocol.api_versions import API_VERSIONS
 from reference_broker.protocol.framing import Frame
-from reference_broker.protocol.prescan import check_array_lengths
+from reference_broker.protocol.prescan import check_array_lengths, without_unknown_tags
 
 _T = TypeVar("_T")
 _HEADER_PREFIX = struct.Struct(">hhi")
@@ -104,6 +104,32 @@ def peek_header(frame: Frame) -> tuple[int, int, int]:
     return int(api_key), int(api_version), int(correlation_id)
 
 
+_UNKNOWN_TAG = "Unknown tagged field"  # how kio's reader refuses a tag its schema lacks
+
+
+def decode_frame(cls: type[Any], frame: Frame) -> tuple[Any, Any]:
+    """(header, body) of a request or response frame (without its size prefix) of kio class
+    ``cls``. Tagged fields the schema does not know are skipped, as KIP-482 has a receiver do
+    (a newer peer may send them). Raises what kio raises on bytes that do not follow the schema,
+    or ArrayTooLongError."""
+    try:
+        return _decode(cls, frame)
+    except KeyError as exc:
+        known = without_unknown_tags(cls.__header_schema__, cls, frame) if _UNKNOWN_TAG in str(exc) else None
+        if known is None:
+            raise
+        return _decode(cls, known)
+
+
+def _decode(cls: type[Any], frame: Frame) -> tuple[Any, Any]:
+    header, header_size = _reader(cls.__header_schema__)(frame, 0)
+    # Before kio reads the body: its native reader would reserve memory for whatever
+    # element count an array declares, and a failed allocation aborts the process.
+    check_array_lengths(cls, frame, header_size)
+    body, _ = _reader(cls)(frame, header_size)
+    return header, body
+
+
 def decode_request(
     frame: Frame, versions: Mapping[int, tuple[int, int]] = API_VERSIONS
 ) -> DecodedRequest:
@@ -119,11 +145,7 @@ def decode_request(
         )
     cls = request_class(api_key, api_version)
     try:
-        header, header_size = _reader(cls.__header_schema__)(frame, 0)
-        # Before kio reads the body: its native reader would reserve memory for whatever
-        # element count an array declares, and a failed allocation aborts the process.
-        check_array_lengths(cls, frame, header_size)
-        body, _ = _reader(cls)(frame, header_size)
+        header, body = decode_frame(cls, frame)
     except Exception as exc:  # kio raises KeyError, ValueError, IndexError, ... on bad input
         raise MalformedRequestError(
             f"cannot decode API key {api_key} v{api_version}: {type(exc).__name__}: {exc}",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -173,7 +174,10 @@ def _build_entity_scanner(cls: type[Any]) -> Scan:
     tagged: dict[int, Scan] = {}
     for field in dataclasses.fields(cls):
         tag = field.metadata.get("tag")
-        scan = _field_scanner(field, hints[field.name], flexible, tag is not None)
+        if cls.__name__ == "RequestHeader" and field.name == "client_id":
+            scan: Scan = _legacy_string  # a legacy string even in the flexible header v2 (KIP-482)
+        else:
+            scan = _field_scanner(field, hints[field.name], flexible, tag is not None)
         if tag is None:
             plain.append(scan)
         else:
@@ -184,14 +188,25 @@ def _build_entity_scanner(cls: type[Any]) -> Scan:
             pos = scan_field(buf, pos, end)
         if not flexible:
             return pos
+        count_at = pos
         count, pos = _uvarint(buf, pos, end)
         for _ in range(count):
+            start = pos
             tag, pos = _uvarint(buf, pos, end)
             size, pos = _uvarint(buf, pos, end)
             field_end = _skip(pos, size, end)
             known = tagged.get(tag)
             if known is not None:
-                known(buf, pos, field_end)
+                if _unknown.found is None:
+                    known(buf, pos, field_end)
+                else:  # inside a known tagged field nothing is removed (its size would change)
+                    saved, _unknown.found = _unknown.found, None
+                    try:
+                        known(buf, pos, field_end)
+                    finally:
+                        _unknown.found = saved
+            elif _unknown.found is not None:
+                _unknown.found.append((count_at, start, field_end))
             pos = field_end
         return pos
 
@@ -208,6 +223,67 @@ def body_scanner(cls: type[Any]) -> Scan:
 
 
 _BODY_SCANNERS: dict[type[Any], Scan] = {}
+
+
+# --- Unknown tagged fields (KIP-482) --------------------------------------------------------------
+#
+# A receiver skips the tagged fields it does not know: that is how a newer client talks to an
+# older broker. kio's reader refuses them instead ("Unknown tagged field tag: 99"), so a frame
+# it refuses for that reason is walked once more, recording each unknown tag's bytes, and
+# decoded again without them. Only the rare frame that carries one pays for the walk.
+
+
+class _UnknownTags(threading.local):
+    # While without_unknown_tags walks a frame: (position of the tagged-field count, start and
+    # end of one unknown tag's bytes), in the order met.
+    found: list[tuple[int, int, int]] | None = None
+
+
+_unknown = _UnknownTags()
+
+
+def _encode_uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def without_unknown_tags(header: type[Any], body: type[Any], buf: Bytes) -> bytes | None:
+    """The frame ``buf`` (a ``header`` then a ``body``, e.g. a request without its size prefix)
+    with every tagged field its schema does not know removed, and each tagged-field count
+    lowered to match; None when it has none, or does not follow the schema (kio then says how).
+
+    An unknown tag nested inside a *known* tagged field is not removed (the known field's size
+    would change too); kio still refuses such a frame, as malformed."""
+    found: list[tuple[int, int, int]] = []
+    _unknown.found = found
+    try:
+        pos = entity_scanner(header)(buf, 0, len(buf))
+        entity_scanner(body)(buf, pos, len(buf))
+    except (_Stop, ArrayTooLongError):
+        return None
+    finally:
+        _unknown.found = None
+    if not found:
+        return None
+    removed: dict[int, int] = {}
+    for count_at, _, _ in found:
+        removed[count_at] = removed.get(count_at, 0) + 1
+    out = bytearray()
+    at = 0
+    for count_at, start, end in found:
+        if count_at in removed:  # the first unknown tag of this buffer: rewrite its count
+            count, count_end = _uvarint(buf, count_at, len(buf))
+            out += buf[at:count_at]
+            out += _encode_uvarint(count - removed.pop(count_at))
+            at = count_end
+        out += buf[at:start]
+        at = end
+    out += buf[at:]
+    return bytes(out)
 
 
 # --- Produce, by hand -------------------------------------------------------------------------

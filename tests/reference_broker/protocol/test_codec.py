@@ -124,16 +124,19 @@ def test_trailing_bytes_after_the_body_are_ignored() -> None:
 
 
 @pytest.mark.parametrize("where", ["header", "body"])
-def test_an_unknown_tagged_field_is_malformed(where: str) -> None:
-    """kio raises KeyError for a tagged field it does not know; the codec turns that into
-    MalformedRequestError with the correlation id."""
+def test_an_unknown_tagged_field_is_skipped_and_a_cut_one_is_malformed(where: str) -> None:
+    """KIP-482: a tagged field the schema does not know is skipped (kio alone would refuse it);
+    one whose value is cut short is MalformedRequestError with the correlation id."""
     payload = bytearray(encode_request_payload(EXAMPLES[3], 21, "c"))
     unknown = b"\x01" + b"\x90\x03" + b"\x02" + b"??"  # one field, tag 400, two bytes
     at = 8 + 2 + 1 if where == "header" else len(payload) - 1  # the empty tag sections
     assert payload[at] == 0
-    payload[at : at + 1] = unknown
-    with pytest.raises(MalformedRequestError, match="KeyError") as caught:
-        decode_request(bytes(payload))
+    tagged = payload[:at] + unknown + payload[at + 1:]
+    decoded = decode_request(bytes(tagged))
+    assert decoded.body == EXAMPLES[3] and decoded.client_id == "c"
+    cut = payload[:at] + unknown[:-1] + (payload[at + 1:] if where == "header" else b"")
+    with pytest.raises(MalformedRequestError) as caught:
+        decode_request(bytes(cut))
     assert caught.value.correlation_id == 21
 
 
