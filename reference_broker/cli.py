@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -73,8 +74,18 @@ def broker_command(config_file: Path | None, overrides: tuple[str, ...], log_lev
         click.echo(f"kconform broker: configuration error: {exc}", err=True)
         sys.exit(EXIT_CONFIG_ERROR)
     except OSError as exc:
-        click.echo(f"kconform broker: cannot start: {exc}", err=True)
+        click.echo(f"kconform broker: cannot start: {_start_error(exc, overrides)}", err=True)
         sys.exit(EXIT_CONFIG_ERROR)
+
+
+def _start_error(exc: OSError, overrides: tuple[str, ...]) -> str:
+    """What went wrong, in the configuration's terms where it is a configuration problem."""
+    if exc.errno == errno.EADDRINUSE:
+        given = ", ".join(o for o in overrides if o.startswith(("listeners=", "controller.listener")))
+        where = given or "the listeners of the configuration"
+        return (f"a listener's port is already in use ({exc.strerror}; {where}): stop what holds it, or choose "
+                "another port (port 0 picks a free one)")
+    return str(exc)
 
 
 @click.command("cluster")

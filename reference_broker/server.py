@@ -21,6 +21,7 @@ from reference_broker.config import BrokerConfig, Listener
 from reference_broker.handlers import FETCH, HANDLERS
 from reference_broker.handlers.context import Deferred, RequestContext
 from reference_broker.handlers.fetch import handle_fetch
+from reference_broker.log.dir_lock import locked_log_dir
 from reference_broker.node_server import NodeServer, Outgoing, now_ms, run_node
 from reference_broker.protocol.api_versions import API_VERSIONS
 from reference_broker.protocol.codec import DecodedRequest
@@ -158,7 +159,13 @@ class BrokerServer(NodeServer):
 async def run_broker(config: BrokerConfig, ready_line: bool = True) -> None:
     """Run one node until SIGINT or SIGTERM, then shut down cleanly (flush, close). A broker of a
     cluster (process.roles=broker) first moves its leadership away (controlled shutdown); a
-    controller-only node (process.roles=controller) runs the controller server."""
+    controller-only node (process.roles=controller) runs the controller server. Its data
+    directory is locked while it runs (LogDirInUseError when another process holds it)."""
+    with locked_log_dir(config.log_dir):
+        await _run_node(config, ready_line)
+
+
+async def _run_node(config: BrokerConfig, ready_line: bool) -> None:
     if config.is_controller_only:
         from reference_broker.controller_server import run_controller
 
