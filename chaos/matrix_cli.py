@@ -48,8 +48,9 @@ def _clients(value: str | None) -> list[str]:
 @click.option("--clients", "clients_text", metavar="NAME,NAME", default=None,
               help=f"Client libraries for the client checks and the campaigns (default: {','.join(CLIENTS)}); "
                    "kcat joins as a reader in client-interop.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/conformance.md"),
-              show_default=True, help="Where to write the Markdown matrix.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the Markdown matrix (default: docs/conformance.md of the kconform checkout this "
+                   "runs from; required for an installed kconform).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also keep each target's suite report under DIR/<target>/ and each campaign's under "
                    "DIR/chaos/<target>-<client>/ (default: campaigns in a temporary folder).")
@@ -60,12 +61,12 @@ def _clients(value: str | None) -> list[str]:
               help="Only these checks (default: all; a partial matrix says so).")
 @click.option("--chaos-duration", type=click.FloatRange(min=0), default=DEFAULT_CHAOS_SECONDS, show_default=True,
               help="Seconds of each (client, broker) chaos campaign; 0 leaves the campaigns out.")
-def matrix_command(targets: str, clients_text: str | None, output: Path, report_dir: Path | None, seed: int,
+def matrix_command(targets: str, clients_text: str | None, output: Path | None, report_dir: Path | None, seed: int,
                    examples: int, steps: int, checks: list[str] | None, chaos_duration: float) -> None:
     """Run the suite against several brokers, a chaos campaign per client and broker, and write
     the conformance matrix (Markdown).
 
-    The page (docs/conformance.md by default) is generated from these real runs, never typed:
+    The page (docs/conformance.md of this checkout by default) is generated from these real runs:
     brokers against checks (client checks once per client library, client-interop once per
     writer>reader pair), every failure with the Kafka rule it breaks and the witness, then the
     clients x brokers table of campaigns with whose fault each violation was. It names the date,
@@ -83,20 +84,9 @@ def matrix_command(targets: str, clients_text: str | None, output: Path, report_
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--targets") from exc
     clients = _clients(clients_text)
+    output = output or _checkout_page()
     quiet_client_logs()
-    results: dict[str, SuiteResult] = {}
-    for spec in specs:
-        click.echo(f"== suite: {spec.label}", err=True)
-        folder = report_dir / spec.key if report_dir else None
-        try:
-            with make_target(spec.name, kafka_version=spec.kafka_version) as target:
-                results[spec.label] = run_suite(target, checks=checks, clients=clients, seed=seed, examples=examples,
-                                                steps=steps, report_dir=folder, progress=print_progress)
-        except TargetError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
-        if folder is not None:
-            write_reports(results[spec.label], folder)
+    results = _suites(specs, clients, seed, examples, steps, checks, report_dir)
     cells: list[CellResult] = []
     if chaos_duration > 0 and any(s.chaos for s in specs):
         cells = _campaigns(specs, clients, seed, chaos_duration, report_dir)
@@ -111,6 +101,34 @@ def matrix_command(targets: str, clients_text: str | None, output: Path, report_
     for cell in cells:
         click.echo(f"chaos {cell.client} x {cell.target}: {cell.cell()} ({cell.seconds:.0f} s)")
     click.echo(f"wrote {output}")
+
+
+def _checkout_page() -> Path:
+    """docs/conformance.md of the checkout kconform runs from; UsageError for an installed one
+    (the page belongs to the project, not to whatever directory the user stands in)."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "conformance.md"
+    if not page.parent.is_dir():
+        raise click.UsageError("give --output FILE: this kconform is not a checkout with a docs/ folder")
+    return page
+
+
+def _suites(specs: list[TargetSpec], clients: list[str], seed: int, examples: int, steps: int,
+            checks: list[str] | None, report_dir: Path | None) -> dict[str, SuiteResult]:
+    """The whole suite (or ``checks``) against each broker, launched in turn."""
+    results: dict[str, SuiteResult] = {}
+    for spec in specs:
+        click.echo(f"== suite: {spec.label}", err=True)
+        folder = report_dir / spec.key if report_dir else None
+        try:
+            with make_target(spec.name, kafka_version=spec.kafka_version) as target:
+                results[spec.label] = run_suite(target, checks=checks, clients=clients, seed=seed, examples=examples,
+                                                steps=steps, report_dir=folder, progress=print_progress)
+        except TargetError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        if folder is not None:
+            write_reports(results[spec.label], folder)
+    return results
 
 
 def _campaigns(specs: list[TargetSpec], clients: list[str], seed: int, duration: float,

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import attrs
 
 from chaos.faults import FAULTS
+from harness.history.format import HEADER_KEY
 
 FORMAT_VERSION = 1
 HEADER = "kconform-schedule"
@@ -134,11 +135,16 @@ class Schedule:
     @classmethod
     def load(cls, path: Path) -> Schedule:
         try:
-            obj = json.loads(path.read_text())
+            text = path.read_text()
         except OSError as exc:
-            raise ScheduleError(f"{path}: cannot read: {exc}") from exc
+            raise ScheduleError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError:
+            raise ScheduleError(f"{path}: not a schedule: not text (--replay takes a report folder's "
+                                "schedule.json)") from None
+        try:
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ScheduleError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from exc
+            raise ScheduleError(f"{path}:{exc.lineno}: {_not_a_schedule(path, text, exc.msg)}") from exc
         return cls.from_json(obj, str(path))
 
     def describe(self) -> str:
@@ -149,6 +155,20 @@ class Schedule:
         if not self.faults:
             lines.append("  (none)")
         return "\n".join(lines)
+
+
+def _not_a_schedule(path: Path, text: str, why: str) -> str:
+    """Why a file that is not JSON cannot be replayed: a history (JSON lines) is named as one."""
+    try:
+        first = json.loads(text.partition("\n")[0])
+    except json.JSONDecodeError:
+        first = None
+    if isinstance(first, dict) and HEADER_KEY in first:
+        sibling = path.with_name("schedule.json")
+        hint = f"; its schedule is {sibling}" if sibling.exists() else ""
+        return (f"this is a recorded history (JSON lines), not a schedule: --replay takes the schedule.json of a "
+                f"report folder{hint} (`kconform check` reads histories)")
+    return f"not JSON: {why} (--replay takes the schedule.json of a report folder)"
 
 
 # --- drawing ------------------------------------------------------------------------------------

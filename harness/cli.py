@@ -1,6 +1,6 @@
 """The ``kconform`` command group and the commands of the layers below chaos.
 
-The program itself (the ``kconform`` entry point) is ``chaos.cli:main``: this group plus
+The program itself (the ``kconform`` entry point, ``chaos.entry``) is ``chaos.cli:main``: this group plus
 ``kconform chaos`` and ``kconform matrix``, added there because chaos sits above the harness and the harness never
 imports it.
 """

@@ -173,6 +173,9 @@ def kconform_check(kconform_target: Target, kconform_client: str) -> Callable[[s
 
     def run(name: str, seed: int = 0) -> None:
         base, client = split_instance(name)
+        if base not in CHECKS:
+            pytest.fail(f"kconform_check({name!r}): no such check; the checks are {', '.join(sorted(CHECKS))} "
+                        "(`kconform conform --list` says what each checks)", pytrace=False)
         check_ = CHECKS[base]
         if client is None and check_.per_pair:
             client = f"{kconform_client}>kcat"

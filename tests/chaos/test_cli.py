@@ -77,6 +77,20 @@ def test_a_corrupt_replay_file_exits_2_naming_the_problem(tmp_path: Path, conten
     assert not (tmp_path / "r").exists()
 
 
+def test_replaying_a_history_says_it_is_one_and_names_the_schedule(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text('{"kconform-history": 2, "meta": {}}\n{"index": 0}\n')
+    (tmp_path / "schedule.json").write_text("{}")
+    result = CliRunner().invoke(chaos_command, ["--replay", str(history)])
+    assert result.exit_code == 2
+    assert "a recorded history (JSON lines), not a schedule" in result.output
+    assert f"its schedule is {tmp_path / 'schedule.json'}" in result.output
+    binary = tmp_path / "junk.bin"
+    binary.write_bytes(b"\xff\xfe\x00")
+    result = CliRunner().invoke(chaos_command, ["--replay", str(binary)])
+    assert result.exit_code == 2 and "not text" in result.output
+
+
 def test_replay_refuses_options_the_file_decides(tmp_path: Path) -> None:
     path = tmp_path / "schedule.json"
     path.write_text("{}")

@@ -4,6 +4,9 @@ writes results.json and JUnit XML, and exits with the documented codes."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +163,15 @@ def test_matrix_page_names_targets_rules_and_how_to_regenerate(tmp_path: Path) -
     assert "Clients x brokers under faults" not in page
     assert "`replicated-topic`: the reference target lacks replication" in page
     assert render_matrix({}, command="kconform matrix").startswith("# Conformance matrix")
+
+
+def test_conform_leaves_nothing_in_the_current_directory(tmp_path: Path) -> None:
+    """Hypothesis keeps caches in .hypothesis/ of the current directory (some filled while
+    modules load); the kconform program gives it a temporary home, so the user's directory
+    stays as it was."""
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_STORAGE_DIRECTORY"}
+    done = subprocess.run([str(Path(sys.executable).with_name("kconform")), "conform", "--checks", "stateful-log",
+                           "--examples", "2", "--steps", "5"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -90,3 +90,13 @@ def test_the_plugin_offers_every_workload_client() -> None:
     from harness.clients import CLIENTS
 
     assert pytest_plugin._CLIENTS == CLIENTS
+
+
+def test_an_unknown_check_name_is_a_clear_failure(pytester: pytest.Pytester) -> None:
+    """kconform_check with a name that is no check fails the test naming the known checks, not
+    with a bare KeyError."""
+    pytester.makepyfile(test_typo="def test_typo(kconform_check):\n    kconform_check('no-such-check')\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--kconform-target", "reference")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*kconform_check('no-such-check'): no such check; the checks are *api-versions*"])
+    result.stdout.no_fnmatch_line("*KeyError*")
