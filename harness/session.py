@@ -18,6 +18,7 @@ the history format and `specs` use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import struct
@@ -200,8 +201,18 @@ class WireSession:
     # --- plumbing ------------------------------------------------------------------------------
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the session's loop to completion."""
-        return self._loop.run_until_complete(coro)
+        """Run a coroutine on the session's loop to completion. Interrupted (Ctrl-C), it is
+        cancelled and wound down before the interruption goes on, so no task is left pending
+        (asyncio would print each one's traceback when the loop closes)."""
+        task = self._loop.create_task(coro)
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    self._loop.run_until_complete(task)
+            raise
 
     def close(self) -> None:
         if self._closed:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import signal
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import click
@@ -17,6 +19,7 @@ from harness.kafka_jars import DEFAULT_VERSION as DEFAULT_KAFKA_VERSION
 from harness.conformance.registry import CHECKS, split_instance
 from harness.conformance.runner import (
     FAIL,
+    INTERRUPT,
     ORDER,
     CheckOutcome,
     failures,
@@ -38,7 +41,7 @@ from harness.conformance.sweep import (
 )
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_EXAMPLES, DEFAULT_STEPS = 30, 30
 DEFAULT_SHRINK_SECONDS = 60.0
 
@@ -173,6 +176,7 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
 
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(_ctrl_c_stops_the_suite())
             for target in targets:
                 stack.enter_context(target)
                 click.echo(f"target {target.name} ready at {target.bootstrap}; capabilities: "
@@ -184,6 +188,9 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
                 started = time.perf_counter()
                 runs = run_sweep(targets[0], seeds, report_dir=report_dir, against=against, on_seed=seed_done,
                                  **suite)
+    except KeyboardInterrupt:
+        click.echo("kconform conform: interrupted before any check ran; everything it started is stopped", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except TargetError as exc:
         _usage(str(exc))
     except Exception as exc:  # noqa: BLE001 - a target that cannot start is a usage problem, with its reason
@@ -199,14 +206,34 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
     if text:
         click.echo(text)
     counts = result.counts()
-    click.echo(f"\n{'VALID' if result.valid else 'INVALID'}: {counts['pass']} passed, {counts[FAIL]} failed, "
+    verdict = "INTERRUPTED (partial)" if result.interrupted else "VALID" if result.valid else "INVALID"
+    click.echo(f"\n{verdict}: {counts['pass']} passed, {counts[FAIL]} failed, "
                f"{counts['skip']} skipped against {against_text} in {result.seconds:.1f} s (seed {master})"
                + (f"; anomalies: {', '.join(f'{k}: {v}' for k, v in result.anomalies.items())}"
                   if result.anomalies else ""))
     if report_dir is not None:
         write_reports(result, report_dir)
         click.echo(f"report written to {report_dir}/ (results.json, junit.xml, summary.txt, histories/)")
-    sys.exit(EXIT_PASS if result.valid else EXIT_FAIL)
+    sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_PASS if result.valid else EXIT_FAIL)
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops_the_suite() -> Iterator[None]:
+    """The first Ctrl-C stops the running check and the suite (the checks that finished are
+    reported, exit 130); a second one quits at once. Either way the targets are stopped."""
+    def interrupt(_signum: int, _frame: object) -> None:
+        if not INTERRUPT.is_set():
+            INTERRUPT.set()
+            click.echo("\ninterrupted: stopping the running check, then reporting what finished "
+                       "(Ctrl-C again to quit at once)", err=True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    INTERRUPT.clear()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _usage(message: str) -> NoReturn:
@@ -230,14 +257,16 @@ def _differential_pair(ctx: click.Context, value: str, bootstrap: str | None) ->
 def _sweep_summary(runs: list[SeedRun], seconds: float, against: str, spec: str, master: int,
                    report_dir: Path | None) -> None:
     failed = [r for r in runs if not r.result.valid]
+    interrupted = bool(runs) and runs[-1].result.interrupted
     click.echo("\n" + sweep_table(runs))
     if failed:
         click.echo("\n" + sweep_failures(runs))
     origin = master if drawn(spec) else None
-    click.echo(f"\n{'VALID' if not failed else 'INVALID'}: {len(runs) - len(failed)} of {len(runs)} seeds passed "
+    verdict = "INTERRUPTED (partial)" if interrupted else "INVALID" if failed else "VALID"
+    click.echo(f"\n{verdict}: {len(runs) - len(failed)} of {len(runs)} seeds passed "
                f"against {against} in {seconds:.1f} s (--seeds {spec}"
                + (f" --seed {origin}" if origin is not None else "") + ")")
     if report_dir is not None:
         write_sweep_report(runs, report_dir, seconds=seconds, spec=spec, master=origin)
         click.echo(f"report written to {report_dir}/ (sweep.json, seed-<seed>/)")
-    sys.exit(EXIT_FAIL if failed else EXIT_PASS)
+    sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_FAIL if failed else EXIT_PASS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import shlex
+import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
@@ -61,6 +62,7 @@ class SuiteResult:
     outcomes: tuple[CheckOutcome, ...]
     started: str
     seconds: float
+    interrupted: bool = False  # stopped by Ctrl-C: the outcomes are those of the checks that finished
 
     @property
     def valid(self) -> bool:
@@ -95,6 +97,7 @@ class SuiteResult:
             "clients": list(self.clients),
             "started": self.started,
             "seconds": round(self.seconds, 2),
+            "interrupted": self.interrupted,
             "summary": self.counts(),
             "checks": {o.name: o.status for o in self.outcomes},
             "anomalies": self.anomalies,
@@ -193,6 +196,10 @@ def run_check(target: Target, check_: Check, client: str | None, name: str, *, s
                         if status == FAIL else None)
 
 
+INTERRUPT = threading.Event()
+"""Set (by the command line's Ctrl-C handler) to stop a suite after the running check."""
+
+
 def run_suite(target: Target, *, checks: Iterable[str] | None = None, clients: Sequence[str] = ("confluent-kafka",),
               seed: int = 0, examples: int = 10, steps: int = 25, shrink_seconds: float = 30.0,
               report_dir: Path | None = None,
@@ -203,16 +210,26 @@ def run_suite(target: Target, *, checks: Iterable[str] | None = None, clients: S
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     outcomes = []
+    interrupted = False
     for check_, client, name in plan:
-        outcome = run_check(target, check_, client, name, seed=seed, examples=examples, steps=steps,
-                            shrink_seconds=shrink_seconds, report_dir=report_dir, against=against)
+        try:
+            outcome = run_check(target, check_, client, name, seed=seed, examples=examples, steps=steps,
+                                shrink_seconds=shrink_seconds, report_dir=report_dir, against=against)
+        except KeyboardInterrupt:
+            interrupted = True
+        # A check cut short by Ctrl-C is no verdict, even when a client library turned the
+        # interruption into an error the check reported as a failure.
+        if interrupted or INTERRUPT.is_set():
+            interrupted = True
+            break
         outcomes.append(outcome)
         if progress is not None:
             progress(outcome)
     info = {**target.describe(), "capabilities": sorted(target.capabilities)}
     if against is not None:
         info["against"] = {**against.describe(), "capabilities": sorted(against.capabilities)}
-    return SuiteResult(info, seed, tuple(clients), tuple(outcomes), started_at, time.perf_counter() - started)
+    return SuiteResult(info, seed, tuple(clients), tuple(outcomes), started_at, time.perf_counter() - started,
+                       interrupted)
 
 
 # --- reports -----------------------------------------------------------------------------------

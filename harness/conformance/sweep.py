@@ -65,7 +65,8 @@ class SeedRun:
 def run_sweep(target: Target, seeds: Sequence[int], *, report_dir: Path | None = None,
               on_seed: Callable[[SeedRun], None] | None = None, **suite: Any) -> list[SeedRun]:
     """Run the suite (``suite``: run_suite's keywords, seed excepted) once per seed on the
-    started ``target``; with ``report_dir``, each seed's report goes to ``seed-<seed>/``."""
+    started ``target``; with ``report_dir``, each seed's report goes to ``seed-<seed>/``. An
+    interrupted seed ends the sweep; its partial run is the last one returned."""
     runs = []
     for seed in seeds:
         folder = report_dir / f"seed-{seed}" if report_dir is not None else None
@@ -76,6 +77,8 @@ def run_sweep(target: Target, seeds: Sequence[int], *, report_dir: Path | None =
         runs.append(run)
         if on_seed is not None:
             on_seed(run)
+        if result.interrupted:
+            break
     return runs
 
 

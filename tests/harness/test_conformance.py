@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +177,28 @@ def test_conform_leaves_nothing_in_the_current_directory(tmp_path: Path) -> None
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("after", [0.5, 4.0, 9.0])  # protocol checks, client workloads, state machines
+def test_ctrl_c_stops_the_suite_reports_what_finished_and_exits_130(tmp_path: Path, after: float) -> None:
+    """Ctrl-C in the middle of a run is no broker failure: the running check is dropped, the
+    finished ones are reported (results.json says interrupted), and the exit code is 130,
+    whatever check it lands in."""
+    report = tmp_path / "r"
+    process = subprocess.Popen([str(Path(sys.executable).with_name("kconform")), "conform", "--report", str(report)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # the first finished check: the suite is running
+            if line.startswith("  ok"):
+                break
+        time.sleep(after)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out + err
+    assert "INTERRUPTED (partial)" in out and "FAIL" not in out and "Traceback" not in err, out + err
+    results = json.loads((report / "results.json").read_text())
+    assert results["interrupted"] is True and results["summary"]["fail"] == 0 and results["summary"]["pass"] > 0
