@@ -626,7 +626,8 @@ def summary_text(result: CampaignResult) -> str:
         f"operations: {ops['total']} in {fig['workload_s']:.0f} s ({fig['operations_per_second']:.0f}/s): "
         + ", ".join(counts(f) for f in by),
         f"faults injected: {r['faults']['injected']} ({fig['faults_per_minute']:.1f}/min)"
-        + (f", {r['faults']['not_applied']} not applicable when due" if r["faults"]["not_applied"] else ""),
+        + (f"; {r['faults']['not_applied']} of {r['faults']['scheduled']} scheduled did not take effect during the "
+           "workload (not applicable, or too late: see the report)" if r["faults"]["not_applied"] else ""),
         "anomalies: " + (", ".join(f"{k} {v}" for k, v in r["anomalies"].items()) or "none"),
     ]
     if fig.get("first_fault_to_first_anomaly_s") is not None:

@@ -325,9 +325,11 @@ class Nemesis:
                 return False
             time.sleep(0.1)
 
-    def start(self, spec: FaultSpec, fault_id: int) -> ActiveFault | None:
+    def start(self, spec: FaultSpec, fault_id: int, until: float | None = None) -> ActiveFault | None:
         """Apply ``spec`` (once its ``start_when`` condition holds, if it names one); None when
-        it could not be applied (recorded as ``fail``)."""
+        it could not be applied (recorded as ``fail``). ``until``: when the workload ends (a
+        ``time.monotonic()`` reading); a fault that only takes effect after that stresses nothing
+        the history judges, so it is undone and recorded as ``fail`` (LATE), not injected."""
         self.wait_for(spec, "start_when")
         family = FAMILY_OF[spec.fault](self)
         try:
@@ -350,6 +352,15 @@ class Nemesis:
             return None
         # Recorded once applied, so the start event's time is when the fault is in force.
         i = self._invoke("start", spec, targets, params, fault_id)
+        late = time.monotonic() - until if until is not None else 0.0
+        if late > 0:
+            self.history.fail(i, f"LATE: it took effect {late:.2f} s after the workload ended (waiting for its "
+                                 "condition or its targets), so it is not counted as injected")
+            try:
+                undo()
+            except Exception:  # noqa: BLE001 - the workload is over; the recovery phase heals the rest
+                pass
+            return None
         self.history.ok(i)
         active = ActiveFault(fault_id, spec, targets, params, undo)
         with self._lock:
@@ -414,7 +425,7 @@ class NemesisRunner(threading.Thread):
                     return
                 spec = self.schedule.faults[i]
                 if is_start:
-                    active = self.nemesis.start(spec, i)
+                    active = self.nemesis.start(spec, i, until=self.t0 + self.schedule.duration)
                     if active is not None:
                         started[i] = active
                 else:
