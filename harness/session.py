@@ -43,6 +43,7 @@ PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
 JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
 API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 18, 19, 20, 21, 22
+DESCRIBE_CONFIGS = 32
 
 API_NAMES: Mapping[int, str] = {
     PRODUCE: "Produce", FETCH: "Fetch", LIST_OFFSETS: "ListOffsets", METADATA: "Metadata",
@@ -50,7 +51,7 @@ API_NAMES: Mapping[int, str] = {
     JOIN_GROUP: "JoinGroup", HEARTBEAT: "Heartbeat", LEAVE_GROUP: "LeaveGroup", SYNC_GROUP: "SyncGroup",
     API_VERSIONS: "ApiVersions", CREATE_TOPICS: "CreateTopics", DELETE_TOPICS: "DeleteTopics",
     DELETE_RECORDS: "DeleteRecords",
-    INIT_PRODUCER_ID: "InitProducerId",
+    INIT_PRODUCER_ID: "InitProducerId", DESCRIBE_CONFIGS: "DescribeConfigs",
 }
 
 # The highest version of each API whose request shape this module writes. Produce 13, Fetch 13,
@@ -363,6 +364,22 @@ class WireSession:
         for broker in response.brokers:
             self._nodes[int(broker.node_id)] = f"{broker.host}:{broker.port}"
         return response
+
+    def broker_config(self, key: str) -> str | None:
+        """The value of broker config ``key`` on one broker (DescribeConfigs), None when the
+        broker does not say (no such key, DescribeConfigs not offered, an error)."""
+        brokers = self.metadata([]).brokers
+        if DESCRIBE_CONFIGS not in self.versions or not brokers:
+            return None
+        response = self.call(DESCRIBE_CONFIGS, {
+            "resources": [{"resource_type": 4, "resource_name": str(int(brokers[0].node_id)),
+                           "configuration_keys": [key]}],
+            "include_synonyms": False, "include_documentation": False})
+        for result in response.results:
+            for config in result.configs if error_name(result.error_code) == "NONE" else ():
+                if config.name == key:
+                    return None if config.value is None else str(config.value)
+        return None
 
     def node_address(self, node_id: int) -> str:
         if node_id not in self._nodes:

@@ -23,6 +23,7 @@ from harness.conformance.runner import (
     ORDER,
     CheckOutcome,
     failures,
+    preflight_notes,
     run_suite,
     select,
     table,
@@ -181,6 +182,8 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
                 stack.enter_context(target)
                 click.echo(f"target {target.name} ready at {target.bootstrap}; capabilities: "
                            f"{', '.join(sorted(target.capabilities))}", err=True)
+                for note in preflight_notes(target):
+                    click.echo(f"note: {note}", err=True)
             against = targets[1] if len(targets) > 1 else None
             if seeds is None:
                 result = run_suite(targets[0], seed=master, report_dir=report_dir, against=against, **suite)

@@ -27,7 +27,7 @@ import attrs
 
 from harness.conformance.context import CheckContext, CheckFailed, CheckSkipped
 from harness.conformance.registry import CHECKS, Check, instances, split_instance
-from harness.session import SessionError, UnsupportedApi
+from harness.session import SessionError, UnsupportedApi, WireSession
 from harness.targets.base import Target
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -194,6 +194,25 @@ def run_check(target: Target, check_: Check, client: str | None, name: str, *, s
                         witness=witness, anomalies=dict(ctx.anomalies), details=dict(ctx.details),
                         reproduce=reproduce_command(target, name, seed, examples, steps, against)
                         if status == FAIL else None)
+
+
+REBALANCE_DELAY = "group.initial.rebalance.delay.ms"
+
+
+def preflight_notes(target: Target) -> list[str]:
+    """What the user should know before a run that is not a verdict: today, a broker whose
+    first rebalance of every group waits (Kafka's default ``group.initial.rebalance.delay.ms``
+    is 3000), which makes the group checks and ``stateful-groups`` slow, not wrong."""
+    try:
+        with WireSession(target.bootstrap, timeout_s=10.0) as session:
+            delay = session.broker_config(REBALANCE_DELAY)
+    except (SessionError, OSError):
+        return []
+    if delay is None or not delay.lstrip("-").isdigit() or int(delay) <= 0:
+        return []
+    return [f"the target has {REBALANCE_DELAY}={delay}: every new group's first rebalance waits {int(delay) / 1000:g} s, "
+            "so the group checks and stateful-groups run many times slower (each example rebalances several "
+            f"times); set {REBALANCE_DELAY}=0 on the broker for conformance runs (the launched targets do)"]
 
 
 INTERRUPT = threading.Event()

@@ -202,3 +202,17 @@ def test_ctrl_c_stops_the_suite_reports_what_finished_and_exits_130(tmp_path: Pa
     assert "INTERRUPTED (partial)" in out and "FAIL" not in out and "Traceback" not in err, out + err
     results = json.loads((report / "results.json").read_text())
     assert results["interrupted"] is True and results["summary"]["fail"] == 0 and results["summary"]["pass"] > 0
+
+
+def test_a_broker_whose_rebalances_wait_is_named_before_the_run(tmp_path: Path) -> None:
+    """With Kafka's default group.initial.rebalance.delay.ms (3 s) the group checks are slow,
+    not wrong; conform says so before it starts, and says nothing when the delay is 0."""
+    from reference_broker.process import BrokerProcess
+
+    for delay, noted in (("3000", True), ("0", False)):
+        with BrokerProcess(overrides={"group.initial.rebalance.delay.ms": delay}, data_dir=tmp_path / delay) as broker:
+            result = CliRunner().invoke(main, ["conform", "--target", "external", "--bootstrap", broker.bootstrap,
+                                               "--checks", "api-versions"])
+        assert result.exit_code == 0, result.output
+        assert ("note: the target has group.initial.rebalance.delay.ms=3000: every new group's first rebalance "
+                "waits 3 s" in result.output) is noted, result.output
