@@ -232,8 +232,10 @@ HELD = "held"
 VIOLATED_BY_CLIENT = "violated-by-client"
 VIOLATED_BY_BROKER = "violated-by-broker"
 VIOLATED_UNATTRIBUTED = "violated-unattributed"
-OUTCOMES = (HELD, VIOLATED_BY_CLIENT, VIOLATED_BY_BROKER, VIOLATED_UNATTRIBUTED)
-"""A campaign's outcome, from best to worst (docs/chaos.md, "Verdicts")."""
+NOT_EXERCISED = "not-exercised"
+OUTCOMES = (HELD, VIOLATED_BY_CLIENT, VIOLATED_BY_BROKER, VIOLATED_UNATTRIBUTED, NOT_EXERCISED)
+"""A campaign's outcome, from best to worst, then not-exercised: no write was acknowledged, so
+nothing held or broke (docs/chaos.md, "Verdicts")."""
 
 
 @attrs.frozen
@@ -247,20 +249,23 @@ class Verdict:
     violated_by: dict[str, Blame]
     hazards: dict[str, int]
     unjudged: dict[str, int]
+    exercised: bool = True  # some write was acknowledged
 
     @property
     def outcome(self) -> str:
         """held, or violated by the client only, or by the broker, or unattributed (the evidence
-        does not clear the broker)."""
+        does not clear the broker); not-exercised when nothing broke because nothing was written
+        (a client that cannot talk to the broker must not read as a broker that kept its promises)."""
         blame = worst(self.violated_by.values())
         if blame is None:
-            return HELD
+            return HELD if self.exercised else NOT_EXERCISED
         return {Blame.CLIENT: VIOLATED_BY_CLIENT, Blame.BROKER: VIOLATED_BY_BROKER,
                 Blame.UNATTRIBUTED: VIOLATED_UNATTRIBUTED}[blame]
 
 
-def judge(report: Report, claims: Claims, groups: Sequence[str]) -> Verdict:
-    """Found anomalies by property, judged against the claims, with their attribution."""
+def judge(report: Report, claims: Claims, groups: Sequence[str], exercised: bool = True) -> Verdict:
+    """Found anomalies by property, judged against the claims, with their attribution;
+    ``exercised``: whether any write was acknowledged."""
     found: dict[str, list[Anomaly]] = {}
     for result in report.results:
         for anomaly in result.anomalies:
@@ -273,7 +278,7 @@ def judge(report: Report, claims: Claims, groups: Sequence[str]) -> Verdict:
     violated_by = {p: worst(blame_of(a) for a in found[p]) or Blame.UNATTRIBUTED for p in violations}
     hazards = {p: len(found.get(p, [])) for p in claims.not_claimed}
     unjudged = {p: len(a) for p, a in found.items() if p not in claims.claimed and p not in claims.not_claimed}
-    return Verdict(found, violations, violated_by, hazards, unjudged)
+    return Verdict(found, violations, violated_by, hazards, unjudged, exercised)
 
 
 def blame_of(anomaly: Anomaly) -> Blame:
@@ -545,11 +550,12 @@ class CampaignSession:
         groups = workload.groups() if workload is not None else {}
         report = check(loaded, guarantees=["at-least-once", "at-most-once"] if groups else [])
         claims = claims_for(s, rf, configs, schedule, env.durable, groups)
-        verdict = judge(report, claims, sorted(groups))
+        acknowledged = any(e["f"] == "send" and e["type"] == "ok" for e in loaded.raw)
+        verdict = judge(report, claims, sorted(groups), exercised=acknowledged)
         results = write_report(report_dir, loaded, report, verdict, claims, schedule, settings=s,
                                environment=env.describe(), warnings=warnings, replay=replay,
                                started=started_wall, injected=nemesis.injected)
-        return CampaignResult(not verdict.violations, results, report_dir, loaded, report)
+        return CampaignResult(verdict.outcome == HELD, results, report_dir, loaded, report)
 
     def _create_topic(self, topic: str, partitions: int, rf: int, configs: Mapping[str, str]) -> None:
         from harness.session import SessionError, WireSession
@@ -653,6 +659,9 @@ def summary_text(result: CampaignResult) -> str:
         verdict = "VALID: every guarantee this configuration claims held"
         if found:
             verdict += "; hazards it does not claim away were found: " + ", ".join(found)
+    elif r["outcome"] == NOT_EXERCISED:
+        verdict = ("NOT EXERCISED: no write was acknowledged during the workload, so no guarantee was tested "
+                   "(the warnings above, or the sends in the report, say why)")
     elif r["outcome"] == VIOLATED_BY_CLIENT:
         verdict = ("CLIENT FAULT: claimed guarantees were violated, and the log shows the client did it, not the "
                    f"broker: {violated}")

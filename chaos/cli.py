@@ -25,6 +25,7 @@ from click.core import ParameterSource
 
 from chaos.campaign import (
     HELD,
+    NOT_EXERCISED,
     VIOLATED_BY_BROKER,
     VIOLATED_BY_CLIENT,
     VIOLATED_UNATTRIBUTED,
@@ -44,7 +45,7 @@ from harness.targets import ALL_CAPABILITIES
 
 EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP, EXIT_CLIENT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {HELD: EXIT_VALID, VIOLATED_BY_CLIENT: EXIT_CLIENT_FAULT, VIOLATED_BY_BROKER: EXIT_VIOLATED,
-              VIOLATED_UNATTRIBUTED: EXIT_VIOLATED}
+              VIOLATED_UNATTRIBUTED: EXIT_VIOLATED, NOT_EXERCISED: EXIT_SETUP}
 """Exit status by campaign outcome."""
 TARGETS = ("reference", "kafka", "tansu", "external")
 # Options that a replayed schedule brings with it: giving them with --replay is an error.

@@ -83,28 +83,33 @@ class CellResult:
     client: str
     target: str  # TargetSpec.label
     outcome: str  # chaos.campaign.OUTCOMES, or "error"
-    anomalies: dict[str, int] = attrs.field(factory=dict)
-    violated_by: dict[str, str] = attrs.field(factory=dict)
+    violations: dict[str, int] = attrs.field(factory=dict)  # claimed property -> anomalies found
+    violated_by: dict[str, str] = attrs.field(factory=dict)  # claimed property -> broker / client / unattributed
+    hazards: dict[str, int] = attrs.field(factory=dict)  # found, but not claimed by the configuration
     sends_ok: int = 0
     faults: int = 0
     seconds: float = 0.0
     error: str | None = None
     replay: str | None = None
+    note: str | None = None  # why nothing was exercised (the sends, the campaign's first warning)
 
     def cell(self) -> str:
-        """The table cell: the verdict, whose fault, the anomalies."""
+        """The table cell: the verdict, what was violated and by whom, what was found unclaimed."""
         if self.outcome == "error":
             return f"could not run: {self.error}"
-        found = ", ".join(f"{name} {n}" for name, n in sorted(self.anomalies.items()))
         verdict = {"held": "held", "violated-by-client": "**client fault**",
                    "violated-by-broker": "**BROKER VIOLATION**",
-                   "violated-unattributed": "**violated (unattributed)**"}.get(self.outcome, self.outcome)
-        violated = ", ".join(f"{p} ({b})" for p, b in sorted(self.violated_by.items()))
+                   "violated-unattributed": "**violated (unattributed)**",
+                   "not-exercised": "**not exercised** (no write acknowledged)"}.get(self.outcome, self.outcome)
         parts = [verdict]
-        if violated:
-            parts.append(f"violated: {violated}")
-        if found:
-            parts.append(f"anomalies: {found}")
+        if self.violations:
+            parts.append("violated: " + ", ".join(f"{p} {n} ({self.violated_by.get(p, 'unattributed')})"
+                                                  for p, n in sorted(self.violations.items())))
+        allowed = ", ".join(f"{name} {n}" for name, n in sorted(self.hazards.items()) if n)
+        if allowed:
+            parts.append(f"not claimed, found: {allowed}")
+        if self.note:
+            parts.append(self.note)
         parts.append(f"{self.sends_ok} acked, {self.faults} fault(s)")
         return "; ".join(parts)
 
@@ -143,9 +148,14 @@ def _cell(session: CampaignSession, base: CampaignSettings, spec: TargetSpec, cl
         return CellResult(client, spec.label, "error", error=str(exc)[:300],
                           seconds=time.monotonic() - started)
     r = result.results
-    return CellResult(client, spec.label, result.outcome, dict(r["anomalies"]), dict(r["violated_by"]),
-                      int(r["operations"]["by_operation"].get("send", {}).get("ok", 0)),
-                      int(r["faults"]["injected"]), time.monotonic() - started, replay=str(r["replay"]))
+    note = None
+    if result.outcome == "not-exercised":
+        sends = r["operations"]["by_operation"].get("send", {})
+        why = r["warnings"][0].strip().splitlines()[-1] if r["warnings"] else ""
+        note = f"sends: {', '.join(f'{k} {v}' for k, v in sorted(sends.items())) or 'none'}" + (f"; {why}"[:200] if why else "")
+    return CellResult(client, spec.label, result.outcome, dict(r["violations"]), dict(r["violated_by"]),
+                      dict(r["hazards"]), int(r["operations"]["by_operation"].get("send", {}).get("ok", 0)),
+                      int(r["faults"]["injected"]), time.monotonic() - started, replay=str(r["replay"]), note=note)
 
 
 def render_chaos_section(cells: Iterable[CellResult], targets: Sequence[str], clients: Sequence[str], *,
@@ -161,6 +171,8 @@ def render_chaos_section(cells: Iterable[CellResult], targets: Sequence[str], cl
         "drawn from the seed among those the broker supports. *held*: every claimed guarantee held. "
         "*client fault*: a claimed guarantee broke and the log pins it on the client (each duplicate's "
         "producer id, epoch and sequence: [anomalies.md](anomalies.md#whose-fault-is-it)), not on the broker. "
+        "*not exercised*: no write was acknowledged (the client and the broker could not work together), so "
+        "nothing was tested; the client checks above say why. "
         "A bounded run that holds shows no bug was provoked, not that none exists.",
         "",
         "| client | " + " | ".join(targets) + " |",

@@ -198,7 +198,7 @@ def build_results(history: History, report: Report, verdict: Verdict, claims: An
     anomalies_json = {prop: [{**a.to_json(), "detected": round(detection_time(history, a.events), 3)} for a in lst]
                       for prop, lst in found.items()}
     return {
-        "valid": not verdict.violations,
+        "valid": verdict.outcome == "held",
         "outcome": verdict.outcome,
         "anomalies": dict(report.anomalies),
         "violations": dict(verdict.violations),

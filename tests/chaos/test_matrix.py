@@ -29,14 +29,16 @@ def test_targets_name_kafka_releases_and_refuse_what_cannot_launch() -> None:
 
 def test_the_chaos_section_shows_whose_fault_each_cell_is() -> None:
     cells = [CellResult("confluent-kafka", "kafka 4.4.0", "violated-by-client", {"duplicate": 2},
-                        {"exactly-once-per-write": "client"}, 900, 3, 20.0),
-             CellResult("java", "kafka 4.4.0", "held", {}, {}, 800, 3, 20.0),
+                        {"duplicate": "client"}, {"at-most-once[g]": 5}, 900, 3, 20.0),
+             CellResult("java", "kafka 4.4.0", "held", sends_ok=800, faults=3),
+             CellResult("aiokafka", "kafka 4.4.0", "not-exercised", note="sends: info 2000", faults=3),
              CellResult("java", "tansu", "error", error="Tansu is not installed")]
-    page = "\n".join(render_chaos_section(cells, ["kafka 4.4.0", "tansu"], ["confluent-kafka", "java"], seed=4,
-                                          duration=20))
-    assert "| `confluent-kafka` | **client fault**; violated: exactly-once-per-write (client); anomalies: " \
-           "duplicate 2; 900 acked, 3 fault(s) | - |" in page
+    page = "\n".join(render_chaos_section(cells, ["kafka 4.4.0", "tansu"], ["confluent-kafka", "java", "aiokafka"],
+                                          seed=4, duration=20))
+    assert "| `confluent-kafka` | **client fault**; violated: duplicate 2 (client); not claimed, found: " \
+           "at-most-once[g] 5; 900 acked, 3 fault(s) | - |" in page
     assert "| `java` | held; 800 acked, 3 fault(s) | could not run: Tansu is not installed |" in page
+    assert "| `aiokafka` | **not exercised** (no write acknowledged); sends: info 2000; 0 acked, 3 fault(s) | - |" in page
     assert "--duration 20 --seed 4" in page
 
 

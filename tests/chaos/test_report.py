@@ -149,3 +149,20 @@ def test_report_html_has_plots_labelled_fault_windows_and_witnessed_anomalies(tm
     [(_a, details)] = parsed.find("details", **{"class": "anomaly", "data_property": "lost-write"})
     assert "VIOLATION" in details and f"#{lost} " in details and "p0-5" in details
     assert "INVALID" in page and "kconform chaos --replay x/schedule.json" in page
+
+
+def test_a_campaign_with_no_acknowledged_write_is_not_exercised_not_held() -> None:
+    """No anomaly because nothing was written is no verdict on the broker: the outcome is
+    not-exercised (exit 2), never held; a violation still wins over it."""
+    from chaos.campaign import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER
+    from chaos.cli import EXIT_CODES, EXIT_SETUP
+
+    settings = CampaignSettings(duration=2.0, seed=7)
+    schedule = Schedule((), 2.0, 7, "test", settings.to_json())
+    claims = claims_for(settings, 3, settings.topic_configs(3), schedule, True, {})
+    quiet = check(HistoryBuilder({}).history())
+    assert judge(quiet, claims, [], exercised=True).outcome == HELD
+    assert judge(quiet, claims, [], exercised=False).outcome == NOT_EXERCISED
+    assert EXIT_CODES[NOT_EXERCISED] == EXIT_SETUP
+    builder, _ = _history()
+    assert judge(check(builder.history()), claims, [], exercised=False).outcome == VIOLATED_BY_BROKER
