@@ -35,7 +35,9 @@ def _event_line(history: History, index: int) -> str:
             f"{json.dumps(e['value'], separators=(',', ':'))}")
 
 
-def _print_report(history: History, report: Report, witnesses: int) -> None:
+def _print_report(history: History, report: Report, witnesses: int, unjudged: list[str]) -> None:
+    """The table, the witnesses, and the verdict: INVALID, NOT JUDGED (a check asked for by
+    name could not run), or VALID."""
     width = max(len(r.check) for r in report.results)
     click.echo(f"{'check':<{width}}  {'result':<7}  count")
     for r in report.results:
@@ -57,11 +59,14 @@ def _print_report(history: History, report: Report, witnesses: int) -> None:
             for idx in a.events:
                 click.echo(f"      {_event_line(history, idx)}")
     click.echo("")
-    if report.valid:
-        click.echo(f"VALID: no anomalies in {len(history)} events")
-    else:
+    if not report.valid:
         counts = ", ".join(f"{name}: {n}" for name, n in report.anomalies.items())
         click.echo(f"INVALID: {sum(report.anomalies.values())} anomalies ({counts})")
+    elif unjudged:
+        click.echo(f"NOT JUDGED: {', '.join(unjudged)} could not run on this history (the reason is above); "
+                   f"the other checks found no anomalies in {len(history)} events")
+    else:
+        click.echo(f"VALID: no anomalies in {len(history)} events")
 
 
 @click.command("check")
@@ -114,7 +119,7 @@ def check_command(history_file: str, guarantees: tuple[str, ...], checks: list[s
                                **report.to_json()}
         click.echo(json.dumps(out, indent=2))
     else:
-        _print_report(history, report, witnesses)
+        _print_report(history, report, witnesses, sorted(unusable))
     if unusable:
         for name, why in unusable.items():
             click.echo(f"error: the check {name} you asked for cannot run on this history: {why}", err=True)

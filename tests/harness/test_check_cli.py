@@ -99,6 +99,7 @@ def test_a_requested_check_that_cannot_run_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(_write(tmp_path, _lossy())), "--checks", "unseen"])
     assert result.exit_code == 2
     assert "cannot run on this history" in result.output and "drain" in result.output
+    assert "NOT JUDGED: unseen could not run" in result.output and "VALID" not in result.output
 
 
 def test_help_explains_exit_codes_and_gives_an_example() -> None:
