@@ -41,7 +41,9 @@ from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
 from chaos.workload import CONSUMER_MODES, WorkloadSettings
 from harness.cli import main as harness_main
 from harness.clients import CLIENTS
+from harness.kafka_jars import VERSION_HELP
 from harness.targets import ALL_CAPABILITIES
+from reference_broker.cluster import MAX_BROKERS
 
 EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP, EXIT_CLIENT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {HELD: EXIT_VALID, VIOLATED_BY_CLIENT: EXIT_CLIENT_FAULT, VIOLATED_BY_BROKER: EXIT_VIOLATED,
@@ -236,9 +238,7 @@ error, unreadable --replay file); 130 interrupted.
                    "proxied; kafka: Apache Kafka, --brokers KRaft nodes (broker+controller) launched here, "
                    "every link proxied; tansu: one Tansu process; external: brokers you run (--proxy or "
                    "--bootstrap).")
-@click.option("--kafka-version", metavar="VERSION", default=None,
-              help="Kafka target: the Apache Kafka release, e.g. --kafka-version 3.9.2 (default "
-                   "$KCONFORM_KAFKA_VERSION, else the latest 4.x; fetched from Maven Central once).")
+@click.option("--kafka-version", metavar="VERSION", default=None, help=VERSION_HELP)
 @click.option("--bootstrap", default=None, metavar="HOST:PORT[,...]",
               help="External target without proxies (no network faults), e.g. --bootstrap 127.0.0.1:9092.")
 @click.option("--proxy", "proxies", multiple=True, metavar="LISTEN=UPSTREAM",
@@ -246,7 +246,7 @@ error, unreadable --replay file); 130 interrupted.
                    "the broker must advertise LISTEN (repeatable).")
 @click.option("--capability", "capabilities", multiple=True, type=click.Choice(ALL_CAPABILITIES), metavar="NAME",
               help="External target: a capability kconform cannot see, e.g. --capability replication.")
-@click.option("--brokers", type=click.IntRange(1, 9), default=3, show_default=True,
+@click.option("--brokers", type=click.IntRange(1, MAX_BROKERS), default=3, show_default=True,
               help="Reference target: how many brokers (plus one controller); kafka target: how many "
                    "broker+controller nodes, e.g. --brokers 5.")
 @click.option("--replication-factor", type=click.IntRange(1, 9), default=None, metavar="N",

@@ -48,6 +48,9 @@ DEFAULT_VERSION = "4.4.0"
 KNOWN_VERSIONS: tuple[str, ...] = ("4.4.0", "3.9.2")
 """Versions kconform is tested with (any 3.7+ or 4.x release should work)."""
 VERSION_ENV = "KCONFORM_KAFKA_VERSION"
+VERSION_HELP = (f"Apache Kafka release of the kafka target, e.g. 3.9.2 (default: ${VERSION_ENV}, else {DEFAULT_VERSION}); "
+                "its jars are fetched from Maven Central once.")
+"""The one description of ``--kafka-version`` every command uses."""
 CACHE_ENV = "KCONFORM_KAFKA_CACHE"
 PROJECT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "kafka"
 FETCH_TIMEOUT_S = 900.0

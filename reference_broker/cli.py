@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from reference_broker.cluster import MAX_BROKERS
 from reference_broker.config import (
     BrokerConfig,
     ConfigError,
@@ -89,7 +90,7 @@ def _start_error(exc: OSError, overrides: tuple[str, ...]) -> str:
 
 
 @click.command("cluster")
-@click.option("--brokers", type=click.IntRange(1, 64), default=3, show_default=True,
+@click.option("--brokers", type=click.IntRange(1, MAX_BROKERS), default=3, show_default=True,
               help="Number of broker processes (plus one controller process).")
 @click.option(
     "--override", "overrides", multiple=True, metavar="KEY=VALUE",

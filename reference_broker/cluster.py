@@ -55,6 +55,7 @@ from reference_broker.process import DEFAULT_START_TIMEOUT_S, BrokerProcess
 from reference_broker.protocol.client import WireClient
 
 CONTROLLER_ID = 0
+MAX_BROKERS = 9  # what one machine runs usefully; every command that launches brokers takes 1 to this
 CONTROLLER_LISTENER = "CONTROLLER"
 BROKER_LISTENER = "PLAINTEXT"
 DEFAULT_WAIT_S = 30.0

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from harness.clients import CLIENTS
-from harness.kafka_jars import DEFAULT_VERSION as DEFAULT_KAFKA_VERSION
+from harness.kafka_jars import VERSION_HELP
 from harness.conformance.registry import CHECKS, split_instance
 from harness.conformance.runner import (
     FAIL,
@@ -41,6 +41,7 @@ from harness.conformance.sweep import (
     write_sweep_report,
 )
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
+from reference_broker.cluster import MAX_BROKERS
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_EXAMPLES, DEFAULT_STEPS = 30, 30
@@ -79,11 +80,9 @@ def print_progress(outcome: CheckOutcome) -> None:
               help="Run the state machines against two launched targets at once (instead of --target): every "
                    "request goes to both, and the first step where their answers differ fails, with both answers.")
 @click.option("--bootstrap", metavar="HOST:PORT[,...]", help="Bootstrap servers of an external target.")
-@click.option("--brokers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Brokers of a reference target (more than one needs the multi-broker launcher).")
-@click.option("--kafka-version", metavar="VERSION", default=None,
-              help="Apache Kafka release of the kafka target (default $KCONFORM_KAFKA_VERSION, else "
-                   f"{DEFAULT_KAFKA_VERSION}; 3.9.2 is the 3.x line). Fetched once from Maven Central.")
+@click.option("--brokers", type=click.IntRange(1, MAX_BROKERS), default=1, show_default=True,
+              help="Reference target: how many brokers (more than one adds a controller process and replication).")
+@click.option("--kafka-version", metavar="VERSION", default=None, help=VERSION_HELP)
 @click.option("--capability", "capabilities", multiple=True, type=click.Choice(ALL_CAPABILITIES),
               help="Declare a capability an external target has that the harness cannot see (repeatable).")
 @click.option("--client", "clients", multiple=True, type=click.Choice(CLIENTS),
