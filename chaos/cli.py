@@ -234,12 +234,13 @@ error, unreadable --replay file); 130 interrupted.
 
 @click.command("chaos", epilog=EXAMPLES, context_settings={"max_content_width": 110})
 @click.option("--target", type=click.Choice(TARGETS), default="reference", show_default=True,
+              envvar="KCONFORM_TARGET", show_envvar=True,
               help="reference: a controller and --brokers reference brokers launched here, every link "
                    "proxied; kafka: Apache Kafka, --brokers KRaft nodes (broker+controller) launched here, "
                    "every link proxied; tansu: one Tansu process; external: brokers you run (--proxy or "
                    "--bootstrap).")
 @click.option("--kafka-version", metavar="VERSION", default=None, help=VERSION_HELP)
-@click.option("--bootstrap", default=None, metavar="HOST:PORT[,...]",
+@click.option("--bootstrap", default=None, metavar="HOST:PORT[,...]", envvar="KCONFORM_BOOTSTRAP", show_envvar=True,
               help="External target without proxies (no network faults), e.g. --bootstrap 127.0.0.1:9092.")
 @click.option("--proxy", "proxies", multiple=True, metavar="LISTEN=UPSTREAM",
               help="External target: a client proxy per broker, e.g. --proxy 127.0.0.1:19092=127.0.0.1:9092; "

@@ -74,12 +74,14 @@ def print_progress(outcome: CheckOutcome) -> None:
 
 @click.command("conform")
 @click.option("--target", "target_name", type=click.Choice(TARGET_NAMES), default="reference", show_default=True,
+              envvar="KCONFORM_TARGET", show_envvar=True,
               help="The broker to test: launched by the harness (reference, kafka, tansu), or external (--bootstrap). "
                    "faulty-drop / faulty-reorder are deliberately wrong brokers for trying the suite out.")
 @click.option("--differential", metavar="TARGET_A,TARGET_B", default=None,
               help="Run the state machines against two launched targets at once (instead of --target): every "
                    "request goes to both, and the first step where their answers differ fails, with both answers.")
-@click.option("--bootstrap", metavar="HOST:PORT[,...]", help="Bootstrap servers of an external target.")
+@click.option("--bootstrap", metavar="HOST:PORT[,...]", envvar="KCONFORM_BOOTSTRAP", show_envvar=True,
+              help="Bootstrap servers of an external target.")
 @click.option("--brokers", type=click.IntRange(1, MAX_BROKERS), default=1, show_default=True,
               help="Reference target: how many brokers (more than one adds a controller process and replication).")
 @click.option("--kafka-version", metavar="VERSION", default=None, help=VERSION_HELP)
@@ -245,7 +247,8 @@ def _usage(message: str) -> NoReturn:
 
 def _differential_pair(ctx: click.Context, value: str, bootstrap: str | None) -> list[str]:
     """The two targets of --differential A,B (launched ones: each needs its own address)."""
-    if ctx.get_parameter_source("target_name") is click.core.ParameterSource.COMMANDLINE:
+    if ctx.get_parameter_source("target_name") in (click.core.ParameterSource.COMMANDLINE,
+                                                   click.core.ParameterSource.ENVIRONMENT):
         _usage("--differential names both targets; leave out --target")
     names = [n.strip() for n in value.split(",") if n.strip()]
     launchable = [n for n in TARGET_NAMES if n != "external"]

@@ -216,3 +216,19 @@ def test_a_broker_whose_rebalances_wait_is_named_before_the_run(tmp_path: Path) 
         assert result.exit_code == 0, result.output
         assert ("note: the target has group.initial.rebalance.delay.ms=3000: every new group's first rebalance "
                 "waits 3 s" in result.output) is noted, result.output
+
+
+def test_kconform_target_and_bootstrap_are_read_from_the_environment() -> None:
+    """KCONFORM_TARGET / KCONFORM_BOOTSTRAP, which the pytest plugin reads, set conform's
+    --target and --bootstrap too (the command line wins)."""
+    runner = CliRunner()
+    result = runner.invoke(main, ["conform", "--checks", "produce-offsets-contiguous"],
+                           env={"KCONFORM_TARGET": "faulty-reorder"})
+    assert result.exit_code == 1 and "against faulty-reorder" in result.output, result.output
+    result = runner.invoke(main, ["conform", "--target", "reference", "--checks", "api-versions"],
+                           env={"KCONFORM_TARGET": "faulty-reorder"})
+    assert result.exit_code == 0 and "against reference" in result.output, result.output
+    result = runner.invoke(main, ["conform", "--checks", "api-versions"],
+                           env={"KCONFORM_TARGET": "external", "KCONFORM_BOOTSTRAP": "127.0.0.1:1"})
+    assert result.exit_code == 2 and "127.0.0.1:1" in result.output, result.output
+    assert "env var: KCONFORM_TARGET" in runner.invoke(main, ["conform", "--help"]).output
