@@ -13,6 +13,7 @@ an unreadable schedule), 130 when interrupted. ``harness/cli.py`` registers the 
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import sys
@@ -294,6 +295,8 @@ error, unreadable --replay file); 130 interrupted.
 @click.option("--replay", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
               help="Run the schedule and settings saved in FILE again, e.g. --replay reports/chaos/schedule.json.")
 @click.option("--list", "list_only", is_flag=True, help="List the faults and named campaigns, then exit.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print results.json on stdout when the campaign ends (everything else goes to stderr).")
 @click.pass_context
 def chaos_command(ctx: click.Context, /, **options: Any) -> None:
     """Run a chaos campaign: real brokers, real Toxiproxy proxies on every link, real clients.
@@ -332,14 +335,15 @@ def chaos_command(ctx: click.Context, /, **options: Any) -> None:
                              if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE)
         settings = _settings_from_options(options, explicit)
     report_dir: Path = options["report_dir"]
+    as_json = bool(options["as_json"])
     click.echo(f"kconform chaos: target {settings.target}, seed {settings.seed}, {settings.duration:g} s, "
                f"acks={settings.workload.acks}, idempotence={'on' if settings.workload.idempotence else 'off'}"
-               + (f", overrides {settings.overrides}" if settings.overrides else ""))
+               + (f", overrides {settings.overrides}" if settings.overrides else ""), err=as_json)
     display = ProgressDisplay(err, every_s=max(5.0, settings.duration / 12))
 
     def echo(text: str) -> None:
         display.done()
-        click.echo(text, err=not text.startswith("schedule"))
+        click.echo(text, err=as_json or not text.startswith("schedule"))
 
     started = time.monotonic()
     try:
@@ -355,9 +359,11 @@ def chaos_command(ctx: click.Context, /, **options: Any) -> None:
                    err=True)
         sys.exit(EXIT_INTERRUPTED)
     display.done()
-    click.echo("")
-    click.echo(summary_text(result))
-    click.echo(f"took {time.monotonic() - started:.0f} s")
+    click.echo("", err=as_json)
+    click.echo(summary_text(result), err=as_json)
+    click.echo(f"took {time.monotonic() - started:.0f} s", err=as_json)
+    if as_json:
+        click.echo(json.dumps(result.results, indent=2, default=str))
     sys.exit(EXIT_CODES[result.outcome])
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import random
 import signal
@@ -38,7 +40,7 @@ from harness.conformance.sweep import (
     seed_line,
     sweep_failures,
     sweep_table,
-    write_sweep_report,
+    sweep_json,
 )
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
 from reference_broker.cluster import MAX_BROKERS
@@ -107,12 +109,14 @@ def print_progress(outcome: CheckOutcome) -> None:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write results.json, junit.xml, summary.txt and the recorded histories here (per seed in "
                    "seed-<seed>/ with --seeds, plus sweep.json).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print results.json (with --seeds: sweep.json) on stdout instead of the table.")
 @click.pass_context
 def conform_command(ctx: click.Context, target_name: str, differential: str | None, bootstrap: str | None,
                     brokers: int, kafka_version: str | None, capabilities: tuple[str, ...],
                     clients: tuple[str, ...], checks: list[str] | None, list_checks: bool, seed: int | None,
                     seeds_spec: str | None, examples: int, steps: int, shrink_seconds: float,
-                    report_dir: Path | None) -> None:
+                    report_dir: Path | None, as_json: bool) -> None:
     """Run the conformance suite against a broker and report every check.
 
     Deterministic protocol checks (exact error codes and offsets through a precise wire
@@ -174,7 +178,7 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
 
     def seed_done(run: SeedRun) -> None:
         finished.append(run)
-        click.echo(seed_line(run, len(finished), len(seeds or ())))
+        click.echo(seed_line(run, len(finished), len(seeds or ())), err=as_json)
 
     try:
         with contextlib.ExitStack() as stack:
@@ -203,21 +207,25 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
         raise
     against_text = f"{names[0]} and {names[1]} (differential)" if len(names) > 1 else names[0]
     if seeds is not None:
-        _sweep_summary(runs, time.perf_counter() - started, against_text, seeds_spec or "", master, report_dir)
+        _sweep_summary(runs, time.perf_counter() - started, against_text, seeds_spec or "", master, report_dir,
+                       as_json)
         return
-    click.echo(table(result))
+    say = functools.partial(click.echo, err=as_json)  # with --json, stdout carries only the JSON
+    say(table(result))
     text = failures(result)
     if text:
-        click.echo(text)
+        say(text)
     counts = result.counts()
     verdict = "INTERRUPTED (partial)" if result.interrupted else "VALID" if result.valid else "INVALID"
-    click.echo(f"\n{verdict}: {counts['pass']} passed, {counts[FAIL]} failed, "
-               f"{counts['skip']} skipped against {against_text} in {result.seconds:.1f} s (seed {master})"
-               + (f"; anomalies: {', '.join(f'{k}: {v}' for k, v in result.anomalies.items())}"
-                  if result.anomalies else ""))
+    say(f"\n{verdict}: {counts['pass']} passed, {counts[FAIL]} failed, "
+        f"{counts['skip']} skipped against {against_text} in {result.seconds:.1f} s (seed {master})"
+        + (f"; anomalies: {', '.join(f'{k}: {v}' for k, v in result.anomalies.items())}"
+           if result.anomalies else ""))
     if report_dir is not None:
         write_reports(result, report_dir)
-        click.echo(f"report written to {report_dir}/ (results.json, junit.xml, summary.txt, histories/)")
+        say(f"report written to {report_dir}/ (results.json, junit.xml, summary.txt, histories/)")
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
     sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_PASS if result.valid else EXIT_FAIL)
 
 
@@ -260,18 +268,22 @@ def _differential_pair(ctx: click.Context, value: str, bootstrap: str | None) ->
 
 
 def _sweep_summary(runs: list[SeedRun], seconds: float, against: str, spec: str, master: int,
-                   report_dir: Path | None) -> None:
+                   report_dir: Path | None, as_json: bool) -> None:
+    say = functools.partial(click.echo, err=as_json)
     failed = [r for r in runs if not r.result.valid]
     interrupted = bool(runs) and runs[-1].result.interrupted
-    click.echo("\n" + sweep_table(runs))
+    say("\n" + sweep_table(runs))
     if failed:
-        click.echo("\n" + sweep_failures(runs))
+        say("\n" + sweep_failures(runs))
     origin = master if drawn(spec) else None
     verdict = "INTERRUPTED (partial)" if interrupted else "INVALID" if failed else "VALID"
-    click.echo(f"\n{verdict}: {len(runs) - len(failed)} of {len(runs)} seeds passed "
-               f"against {against} in {seconds:.1f} s (--seeds {spec}"
-               + (f" --seed {origin}" if origin is not None else "") + ")")
+    say(f"\n{verdict}: {len(runs) - len(failed)} of {len(runs)} seeds passed against {against} in {seconds:.1f} s "
+        f"(--seeds {spec}" + (f" --seed {origin}" if origin is not None else "") + ")")
+    body = sweep_json(runs, seconds=seconds, spec=spec, master=origin)
     if report_dir is not None:
-        write_sweep_report(runs, report_dir, seconds=seconds, spec=spec, master=origin)
-        click.echo(f"report written to {report_dir}/ (sweep.json, seed-<seed>/)")
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "sweep.json").write_text(json.dumps(body, indent=2) + "\n")
+        say(f"report written to {report_dir}/ (sweep.json, seed-<seed>/)")
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
     sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_FAIL if failed else EXIT_PASS)

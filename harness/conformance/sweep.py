@@ -12,7 +12,6 @@ and so catch what varies from run to run anyway (timing, client libraries' behav
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -113,16 +112,14 @@ def sweep_failures(runs: Sequence[SeedRun]) -> str:
     return "\n".join(out)
 
 
-def write_sweep_report(runs: Sequence[SeedRun], report_dir: Path, *, seconds: float, spec: str,
-                       master: int | None) -> None:
+def sweep_json(runs: Sequence[SeedRun], *, seconds: float, spec: str, master: int | None) -> dict[str, Any]:
     """``sweep.json``: the seeds, each one's verdict, failed checks and reproduction commands."""
-    report_dir.mkdir(parents=True, exist_ok=True)
-    body = {
-        "valid": all(r.result.valid for r in runs), "seeds": spec, "master_seed": master,
-        "seconds": round(seconds, 1),
+    return {
+        "valid": all(r.result.valid for r in runs),
+        "interrupted": bool(runs) and runs[-1].result.interrupted,
+        "seeds": spec, "master_seed": master, "seconds": round(seconds, 1),
         "runs": [{"seed": r.seed, "valid": r.result.valid, "seconds": round(r.result.seconds, 1),
                   "summary": r.result.counts(), "failed": r.failed,
                   "reproduce": [o.reproduce for o in r.result.outcomes if o.status == FAIL],
                   "report": f"seed-{r.seed}/"} for r in runs],
     }
-    (report_dir / "sweep.json").write_text(json.dumps(body, indent=2) + "\n")

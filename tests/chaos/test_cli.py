@@ -134,8 +134,11 @@ def test_a_valid_campaign_exits_0_writes_its_report_and_replays(tmp_path: Path) 
     assert results["valid"] is True and results["anomalies"] == {}
     assert results["operations"]["total"] > 500 and results["faults"]["injected"] >= 1
 
-    again = _cli("--replay", str(report / "schedule.json"), "--report", str(tmp_path / "again"))
+    again = _cli("--replay", str(report / "schedule.json"), "--report", str(tmp_path / "again"), "--json")
     assert again.returncode == 0, again.stdout + again.stderr
+    # --json: stdout is results.json and nothing else; the summary went to stderr.
+    assert json.loads(again.stdout) == json.loads((tmp_path / "again" / "results.json").read_text())
+    assert "VALID" in again.stderr
     first = json.loads((report / "schedule.json").read_text())
     second = json.loads((tmp_path / "again" / "schedule.json").read_text())
     assert second["faults"] == first["faults"] and second["seed"] == 3 and second["settings"] == first["settings"]

@@ -232,3 +232,16 @@ def test_kconform_target_and_bootstrap_are_read_from_the_environment() -> None:
                            env={"KCONFORM_TARGET": "external", "KCONFORM_BOOTSTRAP": "127.0.0.1:1"})
     assert result.exit_code == 2 and "127.0.0.1:1" in result.output, result.output
     assert "env var: KCONFORM_TARGET" in runner.invoke(main, ["conform", "--help"]).output
+
+
+def test_json_puts_the_results_alone_on_stdout() -> None:
+    """--json prints results.json (sweep.json with --seeds) on stdout; the table goes to stderr."""
+    done = subprocess.run([str(Path(sys.executable).with_name("kconform")), "conform", "--checks",
+                           "api-versions,replicated-topic", "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["checks"] == {"api-versions": "pass", "replicated-topic": "skip"} and "VALID" in done.stderr
+    done = subprocess.run([str(Path(sys.executable).with_name("kconform")), "conform", "--checks", "api-versions",
+                           "--seeds", "1-2", "--json"], capture_output=True, text=True, timeout=120)
+    sweep = json.loads(done.stdout)
+    assert done.returncode == 0 and [r["seed"] for r in sweep["runs"]] == [1, 2] and sweep["valid"] is True
