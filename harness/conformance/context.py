@@ -12,7 +12,7 @@ from typing import Any
 from harness.checkers import check as run_checkers
 from harness.history import History, HistoryBuilder, HistoryWriter, load_history
 from harness.history.write import Recorder
-from harness.session import WireSession
+from harness.session import SessionError, WireSession, error_name
 from harness.targets.base import Target
 
 
@@ -84,6 +84,7 @@ class CheckContext:
         self.anomalies: dict[str, int] = {}
         self._run = uuid.uuid4().hex[:6]
         self._names = itertools.count()
+        self._given: list[str] = []  # every topic or group name handed out, to delete the topics at the end
         self._sessions: list[WireSession] = []
         self._recordings: list[Recording] = []
 
@@ -100,7 +101,9 @@ class CheckContext:
     def name(self, kind: str) -> str:
         """A topic or group name unique to this check run (runs can share a broker)."""
         safe = "".join(c if c.isalnum() or c in "-._" else "-" for c in self.check_name)[:40]
-        return f"kc-{safe}-{kind}-{self._run}{next(self._names)}"
+        name = f"kc-{safe}-{kind}-{self._run}{next(self._names)}"
+        self._given.append(name)
+        return name
 
     def recording(self, label: str = "history") -> Recording:
         """A history to record into (kept as ``histories/<check>.jsonl`` under --report)."""
@@ -130,10 +133,24 @@ class CheckContext:
         raise CheckFailed(f"the history shows {counts}: " + " | ".join(lines[:4]), report.anomalies)
 
     def close(self) -> None:
+        """Close what the check opened, and delete the topics it created: a suite, and even more
+        a sweep of many seeds, must not pile topics up on the broker (on a user's broker that
+        would be a leak; on the reference broker thousands of partitions slow a restart)."""
         for s in self._sessions:
             s.close()
         for r in self._recordings:
             r.close()
+        if self._given:
+            self._delete_topics()
+
+    def _delete_topics(self) -> None:
+        try:
+            with WireSession(self.bootstrap, timeout_s=10.0, client_id=f"kconform-{self.check_name}") as s:
+                existing = {t.name for t in s.metadata(self._given).topics if error_name(t.error_code) == "NONE"}
+                if existing:
+                    s.delete_topics(sorted(existing))
+        except (SessionError, OSError):
+            pass  # a target that is down keeps its topics; the check's own verdict says why
 
 
 def _event(history: History, index: int) -> str:

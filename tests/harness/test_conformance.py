@@ -245,3 +245,17 @@ def test_json_puts_the_results_alone_on_stdout() -> None:
                            "--seeds", "1-2", "--json"], capture_output=True, text=True, timeout=120)
     sweep = json.loads(done.stdout)
     assert done.returncode == 0 and [r["seed"] for r in sweep["runs"]] == [1, 2] and sweep["valid"] is True
+
+
+def test_checks_delete_the_topics_they_create(reference: ReferenceTarget) -> None:
+    """A suite leaves no topic behind on the broker it tested (a sweep of many seeds would
+    otherwise pile up thousands of partitions), passed or failed."""
+    from harness.session import WireSession
+
+    checks = ["produce-offsets-contiguous", "fetch-acknowledged-records", "client-roundtrip[kafka-python]"]
+    result = run_suite(reference, checks=checks, clients=("kafka-python",), seed=1)
+    assert result.valid, result.outcomes
+    with WireSession(reference.bootstrap) as s:
+        left = [t.name for t in s.metadata(None).topics
+                if t.name.startswith(("kc-produce-offsets", "kc-fetch-acknowledged", "kc-client-roundtrip"))]
+    assert left == []
