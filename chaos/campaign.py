@@ -636,6 +636,12 @@ def summary_text(result: CampaignResult) -> str:
            "workload (not applicable, or too late: see the report)" if r["faults"]["not_applied"] else ""),
         "anomalies: " + (", ".join(f"{k} {v}" for k, v in r["anomalies"].items()) or "none"),
     ]
+    send = r["latency"]["overall"].get("send")
+    if send and send["count"]:
+        gone = r["unavailability"]
+        lines.append(f"send latency p50 {send['p50_ms']:.0f} ms, p99 {send['p99_ms']:.0f} ms, max {send['max_ms']:.0f} ms; "
+                     + (f"no write acknowledged for {gone['total_s']:.1f} s in {len(gone['windows'])} window(s), the "
+                        f"longest {gone['longest_s']:.1f} s" if gone["windows"] else "writes acknowledged throughout"))
     if fig.get("first_fault_to_first_anomaly_s") is not None:
         lines.append(f"first anomaly visible {fig['first_fault_to_first_anomaly_s']:.1f} s after the first fault")
     lines.append("guarantees:")

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chaos.availability import latency, unavailability
 from chaos.faults import FAULTS
 from chaos.schedule import Schedule
 from harness.checkers import Report
@@ -207,6 +208,8 @@ def build_results(history: History, report: Report, verdict: Verdict, claims: An
         "not_provoked": sorted(p for p, n in verdict.hazards.items() if n == 0),
         "unjudged": dict(verdict.unjudged),
         "operations": ops,
+        "latency": latency(history, faults),
+        "unavailability": unavailability(history, schedule.duration),
         "faults": {"injected": len(applied), "not_applied": len(faults) - len(applied), "scheduled": len(schedule.faults),
                    "windows": faults},
         "figures": {
@@ -437,9 +440,15 @@ def latency_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]
     return "".join(parts)
 
 
-def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple[float, str]], end: float) -> str:
+def _witness_id(prop: str, k: int) -> str:
+    """The HTML id of the ``k``-th witness of ``prop`` (what an anomaly marker links to)."""
+    return "w-" + "".join(c if c.isalnum() else "-" for c in prop) + f"-{k}"
+
+
+def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple[float, str, str]],
+                 end: float) -> str:
     """Fault windows as labelled bars in lanes (no two overlapping in a lane), and anomaly
-    markers below them."""
+    markers below them, each a link to its witness (when the page shows it)."""
     lanes: list[float] = []  # right edge (px, label included) of each lane
     bars = []
     for f in sorted((f for f in faults if f["outcome"] == "ok"), key=lambda f: f["start"]):
@@ -470,19 +479,22 @@ def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple
                      f'<text x="{x0 + 3:.1f}" y="{y + 11}" font-size="11">{html.escape(label)}</text></g>')
     parts.append(f'<text x="{LEFT - 6}" y="{marks_y + 4}" font-size="11" text-anchor="end">anomalies</text>')
     parts.append(f'<line x1="{LEFT}" y1="{marks_y}" x2="{W - RIGHT}" y2="{marks_y}" stroke="#bbb"/>')
-    for t, name in detections:
+    for t, name, anchor in detections:
         x = _x(t, end)
-        parts.append(f'<g class="anomaly-mark"><title>{html.escape(name)} visible at {t:.2f}s</title>'
-                     f'<path d="M{x:.1f},{marks_y - 6} l5,9 l-10,0 z" fill="#c0392b"/></g>')
+        mark = (f'<g class="anomaly-mark"><title>{html.escape(name)} visible at {t:.2f}s</title>'
+                f'<path d="M{x:.1f},{marks_y - 6} l5,9 l-10,0 z" fill="#c0392b"/></g>')
+        parts.append(f'<a href="#{anchor}">{mark}</a>' if anchor else mark)
     parts += _axis_x(end, marks_y + 14)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _event_line(history: History, index: int, t0: int) -> str:
+def _event_line(history: History, index: int, t0: int, whole: bool = False) -> str:
+    """One event as a line; its value cut at 220 characters unless ``whole`` (a witness is shown
+    whole: the record that proves a lost write may be the last of a long poll)."""
     e = history.raw[index]
     value = json.dumps(e["value"], separators=(",", ":"))
-    if len(value) > 220:
+    if len(value) > 220 and not whole:
         value = value[:217] + "..."
     return (f"#{index} {(e['time'] - t0) / 1e9:8.3f}s {e['process']} {e['type']} {e['f']}"
             + (f" (of #{e['invoke']})" if "invoke" in e else "") + f" {value}")
@@ -497,6 +509,7 @@ details{margin:6px 0}summary{cursor:pointer;font-size:15px;margin:10px 0 4px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.bad{color:#c0392b;font-weight:600}.hazard{color:#a05a00}.quiet{color:#777}
 pre{background:#f7f7f7;padding:8px;font-size:12px;overflow-x:auto;white-space:pre}
+pre.witness{white-space:pre-wrap;word-break:break-all}
 code{background:#f2f2f2;padding:1px 4px}.small{font-size:12px;color:#555}
 .chart{margin:4px 0}
 """
@@ -509,8 +522,8 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     s = series(history, bucket)
     faults = results["faults"]["windows"]
     workload_end = results["schedule_duration_s"]
-    detections = sorted((w["detected"], f"{prop}: {w['explanation']}") for prop, ws in results["witnesses"].items()
-                        for w in ws)
+    detections = sorted((w["detected"], f"{prop}: {w['explanation']}", _witness_id(prop, k) if k < MAX_WITNESSED
+                         else "") for prop, ws in results["witnesses"].items() for k, w in enumerate(ws))
     valid = results["valid"]
     fig = results["figures"]
     ops = results["operations"]
@@ -552,6 +565,7 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     out.append("<h2>Throughput</h2><div class='chart'>" + throughput_svg(s, faults, end, workload_end) + "</div>")
     out.append("<div class='chart'>" + timeline_svg(faults, detections, end) + "</div>")
     out.append("<h2>Latency</h2><div class='chart'>" + latency_svg(s, faults, end, workload_end) + "</div>")
+    out += _latency_tables(results)
     out.append(f"<p class='small'>Buckets of {bucket:g} s. Shaded: fault windows (red: partitions, orange: "
                "link toxics, purple: processes, blue: clients). Triangles: the moment each anomaly became "
                "visible (its last witnessing event).</p>")
@@ -604,10 +618,11 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
         cls = "bad" if prop in results["violations"] else "hazard"
         out.append(f"<details class='anomaly' data-property='{e(prop)}'{' open' if n == 0 else ''}>"
                    f"<summary><span class='{cls}'>{e(prop)}</span>: {len(witnesses)} ({status})</summary>")
-        for wit in witnesses[:MAX_WITNESSED]:
-            lines = "\n".join(e(_event_line(history, i, t0)) for i in wit["events"])
-            out.append(f"<p>{e(wit['explanation'])} <span class='small'>(visible at {wit['detected']:.2f} s)"
-                       f"</span></p><p class='attribution small'>{e(attribution_line(wit))}</p><pre>{lines}</pre>")
+        for k, wit in enumerate(witnesses[:MAX_WITNESSED]):
+            lines = "\n".join(e(_event_line(history, i, t0, whole=True)) for i in wit["events"])
+            out.append(f"<p id='{_witness_id(prop, k)}'>{e(wit['explanation'])} <span class='small'>(visible at "
+                       f"{wit['detected']:.2f} s)</span></p><p class='attribution small'>{e(attribution_line(wit))}"
+                       f"</p><pre class='witness'>{lines}</pre>")
         if len(witnesses) > MAX_WITNESSED:
             out.append(f"<p class='small'>... and {len(witnesses) - MAX_WITNESSED} more in results.json.</p>")
         out.append("</details>")
@@ -615,6 +630,38 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
                + "</pre>")
     out.append("</body></html>\n")
     return "".join(out)
+
+
+def _latency_tables(results: Mapping[str, Any]) -> list[str]:
+    """Latency percentiles per operation (overall, then within each fault window) and the
+    stretches in which no write was acknowledged."""
+    e = html.escape
+
+    def row(label: str, ops: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f}"
+
+        return [f"<tr><td>{e(label)}</td><td>{e(op)}</td><td>{s['count']}</td><td>{ms(s['p50_ms'])}</td>"
+                f"<td>{ms(s['p99_ms'])}</td><td>{ms(s['max_ms'])}</td></tr>" for op, s in ops.items()]
+
+    lat = results["latency"]
+    out = ["<table class='latency'><tr><th>when</th><th>operation</th><th>completed</th><th>p50 ms</th>"
+           "<th>p99 ms</th><th>max ms</th></tr>", *row("whole run", lat["overall"])]
+    for w in lat["by_fault"]:
+        end = f"{w['end']:.1f}" if w["end"] is not None else "end"
+        out += row(f"during #{w['id']} {w['fault']} ({w['start']:.1f}-{end} s)", w["operations"])
+    out.append("</table>")
+    gone = results["unavailability"]
+    if gone["windows"]:
+        out.append(f"<p>Unavailable (no write acknowledged for over {gone['threshold_s']:g} s): "
+                   f"{len(gone['windows'])} window(s), {gone['total_s']:.1f} s in all, the longest "
+                   f"{gone['longest_s']:.1f} s.</p><table class='unavailability'><tr><th>from</th><th>to</th>"
+                   "<th>length</th></tr>" + "".join(f"<tr><td>{w['start']:.2f} s</td><td>{w['end']:.2f} s</td>"
+                                                   f"<td>{w['length_s']:.2f} s</td></tr>" for w in gone["windows"])
+                   + "</table>")
+    else:
+        out.append(f"<p>Writes were acknowledged throughout: no gap over {gone['threshold_s']:g} s.</p>")
+    return out
 
 
 def write_report(report_dir: Path, history: History, report: Report, verdict: Verdict, claims: Any,

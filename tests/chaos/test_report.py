@@ -166,3 +166,38 @@ def test_a_campaign_with_no_acknowledged_write_is_not_exercised_not_held() -> No
     assert EXIT_CODES[NOT_EXERCISED] == EXIT_SETUP
     builder, _ = _history()
     assert judge(check(builder.history()), claims, [], exercised=False).outcome == VIOLATED_BY_BROKER
+
+
+def test_results_and_page_give_latency_percentiles_and_unavailability(tmp_path: Path) -> None:
+    """Percentiles per operation, overall and inside the fault window, and the stretch without
+    any acknowledged write (from the last ack at about 0.2 s to the workload's end at 2 s)."""
+    results, _lost = _write(tmp_path)
+    send = results["latency"]["overall"]["send"]
+    assert send["count"] == 10 and send["p50_ms"] == send["p99_ms"] == send["max_ms"] == 10.0  # 10 ms a step
+    [during] = results["latency"]["by_fault"]
+    assert during["fault"] == "isolate-leader" and 0 < during["operations"]["send"]["count"] < 10
+    [gap] = results["unavailability"]["windows"]
+    assert gap["end"] == 2.0 and 1.7 < gap["length_s"] < 1.9 and results["unavailability"]["longest_s"] == gap["length_s"]
+    parsed = _Collect()
+    parsed.feed((tmp_path / "report.html").read_text())
+    rows = [text for _a, text in parsed.find("tr") if text.startswith(("whole run", "during #0"))]
+    assert any(r.startswith("whole runsend10") for r in rows) and any(r.startswith("during #0") for r in rows)
+    assert parsed.find("table", **{"class": "unavailability"})
+
+
+def test_anomaly_marks_link_to_their_witnesses_shown_whole(tmp_path: Path) -> None:
+    """Each anomaly mark on the timeline links to its witness on the page, and a witness event
+    is printed whole, however long (a lost write's proof may be the last record of a long poll)."""
+    from chaos.report import _event_line
+
+    _write(tmp_path)
+    parsed = _Collect()
+    parsed.feed((tmp_path / "report.html").read_text())
+    links = [a["href"] for t, a in parsed.tags if t == "a" and a.get("href", "").startswith("#w-")]
+    ids = {a["id"] for t, a in parsed.tags if "id" in a}
+    assert links and {link[1:] for link in links} <= ids and "#w-lost-write-0" in links
+    h = HistoryBuilder({})
+    h.poll("c0", [(TOPIC, 0, o, f"p0-{o}") for o in range(60)])
+    line = _event_line(h.history(), 1, 0, whole=True)
+    assert "p0-59" in line and not line.endswith("...")
+    assert _event_line(h.history(), 1, 0).endswith("...")
