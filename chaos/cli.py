@@ -44,6 +44,7 @@ from harness.cli import main as harness_main
 from harness.clients import CLIENTS
 from harness.kafka_jars import VERSION_HELP
 from harness.targets import ALL_CAPABILITIES
+from harness.verdicts import colour_verdict
 from reference_broker.cluster import MAX_BROKERS
 
 EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP, EXIT_CLIENT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -360,7 +361,7 @@ def chaos_command(ctx: click.Context, /, **options: Any) -> None:
         sys.exit(EXIT_INTERRUPTED)
     display.done()
     click.echo("", err=as_json)
-    click.echo(summary_text(result), err=as_json)
+    click.echo(colour_verdict(summary_text(result)), err=as_json)
     click.echo(f"took {time.monotonic() - started:.0f} s", err=as_json)
     if as_json:
         click.echo(json.dumps(result.results, indent=2, default=str))

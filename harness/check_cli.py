@@ -13,6 +13,7 @@ from harness.checkers import CHECKS, GUARANTEES, Report, check
 from harness.history import HistoryError, load_history
 from harness.history._gc import no_gc
 from harness.history.load import History
+from harness.verdicts import colour_verdict
 
 EXIT_VALID, EXIT_ANOMALIES, EXIT_UNUSABLE = 0, 1, 2
 
@@ -42,9 +43,9 @@ def _print_report(history: History, report: Report, witnesses: int, unjudged: li
     click.echo(f"{'check':<{width}}  {'result':<7}  count")
     for r in report.results:
         if r.skipped is not None:
-            click.echo(f"{r.check:<{width}}  {'skipped':<7}  -      {r.skipped}")
+            click.echo(f"{r.check:<{width}}  {'skip':<7}  -      {r.skipped}")
         else:
-            click.echo(f"{r.check:<{width}}  {'ok' if r.valid else 'FAIL':<7}  {r.count}")
+            click.echo(f"{r.check:<{width}}  {'pass' if r.valid else 'FAIL':<7}  {r.count}")
     for r in report.results:
         if not r.anomalies:
             continue
@@ -61,12 +62,13 @@ def _print_report(history: History, report: Report, witnesses: int, unjudged: li
     click.echo("")
     if not report.valid:
         counts = ", ".join(f"{name}: {n}" for name, n in report.anomalies.items())
-        click.echo(f"INVALID: {sum(report.anomalies.values())} anomalies ({counts})")
+        verdict = f"INVALID: {sum(report.anomalies.values())} anomalies ({counts})"
     elif unjudged:
-        click.echo(f"NOT JUDGED: {', '.join(unjudged)} could not run on this history (the reason is above); "
+        verdict = (f"NOT JUDGED: {', '.join(unjudged)} could not run on this history (the reason is above); "
                    f"the other checks found no anomalies in {len(history)} events")
     else:
-        click.echo(f"VALID: no anomalies in {len(history)} events")
+        verdict = f"VALID: no anomalies in {len(history)} events"
+    click.echo(colour_verdict(verdict))
 
 
 @click.command("check")

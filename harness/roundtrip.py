@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import click
 
+from harness.verdicts import colour_verdict, verdict_word
 from reference_broker.process import BrokerProcess
 
 TIMEOUT_S = 60.0
@@ -138,13 +139,13 @@ def roundtrip_command(count: int, topic: str, bootstrap: str | None, report_dir:
     payload = {**attrs.asdict(result), "valid": result.valid}
     (report_dir / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     summary = (
-        f"{'PASS' if result.valid else 'FAIL'}: {result.acknowledged}/{result.produced} "
+        f"{verdict_word(result.valid)}: {result.acknowledged}/{result.produced} "
         f"acknowledged, {result.consumed} read back from offset {result.first_offset} "
         f"(produce {result.produced / max(result.produce_seconds, 1e-9):,.0f} msg/s, "
         f"consume {result.consumed / max(result.consume_seconds, 1e-9):,.0f} msg/s)"
         + "".join(f"\n  - {problem}" for problem in result.problems)
     )
     (report_dir / "summary.txt").write_text(summary + "\n")
-    click.echo(summary)
+    click.echo(colour_verdict(summary))
     click.echo(f"report written to {report_dir}/")
     sys.exit(0 if result.valid else 1)

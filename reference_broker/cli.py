@@ -153,6 +153,6 @@ def cluster_command(
                 click.echo("stopping the cluster", err=True)
     except (ClusterError, BrokerStartError) as exc:
         click.echo(f"kconform cluster: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_CONFIG_ERROR)  # could not run, as for every command
     except KeyboardInterrupt:  # a second Ctrl-C while stopping: everything was killed
         pass

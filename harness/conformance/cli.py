@@ -43,6 +43,7 @@ from harness.conformance.sweep import (
     sweep_json,
 )
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
+from harness.verdicts import colour_verdict
 from reference_broker.cluster import MAX_BROKERS
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -217,10 +218,11 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
         say(text)
     counts = result.counts()
     verdict = "INTERRUPTED (partial)" if result.interrupted else "VALID" if result.valid else "INVALID"
-    say(f"\n{verdict}: {counts['pass']} passed, {counts[FAIL]} failed, "
-        f"{counts['skip']} skipped against {against_text} in {result.seconds:.1f} s (seed {master})"
-        + (f"; anomalies: {', '.join(f'{k}: {v}' for k, v in result.anomalies.items())}"
-           if result.anomalies else ""))
+    say("\n" + colour_verdict(f"{verdict}: {counts['pass']} passed, {counts[FAIL]} failed, "
+                              f"{counts['skip']} skipped against {against_text} in {result.seconds:.1f} s "
+                              f"(seed {master})"
+                              + (f"; anomalies: {', '.join(f'{k}: {v}' for k, v in result.anomalies.items())}"
+                                 if result.anomalies else "")))
     if report_dir is not None:
         write_reports(result, report_dir)
         say(f"report written to {report_dir}/ (results.json, junit.xml, summary.txt, histories/)")
@@ -277,8 +279,9 @@ def _sweep_summary(runs: list[SeedRun], seconds: float, against: str, spec: str,
         say("\n" + sweep_failures(runs))
     origin = master if drawn(spec) else None
     verdict = "INTERRUPTED (partial)" if interrupted else "INVALID" if failed else "VALID"
-    say(f"\n{verdict}: {len(runs) - len(failed)} of {len(runs)} seeds passed against {against} in {seconds:.1f} s "
-        f"(--seeds {spec}" + (f" --seed {origin}" if origin is not None else "") + ")")
+    say("\n" + colour_verdict(f"{verdict}: {len(runs) - len(failed)} of {len(runs)} seeds passed against {against} "
+                              f"in {seconds:.1f} s (--seeds {spec}"
+                              + (f" --seed {origin}" if origin is not None else "") + ")"))
     body = sweep_json(runs, seconds=seconds, spec=spec, master=origin)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
