@@ -20,6 +20,7 @@ from harness.conformance.cli import (
     DEFAULT_STEPS,
     EXIT_USAGE,
     print_progress,
+    print_waiting,
     quiet_client_logs,
     split_list,
 )
@@ -122,7 +123,8 @@ def _suites(specs: list[TargetSpec], clients: list[str], seed: int, examples: in
         try:
             with make_target(spec.name, kafka_version=spec.kafka_version) as target:
                 results[spec.label] = run_suite(target, checks=checks, clients=clients, seed=seed, examples=examples,
-                                                steps=steps, report_dir=folder, progress=print_progress)
+                                                steps=steps, report_dir=folder, progress=print_progress,
+                                                waiting=print_waiting)
         except TargetError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)

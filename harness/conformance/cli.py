@@ -69,6 +69,11 @@ def split_list(value: str | None) -> list[str] | None:
     return names
 
 
+def print_waiting(name: str, seconds: float) -> None:
+    """A line on stderr while a long check runs (state machines run for minutes)."""
+    click.echo(f"  ...  {name} still running ({seconds:.0f} s)", err=True)
+
+
 def print_progress(outcome: CheckOutcome) -> None:
     """One line on stderr per finished check."""
     mark = {"pass": "ok", "fail": "FAIL", "skip": "skip"}[outcome.status]
@@ -174,7 +179,8 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
         origin = f"drawn from seed {master}" if drawn(seeds_spec or "") else "a range"
         click.echo(f"kconform conform: {what}, {len(seeds)} seeds ({origin}), clients {', '.join(chosen)}", err=True)
     suite: dict[str, Any] = {"checks": checks, "clients": chosen, "examples": examples, "steps": steps,
-                             "shrink_seconds": shrink_seconds, "progress": print_progress}
+                             "shrink_seconds": shrink_seconds, "progress": print_progress,
+                             "waiting": print_waiting}
     finished: list[SeedRun] = []
 
     def seed_done(run: SeedRun) -> None:

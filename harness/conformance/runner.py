@@ -12,6 +12,7 @@ exactly that check with the same seed (principle 4).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import shlex
@@ -19,7 +20,7 @@ import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,31 @@ def preflight_notes(target: Target) -> list[str]:
             f"times); set {REBALANCE_DELAY}=0 on the broker for conformance runs (the launched targets do)"]
 
 
+STILL_RUNNING_EVERY_S = 15.0
+
+
+@contextlib.contextmanager
+def _heartbeat(name: str, waiting: Callable[[str, float], None] | None) -> Iterator[None]:
+    """Call ``waiting(name, elapsed)`` every STILL_RUNNING_EVERY_S until the block ends."""
+    if waiting is None:
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(STILL_RUNNING_EVERY_S):
+            waiting(name, time.monotonic() - started)
+
+    thread = threading.Thread(target=beat, name="kconform-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 INTERRUPT = threading.Event()
 """Set (by the command line's Ctrl-C handler) to stop a suite after the running check."""
 
@@ -223,8 +249,11 @@ def run_suite(target: Target, *, checks: Iterable[str] | None = None, clients: S
               seed: int = 0, examples: int = 10, steps: int = 25, shrink_seconds: float = 30.0,
               report_dir: Path | None = None,
               progress: Callable[[CheckOutcome], None] | None = None,
-              against: Target | None = None) -> SuiteResult:
-    """Run the suite against a started target (differentially with ``against``, started too)."""
+              against: Target | None = None,
+              waiting: Callable[[str, float], None] | None = None) -> SuiteResult:
+    """Run the suite against a started target (differentially with ``against``, started too).
+    ``progress`` hears of each finished check; ``waiting`` (name, seconds so far) every
+    :data:`STILL_RUNNING_EVERY_S` while a check runs, so a long one is never silent."""
     plan = select(checks, clients, differential=against is not None)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
@@ -232,8 +261,9 @@ def run_suite(target: Target, *, checks: Iterable[str] | None = None, clients: S
     interrupted = False
     for check_, client, name in plan:
         try:
-            outcome = run_check(target, check_, client, name, seed=seed, examples=examples, steps=steps,
-                                shrink_seconds=shrink_seconds, report_dir=report_dir, against=against)
+            with _heartbeat(name, waiting):
+                outcome = run_check(target, check_, client, name, seed=seed, examples=examples, steps=steps,
+                                    shrink_seconds=shrink_seconds, report_dir=report_dir, against=against)
         except KeyboardInterrupt:
             interrupted = True
         # A check cut short by Ctrl-C is no verdict, even when a client library turned the

@@ -259,3 +259,15 @@ def test_checks_delete_the_topics_they_create(reference: ReferenceTarget) -> Non
         left = [t.name for t in s.metadata(None).topics
                 if t.name.startswith(("kc-produce-offsets", "kc-fetch-acknowledged", "kc-client-roundtrip"))]
     assert left == []
+
+
+def test_a_long_check_is_never_silent(reference: ReferenceTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a check runs, the suite says so at a steady pace (state machines run for minutes)."""
+    from harness.conformance import runner
+
+    monkeypatch.setattr(runner, "STILL_RUNNING_EVERY_S", 0.2)
+    heard: list[tuple[str, float]] = []
+    run_suite(reference, checks=["stateful-log"], seed=3, examples=15, steps=20,
+              waiting=lambda name, seconds: heard.append((name, seconds)))
+    assert heard and {name for name, _ in heard} == {"stateful-log"}
+    assert [s for _, s in heard] == sorted(s for _, s in heard) and heard[0][1] >= 0.2
