@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.internal.conjecture import engine as hypothesis_engine
 
 from reference_broker.process import BrokerProcess
 
@@ -18,6 +19,12 @@ settings.register_profile(
     "nightly", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Hypothesis shrinks a failure for up to five minutes by default, as long as pytest-timeout
+# gives a whole test: a state machine whose examples touch the disk (the partition log's) could
+# spend all of it shrinking, and the timeout then ended the worker, so CI reported a crash
+# instead of the failure. A minute of shrinking, then the (maybe not minimal) failure is shown.
+hypothesis_engine.MAX_SHRINKING_SECONDS = 60
 
 
 @pytest.fixture
