@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import engine as hypothesis_engine
 
 from chaos.campaign import CampaignSession, CampaignSettings
 from chaos.schedule import FaultSpec, Schedule
@@ -57,8 +58,11 @@ def losing_schedules(draw: st.DrawFn) -> Schedule:
     return Schedule(tuple(faults), DURATION, SETTINGS.seed, "hypothesis")
 
 
-def test_a_failing_schedule_shrinks_to_the_faults_that_matter(tmp_path: Path) -> None:
+def test_a_failing_schedule_shrinks_to_the_faults_that_matter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_toxiproxy()
+    # Shrinking *is* what this test checks: Hypothesis's own five-minute budget, not the
+    # one-minute cap tests/conftest.py puts on every other property test.
+    monkeypatch.setattr(hypothesis_engine, "MAX_SHRINKING_SECONDS", 300)
     with CampaignSession(SETTINGS) as session:
         _shrink(session, tmp_path)
 
