@@ -31,6 +31,7 @@ import attrs
 from kio.schema.errors import ErrorCode
 
 from harness.wire import WireClient, WireError, build, decode_response, encode_request, request_class
+from reference_broker.protocol.prescan import encode_uvarint
 from reference_broker.records import BatchHeader, Record, build_batch, iter_records, scan_valid_prefix
 
 T = TypeVar("T")
@@ -773,7 +774,7 @@ def with_unknown_tag(frame: bytes, position: int, tag: int = UNKNOWN_TAG, value:
     at = position % len(frame)
     if frame[at] != 0:
         raise ValueError(f"byte {at} of the frame is {frame[at]}, not an empty tagged-field buffer")
-    entry = bytes([1]) + _uvarint(tag) + _uvarint(len(value)) + value
+    entry = bytes([1]) + encode_uvarint(tag) + encode_uvarint(len(value)) + value
     out = bytearray(frame[:at] + entry + frame[at + 1:])
     struct.pack_into(">i", out, 0, len(out) - 4)
     return bytes(out)
@@ -784,12 +785,3 @@ def header_tags_position(frame: bytes) -> int:
     correlation id and the (legacy, int16-length) client id."""
     (length,) = struct.unpack_from(">h", frame, 12)
     return 14 + max(int(length), 0)
-
-
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)

@@ -242,7 +242,8 @@ class _UnknownTags(threading.local):
 _unknown = _UnknownTags()
 
 
-def _encode_uvarint(value: int) -> bytes:
+def encode_uvarint(value: int) -> bytes:
+    """An unsigned varint, as flexible versions encode counts, lengths and tags (KIP-482)."""
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
@@ -278,7 +279,7 @@ def without_unknown_tags(header: type[Any], body: type[Any], buf: Bytes) -> byte
         if count_at in removed:  # the first unknown tag of this buffer: rewrite its count
             count, count_end = _uvarint(buf, count_at, len(buf))
             out += buf[at:count_at]
-            out += _encode_uvarint(count - removed.pop(count_at))
+            out += encode_uvarint(count - removed.pop(count_at))
             at = count_end
         out += buf[at:start]
         at = end
