@@ -23,7 +23,6 @@ regressions; moving back is done as an admin reset while the group is empty, rec
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import attrs
 from hypothesis import strategies as st

@@ -50,7 +50,7 @@ def test_anomalies_exit_1_with_counts_and_witness_events(tmp_path: Path) -> None
     assert result.exit_code == 1, result.output
     assert "lost-write                   FAIL     1" in result.output
     assert "value 'b' was acknowledged" in result.output
-    assert "#3 t=4000 p0 ok send (completes #2)" in result.output
+    assert "#3 0.000s p0 ok send (completes #2)" in result.output  # seconds since the first event
     assert "INVALID: 2 anomalies (lost-write: 1, poll-skip: 1)" in result.output
 
 
@@ -120,3 +120,42 @@ def test_each_anomaly_says_whose_fault_it_is(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "whose fault: client (epoch-bump-resend): confluent-kafka 2.16.1 (librdkafka 2.16.0)" in result.output
     assert "librdkafka #4953" in result.output
+
+
+def test_a_stated_configuration_turns_unpromised_anomalies_into_hazards(tmp_path: Path) -> None:
+    """With acks=1 Kafka does not promise against lost writes: the same history is VALID with
+    hazards (exit 0), as a chaos campaign would judge it; under acks=all it is INVALID."""
+    path = _write(tmp_path, _lossy())
+    lenient = CliRunner().invoke(main, ["check", str(path), "--config", "acks=1", "--config", "enable.idempotence=false"])
+    assert lenient.exit_code == 0, lenient.output
+    assert "lost-write                   hazard   1" in lenient.output
+    assert "configuration: acks=1, enable.idempotence=false, replication.factor=3" in lenient.output
+    assert "hazard lost-write: 1, not claimed: acks=1: the leader acknowledges" in lenient.output
+    assert "VALID: every guarantee this configuration claims held" in lenient.output
+    strict = CliRunner().invoke(main, ["check", str(path), "--config", "acks=all", "--config", "min.insync.replicas=2"])
+    assert strict.exit_code == 1, strict.output
+    assert "lost-write                   FAIL     1" in strict.output and "INVALID: claimed guarantees" in strict.output
+    as_json = CliRunner().invoke(main, ["check", str(path), "--config", "acks=1", "--json"])
+    judged = json.loads(as_json.output)["judged"]
+    assert judged["outcome"] == "held" and judged["hazards"] == {"lost-write": 1, "poll-skip": 1}
+
+
+def test_the_configuration_a_campaign_recorded_is_used_and_a_bad_one_refused(tmp_path: Path) -> None:
+    """A chaos history's header carries its settings: check judges by them unasked. A stated
+    configuration Kafka refuses, or a key kconform does not judge by, is a clear error (exit 2)."""
+    b = _lossy()
+    meta = {"settings": {"workload": {"acks": "1", "idempotence": False}}, "replication_factor": 3,
+            "topic_configs": {"min.insync.replicas": "2"}}
+    recorded = _write(tmp_path, HistoryBuilder(meta), "empty.jsonl")
+    lines = recorded.read_text().splitlines(keepends=True)[:1] + b.lines()[1:]
+    recorded.write_text("".join(lines))
+    result = CliRunner().invoke(main, ["check", str(recorded)])
+    assert result.exit_code == 0, result.output
+    assert "acks=1" in result.output and "(from the history's header)" in result.output
+    path = _write(tmp_path, _lossy())
+    unknown = CliRunner().invoke(main, ["check", str(path), "--config", "linger.ms=5"])
+    assert unknown.exit_code == 2 and "not a setting kconform judges by; known: acks" in unknown.output
+    refused = CliRunner().invoke(main, ["check", str(path), "--config", "acks=1", "--config", "enable.idempotence=true"])
+    assert refused.exit_code == 2 and "enable.idempotence=true requires acks=all" in refused.output
+    malformed = CliRunner().invoke(main, ["check", str(path), "--config", "acks"])
+    assert malformed.exit_code == 2 and "expected KEY=VALUE" in malformed.output
