@@ -10,7 +10,8 @@ topic settings between campaigns, so several share one started cluster):
 2. the topic is created with the settings the campaign claims guarantees for (replication
    factor, ``min.insync.replicas``, ``unclean.leader.election.enable``);
 3. producers and consumers run for the schedule's duration while the nemesis injects its
-   faults, everything recorded in ``history.jsonl``;
+   faults and an observer samples each partition's leader, ISR and high watermark
+   (``chaos/observer.py``), everything recorded in ``history.jsonl``;
 4. every fault is ended and every proxy healed; producers stop and flush; the cluster is
    waited for (every node back, every partition led with a full ISR where visible);
 5. a fresh consumer drains every partition from offset 0 to its end;
@@ -30,7 +31,7 @@ import itertools
 import shlex
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,17 +49,19 @@ from chaos.faults import (
     REPLICATED,
 )
 from chaos.nemesis import Nemesis, NemesisRunner
+from chaos.observer import PartitionObserver
 from chaos.schedule import Context, Schedule, ScheduleError, named_schedule, random_schedule
 from chaos.topology import CLIENTS, Topology
 from chaos.toxiproxy import ToxiproxyControl, ToxiproxyError, toxiproxy
 from chaos.workload import Workload, WorkloadSettings, workload_clients
-from harness.checkers import Anomaly, Report, check
-from harness.checkers.attribution import Blame, worst
+from harness.checkers import Report, check
+from harness.checkers.judgement import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER, VIOLATED_BY_CLIENT, judge
 from harness.history import HistoryWriter, load_history
 from harness.history.load import History
 from harness.precise_read import read_to_end
-
-PROCESS_FAULTS = ("kill", "restart", "wipe")
+from harness.run_configuration import RESTARTING_FAULTS, configuration
+from specs.claims import Claims, Configuration
+from specs.claims import claims_for as specs_claims_for
 
 
 class CampaignError(RuntimeError):
@@ -142,147 +145,21 @@ def replay_command(schedule_path: Path, report_dir: Path) -> str:
 # --- claims ----------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Claims:
-    """What the configuration promises: property -> why it is (or is not) claimed.
-
-    Properties are anomaly names, and ``at-least-once[GROUP]`` / ``at-most-once[GROUP]`` per
-    consumer group.
-    """
-
-    claimed: dict[str, str]
-    not_claimed: dict[str, str]
+def configuration_of(settings: CampaignSettings, rf: int, topic_configs: Mapping[str, str], schedule: Schedule,
+                     durable_target: bool, groups: Mapping[str, str]) -> Configuration:
+    """The settings a campaign's promises depend on (``groups``: consumer group -> workload mode)."""
+    w = settings.workload
+    stated = {"acks": w.acks, "enable.idempotence": str(w.idempotence and w.acks == "all").lower(),
+              "replication.factor": str(rf),
+              **{k: v for k, v in topic_configs.items() if k in ("min.insync.replicas", "unclean.leader.election.enable")}}
+    return configuration(stated, {"groups": groups, "durable_target": durable_target}, [f.fault for f in schedule.faults])
 
 
 def claims_for(settings: CampaignSettings, rf: int, topic_configs: Mapping[str, str],
                schedule: Schedule, durable_target: bool, groups: Mapping[str, str]) -> Claims:
-    """Kafka's promises for this producer, topic and fault mix (docs/chaos.md, "Verdicts")."""
-    w = settings.workload
-    claimed: dict[str, str] = {}
-    not_claimed: dict[str, str] = {}
-    for name in ("aborted-read", "read-uncommitted", "group-split-brain"):
-        claimed[name] = "promised by Kafka under every configuration"
-    min_isr = int(topic_configs.get("min.insync.replicas", "1"))
-    unclean = topic_configs.get("unclean.leader.election.enable", "false").lower() == "true"
-    kinds = {f.fault for f in schedule.faults}
-    why_not_durable = []
-    if w.acks != "all":
-        why_not_durable.append(f"acks={w.acks}: the leader acknowledges before its followers have the record, "
-                               "so a failover loses what it had not replicated")
-    if unclean:
-        why_not_durable.append("unclean.leader.election.enable=true: a replica outside the ISR may be elected "
-                               "and everything it lacks is lost")
-    if min_isr < min(2, rf):
-        why_not_durable.append(f"min.insync.replicas={min_isr} with replication factor {rf}: one replica may "
-                               "acknowledge alone")
-    if "wipe" in kinds:
-        why_not_durable.append("the schedule wipes a broker's data (unsafe fault)")
-    if not durable_target and kinds & set(PROCESS_FAULTS):
-        why_not_durable.append("the target keeps records in memory and the schedule restarts it")
-    durable_props = ("lost-write", "unseen", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll")
-    if why_not_durable:
-        for name in durable_props:
-            not_claimed[name] = "; ".join(why_not_durable)
-    else:
-        for name in durable_props:
-            claimed[name] = (f"acks=all, min.insync.replicas={min_isr}, replication factor {rf}, "
-                             "clean elections only")
-    # A log that loses records may give their offsets to others: committed offsets then point
-    # past the new end and the group resets (a step back), and idempotent producers' sequence
-    # state is lost with the records (retries are appended again).
-    if why_not_durable:
-        not_claimed["committed-offset-regression"] = "; ".join(why_not_durable)
-    else:
-        claimed["committed-offset-regression"] = "promised by Kafka whenever no acknowledged write is lost"
-    idempotent = w.idempotence and w.acks == "all"
-    for name in ("duplicate", "nonmonotonic-send"):
-        if idempotent and not why_not_durable:
-            claimed[name] = "enable.idempotence=true: the broker drops resent batches and keeps their order"
-        elif idempotent:
-            not_claimed[name] = ("; ".join(why_not_durable)
-                                 + " (the producer state that drops resent batches is lost with the records)")
-        else:
-            not_claimed[name] = ("enable.idempotence=false: a send retried after a lost answer is appended "
-                                 "again, and with several requests in flight retries can reorder")
-    for group, mode in sorted(groups.items()):
-        least, most = f"at-least-once[{group}]", f"at-most-once[{group}]"
-        if mode == "commit-after":
-            if why_not_durable:
-                not_claimed[least] = "; ".join(why_not_durable)
-            else:
-                claimed[least] = "commits after processing, over durable writes"
-            not_claimed[most] = "commits after processing: a crash before the commit redelivers"
-        else:
-            not_claimed[least] = "commits before processing: a crash after the commit loses records"
-            if why_not_durable or not idempotent:
-                not_claimed[most] = "; ".join(why_not_durable) or not_claimed["duplicate"]
-            else:
-                claimed[most] = "commits before processing, over durable, idempotent writes"
-    return Claims(claimed, not_claimed)
-
-
-def _group_of(explanation: str, groups: Sequence[str]) -> str | None:
-    for group in groups:
-        if explanation.startswith(f"group {group!r}"):
-            return group
-    return None
-
-
-HELD = "held"
-VIOLATED_BY_CLIENT = "violated-by-client"
-VIOLATED_BY_BROKER = "violated-by-broker"
-VIOLATED_UNATTRIBUTED = "violated-unattributed"
-NOT_EXERCISED = "not-exercised"
-OUTCOMES = (HELD, VIOLATED_BY_CLIENT, VIOLATED_BY_BROKER, VIOLATED_UNATTRIBUTED, NOT_EXERCISED)
-"""A campaign's outcome, from best to worst, then not-exercised: no write was acknowledged, so
-nothing held or broke (docs/chaos.md, "Verdicts")."""
-
-
-@attrs.frozen
-class Verdict:
-    """Found anomalies by property, split into violations (claimed) and hazards (not claimed),
-    each violated property with whose fault the evidence says it is (the worst of its anomalies:
-    broker, then unattributed, then client)."""
-
-    found: dict[str, list[Anomaly]]
-    violations: dict[str, int]
-    violated_by: dict[str, Blame]
-    hazards: dict[str, int]
-    unjudged: dict[str, int]
-    exercised: bool = True  # some write was acknowledged
-
-    @property
-    def outcome(self) -> str:
-        """held, or violated by the client only, or by the broker, or unattributed (the evidence
-        does not clear the broker); not-exercised when nothing broke because nothing was written
-        (a client that cannot talk to the broker must not read as a broker that kept its promises)."""
-        blame = worst(self.violated_by.values())
-        if blame is None:
-            return HELD if self.exercised else NOT_EXERCISED
-        return {Blame.CLIENT: VIOLATED_BY_CLIENT, Blame.BROKER: VIOLATED_BY_BROKER,
-                Blame.UNATTRIBUTED: VIOLATED_UNATTRIBUTED}[blame]
-
-
-def judge(report: Report, claims: Claims, groups: Sequence[str], exercised: bool = True) -> Verdict:
-    """Found anomalies by property, judged against the claims, with their attribution;
-    ``exercised``: whether any write was acknowledged."""
-    found: dict[str, list[Anomaly]] = {}
-    for result in report.results:
-        for anomaly in result.anomalies:
-            prop = anomaly.name
-            if anomaly.name in ("at-least-once", "at-most-once"):
-                group = _group_of(anomaly.explanation, groups)
-                prop = f"{anomaly.name}[{group}]"
-            found.setdefault(prop, []).append(anomaly)
-    violations = {p: len(a) for p, a in found.items() if p in claims.claimed}
-    violated_by = {p: worst(blame_of(a) for a in found[p]) or Blame.UNATTRIBUTED for p in violations}
-    hazards = {p: len(found.get(p, [])) for p in claims.not_claimed}
-    unjudged = {p: len(a) for p, a in found.items() if p not in claims.claimed and p not in claims.not_claimed}
-    return Verdict(found, violations, violated_by, hazards, unjudged, exercised)
-
-
-def blame_of(anomaly: Anomaly) -> Blame:
-    return anomaly.attribution.blame if anomaly.attribution is not None else Blame.UNATTRIBUTED
+    """Kafka's promises for this producer, topic and fault mix (specs/claims.py; docs/chaos.md,
+    "Verdicts")."""
+    return specs_claims_for(configuration_of(settings, rf, topic_configs, schedule, durable_target, groups))
 
 
 @attrs.frozen
@@ -310,7 +187,7 @@ class CampaignResult:
 
     ``valid``: every claimed guarantee held. ``broker_valid``: none was violated by the broker
     or without attribution (a violation the evidence pins on the client leaves the broker's
-    record clean). ``outcome`` says which (:data:`OUTCOMES`).
+    record clean). ``outcome`` says which (``harness.checkers.judgement.OUTCOMES``).
     """
 
     valid: bool
@@ -434,7 +311,7 @@ class CampaignSession:
         durable = self.env is not None and self.env.durable
         out = []
         for name, kind in FAULTS.items():
-            unsafe = kind.unsafe or (not durable and name in PROCESS_FAULTS)
+            unsafe = kind.unsafe or (not durable and name in RESTARTING_FAULTS)
             if kind.needs <= have and (include_unsafe or not unsafe):
                 out.append(name)
         return out
@@ -489,13 +366,14 @@ class CampaignSession:
         group_prefix = f"chaos-{s.seed}-{run_id}"
         meta = {"seed": s.seed, "target": s.target, "workload": "chaos", "topic": topic,
                 "schedule": schedule.name, "settings": s.to_json(), "topic_configs": configs,
-                "replication_factor": rf, "replay": replay,
+                "replication_factor": rf, "replay": replay, "durable_target": env.durable,
                 "groups": {f"{group_prefix}-{mode}": mode for mode in w.consumers if mode != "assigned"},
                 "clients": workload_clients(w)}
         history_path = report_dir / "history.jsonl"
         self._create_topic(topic, w.partitions, rf, configs)
         workload: Workload | None = None
         runner: NemesisRunner | None = None
+        observer: PartitionObserver | None = None
         warnings: list[str] = []
         started_wall = time.time()
         with HistoryWriter(history_path, meta) as history:
@@ -503,6 +381,8 @@ class CampaignSession:
             try:
                 workload = Workload(w, env.bootstrap, topic, history, s.seed, group_prefix)
                 nemesis.workload = workload
+                observer = PartitionObserver(env, history, topic, w.partitions)
+                observer.start()
                 workload.start()
                 t0 = time.monotonic()
                 runner = NemesisRunner(nemesis, schedule, t0)
@@ -521,6 +401,7 @@ class CampaignSession:
                 say("waiting for the cluster to recover")
                 warnings += env.wait_recovered(topic, w.partitions)
                 time.sleep(1.0)  # let the consumers read what arrived last
+                observer.stop()
                 workload.stop_consumers()
                 say("draining every partition")
                 ends = self._ends(topic, w.partitions)
@@ -538,6 +419,8 @@ class CampaignSession:
             finally:
                 if runner is not None:
                     runner.abort.set()
+                if observer is not None:
+                    observer.stop()
                 if workload is not None:
                     workload.stop()
                 with contextlib.suppress(Exception):

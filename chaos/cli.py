@@ -24,23 +24,20 @@ from typing import IO, Any
 import click
 from click.core import ParameterSource
 
-from chaos.campaign import (
+from chaos.campaign import CampaignError, CampaignSettings, Progress, run_campaign, summary_text
+from chaos.faults import FAMILIES, FAULTS
+from chaos.matrix_cli import matrix_command
+from chaos.report_cli import report_command
+from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
+from chaos.workload import CONSUMER_MODES, WorkloadSettings
+from harness.cli import main as harness_main
+from harness.checkers.judgement import (
     HELD,
     NOT_EXERCISED,
     VIOLATED_BY_BROKER,
     VIOLATED_BY_CLIENT,
     VIOLATED_UNATTRIBUTED,
-    CampaignError,
-    CampaignSettings,
-    Progress,
-    run_campaign,
-    summary_text,
 )
-from chaos.faults import FAMILIES, FAULTS
-from chaos.matrix_cli import matrix_command
-from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
-from chaos.workload import CONSUMER_MODES, WorkloadSettings
-from harness.cli import main as harness_main
 from harness.clients import CLIENTS
 from harness.kafka_jars import VERSION_HELP
 from harness.targets import ALL_CAPABILITIES
@@ -383,8 +380,9 @@ def _with_addresses(settings: CampaignSettings, options: dict[str, Any]) -> Camp
 
 
 # The `kconform` program (the entry point in pyproject.toml): the harness's command group, which
-# cannot name these commands itself (chaos sits above the harness), plus `kconform chaos` and
-# `kconform matrix`.
+# cannot name these commands itself (chaos sits above the harness), plus `kconform chaos`,
+# `kconform matrix` and `kconform report`.
 main = harness_main
 main.add_command(chaos_command)
 main.add_command(matrix_command)
+main.add_command(report_command)

@@ -110,6 +110,11 @@ class Environment:
         state = self.partition_state(topic, partition)
         return [] if state is None else [state]
 
+    def node_addresses(self) -> dict[str, str]:
+        """Each broker's real address (``host:port``, around every proxy), for observers that
+        must not be cut off by the faults they watch; empty where they are not known."""
+        return {}
+
     def replica_placement(self, partitions: int, replication_factor: int) -> list[list[int]] | None:
         """The replicas (broker ids, preferred leader first) a campaign topic's partitions
         should get, or None to let the brokers place them."""
@@ -278,6 +283,9 @@ class ClusterEnvironment(Environment):
     def running(self, node: str) -> bool:
         target = self._controlled(node)
         return bool(target.running and not target.paused)
+
+    def node_addresses(self) -> dict[str, str]:
+        return {broker_name(nid): f"{node.address[0]}:{node.address[1]}" for nid, node in self.cluster.brokers.items()}
 
     def partition_state(self, topic: str, partition: int) -> PartitionState | None:
         """The view of the running broker that knows the newest leader epoch."""
@@ -506,6 +514,9 @@ class TansuEnvironment(Environment):
             raise ChaosEnvironmentError(f"no node {node!r} (the tansu target has one: {self._node})")
         return self._target.process
 
+    def node_addresses(self) -> dict[str, str]:
+        return {} if self._target is None else {self._node: f"127.0.0.1:{self._target.port}"}
+
     def partition_state(self, topic: str, partition: int) -> PartitionState | None:
         return PartitionState(self._node, 0, (self._node,), (self._node,))
 
@@ -596,6 +607,9 @@ class ExternalEnvironment(Environment):
         self.target = ExternalTarget(self.bootstrap, self.capabilities)
         self.target.start()
         return self
+
+    def node_addresses(self) -> dict[str, str]:
+        return dict(self._upstreams)
 
     def partition_state(self, topic: str, partition: int) -> PartitionState | None:
         from harness.session import SessionError, WireSession

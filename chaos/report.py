@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from chaos.availability import latency, unavailability
 from chaos.faults import FAULTS
+from chaos.leadership import partition_timelines
 from chaos.schedule import Schedule
 from harness.checkers import Report
 from harness.history.load import History
 
 if TYPE_CHECKING:
-    from chaos.campaign import Verdict
+    from harness.checkers.judgement import Verdict
 
 MAX_WITNESSED = 8  # anomalies shown in full per property
 # Which anomalies a reader wants to see first (data loss before bookkeeping).
@@ -46,6 +47,9 @@ FAMILY_COLOURS = {"partition": "#e4572e", "link": "#f3a712", "process": "#7a4eab
 # --- facts from the history ---------------------------------------------------------------------
 
 
+NOT_CLIENT = ("fault", "partition-state")  # what the nemesis and the observer record
+
+
 def _rel(history: History) -> tuple[int, float]:
     t0 = history.raw[0]["time"] if history.raw else 0
     end = (history.raw[-1]["time"] - t0) / 1e9 if history.raw else 0.0
@@ -57,7 +61,7 @@ def operations(history: History) -> dict[str, Any]:
     by: dict[str, dict[str, int]] = {}
     open_: dict[int, str] = {}
     for e in history.raw:
-        if e["f"] in ("fault",) or e["process"] == "drain":
+        if e["f"] in NOT_CLIENT or e["process"] == "drain":
             continue
         if e["type"] == "invoke":
             open_[e["index"]] = e["f"]
@@ -188,7 +192,7 @@ def build_results(history: History, report: Report, verdict: Verdict, claims: An
     faults = fault_windows(history)
     applied = [f for f in faults if f["outcome"] == "ok"]
     _, end = _rel(history)
-    client_times = [e["time"] for e in history.raw if e["f"] not in ("fault", "drain") and e["process"] != "drain"]
+    client_times = [e["time"] for e in history.raw if e["f"] not in (*NOT_CLIENT, "drain") and e["process"] != "drain"]
     t0 = history.raw[0]["time"] if history.raw else 0
     window = (max(client_times) - min(client_times)) / 1e9 if len(client_times) > 1 else 0.0
     completed = sum(c for f in ops["by_operation"].values() for k, c in f.items() if k != "pending")
@@ -210,6 +214,7 @@ def build_results(history: History, report: Report, verdict: Verdict, claims: An
         "operations": ops,
         "latency": latency(history, faults),
         "unavailability": unavailability(history, schedule.duration),
+        "partitions": partition_timelines(history),
         "faults": {"injected": len(applied), "not_applied": len(faults) - len(applied), "scheduled": len(schedule.faults),
                    "windows": faults},
         "figures": {
@@ -320,7 +325,7 @@ def fault_label(f: Mapping[str, Any]) -> str:
 
 
 def _shade(faults: Sequence[Mapping[str, Any]], end: float, top: float, height: float,
-           workload_end: float | None = None) -> list[str]:
+           workload_end: float | None = None, annotate: bool = True) -> list[str]:
     """Fault windows as translucent bands (each with its label as a tooltip), and the phase
     after the workload (heal, recover, drain) in grey."""
     out = []
@@ -329,8 +334,9 @@ def _shade(faults: Sequence[Mapping[str, Any]], end: float, top: float, height: 
         out.append(f'<g class="after-workload"><rect x="{x:.1f}" y="{top}" width="{W - RIGHT - x:.1f}" '
                    f'height="{height}" fill="#888" fill-opacity="0.08"/>'
                    f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + height}" stroke="#888" '
-                   f'stroke-dasharray="3 3"/><text x="{x - 4:.1f}" y="{top + 12}" font-size="10" fill="#666" '
-                   'text-anchor="end">workload ends (then heal, recover, drain)</text></g>')
+                   'stroke-dasharray="3 3"/>' + (f'<text x="{x - 4:.1f}" y="{top + 12}" font-size="10" fill="#666" '
+                                                 'text-anchor="end">workload ends (then heal, recover, drain)</text>'
+                                                 if annotate else "") + '</g>')
     for f in faults:
         if f["outcome"] != "ok":
             continue
@@ -440,9 +446,126 @@ def latency_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]
     return "".join(parts)
 
 
+BROKER_COLOURS = ("#4e79a7", "#59a14f", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7", "#9c755f", "#bab0ac", "#f28e2b")
+
+
+def partition_svg(name: str, timeline: Mapping[str, Any], faults: Sequence[Mapping[str, Any]], end: float,
+                  workload_end: float | None = None) -> str:
+    """One partition's leader (a band coloured per broker, labelled with the leader epoch),
+    ISR (a band coloured by how many replicas are in it) and high watermark (a step line)."""
+    states = timeline["states"]
+    h, lead_y, isr_y, band, top, bottom = 170, 8, 34, 20, 62, 140
+    widest = max((len(s["isr"]) for s in states), default=1)
+    hw_max = _nice_max(max((s["high_watermark"] or 0 for s in states), default=1))
+    e = html.escape
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="partition" data-partition="{e(name)}" width="{W}" '
+             f'height="{h}" role="img" aria-label="partition {e(name)}: leader, ISR, high watermark">']
+    parts += _shade(faults, end, lead_y, bottom - lead_y, workload_end, annotate=False)
+    parts.append(f'<text x="{LEFT - 6}" y="{lead_y + 14}" font-size="11" text-anchor="end">leader</text>'
+                 f'<text x="{LEFT - 6}" y="{isr_y + 14}" font-size="11" text-anchor="end">ISR</text>')
+    for t0, t1, s in _segments(states, ("leader", "leader_epoch"), end):
+        x0, width = _x(t0, end), max(1.0, _x(t1, end) - _x(t0, end))
+        leader = s["leader"]
+        tip = e(f"{t0:.2f}-{t1:.2f}s: leader {leader or 'none'}, epoch {s['leader_epoch']}")
+        if leader is None:
+            fill, label = "#ffffff", "no leader"
+        else:
+            digits = "".join(c for c in leader if c.isdigit())
+            fill, label = BROKER_COLOURS[int(digits or 0) % len(BROKER_COLOURS)], f"{leader} e{s['leader_epoch']}"
+        parts.append(f'<g class="leader-segment" data-leader="{e(leader or "")}"><title>{tip}</title>'
+                     f'<rect x="{x0:.1f}" y="{lead_y}" width="{width:.1f}" height="{band}" fill="{fill}" '
+                     f'fill-opacity="0.55" stroke="{"#c0392b" if leader is None else "#fff"}"/>'
+                     + (f'<text x="{x0 + 3:.1f}" y="{lead_y + 14}" font-size="11">{e(label)}</text>'
+                        if width > 6.5 * len(label) else "") + "</g>")
+    for t0, t1, s in _segments(states, ("isr",), end):
+        x0, width = _x(t0, end), max(1.0, _x(t1, end) - _x(t0, end))
+        size = len(s["isr"])
+        isr_fill = "#9bd3a8" if size >= widest else "#f4b4a8" if size <= 1 else "#f7d9a8"
+        isr_label = ",".join(s["isr"]) or "empty"
+        parts.append(f'<g class="isr-segment" data-isr="{e(isr_label)}"><title>{e(f"{t0:.2f}-{t1:.2f}s: ISR {isr_label}")}'
+                     f'</title><rect x="{x0:.1f}" y="{isr_y}" width="{width:.1f}" height="{band}" fill="{isr_fill}" '
+                     f'stroke="#fff"/>' + (f'<text x="{x0 + 3:.1f}" y="{isr_y + 14}" font-size="11">'
+                                           f'{e(isr_label)}</text>' if width > 6.5 * len(isr_label) else "")
+                     + "</g>")
+
+    def ymap(v: float) -> float:
+        return bottom - (bottom - top) * min(v, hw_max) / hw_max
+
+    points = []
+    for k, s in enumerate(states):
+        if s["high_watermark"] is None:
+            continue
+        y = ymap(s["high_watermark"])
+        x1 = _x(states[k + 1]["t"] if k + 1 < len(states) else end, end)
+        points += [f"{_x(s['t'], end):.1f},{y:.1f}", f"{x1:.1f},{y:.1f}"]
+    parts.append(f'<text x="{LEFT - 6}" y="{top + 4}" font-size="11" text-anchor="end">{hw_max:g}</text>'
+                 f'<text x="{LEFT - 6}" y="{(top + bottom) / 2 + 4}" font-size="11" text-anchor="end">HW</text>')
+    if points:
+        parts.append(f'<polyline class="high-watermark" points="{" ".join(points)}" fill="none" stroke="#1f5fbf" '
+                     'stroke-width="1.6"/>')
+    for r in timeline["high_watermark_regressions"]:
+        x = _x(r["t"], end)
+        tip = e(f"high watermark back from {r['from']} to {r['to']} at {r['t']:.2f}s")
+        parts.append(f'<g class="hw-regression"><title>{tip}</title><circle cx="{x:.1f}" cy="{ymap(r["to"]):.1f}" '
+                     'r="4" fill="#c0392b"/></g>')
+    parts += _axis_x(end, bottom)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _segments(states: Sequence[Mapping[str, Any]], keys: Sequence[str], end: float
+              ) -> list[tuple[float, float, Mapping[str, Any]]]:
+    """(from, to, first state) of each run of consecutive states that agree on ``keys``."""
+    out: list[tuple[float, float, Mapping[str, Any]]] = []
+    for k, s in enumerate(states):
+        until = states[k + 1]["t"] if k + 1 < len(states) else end
+        if out and all(out[-1][2][key] == s[key] for key in keys):
+            out[-1] = (out[-1][0], until, out[-1][2])
+        else:
+            out.append((s["t"], until, s))
+    return out
+
+
+def _partition_section(results: Mapping[str, Any], end: float) -> list[str]:
+    """The leader, ISR and high watermark of each partition over the run, with its figures."""
+    e = html.escape
+    timelines = results["partitions"]
+    out = ["<h2>Partitions: leader, ISR and high watermark</h2>"]
+    if not timelines:
+        return out + ["<p>Not observed: this target does not give the brokers' own addresses, so nothing could "
+                      "ask them around the proxies.</p>"]
+    out.append("<p class='small'>Sampled from the brokers at their own addresses (around every proxy) four times a "
+               "second: Metadata at every running broker (the view with the newest leader epoch) and ListOffsets "
+               "at the leader. Leader band: one colour per broker, labelled with the leader epoch; ISR band: green "
+               "when every replica is in it, orange when one or more are out, red when only one is left.</p>")
+    for name, t in timelines.items():
+        regressions = t["high_watermark_regressions"]
+        out.append(f"<h3>{e(name)}</h3><p class='small'>leader changes: <b>{t['leader_changes']}</b>; without a "
+                   f"leader: <b>{t['leaderless_s']:.1f} s</b>; ISR shrinks: <b>{t['isr_shrinks']}</b> (smallest ISR: "
+                   f"{t['min_isr']}); high watermark went back: <b>{len(regressions)}</b> time(s)"
+                   + "".join(f"; {r['from']} to {r['to']} at {r['t']:.2f} s" for r in regressions[:3]) + "</p>")
+        out.append("<div class='chart'>" + partition_svg(name, t, results["faults"]["windows"], end,
+                                                         results["schedule_duration_s"]) + "</div>")
+    return out
+
+
 def _witness_id(prop: str, k: int) -> str:
     """The HTML id of the ``k``-th witness of ``prop`` (what an anomaly marker links to)."""
     return "w-" + "".join(c if c.isalnum() else "-" for c in prop) + f"-{k}"
+
+
+MARK_GAP_PX = 24  # anomaly marks closer than this share one mark (each must stay clickable)
+
+
+def _clusters(detections: Sequence[tuple[float, str, str]], end: float) -> list[list[tuple[float, str, str]]]:
+    """Detections (sorted by time) grouped into runs whose marks would overlap on the page."""
+    out: list[list[tuple[float, str, str]]] = []
+    for d in detections:
+        if out and _x(d[0], end) - _x(out[-1][0][0], end) < MARK_GAP_PX:
+            out[-1].append(d)
+        else:
+            out.append([d])
+    return out
 
 
 def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple[float, str, str]],
@@ -479,10 +602,16 @@ def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple
                      f'<text x="{x0 + 3:.1f}" y="{y + 11}" font-size="11">{html.escape(label)}</text></g>')
     parts.append(f'<text x="{LEFT - 6}" y="{marks_y + 4}" font-size="11" text-anchor="end">anomalies</text>')
     parts.append(f'<line x1="{LEFT}" y1="{marks_y}" x2="{W - RIGHT}" y2="{marks_y}" stroke="#bbb"/>')
-    for t, name, anchor in detections:
-        x = _x(t, end)
-        mark = (f'<g class="anomaly-mark"><title>{html.escape(name)} visible at {t:.2f}s</title>'
-                f'<path d="M{x:.1f},{marks_y - 6} l5,9 l-10,0 z" fill="#c0392b"/></g>')
+    for cluster in _clusters(detections, end):
+        x = _x(cluster[0][0], end)
+        title = "\n".join(f"{name} visible at {t:.2f}s" for t, name, _a in cluster[:MAX_WITNESSED])
+        if len(cluster) > MAX_WITNESSED:
+            title += f"\n... and {len(cluster) - MAX_WITNESSED} more"
+        count = (f'<text x="{x + 6:.1f}" y="{marks_y + 3}" font-size="10" fill="#c0392b">{len(cluster)}</text>'
+                 if len(cluster) > 1 else "")
+        mark = (f'<g class="anomaly-mark" data-count="{len(cluster)}"><title>{html.escape(title)}</title>'
+                f'<path d="M{x:.1f},{marks_y - 6} l5,9 l-10,0 z" fill="#c0392b"/>{count}</g>')
+        anchor = next((a for _t, _n, a in cluster if a), "")
         parts.append(f'<a href="#{anchor}">{mark}</a>' if anchor else mark)
     parts += _axis_x(end, marks_y + 14)
     parts.append("</svg>")
@@ -502,7 +631,7 @@ def _event_line(history: History, index: int, t0: int, whole: bool = False) -> s
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1140px}
-h1{font-size:20px;margin:0 0 4px;line-height:1.6}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h1{font-size:20px;margin:0 0 4px;line-height:1.6}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}h3{font-size:14px;margin:16px 0 2px}
 .verdict{display:inline-block;padding:2px 8px;border-radius:4px;color:#fff;font-weight:600;font-size:14px;vertical-align:middle}
 .valid{background:#1b7f3b}.invalid{background:#c0392b}.hazards{background:#b86e00}.client{background:#6c5ce7}
 details{margin:6px 0}summary{cursor:pointer;font-size:15px;margin:10px 0 4px}
@@ -569,6 +698,7 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     out.append(f"<p class='small'>Buckets of {bucket:g} s. Shaded: fault windows (red: partitions, orange: "
                "link toxics, purple: processes, blue: clients). Triangles: the moment each anomaly became "
                "visible (its last witnessing event).</p>")
+    out += _partition_section(results, end)
     # verdicts
     out.append("<h2>Guarantees</h2><table><tr><th>property</th><th>claimed?</th><th>why</th><th>found</th>"
                "<th>verdict</th></tr>")

@@ -1,7 +1,7 @@
 """The history file format: its version, its operations, and the validation of each event.
 
 One JSON object per line (docs/history-format.md). The first line is the header
-`{"kconform-history": 2, "meta": {...}}` (version 1 files still load); every other line is an event:
+`{"kconform-history": 3, "meta": {...}}` (versions 1 and 2 still load); every other line is an event:
 `{"index", "time", "process", "type", "f", "value"}` plus `"invoke"` (the index of the
 invocation) on completions. `value` depends on the operation `f` and on `type`; the table
 `SCHEMAS` below is the single source of truth for it, and the documentation is written from it.
@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 """The version this kconform writes."""
-READABLE_VERSIONS: Final = (1, 2)
+READABLE_VERSIONS: Final = (1, 2, 3)
 """The versions it reads. Version 2 added the batch identities a precise read records with each
 poll (`batches`) and the client of each process (`meta.clients`): a version 1 reader would drop
-them silently and blame the broker for what the evidence pins on a client."""
+them silently and blame the broker for what the evidence pins on a client. Version 3 added the
+`partition-state` observation (leader, ISR and high watermark sampled during a campaign), an
+operation a version 2 reader does not know."""
 HEADER_KEY: Final = "kconform-history"
 
 INVOKE: Final = "invoke"
@@ -31,7 +33,7 @@ EVENT_TYPES: Final = (INVOKE, OK, FAIL, INFO)
 COMPLETION_TYPES: Final = (OK, FAIL, INFO)
 
 # Operations recorded as a single `ok` event (something a client observed), not invoke + completion.
-OBSERVATIONS: Final = frozenset({"rebalance", "assignment"})
+OBSERVATIONS: Final = frozenset({"rebalance", "assignment", "partition-state"})
 
 
 class HistoryError(ValueError):
@@ -233,6 +235,8 @@ SCHEMAS: Final[dict[str, dict[str, Schema]]] = {
     "rebalance": {OK: Schema({"group": _str, "partitions": _tp_list},
                              {"generation": _opt_int, "member": _opt_str})},
     "assignment": {OK: Schema({"group": _str, "generation": _int, "member": _str, "partitions": _tp_list})},
+    "partition-state": {OK: Schema({"topic": _str, "partition": _nonneg_int, "leader": _opt_str,
+                                    "leader_epoch": _int, "isr": _str_list, "high_watermark": _opt_int})},
 }
 
 OPERATIONS: Final = tuple(SCHEMAS)

@@ -13,7 +13,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from chaos.campaign import CampaignSettings, claims_for, judge
+from chaos.campaign import CampaignSettings, claims_for
+from harness.checkers.judgement import judge
 from chaos.nemesis import PROCESS as NEMESIS
 from chaos.report import write_report
 from chaos.schedule import FaultSpec, Schedule
@@ -144,8 +145,11 @@ def test_report_html_has_plots_labelled_fault_windows_and_witnessed_anomalies(tm
     assert all(text == "isolate-leader b2" for _a, text in shades)  # the band's tooltip
     bars = parsed.find("g", **{"class": "fault-bar", "data_fault": "isolate-leader"})
     assert len(bars) == 1 and "isolate-leader b2" in bars[0][1]
-    marks = parsed.find("g", **{"class": "anomaly-mark"})
-    assert sorted(text.split(":")[0] for _a, text in marks) == ["lost-write", "poll-skip"]
+    # Both anomalies become visible at the same poll: one mark (each drawn mark stays clickable)
+    # whose tooltip names both.
+    [(mark, text)] = parsed.find("g", **{"class": "anomaly-mark"})
+    assert mark["data-count"] == "2"
+    assert sorted(line.split(":")[0] for line in text.splitlines() if "visible at" in line) == ["lost-write", "poll-skip"]
     [(_a, details)] = parsed.find("details", **{"class": "anomaly", "data_property": "lost-write"})
     assert "VIOLATION" in details and f"#{lost} " in details and "p0-5" in details
     assert "INVALID" in page and "kconform chaos --replay x/schedule.json" in page
@@ -154,7 +158,7 @@ def test_report_html_has_plots_labelled_fault_windows_and_witnessed_anomalies(tm
 def test_a_campaign_with_no_acknowledged_write_is_not_exercised_not_held() -> None:
     """No anomaly because nothing was written is no verdict on the broker: the outcome is
     not-exercised (exit 2), never held; a violation still wins over it."""
-    from chaos.campaign import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER
+    from harness.checkers.judgement import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER
     from chaos.cli import EXIT_CODES, EXIT_SETUP
 
     settings = CampaignSettings(duration=2.0, seed=7)
@@ -201,3 +205,33 @@ def test_anomaly_marks_link_to_their_witnesses_shown_whole(tmp_path: Path) -> No
     line = _event_line(h.history(), 1, 0, whole=True)
     assert "p0-59" in line and not line.endswith("...")
     assert _event_line(h.history(), 1, 0).endswith("...")
+
+
+def test_the_page_draws_each_partitions_leader_isr_and_high_watermark(tmp_path: Path) -> None:
+    """Each observed partition gets its own chart: one leader segment per (leader, epoch), one
+    ISR segment per ISR, a high watermark line, a mark where it went back; results.json carries
+    the states. A run without observations says why there is no chart."""
+    from chaos.report import render_html
+
+    results, _lost = _write(tmp_path)
+    assert results["partitions"] == {}
+    assert "Not observed" in (tmp_path / "report.html").read_text()
+    builder, _ = _history()
+    for leader, epoch, isr, hw in (("b2", 0, ["b2", "b1", "b3"], 3), ("b2", 0, ["b2", "b1", "b3"], 5),
+                                   (None, 1, ["b1"], None), ("b1", 2, ["b1"], 4), ("b1", 2, ["b1", "b2"], 9)):
+        builder.observe("observer", "partition-state", topic=TOPIC, partition=0, leader=leader, leader_epoch=epoch,
+                        isr=isr, high_watermark=hw)
+    from chaos.leadership import partition_timelines
+
+    history = builder.history()
+    results["partitions"] = partition_timelines(history)
+    parsed = _Collect()
+    parsed.feed(render_html(history, results))
+    [(chart, _text)] = parsed.find("svg", **{"class": "partition", "data_partition": "t-0"})
+    assert [a["data-leader"] for a, _t in parsed.find("g", **{"class": "leader-segment"})] == ["b2", "", "b1"]
+    assert [a["data-isr"] for a, _t in parsed.find("g", **{"class": "isr-segment"})] == ["b2,b1,b3", "b1", "b1,b2"]
+    assert parsed.find("polyline", **{"class": "high-watermark"})
+    [(_a, tip)] = parsed.find("g", **{"class": "hw-regression"})
+    assert "from 5 to 4" in tip
+    [(_a, figures)] = [(a, t) for a, t in parsed.find("p", **{"class": "small"}) if t.startswith("leader changes")]
+    assert "leader changes: 1" in figures and "ISR shrinks: 1" in figures and "went back: 1" in figures

@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from chaos.campaign import CampaignResult, CampaignSettings, run_campaign, summary_text
 from chaos.workload import WorkloadSettings
+from harness.cli import main
 from tests.chaos.conftest import not_the_clients, require_toxiproxy
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -52,6 +54,17 @@ def test_safe_configuration_survives_kills_pauses_and_partitions(tmp_path: Path)
     assert result.broker_valid and r["outcome"] in ("held", "violated-by-client"), r["outcome"]
     on_disk = json.loads((result.report_dir / "results.json").read_text())
     assert on_disk["outcome"] == r["outcome"] and on_disk["anomalies"] == r["anomalies"]
+    # The observer saw every partition through to the end: its last high watermark is the end
+    # of the log the final drain read.
+    drained: dict[str, int] = {}
+    for e in result.history.raw:
+        if e["process"] == "drain" and e["f"] == "poll" and e["type"] == "ok":
+            for topic, partition, offset, *_ in e["value"]["records"]:
+                drained[f"{topic}-{partition}"] = max(drained.get(f"{topic}-{partition}", 0), offset + 1)
+    assert set(r["partitions"]) == set(drained)
+    for name, timeline in r["partitions"].items():
+        last = timeline["states"][-1]
+        assert last["leader"] is not None and last["high_watermark"] == drained[name], (name, last)
 
 
 def test_acks_1_loses_writes_when_the_leader_dies_before_its_followers_fetch(tmp_path: Path) -> None:
@@ -65,6 +78,12 @@ def test_acks_1_loses_writes_when_the_leader_dies_before_its_followers_fetch(tmp
     assert "lost-write" not in r["claims"]["claimed"]
     assert "acks=1" in r["claims"]["not_claimed"]["lost-write"]
     assert r["figures"]["first_fault_to_first_anomaly_s"] is not None
+    # `kconform check` on the campaign's history judges it the same way, from the settings the
+    # history's header records: hazards, not failures.
+    checked = CliRunner().invoke(main, ["check", str(result.report_dir / "history.jsonl"), "--json"])
+    judged = json.loads(checked.output)["judged"]
+    assert checked.exit_code == 0 and judged["outcome"] == r["outcome"] == "held", checked.output
+    assert judged["hazards"]["lost-write"] == r["hazards"]["lost-write"]
 
 
 def test_unclean_election_of_a_lagging_replica_loses_committed_writes(tmp_path: Path) -> None:
@@ -79,6 +98,11 @@ def test_unclean_election_of_a_lagging_replica_loses_committed_writes(tmp_path: 
     assert "unclean.leader.election.enable=true" in r["claims"]["not_claimed"]["lost-write"]
     windows = r["faults"]["windows"]
     assert [w["fault"] for w in windows if w["outcome"] == "ok"] == ["isolate-node", "kill"]
+    # The timeline shows how: leadership moved, the ISR shrank, and the high watermark went back
+    # when the lagging replica was elected.
+    timelines = r["partitions"].values()
+    assert any(t["leader_changes"] for t in timelines) and any(t["isr_shrinks"] for t in timelines)
+    assert any(t["high_watermark_regressions"] for t in timelines), r["partitions"]
 
 
 def test_non_idempotent_retries_across_leader_changes_duplicate_or_say_not_provoked(tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ def test_a_version_1_file_still_loads_and_says_its_version() -> None:
     v1 = json.dumps({"kconform-history": 1, "meta": {"seed": 3}}) + "\n"
     history = parse_history([v1, json.dumps(SEND) + "\n", json.dumps(SEND_OK) + "\n"])
     assert history.version == 1 and history.meta == {"seed": 3} and len(history) == 2
-    assert parse_history(_lines(SEND)).version == FORMAT_VERSION == 2
+    assert parse_history(_lines(SEND)).version == FORMAT_VERSION == 3
 
 
 def test_batches_and_clients_are_validated() -> None:
