@@ -3,7 +3,7 @@
 Conformance checks and Hypothesis state machines ask a broker one precise question at a time
 and compare the exact answer (error code, offsets, batches) with the spec. They are plain
 synchronous code, so this module wraps the asyncio :class:`~harness.wire.WireClient` in a
-private event loop: every call finishes its I/O before it returns (DESIGN principle 11), and
+private event loop: every call finishes its I/O before it returns (docs/architecture.md, principle 11), and
 nothing runs in the background between calls.
 
 Versions are negotiated once with ApiVersions: each API is spoken at the highest version both

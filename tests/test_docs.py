@@ -14,3 +14,21 @@ def test_every_configuration_key_is_documented() -> None:
     text = (DOCS / "configuration.md").read_text()
     missing = [key for key in [*BROKER_KEYS, *TOPIC_KEYS] if f"| `{key}` |" not in text]
     assert not missing, f"undocumented keys: {missing}"
+
+
+def test_code_cites_principles_and_files_that_docs_architecture_has() -> None:
+    """Every "docs/architecture.md, principle N" in the code names a principle the page has, and
+    every file path the page names exists (the page must not drift from the tree)."""
+    import re
+
+    root = DOCS.parent
+    text = (DOCS / "architecture.md").read_text()
+    principles = {int(n) for n in re.findall(r"^(\d+)\. \*\*", text, re.M)}
+    assert principles == set(range(1, 12))
+    for path in [*root.glob("*/**/*.py")]:
+        if ".venv" in path.parts:
+            continue
+        for n in re.findall(r"docs/architecture\.md,\s+principle (\d+)", path.read_text()):
+            assert int(n) in principles, (path, n)
+    for named in re.findall(r"`((?:specs|harness|chaos|reference_broker|tests)/[\w/]+\.py)`", text):
+        assert (root / named).exists(), named

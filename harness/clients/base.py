@@ -8,7 +8,7 @@ application hands the record over and completed from the library's delivery repo
 with `specs.produce.classify` (a timeout is ``info``, never ``fail``); polls record exactly the
 records returned; subscriptions record the rebalances the library reports.
 
-Values are unique within a run (``<process>-<counter>``, DESIGN principle 10): use
+Values are unique within a run (``<process>-<counter>``, docs/architecture.md, principle 10): use
 :meth:`Producer.next_value`.
 """
 

@@ -6,7 +6,7 @@ state machines, then checks that restart the target) and returns a :class:`Suite
 against both at once.
 Every check ends as ``pass``, ``fail`` (with its witness and the Kafka rule it breaks) or
 ``skip`` (with the reason: the capabilities the target lacks, or a missing client library).
-Nothing is silently passed (DESIGN principle 5). Each failure carries the command that reruns
+Nothing is silently passed (docs/architecture.md, principle 5). Each failure carries the command that reruns
 exactly that check with the same seed (principle 4).
 """
 

@@ -2,8 +2,8 @@
 
 Each machine is a Hypothesis ``RuleBasedStateMachine`` whose rules talk to a real broker and
 compare every answer with `specs` (the online check). Rules finish their I/O before they
-return, so nothing happens between steps and a replay does what the original run did (DESIGN
-principle 11). Each example starts on fresh, uniquely named topics and groups, so examples do
+return, so nothing happens between steps and a replay does what the original run did
+(docs/architecture.md, principle 11). Each example starts on fresh, uniquely named topics and groups, so examples do
 not see each other's data.
 
 Every machine also records what it did and saw as a history (``self.history``, docs/history-

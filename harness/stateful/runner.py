@@ -1,11 +1,11 @@
 """Run a state machine against a target for a budget and say what happened.
 
 `run_machine` binds a machine class to a started target, seeds Hypothesis (so the run can be
-replayed with the same seed, DESIGN principle 4), runs it for ``examples`` examples of
-``steps`` steps, and returns a :class:`MachineRun`: steps executed and their rate, and on
+replayed with the same seed: docs/architecture.md, principle 4), runs it for ``examples``
+examples of ``steps`` steps, and returns a :class:`MachineRun`: steps executed and their rate, and on
 failure the message, Hypothesis's minimal reproduction (the ``state = ...`` program it prints),
-whether the failure did not replay (*flaky*, reported with its seed, never hidden: DESIGN
-principle 11), and the anomalies the offline checkers find in the failing example's history.
+whether the failure did not replay (*flaky*, reported with its seed, never hidden:
+docs/architecture.md, principle 11), and the anomalies the offline checkers find in the failing example's history.
 
 The topics a run created are deleted when it is over (a sweep runs many against one broker).
 

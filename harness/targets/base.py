@@ -2,7 +2,7 @@
 
 A check declares the capabilities it needs; a target declares the ones it has. The suite runs
 a check only on a target that has them all, and reports every other check as *skipped* with
-the missing capabilities as the reason, never as passed (DESIGN principle 5).
+the missing capabilities as the reason, never as passed (docs/architecture.md, principle 5).
 
 Some capabilities are facts about how the harness runs the target (it launched the process, so
 it can kill it; it runs several brokers, so topics can be replicated). Others are protocol

@@ -1,6 +1,6 @@
 """Produce: validate record batches, append them, answer per partition.
 
-Batches stay opaque (DESIGN.md section 4): the CRC is checked, the base offset patched, the bytes
+Batches stay opaque (docs/broker.md, "Record batches stay opaque"): the CRC is checked, the base offset patched, the bytes
 stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
 
 * truncated bytes or a CRC mismatch -> CORRUPT_MESSAGE;

@@ -6,7 +6,7 @@ care which version a client speaks, so responses are described as plain dicts an
 are dropped, fields the core did not mention get their schema default or a zero value. Every
 kio lookup is cached (kio's own loaders are not).
 
-Kio gotchas handled here (DESIGN.md section 4): an unknown tagged field raises ``KeyError``,
+Kio gotchas handled here: an unknown tagged field raises ``KeyError``,
 truncated input raises assorted exceptions, and nothing is validated until encode time; all of
 them become :class:`MalformedRequestError` so the driver can log the peer and carry on.
 """

@@ -1,6 +1,6 @@
 """A whole replicated partition in one process: replicas, controller, network and clock simulated.
 
-This is the FoundationDB-style simulation DESIGN.md asks for (principle 1): three (or more)
+This is the FoundationDB-style simulation the sans-I/O core allows (docs/architecture.md, principle 1): three (or more)
 :class:`~reference_broker.replication.Partition` replicas over real partition logs, the real
 :class:`~reference_broker.controller.core.ControllerCore`, a fake network that delivers, delays
 or drops each message when the test says so, and a clock that moves only when told. Every

@@ -2,7 +2,7 @@
 
 Every test here is checked for leftovers after it ends: no child process of the test process
 may still be alive (brokers, the controller, the Toxiproxy server), whether the test passed or
-failed. That is DESIGN principle 9 checked on every campaign the suite runs, not once.
+failed. That is docs/architecture.md, principle 9 checked on every campaign the suite runs, not once.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bad input never takes the reference broker down (DESIGN.md principle 8).
+"""Bad input never takes the reference broker down (docs/architecture.md, principle 8).
 
 Malformed, truncated and oversized frames and unknown API keys and versions make the broker
 answer with an error or close *that* connection, log the event with the peer address, and keep
