@@ -434,7 +434,7 @@ class CampaignSession:
         report = check(loaded, guarantees=["at-least-once", "at-most-once"] if groups else [])
         claims = claims_for(s, rf, configs, schedule, env.durable, groups)
         acknowledged = any(e["f"] == "send" and e["type"] == "ok" for e in loaded.raw)
-        verdict = judge(report, claims, sorted(groups), exercised=acknowledged)
+        verdict = judge(report, claims, exercised=acknowledged)
         results = write_report(report_dir, loaded, report, verdict, claims, schedule, settings=s,
                                environment=env.describe(), warnings=warnings, replay=replay,
                                started=started_wall, injected=nemesis.injected)

@@ -16,7 +16,6 @@ import datetime
 import html
 import json
 import math
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,8 @@ from chaos.leadership import partition_timelines
 from chaos.schedule import Schedule
 from harness.checkers import Report
 from harness.history.load import History
+from harness.junit import Case, Failure, Suite
+from harness.junit import junit_xml as write_junit
 
 if TYPE_CHECKING:
     from harness.checkers.judgement import Verdict
@@ -250,40 +251,29 @@ def build_results(history: History, report: Report, verdict: Verdict, claims: An
 
 def junit_xml(results: Mapping[str, Any]) -> bytes:
     """One testcase per property: claimed ones pass or fail, unclaimed ones are skipped."""
-    claimed = results["claims"]["claimed"]
-    not_claimed = results["claims"]["not_claimed"]
     violations = results["violations"]
-    suite = ET.Element("testsuite", {
-        "name": f"kconform chaos {results['target']}", "tests": str(len(claimed) + len(not_claimed)),
-        "failures": str(len(violations)), "errors": "0", "skipped": str(len(not_claimed)),
-        "time": f"{results['figures']['duration_s']:.3f}", "timestamp": results["started"],
-    })
-    props = ET.SubElement(suite, "properties")
-    for key in ("seed", "schedule", "replay"):
-        ET.SubElement(props, "property", {"name": key, "value": str(results[key])})
-    for prop, why in claimed.items():
-        case = ET.SubElement(suite, "testcase", {"classname": f"kconform.chaos.{results['target']}", "name": prop})
+    classname = f"kconform.chaos.{results['target']}"
+    cases = []
+    for prop, why in results["claims"]["claimed"].items():
+        failure = None
         if prop in violations:
             witnesses = results["witnesses"].get(prop, [])
             first = witnesses[0]["explanation"] if witnesses else ""
             blame = results["violated_by"].get(prop, "unattributed")
-            failure = ET.SubElement(case, "failure", {
-                "type": f"violated-by-{blame}" if blame != "unattributed" else "violated-unattributed",
-                "message": f"{violations[prop]} x {prop} ({BY[blame]}): {first}"[:300]})
-            failure.text = "\n".join([f"claimed because: {why}"]
-                                     + [f"{w['explanation']} (events {w['events']}); {attribution_line(w)}"
-                                        for w in witnesses[:20]]
-                                     + [f"replay: {results['replay']}"])
-    for prop, why in not_claimed.items():
-        case = ET.SubElement(suite, "testcase", {"classname": f"kconform.chaos.{results['target']}", "name": prop})
+            failure = Failure(f"violated-by-{blame}" if blame != "unattributed" else "violated-unattributed",
+                              f"{violations[prop]} x {prop} ({BY[blame]}): {first}"[:300],
+                              "\n".join([f"claimed because: {why}"]
+                                        + [f"{w['explanation']} (events {w['events']}); {attribution_line(w)}"
+                                           for w in witnesses[:20]]
+                                        + [f"replay: {results['replay']}"]))
+        cases.append(Case(classname, prop, failure=failure))
+    for prop, why in results["claims"]["not_claimed"].items():
         found = results["hazards"].get(prop, 0)
         state = f"found {found}" if found else "not provoked in this run (not shown safe)"
-        ET.SubElement(case, "skipped", {"message": f"not claimed ({why}); {state}"[:500]})
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return body
+        cases.append(Case(classname, prop, skipped=f"not claimed ({why}); {state}"[:500]))
+    return write_junit(Suite(f"kconform chaos {results['target']}", results["started"],
+                             results["figures"]["duration_s"],
+                             {key: str(results[key]) for key in ("seed", "schedule", "replay")}, cases))
 
 
 # --- HTML -----------------------------------------------------------------------------------------

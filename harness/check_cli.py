@@ -135,7 +135,7 @@ def _judged(history: History, report: Report, stated: dict[str, str]) -> Judged 
     source = config.describe() + (" (stated with --config" + (", the rest from the history" if recorded else "")
                                   + ")" if stated else " (from the history's header)")
     claims = claims_for(config)
-    return Judged(source, claims, judge(report, claims, sorted(config.groups)))
+    return Judged(source, claims, judge(report, claims))
 
 
 @click.command("check")

@@ -169,7 +169,7 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
                 name, f"group {group!r} was never given value {value!r} "
                       f"({tp_name(acked.topic, acked.partition or 0)} offset {acked.offset}), "
                       f"acknowledged and passed over",
-                required[str(value)]))
+                required[str(value)], group=group))
         blames = _redelivery_attributions(history, group, {str(v) for v in found.redelivered})
         for value in sorted(found.redelivered, key=str):
             times, *events = view.delivered[str(value)]
@@ -177,7 +177,7 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
             if w is not None:
                 events.append(w.invoke)
             anomalies.append(Anomaly(name, f"group {group!r} was given value {value!r} {times} times", events,
-                                     blames.get(str(value), NO_EVIDENCE)))
+                                     blames.get(str(value), NO_EVIDENCE), group=group))
     return CheckResult(name, tuple(anomalies))
 
 

@@ -10,20 +10,11 @@ the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import attrs
 
 from harness.checkers.attribution import Blame, worst
 from harness.checkers.result import Anomaly, Report
 from specs.claims import Claims
-
-def _group_of(explanation: str, groups: Sequence[str]) -> str | None:
-    for group in groups:
-        if explanation.startswith(f"group {group!r}"):
-            return group
-    return None
-
 
 HELD = "held"
 VIOLATED_BY_CLIENT = "violated-by-client"
@@ -60,16 +51,14 @@ class Verdict:
                 Blame.UNATTRIBUTED: VIOLATED_UNATTRIBUTED}[blame]
 
 
-def judge(report: Report, claims: Claims, groups: Sequence[str], exercised: bool = True) -> Verdict:
-    """Found anomalies by property, judged against the claims, with their attribution;
-    ``exercised``: whether any write was acknowledged."""
+def judge(report: Report, claims: Claims, exercised: bool = True) -> Verdict:
+    """Found anomalies by property (a delivery guarantee's per group: ``at-least-once[GROUP]``),
+    judged against the claims, with their attribution; ``exercised``: whether any write was
+    acknowledged."""
     found: dict[str, list[Anomaly]] = {}
     for result in report.results:
         for anomaly in result.anomalies:
-            prop = anomaly.name
-            if anomaly.name in ("at-least-once", "at-most-once"):
-                group = _group_of(anomaly.explanation, groups)
-                prop = f"{anomaly.name}[{group}]"
+            prop = anomaly.name if anomaly.group is None else f"{anomaly.name}[{anomaly.group}]"
             found.setdefault(prop, []).append(anomaly)
     violations = {p: len(a) for p, a in found.items() if p in claims.claimed}
     violated_by = {p: worst(blame_of(a) for a in found[p]) or Blame.UNATTRIBUTED for p in violations}

@@ -16,18 +16,22 @@ def _event_tuple(events: Iterable[int]) -> tuple[int, ...]:
 
 @attrs.frozen
 class Anomaly:
-    """One anomaly: its (Jepsen) name, a one-line explanation, the events that show it, and
-    whose fault the evidence says it is (None: the checker has no rule for it, unattributed)."""
+    """One anomaly: its (Jepsen) name, a one-line explanation, the events that show it, whose
+    fault the evidence says it is (None: the checker has no rule for it, unattributed), and the
+    consumer group it is about, for a delivery guarantee (judged per group)."""
 
     name: str
     explanation: str
     events: tuple[int, ...] = attrs.field(converter=_event_tuple)
     attribution: Attribution | None = None
+    group: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "explanation": self.explanation, "events": list(self.events)}
         if self.attribution is not None:
             out["attribution"] = self.attribution.to_json()
+        if self.group is not None:
+            out["group"] = self.group
         return out
 
 

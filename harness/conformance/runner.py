@@ -19,7 +19,6 @@ import shlex
 import threading
 import time
 import traceback
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ import attrs
 
 from harness.conformance.context import CheckContext, CheckFailed, CheckSkipped
 from harness.conformance.registry import CHECKS, Check, instances, split_instance
+from harness.junit import Case, Failure, Suite
+from harness.junit import junit_xml as write_junit
 from harness.session import SessionError, UnsupportedApi, WireSession
 from harness.targets.base import Target
 
@@ -324,32 +325,17 @@ def failures(result: SuiteResult) -> str:
 
 def junit_xml(result: SuiteResult) -> bytes:
     """JUnit XML: one testsuite, one testcase per check (failure / skipped elements)."""
-    counts = result.counts()
-    suite = ET.Element("testsuite", {
-        "name": f"kconform conform {result.target.get('name')}", "tests": str(len(result.outcomes)),
-        "failures": str(counts[FAIL]), "errors": "0", "skipped": str(counts[SKIP]),
-        "time": f"{result.seconds:.3f}", "timestamp": result.started,
-    })
-    props = ET.SubElement(suite, "properties")
-    for key, value in (("seed", result.seed), ("target", json.dumps(result.target)),
-                       ("clients", ",".join(result.clients))):
-        ET.SubElement(props, "property", {"name": key, "value": str(value)})
-    for o in result.outcomes:
-        case = ET.SubElement(suite, "testcase", {"classname": f"kconform.{result.target.get('name')}.{o.kind}",
-                                                 "name": o.name, "time": f"{o.seconds:.3f}"})
-        if o.status == FAIL:
-            failure = ET.SubElement(case, "failure", {"message": first_line(o.witness, 300), "type": "conformance"})
-            failure.text = "\n".join(filter(None, [
-                o.witness, f"rule: {o.rule}",
-                ("anomalies: " + json.dumps(o.anomalies)) if o.anomalies else None,
-                str(o.details.get("reproduction") or "") or None, f"reproduce: {o.reproduce}"]))
-        elif o.status == SKIP:
-            ET.SubElement(case, "skipped", {"message": o.reason or ""})
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return body
+    kind = result.target.get("name")
+    cases = [Case(f"kconform.{kind}.{o.kind}", o.name, o.seconds,
+                  failure=Failure("conformance", first_line(o.witness, 300), "\n".join(filter(None, [
+                      o.witness, f"rule: {o.rule}", ("anomalies: " + json.dumps(o.anomalies)) if o.anomalies else None,
+                      str(o.details.get("reproduction") or "") or None, f"reproduce: {o.reproduce}"])))
+                  if o.status == FAIL else None,
+                  skipped=(o.reason or "") if o.status == SKIP else None)
+             for o in result.outcomes]
+    return write_junit(Suite(f"kconform conform {kind}", result.started, result.seconds,
+                             {"seed": str(result.seed), "target": json.dumps(result.target),
+                              "clients": ",".join(result.clients)}, cases))
 
 
 def write_reports(result: SuiteResult, report_dir: Path) -> None:

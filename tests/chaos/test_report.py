@@ -88,7 +88,7 @@ def _write(tmp_path: Path) -> tuple[dict[str, Any], int]:
     configs = settings.topic_configs(3)
     report = check(history)
     claims = claims_for(settings, 3, configs, schedule, True, {})
-    verdict = judge(report, claims, [])
+    verdict = judge(report, claims)
     results = write_report(tmp_path, history, report, verdict, claims, schedule, settings=settings,
                            environment={"nodes": ["b1", "b2", "b3", "controller"]}, warnings=[],
                            replay="kconform chaos --replay x/schedule.json --report x-replay",
@@ -165,11 +165,11 @@ def test_a_campaign_with_no_acknowledged_write_is_not_exercised_not_held() -> No
     schedule = Schedule((), 2.0, 7, "test", settings.to_json())
     claims = claims_for(settings, 3, settings.topic_configs(3), schedule, True, {})
     quiet = check(HistoryBuilder({}).history())
-    assert judge(quiet, claims, [], exercised=True).outcome == HELD
-    assert judge(quiet, claims, [], exercised=False).outcome == NOT_EXERCISED
+    assert judge(quiet, claims, exercised=True).outcome == HELD
+    assert judge(quiet, claims, exercised=False).outcome == NOT_EXERCISED
     assert EXIT_CODES[NOT_EXERCISED] == EXIT_SETUP
     builder, _ = _history()
-    assert judge(check(builder.history()), claims, [], exercised=False).outcome == VIOLATED_BY_BROKER
+    assert judge(check(builder.history()), claims, exercised=False).outcome == VIOLATED_BY_BROKER
 
 
 def test_results_and_page_give_latency_percentiles_and_unavailability(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def test_at_least_once_fails_when_the_group_passes_over_a_write() -> None:
     h = b.history()
     result = at_least_once(h)
     assert result.count == 1 and "'v1'" in result.anomalies[0].explanation
+    assert result.anomalies[0].group == "g" and result.anomalies[0].to_json()["group"] == "g"  # judged per group
     assert at_most_once(h).valid and not exactly_once(h).valid
 
 
@@ -69,6 +70,7 @@ def test_at_most_once_fails_on_redelivery_to_another_member() -> None:
     h = b.history()
     result = at_most_once(h)
     assert result.count == 1 and {first, second} <= set(result.anomalies[0].events)
+    assert result.anomalies[0].group == "g"
     assert at_least_once(h).valid
 
 
