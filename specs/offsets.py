@@ -101,24 +101,6 @@ def fetch(
     return FetchAnswer(None, records, log.high_watermark, log.last_stable_offset, log.log_start_offset)
 
 
-def fetch_allows(
-    log: PartitionLog,
-    offset: Offset,
-    returned: tuple[tuple[Offset, Record], ...],
-    isolation: IsolationLevel = IsolationLevel.READ_UNCOMMITTED,
-) -> bool:
-    """Whether a fetch at `offset` may legitimately return `returned` (any prefix is allowed).
-
-    A broker may return fewer records than it has (size limits, `max.poll.records`), but the
-    ones it returns are the log's own, contiguous from the fetch offset and below the readable
-    end.
-    """
-    allowed = fetch(log, offset, isolation)
-    if allowed.error is not None:
-        return not returned
-    return returned == allowed.records[: len(returned)]
-
-
 class OffsetSpec(enum.Enum):
     """The symbolic timestamps of ListOffsets (Kafka protocol guide, ListOffsets; KIP-734)."""
 
@@ -199,11 +181,6 @@ def max_timestamp(
     if best is None or best[1] >= readable_end(log, isolation):
         return NO_TIMESTAMP, NO_OFFSET
     return best
-
-
-def position_after(records: tuple[tuple[Offset, Record], ...], before: Offset) -> Offset:
-    """A consumer's position after being given `records` (unchanged when there are none)."""
-    return Offset(records[-1][0] + 1) if records else before
 
 
 def offset_to_commit(last_processed: Offset) -> Offset:

@@ -18,6 +18,8 @@ from harness.checkers._common import Intervals, checker, tp_name
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.index import NEVER, Commit
 from harness.history.load import History
+from specs.groups import commit_regresses
+from specs.types import Offset
 
 
 _NO_RESETS: Intervals[None] = Intervals([])
@@ -68,7 +70,7 @@ def committed_offset_regression(history: History) -> CheckResult:
         commits.sort()
         excuses = resets.get(key, _NO_RESETS)
         for (g1, d1, o1, i1), (g2, d2, o2, i2) in zip(commits, commits[1:]):
-            if o2 < o1 and not excuses.overlaps(min(i1, i2), max(d1, d2)):
+            if commit_regresses(Offset(o1), Offset(o2)) and not excuses.overlaps(min(i1, i2), max(d1, d2)):
                 anomalies.append(Anomaly(
                     "committed-offset-regression",
                     f"group {key[0]!r} committed {tp_name(key[1], key[2])} offset {o1} (generation {g1}) "
@@ -84,7 +86,7 @@ def committed_offset_regression(history: History) -> CheckResult:
         if k < 0:
             continue
         d, o, i = history_of_key[k]
-        if x >= o:
+        if not commit_regresses(Offset(o), Offset(x)):
             continue
         if resets.get(key, _NO_RESETS).overlaps(i, fd):
             continue

@@ -24,7 +24,9 @@ import attrs
 from kio.schema.errors import ErrorCode
 
 from harness.history.write import Recorder
+from specs.offsets import offset_to_commit
 from specs.produce import Acks, Outcome, ProducerConfig, classify
+from specs.types import Offset
 
 TP = tuple[str, int]
 
@@ -309,7 +311,7 @@ class Consumer:
             self.history.ok(invoke, records=[[r.topic, r.partition, r.offset, text(r.key), text(r.value)]
                                              for r in records])
         for r in records:
-            self.next_offsets[(r.topic, r.partition)] = r.offset + 1
+            self.next_offsets[(r.topic, r.partition)] = offset_to_commit(Offset(r.offset))
         return records
 
     def take(self, timeout_s: float = 1.0) -> list[ConsumedRecord]:
@@ -319,7 +321,7 @@ class Consumer:
         delivered (a crash between the commit and the processing loses them)."""
         records = self._poll(timeout_s)
         for r in records:
-            self.next_offsets[(r.topic, r.partition)] = r.offset + 1
+            self.next_offsets[(r.topic, r.partition)] = offset_to_commit(Offset(r.offset))
         return records
 
     def record_delivery(self, records: Sequence[ConsumedRecord]) -> None:

@@ -43,7 +43,7 @@ from harness.session import EARLIEST, LATEST, MAX_TIMESTAMP, FetchResult, make_b
 from harness.stateful.base import KafkaMachine, describe, expect
 from harness.targets.base import DELETE_RECORDS, IDEMPOTENCE, MAX_TIMESTAMP as MAX_TS_CAP, REPLICATION
 from specs.log import PartitionLog, Record
-from specs.offsets import StoredLog, list_offsets, max_timestamp
+from specs.offsets import OFFSET_OUT_OF_RANGE, StoredLog, fetch, list_offsets, max_timestamp
 from specs.produce import Acks, Outcome, ProducerConfig, classify
 from specs.types import Offset
 
@@ -316,9 +316,9 @@ class LogMachine(KafkaMachine):
         seek = self.history.invoke("reader", "seek", topic=tp[0], partition=tp[1], offset=max(offset, 0))
         self.history.ok(seek)
         poll = self.history.invoke("reader", "poll")
-        if offset < log.log_start_offset or offset > log.log_end_offset:
+        if fetch(log, Offset(offset)).error == OFFSET_OUT_OF_RANGE:
             self.history.ok(poll, records=[])
-            expect(result.error == "OFFSET_OUT_OF_RANGE" and not result.records,
+            expect(result.error == OFFSET_OUT_OF_RANGE and not result.records,
                    f"{what}: {result.error} with {len(result.records)} records; the log spans "
                    f"[{log.log_start_offset}, {log.log_end_offset}) (log start, log end), so the answer is "
                    "OFFSET_OUT_OF_RANGE (Kafka protocol guide, Fetch)")
@@ -346,7 +346,7 @@ class LogMachine(KafkaMachine):
             expect(model is not None and text(r.value) == model.value,
                    f"{what}: offset {r.offset} holds {describe(text(r.value))}, the acknowledged write there "
                    f"was {describe(model.value if model else None)}")
-        expected = [o for o, _ in log.entries(Offset(offset), Offset(hw))]
+        expected = [o for o, _ in fetch(log, Offset(offset)).records]  # the model's HW is now hw
         got = [r.offset for r in returned]
         expect(got == expected[: len(got)],
                f"{what}: returned offsets {_span(got)}, expected a contiguous run from {offset} "

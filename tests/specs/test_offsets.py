@@ -9,7 +9,6 @@ from specs.offsets import (
     OffsetSpec,
     StoredLog,
     fetch,
-    fetch_allows,
     list_offsets,
     max_timestamp,
     offset_to_commit,
@@ -41,14 +40,6 @@ def test_fetch_out_of_range_below_start_or_past_end_but_not_between_hw_and_end()
     assert (out.high_watermark, out.last_stable_offset, out.log_start_offset, out.records) == (-1, -1, -1, ())
     between = fetch(LOG, Offset(6))
     assert between.error is None and between.records == ()
-
-
-def test_fetch_allows_any_prefix_of_the_readable_records() -> None:
-    """A shorter answer is fine; a gap or a record past the HW is not."""
-    full = fetch(LOG, Offset(2)).records
-    assert fetch_allows(LOG, Offset(2), full[:1])
-    assert not fetch_allows(LOG, Offset(2), full[1:])
-    assert not fetch_allows(LOG, Offset(4), ((Offset(5), Record("v5", timestamp=500)),))
 
 
 def test_list_offsets_earliest_latest_and_by_timestamp() -> None:
