@@ -18,8 +18,8 @@ from harness.checkers._common import Intervals, checker, tp_name
 from harness.checkers.result import Anomaly, CheckResult
 from harness.history.index import NEVER, Commit
 from harness.history.load import History
-from specs.groups import commit_regresses
-from specs.types import Offset
+from specs.groups import commit_regresses, split_brain
+from specs.types import MemberId, Offset, PartitionId, TopicPartition
 
 
 _NO_RESETS: Intervals[None] = Intervals([])
@@ -104,12 +104,18 @@ def committed_offset_regression(history: History) -> CheckResult:
 @checker
 def group_split_brain(history: History) -> CheckResult:
     """Two members owning the same partition in the same group generation."""
+    owners = history.index.owners  # (group, generation, topic, partition) -> member -> event
+    assignments: dict[tuple[str, int], dict[MemberId, set[TopicPartition]]] = {}
+    for (group, generation, t, p), members in owners.items():
+        for member in members:
+            assignments.setdefault((group, generation), {}).setdefault(MemberId(member), set()).add(
+                TopicPartition(t, PartitionId(p)))
     anomalies = []
-    for (group, generation, t, p), members in sorted(history.index.owners.items()):
-        if len(members) > 1:
+    for (group, generation), assignment in sorted(assignments.items()):
+        for tp, owning in sorted(split_brain({m: frozenset(tps) for m, tps in assignment.items()}).items()):
             anomalies.append(Anomaly(
                 "group-split-brain",
-                f"group {group!r} generation {generation}: {tp_name(t, p)} owned by "
-                f"{', '.join(sorted(members))}",
-                tuple(members.values())))
+                f"group {group!r} generation {generation}: {tp_name(tp.topic, tp.partition)} owned by "
+                f"{', '.join(sorted(owning))}",
+                tuple(owners[(group, generation, tp.topic, tp.partition)].values())))
     return CheckResult("group-split-brain", tuple(anomalies))
