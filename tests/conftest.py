@@ -6,19 +6,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis.internal.conjecture import engine as hypothesis_engine
 
+from harness.stateful.settings import DEFAULT_PROFILE, PROFILE_ENV, register_profiles
 from reference_broker.process import BrokerProcess
 
-settings.register_profile("dev", max_examples=50, deadline=None)
-settings.register_profile(
-    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "nightly", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+# One set of profiles and one default for the tests, the pytest plugin and `kconform conform`.
+register_profiles()
+settings.load_profile(os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE)
 
 # Hypothesis shrinks a failure for up to five minutes by default, as long as pytest-timeout
 # gives a whole test: a state machine whose examples touch the disk (the partition log's) could
