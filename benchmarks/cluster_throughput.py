@@ -34,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 from confluent_kafka import libversion as librdkafka_version  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # noqa: E402
+from confluent_kafka.admin import (
+    AdminClient,  # noqa: E402
+    NewTopic,  # type: ignore[attr-defined]  # noqa: E402
+)
 
 from reference_broker.cluster import ReferenceCluster  # noqa: E402
 

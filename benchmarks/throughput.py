@@ -54,8 +54,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 from confluent_kafka import libversion as librdkafka_version  # noqa: E402
 from confluent_kafka import version as confluent_kafka_version  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # noqa: E402
+from confluent_kafka.admin import (
+    AdminClient,  # noqa: E402
+    NewTopic,  # type: ignore[attr-defined]  # noqa: E402
+)
 
 from harness import kafka_jars  # noqa: E402
 from harness.kafka_cluster import HEAP, HEAP_ENV, KafkaCluster, find_java  # noqa: E402

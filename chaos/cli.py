@@ -30,7 +30,6 @@ from chaos.matrix_cli import matrix_command
 from chaos.report_cli import report_command
 from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
 from chaos.workload import CONSUMER_MODES, WorkloadSettings
-from harness.cli import main as harness_main
 from harness.checkers.judgement import (
     HELD,
     NOT_EXERCISED,
@@ -38,6 +37,7 @@ from harness.checkers.judgement import (
     VIOLATED_BY_CLIENT,
     VIOLATED_UNATTRIBUTED,
 )
+from harness.cli import main as harness_main
 from harness.clients import CLIENTS
 from harness.kafka_jars import VERSION_HELP
 from harness.targets import ALL_CAPABILITIES

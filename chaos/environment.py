@@ -594,7 +594,7 @@ class ExternalEnvironment(Environment):
                 "(advertised.listeners), see docs/chaos.md")
         # Rename the proxies after the brokers behind them.
         renamed = {}
-        for (source, target, kind), link in list(self.topology.links.items()):
+        for (source, _target, kind), link in list(self.topology.links.items()):
             nid = advertised.get(link.listen)
             if nid is not None:
                 renamed[(source, broker_name(nid), kind)] = attrs.evolve(link, target=broker_name(nid))

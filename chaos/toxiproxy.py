@@ -200,7 +200,7 @@ class _TimedRequests:
 def _install_shim() -> _TimedRequests:
     import toxiproxy.api
 
-    shim = getattr(toxiproxy.api, "requests")
+    shim = toxiproxy.api.requests
     if not isinstance(shim, _TimedRequests):
         shim = _TimedRequests()
         toxiproxy.api.requests = shim

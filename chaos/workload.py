@@ -39,6 +39,7 @@ from typing import Any
 
 import attrs
 
+from harness import precise_read
 from harness.clients import (
     ClientError,
     ConsumedRecord,
@@ -51,7 +52,6 @@ from harness.clients import (
     make_consumer,
     make_producer,
 )
-from harness import precise_read
 from harness.history.write import Recorder
 from specs.produce import Outcome
 

@@ -16,8 +16,8 @@ from harness.history import HistoryError, load_history
 from harness.history._gc import no_gc
 from harness.history.load import History
 from harness.run_configuration import ConfigurationError, configuration, from_meta, parse_stated
-from specs.claims import Claims, claims_for
 from harness.verdicts import colour_verdict
+from specs.claims import Claims, claims_for
 
 EXIT_VALID, EXIT_ANOMALIES, EXIT_UNUSABLE, EXIT_CLIENT_FAULT = 0, 1, 2, 3
 

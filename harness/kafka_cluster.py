@@ -287,7 +287,7 @@ class KafkaNode(Supervisor):
                                                           "client_software_version": "1"}, timeout_s=1.0)
                 if response.error_code == ErrorCode.none:
                     return
-            except (OSError, WireError, asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, OSError, WireError, ConnectionError):
                 pass
             if time.monotonic() >= deadline:
                 raise KafkaClusterError(self._failure(f"did not answer ApiVersions within {timeout_s:.0f} s"))
@@ -618,7 +618,7 @@ class KafkaCluster(ProcessCluster):
             try:
                 response = _request(node.controller_address, 55, 0, {"topics": [
                     {"topic_name": METADATA_TOPIC, "partitions": [{"partition_index": 0}]}]}, timeout_s=2.0)
-            except (OSError, WireError, asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, OSError, WireError, ConnectionError):
                 continue
             for topic in response.topics:
                 for p in topic.partitions:

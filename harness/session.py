@@ -299,7 +299,7 @@ class WireSession:
 
         try:
             payload = self.run(asyncio.wait_for(exchange(), self.timeout_s))
-        except (WireError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, WireError, OSError) as exc:
             self.drop_connection(address)
             raise SessionError(f"{what}: {type(exc).__name__}: {exc or 'no answer in time'}") from exc
         if payload is None:
@@ -330,7 +330,7 @@ class WireSession:
         v = self.version(api_key) if version is None else version
         try:
             return await asyncio.wait_for(conn.request(build(request_class(api_key, v), fields)), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SessionError(f"{API_NAMES.get(api_key, str(api_key))} v{v}: no answer within "
                                f"{self.timeout_s:.0f} s") from None
         except (WireError, OSError) as exc:
@@ -346,7 +346,7 @@ class WireSession:
 
         try:
             payload = self.run(asyncio.wait_for(go(), self.timeout_s))
-        except (WireError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, WireError, OSError) as exc:
             self.drop_connection(address or self.bootstrap)
             raise SessionError(f"raw request to {address or self.bootstrap}: {exc}") from exc
         try:

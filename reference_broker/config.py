@@ -668,7 +668,7 @@ def _check_cluster_keys(config: BrokerConfig, listener_names: list[str]) -> None
             "controller.quorum.voters: a reference cluster has a single controller, "
             f"got {len(voters)} voters"
         )
-    config.replica_peer_addresses  # parses every entry: a malformed one fails here
+    _ = config.replica_peer_addresses  # parses every entry: a malformed one fails here
     if roles == {"broker"} and not voters:
         raise ConfigError(
             "controller.quorum.voters is required when process.roles=broker "

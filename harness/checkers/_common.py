@@ -7,11 +7,10 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from harness.history.index import HistoryIndex, Write
-from harness.history._gc import no_gc
-from harness.history.load import History
-
 from harness.checkers.result import CheckResult
+from harness.history._gc import no_gc
+from harness.history.index import HistoryIndex, Write
+from harness.history.load import History
 
 
 def checker(fn: Callable[[History], CheckResult]) -> Callable[[History], CheckResult]:

@@ -21,7 +21,6 @@ from harness.history.load import History
 from specs.groups import commit_regresses, split_brain
 from specs.types import MemberId, Offset, PartitionId, TopicPartition
 
-
 _NO_RESETS: Intervals[None] = Intervals([])
 
 

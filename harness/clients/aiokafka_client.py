@@ -132,7 +132,7 @@ class AiokafkaProducer(Producer):
     def _flush(self, timeout_s: float) -> int:
         try:
             self._loop.run(asyncio.wait_for(self._p.flush(), timeout_s), timeout_s + 5)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return 1
         return 0
 

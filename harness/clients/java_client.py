@@ -136,7 +136,7 @@ class Java:
     version: str  # the first line of ``java -version``, e.g. 'openjdk version "17.0.15" 2025-04-15'
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def find_java() -> Java:
     """``$JAVA_HOME/bin/java`` or ``java`` on PATH, Java 11 or later (checked once per process)."""
     java = _tool("java")

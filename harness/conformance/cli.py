@@ -10,14 +10,13 @@ import random
 import signal
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from harness.clients import CLIENTS
-from harness.kafka_jars import VERSION_HELP
 from harness.conformance.registry import CHECKS, split_instance
 from harness.conformance.runner import (
     FAIL,
@@ -39,9 +38,10 @@ from harness.conformance.sweep import (
     run_sweep,
     seed_line,
     sweep_failures,
-    sweep_table,
     sweep_json,
+    sweep_table,
 )
+from harness.kafka_jars import VERSION_HELP
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
 from harness.verdicts import colour_verdict
 from reference_broker.cluster import MAX_BROKERS

@@ -25,8 +25,8 @@ from harness.session import (
     MAX_TIMESTAMP,
     METADATA,
     OFFSET_FETCH,
-    FetchedRecord,
     UNKNOWN_TAG,
+    FetchedRecord,
     SessionError,
     WireSession,
     api_versions_frame,
@@ -37,15 +37,17 @@ from harness.session import (
     request_floor,
     with_unknown_tag,
 )
-from harness.wire import build, encode_request, request_class
 from harness.targets.base import (
     CONSUMER_GROUPS,
     CREATE_TOPICS,
     DELETE_RECORDS,
     IDEMPOTENCE,
-    MAX_TIMESTAMP as MAX_TS_CAP,
     TOPIC_IDS,
 )
+from harness.targets.base import (
+    MAX_TIMESTAMP as MAX_TS_CAP,
+)
+from harness.wire import build, encode_request, request_class
 from reference_broker.groups.testing import consumer_subscription
 
 T0 = 1_700_000_000_000

@@ -41,7 +41,8 @@ from harness.clients.base import text
 from harness.precise_read import poll_value
 from harness.session import EARLIEST, LATEST, MAX_TIMESTAMP, FetchResult, make_batch
 from harness.stateful.base import KafkaMachine, describe, expect
-from harness.targets.base import DELETE_RECORDS, IDEMPOTENCE, MAX_TIMESTAMP as MAX_TS_CAP, REPLICATION
+from harness.targets.base import DELETE_RECORDS, IDEMPOTENCE, REPLICATION
+from harness.targets.base import MAX_TIMESTAMP as MAX_TS_CAP
 from specs.log import PartitionLog, Record
 from specs.offsets import OFFSET_OUT_OF_RANGE, StoredLog, fetch, list_offsets, max_timestamp
 from specs.produce import Acks, Outcome, ProducerConfig, classify

@@ -115,13 +115,13 @@ from reference_broker.groups.group import (
     TopicPartition,
 )
 from reference_broker.groups.log_format import (
+    OFFSETS_TOPIC,
     FormatError,
     GroupKey,
     GroupValue,
     MemberValue,
     OffsetKey,
     OffsetValue,
-    OFFSETS_TOPIC,
     decode_group_value,
     decode_key,
     decode_offset_value,

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from reference_broker.groups.log_format import OFFSETS_TOPIC
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
-from reference_broker.replication import Partition, ReplicationError, Role
 from reference_broker.records import (
     Record,
     RecordError,
@@ -40,6 +39,7 @@ from reference_broker.records import (
     scan_valid_prefix,
     validate_batches,
 )
+from reference_broker.replication import Partition, ReplicationError, Role
 
 if TYPE_CHECKING:
     from reference_broker.broker import Broker

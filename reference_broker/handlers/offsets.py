@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from reference_broker.broker import Broker
-from reference_broker.replication import Partition
 from reference_broker.handlers.context import RequestContext
 from reference_broker.handlers.fetch import READ_COMMITTED, leader_epoch_error
 from reference_broker.records import RecordError
+from reference_broker.replication import Partition
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED, EARLIEST_PENDING_UPLOAD = (
     -1, -2, -3, -4, -5, -6,

@@ -43,8 +43,8 @@ from reference_broker.log.errors import (
     RecordTooLargeError,
 )
 from reference_broker.log.files import (
-    CLEANER_CHECKPOINT,
     CLEAN_SHUTDOWN_MARKER,
+    CLEANER_CHECKPOINT,
     LOG_START_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
 )

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from chaos.campaign import CampaignSettings, claims_for
-from harness.checkers.judgement import judge
 from chaos.nemesis import PROCESS as NEMESIS
 from chaos.report import write_report
 from chaos.schedule import FaultSpec, Schedule
 from chaos.workload import WorkloadSettings
 from harness.checkers import check
+from harness.checkers.judgement import judge
 from harness.history.write import HistoryBuilder
 
 TOPIC = "t"
@@ -158,8 +158,8 @@ def test_report_html_has_plots_labelled_fault_windows_and_witnessed_anomalies(tm
 def test_a_campaign_with_no_acknowledged_write_is_not_exercised_not_held() -> None:
     """No anomaly because nothing was written is no verdict on the broker: the outcome is
     not-exercised (exit 2), never held; a violation still wins over it."""
-    from harness.checkers.judgement import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER
     from chaos.cli import EXIT_CODES, EXIT_SETUP
+    from harness.checkers.judgement import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER
 
     settings = CampaignSettings(duration=2.0, seed=7)
     schedule = Schedule((), 2.0, 7, "test", settings.to_json())

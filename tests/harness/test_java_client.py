@@ -32,10 +32,10 @@ from harness.clients import (
     ConsumerSettings,
     ProducerSettings,
     describe_client,
+    java_client,
     make_consumer,
     make_producer,
 )
-from harness.clients import java_client
 from harness.clients.java_client import JavaConsumer, JavaProducer
 from harness.history import HistoryBuilder
 from harness.session import WireSession

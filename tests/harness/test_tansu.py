@@ -41,8 +41,10 @@ def pid_gone(pid: int) -> bool:
 
 def test_round_trip_through_tansu_and_nothing_leaks() -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import (
+        AdminClient,
+        NewTopic,  # type: ignore[attr-defined]
+    )
 
     with TansuProcess() as broker:
         pid, workdir = broker.pid, broker.log_path

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.session import WireSession, make_batch
+from harness.tansu import TansuNotInstalled, find_tansu_binary
 from harness.targets import (
     CONSUMER_GROUPS,
     DURABLE_STORAGE,
@@ -23,7 +24,6 @@ from harness.targets import (
     capabilities_from_api_versions,
     make_target,
 )
-from harness.tansu import TansuNotInstalled, find_tansu_binary
 from harness.testing.faulty import FaultyTarget, drop_every
 from reference_broker.process import BrokerProcess
 from reference_broker.records import iter_records, scan_valid_prefix

@@ -15,8 +15,8 @@ Checked after every step:
 from __future__ import annotations
 
 import attrs
-from hypothesis import strategies as st
 from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,

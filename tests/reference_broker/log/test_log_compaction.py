@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import attrs
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -296,7 +295,6 @@ def test_a_decompression_bomb_is_refused_not_inflated(codec: Compression) -> Non
     """A batch whose body inflates past MAX_DECOMPRESSED_BATCH_BYTES is reported as corrupt
     instead of being decompressed into memory."""
     from reference_broker import records
-
     from reference_broker.log.testing import compress_body
 
     huge = b"\0" * (records.MAX_DECOMPRESSED_BATCH_BYTES + 1)

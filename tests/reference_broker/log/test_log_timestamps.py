@@ -11,9 +11,9 @@ from reference_broker.log.testing import batch, record_set
 
 
 def _log_with(
-    tmp_path: Path, *timestamp_batches: list[int], config: LogConfig = LogConfig()
+    tmp_path: Path, *timestamp_batches: list[int], config: LogConfig | None = None
 ) -> PartitionLog:
-    log = PartitionLog.open(tmp_path / "t-0", config, 0)
+    log = PartitionLog.open(tmp_path / "t-0", config or LogConfig(), 0)
     for timestamps in timestamp_batches:
         values = [b"v" * 40 for _ in timestamps]
         log.append(*record_set(batch(*values, timestamps=timestamps)), 0)
