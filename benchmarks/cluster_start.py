@@ -28,9 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import kafka_jars  # noqa: E402
-from harness.kafka_cluster import KafkaCluster  # noqa: E402
-from reference_broker.cluster import ReferenceCluster  # noqa: E402
+from launch import kafka_jars  # noqa: E402
+from launch.kafka_cluster import KafkaCluster  # noqa: E402
+from launch.reference_cluster import ReferenceCluster  # noqa: E402
 
 TARGETS = ("reference", "kafka")
 

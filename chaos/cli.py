@@ -39,10 +39,10 @@ from harness.checkers.judgement import (
 )
 from harness.cli import main as harness_main
 from harness.clients import CLIENTS
-from harness.kafka_jars import VERSION_HELP
 from harness.targets import ALL_CAPABILITIES
 from harness.verdicts import colour_verdict
-from reference_broker.cluster import MAX_BROKERS
+from launch.kafka_jars import VERSION_HELP
+from launch.reference_cluster import MAX_BROKERS
 
 EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP, EXIT_CLIENT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {HELD: EXIT_VALID, VIOLATED_BY_CLIENT: EXIT_CLIENT_FAULT, VIOLATED_BY_BROKER: EXIT_VIOLATED,
@@ -162,9 +162,9 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
                                "or no campaign")
     if o["target"] in ("reference", "kafka"):
         if o["target"] == "reference":
-            from reference_broker.cluster import RESERVED_KEYS
+            from launch.reference_cluster import RESERVED_KEYS
         else:
-            from harness.kafka_cluster import RESERVED_KEYS
+            from launch.kafka_cluster import RESERVED_KEYS
 
         reserved = sorted(RESERVED_KEYS & o["overrides"].keys())
         if reserved:

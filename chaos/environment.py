@@ -32,7 +32,6 @@ overrides the process-control methods it can do; :func:`make_environment` picks 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -50,6 +49,7 @@ from harness.targets import (
     Target,
     TargetError,
 )
+from launch.node import ManagedNode
 
 RECOVERY_TIMEOUT_S = 90.0
 
@@ -266,19 +266,17 @@ class ClusterEnvironment(Environment):
     def brokers(self) -> list[str]:
         return [broker_name(i) for i in sorted(self.cluster.brokers)]
 
-    def _controlled(self, node: str) -> Any:
+    def _controlled(self, node: str) -> ManagedNode:
         try:
-            return self.cluster.node(node_id(node))
+            node_of_cluster: ManagedNode = self.cluster.node(node_id(node))
+            return node_of_cluster
         except (KeyError, ValueError) as exc:
             raise ChaosEnvironmentError(f"no node {node!r} in this cluster (nodes: {', '.join(self.nodes)})") from exc
 
     def wipe(self, node: str) -> None:
         """SIGKILL and delete its data (a replaced disk); :meth:`start_node` brings it back
         empty under the same id."""
-        target = self._controlled(node)
-        target.kill()
-        shutil.rmtree(target.data_dir, ignore_errors=True)
-        target.format()
+        self._controlled(node).wipe()
 
     def running(self, node: str) -> bool:
         target = self._controlled(node)
@@ -434,7 +432,7 @@ class KafkaEnvironment(ClusterEnvironment):
         """A proxy per link, listening on a port the cluster has not reserved for a node: the
         cluster picks every node's ports before it asks for links, and binds them only when
         the JVMs start, so a proxy on a port of the kernel's choice could take one of them."""
-        from reference_broker.cluster import free_port
+        from launch.ports import free_port
 
         taken = self.cluster.taken_ports
         port = free_port("127.0.0.1", taken)
@@ -500,7 +498,7 @@ class TansuEnvironment(Environment):
         return [self._node]
 
     def start(self) -> TansuEnvironment:
-        from reference_broker.cluster import free_port
+        from launch.ports import free_port
 
         port = free_port()
         link = self.topology.add(CLIENTS, self._node, "client", f"127.0.0.1:{port}")

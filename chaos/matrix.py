@@ -21,8 +21,8 @@ import attrs
 
 from chaos.campaign import CampaignError, CampaignSession, CampaignSettings
 from chaos.workload import WorkloadSettings
-from harness.kafka_jars import DEFAULT_VERSION, KafkaJarsError, parse_version
 from harness.targets import TARGET_NAMES
+from launch.kafka_jars import DEFAULT_VERSION, KafkaJarsError, parse_version
 
 LAUNCHABLE = tuple(n for n in TARGET_NAMES if n != "external")
 CHAOS_TARGETS = ("reference", "kafka", "tansu")

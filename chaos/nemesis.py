@@ -34,8 +34,9 @@ import attrs
 from chaos.environment import ChaosEnvironmentError, Environment
 from chaos.schedule import FaultSpec, Schedule
 from chaos.topology import CLIENTS, ProxyLink, Topology
-from chaos.toxiproxy import ToxiproxyError, ToxiproxyWedged
+from chaos.toxiproxy import ToxiproxyWedged
 from harness.history.write import Recorder
+from launch.toxiproxy import ToxiproxyError
 
 PROCESS = "nemesis"
 RESOLVE_WAIT_S = 3.0

@@ -21,10 +21,10 @@ and a path comes back only when no fault holds it any more.
 shared server are left alone). :meth:`Topology.close` deletes every proxy it created.
 
 For a launched reference cluster, :meth:`Topology.cluster_link_address` is the
-``link_address`` hook of ``reference_broker.cluster.ReferenceCluster``: the cluster asks it for
+``link_address`` hook of ``launch.reference_cluster.ReferenceCluster``: the cluster asks it for
 every link before anything starts, and it answers with a new proxy's listen address.
 :meth:`Topology.combined_link_address` is the same hook for clusters whose controllers live in
-the broker nodes (``harness.kafka_cluster.KafkaCluster``): a controller link leads to a node.
+the broker nodes (``launch.kafka_cluster.KafkaCluster``): a controller link leads to a node.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from types import TracebackType
 
 import attrs
 
-from chaos.toxiproxy import ToxiproxyControl, ToxiproxyError
-from reference_broker.cluster import Address, Link, LinkKind
+from chaos.toxiproxy import ToxiproxyControl
+from launch.reference_cluster import Address, Link, LinkKind
+from launch.toxiproxy import ToxiproxyError
 
 CLIENTS = "clients"
 CONTROLLER = "controller"

@@ -12,7 +12,8 @@ import click
 from harness.check_cli import check_command
 from harness.conformance.cli import conform_command
 from harness.roundtrip import roundtrip_command
-from reference_broker.cli import broker_command, cluster_command
+from launch.cli import cluster_command
+from reference_broker.cli import broker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -19,7 +19,7 @@ import attrs
 import click
 
 from harness.verdicts import colour_verdict, verdict_word
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 
 TIMEOUT_S = 60.0
 

@@ -2,7 +2,7 @@
 
 Kafka writes it with ``kafka-storage format -t <cluster-id>`` on every node of a cluster, so
 that all of them agree on the cluster id and no directory is started as the wrong node.
-:class:`~reference_broker.cluster.ReferenceCluster` formats its nodes' directories the same way;
+:class:`~launch.reference_cluster.ReferenceCluster` formats its nodes' directories the same way;
 a standalone node (combined mode) and a controller format their own directory on first start.
 """
 

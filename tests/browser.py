@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from reference_broker.cluster import free_port
+from launch.ports import free_port
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 # Keep Chromium off the network (background services, updates, sync) and able to run as root.

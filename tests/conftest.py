@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis.internal.conjecture import engine as hypothesis_engine
 
 from harness.stateful.settings import DEFAULT_PROFILE, PROFILE_ENV, register_profiles
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 
 # One set of profiles and one default for the tests, the pytest plugin and `kconform conform`.
 register_profiles()

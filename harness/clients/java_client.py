@@ -14,7 +14,7 @@ hash of its sources, the Kafka version and the JDK (``$KCONFORM_JAVA_CLIENT_CACH
 workers build it once: ``javac`` compiles it into a jar, and a training run saves the classes
 a client loads into a class-data-sharing archive that makes each later JVM start faster. The
 Kafka version whose ``kafka-clients`` jar is used is ``$KCONFORM_JAVA_CLIENT_VERSION``, else the ``kafka`` target's
-default (:func:`harness.kafka_jars.default_version`); its jars are fetched on demand like the
+default (:func:`launch.kafka_jars.default_version`); its jars are fetched on demand like the
 ``kafka`` target's. A missing ``java``, ``javac`` (needed only to compile once) or jars raises
 :class:`ClientUnavailable` saying what to install.
 
@@ -57,7 +57,6 @@ from typing import IO, Any
 
 import attrs
 
-from harness import kafka_jars
 from harness.clients.base import (
     TP,
     ClientError,
@@ -70,6 +69,7 @@ from harness.clients.base import (
     ProducerSettings,
 )
 from harness.history.write import Recorder
+from launch import kafka_jars
 
 VERSION_ENV = "KCONFORM_JAVA_CLIENT_VERSION"
 CACHE_ENV = "KCONFORM_JAVA_CLIENT_CACHE"
@@ -310,7 +310,7 @@ def runtime(version: str | None = None) -> JavaRuntime:
     for jar in ("kafka-clients", "jackson-databind"):
         if not any(libs.glob(f"{jar}-*.jar")):
             raise ClientUnavailable(f"{libs} has no {jar} jar; fetch Kafka {version} again "
-                                    f"(remove {libs} and run `.venv/bin/python -m harness.kafka_jars {version}`)")
+                                    f"(remove {libs} and run `.venv/bin/python -m launch.kafka_jars {version}`)")
     return JavaRuntime(java.path, build(version, libs, java), libs, version)
 
 

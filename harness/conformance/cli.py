@@ -41,10 +41,10 @@ from harness.conformance.sweep import (
     sweep_json,
     sweep_table,
 )
-from harness.kafka_jars import VERSION_HELP
 from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
 from harness.verdicts import colour_verdict
-from reference_broker.cluster import MAX_BROKERS
+from launch.kafka_jars import VERSION_HELP
+from launch.reference_cluster import MAX_BROKERS
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_EXAMPLES, DEFAULT_STEPS = 30, 30

@@ -1,13 +1,13 @@
 """The ``kafka`` target: the harness launches Apache Kafka itself, a 3-node KRaft cluster.
 
 Each node is a JVM run from the jars of ``org.apache.kafka:kafka_2.13`` (fetched once from Maven
-Central into ``.cache/kafka``; :mod:`harness.kafka_jars`), in combined broker+controller mode, on
+Central into ``.cache/kafka``; :mod:`launch.kafka_jars`), in combined broker+controller mode, on
 free loopback ports, with its own data directory (removed on exit). The cluster is
-:class:`harness.kafka_cluster.KafkaCluster`; the target is ready when the Admin API's
+:class:`launch.kafka_cluster.KafkaCluster`; the target is ready when the Admin API's
 DescribeCluster lists every broker at every node and ``__consumer_offsets`` has leaders.
 
 The version is ``--kafka-version`` (``$KCONFORM_KAFKA_VERSION``, default the latest 4.x,
-:data:`harness.kafka_jars.DEFAULT_VERSION`). As for the reference target, the harness lowers
+:data:`launch.kafka_jars.DEFAULT_VERSION`). As for the reference target, the harness lowers
 ``group.initial.rebalance.delay.ms`` to 0 and keeps Kafka's defaults for everything else, except
 the replication factors of the internal topics, which follow the number of nodes.
 
@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness import kafka_jars
-from harness.kafka_cluster import KafkaCluster, KafkaClusterError
 from harness.targets.base import (
     BROKER_CONFIG,
     COMPACTION,
@@ -33,7 +31,9 @@ from harness.targets.base import (
     Target,
     TargetError,
 )
-from reference_broker.cluster import LinkAddress
+from launch import kafka_jars
+from launch.kafka_cluster import KafkaCluster, KafkaClusterError
+from launch.reference_cluster import LinkAddress
 
 DEFAULT_NODES = 3
 
@@ -46,7 +46,7 @@ class KafkaTarget(Target):
     def __init__(self, version: str | None = None, brokers: int = DEFAULT_NODES,
                  overrides: Mapping[str, str] | None = None, *, link_address: LinkAddress | None = None,
                  heap: str | None = None, data_dir: Path | None = None, log_level: str = "INFO") -> None:
-        """``link_address`` (``reference_broker.cluster.LinkAddress``) redirects the cluster's
+        """``link_address`` (``launch.reference_cluster.LinkAddress``) redirects the cluster's
         network paths, e.g. through Toxiproxy proxies (what Kafka lets a proxy sit on is in
         docs/kafka.md); ``heap`` is each JVM's ``-Xmx`` (default 512m)."""
         super().__init__()

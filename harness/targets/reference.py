@@ -23,15 +23,15 @@ from harness.targets.base import (
     Target,
     TargetError,
 )
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 
 FAST_GROUPS: Mapping[str, str] = {"group.initial.rebalance.delay.ms": "0"}
 
 
 def cluster_launcher() -> Any | None:
-    """``reference_broker.cluster.ReferenceCluster`` when the multi-broker launcher exists."""
+    """``launch.reference_cluster.ReferenceCluster`` when the multi-broker launcher exists."""
     try:
-        module = importlib.import_module("reference_broker.cluster")
+        module = importlib.import_module("launch.reference_cluster")
     except ImportError:
         return None
     return getattr(module, "ReferenceCluster", None)
@@ -39,14 +39,14 @@ def cluster_launcher() -> Any | None:
 
 class ReferenceTarget(Target):
     """One reference broker process (``brokers=1``), or a controller and ``brokers`` broker
-    processes (``reference_broker.cluster.ReferenceCluster``)."""
+    processes (``launch.reference_cluster.ReferenceCluster``)."""
 
     name = "reference"
 
     def __init__(self, brokers: int = 1, overrides: Mapping[str, str] | None = None,
                  data_dir: Path | None = None, log_level: str = "WARNING",
                  link_address: Any | None = None) -> None:
-        """``link_address`` (``reference_broker.cluster.LinkAddress``) redirects the cluster's
+        """``link_address`` (``launch.reference_cluster.LinkAddress``) redirects the cluster's
         network paths, e.g. through Toxiproxy proxies; with it even one broker runs as a
         cluster (a controller and the broker), so that every path has a link."""
         super().__init__()
@@ -83,7 +83,7 @@ class ReferenceTarget(Target):
         launcher = cluster_launcher()
         if launcher is None:
             raise TargetError(
-                f"--brokers {self.brokers} needs reference_broker.cluster.ReferenceCluster, which this "
+                f"--brokers {self.brokers} needs launch.reference_cluster.ReferenceCluster, which this "
                 "checkout does not have; run with --brokers 1")
         self._cluster = launcher(self.brokers, overrides=self.overrides, base_dir=self.data_dir,
                                  log_level=self.log_level, link_address=self.link_address)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from harness.tansu import TansuNotInstalled, TansuProcess, find_tansu_binary
 from harness.targets.base import PROCESS_CONTROL, Target, TargetError
+from launch.tansu import TansuNotInstalled, TansuProcess, find_tansu_binary
 
 
 class TansuTarget(Target):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from chaos.campaign import CampaignResult
-from chaos.toxiproxy import ToxiproxyError, find_toxiproxy_binary
 from harness.clients import ClientUnavailable
+from launch.toxiproxy import ToxiproxyError, find_toxiproxy_binary
 
 
 def live_children(pid: int | None = None) -> list[tuple[int, str]]:

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 import chaos.campaign
 from chaos.campaign import CampaignSettings, run_campaign
 from chaos.cli import ProgressDisplay, chaos_command
-from chaos.toxiproxy import URL_ENV, ToxiproxyControl, ToxiproxyServer
+from chaos.toxiproxy import ToxiproxyControl
+from launch.toxiproxy import URL_ENV, ToxiproxyServer
 from tests.chaos.conftest import require_toxiproxy
 
 KCONFORM = str(Path(sys.executable).parent / "kconform")

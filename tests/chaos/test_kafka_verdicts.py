@@ -30,8 +30,8 @@ import pytest
 
 from chaos.campaign import CampaignResult, CampaignSession, CampaignSettings, summary_text
 from chaos.workload import WorkloadSettings
-from harness import kafka_jars
-from harness.kafka_cluster import KafkaClusterError, find_java
+from launch import kafka_jars
+from launch.kafka_cluster import KafkaClusterError, find_java
 from tests.chaos.conftest import live_children, not_the_clients, require_java_client, require_toxiproxy
 from tests.chaos.test_epoch_bump_finding import (
     assert_found_on_the_client_or_not_provoked,

@@ -10,13 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from chaos.toxiproxy import (
-    ToxiproxyControl,
-    ToxiproxyError,
-    ToxiproxyServer,
-    ToxiproxyWedged,
-    find_toxiproxy_binary,
-)
+from chaos.toxiproxy import ToxiproxyControl, ToxiproxyWedged
+from launch.toxiproxy import ToxiproxyError, ToxiproxyServer, find_toxiproxy_binary
 
 pytestmark = pytest.mark.chaos
 

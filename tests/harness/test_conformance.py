@@ -207,7 +207,7 @@ def test_ctrl_c_stops_the_suite_reports_what_finished_and_exits_130(tmp_path: Pa
 def test_a_broker_whose_rebalances_wait_is_named_before_the_run(tmp_path: Path) -> None:
     """With Kafka's default group.initial.rebalance.delay.ms (3 s) the group checks are slow,
     not wrong; conform says so before it starts, and says nothing when the delay is 0."""
-    from reference_broker.process import BrokerProcess
+    from launch.broker_process import BrokerProcess
 
     for delay, noted in (("3000", True), ("0", False)):
         with BrokerProcess(overrides={"group.initial.rebalance.delay.ms": delay}, data_dir=tmp_path / delay) as broker:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from harness import kafka_jars
 from harness.cli import main
 from harness.session import FetchedRecord, FetchResult, make_batch
 from harness.stateful.differential import MirroredSession, fetches_agree
@@ -18,6 +17,7 @@ from harness.stateful.log_machine import LogMachine
 from harness.stateful.runner import run_machine
 from harness.targets import KafkaTarget, ReferenceTarget
 from harness.testing.faulty import FaultyTarget
+from launch import kafka_jars
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import kafka_jars
 from harness.checkers import check
 from harness.clients import (
     ClientError,
@@ -40,6 +39,7 @@ from harness.clients.java_client import JavaConsumer, JavaProducer
 from harness.history import HistoryBuilder
 from harness.session import WireSession
 from harness.targets import ReferenceTarget
+from launch import kafka_jars
 from specs.produce import Outcome
 
 pytestmark = pytest.mark.clients

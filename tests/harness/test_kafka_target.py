@@ -26,9 +26,7 @@ from confluent_kafka.admin import (
     NewTopic,  # type: ignore[attr-defined]
 )
 
-from harness import kafka_jars
 from harness.conformance import PASS, run_suite
-from harness.kafka_cluster import KafkaCluster, KafkaClusterError
 from harness.targets import (
     DURABLE_STORAGE,
     PROCESS_CONTROL,
@@ -38,7 +36,9 @@ from harness.targets import (
     TargetError,
     make_target,
 )
-from reference_broker.cluster import Link, LinkKind
+from launch import kafka_jars
+from launch.kafka_cluster import KafkaCluster, KafkaClusterError
+from launch.reference_cluster import Link, LinkKind
 
 pytestmark = [
     pytest.mark.slow,

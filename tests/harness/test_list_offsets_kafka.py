@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from harness import kafka_jars
 from harness.session import EARLIEST, MAX_TIMESTAMP, WireSession, make_batch
 from harness.targets import KafkaTarget, ReferenceTarget, Target
+from launch import kafka_jars
 from specs.log import PartitionLog, Record
 from specs.offsets import StoredLog, list_offsets, max_timestamp
 from specs.types import Offset

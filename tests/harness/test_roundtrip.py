@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from harness.cli import main
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 from tests.kafka_helpers import produce
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from harness.session import WireSession, make_batch
-from harness.tansu import TansuNotInstalled, find_tansu_binary
 from harness.targets import (
     CONSUMER_GROUPS,
     DURABLE_STORAGE,
@@ -25,7 +24,8 @@ from harness.targets import (
     make_target,
 )
 from harness.testing.faulty import FaultyTarget, drop_every
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
+from launch.tansu import TansuNotInstalled, find_tansu_binary
 from reference_broker.records import iter_records, scan_valid_prefix
 
 

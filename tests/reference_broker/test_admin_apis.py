@@ -18,7 +18,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 from tests.kafka_helpers import TIMEOUT_S, admin, consume_all, create_topic, produce, wire
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, Producer
 
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 from tests.kafka_helpers import consume_all, produce, wire
 
 

@@ -36,12 +36,12 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
 import reference_broker.broker as broker_module
+from launch.broker_process import BrokerProcess
 from reference_broker.broker import Broker, BrokerError
 from reference_broker.config import load_broker_config
 from reference_broker.handlers import FETCH, HANDLERS
 from reference_broker.handlers.context import CloseConnection, Deferred, RequestContext
 from reference_broker.handlers.fetch import handle_fetch
-from reference_broker.process import BrokerProcess
 from reference_broker.protocol.api_versions import API_VERSIONS
 from reference_broker.protocol.codec import build, build_response, encode_response, request_class
 from reference_broker.records import Record, build_batch, validate_batches

@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from launch.broker_process import BrokerProcess
 from reference_broker.groups.testing import decode_assignment
-from reference_broker.process import BrokerProcess
 from tests.kafka_helpers import create_topic, produce, wire
 
 pytestmark = pytest.mark.clients

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from harness.wire import WireClient
+from launch.broker_process import BrokerProcess
 from reference_broker.groups.testing import consumer_assignment, consumer_subscription
-from reference_broker.process import BrokerProcess
 from tests.kafka_helpers import create_topic, topic_id, wire
 
 SETTINGS = {

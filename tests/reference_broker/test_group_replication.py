@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from reference_broker.cluster import ReferenceCluster
+from launch.reference_cluster import ReferenceCluster
 from reference_broker.groups import OFFSETS_TOPIC, partition_for
 from tests.kafka_helpers import wire
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 from tests.kafka_helpers import consume_all, create_topic
 
 pytestmark = pytest.mark.clients

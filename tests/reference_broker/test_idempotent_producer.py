@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
+from launch.broker_process import BrokerProcess
 from reference_broker.log.testing import stored_batches
-from reference_broker.process import BrokerProcess
 from reference_broker.records import Record, build_batch, iter_records
 from tests.kafka_helpers import create_topic, wire
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 
 
 def _start(*overrides: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from harness.wire import WireClient, build, request_class
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 from reference_broker.records import Record, build_batch
 from tests.kafka_helpers import create_topic, topic_id, wire
 

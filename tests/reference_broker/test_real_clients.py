@@ -16,7 +16,7 @@ from typing import TypeVar
 import attrs
 import pytest
 
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 from tests.helpers import require_kcat
 
 pytestmark = pytest.mark.clients

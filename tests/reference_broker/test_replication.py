@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from reference_broker.cluster import ReferenceCluster
+from launch.reference_cluster import ReferenceCluster
 from reference_broker.log.testing import batch
 from reference_broker.protocol.client import WireClient, decode_response, encode_request
 from reference_broker.protocol.codec import build, request_class

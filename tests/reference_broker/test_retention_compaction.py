@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kio.schema.errors import ErrorCode
 
-from reference_broker.process import BrokerProcess
+from launch.broker_process import BrokerProcess
 from tests.kafka_helpers import consume_all, create_topic, produce, wire
 
 HOUR_MS = 3_600_000

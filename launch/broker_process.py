@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from reference_broker.child_process import ChildProcess, Supervisor, spawn
+from launch.child_process import ChildProcess, Supervisor, spawn
 
 READY = re.compile(r"ready: listening on (\S+), advertising (\S+),")
 DEFAULT_START_TIMEOUT_S = 30.0

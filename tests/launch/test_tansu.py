@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from harness import tansu
-from harness.tansu import TansuNotInstalled, TansuProcess, find_tansu_binary
+from launch import tansu
+from launch.tansu import TansuNotInstalled, TansuProcess, find_tansu_binary
 
 pytestmark = pytest.mark.clients
 

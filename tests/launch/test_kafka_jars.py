@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import kafka_jars
+from launch import kafka_jars
 
 
 def test_versions() -> None:
@@ -41,9 +41,9 @@ def test_each_line_gets_its_own_logging_binding() -> None:
 def test_a_missing_version_says_how_to_fetch_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(kafka_jars.CACHE_ENV, str(tmp_path))
     assert not kafka_jars.is_installed("4.4.0")
-    with pytest.raises(kafka_jars.KafkaJarsError, match="python -m harness.kafka_jars 4.4.0"):
+    with pytest.raises(kafka_jars.KafkaJarsError, match="python -m launch.kafka_jars 4.4.0"):
         kafka_jars.classpath("4.4.0")
-    monkeypatch.setattr("harness.kafka_jars.shutil.which", lambda name: None)
+    monkeypatch.setattr("launch.kafka_jars.shutil.which", lambda name: None)
     with pytest.raises(kafka_jars.KafkaJarsError, match="Maven"):
         kafka_jars.ensure("4.4.0")
 
@@ -54,6 +54,6 @@ def test_an_installed_version_is_reused_without_maven(tmp_path: Path, monkeypatc
     libs.mkdir(parents=True)
     for name in ("kafka_2.13-4.4.0.jar", "kafka-clients-4.4.0.jar"):
         (libs / name).write_bytes(b"")
-    monkeypatch.setattr("harness.kafka_jars.shutil.which", lambda name: None)  # no Maven needed
+    monkeypatch.setattr("launch.kafka_jars.shutil.which", lambda name: None)  # no Maven needed
     assert kafka_jars.ensure("4.4.0") == libs
     assert kafka_jars.classpath("4.4.0").split(":") == sorted(str(p) for p in libs.glob("*.jar"))
