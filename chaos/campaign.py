@@ -38,7 +38,7 @@ from typing import Any
 
 import attrs
 
-from chaos.environment import Environment, make_environment
+from chaos.environment import ENVIRONMENTS, Environment, EnvironmentOptions, make_environment
 from chaos.faults import (
     CLIENT_LINKS,
     CONTROLLER_NODE,
@@ -114,7 +114,7 @@ class CampaignSettings:
             settings = cls(**values)
         except (TypeError, ValueError, AttributeError) as exc:
             raise ScheduleError(f"field 'settings': {exc}") from exc
-        checks = [(settings.target in ("reference", "kafka", "tansu", "external"), "target"),
+        checks = [(settings.target in ENVIRONMENTS, "target"),
                   (isinstance(settings.brokers, int) and settings.brokers >= 1, "brokers"),
                   (isinstance(settings.duration, (int, float)) and settings.duration > 0, "duration"),
                   (isinstance(settings.seed, int), "seed"),
@@ -124,12 +124,10 @@ class CampaignSettings:
                 raise ScheduleError(f"field 'settings.{name}': unusable value")
         return settings
 
-    def topic_configs(self, rf: int, configures_brokers: bool | None = None) -> dict[str, str]:
+    def topic_configs(self, rf: int, configures_brokers: bool) -> dict[str, str]:
         """The topic's configs: the safe defaults, then the overrides that are topic keys (or
         every override, when the harness does not configure the brokers: ``configures_brokers``
-        False; None: only the reference target does)."""
-        if configures_brokers is None:
-            configures_brokers = self.target == "reference"
+        False)."""
         configs = {"min.insync.replicas": str(min(2, rf)), "unclean.leader.election.enable": "false"}
         for key, value in self.overrides.items():
             if key in configs or not configures_brokers:
@@ -276,9 +274,9 @@ class CampaignSession:
             raise CampaignError(f"Toxiproxy at {url} does not answer: {exc}") from exc
         self.topology = self._stack.enter_context(Topology(control, owns_server=not os.environ.get(URL_ENV)))
         try:
-            env = make_environment(s.target, self.topology, brokers=s.brokers, overrides=s.overrides,
-                                   proxies=s.proxies, bootstrap=s.bootstrap, capabilities=s.capabilities,
-                                   version=s.kafka_version)
+            env = make_environment(s.target, self.topology, EnvironmentOptions(
+                brokers=s.brokers, overrides=s.overrides, proxies=s.proxies, bootstrap=s.bootstrap,
+                capabilities=s.capabilities, version=s.kafka_version))
             self.env = self._stack.enter_context(env)
         except (TargetError, ToxiproxyError) as exc:
             raise CampaignError(f"the {s.target} target could not be set up: {exc}") from exc

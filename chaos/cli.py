@@ -25,6 +25,7 @@ import click
 from click.core import ParameterSource
 
 from chaos.campaign import CampaignError, CampaignSettings, Progress, run_campaign, summary_text
+from chaos.environment import ENVIRONMENTS
 from chaos.faults import FAMILIES, FAULTS
 from chaos.matrix_cli import matrix_command
 from chaos.report_cli import report_command
@@ -48,7 +49,7 @@ EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP, EXIT_CLIENT_FAULT, EXIT_INTERRUPTED = 0, 
 EXIT_CODES = {HELD: EXIT_VALID, VIOLATED_BY_CLIENT: EXIT_CLIENT_FAULT, VIOLATED_BY_BROKER: EXIT_VIOLATED,
               VIOLATED_UNATTRIBUTED: EXIT_VIOLATED, NOT_EXERCISED: EXIT_SETUP}
 """Exit status by campaign outcome."""
-TARGETS = ("reference", "kafka", "tansu", "external")
+TARGETS = tuple(ENVIRONMENTS)
 # Options that a replayed schedule brings with it: giving them with --replay is an error.
 _FROM_SCHEDULE = ("target", "brokers", "duration", "faults", "campaign", "acks", "idempotence",
                   "overrides", "seed", "consumers", "client", "producers", "rate", "partitions", "overlap",
@@ -151,26 +152,21 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
     elif idempotence and acks != "all":
         raise click.UsageError(f"--idempotence needs --acks all (Kafka refuses enable.idempotence with acks={acks}); "
                                "add --no-idempotence")
-    if o["target"] == "external" and not (o["bootstrap"] or o["proxies"]):
-        raise click.UsageError("--target external needs --proxy LISTEN=UPSTREAM for each broker (network faults) "
-                               "or --bootstrap HOST:PORT (no network faults); see docs/chaos.md")
-    if o["target"] != "external" and (o["bootstrap"] or o["proxies"]):
+    kind = ENVIRONMENTS[o["target"]]
+    if not kind.launched and not (o["bootstrap"] or o["proxies"]):
+        raise click.UsageError(f"--target {o['target']} needs --proxy LISTEN=UPSTREAM for each broker (network "
+                               "faults) or --bootstrap HOST:PORT (no network faults); see docs/chaos.md")
+    if kind.launched and (o["bootstrap"] or o["proxies"]):
         raise click.UsageError(f"--bootstrap and --proxy are for --target external; the {o['target']} target is "
                                "launched by kconform")
     if o["campaign"] not in (None, "mixed") and o["faults"] is not None:
         raise click.UsageError(f"--campaign {o['campaign']} has its own faults; --faults goes with --campaign mixed "
                                "or no campaign")
-    if o["target"] in ("reference", "kafka"):
-        if o["target"] == "reference":
-            from launch.reference_cluster import RESERVED_KEYS
-        else:
-            from launch.kafka_cluster import RESERVED_KEYS
-
-        reserved = sorted(RESERVED_KEYS & o["overrides"].keys())
-        if reserved:
-            raise click.UsageError(f"--override {', '.join(reserved)}: set by the cluster launcher for each node")
-    if o["kafka_version"] is not None and o["target"] != "kafka":
-        raise click.UsageError("--kafka-version goes with --target kafka")
+    reserved = sorted(kind.reserved_keys & o["overrides"].keys())
+    if reserved:
+        raise click.UsageError(f"--override {', '.join(reserved)}: set by the cluster launcher for each node")
+    if o["kafka_version"] is not None and not kind.takes_version:
+        raise click.UsageError(f"--kafka-version goes with --target {', '.join(n for n, k in ENVIRONMENTS.items() if k.takes_version)}")
     proxies: list[tuple[str, str]] = []
     if o["proxies"]:
         from chaos.environment import ChaosEnvironmentError, parse_proxies
@@ -199,7 +195,7 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
         raise click.UsageError(f"--delivery-timeout {chosen['delivery_timeout_ms']} is shorter than --request-timeout "
                                f"{chosen['request_timeout_ms']}: a send could expire before its first answer is due")
     workload = WorkloadSettings(acks=acks, idempotence=idempotence, **chosen)
-    brokers = 1 if o["target"] == "tansu" else o["brokers"]
+    brokers = 1 if kind.single_node else o["brokers"]
     return CampaignSettings(target=o["target"], brokers=brokers, duration=o["duration"], seed=seed,
                             workload=workload, overrides=o["overrides"], faults=o["faults"],
                             campaign=o["campaign"], overlap=o["overlap"], proxies=tuple(proxies),

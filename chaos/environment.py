@@ -49,7 +49,9 @@ from harness.targets import (
     Target,
     TargetError,
 )
-from launch.node import ManagedNode
+from launch.kafka_cluster import RESERVED_KEYS as KAFKA_RESERVED_KEYS
+from launch.node import ManagedNode, ProcessControl
+from launch.reference_cluster import RESERVED_KEYS as REFERENCE_RESERVED_KEYS
 
 RECOVERY_TIMEOUT_S = 90.0
 
@@ -69,13 +71,28 @@ class PartitionState:
 
 
 class Environment:
-    """A started target behind its proxies; see the module docstring. A context manager."""
+    """A started target behind its proxies; see the module docstring. A context manager.
+
+    What a target is like, for the command line and the campaign (class attributes, so that no
+    caller needs to know targets by name): ``launched`` (kconform starts it; else the user gives
+    ``--bootstrap`` / ``--proxy``), ``single_node`` (one broker, whatever ``--brokers`` says),
+    ``takes_version`` (``--kafka-version`` picks its release), ``reserved_keys`` (broker keys its
+    launcher sets for each node, refused in ``--override``)."""
 
     name = "?"
+    launched = True
+    single_node = False
+    takes_version = False
+    reserved_keys: frozenset[str] = frozenset()
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.target: Target | None = None
+
+    @classmethod
+    def create(cls, topology: Topology, options: EnvironmentOptions) -> Environment:
+        """An environment of this kind (not started) from the command line's options."""
+        raise NotImplementedError
 
     # --- to implement --------------------------------------------------------------------------
 
@@ -136,9 +153,8 @@ class Environment:
         """Acknowledged records survive a process restart."""
         return self.target is not None and DURABLE_STORAGE in self.target.capabilities
 
-    def _controlled(self, node: str) -> Any:
-        """The process behind ``node`` (with ``kill``, ``pause``, ``resume``, ``stop``,
-        ``start`` and ``running``); environments with process control override this."""
+    def _controlled(self, node: str) -> ProcessControl:
+        """The process behind ``node``; environments with process control override this."""
         raise ChaosEnvironmentError(f"the {self.name} target has no process control")
 
     def kill(self, node: str) -> None:
@@ -355,6 +371,11 @@ class ReferenceEnvironment(ClusterEnvironment):
     """A reference cluster with every path proxied."""
 
     name = "reference"
+    reserved_keys = REFERENCE_RESERVED_KEYS
+
+    @classmethod
+    def create(cls, topology: Topology, options: EnvironmentOptions) -> Environment:
+        return cls(topology, options.brokers, options.overrides)
 
     def __init__(self, topology: Topology, brokers: int = 3, overrides: Mapping[str, str] | None = None,
                  log_level: str = "WARNING") -> None:
@@ -406,6 +427,12 @@ class KafkaEnvironment(ClusterEnvironment):
     """
 
     name = "kafka"
+    takes_version = True
+    reserved_keys = KAFKA_RESERVED_KEYS
+
+    @classmethod
+    def create(cls, topology: Topology, options: EnvironmentOptions) -> Environment:
+        return cls(topology, options.brokers, options.overrides, options.version)
 
     def __init__(self, topology: Topology, brokers: int = 3, overrides: Mapping[str, str] | None = None,
                  version: str | None = None, log_level: str = "INFO") -> None:
@@ -480,6 +507,11 @@ class TansuEnvironment(Environment):
     """One Tansu process behind one client proxy (it advertises the proxy)."""
 
     name = "tansu"
+    single_node = True
+
+    @classmethod
+    def create(cls, topology: Topology, options: EnvironmentOptions) -> Environment:
+        return cls(topology)
 
     def __init__(self, topology: Topology) -> None:
         super().__init__(topology)
@@ -507,7 +539,7 @@ class TansuEnvironment(Environment):
         self._target.start()
         return self
 
-    def _controlled(self, node: str) -> Any:
+    def _controlled(self, node: str) -> ProcessControl:
         if node != self._node or self._target is None or self._target.process is None:
             raise ChaosEnvironmentError(f"no node {node!r} (the tansu target has one: {self._node})")
         return self._target.process
@@ -547,6 +579,13 @@ class ExternalEnvironment(Environment):
     """Brokers someone else runs, each advertising a client proxy the harness creates."""
 
     name = "external"
+    launched = False
+
+    @classmethod
+    def create(cls, topology: Topology, options: EnvironmentOptions) -> Environment:
+        if not options.proxies and not options.bootstrap:
+            raise TargetError("--target external needs --proxy LISTEN=UPSTREAM for each broker (see docs/chaos.md)")
+        return cls(topology, options.proxies, options.bootstrap, options.capabilities)
 
     def __init__(self, topology: Topology, proxies: Sequence[tuple[str, str]],
                  bootstrap: str | None = None, capabilities: Sequence[str] = ()) -> None:
@@ -632,19 +671,27 @@ class ExternalEnvironment(Environment):
         return best
 
 
-def make_environment(target: str, topology: Topology, *, brokers: int = 3,
-                     overrides: Mapping[str, str] | None = None, proxies: Sequence[tuple[str, str]] = (),
-                     bootstrap: str | None = None, capabilities: Sequence[str] = (),
-                     version: str | None = None) -> Environment:
-    """An environment by target name (not started); ``version`` is the Kafka release."""
-    if target == "reference":
-        return ReferenceEnvironment(topology, brokers, overrides)
-    if target == "kafka":
-        return KafkaEnvironment(topology, brokers, overrides, version)
-    if target == "tansu":
-        return TansuEnvironment(topology)
-    if target == "external":
-        if not proxies and not bootstrap:
-            raise TargetError("--target external needs --proxy LISTEN=UPSTREAM for each broker (see docs/chaos.md)")
-        return ExternalEnvironment(topology, proxies, bootstrap, capabilities)
-    raise TargetError(f"chaos campaigns run against reference, kafka, tansu or external, not {target!r}")
+ENVIRONMENTS: Mapping[str, type[Environment]] = {
+    cls.name: cls for cls in (ReferenceEnvironment, KafkaEnvironment, TansuEnvironment, ExternalEnvironment)
+}
+"""Every target a chaos campaign runs against, by name."""
+
+
+@attrs.frozen
+class EnvironmentOptions:
+    """What the command line says about the target (each kind takes what it needs)."""
+
+    brokers: int = 3
+    overrides: Mapping[str, str] = attrs.field(factory=dict)
+    proxies: Sequence[tuple[str, str]] = ()
+    bootstrap: str | None = None
+    capabilities: Sequence[str] = ()
+    version: str | None = None
+
+
+def make_environment(target: str, topology: Topology, options: EnvironmentOptions) -> Environment:
+    """An environment by target name (not started)."""
+    kind = ENVIRONMENTS.get(target)
+    if kind is None:
+        raise TargetError(f"chaos campaigns run against {', '.join(ENVIRONMENTS)}, not {target!r}")
+    return kind.create(topology, options)

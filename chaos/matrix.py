@@ -20,12 +20,13 @@ from pathlib import Path
 import attrs
 
 from chaos.campaign import CampaignError, CampaignSession, CampaignSettings
+from chaos.environment import ENVIRONMENTS
 from chaos.workload import WorkloadSettings
 from harness.targets import TARGET_NAMES
 from launch.kafka_jars import DEFAULT_VERSION, KafkaJarsError, parse_version
 
 LAUNCHABLE = tuple(n for n in TARGET_NAMES if n != "external")
-CHAOS_TARGETS = ("reference", "kafka", "tansu")
+CHAOS_TARGETS = tuple(name for name, kind in ENVIRONMENTS.items() if kind.launched)
 """The targets a chaos campaign can launch (the deliberately wrong ones are suite-only)."""
 
 
@@ -124,7 +125,7 @@ def run_chaos_cells(targets: Sequence[TargetSpec], clients: Sequence[str], *, se
     say = progress or (lambda _text: None)
     cells: list[CellResult] = []
     for spec in (t for t in targets if t.chaos):
-        base = CampaignSettings(target=spec.name, brokers=1 if spec.name == "tansu" else 3, duration=duration,
+        base = CampaignSettings(target=spec.name, brokers=1 if ENVIRONMENTS[spec.name].single_node else 3, duration=duration,
                                 seed=seed, kafka_version=spec.kafka_version)
         try:
             with CampaignSession(base) as session:

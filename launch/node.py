@@ -13,7 +13,27 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from typing import Protocol
+
 from launch.child_process import Supervisor
+
+
+class ProcessControl(Protocol):
+    """What a fault can do to any process kconform runs: a cluster node (:class:`ManagedNode`)
+    or a single launched process (a :class:`~launch.child_process.Supervisor` such as Tansu)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def start(self) -> object: ...
+
+    def stop(self) -> object: ...
+
+    def kill(self) -> object: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
 
 
 class ManagedNode:

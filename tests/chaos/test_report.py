@@ -85,7 +85,7 @@ def _write(tmp_path: Path) -> tuple[dict[str, Any], int]:
     settings = CampaignSettings(duration=2.0, seed=7, workload=WorkloadSettings(idempotence=False))
     schedule = Schedule((FaultSpec("isolate-leader", 0.3, 1.0, "leader", {"partition": 0}),), 2.0, 7, "test",
                         settings.to_json())
-    configs = settings.topic_configs(3)
+    configs = settings.topic_configs(3, True)
     report = check(history)
     claims = claims_for(settings, 3, configs, schedule, True, {})
     verdict = judge(report, claims)
@@ -163,7 +163,7 @@ def test_a_campaign_with_no_acknowledged_write_is_not_exercised_not_held() -> No
 
     settings = CampaignSettings(duration=2.0, seed=7)
     schedule = Schedule((), 2.0, 7, "test", settings.to_json())
-    claims = claims_for(settings, 3, settings.topic_configs(3), schedule, True, {})
+    claims = claims_for(settings, 3, settings.topic_configs(3, True), schedule, True, {})
     quiet = check(HistoryBuilder({}).history())
     assert judge(quiet, claims, exercised=True).outcome == HELD
     assert judge(quiet, claims, exercised=False).outcome == NOT_EXERCISED
