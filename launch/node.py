@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-
 from typing import Protocol
 
 from launch.child_process import Supervisor

@@ -19,10 +19,13 @@ Reads by processes outside any group (e.g. a final checking consumer) are not de
 
 from __future__ import annotations
 
+import functools
+
 from harness.checkers._common import Intervals, checker, tp_name, write_events
 from harness.checkers.attribution import NO_EVIDENCE, Attribution, duplicate_attribution
 from harness.checkers.log import duplicate_identities
 from harness.checkers.result import Anomaly, CheckResult
+from harness.history.index import DerivedView
 from harness.history.load import History
 from specs.delivery import Guarantee, violations
 
@@ -45,11 +48,15 @@ class _GroupView:
         return {tp: Intervals((a, b, None) for a, b in windows) for tp, windows in self.unknown.items()}
 
 
+GROUP_VIEWS: DerivedView[dict[str, _GroupView]] = DerivedView("group-views")
+
+
 def _views(history: History) -> dict[str, _GroupView]:
-    """Per group, what its members were given (cached in the index: three checks use it)."""
-    cached: dict[str, _GroupView] | None = history.index.cache.get("group-views")
-    if cached is not None:
-        return cached
+    """Per group, what its members were given (derived once: three checks use it)."""
+    return history.index.derived(GROUP_VIEWS, lambda: _compute_views(history))
+
+
+def _compute_views(history: History) -> dict[str, _GroupView]:
     views: dict[str, _GroupView] = {g: _GroupView() for g in history.index.group_topics}
     raw = history.raw
     # (process, topic, partition) -> [last offset read]
@@ -107,7 +114,6 @@ def _views(history: History) -> dict[str, _GroupView]:
             for t, p in partitions - closed:
                 after = last.get((process, t, p), [-1])[0]
                 view.unknown.setdefault((t, p), []).append((after, 1 << 62))
-    history.index.cache["group-views"] = views
     return views
 
 
@@ -155,12 +161,9 @@ def _check(history: History, guarantee: Guarantee) -> CheckResult:
     for group, view in sorted(_views(history).items()):
         required: dict[str, tuple[int, ...]] = {}
         if guarantee is not Guarantee.AT_MOST_ONCE:
-            if f"required:{group}" not in ix.cache:
-                ix.cache[f"required:{group}"] = _required(history, group, view)
-            required = ix.cache[f"required:{group}"]
-        if f"counts:{group}" not in ix.cache:
-            ix.cache[f"counts:{group}"] = view.counts()
-        counts = ix.cache[f"counts:{group}"]
+            required = ix.derived(DerivedView[dict[str, tuple[int, ...]]](f"required:{group}"),
+                                  functools.partial(_required, history, group, view))
+        counts = ix.derived(DerivedView[dict[str, int]](f"counts:{group}"), view.counts)
         found = violations(guarantee, required, counts)
         for value in sorted(found.undelivered, key=str):
             acked = ix.write(str(value))

@@ -20,8 +20,14 @@ from __future__ import annotations
 from harness.checkers._common import Intervals, checker, tp_name, with_invocation, write_events
 from harness.checkers.attribution import BROKER_ANSWERS, BatchIdentities, duplicate_attribution
 from harness.checkers.result import Anomaly, CheckResult
-from harness.history.index import HistoryIndex, Write
+from harness.history.index import DerivedView, HistoryIndex, Write
 from harness.history.load import History
+
+# Views several checks share (computed once per history).
+DUPLICATE_IDENTITIES: DerivedView[BatchIdentities] = DerivedView("duplicate-identities")
+ACKED_UNREAD: DerivedView[list[Write]] = DerivedView("acked-unread")
+LOST: DerivedView[dict[str, tuple[Write, int, int]]] = DerivedView("lost")
+REPLACED: DerivedView[dict[str, tuple[Write, int]]] = DerivedView("replaced")
 
 
 @checker
@@ -56,40 +62,35 @@ def duplicate_identities(history: History) -> BatchIdentities:
     """The producer identities of every position a duplicated value was seen at (cached: the
     duplicate check and the delivery guarantees use them)."""
     ix = history.index
-    cached: BatchIdentities | None = ix.cache.get("duplicate-identities")
-    if cached is None:
-        cached = ix.cache["duplicate-identities"] = BatchIdentities(
-            history, (pos for positions in ix.value_conflicts.values() for pos in positions))
-    return cached
+    return ix.derived(DUPLICATE_IDENTITIES, lambda: BatchIdentities(
+        history, (pos for positions in ix.value_conflicts.values() for pos in positions)))
 
 
 def _acked_unread(ix: HistoryIndex) -> list[Write]:
     """The acknowledged writes whose value nobody read (cached: lost-write and unseen use it)."""
-    cached: list[Write] | None = ix.cache.get("acked-unread")
-    if cached is None:
+    def compute() -> list[Write]:
         found = [ix.write(v) for v in ix.acked.difference(ix.first_read)]
-        cached = ix.cache["acked-unread"] = sorted((w for w in found if w is not None), key=lambda w: w.invoke)
-    return cached
+        return sorted((w for w in found if w is not None), key=lambda w: w.invoke)
+
+    return ix.derived(ACKED_UNREAD, compute)
 
 
 def _lost(history: History) -> dict[str, tuple[Write, int, int]]:
     """Lost acked writes: value -> (write, read before, read after), the two reads being the
     run's reads on both sides of it, or twice the read that found another value at its offset."""
     ix = history.index
-    cached: dict[str, tuple[Write, int, int]] | None = ix.cache.get("lost")
-    if cached is None:
-        cached = _find_lost(ix)
+
+    def compute() -> dict[str, tuple[Write, int, int]]:
+        lost = _find_lost(ix)
         for value, (w, read) in _replaced(history).items():
-            cached.setdefault(value, (w, read, read))
-        ix.cache["lost"] = cached
-    return cached
+            lost.setdefault(value, (w, read, read))
+        return lost
+
+    return ix.derived(LOST, compute)
 
 
 def _replaced(history: History) -> dict[str, tuple[Write, int]]:
-    cached: dict[str, tuple[Write, int]] | None = history.index.cache.get("replaced")
-    if cached is None:
-        cached = history.index.cache["replaced"] = _find_replaced(history)
-    return cached
+    return history.index.derived(REPLACED, lambda: _find_replaced(history))
 
 
 def _find_replaced(history: History) -> dict[str, tuple[Write, int]]:

@@ -29,7 +29,9 @@ Events not yet completed at the end of the history are treated like `info`: unkn
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
 
 from harness.history._gc import no_gc
 from harness.history.format import HistoryError
@@ -101,6 +103,17 @@ class Drain:
         return self.topics is None or topic in self.topics
 
 
+T = TypeVar("T")
+
+
+@attrs.frozen
+class DerivedView(Generic[T]):
+    """The name of a view checkers derive from the index, with its type: ``DerivedView[list[Write]]
+    ("acked-unread")``."""
+
+    name: str
+
+
 class HistoryIndex:
     """The tables described in the module docstring; build with `HistoryIndex.build(history)`."""
 
@@ -136,9 +149,17 @@ class HistoryIndex:
         self.group_topics: dict[str, set[str]] = {}
         self.group_reset_policy: dict[str, str] = {}
         self.faults: list[int] = []
-        self.cache: dict[str, Any] = {}  # derived views computed by checkers, shared between them
+        self._derived: dict[str, Any] = {}  # views checkers derive and share, by DerivedView key
         self.polls = 0
         self.records_read = 0
+
+    def derived(self, key: DerivedView[T], compute: Callable[[], T]) -> T:
+        """The view ``key`` names, computed once (by the first checker that needs it) and
+        shared with the others."""
+        if key.name not in self._derived:
+            self._derived[key.name] = compute()
+        value: T = self._derived[key.name]
+        return value
 
     @classmethod
     def build(cls, history: History) -> HistoryIndex:
