@@ -82,19 +82,19 @@ def split_brain(assignment: Assignment) -> dict[TopicPartition, frozenset[Member
 class CommitAnswer:
     """The coordinator's answer to an OffsetCommit: the new group state and an error or None."""
 
-    group: GroupState
+    group: GroupModel
     error: str | None
 
 
 @attrs.frozen
-class GroupState:
+class GroupModel:
     """One group as the coordinator sees it."""
 
     generation: GenerationId = GenerationId(0)
     assignment: Mapping[MemberId, frozenset[TopicPartition]] = attrs.field(factory=dict)
     committed: Mapping[TopicPartition, Offset] = attrs.field(factory=dict)
 
-    def rebalance(self, assignment: Assignment) -> GroupState:
+    def rebalance(self, assignment: Assignment) -> GroupModel:
         """Complete a rebalance: the next generation with `assignment` (committed offsets stay)."""
         conflicts = split_brain(assignment)
         if conflicts:
@@ -109,7 +109,7 @@ class GroupState:
             return CommitAnswer(self, ILLEGAL_GENERATION)
         return CommitAnswer(attrs.evolve(self, committed={**self.committed, **offsets}), None)
 
-    def reset(self, offsets: Mapping[TopicPartition, Offset]) -> GroupState:
+    def reset(self, offsets: Mapping[TopicPartition, Offset]) -> GroupModel:
         """An administrative reset of committed offsets (may move them backwards)."""
         return attrs.evolve(self, committed={**self.committed, **offsets})
 

@@ -21,7 +21,7 @@ unclean leader election (`unclean.leader.election.enable=true`, Kafka documentat
 "Unclean leader election: What if they all die?") may remove committed records; the model
 refuses that unless it is asked for explicitly.
 
-The model is a value: every operation returns a new `PartitionLog`.
+The model is a value: every operation returns a new `LogModel`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from specs.types import Offset
 
 
 @attrs.frozen
-class Record:
+class ModelRecord:
     """One record as the model sees it: a value id, an optional key id and a timestamp (ms)."""
 
     value: str
@@ -46,7 +46,7 @@ class LogRuleError(ValueError):
     """An operation that Kafka's rules forbid (the message names the rule)."""
 
 
-def _check_positions(instance: PartitionLog, _attribute: object, _value: object) -> None:
+def _check_positions(instance: LogModel, _attribute: object, _value: object) -> None:
     start, hw, end = instance.log_start_offset, instance.high_watermark, instance.log_end_offset
     if start < 0:
         raise LogRuleError(f"log start offset {start} is negative")
@@ -60,12 +60,12 @@ def _check_positions(instance: PartitionLog, _attribute: object, _value: object)
 
 
 @attrs.frozen
-class PartitionLog:
+class LogModel:
     """One partition log: `records[i]` is at offset `log_start_offset + i`."""
 
     log_start_offset: Offset = attrs.field(default=Offset(0))
     high_watermark: Offset = attrs.field(default=Offset(0))
-    records: tuple[Record, ...] = attrs.field(default=(), validator=_check_positions)
+    records: tuple[ModelRecord, ...] = attrs.field(default=(), validator=_check_positions)
     first_open_transaction_offset: Offset | None = None
 
     @property
@@ -80,20 +80,20 @@ class PartitionLog:
             return self.high_watermark
         return Offset(min(self.first_open_transaction_offset, self.high_watermark))
 
-    def at(self, offset: Offset) -> Record | None:
+    def at(self, offset: Offset) -> ModelRecord | None:
         """The record at `offset`, or None when the offset is outside the log."""
         if self.log_start_offset <= offset < self.log_end_offset:
             return self.records[offset - self.log_start_offset]
         return None
 
-    def entries(self, start: Offset | None = None, end: Offset | None = None) -> Iterator[tuple[Offset, Record]]:
+    def entries(self, start: Offset | None = None, end: Offset | None = None) -> Iterator[tuple[Offset, ModelRecord]]:
         """(offset, record) pairs in [start, end), clipped to the log."""
         lo = self.log_start_offset if start is None else max(start, self.log_start_offset)
         hi = self.log_end_offset if end is None else min(end, self.log_end_offset)
         for offset in range(lo, hi):
             yield Offset(offset), self.records[offset - self.log_start_offset]
 
-    def append(self, records: Iterable[Record]) -> tuple[PartitionLog, Offset]:
+    def append(self, records: Iterable[ModelRecord]) -> tuple[LogModel, Offset]:
         """Append records at the log end; returns the new log and the base (first) offset.
 
         Offsets are assigned by the broker, contiguously from the log end offset (Kafka
@@ -102,7 +102,7 @@ class PartitionLog:
         base = self.log_end_offset
         return attrs.evolve(self, records=self.records + tuple(records)), base
 
-    def advance_high_watermark(self, to: Offset) -> PartitionLog:
+    def advance_high_watermark(self, to: Offset) -> LogModel:
         """Move the high watermark forward to `to` (replication caught up to it).
 
         The leader's HW never moves backwards and never passes the log end offset (Kafka
@@ -114,7 +114,7 @@ class PartitionLog:
             raise LogRuleError(f"high watermark {to} would pass the log end offset {self.log_end_offset}")
         return attrs.evolve(self, high_watermark=to)
 
-    def truncate_to(self, offset: Offset, *, unclean: bool = False) -> PartitionLog:
+    def truncate_to(self, offset: Offset, *, unclean: bool = False) -> LogModel:
         """Remove every record at or after `offset` (a follower truncating to the leader, KIP-101).
 
         Truncating below the high watermark removes committed records: only an unclean leader
@@ -130,14 +130,14 @@ class PartitionLog:
                 f"{self.high_watermark}; only an unclean leader election may do that"
             )
         open_txn = self.first_open_transaction_offset
-        return PartitionLog(
+        return LogModel(
             log_start_offset=self.log_start_offset,
             high_watermark=Offset(min(self.high_watermark, offset)),
             records=self.records[: offset - self.log_start_offset],
             first_open_transaction_offset=open_txn if open_txn is not None and open_txn < offset else None,
         )
 
-    def delete_before(self, offset: Offset) -> PartitionLog:
+    def delete_before(self, offset: Offset) -> LogModel:
         """Advance the log start offset to `offset` (retention or DeleteRecords, KIP-107).
 
         The log start offset never moves backwards and never passes the high watermark.
@@ -159,6 +159,6 @@ class PartitionLog:
             records=self.records[offset - self.log_start_offset :],
         )
 
-    def committed(self) -> tuple[Record, ...]:
+    def committed(self) -> tuple[ModelRecord, ...]:
         """The committed records: those below the high watermark."""
         return self.records[: self.high_watermark - self.log_start_offset]

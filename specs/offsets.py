@@ -53,7 +53,7 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from specs.log import PartitionLog, Record
+from specs.log import LogModel, ModelRecord
 from specs.types import NO_OFFSET, Offset
 
 
@@ -67,7 +67,7 @@ class IsolationLevel(enum.Enum):
 OFFSET_OUT_OF_RANGE = "OFFSET_OUT_OF_RANGE"
 
 
-def readable_end(log: PartitionLog, isolation: IsolationLevel) -> Offset:
+def readable_end(log: LogModel, isolation: IsolationLevel) -> Offset:
     """The first offset a consumer of this isolation level may not read yet."""
     if isolation is IsolationLevel.READ_COMMITTED:
         return log.last_stable_offset
@@ -79,14 +79,14 @@ class FetchAnswer:
     """A Fetch response for one partition."""
 
     error: str | None
-    records: tuple[tuple[Offset, Record], ...]
+    records: tuple[tuple[Offset, ModelRecord], ...]
     high_watermark: Offset
     last_stable_offset: Offset
     log_start_offset: Offset
 
 
 def fetch(
-    log: PartitionLog,
+    log: LogModel,
     offset: Offset,
     isolation: IsolationLevel = IsolationLevel.READ_UNCOMMITTED,
     max_records: int | None = None,
@@ -112,7 +112,7 @@ class OffsetSpec(enum.Enum):
 NO_TIMESTAMP = -1
 """The timestamp ListOffsets answers with an offset of -1, or for earliest and latest."""
 
-Segment = tuple[tuple[Offset, Record], ...]
+Segment = tuple[tuple[Offset, ModelRecord], ...]
 
 
 @attrs.frozen
@@ -127,17 +127,17 @@ class StoredLog:
     segments: tuple[Segment, ...] = ()
 
     @classmethod
-    def of(cls, log: PartitionLog, below_start: Iterable[tuple[Offset, Record]] = ()) -> StoredLog:
+    def of(cls, log: LogModel, below_start: Iterable[tuple[Offset, ModelRecord]] = ()) -> StoredLog:
         """One segment: ``below_start`` (records DeleteRecords left behind), then the log's."""
         return cls((tuple(below_start) + tuple(log.entries()),))
 
-    def entries(self) -> Iterator[tuple[Offset, Record]]:
+    def entries(self) -> Iterator[tuple[Offset, ModelRecord]]:
         for segment in self.segments:
             yield from segment
 
 
 def list_offsets(
-    log: PartitionLog,
+    log: LogModel,
     spec: OffsetSpec | int,
     isolation: IsolationLevel = IsolationLevel.READ_UNCOMMITTED,
     stored: StoredLog | None = None,
@@ -166,7 +166,7 @@ def list_offsets(
 
 
 def max_timestamp(
-    log: PartitionLog,
+    log: LogModel,
     isolation: IsolationLevel = IsolationLevel.READ_UNCOMMITTED,
     stored: StoredLog | None = None,
 ) -> tuple[int, Offset]:

@@ -1,7 +1,7 @@
 """The consumer-group machine: join, sync, heartbeat, leave, commit and fetch offsets.
 
 Theory of operation. The machine owns one group over one three-partition topic and keeps the
-coordinator's state as `specs.groups.GroupState` (generation, assignment, committed offsets).
+coordinator's state as `specs.groups.GroupModel` (generation, assignment, committed offsets).
 Members join and leave; every membership change is a complete rebalance done in one step: all
 members send JoinGroup at once (on their own connections, as real consumers would), the leader
 computes Kafka's RangeAssignor (`specs.groups.range_assign`) and everyone sends SyncGroup. The
@@ -32,7 +32,7 @@ from harness.session import JoinResult
 from harness.stateful.base import KafkaMachine, describe, expect
 from harness.wire import WireClient
 from reference_broker.groups.testing import consumer_assignment, consumer_subscription, decode_assignment
-from specs.groups import GroupState, range_assign, split_brain
+from specs.groups import GroupModel, range_assign, split_brain
 from specs.types import GenerationId, MemberId, Offset, PartitionId, TopicPartition
 
 PARTITIONS = 3
@@ -56,7 +56,7 @@ class GroupMachine(KafkaMachine):
         self.topic = ""
         self.group = ""
         self.tps: list[tuple[str, int]] = []
-        self.model = GroupState()
+        self.model = GroupModel()
         self.members: dict[str, Member] = {}
         self.processes = 0
 
@@ -70,7 +70,7 @@ class GroupMachine(KafkaMachine):
                f"CreateTopics {self.topic} with {PARTITIONS} partitions: {created.error}, Metadata shows "
                f"{created.seen_partitions} partitions")
         self.tps = [(self.topic, p) for p in range(PARTITIONS)]
-        self.model = GroupState(committed={TopicPartition(self.topic, PartitionId(p)): Offset(-1)
+        self.model = GroupModel(committed={TopicPartition(self.topic, PartitionId(p)): Offset(-1)
                                            for p in range(PARTITIONS)})
 
     # --- membership ----------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class GroupMachine(KafkaMachine):
         if self.members:
             self._rebalance(list(self.members.values()), f"member {member_id} leaving")
         else:
-            self.model = GroupState(self.model.generation, {}, self.model.committed)
+            self.model = GroupModel(self.model.generation, {}, self.model.committed)
 
     @precondition(lambda self: bool(self.members))
     @rule()
@@ -137,7 +137,7 @@ class GroupMachine(KafkaMachine):
             expect(generation > self.model.generation,
                    f"rebalance ({why}) completed with generation {generation}, not above the previous "
                    f"{self.model.generation}; each rebalance starts a new, higher generation")
-            self.model = GroupState(GenerationId(generation), plan, self.model.committed)
+            self.model = GroupModel(GenerationId(generation), plan, self.model.committed)
             self.members = {m.member_id: m for m in members}
             for m in members:
                 self.history.observe(m.process, "rebalance", group=self.group, generation=generation,

@@ -1,6 +1,6 @@
 """The partition-log machine: topics, produce (acks 0/1/all, idempotent), fetch, list offsets.
 
-Theory of operation. The machine keeps one `specs.log.PartitionLog` per partition it created
+Theory of operation. The machine keeps one `specs.log.LogModel` per partition it created
 and drives the broker with drawn steps: create topics (partitions, configs), produce batches of
 unique values with acks 0, 1 or all, produce raw idempotent batches with chosen sequence
 numbers (next, resent, or with a gap), fetch from drawn offsets with drawn size limits, list
@@ -43,7 +43,7 @@ from harness.session import EARLIEST, LATEST, MAX_TIMESTAMP, FetchResult, make_b
 from harness.stateful.base import KafkaMachine, describe, expect
 from harness.targets.base import DELETE_RECORDS, IDEMPOTENCE, REPLICATION
 from harness.targets.base import MAX_TIMESTAMP as MAX_TS_CAP
-from specs.log import PartitionLog, Record
+from specs.log import LogModel, ModelRecord
 from specs.offsets import OFFSET_OUT_OF_RANGE, StoredLog, fetch, list_offsets, max_timestamp
 from specs.produce import Acks, Outcome, ProducerConfig, classify
 from specs.types import Offset
@@ -84,9 +84,9 @@ class LogMachine(KafkaMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.logs: dict[TP, PartitionLog] = {}
+        self.logs: dict[TP, LogModel] = {}
         # Records DeleteRecords moved the log start past, still stored in their segment.
-        self.below_start: dict[TP, list[tuple[Offset, Record]]] = {}
+        self.below_start: dict[TP, list[tuple[Offset, ModelRecord]]] = {}
         self.partition_count: dict[str, int] = {}
         self.replicated = self.has(REPLICATION)
         self.idempotent: list[IdempotentProducer] = []
@@ -108,7 +108,7 @@ class LogMachine(KafkaMachine):
                "from the acknowledged writes): the broker holds records nobody wrote, or stored one twice")
         self.logs[tp] = log.advance_high_watermark(Offset(hw))
 
-    def _append(self, tp: TP, records: list[Record], acks: int) -> int:
+    def _append(self, tp: TP, records: list[ModelRecord], acks: int) -> int:
         log, base = self.logs[tp].append(records)
         if acks == -1 or not self.replicated:
             # acks=all completes once the high watermark covers the batch; a single broker is
@@ -117,15 +117,15 @@ class LogMachine(KafkaMachine):
         self.logs[tp] = log
         return base
 
-    def _records(self, data: st.DataObject, count: int) -> list[Record]:
+    def _records(self, data: st.DataObject, count: int) -> list[ModelRecord]:
         steps = data.draw(st.lists(st.integers(0, 30), min_size=count, max_size=count), label="timestamps")
-        return [Record(self.value(), None, T0 + 1000 * s) for s in steps]
+        return [ModelRecord(self.value(), None, T0 + 1000 * s) for s in steps]
 
-    def _send_invokes(self, tp: TP, records: list[Record], process: str) -> list[int]:
+    def _send_invokes(self, tp: TP, records: list[ModelRecord], process: str) -> list[int]:
         return [self.history.invoke(process, "send", topic=tp[0], partition=tp[1], key=None, value=r.value)
                 for r in records]
 
-    def _resolve_unanswered(self, tp: TP, records: list[Record], acks: int, why: str) -> bool:
+    def _resolve_unanswered(self, tp: TP, records: list[ModelRecord], acks: int, why: str) -> bool:
         """Whether a produce nobody acknowledged was appended (both are allowed)."""
         before = self.logs[tp].log_end_offset
         deadline = time.monotonic() + (2.0 if self.replicated else 0.0)
@@ -157,7 +157,7 @@ class LogMachine(KafkaMachine):
         got = created.seen_partitions
         expect(got == partitions, f"Metadata shows {got} partitions for {name}, created with {partitions}")
         for p in range(partitions):
-            self.logs[(name, p)] = PartitionLog()
+            self.logs[(name, p)] = LogModel()
             self.below_start[(name, p)] = []
         self.partition_count[name] = partitions
         return name

@@ -112,7 +112,7 @@ from reference_broker.groups.group import (
     Group,
     GroupState,
     Member,
-    TopicPartition,
+    PartitionKey,
 )
 from reference_broker.groups.log_format import (
     OFFSETS_TOPIC,
@@ -284,7 +284,7 @@ class GroupOverview:
 
 JoinCallback = Callable[[JoinResult | None], None]
 SyncCallback = Callable[[SyncResult | None], None]
-CommitCallback = Callable[[dict[TopicPartition, str]], None]
+CommitCallback = Callable[[dict[PartitionKey, str]], None]
 StoreCallback = Callable[[str | None], None]  # None, or the client-facing error
 
 
@@ -482,7 +482,7 @@ class GroupCoordinator:
     def _load(self, records: Iterable[KeyValue], now_ms: int) -> None:
         """Rebuild groups and offsets by replaying ``__consumer_offsets`` records (last record
         wins)."""
-        offsets: dict[str, dict[TopicPartition, OffsetValue]] = {}
+        offsets: dict[str, dict[PartitionKey, OffsetValue]] = {}
         metadata: dict[str, GroupValue] = {}
         skipped = 0
         loaded: list[Group] = []
@@ -1136,7 +1136,7 @@ class GroupCoordinator:
         generation_id: int,
         member_id: str,
         group_instance_id: str | None,
-        offsets: Mapping[TopicPartition, OffsetValue],
+        offsets: Mapping[PartitionKey, OffsetValue],
         api_version: int,
         now_ms: int,
         callback: CommitCallback,
@@ -1191,13 +1191,13 @@ class GroupCoordinator:
         return "unknown_member_id"
 
     def _store_offsets(
-        self, group: Group, offsets: Mapping[TopicPartition, OffsetValue], now_ms: int,
+        self, group: Group, offsets: Mapping[PartitionKey, OffsetValue], now_ms: int,
         callback: CommitCallback,
     ) -> None:
         """Kafka's storeOffsets: the commit is pending until its records are committed, then
         visible to OffsetFetch; the client hears of it only then."""
-        result: dict[TopicPartition, str] = {}
-        valid: dict[TopicPartition, OffsetValue] = {}
+        result: dict[PartitionKey, str] = {}
+        valid: dict[PartitionKey, OffsetValue] = {}
         for tp, value in offsets.items():
             if len(value.metadata) > self.config.offset_metadata_max_bytes or _too_long(
                 value.metadata
@@ -1233,8 +1233,8 @@ class GroupCoordinator:
         self._append_committed(group.group_id, records, now_ms, appended)
 
     def fetch_offsets(
-        self, group_id: str, partitions: Sequence[TopicPartition] | None
-    ) -> list[tuple[TopicPartition, OffsetValue | None]]:
+        self, group_id: str, partitions: Sequence[PartitionKey] | None
+    ) -> list[tuple[PartitionKey, OffsetValue | None]]:
         """Committed offsets (None where nothing is committed); every one when ``partitions``
         is None. Any group may be asked, whatever its state, as Kafka allows."""
         group = self._groups.get(group_id)
@@ -1245,8 +1245,8 @@ class GroupCoordinator:
         return [(tp, group.offsets.get(tp)) for tp in partitions]
 
     def delete_offsets(
-        self, group_id: str, partitions: Sequence[TopicPartition], now_ms: int
-    ) -> tuple[str, dict[TopicPartition, str]]:
+        self, group_id: str, partitions: Sequence[PartitionKey], now_ms: int
+    ) -> tuple[str, dict[PartitionKey, str]]:
         """OffsetDelete: allowed for an empty group, or for topics a consumer group does not
         subscribe to (KIP-496)."""
         if not group_id:
@@ -1254,7 +1254,7 @@ class GroupCoordinator:
         group = self._groups.get(group_id)
         if group is None or group.is_(DEAD):
             return "group_id_not_found", {}
-        errors: dict[TopicPartition, str] = {}
+        errors: dict[PartitionKey, str] = {}
         if group.is_(EMPTY):
             eligible = list(partitions)
         elif group.protocol_type == CONSUMER_PROTOCOL_TYPE:
@@ -1272,7 +1272,7 @@ class GroupCoordinator:
         return "none", errors
 
     def _remove_offsets(
-        self, group: Group, partitions: Iterable[TopicPartition], now_ms: int
+        self, group: Group, partitions: Iterable[PartitionKey], now_ms: int
     ) -> str | None:
         """Tombstone and forget offsets; an Empty group left with none is deleted (Kafka's
         cleanupGroupMetadata). Returns a client-facing error if the log refused the write."""
@@ -1314,11 +1314,11 @@ class GroupCoordinator:
             log.info("expired %d committed offset(s)", removed)
         return removed
 
-    def _expired_offsets(self, group: Group, now_ms: int) -> list[TopicPartition]:
+    def _expired_offsets(self, group: Group, now_ms: int) -> list[PartitionKey]:
         retention = self.config.offsets_retention_ms
 
         def expired(base: Callable[[OffsetValue], int],
-                    keep_topics: frozenset[str] = frozenset()) -> list[TopicPartition]:
+                    keep_topics: frozenset[str] = frozenset()) -> list[PartitionKey]:
             out = []
             for tp, value in group.offsets.items():
                 if tp[0] in keep_topics or tp in group.pending_offsets:

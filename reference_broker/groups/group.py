@@ -123,7 +123,7 @@ class Member:
         return True
 
 
-TopicPartition = tuple[str, int]
+PartitionKey = tuple[str, int]
 
 
 @attrs.define(eq=False)
@@ -144,8 +144,8 @@ class Group:
     # Committed offsets: OffsetFetch sees these. A commit waits in pending_offsets until its
     # record is replicated to the ISR (Kafka's pendingOffsetCommits; the latest staged commit
     # per partition).
-    offsets: dict[TopicPartition, OffsetValue] = attrs.field(factory=dict)
-    pending_offsets: dict[TopicPartition, OffsetValue] = attrs.field(factory=dict)
+    offsets: dict[PartitionKey, OffsetValue] = attrs.field(factory=dict)
+    pending_offsets: dict[PartitionKey, OffsetValue] = attrs.field(factory=dict)
     subscribed_topics: frozenset[str] | None = None
     # Rebalance timers: the join phase ends at join_deadline_ms (or when everyone has joined,
     # unless initial_delay_ms is set: then only the deadline ends it, KIP-134).
@@ -179,10 +179,10 @@ class Group:
 
     # --- offsets (Kafka's prepareOffsetCommit / onOffsetCommitAppend / failPendingOffsetWrite) -
 
-    def prepare_offset_commit(self, offsets: dict[TopicPartition, OffsetValue]) -> None:
+    def prepare_offset_commit(self, offsets: dict[PartitionKey, OffsetValue]) -> None:
         self.pending_offsets.update(offsets)
 
-    def on_offset_commit_committed(self, tp: TopicPartition, value: OffsetValue) -> None:
+    def on_offset_commit_committed(self, tp: PartitionKey, value: OffsetValue) -> None:
         """The commit of ``value`` is replicated: it becomes visible, unless the partition's
         offsets were deleted meanwhile (then nothing is pending for it any more)."""
         if tp in self.pending_offsets:
@@ -190,11 +190,11 @@ class Group:
             if self.pending_offsets[tp] is value:
                 del self.pending_offsets[tp]
 
-    def fail_pending_offset_commit(self, tp: TopicPartition, value: OffsetValue) -> None:
+    def fail_pending_offset_commit(self, tp: PartitionKey, value: OffsetValue) -> None:
         if self.pending_offsets.get(tp) is value:
             del self.pending_offsets[tp]
 
-    def remove_offsets(self, partitions: Iterable[TopicPartition]) -> None:
+    def remove_offsets(self, partitions: Iterable[PartitionKey]) -> None:
         for tp in partitions:
             self.offsets.pop(tp, None)
             self.pending_offsets.pop(tp, None)

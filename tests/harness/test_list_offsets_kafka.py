@@ -30,7 +30,7 @@ import pytest
 from harness.session import EARLIEST, MAX_TIMESTAMP, WireSession, make_batch
 from harness.targets import KafkaTarget, ReferenceTarget, Target
 from launch import kafka_jars
-from specs.log import PartitionLog, Record
+from specs.log import LogModel, ModelRecord
 from specs.offsets import StoredLog, list_offsets, max_timestamp
 from specs.types import Offset
 
@@ -143,19 +143,19 @@ def model(segment_starts: Sequence[int], steps: Sequence[Step]) -> list[Step]:
     """What `specs.offsets` says for the observation steps: the log (committed at once: acks
     all, one replica) and what is stored (DeleteRecords keeps the records in their segment,
     retention removes every segment; ``segment_starts`` says where the broker rolled)."""
-    appended: list[tuple[Offset, Record]] = []
+    appended: list[tuple[Offset, ModelRecord]] = []
     start = stored_from = 0
     seen: list[Step] = []
     for step in steps:
         if step[0] in ("produce", "big"):
             base = len(appended)
-            appended += [(Offset(base + i), Record(f"v{base + i}", timestamp=_ts(s))) for i, s in enumerate(step[1])]
+            appended += [(Offset(base + i), ModelRecord(f"v{base + i}", timestamp=_ts(s))) for i, s in enumerate(step[1])]
         elif step[0] == "delete":
             start = max(start, step[1])
         elif step[0] == "retention":
             start = stored_from = step[1]
         records = tuple(r for o, r in appended if o >= start)
-        log = PartitionLog(Offset(start), Offset(len(appended)), records)
+        log = LogModel(Offset(start), Offset(len(appended)), records)
         stored = [(o, r) for o, r in appended if o >= stored_from]
         bounds = [0, *segment_starts, len(appended)]
         segments = tuple(tuple((o, r) for o, r in stored if lo <= o < hi) for lo, hi in zip(bounds, bounds[1:]))

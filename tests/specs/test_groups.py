@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from specs.groups import (
     ILLEGAL_GENERATION,
     UNKNOWN_MEMBER_ID,
-    GroupState,
+    GroupModel,
     range_assign,
     round_robin_assign,
     split_brain,
@@ -52,7 +52,7 @@ def test_assignors_give_every_partition_to_exactly_one_member(members: list[Memb
 
 def test_stale_generation_and_unknown_member_commits_are_fenced() -> None:
     """Only the current generation's members can commit."""
-    group = GroupState().rebalance({A: frozenset({tp("t", 0)})})
+    group = GroupModel().rebalance({A: frozenset({tp("t", 0)})})
     assert group.generation == 1
     answer = group.commit(GenerationId(1), A, {tp("t", 0): Offset(5)})
     assert answer.error is None and answer.group.committed == {tp("t", 0): 5}
@@ -65,4 +65,4 @@ def test_stale_generation_and_unknown_member_commits_are_fenced() -> None:
 def test_a_rebalance_refuses_a_split_brain_assignment() -> None:
     """The model coordinator never gives one partition to two members."""
     with pytest.raises(ValueError, match="one member"):
-        GroupState().rebalance({A: frozenset({tp("t", 0)}), B: frozenset({tp("t", 0)})})
+        GroupModel().rebalance({A: frozenset({tp("t", 0)}), B: frozenset({tp("t", 0)})})

@@ -6,21 +6,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specs.log import LogRuleError, PartitionLog, Record
+from specs.log import LogModel, LogRuleError, ModelRecord
 from specs.types import Offset
 
 
-def _log(n: int, hw: int) -> PartitionLog:
-    log, _ = PartitionLog().append(Record(f"v{i}") for i in range(n))
+def _log(n: int, hw: int) -> LogModel:
+    log, _ = LogModel().append(ModelRecord(f"v{i}") for i in range(n))
     return log.advance_high_watermark(Offset(hw))
 
 
 @given(st.lists(st.integers(min_value=0, max_value=5), max_size=10))
 def test_appends_get_contiguous_offsets_from_the_log_end(batches: list[int]) -> None:
     """Each append starts at the previous log end offset, so offsets are contiguous."""
-    log, expected = PartitionLog(), 0
+    log, expected = LogModel(), 0
     for size in batches:
-        log, base = log.append(Record(f"{expected + i}") for i in range(size))
+        log, base = log.append(ModelRecord(f"{expected + i}") for i in range(size))
         assert base == expected
         expected += size
         assert log.log_end_offset == expected
@@ -51,7 +51,7 @@ def test_log_start_moves_forward_only_up_to_the_high_watermark() -> None:
     log = _log(5, 3)
     trimmed = log.delete_before(Offset(2))
     assert trimmed.log_start_offset == 2 and trimmed.at(Offset(1)) is None
-    assert trimmed.at(Offset(2)) == Record("v2")
+    assert trimmed.at(Offset(2)) == ModelRecord("v2")
     assert trimmed.delete_before(Offset(1)) is trimmed
     with pytest.raises(LogRuleError, match="high watermark"):
         log.delete_before(Offset(4))
@@ -59,14 +59,14 @@ def test_log_start_moves_forward_only_up_to_the_high_watermark() -> None:
 
 def test_last_stable_offset_stops_at_the_first_open_transaction() -> None:
     """The LSO is the first open transaction's offset, capped by the high watermark (KIP-98)."""
-    log = PartitionLog(high_watermark=Offset(4), records=tuple(Record(str(i)) for i in range(5)),
+    log = LogModel(high_watermark=Offset(4), records=tuple(ModelRecord(str(i)) for i in range(5)),
                        first_open_transaction_offset=Offset(2))
     assert log.last_stable_offset == 2
-    assert PartitionLog(high_watermark=Offset(1), records=(Record("a"), Record("b")),
+    assert LogModel(high_watermark=Offset(1), records=(ModelRecord("a"), ModelRecord("b")),
                         first_open_transaction_offset=Offset(1)).last_stable_offset == 1
 
 
 def test_positions_out_of_order_are_refused() -> None:
     """A log whose high watermark passes its end cannot be built."""
     with pytest.raises(LogRuleError, match="out of order"):
-        PartitionLog(high_watermark=Offset(2), records=(Record("a"),))
+        LogModel(high_watermark=Offset(2), records=(ModelRecord("a"),))

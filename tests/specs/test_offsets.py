@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from specs.log import PartitionLog, Record
+from specs.log import LogModel, ModelRecord
 from specs.offsets import (
     OFFSET_OUT_OF_RANGE,
     IsolationLevel,
@@ -15,10 +15,10 @@ from specs.offsets import (
 )
 from specs.types import Offset
 
-LOG = PartitionLog(
+LOG = LogModel(
     log_start_offset=Offset(2),
     high_watermark=Offset(5),
-    records=tuple(Record(f"v{i}", timestamp=100 * i) for i in range(2, 8)),
+    records=tuple(ModelRecord(f"v{i}", timestamp=100 * i) for i in range(2, 8)),
     first_open_transaction_offset=Offset(4),
 )
 
@@ -56,10 +56,10 @@ def test_the_committed_offset_is_the_next_one_to_read() -> None:
     assert offset_to_commit(Offset(9)) == 10
 
 
-def _log(*timestamps: int, start: int = 0) -> tuple[PartitionLog, StoredLog]:
+def _log(*timestamps: int, start: int = 0) -> tuple[LogModel, StoredLog]:
     """A committed log of records with these timestamps from offset 0, DeleteRecords before
     ``start``, and what a broker stores then (one segment, the deleted records included)."""
-    full = PartitionLog(records=tuple(Record(f"v{i}", timestamp=t) for i, t in enumerate(timestamps)))
+    full = LogModel(records=tuple(ModelRecord(f"v{i}", timestamp=t) for i, t in enumerate(timestamps)))
     full = full.advance_high_watermark(full.log_end_offset)
     log = full.delete_before(Offset(start))
     return log, StoredLog.of(log, full.entries(end=Offset(start)))
@@ -85,18 +85,18 @@ def test_max_timestamp_may_be_below_the_log_start() -> None:
 def test_max_timestamp_of_what_is_not_stored_or_not_readable_is_minus_one() -> None:
     """Nothing stored (a new partition, or retention removed every segment): -1 / -1. A record
     at or past the high watermark (or the LSO) is not answered either."""
-    assert max_timestamp(PartitionLog()) == (-1, -1)
-    after_retention = PartitionLog(log_start_offset=Offset(3), high_watermark=Offset(3))
+    assert max_timestamp(LogModel()) == (-1, -1)
+    after_retention = LogModel(log_start_offset=Offset(3), high_watermark=Offset(3))
     assert max_timestamp(after_retention, stored=StoredLog()) == (-1, -1)
     assert max_timestamp(LOG) == (-1, -1)  # the largest timestamp, at offset 7, is past the HW 5
     assert max_timestamp(LOG, IsolationLevel.READ_COMMITTED) == (-1, -1)
-    readable = PartitionLog(high_watermark=Offset(2), records=(Record("a", timestamp=9), Record("b", timestamp=4)))
+    readable = LogModel(high_watermark=Offset(2), records=(ModelRecord("a", timestamp=9), ModelRecord("b", timestamp=4)))
     assert max_timestamp(readable, IsolationLevel.READ_COMMITTED) == (9, 0)
 
 
 def test_max_timestamp_ties_across_segments_name_the_first_segment() -> None:
     """Kafka picks the segment with the largest maxTimestampSoFar, the first on a tie."""
-    log = PartitionLog(high_watermark=Offset(3), records=tuple(Record(f"v{i}", timestamp=5) for i in range(3)))
+    log = LogModel(high_watermark=Offset(3), records=tuple(ModelRecord(f"v{i}", timestamp=5) for i in range(3)))
     stored = StoredLog((tuple(log.entries(end=Offset(1))), tuple(log.entries(start=Offset(1)))))
     assert max_timestamp(log, stored=stored) == (5, 0)
 
@@ -105,8 +105,8 @@ def test_timestamp_lookup_commits_to_the_first_segment_reaching_the_target() -> 
     """Measured on Kafka: segments [5, 1] and [7], DeleteRecords before 1. Timestamp 4: the
     first segment's largest timestamp (5, below the log start) reaches it, so Kafka searches
     only there, from the log start, and answers -1; timestamp 6 goes to the second segment."""
-    full = PartitionLog(high_watermark=Offset(3), records=(
-        Record("a", timestamp=5), Record("b", timestamp=1), Record("c", timestamp=7)))
+    full = LogModel(high_watermark=Offset(3), records=(
+        ModelRecord("a", timestamp=5), ModelRecord("b", timestamp=1), ModelRecord("c", timestamp=7)))
     log = full.delete_before(Offset(1))
     stored = StoredLog((tuple(full.entries(end=Offset(2))), tuple(full.entries(start=Offset(2)))))
     assert list_offsets(log, 4, stored=stored) == -1
