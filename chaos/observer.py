@@ -27,12 +27,11 @@ import attrs
 from chaos.environment import Environment
 from chaos.topology import broker_name
 from harness.history.write import Recorder
-from harness.session import SessionError, WireSession
+from harness.session import LIST_OFFSETS, SessionError, WireSession
 
 PROCESS = "observer"
 INTERVAL_S = 0.25  # between samples; each asks every broker once and every leader once
 REQUEST_TIMEOUT_S = 1.0  # a broker that does not answer in time is skipped in this sample
-LIST_OFFSETS = 2
 
 
 @attrs.frozen

@@ -31,6 +31,7 @@ import attrs
 from kio.schema.errors import ErrorCode
 
 from harness.wire import WireClient, WireError, build, decode_response, encode_request, request_class
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.prescan import encode_uvarint
 from reference_broker.records import BatchHeader, Record, build_batch, iter_records, scan_valid_prefix
 
@@ -40,20 +41,14 @@ RETRIABLE_COORDINATOR_ERRORS = frozenset({"NOT_COORDINATOR", "COORDINATOR_NOT_AV
                                           "COORDINATOR_LOAD_IN_PROGRESS"})
 """Errors a client answers by finding the coordinator again and retrying (Kafka protocol guide)."""
 
-PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
-OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
-JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
-API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 18, 19, 20, 21, 22
-DESCRIBE_CONFIGS = 32
+# The API keys this module sends (reference_broker/protocol/api_keys.py names every one).
+PRODUCE, FETCH, LIST_OFFSETS, METADATA = ApiKey.PRODUCE, ApiKey.FETCH, ApiKey.LIST_OFFSETS, ApiKey.METADATA
+OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_FETCH, ApiKey.FIND_COORDINATOR
+JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = ApiKey.JOIN_GROUP, ApiKey.HEARTBEAT, ApiKey.LEAVE_GROUP, ApiKey.SYNC_GROUP
+API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS = ApiKey.API_VERSIONS, ApiKey.CREATE_TOPICS, ApiKey.DELETE_TOPICS
+DELETE_RECORDS, INIT_PRODUCER_ID, DESCRIBE_CONFIGS = ApiKey.DELETE_RECORDS, ApiKey.INIT_PRODUCER_ID, ApiKey.DESCRIBE_CONFIGS
 
-API_NAMES: Mapping[int, str] = {
-    PRODUCE: "Produce", FETCH: "Fetch", LIST_OFFSETS: "ListOffsets", METADATA: "Metadata",
-    OFFSET_COMMIT: "OffsetCommit", OFFSET_FETCH: "OffsetFetch", FIND_COORDINATOR: "FindCoordinator",
-    JOIN_GROUP: "JoinGroup", HEARTBEAT: "Heartbeat", LEAVE_GROUP: "LeaveGroup", SYNC_GROUP: "SyncGroup",
-    API_VERSIONS: "ApiVersions", CREATE_TOPICS: "CreateTopics", DELETE_TOPICS: "DeleteTopics",
-    DELETE_RECORDS: "DeleteRecords",
-    INIT_PRODUCER_ID: "InitProducerId", DESCRIBE_CONFIGS: "DescribeConfigs",
-}
+API_NAMES: Mapping[int, str] = {key: key.title for key in ApiKey}
 
 # The highest version of each API whose request shape this module writes. Produce 13, Fetch 13,
 # OffsetCommit 10 and OffsetFetch 10 address topics by id; OffsetFetch 8 and FindCoordinator 4

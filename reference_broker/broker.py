@@ -69,6 +69,7 @@ from reference_broker.metadata.records import (
     TopicRecord,
 )
 from reference_broker.producers import ProducerIdBlocks
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.records import RecordError
 from reference_broker.replication import (
     IsrChange,
@@ -311,7 +312,7 @@ class Broker:
             log.info("broker %d registered with broker epoch %d", self.node_id, self.broker_epoch)
             self._maybe_publish(now_ms)
 
-        self.channel.send(62, self._registration_fields(), registered, now_ms)
+        self.channel.send(ApiKey.BROKER_REGISTRATION, self._registration_fields(), registered, now_ms)
 
     def _heartbeat(self, now_ms: int) -> None:
         if self._heartbeat_in_flight or self.broker_epoch < 0:
@@ -347,7 +348,7 @@ class Broker:
                 FENCED_HEARTBEAT_MS if quick else self._heartbeat_interval_ms
             )
 
-        self.channel.send(63, {
+        self.channel.send(ApiKey.BROKER_HEARTBEAT, {
             "broker_id": self.node_id,
             "broker_epoch": epoch,
             "current_metadata_offset": self.image.offset,
@@ -625,7 +626,7 @@ class Broker:
                 int(part.leader_epoch), int(part.partition_epoch),
             ))
 
-        self.channel.send(56, {
+        self.channel.send(ApiKey.ALTER_PARTITION, {
             "broker_id": self.node_id,
             "broker_epoch": self.broker_epoch,
             "topics": [{"topic_id": state.topic_id, "partitions": [{
@@ -659,7 +660,7 @@ class Broker:
             self.producer_ids.add_block(int(response.producer_id_start),
                                         int(response.producer_id_len))
 
-        self.channel.send(67, {"broker_id": self.node_id, "broker_epoch": self.broker_epoch},
+        self.channel.send(ApiKey.ALLOCATE_PRODUCER_IDS, {"broker_id": self.node_id, "broker_epoch": self.broker_epoch},
                           answered, now_ms)
 
     # --- topic operations --------------------------------------------------------------------
@@ -730,7 +731,7 @@ class Broker:
             if callback is not None:
                 callback(error, message)
 
-        self.channel.send(19, {
+        self.channel.send(ApiKey.CREATE_TOPICS, {
             "topics": [{
                 "name": name, "num_partitions": partitions,
                 "replication_factor": replication_factor, "assignments": [],
@@ -824,7 +825,7 @@ class Broker:
             outcome.append("request_timed_out" if response is None
                            else error_name(response.responses[0].error_code))
 
-        self.channel.send(20, {"topics": [{"name": name, "topic_id": uuid.UUID(int=0)}],
+        self.channel.send(ApiKey.DELETE_TOPICS, {"topics": [{"name": name, "topic_id": uuid.UUID(int=0)}],
                                "timeout": METADATA_WAIT_MS}, answered, 0)
         if not outcome or outcome[0] != "none":
             raise BrokerError(outcome[0] if outcome else "request_timed_out", f"cannot delete {name}")
@@ -845,7 +846,7 @@ class Broker:
                 result = response.results[0]
                 outcome.append((error_name(result.error_code), result.error_message or ""))
 
-        self.channel.send(37, {"topics": [{"name": name, "count": total, "assignments": None}],
+        self.channel.send(ApiKey.CREATE_PARTITIONS, {"topics": [{"name": name, "count": total, "assignments": None}],
                                "timeout": METADATA_WAIT_MS, "validate_only": validate_only},
                           answered, now_ms)
         if not outcome or outcome[0][0] != "none":
@@ -866,7 +867,7 @@ class Broker:
             outcome.append("request_timed_out" if response is None
                            else error_name(response.responses[0].error_code))
 
-        self.channel.send(44, {"resources": [{"resource_type": 2, "resource_name": name,
+        self.channel.send(ApiKey.INCREMENTAL_ALTER_CONFIGS, {"resources": [{"resource_type": 2, "resource_name": name,
                                               "configs": ops}], "validate_only": False},
                           answered, 0)
         if not outcome or outcome[0] != "none":

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from reference_broker.controller.node import ControllerNode
 from reference_broker.metadata.records import MetadataRecord
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.api_versions import CONTROLLER_API_VERSIONS
 from reference_broker.protocol.codec import build, build_response, request_class
 
@@ -57,7 +58,7 @@ class ControllerChannel(Protocol):
     def attach(self, sink: MetadataSink, now_ms: int) -> None:
         """Start delivering the metadata log to ``sink``."""
 
-    def send(self, api_key: int, fields: Mapping[str, Any], callback: ResponseCallback,
+    def send(self, api_key: ApiKey, fields: Mapping[str, Any], callback: ResponseCallback,
              now_ms: int) -> None:
         """Send one controller request; ``callback`` gets the response or None (unreachable)."""
 
@@ -87,7 +88,7 @@ class LocalControllerChannel:
         self._pending.clear()
         sink.apply_metadata(list(self.node.log.replay()), self.node.log.end_offset, now_ms)
 
-    def send(self, api_key: int, fields: Mapping[str, Any], callback: ResponseCallback,
+    def send(self, api_key: ApiKey, fields: Mapping[str, Any], callback: ResponseCallback,
              now_ms: int) -> None:
         response = self.node.handle(api_key, controller_request(api_key, fields), now_ms)
         self._deliver(now_ms)

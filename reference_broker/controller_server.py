@@ -26,6 +26,7 @@ from reference_broker.controller.node import CONTROLLER_HANDLERS, ControllerNode
 from reference_broker.meta_properties import load_identity
 from reference_broker.metadata.log import METADATA_PARTITION, METADATA_TOPIC
 from reference_broker.node_server import NodeServer, Outgoing, now_ms, run_node
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.api_versions import (
     API_VERSIONS_KEY,
     CONTROLLER_API_VERSIONS,
@@ -35,7 +36,7 @@ from reference_broker.protocol.codec import DecodedRequest
 
 log = logging.getLogger(__name__)
 
-FETCH = 1
+FETCH = ApiKey.FETCH
 TICK_INTERVAL_S = 0.05
 
 

@@ -32,6 +32,7 @@ from reference_broker.controller_channel import (
 )
 from reference_broker.metadata.log import METADATA_PARTITION, METADATA_TOPIC, decode_batches
 from reference_broker.metadata.records import MetadataRecordError
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.client import WireClient
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class RemoteControllerChannel:
                 self._fetch_loop(), name="metadata-fetcher"
             )
 
-    def send(self, api_key: int, fields: Mapping[str, Any], callback: ResponseCallback,
+    def send(self, api_key: ApiKey, fields: Mapping[str, Any], callback: ResponseCallback,
              now_ms: int) -> None:
         body = controller_request(api_key, fields)
         connection = self._lifecycle if api_key in LIFECYCLE_APIS else self._requests

@@ -28,13 +28,14 @@ from typing import Any
 
 from harness.targets.base import BROKER_CONFIG, Target, TargetError
 from harness.targets.reference import ReferenceTarget
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.client import decode_response
 from reference_broker.protocol.codec import decode_request, encode_response, peek_header
 from reference_broker.records import Record, build_batch, iter_records, scan_valid_prefix
 
 MODES = ("drop", "reorder")
 _SIZE = struct.Struct(">i")
-PRODUCE, FETCH, METADATA, FIND_COORDINATOR = 0, 1, 3, 10
+PRODUCE, FETCH, METADATA, FIND_COORDINATOR = ApiKey.PRODUCE, ApiKey.FETCH, ApiKey.METADATA, ApiKey.FIND_COORDINATOR
 
 
 def drop_every(records: bytes, every: int) -> bytes:

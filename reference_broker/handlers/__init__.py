@@ -43,10 +43,11 @@ from reference_broker.handlers.topics import (
     handle_create_topics,
     handle_delete_topics,
 )
+from reference_broker.protocol.api_keys import ApiKey
 
 Handler = Callable[[Broker, RequestContext, Any, int], Any]
 
-FETCH = 1
+FETCH = int(ApiKey.FETCH)  # a plain int: compared on every request
 HANDLERS: dict[int, Handler] = {
     0: handle_produce,
     2: handle_list_offsets,

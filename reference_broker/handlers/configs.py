@@ -14,6 +14,7 @@ from reference_broker.broker import Broker
 from reference_broker.config import BROKER_KEYS, ConfigError, format_config_value
 from reference_broker.handlers.context import Later, RequestContext
 from reference_broker.handlers.topics import as_dict
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.topic_configs import (
     SOURCE_DEFAULT,
     SOURCE_STATIC_BROKER,
@@ -122,7 +123,7 @@ def handle_incremental_alter_configs(
 
         broker.after_metadata(visible, lambda: later.resolve({"responses": results}), now_ms)
 
-    broker.channel.send(44, {
+    broker.channel.send(ApiKey.INCREMENTAL_ALTER_CONFIGS, {
         "resources": [{"resource_type": r.resource_type, "resource_name": r.resource_name,
                        "configs": [{"name": c.name, "config_operation": c.config_operation,
                                     "value": c.value} for c in r.configs]}

@@ -25,8 +25,9 @@ from reference_broker.broker import Broker
 from reference_broker.handlers.context import RequestContext
 from reference_broker.handlers.fetch import NO_EPOCH, leader_epoch_error
 from reference_broker.log.leader_epochs import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
+from reference_broker.protocol.api_keys import ApiKey
 
-OFFSET_FOR_LEADER_EPOCH = 23
+OFFSET_FOR_LEADER_EPOCH = ApiKey.OFFSET_FOR_LEADER_EPOCH
 
 
 def _answer(broker: Broker, topic: str, part: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from reference_broker.broker import Broker, BrokerError
 from reference_broker.handlers.context import Later, RequestContext
+from reference_broker.protocol.api_keys import ApiKey
 
 DEFAULT = -1  # num_partitions / replication_factor of -1 mean "the broker default" (KIP-464)
 NO_TOPIC_ID = uuid.UUID(int=0)
@@ -93,7 +94,7 @@ def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any, now_
             lambda: later.resolve(merge(results)), now_ms,
         )
 
-    broker.channel.send(19, {
+    broker.channel.send(ApiKey.CREATE_TOPICS, {
         "topics": [{
             "name": t.name, "num_partitions": t.num_partitions,
             "replication_factor": t.replication_factor,
@@ -129,7 +130,7 @@ def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any, now_
             lambda: later.resolve({"responses": results}), now_ms,
         )
 
-    broker.channel.send(20, {
+    broker.channel.send(ApiKey.DELETE_TOPICS, {
         "topics": [{"name": name, "topic_id": topic_id} for name, topic_id in wanted],
         "timeout": request.timeout,
     }, answered, now_ms)
@@ -163,7 +164,7 @@ def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any, 
 
         broker.after_metadata(visible, lambda: later.resolve(merge(results)), now_ms)
 
-    broker.channel.send(37, {
+    broker.channel.send(ApiKey.CREATE_PARTITIONS, {
         "topics": [{"name": t.name, "count": t.count,
                     "assignments": None if t.assignments is None else [
                         {"broker_ids": list(a.broker_ids)} for a in t.assignments]}

@@ -35,10 +35,11 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.codec import build_response, encode_response
 
-PRODUCE = 0
-FETCH = 1
+PRODUCE = int(ApiKey.PRODUCE)  # plain ints: compared on every response
+FETCH = int(ApiKey.FETCH)
 PRODUCE_VERSIONS = range(3, 13)
 FETCH_VERSIONS = range(4, 17)
 _PRODUCE_FLEXIBLE_FROM = 9

@@ -24,6 +24,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from reference_broker.protocol.api_keys import ApiKey
+
 # What a request arrives as: bytes, or a view into the bytes the socket delivered (framing.py).
 Bytes = bytes | memoryview
 # A field scanner: (buffer, position, end) -> position after the field.
@@ -296,7 +298,7 @@ def without_unknown_tags(header: type[Any], body: type[Any], buf: Bytes) -> byte
 # the same messages: tests/reference_broker/protocol/test_prescan.py compares the two on valid
 # and mangled requests of every Produce version.
 
-_PRODUCE_KEY = 0
+_PRODUCE_KEY = int(ApiKey.PRODUCE)
 _PRODUCE_FIELDS = (("transactional_id", "acks", "timeout", "topic_data"),
                    ("name", "partition_data"), ("index", "records"))  # fmt: skip
 

@@ -36,6 +36,7 @@ import attrs
 from kio.schema.errors import ErrorCode
 
 from reference_broker.log import LogError
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.client import WireClient, WireError
 from reference_broker.records import RecordError
 from reference_broker.replication.partition import (
@@ -50,9 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FETCH = 1
+FETCH = ApiKey.FETCH
 FETCH_VERSION = 13  # topic ids, last_fetched_epoch, replica_id (v15 moves it to replica_state)
-OFFSET_FOR_LEADER_EPOCH = 23
+OFFSET_FOR_LEADER_EPOCH = ApiKey.OFFSET_FOR_LEADER_EPOCH
 OFFSET_FOR_LEADER_EPOCH_VERSION = 4
 SUPERVISE_INTERVAL_S = 0.05
 
