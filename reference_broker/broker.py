@@ -78,7 +78,7 @@ from reference_broker.replication import (
     ReplicationConfig,
     Role,
 )
-from reference_broker.topics import TopicInfo, TopicsView, validate_topic_name
+from reference_broker.topics import TopicsView, validate_topic_name
 
 log = logging.getLogger(__name__)
 
@@ -740,26 +740,6 @@ class Broker:
             "timeout": METADATA_WAIT_MS, "validate_only": False,
         }, answered, now_ms)
 
-    def create_topic(
-        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str],
-        now_ms: int,
-    ) -> TopicInfo:
-        """Create a topic and return it (combined mode: the controller answers at once).
-        Raises BrokerError with the controller's error."""
-        outcome: list[tuple[str, str]] = []
-        self.request_topic_creation(name, partitions, replication_factor, configs, now_ms,
-                                    lambda error, message: outcome.append((error, message)))
-        if not outcome:
-            raise BrokerError("request_timed_out", "the controller has not answered yet")
-        error, message = outcome[0]
-        if error != "none":
-            raise BrokerError(error, message)
-        created = self.topics.get(name)
-        if created is None:
-            raise BrokerError("request_timed_out", f"topic {name} is not in this broker's metadata yet")
-        log.info("created topic %s with %d partition(s)", name, partitions)
-        return created
-
     def auto_create_topic(self, name: str, now_ms: int) -> None:
         """Create a topic a client asked for (Metadata, Produce) with the broker defaults.
         Raises BrokerError when it cannot be created; returns once it exists (combined mode)
@@ -816,63 +796,6 @@ class Broker:
                 int(config.get("offsets.topic.replication.factor")), wanted, now_ms, answered,
             )
         return None if self.topics.get(OFFSETS_TOPIC) is not None else "coordinator_not_available"
-
-    def delete_topic(self, name: str) -> None:
-        """Delete a topic (combined mode); raises BrokerError with the controller's error."""
-        outcome: list[str] = []
-
-        def answered(response: Any) -> None:
-            outcome.append("request_timed_out" if response is None
-                           else error_name(response.responses[0].error_code))
-
-        self.channel.send(ApiKey.DELETE_TOPICS, {"topics": [{"name": name, "topic_id": uuid.UUID(int=0)}],
-                               "timeout": METADATA_WAIT_MS}, answered, 0)
-        if not outcome or outcome[0] != "none":
-            raise BrokerError(outcome[0] if outcome else "request_timed_out", f"cannot delete {name}")
-
-    def add_partitions(self, name: str, total: int, now_ms: int, validate_only: bool) -> None:
-        """Grow a topic to ``total`` partitions (combined mode); raises BrokerError."""
-        record = self.topics.get(name)
-        if record is None:
-            raise BrokerError("unknown_topic_or_partition", f"Topic '{name}' does not exist.")
-        if total > record.partitions:
-            self.check_partition_limits(total, total - record.partitions)
-        outcome: list[tuple[str, str]] = []
-
-        def answered(response: Any) -> None:
-            if response is None:
-                outcome.append(("request_timed_out", "the controller did not answer"))
-            else:
-                result = response.results[0]
-                outcome.append((error_name(result.error_code), result.error_message or ""))
-
-        self.channel.send(ApiKey.CREATE_PARTITIONS, {"topics": [{"name": name, "count": total, "assignments": None}],
-                               "timeout": METADATA_WAIT_MS, "validate_only": validate_only},
-                          answered, now_ms)
-        if not outcome or outcome[0][0] != "none":
-            raise BrokerError(*(outcome[0] if outcome else ("request_timed_out", "no answer")))
-
-    def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> None:
-        """Replace a topic's config overrides (combined mode); raises BrokerError."""
-        current = self.topics.get(name)
-        if current is None:
-            raise BrokerError("unknown_topic_or_partition", f"Topic '{name}' does not exist.")
-        ops = [{"name": key, "config_operation": 1, "value": None}
-               for key in current.configs if key not in configs]
-        ops += [{"name": key, "config_operation": 0, "value": value}
-                for key, value in configs.items()]
-        outcome: list[str] = []
-
-        def answered(response: Any) -> None:
-            outcome.append("request_timed_out" if response is None
-                           else error_name(response.responses[0].error_code))
-
-        self.channel.send(ApiKey.INCREMENTAL_ALTER_CONFIGS, {"resources": [{"resource_type": 2, "resource_name": name,
-                                              "configs": ops}], "validate_only": False},
-                          answered, 0)
-        if not outcome or outcome[0] != "none":
-            raise BrokerError(outcome[0] if outcome else "request_timed_out",
-                              f"cannot alter configs of {name}")
 
     # --- periodic work -----------------------------------------------------------------------
 

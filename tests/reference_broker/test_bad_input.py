@@ -46,6 +46,7 @@ from reference_broker.protocol.api_versions import API_VERSIONS
 from reference_broker.protocol.codec import build, build_response, encode_response, request_class
 from reference_broker.records import Record, build_batch, validate_batches
 from reference_broker.server import BrokerServer
+from reference_broker.testing import add_partitions, create_topic, set_topic_configs
 from tests.helpers import (
     SUPPORTED_REQUESTS,
     assert_api_versions_ok,
@@ -605,7 +606,7 @@ def test_parked_fetch_is_dropped_when_its_client_hangs_up(tmp_path: Path) -> Non
         server = BrokerServer(config)
         await server.start()
         try:
-            server.broker.create_topic("parked", 1, 1, {}, 0)
+            create_topic(server.broker, "parked", 1, 1, {}, 0)
             _, writer = await asyncio.open_connection("127.0.0.1", server.broker.bound_ports["PLAINTEXT"])
             writer.write(encode_request(request(1, 12, {
                 "replica_id": -1, "max_wait": 600_000, "min_bytes": 1, "max_bytes": 1000,
@@ -661,7 +662,7 @@ def test_a_partition_the_cleaner_cannot_decode_does_not_stop_compaction_of_other
     for name in ("bad", "good"):
         # Created with cleanup.policy=delete (a compacted topic decodes batches on append) and
         # switched to compact once the batches are stored, as IncrementalAlterConfigs may do.
-        broker.create_topic(name, 1, 1, {"segment.bytes": "100"}, 0)
+        create_topic(broker, name, 1, 1, {"segment.bytes": "100"}, 0)
         log = broker.partition(name, 0).log  # type: ignore[union-attr]
         for i in range(4):
             batch = bytearray(build_batch([Record(0, 1000 + i, b"same-key", b"v" * 20)], base_offset=0))
@@ -670,7 +671,7 @@ def test_a_partition_the_cleaner_cannot_decode_does_not_stop_compaction_of_other
                 struct.pack_into(">I", batch, 17, crc32c(bytes(batch[21:])))
             log.append(batch, validate_batches(batch), 1000 + i)
     for name in ("bad", "good"):
-        broker.set_topic_configs(name, compact)
+        set_topic_configs(broker, name, compact)
     before = {name: broker.partition(name, 0).log.size_bytes for name in ("bad", "good")}  # type: ignore[union-attr]
     try:
         broker.run_cleaner(2_000_000_000_000)
@@ -737,13 +738,13 @@ def test_partitions_beyond_the_open_file_budget_are_refused(tmp_path: Path,
     broker = Broker(load_broker_config(None, [("log.dirs", str(tmp_path))]), 0)
     try:
         broker.check_new_topic("three", 3, 1, {})
-        broker.create_topic("three", 3, 1, {}, 0)
+        create_topic(broker, "three", 3, 1, {}, 0)
         with pytest.raises(BrokerError, match="open-file limit") as refused:
             broker.check_new_topic("two", 2, 1, {})
         assert refused.value.error == "invalid_partitions"
         with pytest.raises(BrokerError, match="open-file limit"):
-            broker.add_partitions("three", 5, 0, validate_only=True)
-        broker.add_partitions("three", 4, 0, validate_only=False)
+            add_partitions(broker, "three", 5, 0, validate_only=True)
+        add_partitions(broker, "three", 4, 0, validate_only=False)
         assert broker.topics.get("three").partitions == 4  # type: ignore[union-attr]
     finally:
         broker.close()

@@ -14,6 +14,7 @@ from reference_broker.groups import OFFSETS_TOPIC, GroupState, JoinRequest, Offs
 from reference_broker.groups.log_format import decode_key
 from reference_broker.groups.testing import Reply
 from reference_broker.records import iter_records, scan_valid_prefix
+from reference_broker.testing import create_topic, delete_topic
 
 NOW = 1_700_000_000_000
 
@@ -125,10 +126,10 @@ def test_compaction_keeps_the_latest_commit_and_the_reload_agrees(data_dir: Path
 def test_deleting_a_topic_forgets_its_committed_offsets(data_dir: Path) -> None:
     """Deleting a topic removes groups' offsets for it (with tombstones), as Kafka does."""
     broker = open_broker(data_dir)
-    broker.create_topic("t", 1, 1, {}, NOW)
+    create_topic(broker, "t", 1, 1, {}, NOW)
     assert commit_now(broker, "simple", -1, "", {("t", 0): OffsetValue(3)}) == {
         ("t", 0): "none"}
-    broker.delete_topic("t")
+    delete_topic(broker, "t")
     assert broker.groups.fetch_offsets("simple", None) == []
     broker.close()
     broker = open_broker(data_dir)
