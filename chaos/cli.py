@@ -31,13 +31,7 @@ from chaos.matrix_cli import matrix_command
 from chaos.report_cli import report_command
 from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
 from chaos.workload import CONSUMER_MODES, WorkloadSettings
-from harness.checkers.judgement import (
-    HELD,
-    NOT_EXERCISED,
-    VIOLATED_BY_BROKER,
-    VIOLATED_BY_CLIENT,
-    VIOLATED_UNATTRIBUTED,
-)
+from harness.checkers.judgement import EXIT_CODES as OUTCOME_EXIT_CODES
 from harness.cli import main as harness_main
 from harness.clients import CLIENTS
 from harness.targets import ALL_CAPABILITIES
@@ -45,9 +39,8 @@ from harness.verdicts import colour_verdict
 from launch.kafka_jars import VERSION_HELP
 from launch.reference_cluster import MAX_BROKERS
 
-EXIT_VALID, EXIT_VIOLATED, EXIT_SETUP, EXIT_CLIENT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_CODES = {HELD: EXIT_VALID, VIOLATED_BY_CLIENT: EXIT_CLIENT_FAULT, VIOLATED_BY_BROKER: EXIT_VIOLATED,
-              VIOLATED_UNATTRIBUTED: EXIT_VIOLATED, NOT_EXERCISED: EXIT_SETUP}
+EXIT_SETUP, EXIT_INTERRUPTED = 2, 130
+EXIT_CODES = OUTCOME_EXIT_CODES
 """Exit status by campaign outcome."""
 TARGETS = tuple(ENVIRONMENTS)
 # Options that a replayed schedule brings with it: giving them with --replay is an error.
@@ -288,6 +281,18 @@ error, unreadable --replay file); 130 interrupted.
               help="Report folder (history.jsonl, schedule.json, results.json, junit.xml, report.html).")
 @click.option("--replay", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
               help="Run the schedule and settings saved in FILE again, e.g. --replay reports/chaos/schedule.json.")
+@click.option("--seeds", "seeds_spec", metavar="N|A-B", default=None,
+              help="Many campaigns, one per seed: N seeds drawn from --seed (or a printed random one), or the "
+                   "seeds A to B; each campaign's report in --report/seed-<seed>/, merged into --report "
+                   "(results.json, junit.xml, index.html). Exit code from the worst campaign.")
+@click.option("--shard", default=None, metavar="K/N",
+              help="With --seeds: run only shard K of N (every N-th seed from the K-th), e.g. --shard 3/20 on "
+                   "CI runner 3 of 20 (docs/ci.md).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --seeds: how many campaigns run at once, each with its own cluster, proxies and ports "
+                   "(a 3-broker campaign keeps about one core busy).")
+@click.option("--settings", "settings_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              hidden=True, help="Run the campaign settings saved in FILE (what --seeds runs each campaign with).")
 @click.option("--list", "list_only", is_flag=True, help="List the faults and named campaigns, then exit.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print results.json on stdout when the campaign ends (everything else goes to stderr).")
@@ -307,7 +312,22 @@ def chaos_command(ctx: click.Context, /, **options: Any) -> None:
         return
     err = sys.stderr
     schedule: Schedule | None = None
-    if options["replay"] is not None:
+    sweep_given = [f"--{name}" for name in ("seeds", "shard", "jobs") if ctx.get_parameter_source(
+        "seeds_spec" if name == "seeds" else name) is ParameterSource.COMMANDLINE]
+    if options["seeds_spec"] is None and sweep_given and sweep_given != ["--seeds"]:
+        raise click.UsageError(f"{', '.join(sweep_given)} go with --seeds (many campaigns)")
+    if options["seeds_spec"] is not None and (options["replay"] is not None or options["settings_file"] is not None):
+        raise click.UsageError("--seeds runs new campaigns; --replay runs one again (drop one of them)")
+    if options["seeds_spec"] is not None:
+        _sweep(ctx, options)
+        return
+    if options["settings_file"] is not None:
+        try:
+            settings = CampaignSettings.from_json(json.loads(Path(options["settings_file"]).read_text()))
+        except (OSError, ValueError, ScheduleError) as exc:
+            click.echo(f"kconform chaos: cannot read --settings {options['settings_file']}: {exc}", err=True)
+            sys.exit(EXIT_SETUP)
+    elif options["replay"] is not None:
         given = [name for name in _FROM_SCHEDULE
                  if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
         if given:
@@ -359,6 +379,60 @@ def chaos_command(ctx: click.Context, /, **options: Any) -> None:
     if as_json:
         click.echo(json.dumps(result.results, indent=2, default=str))
     sys.exit(EXIT_CODES[result.outcome])
+
+
+def _sweep(ctx: click.Context, options: dict[str, Any]) -> None:
+    """``--seeds``: one campaign per seed (this shard's share), ``--jobs`` at a time, merged."""
+    from chaos.report_diff import ReportError
+    from chaos.report_merge import merge, summary_lines
+    from chaos.sweep import run_sweep, worst_exit
+    from harness.conformance.sweep import SeedsError, ShardError, parse_seeds, parse_shard, shard_of
+
+    master = options["seed"] if options["seed"] is not None else secrets.randbelow(2**31)
+    try:
+        seeds = parse_seeds(options["seeds_spec"], master)
+        shard = parse_shard(options["shard"]) if options["shard"] is not None else (1, 1)
+    except (SeedsError, ShardError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    mine = shard_of(seeds, *shard)
+    if not mine:
+        raise click.UsageError(f"shard {shard[0]}/{shard[1]} of {len(seeds)} seed(s) is empty: use fewer shards")
+    explicit = frozenset(name for name in options if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE)
+    settings = _settings_from_options(options, explicit)
+    report_dir: Path = options["report_dir"]
+    as_json = bool(options["as_json"])
+    origin = f"drawn from seed {master}" if options["seeds_spec"].strip().isdigit() else "a range"
+    click.echo(f"kconform chaos: {len(mine)} campaign(s) on target {settings.target}, seeds {origin}"
+               + (f", shard {shard[0]}/{shard[1]} of {len(seeds)}" if shard != (1, 1) else "")
+               + f", {options['jobs']} at a time, {settings.duration:g} s each; reports in {report_dir}/seed-<seed>/",
+               err=as_json)
+    words = {0: "VALID", 1: "INVALID", 2: "NOT RUN or NOT EXERCISED", 3: "CLIENT FAULT", 130: "INTERRUPTED"}
+
+    def done(outcome: Any, finished: int, total: int) -> None:
+        word = words.get(outcome.exit_code, f"exit {outcome.exit_code}")
+        click.echo(colour_verdict(f"{word}") + f" seed {outcome.seed} in {outcome.seconds:.0f} s "
+                   f"[{finished}/{total}]: {outcome.folder}/report.html", err=as_json)
+
+    started = time.monotonic()
+    outcomes, interrupted = run_sweep(settings, mine, report_dir, options["jobs"], done)
+    codes = [o.exit_code for o in outcomes]
+    try:
+        merged = merge([report_dir / f"seed-{o.seed}" for o in outcomes], report_dir)
+    except ReportError as exc:
+        click.echo(f"kconform chaos: nothing to merge: {exc}; each campaign's output is in its "
+                   "seed-<seed>/output.txt", err=True)
+        sys.exit(EXIT_INTERRUPTED if interrupted else worst_exit(codes) or EXIT_SETUP)
+    click.echo("", err=as_json)
+    click.echo(colour_verdict("\n".join(summary_lines(merged))), err=as_json)
+    failed_to_run = [o.seed for o in outcomes if o.exit_code == EXIT_SETUP
+                     and not (o.folder / "results.json").exists()]
+    if failed_to_run:
+        click.echo(f"could not run: seed(s) {', '.join(map(str, failed_to_run))} (see their output.txt)", err=as_json)
+    click.echo(f"index: {report_dir / 'index.html'}; took {time.monotonic() - started:.0f} s"
+               + ("; INTERRUPTED: campaigns not started were not run" if interrupted else ""), err=as_json)
+    if as_json:
+        click.echo(json.dumps(merged, indent=2))
+    sys.exit(EXIT_INTERRUPTED if interrupted else worst_exit(codes))
 
 
 def _with_addresses(settings: CampaignSettings, options: dict[str, Any]) -> CampaignSettings:

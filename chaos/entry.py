@@ -30,3 +30,7 @@ def main() -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":  # ``python -m chaos.entry``: how a sweep starts each campaign
+    main()

@@ -251,8 +251,15 @@ def build_results(history: History, report: Report, verdict: Verdict, claims: An
 
 def junit_xml(results: Mapping[str, Any]) -> bytes:
     """One testcase per property: claimed ones pass or fail, unclaimed ones are skipped."""
+    return write_junit(Suite(f"kconform chaos {results['target']}", results["started"],
+                             results["figures"]["duration_s"],
+                             {key: str(results[key]) for key in ("seed", "schedule", "replay")},
+                             junit_cases(results, f"kconform.chaos.{results['target']}")))
+
+
+def junit_cases(results: Mapping[str, Any], classname: str) -> list[Case]:
+    """A campaign's properties as test cases of ``classname``."""
     violations = results["violations"]
-    classname = f"kconform.chaos.{results['target']}"
     cases = []
     for prop, why in results["claims"]["claimed"].items():
         failure = None
@@ -271,9 +278,7 @@ def junit_xml(results: Mapping[str, Any]) -> bytes:
         found = results["hazards"].get(prop, 0)
         state = f"found {found}" if found else "not provoked in this run (not shown safe)"
         cases.append(Case(classname, prop, skipped=f"not claimed ({why}); {state}"[:500]))
-    return write_junit(Suite(f"kconform chaos {results['target']}", results["started"],
-                             results["figures"]["duration_s"],
-                             {key: str(results[key]) for key in ("seed", "schedule", "replay")}, cases))
+    return cases
 
 
 # --- HTML -----------------------------------------------------------------------------------------

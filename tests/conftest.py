@@ -13,7 +13,7 @@ from harness.stateful.settings import DEFAULT_PROFILE, PROFILE_ENV, register_pro
 from launch.broker_process import BrokerProcess
 
 # One set of profiles and one default for the tests, the pytest plugin and `kconform conform`.
-register_profiles()
+register_profiles(override=True)
 settings.load_profile(os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE)
 
 # Hypothesis shrinks a failure for up to five minutes by default, as long as pytest-timeout

@@ -24,6 +24,8 @@ NOT_EXERCISED = "not-exercised"
 OUTCOMES = (HELD, VIOLATED_BY_CLIENT, VIOLATED_BY_BROKER, VIOLATED_UNATTRIBUTED, NOT_EXERCISED)
 """A campaign's outcome, from best to worst, then not-exercised: no write was acknowledged, so
 nothing held or broke (docs/chaos.md, "Verdicts")."""
+EXIT_CODES = {HELD: 0, VIOLATED_BY_CLIENT: 3, VIOLATED_BY_BROKER: 1, VIOLATED_UNATTRIBUTED: 1, NOT_EXERCISED: 2}
+"""The exit code of a run with each outcome (docs/commands.md)."""
 
 
 @attrs.frozen

@@ -33,10 +33,13 @@ from harness.conformance.runner import (
 from harness.conformance.sweep import (
     SeedRun,
     SeedsError,
+    ShardError,
     drawn,
     parse_seeds,
+    parse_shard,
     run_sweep,
     seed_line,
+    shard_of,
     sweep_failures,
     sweep_json,
     sweep_table,
@@ -106,6 +109,9 @@ def print_progress(outcome: CheckOutcome) -> None:
 @click.option("--seeds", "seeds_spec", metavar="N|A-B", default=None,
               help="Sweep: run the suite once per seed, N seeds drawn from --seed (or a printed random one), or the "
                    "seeds A to B; a line per seed, a table, exit 1 if any seed failed.")
+@click.option("--shard", metavar="K/N", default=None,
+              help="With --seeds: run only shard K of N (every N-th seed from the K-th), e.g. --shard 3/20 on CI "
+                   "runner 3 of 20.")
 @click.option("--examples", type=click.IntRange(min=1), default=DEFAULT_EXAMPLES, show_default=True,
               help="State machine examples (fresh topics/groups each).")
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
@@ -121,7 +127,7 @@ def print_progress(outcome: CheckOutcome) -> None:
 def conform_command(ctx: click.Context, target_name: str, differential: str | None, bootstrap: str | None,
                     brokers: int, kafka_version: str | None, capabilities: tuple[str, ...],
                     clients: tuple[str, ...], checks: list[str] | None, list_checks: bool, seed: int | None,
-                    seeds_spec: str | None, examples: int, steps: int, shrink_seconds: float,
+                    seeds_spec: str | None, shard: str | None, examples: int, steps: int, shrink_seconds: float,
                     report_dir: Path | None, as_json: bool) -> None:
     """Run the conformance suite against a broker and report every check.
 
@@ -161,11 +167,17 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
             _usage(str(exc.args[0]))
     master = seed if seed is not None else random.randrange(1 << 31)
     seeds: list[int] | None = None
+    if shard is not None and seeds_spec is None:
+        _usage("--shard goes with --seeds")
     if seeds_spec is not None:
         try:
             seeds = parse_seeds(seeds_spec, master)
-        except SeedsError as exc:
+            if shard is not None:
+                seeds = shard_of(seeds, *parse_shard(shard))
+        except (SeedsError, ShardError) as exc:
             _usage(str(exc))
+        if not seeds:
+            _usage(f"shard {shard} of --seeds {seeds_spec} is empty: use fewer shards")
     chosen = clients or CLIENTS
     try:
         targets = [make_target(name, bootstrap=bootstrap, brokers=brokers, capabilities=capabilities,

@@ -4,7 +4,8 @@ A state machine explores what its seed draws, so one seed passing says little ab
 a sweep runs the same checks (on the same started targets) under many seeds and reports every
 seed that failed with the command that reruns exactly that seed. The seeds are either a range
 (``--seeds 100-149``) or a count drawn from a master seed (``--seeds 50``): the master is
-``--seed`` or random, and printed, so a sweep is as replayable as a single run.
+``--seed`` or random, and printed, so a sweep is as replayable as a single run. ``--shard K/N``
+keeps one CI runner's share of them (chaos campaigns shard the same way, chaos/sweep.py).
 
 Only the state machines draw from the seed; the other checks run the same way under every seed
 and so catch what varies from run to run anyway (timing, client libraries' behaviour).
@@ -47,6 +48,23 @@ def parse_seeds(text: str, master: int) -> list[int]:
     if not value.isdigit() or not 1 <= int(value) <= MAX_SEEDS:
         raise SeedsError(f"--seeds {value}: give a count N (1 to {MAX_SEEDS}) or a range A-B, e.g. 50 or 100-149")
     return random.Random(master).sample(range(1 << 31), int(value))
+
+
+class ShardError(ValueError):
+    """A ``--shard`` value that names no share of the seeds."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"``: this runner is shard K of N (1 <= K <= N)."""
+    index, sep, total = text.strip().partition("/")
+    if not sep or not index.isdigit() or not total.isdigit() or not 1 <= int(index) <= int(total):
+        raise ShardError(f"--shard {text}: expected K/N with 1 <= K <= N, e.g. --shard 3/20")
+    return int(index), int(total)
+
+
+def shard_of(seeds: Sequence[int], index: int, total: int) -> list[int]:
+    """The seeds of shard ``index`` of ``total``: every ``total``-th, from the ``index``-th."""
+    return list(seeds[index - 1 :: total])
 
 
 @attrs.frozen

@@ -59,16 +59,22 @@ def machine_settings(examples: int | None = None, steps: int | None = None,
     )
 
 
-def register_profiles() -> None:
+def register_profiles(override: bool = False) -> None:
     """Register Hypothesis profiles ``dev``, ``ci`` and ``nightly`` (for property tests that
-    are not state machines) unless they already exist."""
+    are not state machines); unless ``override``, keep those that exist already (a user's
+    conftest may have its own). Hypothesis itself registers a ``ci`` profile (derandomized, no
+    database): kconform's own tests override it, so that they explore and HypoFuzz can fuzz
+    them."""
     defaults = {
         "dev": settings(max_examples=50, deadline=None),
         "ci": settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]),
         "nightly": settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]),
     }
     for name, profile in defaults.items():
-        try:
-            settings.get_profile(name)
-        except Exception:  # noqa: BLE001 - InvalidArgument when the profile does not exist
-            settings.register_profile(name, profile)
+        if not override:
+            try:
+                settings.get_profile(name)
+                continue
+            except Exception:  # noqa: BLE001 - InvalidArgument when the profile does not exist
+                pass
+        settings.register_profile(name, profile)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.conformance.sweep import SeedsError, parse_seeds
+from harness.conformance.sweep import SeedsError, ShardError, parse_seeds, parse_shard, shard_of
 
 
 def test_seeds_are_a_count_drawn_from_the_master_seed_or_a_range() -> None:
@@ -52,3 +52,28 @@ def test_a_sweep_with_failing_seeds_exits_1_with_each_seeds_command() -> None:
 
 def test_bad_seeds_are_a_usage_error() -> None:
     assert CliRunner().invoke(main, ["conform", "--seeds", "3-1"]).exit_code == 2
+
+
+def test_shards_split_the_seeds_evenly_without_overlap() -> None:
+    """K/N takes every N-th seed from the K-th: together the shards are the seeds, once each."""
+    seeds = list(range(1, 41))
+    shards = [shard_of(seeds, k, 8) for k in range(1, 9)]
+    assert shards[2] == [3, 11, 19, 27, 35]
+    assert sorted(s for shard in shards for s in shard) == seeds
+    assert {len(shard) for shard in shards} == {5}
+    assert parse_shard("3/20") == (3, 20)
+    for bad in ("0/4", "5/4", "3", "a/b", "3/"):
+        with pytest.raises(ShardError, match="expected K/N"):
+            parse_shard(bad)
+
+
+def test_a_sharded_sweep_runs_only_its_share() -> None:
+    """conform --seeds 1-5 --shard 2/2 runs seeds 2 and 4; --shard alone or an empty shard is a usage error."""
+    result = CliRunner().invoke(main, ["conform", "--checks", "api-versions", "--seeds", "1-5", "--shard", "2/2"])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines() if line.strip().endswith(" -")] == ["2", "4"]
+    assert "VALID: 2 of 2 seeds" in result.output
+    alone = CliRunner().invoke(main, ["conform", "--shard", "1/2"])
+    assert alone.exit_code == 2 and "--shard goes with --seeds" in alone.output
+    empty = CliRunner().invoke(main, ["conform", "--seeds", "3", "--shard", "4/4"])
+    assert empty.exit_code == 2 and "is empty" in empty.output
