@@ -386,7 +386,7 @@ def _sweep(ctx: click.Context, options: dict[str, Any]) -> None:
     from chaos.report_diff import ReportError
     from chaos.report_merge import merge, summary_lines
     from chaos.sweep import run_sweep, worst_exit
-    from harness.conformance.sweep import SeedsError, ShardError, parse_seeds, parse_shard, shard_of
+    from harness.conformance.sweep import SeedsError, ShardError, drawn, parse_seeds, parse_shard, shard_of
 
     master = options["seed"] if options["seed"] is not None else secrets.randbelow(2**31)
     try:
@@ -401,7 +401,7 @@ def _sweep(ctx: click.Context, options: dict[str, Any]) -> None:
     settings = _settings_from_options(options, explicit)
     report_dir: Path = options["report_dir"]
     as_json = bool(options["as_json"])
-    origin = f"drawn from seed {master}" if options["seeds_spec"].strip().isdigit() else "a range"
+    origin = f"drawn from seed {master}" if drawn(options["seeds_spec"]) else "a range"
     click.echo(f"kconform chaos: {len(mine)} campaign(s) on target {settings.target}, seeds {origin}"
                + (f", shard {shard[0]}/{shard[1]} of {len(seeds)}" if shard != (1, 1) else "")
                + f", {options['jobs']} at a time, {settings.duration:g} s each; reports in {report_dir}/seed-<seed>/",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,7 +72,8 @@ def run_sweep(settings: CampaignSettings, seeds: Sequence[int], report_dir: Path
             while pending and len(running) < jobs:
                 seed = pending.pop(0)
                 folder = report_dir / f"seed-{seed}"
-                folder.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(folder, ignore_errors=True)  # an earlier sweep's report must not be merged as this one's
+                folder.mkdir(parents=True)
                 (folder / SETTINGS_FILE).write_text(json.dumps(attrs.evolve(settings, seed=seed).to_json(), indent=2))
                 with open(folder / OUTPUT_FILE, "wb") as output:
                     process = subprocess.Popen(
