@@ -30,3 +30,7 @@ main.add_command(cluster_command)
 main.add_command(roundtrip_command)
 main.add_command(check_command)
 main.add_command(conform_command)
+
+
+if __name__ == "__main__":  # ``python -m harness.cli``: how a parallel sweep starts its parts
+    main()

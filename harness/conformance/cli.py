@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from harness.clients import CLIENTS
+from harness.conformance.parallel import run_parts
 from harness.conformance.registry import CHECKS, split_instance
 from harness.conformance.runner import (
     FAIL,
@@ -112,6 +113,9 @@ def print_progress(outcome: CheckOutcome) -> None:
 @click.option("--shard", metavar="K/N", default=None,
               help="With --seeds: run only shard K of N (every N-th seed from the K-th), e.g. --shard 3/20 on CI "
                    "runner 3 of 20.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --seeds: split the seeds over N processes, each with its own target (its own broker "
+                   "processes and ports), e.g. -j 2 on two cores.")
 @click.option("--examples", type=click.IntRange(min=1), default=DEFAULT_EXAMPLES, show_default=True,
               help="State machine examples (fresh topics/groups each).")
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
@@ -127,8 +131,8 @@ def print_progress(outcome: CheckOutcome) -> None:
 def conform_command(ctx: click.Context, target_name: str, differential: str | None, bootstrap: str | None,
                     brokers: int, kafka_version: str | None, capabilities: tuple[str, ...],
                     clients: tuple[str, ...], checks: list[str] | None, list_checks: bool, seed: int | None,
-                    seeds_spec: str | None, shard: str | None, examples: int, steps: int, shrink_seconds: float,
-                    report_dir: Path | None, as_json: bool) -> None:
+                    seeds_spec: str | None, shard: str | None, jobs: int, examples: int, steps: int,
+                    shrink_seconds: float, report_dir: Path | None, as_json: bool) -> None:
     """Run the conformance suite against a broker and report every check.
 
     Deterministic protocol checks (exact error codes and offsets through a precise wire
@@ -167,8 +171,8 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
             _usage(str(exc.args[0]))
     master = seed if seed is not None else random.randrange(1 << 31)
     seeds: list[int] | None = None
-    if shard is not None and seeds_spec is None:
-        _usage("--shard goes with --seeds")
+    if (shard is not None or jobs > 1) and seeds_spec is None:
+        _usage("--shard and --jobs go with --seeds")
     if seeds_spec is not None:
         try:
             seeds = parse_seeds(seeds_spec, master)
@@ -185,6 +189,19 @@ def conform_command(ctx: click.Context, target_name: str, differential: str | No
     except TargetError as exc:
         _usage(str(exc))
     what = f"target {names[0]}" if len(names) == 1 else f"differential {names[0]} vs {names[1]}"
+    if seeds is not None and jobs > 1:
+        part_args = ([f"--differential={differential}"] if differential is not None else [f"--target={target_name}"]) + [
+            *([f"--bootstrap={bootstrap}"] if bootstrap else []), f"--brokers={brokers}",
+            *([f"--kafka-version={kafka_version}"] if kafka_version else []),
+            *(f"--capability={c}" for c in capabilities), *(f"--client={c}" for c in chosen),
+            *([f"--checks={','.join(checks)}"] if checks else []),
+            f"--examples={examples}", f"--steps={steps}", f"--shrink-seconds={shrink_seconds}"]
+        click.echo(f"kconform conform: {what}, {len(seeds)} seeds in {min(jobs, len(seeds))} parallel parts, clients "
+                   f"{', '.join(chosen)}", err=True)
+        started = time.perf_counter()
+        rows, problems, interrupted = run_parts(part_args, seeds, jobs, report_dir)
+        _parallel_summary(rows, problems, interrupted, time.perf_counter() - started, what, seeds_spec or "",
+                          master, report_dir, as_json)
     if seeds is None:
         click.echo(f"kconform conform: {what}, seed {master}, clients {', '.join(chosen)}", err=True)
     else:
@@ -287,12 +304,41 @@ def _differential_pair(ctx: click.Context, value: str, bootstrap: str | None) ->
     return names
 
 
+def _parallel_summary(rows: list[dict[str, Any]], problems: list[str], interrupted: bool, seconds: float,
+                      what: str, spec: str, master: int, report_dir: Path | None, as_json: bool) -> NoReturn:
+    """The combined table of a ``--jobs`` sweep, each failure's rerun commands, sweep.json."""
+    say = functools.partial(click.echo, err=as_json)
+    failed = [r for r in rows if not r["valid"]]
+    if rows:
+        say("\n" + sweep_table(rows))
+    for r in failed:
+        say(f"seed {r['seed']}: FAIL {', '.join(r['failed'])} (report {r['report']})"
+            + "".join(f"\n  reproduce: {command}" for command in r["reproduce"]))
+    for problem in problems:
+        say(f"error: {problem}")
+    origin = master if drawn(spec) else None
+    verdict = "INTERRUPTED (partial)" if interrupted else "INVALID" if failed else (
+        "NOT JUDGED" if problems else "VALID")
+    say("\n" + colour_verdict(f"{verdict}: {len(rows) - len(failed)} of {len(rows)} seeds passed, {what}, in "
+                              f"{seconds:.1f} s (--seeds {spec}" + (f" --seed {origin}" if origin is not None else "")
+                              + ")"))
+    body = {"valid": not failed and not problems and not interrupted, "interrupted": interrupted, "seeds": spec,
+            "master_seed": origin, "seconds": round(seconds, 1), "runs": rows, "problems": problems}
+    if report_dir is not None:
+        (report_dir / "sweep.json").write_text(json.dumps(body, indent=2) + "\n")
+        say(f"report written to {report_dir}/ (sweep.json, part-<k>/seed-<seed>/)")
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+    sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_FAIL if failed else EXIT_USAGE if problems else EXIT_PASS)
+
+
 def _sweep_summary(runs: list[SeedRun], seconds: float, against: str, spec: str, master: int,
                    report_dir: Path | None, as_json: bool) -> None:
     say = functools.partial(click.echo, err=as_json)
     failed = [r for r in runs if not r.result.valid]
     interrupted = bool(runs) and runs[-1].result.interrupted
-    say("\n" + sweep_table(runs))
+    body = sweep_json(runs, seconds=seconds, spec=spec, master=master if drawn(spec) else None)
+    say("\n" + sweep_table(body["runs"]))
     if failed:
         say("\n" + sweep_failures(runs))
     origin = master if drawn(spec) else None
@@ -300,7 +346,6 @@ def _sweep_summary(runs: list[SeedRun], seconds: float, against: str, spec: str,
     say("\n" + colour_verdict(f"{verdict}: {len(runs) - len(failed)} of {len(runs)} seeds passed against {against} "
                               f"in {seconds:.1f} s (--seeds {spec}"
                               + (f" --seed {origin}" if origin is not None else "") + ")"))
-    body = sweep_json(runs, seconds=seconds, spec=spec, master=origin)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / "sweep.json").write_text(json.dumps(body, indent=2) + "\n")

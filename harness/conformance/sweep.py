@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,14 @@ def drawn(text: str) -> bool:
 
 
 def parse_seeds(text: str, master: int) -> list[int]:
-    """``"N"``: N distinct seeds drawn from ``random.Random(master)``; ``"A-B"``: A to B inclusive."""
+    """``"N"``: N distinct seeds drawn from ``random.Random(master)``; ``"A-B"``: A to B inclusive;
+    ``"A,B,C"``: those seeds (``"A,"``: seed A alone, not a count)."""
     value = text.strip()
+    if "," in value:
+        listed = [part.strip() for part in value.split(",") if part.strip()]
+        if not listed or not all(part.isdigit() for part in listed) or len(listed) > MAX_SEEDS:
+            raise SeedsError(f"--seeds {value}: a list of seeds is whole numbers separated by commas, e.g. 5,9,13")
+        return list(dict.fromkeys(int(part) for part in listed))
     span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", value)
     if span:
         low, high = int(span[1]), int(span[2])
@@ -46,7 +52,8 @@ def parse_seeds(text: str, master: int) -> list[int]:
             raise SeedsError(f"--seeds {value}: a range A-B needs A <= B and at most {MAX_SEEDS} seeds")
         return list(range(low, high + 1))
     if not value.isdigit() or not 1 <= int(value) <= MAX_SEEDS:
-        raise SeedsError(f"--seeds {value}: give a count N (1 to {MAX_SEEDS}) or a range A-B, e.g. 50 or 100-149")
+        raise SeedsError(f"--seeds {value}: give a count N (1 to {MAX_SEEDS}), a range A-B or a list A,B,C, "
+                         "e.g. 50, 100-149 or 5,9,13")
     return random.Random(master).sample(range(1 << 31), int(value))
 
 
@@ -108,13 +115,13 @@ def seed_line(run: SeedRun, index: int, total: int) -> str:
             f"{c['skip']} skipped in {run.result.seconds:.1f} s{failed}")
 
 
-def sweep_table(runs: Sequence[SeedRun]) -> str:
-    """seed, result, seconds, failed checks: one row per seed."""
-    width = max([len(str(r.seed)) for r in runs] + [4])
+def sweep_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """seed, result, seconds, failed checks: one row per seed (``rows``: sweep.json's ``runs``)."""
+    width = max([len(str(r["seed"])) for r in rows] + [4])
     lines = [f"{'seed':>{width}}  {'result':<7}  {'seconds':>7}  failed checks"]
-    for r in runs:
-        lines.append(f"{r.seed:>{width}}  {'pass' if r.result.valid else 'FAIL':<7}  {r.result.seconds:>7.1f}  "
-                     f"{', '.join(r.failed) or '-'}")
+    for r in rows:
+        lines.append(f"{r['seed']:>{width}}  {'pass' if r['valid'] else 'FAIL':<7}  {r['seconds']:>7.1f}  "
+                     f"{', '.join(r['failed']) or '-'}")
     return "\n".join(lines)
 
 

@@ -74,6 +74,36 @@ def test_a_sharded_sweep_runs_only_its_share() -> None:
     assert [line.split()[0] for line in result.output.splitlines() if line.strip().endswith(" -")] == ["2", "4"]
     assert "VALID: 2 of 2 seeds" in result.output
     alone = CliRunner().invoke(main, ["conform", "--shard", "1/2"])
-    assert alone.exit_code == 2 and "--shard goes with --seeds" in alone.output
+    assert alone.exit_code == 2 and "--shard and --jobs go with --seeds" in alone.output
     empty = CliRunner().invoke(main, ["conform", "--seeds", "3", "--shard", "4/4"])
     assert empty.exit_code == 2 and "is empty" in empty.output
+
+
+def test_seeds_may_be_listed() -> None:
+    assert parse_seeds("5, 9,13,9", master=0) == [5, 9, 13]
+    assert parse_seeds("7,", master=0) == [7]  # one seed, where "7" alone would be a count
+    with pytest.raises(SeedsError, match="whole numbers separated by commas"):
+        parse_seeds("5,x", master=0)
+
+
+def test_jobs_split_a_sweep_over_processes_and_combine_it(tmp_path: Path) -> None:
+    """--jobs 2: the seeds dealt to two processes (each its own broker), one table, one sweep.json."""
+    result = CliRunner().invoke(main, ["conform", "--checks", "stateful-log", "--examples", "2", "--steps", "5",
+                                       "--seeds", "1-4", "--jobs", "2", "--report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "4 seeds in 2 parallel parts" in result.output and "VALID: 4 of 4 seeds passed" in result.output
+    body = json.loads((tmp_path / "sweep.json").read_text())
+    assert [r["seed"] for r in body["runs"]] == [1, 2, 3, 4]
+    assert {r["report"] for r in body["runs"]} == {"part-1/seed-1/", "part-2/seed-2/", "part-1/seed-3/",
+                                                   "part-2/seed-4/"}
+    assert all((tmp_path / r["report"] / "results.json").exists() for r in body["runs"])
+
+
+def test_a_parallel_sweep_of_a_wrong_broker_fails_with_each_seeds_command() -> None:
+    result = CliRunner().invoke(main, ["conform", "--target", "faulty-reorder", "--checks", "produce-offsets-contiguous",
+                                       "--seeds", "1-2", "--jobs", "2"])
+    assert result.exit_code == 1, result.output
+    for seed in (1, 2):
+        assert f"seed {seed}: FAIL produce-offsets-contiguous" in result.output
+    assert "reproduce: kconform conform --target faulty-reorder" in result.output
+    assert CliRunner().invoke(main, ["conform", "--jobs", "2"]).exit_code == 2
