@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,54 @@ def test_jobs_run_campaigns_at_once_each_with_its_own_cluster(tmp_path: Path) ->
     (a0, a1), (b0, b1) = spans
     assert a0 < b1 and b0 < a1, spans  # the two campaigns overlapped in time
     assert "2 at a time" in result.stdout + result.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc): the campaigns, their brokers, their Toxiproxy."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_ctrl_c_stops_every_campaign_of_a_sweep_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """Ctrl-C during --seeds --jobs 2: exit 130, and every process the sweep started (campaigns,
+    their brokers and controllers, their Toxiproxy servers) is gone."""
+    require_toxiproxy()
+    process = subprocess.Popen([sys.executable, "-m", "chaos.entry", "chaos", "--seeds", "4", "--seed", "1",
+                                "--jobs", "2", "--duration", "30", "--report", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    started: set[int] = set()
+    while time.monotonic() < deadline and len(started) < 10:  # 2 campaigns x (4 nodes + Toxiproxy) and more
+        started |= _descendants(process.pid)
+        time.sleep(0.5)
+    time.sleep(3)
+    started |= _descendants(process.pid)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert len(started) >= 10, (started, output)
+    left = sorted(pid for pid in started if _alive(pid))
+    assert left == [], (left, output)
