@@ -210,6 +210,8 @@ Examples:
       provoke librdkafka #4953 (duplicates under idempotence), reported as the client's fault (exit 3);
       add --client java to see the Java client write no duplicate under the same faults
   kconform chaos --replay reports/chaos/schedule.json --report reports/chaos-replay
+  kconform chaos --seeds 1-40 --shard 3/8 --jobs 2 --report shard-3
+      CI runner 3 of 8: its share of 40 campaigns, two at a time, merged in shard-3 (docs/ci.md)
   kconform chaos --target external --proxy 127.0.0.1:19092=127.0.0.1:9092 --faults link
       a broker you run, advertising 127.0.0.1:19092 (docs/chaos.md)
 \b
