@@ -9,12 +9,15 @@ and is killed on exit, also when the caller fails or is interrupted.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
@@ -109,14 +112,19 @@ class BrokerProcess(Supervisor):
         reader.join(timeout_s)
         if not result or not result[0]:
             code = self._child.popen.poll()
+            what = f"exited with {code}"
+            if code is None:
+                # Still running: its stacks (faulthandler, reference_broker/__main__.py) go to its log.
+                self._child.signal(signal.SIGUSR1)
+                time.sleep(1.0)
+                what = (f"not ready after {timeout_s}s (load average {os.getloadavg()[0]:.1f}; every thread's "
+                        "stack is at the end of its log below)")
             self.kill()
-            raise BrokerStartError(
-                self._failure(f"exited with {code}" if code is not None else f"not ready after {timeout_s}s")
-            )
+            raise BrokerStartError(self._failure(what))
         return result[0]
 
     def _failure(self, what: str) -> str:
-        tail = self.log_path.read_text()[-3000:] if self.log_path.exists() else ""
+        tail = self.log_path.read_text()[-8000:] if self.log_path.exists() else ""
         return f"reference broker {what}; command: {' '.join(self.command())}\n{tail}"
 
     def restart(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> BrokerProcess:

@@ -429,3 +429,23 @@ def test_an_exception_inside_the_context_leaves_nothing_behind() -> None:
             raise RuntimeError("boom")
     assert all(pid is not None and not _alive(pid) for pid in pids)
     assert not base.exists()
+
+
+def test_a_broker_that_is_not_ready_in_time_has_its_stacks_in_the_error(tmp_path: Path) -> None:
+    """A start timeout says why: the launcher asks the stuck broker for every thread's stack
+    (SIGUSR1, faulthandler) before it kills it, and the error carries them and the load."""
+    import pytest
+
+    from launch.broker_process import BrokerProcess, BrokerStartError
+
+    process = BrokerProcess(data_dir=tmp_path / "b")
+    process.launch()
+    try:
+        with pytest.raises(BrokerStartError) as caught:
+            process.wait_started(0.2)  # importing the broker alone takes longer; its handler is set by then
+    finally:
+        process.close()
+    message = str(caught.value)
+    assert "not ready after 0.2s (load average" in message
+    assert "most recent call first" in message  # faulthandler's stack dump
+    assert not process.running
