@@ -46,6 +46,10 @@ def main() -> None:
         print(f"{args.seeds} campaigns of {args.duration:g} s, --jobs {args.jobs}: {wall:.0f} s wall, "
               f"{3600 * args.seeds / wall:.0f} campaigns/hour; outcomes {merged['totals']['by_outcome']}; "
               f"exit {run.returncode}")
+        for folder in sorted((root / "sweep").glob("seed-*")):
+            if not (folder / "results.json").exists():  # a campaign that could not run: say why
+                print(f"{folder.name} did not run; its output ends:\n"
+                      + (folder / "output.txt").read_text(errors="replace")[-3000:])
         one = root / "sweep" / merged["campaigns"][0]["report"]
         shards = root / "shards"
         for k in range(args.folders):
