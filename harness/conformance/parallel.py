@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
 
 def deal(seeds: Sequence[int], jobs: int) -> list[list[int]]:
     """The seeds dealt round-robin to ``jobs`` parts (none empty)."""
@@ -39,7 +37,8 @@ def run_parts(args: Sequence[str], seeds: Sequence[int], jobs: int, report_dir: 
     processes = []
     for k, part in enumerate(parts, 1):
         folder = root / f"part-{k}"
-        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # an earlier sweep's part must not be read as this one's
+        folder.mkdir(parents=True)
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "harness.cli", "conform", *args, "--seeds", ",".join(map(str, part)) + ",",
              "--report", str(folder)],
@@ -73,5 +72,6 @@ def run_parts(args: Sequence[str], seeds: Sequence[int], jobs: int, report_dir: 
     finally:
         if report_dir is None:
             shutil.rmtree(root, ignore_errors=True)
-    runs.sort(key=lambda r: seeds.index(r["seed"]) if r["seed"] in seeds else len(seeds))
+    order = {seed: i for i, seed in enumerate(seeds)}
+    runs.sort(key=lambda r: order.get(r["seed"], len(seeds)))
     return runs, problems, interrupted
