@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -311,3 +312,12 @@ def request_strategy(api_key: int, api_version: int) -> _Any:
 
 any_supported_request = _st.sampled_from(SUPPORTED_REQUESTS).flatmap(lambda kv: request_strategy(*kv))
 """A well-formed request of any supported API at any supported version."""
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, reaped or not, is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.conftest import require_toxiproxy
+from tests.helpers import process_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
@@ -105,14 +106,6 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.chaos
 @pytest.mark.slow
 def test_ctrl_c_stops_every_campaign_of_a_sweep_and_leaves_nothing_running(tmp_path: Path) -> None:
@@ -133,5 +126,5 @@ def test_ctrl_c_stops_every_campaign_of_a_sweep_and_leaves_nothing_running(tmp_p
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
     assert len(started) >= 10, (started, output)
-    left = sorted(pid for pid in started if _alive(pid))
+    left = sorted(pid for pid in started if process_alive(pid))
     assert left == [], (left, output)

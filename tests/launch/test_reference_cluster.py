@@ -33,6 +33,7 @@ from launch.reference_cluster import (
     ReferenceCluster,
 )
 from reference_broker.groups import OFFSETS_TOPIC, partition_for
+from tests.helpers import process_alive
 from tests.kafka_helpers import wire
 
 pytestmark = pytest.mark.timeout(240)
@@ -367,14 +368,6 @@ def _children(pid: int) -> list[int]:
     return children
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_kconform_cluster_prints_bootstrap_and_stops_everything_on_sigint(tmp_path: Path) -> None:
     """`kconform cluster --brokers 2` prints where the data is and a bootstrap.servers line
     that reaches both brokers; SIGINT makes it exit 0 with no node process left and its
@@ -406,14 +399,14 @@ def test_kconform_cluster_prints_bootstrap_and_stops_everything_on_sigint(tmp_pa
         assert {b.node_id for b in metadata.brokers} == {1, 2}
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0, process.stderr.read() if process.stderr else ""
-        assert not [pid for pid in children if _alive(pid)]
+        assert not [pid for pid in children if process_alive(pid)]
         assert not Path(data.group(1)).exists()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         for pid in children:
-            if _alive(pid):
+            if process_alive(pid):
                 os.killpg(pid, signal.SIGKILL)  # each node leads its own process group
 
 
@@ -427,7 +420,7 @@ def test_an_exception_inside_the_context_leaves_nothing_behind() -> None:
             base = cluster.base_dir
             cluster.broker(2).pause()
             raise RuntimeError("boom")
-    assert all(pid is not None and not _alive(pid) for pid in pids)
+    assert all(pid is not None and not process_alive(pid) for pid in pids)
     assert not base.exists()
 
 
