@@ -6,7 +6,7 @@ exceptions. Conformance checks need the raw answer, so they send requests with
 inter-broker client (kio plumbing only, no broker logic), re-exported here for the harness.
 """
 
-from reference_broker.protocol.client import (
+from reference_broker.drivers.wire_client import (
     WireClient,
     WireError,
     decode_response,

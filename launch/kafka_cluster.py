@@ -79,7 +79,7 @@ from launch.reference_cluster import (
     ProcessCluster,
     metadata_view,
 )
-from reference_broker.protocol.client import WireClient, WireError
+from reference_broker.drivers.wire_client import WireClient, WireError
 
 CLIENT_LISTENER = "PLAINTEXT"
 CONTROLLER_LISTENER = "CONTROLLER"

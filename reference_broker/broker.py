@@ -29,7 +29,7 @@ applies no roles at all, so a restarted broker never acts on leadership its prev
 incarnation held.
 
 Request handlers (:mod:`reference_broker.handlers`) call the operations here; the asyncio driver
-(:mod:`reference_broker.server`) passes the time in and schedules the periodic work.
+(:mod:`reference_broker.drivers.broker_server`) passes the time in and schedules the periodic work.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def broker_command(config_file: Path | None, overrides: tuple[str, ...], log_lev
       kconform broker --config server.properties --override log.retention.ms=60000
     """
     from reference_broker.allocator import tune_allocator
-    from reference_broker.server import run_broker
+    from reference_broker.drivers.broker_server import run_broker
 
     tune_allocator()
 

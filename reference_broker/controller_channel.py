@@ -10,7 +10,7 @@ KIP-590); the controller's metadata log flows back and the broker applies it
   controller lives in the same process, requests are answered synchronously, and the records
   they appended are applied to the broker before the answer is given, so a single node behaves
   exactly as it did before clusters existed (a created topic is there when CreateTopics returns).
-* :class:`~reference_broker.remote_controller.RemoteControllerChannel` — ``process.roles=broker``:
+* :class:`~reference_broker.drivers.remote_controller.RemoteControllerChannel` — ``process.roles=broker``:
   requests go over the wire to ``controller.quorum.voters`` and are answered later; the metadata
   log is long-polled with Fetch.
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from harness.targets.base import BROKER_CONFIG, Target, TargetError
 from harness.targets.reference import ReferenceTarget
+from reference_broker.drivers.wire_client import decode_response
 from reference_broker.protocol.api_keys import ApiKey
-from reference_broker.protocol.client import decode_response
 from reference_broker.protocol.codec import decode_request, encode_response, peek_header
 from reference_broker.records import Record, build_batch, iter_records, scan_valid_prefix
 

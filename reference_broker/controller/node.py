@@ -5,7 +5,7 @@ It has no sockets and no clock of its own. In combined mode
 (``process.roles=broker,controller``) the broker in the same process calls it directly
 (:mod:`reference_broker.controller_channel`); a controller-only process
 (``process.roles=controller``) serves the same calls over its listener
-(:mod:`reference_broker.controller_server`).
+(:mod:`reference_broker.drivers.controller_server`).
 """
 
 from __future__ import annotations

@@ -39,13 +39,13 @@ import reference_broker.broker as broker_module
 from launch.broker_process import BrokerProcess
 from reference_broker.broker import Broker, BrokerError
 from reference_broker.config import load_broker_config
+from reference_broker.drivers.broker_server import BrokerServer
 from reference_broker.handlers import FETCH, HANDLERS
 from reference_broker.handlers.context import CloseConnection, Deferred, RequestContext
 from reference_broker.handlers.fetch import handle_fetch
 from reference_broker.protocol.api_versions import API_VERSIONS
 from reference_broker.protocol.codec import build, build_response, encode_response, request_class
 from reference_broker.records import Record, build_batch, validate_batches
-from reference_broker.server import BrokerServer
 from reference_broker.testing import add_partitions, create_topic, set_topic_configs
 from tests.helpers import (
     SUPPORTED_REQUESTS,

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from reference_broker.config import load_broker_config
-from reference_broker.remote_controller import (
+from reference_broker.drivers.remote_controller import (
     LIFECYCLE_APIS,
     ControllerConnection,
     ControllerUnreachable,

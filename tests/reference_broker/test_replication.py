@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from launch.reference_cluster import ReferenceCluster
+from reference_broker.drivers.wire_client import WireClient, decode_response, encode_request
 from reference_broker.log.testing import batch
-from reference_broker.protocol.client import WireClient, decode_response, encode_request
 from reference_broker.protocol.codec import build, request_class
 from tests.kafka_helpers import wire
 

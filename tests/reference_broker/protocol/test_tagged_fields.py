@@ -9,7 +9,7 @@ import pytest
 from kio.serial import entity_writer
 
 from harness.session import header_tags_position, with_unknown_tag
-from reference_broker.protocol.client import decode_response, encode_request
+from reference_broker.drivers.wire_client import decode_response, encode_request
 from reference_broker.protocol.codec import MalformedRequestError, build, decode_request, request_class, response_class
 from reference_broker.protocol.prescan import without_unknown_tags
 

@@ -1,7 +1,7 @@
 """A broker's channel to a controller in another process (``process.roles=broker``).
 
 The asyncio half of :class:`~reference_broker.controller_channel.ControllerChannel`: requests go
-over the wire (:class:`~reference_broker.protocol.client.WireClient`) to the controller named by
+over the wire (:class:`~reference_broker.drivers.wire_client.WireClient`) to the controller named by
 ``controller.quorum.voters``, and a long-polling Fetch of ``__cluster_metadata`` partition 0
 (with this broker's id as the replica id, as KRaft observers fetch) brings the metadata log,
 which is handed to the broker as it arrives.
@@ -30,10 +30,10 @@ from reference_broker.controller_channel import (
     ResponseCallback,
     controller_request,
 )
+from reference_broker.drivers.wire_client import WireClient
 from reference_broker.metadata.log import METADATA_PARTITION, METADATA_TOPIC, decode_batches
 from reference_broker.metadata.records import MetadataRecordError
 from reference_broker.protocol.api_keys import ApiKey
-from reference_broker.protocol.client import WireClient
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What every node's asyncio driver shares: connections, listeners, timers, parked fetches.
 
-A broker (:mod:`reference_broker.server`) and a controller-only node
-(:mod:`reference_broker.controller_server`) answer different APIs, but take bytes off sockets,
+A broker (:mod:`reference_broker.drivers.broker_server`) and a controller-only node
+(:mod:`reference_broker.drivers.controller_server`) answer different APIs, but take bytes off sockets,
 answer requests of one connection strictly in order (Kafka processes one request per connection
 at a time, and clients such as librdkafka pipeline requests relying on that), close a connection
 on bad input after logging its peer, park a Fetch until data arrives or ``max_wait`` passes, run

@@ -1,7 +1,7 @@
 """The broker's asyncio driver: sockets in, broker calls, sockets out.
 
-This and :mod:`reference_broker.controller_server` are the only modules that touch sockets or
-read the clock (the shared machinery is :mod:`reference_broker.node_server`). A Fetch with too
+This and :mod:`reference_broker.drivers.controller_server` are the only modules that touch sockets or
+read the clock (the shared machinery is :mod:`reference_broker.drivers.node_server`). A Fetch with too
 little data is parked until data arrives, the high watermark moves, or ``max_wait`` passes.
 
 Bad input never takes the broker down: an oversized or undecodable frame, an unknown API, or a
@@ -18,16 +18,16 @@ from typing import Any
 
 from reference_broker.broker import Broker
 from reference_broker.config import BrokerConfig, Listener
+from reference_broker.drivers.fetcher import FetcherConfig, ReplicaFetcherManager
+from reference_broker.drivers.node_server import NodeServer, Outgoing, now_ms, run_node
+from reference_broker.drivers.remote_controller import RemoteControllerChannel
 from reference_broker.handlers import FETCH, HANDLERS
 from reference_broker.handlers.context import Deferred, RequestContext
 from reference_broker.handlers.fetch import handle_fetch
 from reference_broker.log.dir_lock import locked_log_dir
-from reference_broker.node_server import NodeServer, Outgoing, now_ms, run_node
 from reference_broker.protocol.api_versions import API_VERSIONS
 from reference_broker.protocol.codec import DecodedRequest
 from reference_broker.protocol.fast_responses import encode_response_data
-from reference_broker.remote_controller import RemoteControllerChannel
-from reference_broker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ async def run_broker(config: BrokerConfig, ready_line: bool = True) -> None:
 
 async def _run_node(config: BrokerConfig, ready_line: bool) -> None:
     if config.is_controller_only:
-        from reference_broker.controller_server import run_controller
+        from reference_broker.drivers.controller_server import run_controller
 
         await run_controller(config, ready_line)
         return

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from kio.schema.errors import ErrorCode
 
+from reference_broker.drivers.wire_client import WireClient, WireError
 from reference_broker.log import LogError
 from reference_broker.protocol.api_keys import ApiKey
-from reference_broker.protocol.client import WireClient, WireError
 from reference_broker.records import RecordError
 from reference_broker.replication.partition import (
     EpochQuery,
