@@ -53,7 +53,7 @@ from launch.node import ManagedNode
 from launch.ports import free_port
 from reference_broker.drivers.wire_client import WireClient
 from reference_broker.groups import OFFSETS_TOPIC
-from reference_broker.meta_properties import format_directory, new_cluster_id
+from reference_broker.log.meta_properties import format_directory, new_cluster_id
 
 CONTROLLER_ID = 0
 MAX_BROKERS = 9  # what one machine runs usefully; every command that launches brokers takes 1 to this

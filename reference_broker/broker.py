@@ -19,14 +19,15 @@ replayed from the controller's log and reacts to what changes:
 * changed topic configs reach the partition logs.
 
 The broker reaches the controller through a
-:class:`~reference_broker.controller_channel.ControllerChannel`: in combined mode
+:class:`~reference_broker.controller_channel.ControllerChannel`, with typed requests
+(:class:`~reference_broker.controller_client.ControllerClient`): in combined mode
 (``process.roles=broker,controller``, a standalone node) the controller lives in this process
-and answers at once; with ``process.roles=broker`` it is a remote process. The broker registers
-(a fresh incarnation id per start), heartbeats every ``broker.heartbeat.interval.ms`` with the
-offset of the metadata it has applied, and is unfenced by the controller once that offset has
-reached its own registration. Until it has caught up with the log past its registration it
-applies no roles at all, so a restarted broker never acts on leadership its previous
-incarnation held.
+and answers at once; with ``process.roles=broker`` it is a remote process. Registration,
+heartbeats and fencing are :class:`~reference_broker.broker_lifecycle.BrokerLifecycle`'s; topic
+validation and creation :class:`~reference_broker.topic_admin.TopicAdmin`'s. Until the broker has
+caught up with the log past its registration it applies no roles at all, so a restarted broker
+never acts on leadership its previous incarnation held. Partition directories are read and
+removed through :mod:`reference_broker.log.partition_dirs`.
 
 Request handlers (:mod:`reference_broker.handlers`) call the operations here; the asyncio driver
 (:mod:`reference_broker.drivers.broker_server`) passes the time in and schedules the periodic work.
@@ -34,33 +35,36 @@ Request handlers (:mod:`reference_broker.handlers`) call the operations here; th
 
 from __future__ import annotations
 
-import base64
 import logging
-import resource
-import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from kio.schema.allocate_producer_ids.v0.response import AllocateProducerIdsResponse
+from kio.schema.alter_partition.v3.response import AlterPartitionResponse
 from kio.schema.errors import ErrorCode
 
-from reference_broker.config import (
-    BrokerConfig,
-    ConfigError,
-    log_config_for_topic,
-    topic_config_value,
-    validate_topic_configs,
-)
+from reference_broker.broker_lifecycle import BrokerLifecycle
+from reference_broker.config import BrokerConfig, ConfigError, log_config_for_topic
 from reference_broker.controller.node import ControllerNode
 from reference_broker.controller_channel import (
     ControllerChannel,
     LocalControllerChannel,
     OffsetRecords,
 )
+from reference_broker.controller_client import ControllerClient
 from reference_broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, TopicOffsetsLog
 from reference_broker.log import PartitionLog
-from reference_broker.meta_properties import load_identity
+from reference_broker.log.meta_properties import load_identity
+from reference_broker.log.partition_dirs import (
+    partition_dir,
+    read_topic_id,
+    remove_partition_dir,
+    stored_partitions,
+    topic_id_text,
+    write_topic_id,
+)
 from reference_broker.metadata.image import MetadataImage, TopicState
 from reference_broker.metadata.log import METADATA_DIR
 from reference_broker.metadata.records import (
@@ -69,7 +73,6 @@ from reference_broker.metadata.records import (
     TopicRecord,
 )
 from reference_broker.producers import ProducerIdBlocks
-from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.records import RecordError
 from reference_broker.replication import (
     IsrChange,
@@ -78,75 +81,14 @@ from reference_broker.replication import (
     ReplicationConfig,
     Role,
 )
-from reference_broker.topics import TopicsView, validate_topic_name
+from reference_broker.topic_admin import METADATA_WAIT_MS, TopicAdmin
+from reference_broker.topics import TopicsView
 
 log = logging.getLogger(__name__)
-
-# Reference-broker guards, not Kafka rules (Kafka accepts any positive partition count). Without
-# them one CreateTopics or CreatePartitions asking for 2**31-1 partitions makes this node create
-# directories until the disk or the clock runs out. Every partition also keeps files open (the
-# .log, .index and .timeindex of at least its active segment), so the node refuses partitions
-# beyond what its open-file limit can hold: running out of descriptors would stop it accepting
-# connections from every client, not just the one asking.
-MAX_PARTITIONS_PER_TOPIC = 10_000
-FILES_PER_PARTITION = 3
-FILE_HEADROOM = 512  # descriptors kept for sockets, rolled segments and the metadata log
-
-PARTITION_METADATA = "partition.metadata"  # Kafka's file naming a partition directory's topic id
-REGISTRATION_RETRY_MS = 200
-FENCED_HEARTBEAT_MS = 50  # heartbeat often while fenced, so a caught-up broker is unfenced soon
-# How long a forwarded admin request waits for this broker's metadata to show its effect.
-METADATA_WAIT_MS = 5000
-PLAINTEXT = 0  # SecurityProtocol id in BrokerRegistration listeners
-
-
-def partition_budget() -> int:
-    """How many partitions this process can keep open under its RLIMIT_NOFILE soft limit."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 2**31 - 1
-    return max(0, (soft - FILE_HEADROOM) // FILES_PER_PARTITION)
-
-
-class BrokerError(Exception):
-    """An operation refused with a Kafka error code (``error`` is kio's ErrorCode name)."""
-
-    def __init__(self, error: str, message: str) -> None:
-        super().__init__(message)
-        self.error = error
-        self.message = message
-
 
 def error_name(code: Any) -> str:
     """kio's ErrorCode member name of an error code in a response."""
     return code.name if isinstance(code, ErrorCode) else ErrorCode(code).name
-
-
-def _partition_dir(root: Path, topic: str, index: int) -> Path:
-    return root / f"{topic}-{index}"
-
-
-def _topic_id_text(topic_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(topic_id.bytes).decode().rstrip("=")
-
-
-def _read_partition_topic_id(directory: Path) -> str | None:
-    try:
-        text = (directory / PARTITION_METADATA).read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "topic_id":
-            return value.strip()
-    return None
-
-
-def _write_partition_metadata(directory: Path, topic_id: uuid.UUID) -> None:
-    path = directory / PARTITION_METADATA
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"version: 0\ntopic_id: {_topic_id_text(topic_id)}\n")
-    tmp.replace(path)
 
 
 class _MetadataWaiter:
@@ -170,7 +112,6 @@ class Broker:
         self.config = config
         self.node_id = config.node_id
         self.data_dir = Path(config.log_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cluster_id = load_identity(self.data_dir, self.node_id, create=config.is_combined)
         self.image = MetadataImage()
         self.topics = TopicsView(self.image)
@@ -196,22 +137,9 @@ class Broker:
         )
         # offsets partition -> the leader epoch at which this node leads it (and coordinates)
         self._led_offsets_partitions: dict[int, int] = {}
-        # --- lifecycle (registration, heartbeats, fencing) ---
-        self.incarnation_id = uuid.uuid4()
-        self.broker_epoch = -1
-        self.fenced = True
-        self._registering = False
-        self._next_registration_ms = now_ms
-        self._heartbeat_in_flight = False
-        self._next_heartbeat_ms = now_ms
-        self._heartbeat_interval_ms = int(config.get("broker.heartbeat.interval.ms"))
-        self.want_shut_down = False
-        self.shutdown_allowed = False  # the controller said this broker leads nothing any more
         self._published = False  # caught up past our registration: roles are being applied
         self._metadata_high_watermark = 0
         self._waiters: list[_MetadataWaiter] = []
-        self._auto_creating: set[str] = set()
-        self.started = False
         self.controller: ControllerNode | None = None
         if channel is None:
             if not config.is_combined:
@@ -222,12 +150,19 @@ class Broker:
             self.controller = ControllerNode(config, self.data_dir, self.cluster_id, now_ms)
             channel = LocalControllerChannel(self.controller)
         self.channel = channel
+        self.controller_client = ControllerClient(channel, self.node_id)
+        self.lifecycle = BrokerLifecycle(
+            self.controller_client, self.cluster_id, int(config.get("broker.heartbeat.interval.ms")),
+            self._advertised_listeners, lambda: self.image.offset, self._maybe_publish, now_ms,
+        )
+        self.admin = TopicAdmin(config, self.topics, self.controller_client, channel.local,
+                                lambda: len(self._partitions))
         channel.attach(self, now_ms)
         if channel.local:
             # Combined mode: register, catch up and be unfenced right here, so the node serves
             # its partitions as soon as it is constructed.
-            self.start(now_ms)
-            self._heartbeat(now_ms)
+            self.lifecycle.start(now_ms)
+            self.lifecycle.heartbeat(now_ms)
 
     # --- addresses ---------------------------------------------------------------------------
 
@@ -271,106 +206,8 @@ class Broker:
     def live_broker_ids(self) -> list[int]:
         return [broker.node_id for broker in self.image.live_brokers()]
 
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def start(self, now_ms: int) -> None:
-        """Register with the controller (the driver calls this once the listeners are bound)."""
-        self.started = True
-        self._register(now_ms)
-
-    def _registration_fields(self) -> dict[str, Any]:
-        listeners = []
-        for adv in self.config.advertised_listeners:
-            host, port = self.advertised_endpoint(adv.name)
-            listeners.append({"name": adv.name, "host": host, "port": port,
-                              "security_protocol": PLAINTEXT})
-        return {
-            "broker_id": self.node_id,
-            "cluster_id": self.cluster_id,
-            "incarnation_id": self.incarnation_id,
-            "listeners": listeners,
-            "features": [],
-            "rack": None,
-            "log_dirs": [],
-            "previous_broker_epoch": -1,
-        }
-
-    def _register(self, now_ms: int) -> None:
-        if self._registering:
-            return
-        self._registering = True
-
-        def registered(response: Any) -> None:
-            self._registering = False
-            if response is None or response.error_code != ErrorCode.none:
-                why = "controller unreachable" if response is None else error_name(response.error_code)
-                log.warning("broker %d: registration failed (%s); retrying", self.node_id, why)
-                self._next_registration_ms = now_ms + REGISTRATION_RETRY_MS
-                return
-            self.broker_epoch = int(response.broker_epoch)
-            self._next_heartbeat_ms = 0
-            log.info("broker %d registered with broker epoch %d", self.node_id, self.broker_epoch)
-            self._maybe_publish(now_ms)
-
-        self.channel.send(ApiKey.BROKER_REGISTRATION, self._registration_fields(), registered, now_ms)
-
-    def _heartbeat(self, now_ms: int) -> None:
-        if self._heartbeat_in_flight or self.broker_epoch < 0:
-            return
-        self._heartbeat_in_flight = True
-        epoch = self.broker_epoch
-
-        def answered(response: Any) -> None:
-            self._heartbeat_in_flight = False
-            if response is None:
-                self._next_heartbeat_ms = now_ms + FENCED_HEARTBEAT_MS * 4
-                return
-            error = error_name(response.error_code)
-            if error == "stale_broker_epoch" and self.broker_epoch == epoch:
-                # The controller no longer knows this incarnation by that epoch: register again.
-                log.warning("broker %d: heartbeat refused (stale broker epoch); re-registering",
-                            self.node_id)
-                self.broker_epoch = -1
-                self._next_registration_ms = 0
-                return
-            if error != "none":
-                log.warning("broker %d: heartbeat failed: %s", self.node_id, error)
-                self._next_heartbeat_ms = now_ms + self._heartbeat_interval_ms
-                return
-            was_fenced = self.fenced
-            self.fenced = bool(response.is_fenced)
-            if was_fenced != self.fenced:
-                log.info("broker %d is %s", self.node_id, "fenced" if self.fenced else "unfenced")
-            if self.want_shut_down and response.should_shut_down:
-                self.shutdown_allowed = True
-            quick = self.fenced or self.want_shut_down
-            self._next_heartbeat_ms = now_ms + (
-                FENCED_HEARTBEAT_MS if quick else self._heartbeat_interval_ms
-            )
-
-        self.channel.send(ApiKey.BROKER_HEARTBEAT, {
-            "broker_id": self.node_id,
-            "broker_epoch": epoch,
-            "current_metadata_offset": self.image.offset,
-            "want_fence": False,
-            "want_shut_down": self.want_shut_down,
-        }, answered, now_ms)
-
-    def begin_controlled_shutdown(self, now_ms: int) -> None:
-        """Ask the controller to move leadership away (heartbeats with want_shut_down);
-        :attr:`shutdown_allowed` turns true when it has."""
-        self.want_shut_down = True
-        self._next_heartbeat_ms = 0
-        self._heartbeat(now_ms)
-
-    def _lifecycle_tick(self, now_ms: int) -> None:
-        if not self.started:
-            return
-        if self.broker_epoch < 0:
-            if not self._registering and now_ms >= self._next_registration_ms:
-                self._register(now_ms)
-        elif not self._heartbeat_in_flight and now_ms >= self._next_heartbeat_ms:
-            self._heartbeat(now_ms)
+    def _advertised_listeners(self) -> list[tuple[str, str, int]]:
+        return [(adv.name, *self.advertised_endpoint(adv.name)) for adv in self.config.advertised_listeners]
 
     # --- the metadata log --------------------------------------------------------------------
 
@@ -412,7 +249,8 @@ class Broker:
     def _maybe_publish(self, now_ms: int) -> None:
         """First catch-up past this incarnation's registration: drop stray partition
         directories, then take every role the image gives this node."""
-        registered = self.broker_epoch >= 0 and self.image.offset >= self.broker_epoch
+        epoch = self.lifecycle.broker_epoch
+        registered = epoch >= 0 and self.image.offset >= epoch
         if self._published or not registered:
             return
         if self.image.offset + 1 < self._metadata_high_watermark:
@@ -424,35 +262,29 @@ class Broker:
         for state in list(self.image.topics_by_id.values()):
             for index in sorted(state.partitions):
                 self._reconcile(state.topic_id, index, now_ms)
-        self._next_heartbeat_ms = 0  # tell the controller at once: it unfences a caught-up broker
+        self.lifecycle.heartbeat_soon()  # tell the controller at once: it unfences a caught-up broker
 
     def _remove_strays(self) -> None:
         """Delete partition directories of topics the metadata no longer has (deleted while
         this node was down) or of partitions not assigned here (Kafka's stray partitions)."""
         wanted = {
-            (_topic_id_text(state.topic_id), state.name, index)
+            (topic_id_text(state.topic_id), state.name, index)
             for state in self.image.topics_by_id.values()
             for index, record in state.partitions.items()
             if self.node_id in record.replicas
         }
-        for directory in self.data_dir.iterdir():
-            if not directory.is_dir() or directory.name == METADATA_DIR:
-                continue
-            topic_id = _read_partition_topic_id(directory)
-            name, _, index = directory.name.rpartition("-")
-            if topic_id is None or not index.isdigit():
-                continue
-            if (topic_id, name, int(index)) not in wanted:
-                log.info("removing stray partition directory %s", directory)
-                shutil.rmtree(directory, ignore_errors=True)
+        for stored in stored_partitions(self.data_dir, skip=METADATA_DIR):
+            if (stored.topic_id, stored.topic, stored.index) not in wanted:
+                log.info("removing stray partition directory %s", stored.directory)
+                remove_partition_dir(stored.directory)
 
     def _open_partition(self, state: TopicState, index: int, now_ms: int) -> Partition:
-        directory = _partition_dir(self.data_dir, state.name, index)
-        stored = _read_partition_topic_id(directory)
-        if stored is not None and stored != _topic_id_text(state.topic_id):
+        directory = partition_dir(self.data_dir, state.name, index)
+        stored = read_topic_id(directory)
+        if stored is not None and stored != topic_id_text(state.topic_id):
             # Data of a deleted topic with the same name: never serve it as this topic's.
             log.info("removing %s: it belongs to an older topic of the same name", directory)
-            shutil.rmtree(directory)
+            remove_partition_dir(directory, ignore_errors=False)
         plog = PartitionLog.open(
             directory,
             log_config_for_topic(self.config, state.configs),
@@ -460,7 +292,7 @@ class Broker:
             producer_id_expiration_ms=self._producer_id_expiration_ms,
         )
         if stored is None:
-            _write_partition_metadata(directory, state.topic_id)
+            write_topic_id(directory, state.topic_id)
         partition = Partition(state.name, index, plog, node_id=self.node_id,
                               config=self._replication_config, now_ms=now_ms)
         partition.alter_isr = lambda change: self._propose_isr_change(partition, change)
@@ -609,7 +441,7 @@ class Broker:
             callback("unknown_topic_or_partition", None)
             return
 
-        def answered(response: Any) -> None:
+        def answered(response: AlterPartitionResponse | None) -> None:
             if response is None:
                 callback("request_timed_out", None)
                 return
@@ -626,17 +458,8 @@ class Broker:
                 int(part.leader_epoch), int(part.partition_epoch),
             ))
 
-        self.channel.send(ApiKey.ALTER_PARTITION, {
-            "broker_id": self.node_id,
-            "broker_epoch": self.broker_epoch,
-            "topics": [{"topic_id": state.topic_id, "partitions": [{
-                "partition_index": index,
-                "leader_epoch": leader_epoch,
-                "new_isr_with_epochs": [{"broker_id": n, "broker_epoch": -1} for n in new_isr],
-                "leader_recovery_state": 0,
-                "partition_epoch": partition_epoch,
-            }]}],
-        }, answered, now_ms)
+        self.controller_client.alter_partition(self.lifecycle.broker_epoch, state.topic_id, index, leader_epoch,
+                                               partition_epoch, new_isr, answered, now_ms)
 
     def allocate_producer_id(self, callback: Callable[[int | None], None], now_ms: int) -> None:
         """A producer id for InitProducerId (None if no block could be had from the
@@ -650,7 +473,7 @@ class Broker:
             return
         self.producer_ids.requesting = True
 
-        def answered(response: Any) -> None:
+        def answered(response: AllocateProducerIdsResponse | None) -> None:
             if response is None or response.error_code != ErrorCode.none:
                 log.warning("broker %d: no producer id block from the controller (%s)",
                             self.node_id,
@@ -660,142 +483,7 @@ class Broker:
             self.producer_ids.add_block(int(response.producer_id_start),
                                         int(response.producer_id_len))
 
-        self.channel.send(ApiKey.ALLOCATE_PRODUCER_IDS, {"broker_id": self.node_id, "broker_epoch": self.broker_epoch},
-                          answered, now_ms)
-
-    # --- topic operations --------------------------------------------------------------------
-
-    @property
-    def auto_create_enabled(self) -> bool:
-        return bool(self.config.get("auto.create.topics.enable"))
-
-    def min_insync_replicas(self, topic: str) -> int:
-        record = self.topics.get(topic)
-        overrides = record.configs if record is not None else {}
-        return int(topic_config_value(self.config, overrides, "min.insync.replicas"))
-
-    def check_partition_limits(self, topic_total: int, new: int) -> None:
-        """Refuse partition counts past the reference-broker guards (MAX_PARTITIONS_PER_TOPIC,
-        and what this node's open-file limit can keep open)."""
-        if topic_total > MAX_PARTITIONS_PER_TOPIC:
-            raise BrokerError(
-                "invalid_partitions",
-                f"{topic_total} partitions requested; the reference broker allows at most "
-                f"{MAX_PARTITIONS_PER_TOPIC} per topic.",
-            )
-        budget = partition_budget()
-        if len(self._partitions) + new > budget:
-            raise BrokerError(
-                "invalid_partitions",
-                f"{new} new partition(s) would bring this node to {len(self._partitions) + new}, "
-                f"more than the {budget} its open-file limit (ulimit -n) can keep open.",
-            )
-
-    def check_new_topic(
-        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str | None]
-    ) -> dict[str, str]:
-        """Validate a new topic before asking the controller; returns the effective overrides."""
-        try:
-            validate_topic_name(name)
-        except ValueError as exc:
-            raise BrokerError("invalid_topic_exception", str(exc)) from None
-        if self.topics.get(name) is not None:
-            raise BrokerError("topic_already_exists", f"Topic '{name}' already exists.")
-        if partitions <= 0:
-            raise BrokerError("invalid_partitions",
-                              f"Number of partitions must be positive, got {partitions}.")
-        self.check_partition_limits(partitions, partitions)
-        if replication_factor <= 0:
-            raise BrokerError(
-                "invalid_replication_factor",
-                f"Replication factor must be positive, got {replication_factor}.",
-            )
-        try:
-            return validate_topic_configs(configs)
-        except ConfigError as exc:
-            raise BrokerError("invalid_config", str(exc)) from None
-
-    def request_topic_creation(
-        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str],
-        now_ms: int, callback: Callable[[str, str], None] | None = None,
-    ) -> None:
-        """Ask the controller to create a topic; ``callback(error, message)`` gets its answer
-        (at once in combined mode, where the topic then exists)."""
-
-        def answered(response: Any) -> None:
-            if response is None:
-                error, message = "request_timed_out", "the controller did not answer"
-            else:
-                result = response.topics[0]
-                error, message = error_name(result.error_code), result.error_message or ""
-            if callback is not None:
-                callback(error, message)
-
-        self.channel.send(ApiKey.CREATE_TOPICS, {
-            "topics": [{
-                "name": name, "num_partitions": partitions,
-                "replication_factor": replication_factor, "assignments": [],
-                "configs": [{"name": k, "value": v} for k, v in configs.items()],
-            }],
-            "timeout": METADATA_WAIT_MS, "validate_only": False,
-        }, answered, now_ms)
-
-    def auto_create_topic(self, name: str, now_ms: int) -> None:
-        """Create a topic a client asked for (Metadata, Produce) with the broker defaults.
-        Raises BrokerError when it cannot be created; returns once it exists (combined mode)
-        or once its creation has been asked for (a remote controller: the client retries)."""
-        if name == OFFSETS_TOPIC:
-            # Created as Kafka creates it: compacted, offsets.topic.* settings.
-            error = self.ensure_offsets_topic(now_ms)
-            if error is not None and not self.channel.local:
-                return
-            if error is not None:
-                raise BrokerError("coordinator_not_available", f"cannot create {name}")
-            return
-        partitions = int(self.config.get("num.partitions"))
-        replication_factor = int(self.config.get("default.replication.factor"))
-        self.check_new_topic(name, partitions, replication_factor, {})
-        if name in self._auto_creating:
-            return
-        outcome: list[tuple[str, str]] = []
-
-        def answered(error: str, message: str) -> None:
-            self._auto_creating.discard(name)
-            if error not in ("none", "topic_already_exists"):
-                log.info("auto-creation of topic %r failed: %s %s", name, error, message)
-            outcome.append((error, message))
-
-        self._auto_creating.add(name)
-        self.request_topic_creation(name, partitions, replication_factor, {}, now_ms, answered)
-        if outcome and outcome[0][0] not in ("none", "topic_already_exists"):
-            raise BrokerError(*outcome[0])
-
-    def ensure_offsets_topic(self, now_ms: int) -> str | None:
-        """Create ``__consumer_offsets`` if it does not exist; None once it exists, else
-        COORDINATOR_NOT_AVAILABLE (it cannot be created, or its creation is under way)."""
-        if self.topics.get(OFFSETS_TOPIC) is not None:
-            return None
-        if OFFSETS_TOPIC not in self._auto_creating:
-            config = self.config
-            wanted = {
-                "cleanup.policy": "compact",
-                "segment.bytes": str(config.get("offsets.topic.segment.bytes")),
-                "compression.type": "producer",
-            }
-
-            def answered(error: str, message: str) -> None:
-                self._auto_creating.discard(OFFSETS_TOPIC)
-                if error not in ("none", "topic_already_exists"):
-                    # Kafka answers COORDINATOR_NOT_AVAILABLE while it cannot create the topic
-                    # (for instance offsets.topic.replication.factor above the live brokers).
-                    log.warning("cannot create %s: %s", OFFSETS_TOPIC, message or error)
-
-            self._auto_creating.add(OFFSETS_TOPIC)
-            self.request_topic_creation(
-                OFFSETS_TOPIC, int(config.get("offsets.topic.num.partitions")),
-                int(config.get("offsets.topic.replication.factor")), wanted, now_ms, answered,
-            )
-        return None if self.topics.get(OFFSETS_TOPIC) is not None else "coordinator_not_available"
+        self.controller_client.allocate_producer_ids(self.lifecycle.broker_epoch, answered, now_ms)
 
     # --- periodic work -----------------------------------------------------------------------
 
@@ -822,7 +510,7 @@ class Broker:
     def tick(self, now_ms: int) -> None:
         """Advance the core's timers; the driver calls it every few tens of milliseconds."""
         self._now_ms = max(self._now_ms, now_ms)
-        self._lifecycle_tick(now_ms)  # heartbeat first: a local controller then sees it alive
+        self.lifecycle.tick(now_ms)  # heartbeat first: a local controller then sees it alive
         self.channel.tick(now_ms)
         self._check_waiters(now_ms)
         for partition in self.partitions():

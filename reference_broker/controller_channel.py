@@ -14,16 +14,19 @@ KIP-590); the controller's metadata log flows back and the broker applies it
   requests go over the wire to ``controller.quorum.voters`` and are answered later; the metadata
   log is long-polled with Fetch.
 
-Either way the broker core sees the same calls: ``send(api_key, fields, callback, now_ms)``,
-where ``callback`` gets the controller's response (a kio dataclass of the version in
-:data:`~reference_broker.protocol.api_versions.CONTROLLER_API_VERSIONS`) or ``None`` when the
-controller could not be reached.
+Either way the broker core sees the same call, ``send(request, callback, now_ms)``: ``request``
+is a kio request of the version in
+:data:`~reference_broker.protocol.api_versions.CONTROLLER_API_VERSIONS` (built by
+:class:`~reference_broker.controller_client.ControllerClient`), and ``callback`` gets the
+controller's kio response of that version, or ``None`` when the controller could not be reached.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+from kio.static.primitive import i16
 
 from reference_broker.controller.node import ControllerNode
 from reference_broker.metadata.records import MetadataRecord
@@ -35,12 +38,21 @@ ResponseCallback = Callable[[Any], None]
 OffsetRecords = Sequence[tuple[int, MetadataRecord]]
 
 
+class ControllerRequest(Protocol):
+    """A kio request a broker sends its controller (what every kio request class is)."""
+
+    __api_key__: ClassVar[i16]
+    __version__: ClassVar[i16]
+
+
 def controller_version(api_key: int) -> int:
     """The version a broker sends ``api_key`` at (the controller's highest)."""
     return CONTROLLER_API_VERSIONS[api_key][1]
 
 
 def controller_request(api_key: int, fields: Mapping[str, Any]) -> Any:
+    """A request of ``api_key`` at the controller's version from plain fields (the metadata
+    Fetch, and tests that play a controller's peer)."""
     return build(request_class(api_key, controller_version(api_key)), fields)
 
 
@@ -58,8 +70,7 @@ class ControllerChannel(Protocol):
     def attach(self, sink: MetadataSink, now_ms: int) -> None:
         """Start delivering the metadata log to ``sink``."""
 
-    def send(self, api_key: ApiKey, fields: Mapping[str, Any], callback: ResponseCallback,
-             now_ms: int) -> None:
+    def send(self, request: ControllerRequest, callback: ResponseCallback, now_ms: int) -> None:
         """Send one controller request; ``callback`` gets the response or None (unreachable)."""
 
     def tick(self, now_ms: int) -> None:
@@ -88,11 +99,11 @@ class LocalControllerChannel:
         self._pending.clear()
         sink.apply_metadata(list(self.node.log.replay()), self.node.log.end_offset, now_ms)
 
-    def send(self, api_key: ApiKey, fields: Mapping[str, Any], callback: ResponseCallback,
-             now_ms: int) -> None:
-        response = self.node.handle(api_key, controller_request(api_key, fields), now_ms)
+    def send(self, request: ControllerRequest, callback: ResponseCallback, now_ms: int) -> None:
+        api_key = ApiKey(request.__api_key__)
+        response = self.node.handle(api_key, request, now_ms)
         self._deliver(now_ms)
-        callback(build_response(api_key, controller_version(api_key), response))
+        callback(build_response(api_key, request.__version__, response))
 
     def tick(self, now_ms: int) -> None:
         self.node.tick(now_ms)

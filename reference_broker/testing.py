@@ -2,7 +2,7 @@
 
 In combined mode (``process.roles=broker,controller``) the controller answers at once, so a
 test can create, delete, grow and reconfigure topics in one call and get the controller's
-error as a :class:`~reference_broker.broker.BrokerError`. The broker itself only ever asks
+error as a :class:`~reference_broker.topic_admin.BrokerError`. The broker itself only ever asks
 the controller and handles its answer later (its handlers do); these helpers are not part of
 it.
 """
@@ -13,8 +13,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from reference_broker.broker import METADATA_WAIT_MS, Broker, BrokerError, error_name
-from reference_broker.protocol.api_keys import ApiKey
+from reference_broker.broker import Broker, error_name
+from reference_broker.controller_client import config_change, new_partitions
+from reference_broker.handlers.configs import RESOURCE_TOPIC
+from reference_broker.topic_admin import METADATA_WAIT, BrokerError
+from reference_broker.topic_configs import OP_DELETE, OP_SET
 from reference_broker.topics import TopicInfo
 
 
@@ -25,7 +28,7 @@ def create_topic(
     """Create a topic and return it (combined mode: the controller answers at once).
     Raises BrokerError with the controller's error."""
     outcome: list[tuple[str, str]] = []
-    broker.request_topic_creation(name, partitions, replication_factor, configs, now_ms,
+    broker.admin.request_topic_creation(name, partitions, replication_factor, configs, now_ms,
                                   lambda error, message: outcome.append((error, message)))
     if not outcome:
         raise BrokerError("request_timed_out", "the controller has not answered yet")
@@ -46,8 +49,7 @@ def delete_topic(broker: Broker, name: str) -> None:
         outcome.append("request_timed_out" if response is None
                        else error_name(response.responses[0].error_code))
 
-    request = {"topics": [{"name": name, "topic_id": uuid.UUID(int=0)}], "timeout": METADATA_WAIT_MS}
-    broker.channel.send(ApiKey.DELETE_TOPICS, request, answered, 0)
+    broker.controller_client.delete_topics([(name, uuid.UUID(int=0))], METADATA_WAIT, answered, 0)
     if not outcome or outcome[0] != "none":
         raise BrokerError(outcome[0] if outcome else "request_timed_out", f"cannot delete {name}")
 
@@ -58,7 +60,7 @@ def add_partitions(broker: Broker, name: str, total: int, now_ms: int, validate_
     if record is None:
         raise BrokerError("unknown_topic_or_partition", f"Topic '{name}' does not exist.")
     if total > record.partitions:
-        broker.check_partition_limits(total, total - record.partitions)
+        broker.admin.check_partition_limits(total, total - record.partitions)
     outcome: list[tuple[str, str]] = []
 
     def answered(response: Any) -> None:
@@ -68,9 +70,8 @@ def add_partitions(broker: Broker, name: str, total: int, now_ms: int, validate_
             result = response.results[0]
             outcome.append((error_name(result.error_code), result.error_message or ""))
 
-    request = {"topics": [{"name": name, "count": total, "assignments": None}],
-               "timeout": METADATA_WAIT_MS, "validate_only": validate_only}
-    broker.channel.send(ApiKey.CREATE_PARTITIONS, request, answered, now_ms)
+    broker.controller_client.create_partitions([new_partitions(name, total)], METADATA_WAIT, validate_only,
+                                               answered, now_ms)
     if not outcome or outcome[0][0] != "none":
         raise BrokerError(*(outcome[0] if outcome else ("request_timed_out", "no answer")))
 
@@ -80,18 +81,15 @@ def set_topic_configs(broker: Broker, name: str, configs: Mapping[str, str]) -> 
     current = broker.topics.get(name)
     if current is None:
         raise BrokerError("unknown_topic_or_partition", f"Topic '{name}' does not exist.")
-    ops = [{"name": key, "config_operation": 1, "value": None}
-           for key in current.configs if key not in configs]
-    ops += [{"name": key, "config_operation": 0, "value": value}
-            for key, value in configs.items()]
+    ops: list[tuple[str, int, str | None]] = [(key, OP_DELETE, None) for key in current.configs if key not in configs]
+    ops += [(key, OP_SET, value) for key, value in configs.items()]
     outcome: list[str] = []
 
     def answered(response: Any) -> None:
         outcome.append("request_timed_out" if response is None
                        else error_name(response.responses[0].error_code))
 
-    request = {"resources": [{"resource_type": 2, "resource_name": name, "configs": ops}], "validate_only": False}
-    broker.channel.send(ApiKey.INCREMENTAL_ALTER_CONFIGS, request, answered, 0)
+    broker.controller_client.incremental_alter_configs([config_change(RESOURCE_TOPIC, name, ops)], False, answered, 0)
     if not outcome or outcome[0] != "none":
         raise BrokerError(outcome[0] if outcome else "request_timed_out",
                           f"cannot alter configs of {name}")

@@ -63,7 +63,7 @@ class BrokerServer(NodeServer):
         self.broker.bound_ports.update(self.bound_ports)
         if self.remote_controller is not None:
             # Registered once the ports are bound, so the controller learns real addresses.
-            self.broker.start(now_ms())
+            self.broker.lifecycle.start(now_ms())
             self.remote_controller.follow(lambda: self.broker.image.offset + 1)
         config = self.config
         self.every(int(config.get("log.retention.check.interval.ms")) / 1000,
@@ -87,16 +87,16 @@ class BrokerServer(NodeServer):
             return True
         log.info("broker %d: controlled shutdown: asking the controller to move leadership away",
                  self.broker.node_id)
-        self.broker.begin_controlled_shutdown(now_ms())
+        self.broker.lifecycle.begin_controlled_shutdown(now_ms())
         deadline = time.monotonic() + timeout_s
-        while not self.broker.shutdown_allowed and time.monotonic() < deadline:
+        while not self.broker.lifecycle.shutdown_allowed and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        if self.broker.shutdown_allowed:
+        if self.broker.lifecycle.shutdown_allowed:
             log.info("broker %d: controlled shutdown complete", self.broker.node_id)
         else:
             log.warning("broker %d: controlled shutdown not acknowledged within %.1fs; "
                         "stopping anyway", self.broker.node_id, timeout_s)
-        return self.broker.shutdown_allowed
+        return self.broker.lifecycle.shutdown_allowed
 
     async def stop(self) -> None:
         await self.replica_fetchers.stop()

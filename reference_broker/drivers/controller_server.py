@@ -24,7 +24,7 @@ from typing import Any
 from reference_broker.config import BrokerConfig
 from reference_broker.controller.node import CONTROLLER_HANDLERS, ControllerNode
 from reference_broker.drivers.node_server import NodeServer, Outgoing, now_ms, run_node
-from reference_broker.meta_properties import load_identity
+from reference_broker.log.meta_properties import load_identity
 from reference_broker.metadata.log import METADATA_PARTITION, METADATA_TOPIC
 from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.api_versions import (

@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from reference_broker.config import BrokerConfig
 from reference_broker.controller_channel import (
+    ControllerRequest,
     MetadataSink,
     ResponseCallback,
     controller_request,
@@ -37,7 +38,7 @@ from reference_broker.protocol.api_keys import ApiKey
 
 log = logging.getLogger(__name__)
 
-LIFECYCLE_APIS = frozenset({62, 63})  # BrokerRegistration, BrokerHeartbeat
+LIFECYCLE_APIS = frozenset({ApiKey.BROKER_REGISTRATION, ApiKey.BROKER_HEARTBEAT})
 FETCH_MAX_WAIT_MS = 500  # Kafka's replica.fetch.wait.max.ms default
 FETCH_MAX_BYTES = 8 * 1024 * 1024
 RETRY_BACKOFF_S = 0.1
@@ -120,11 +121,9 @@ class RemoteControllerChannel:
                 self._fetch_loop(), name="metadata-fetcher"
             )
 
-    def send(self, api_key: ApiKey, fields: Mapping[str, Any], callback: ResponseCallback,
-             now_ms: int) -> None:
-        body = controller_request(api_key, fields)
-        connection = self._lifecycle if api_key in LIFECYCLE_APIS else self._requests
-        task = asyncio.get_running_loop().create_task(self._call(connection, body, callback))
+    def send(self, request: ControllerRequest, callback: ResponseCallback, now_ms: int) -> None:
+        connection = self._lifecycle if ApiKey(request.__api_key__) in LIFECYCLE_APIS else self._requests
+        task = asyncio.get_running_loop().create_task(self._call(connection, request, callback))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

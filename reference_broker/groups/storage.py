@@ -154,7 +154,7 @@ class TopicOffsetsLog:
         return record.partitions if record is not None else None
 
     def ensure(self, now_ms: int) -> str | None:
-        return self._broker.ensure_offsets_topic(now_ms)
+        return self._broker.admin.ensure_offsets_topic(now_ms)
 
     def _leader(self, partition: int) -> Partition | str:
         target = self._broker.partition(OFFSETS_TOPIC, partition)
@@ -206,7 +206,7 @@ class TopicOffsetsLog:
         if isinstance(target, str):
             callback(target)
             return
-        min_isr = self._broker.min_insync_replicas(OFFSETS_TOPIC)
+        min_isr = self._broker.admin.min_insync_replicas(OFFSETS_TOPIC)
         try:
             target.check_min_isr(min_isr)
         except ReplicationError as exc:

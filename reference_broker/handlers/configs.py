@@ -12,9 +12,9 @@ from typing import Any
 
 from reference_broker.broker import Broker
 from reference_broker.config import BROKER_KEYS, ConfigError, format_config_value
+from reference_broker.controller_client import config_change
 from reference_broker.handlers.context import Later, RequestContext
 from reference_broker.handlers.topics import as_dict
-from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.topic_configs import (
     SOURCE_DEFAULT,
     SOURCE_STATIC_BROKER,
@@ -123,11 +123,8 @@ def handle_incremental_alter_configs(
 
         broker.after_metadata(visible, lambda: later.resolve({"responses": results}), now_ms)
 
-    broker.channel.send(ApiKey.INCREMENTAL_ALTER_CONFIGS, {
-        "resources": [{"resource_type": r.resource_type, "resource_name": r.resource_name,
-                       "configs": [{"name": c.name, "config_operation": c.config_operation,
-                                    "value": c.value} for c in r.configs]}
-                      for r in resources],
-        "validate_only": request.validate_only,
-    }, answered, now_ms)
+    broker.controller_client.incremental_alter_configs(
+        [config_change(r.resource_type, r.resource_name,
+                       [(c.name, c.config_operation, c.value) for c in r.configs]) for r in resources],
+        request.validate_only, answered, now_ms)
     return later.response()

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from reference_broker.broker import Broker, BrokerError
+from reference_broker.broker import Broker
 from reference_broker.groups import OFFSETS_TOPIC, partition_for
 from reference_broker.handlers.context import RequestContext
 from reference_broker.metadata.records import NO_LEADER
 from reference_broker.protocol.api_versions import API_VERSIONS, api_versions_body
+from reference_broker.topic_admin import BrokerError
 
 # Metadata v1+ sends null for "all topics"; v0 used an empty list for the same thing.
 ALL_TOPICS_NULL_FROM_VERSION = 1
@@ -95,7 +96,7 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: i
     names = _requested_names(broker, ctx, request)
     allow_create = (
         ctx.api_version < AUTO_CREATE_FLAG_FROM_VERSION or request.allow_auto_topic_creation
-    ) and broker.auto_create_enabled
+    ) and broker.admin.auto_create_enabled
     topics: list[dict[str, Any]] = []
     for name in names if names is not None else sorted(r.name for r in broker.topics):
         if name is None:
@@ -105,7 +106,7 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: i
             continue
         if broker.topics.get(name) is None and allow_create:
             try:
-                broker.auto_create_topic(name, now_ms)
+                broker.admin.auto_create_topic(name, now_ms)
             except BrokerError as exc:
                 topics.append({"error_code": exc.error, "name": name, "partitions": []})
                 continue
@@ -140,7 +141,7 @@ def _coordinator(
     if key_type != GROUP_KEY_TYPE:
         return _no_coordinator(key, "invalid_request", f"unknown coordinator key type {key_type}")
     # Like Kafka, the first FindCoordinator for a group creates __consumer_offsets.
-    if broker.ensure_offsets_topic(now_ms) is not None:
+    if broker.admin.ensure_offsets_topic(now_ms) is not None:
         return _no_coordinator(
             key, "coordinator_not_available",
             f"{OFFSETS_TOPIC} does not exist yet or cannot be created "

@@ -51,13 +51,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from reference_broker.broker import Broker, BrokerError
+from reference_broker.broker import Broker
 from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.handlers.context import CloseConnection, Deferred, RequestContext
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
 from reference_broker.producers import ProducerStateError
 from reference_broker.records import RecordError, validate_batches
 from reference_broker.replication import Partition, ReplicationError
+from reference_broker.topic_admin import BrokerError
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _produce_partition(
     partition = broker.partition(topic, index)
     if partition is None:
         return _partition_error(index, "unknown_topic_or_partition")
-    min_isr = broker.min_insync_replicas(topic) if acks == ACKS_ALL else 1
+    min_isr = broker.admin.min_insync_replicas(topic) if acks == ACKS_ALL else 1
     try:
         partition.check_leader()
         if acks == ACKS_ALL:
@@ -160,9 +161,9 @@ def _produce_partition(
 
 
 def _ensure_topic(broker: Broker, topic: str, now_ms: int) -> None:
-    if broker.topics.get(topic) is None and broker.auto_create_enabled:
+    if broker.topics.get(topic) is None and broker.admin.auto_create_enabled:
         try:
-            broker.auto_create_topic(topic, now_ms)
+            broker.admin.auto_create_topic(topic, now_ms)
         except BrokerError as exc:
             log.info("not auto-creating %r on produce: %s", topic, exc.message)
 

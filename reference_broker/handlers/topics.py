@@ -15,9 +15,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from reference_broker.broker import Broker, BrokerError
+from reference_broker.broker import Broker
+from reference_broker.controller_client import new_partitions, new_topic
 from reference_broker.handlers.context import Later, RequestContext
-from reference_broker.protocol.api_keys import ApiKey
+from reference_broker.topic_admin import BrokerError
 
 DEFAULT = -1  # num_partitions / replication_factor of -1 mean "the broker default" (KIP-464)
 NO_TOPIC_ID = uuid.UUID(int=0)
@@ -46,7 +47,7 @@ def _guard(broker: Broker, topic: Any) -> None:
     elif partitions == DEFAULT:
         partitions = int(broker.config.get("num.partitions"))
     if partitions > 0:
-        broker.check_partition_limits(partitions, partitions)
+        broker.admin.check_partition_limits(partitions, partitions)
 
 
 class _Split:
@@ -94,17 +95,11 @@ def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any, now_
             lambda: later.resolve(merge(results)), now_ms,
         )
 
-    broker.channel.send(ApiKey.CREATE_TOPICS, {
-        "topics": [{
-            "name": t.name, "num_partitions": t.num_partitions,
-            "replication_factor": t.replication_factor,
-            "assignments": [{"partition_index": a.partition_index, "broker_ids": list(a.broker_ids)}
-                            for a in t.assignments],
-            "configs": [{"name": c.name, "value": c.value} for c in t.configs],
-        } for t in forwarded],
-        "timeout": request.timeout,
-        "validate_only": request.validate_only,
-    }, answered, now_ms)
+    broker.controller_client.create_topics(
+        [new_topic(t.name, t.num_partitions, t.replication_factor,
+                   [(a.partition_index, a.broker_ids) for a in t.assignments],
+                   [(c.name, c.value) for c in t.configs]) for t in forwarded],
+        request.timeout, request.validate_only, answered, now_ms)
     return later.response()
 
 
@@ -130,10 +125,7 @@ def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any, now_
             lambda: later.resolve({"responses": results}), now_ms,
         )
 
-    broker.channel.send(ApiKey.DELETE_TOPICS, {
-        "topics": [{"name": name, "topic_id": topic_id} for name, topic_id in wanted],
-        "timeout": request.timeout,
-    }, answered, now_ms)
+    broker.controller_client.delete_topics(wanted, request.timeout, answered, now_ms)
     return later.response()
 
 
@@ -141,7 +133,7 @@ def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any, 
     def guard(topic: Any) -> None:
         current = broker.topics.get(topic.name)
         if current is not None and topic.count > current.partitions:
-            broker.check_partition_limits(topic.count, topic.count - current.partitions)
+            broker.admin.check_partition_limits(topic.count, topic.count - current.partitions)
 
     split = _Split(request.topics, guard, "results")
     forwarded, merge = split.forwarded, split.merge
@@ -164,12 +156,8 @@ def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any, 
 
         broker.after_metadata(visible, lambda: later.resolve(merge(results)), now_ms)
 
-    broker.channel.send(ApiKey.CREATE_PARTITIONS, {
-        "topics": [{"name": t.name, "count": t.count,
-                    "assignments": None if t.assignments is None else [
-                        {"broker_ids": list(a.broker_ids)} for a in t.assignments]}
-                   for t in forwarded],
-        "timeout": request.timeout,
-        "validate_only": request.validate_only,
-    }, answered, now_ms)
+    broker.controller_client.create_partitions(
+        [new_partitions(t.name, t.count, None if t.assignments is None else [a.broker_ids for a in t.assignments])
+         for t in forwarded],
+        request.timeout, request.validate_only, answered, now_ms)
     return later.response()

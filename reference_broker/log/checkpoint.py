@@ -30,6 +30,17 @@ def read_offset(path: Path) -> int | None:
     return int(lines[1])
 
 
+def write_offset_unsynced(path: Path, offset: int) -> bool:
+    """Replace the offset at ``path`` without fsync (for checkpoints rewritten every few seconds,
+    where an older value after a power loss is safe); False if the directory is gone."""
+    if not path.parent.exists():
+        return False
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    temporary.write_text(f"{_VERSION}\n{offset}\n")
+    os.replace(temporary, path)
+    return True
+
+
 def write_offset(path: Path, offset: int) -> None:
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
     with open(temporary, "w") as file:

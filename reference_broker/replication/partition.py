@@ -55,14 +55,13 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
 from reference_broker.log import AppendResult, LogError, OffsetOutOfRangeError, PartitionLog
-from reference_broker.log.checkpoint import read_offset
+from reference_broker.log.checkpoint import read_offset, write_offset_unsynced
 from reference_broker.log.leader_epochs import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 from reference_broker.records import BatchHeader, scan_valid_prefix
 
@@ -781,12 +780,9 @@ class Partition:
         files it is not fsynced (it is rewritten every few seconds for every partition whose HW
         moved, on the event loop): after a power loss it may be older, torn or missing, which
         only means a lower HW to start from, never a higher one."""
-        if self._high_watermark == self._hw_checkpointed or not self._hw_path.parent.exists():
-            return
-        temporary = self._hw_path.with_name(self._hw_path.name + ".tmp")
-        temporary.write_text(f"0\n{self._high_watermark}\n")
-        os.replace(temporary, self._hw_path)
-        self._hw_checkpointed = self._high_watermark
+        if self._high_watermark != self._hw_checkpointed and write_offset_unsynced(
+                self._hw_path, self._high_watermark):
+            self._hw_checkpointed = self._high_watermark
 
     def _read_hw_checkpoint(self) -> int | None:
         try:

@@ -35,9 +35,9 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
-import reference_broker.broker as broker_module
+import reference_broker.topic_admin as topic_admin_module
 from launch.broker_process import BrokerProcess
-from reference_broker.broker import Broker, BrokerError
+from reference_broker.broker import Broker
 from reference_broker.config import load_broker_config
 from reference_broker.drivers.broker_server import BrokerServer
 from reference_broker.handlers import FETCH, HANDLERS
@@ -47,6 +47,7 @@ from reference_broker.protocol.api_versions import API_VERSIONS
 from reference_broker.protocol.codec import build, build_response, encode_response, request_class
 from reference_broker.records import Record, build_batch, validate_batches
 from reference_broker.testing import add_partitions, create_topic, set_topic_configs
+from reference_broker.topic_admin import BrokerError
 from tests.helpers import (
     SUPPORTED_REQUESTS,
     assert_api_versions_ok,
@@ -734,13 +735,13 @@ def test_partitions_beyond_the_open_file_budget_are_refused(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The node refuses new partitions its open-file limit could not hold (each keeps its
     segment files open), so running out of descriptors cannot stop it accepting connections."""
-    monkeypatch.setattr(broker_module, "partition_budget", lambda: 4)
+    monkeypatch.setattr(topic_admin_module, "partition_budget", lambda: 4)
     broker = Broker(load_broker_config(None, [("log.dirs", str(tmp_path))]), 0)
     try:
-        broker.check_new_topic("three", 3, 1, {})
+        broker.admin.check_new_topic("three", 3, 1, {})
         create_topic(broker, "three", 3, 1, {}, 0)
         with pytest.raises(BrokerError, match="open-file limit") as refused:
-            broker.check_new_topic("two", 2, 1, {})
+            broker.admin.check_new_topic("two", 2, 1, {})
         assert refused.value.error == "invalid_partitions"
         with pytest.raises(BrokerError, match="open-file limit"):
             add_partitions(broker, "three", 5, 0, validate_only=True)

@@ -14,14 +14,15 @@ from reference_broker.broker import Broker
 from reference_broker.config import load_broker_config
 from reference_broker.controller.node import ControllerNode
 from reference_broker.controller_channel import (
+    ControllerRequest,
     MetadataSink,
     ResponseCallback,
     controller_request,
-    controller_version,
 )
 from reference_broker.groups import OFFSETS_TOPIC, JoinRequest, OffsetValue
 from reference_broker.groups.testing import Reply
-from reference_broker.meta_properties import format_directory
+from reference_broker.log.meta_properties import format_directory
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.codec import build_response
 from reference_broker.replication import Role
 from reference_broker.replication.partition import FetchPosition
@@ -38,7 +39,7 @@ class ScriptedChannel:
     def __init__(self, controller: ControllerNode) -> None:
         self.controller = controller
         self.sink: Broker | None = None
-        self.pending: list[tuple[int, Mapping[str, Any], ResponseCallback]] = []
+        self.pending: list[tuple[ControllerRequest, ResponseCallback]] = []
 
     @property
     def local(self) -> bool:
@@ -48,9 +49,8 @@ class ScriptedChannel:
         assert isinstance(sink, Broker)
         self.sink = sink
 
-    def send(self, api_key: int, fields: Mapping[str, Any], callback: ResponseCallback,
-             now_ms: int) -> None:
-        self.pending.append((api_key, fields, callback))
+    def send(self, request: ControllerRequest, callback: ResponseCallback, now_ms: int) -> None:
+        self.pending.append((request, callback))
 
     def tick(self, now_ms: int) -> None:
         return None
@@ -58,9 +58,9 @@ class ScriptedChannel:
     def answer(self, now_ms: int) -> None:
         """The controller answers every pending request, in order."""
         pending, self.pending = self.pending, []
-        for api_key, fields, callback in pending:
-            response = self.controller.handle(api_key, controller_request(api_key, fields), now_ms)
-            callback(build_response(api_key, controller_version(api_key), response))
+        for request, callback in pending:
+            response = self.controller.handle(ApiKey(request.__api_key__), request, now_ms)
+            callback(build_response(request.__api_key__, request.__version__, response))
 
     def deliver(self, now_ms: int) -> None:
         """The broker's metadata fetch returns everything it has not applied yet."""
@@ -128,7 +128,7 @@ def follower_fetch(leader: Broker, follower: Broker, topic: str, index: int, now
 def cluster(tmp_path: Path) -> Any:
     running = Cluster(tmp_path, 2)
     for broker in running.brokers.values():
-        broker.start(0)
+        broker.lifecycle.start(0)
     running.settle(0)
     yield running
     running.close()
@@ -141,7 +141,7 @@ def test_a_broker_takes_no_role_before_it_has_caught_up_past_its_registration(
     scripted = Cluster(tmp_path, 1)
     try:
         broker, channel = scripted.brokers[1], scripted.channels[1]
-        broker.start(0)
+        broker.lifecycle.start(0)
         channel.answer(0)  # registered (fenced)
         channel.deliver(0)
         broker.tick(0)
@@ -151,7 +151,7 @@ def test_a_broker_takes_no_role_before_it_has_caught_up_past_its_registration(
         channel2.deliver(0)  # the whole log, but this incarnation is not registered yet
         assert fresh.image.topic("t") is not None and fresh.partition("t", 0) is None
         broker.close()
-        fresh.start(0)
+        fresh.lifecycle.start(0)
         channel2.answer(0)
         assert fresh.partition("t", 0) is None  # registered, but not caught up past it
         channel2.deliver(0)
@@ -206,7 +206,7 @@ def test_deleting_a_topic_removes_its_data_and_a_restart_removes_strays(
     channel = ScriptedChannel(cluster.controller)
     restarted = Broker(config, 0, channel)
     cluster.brokers[2], cluster.channels[2] = restarted, channel
-    restarted.start(0)
+    restarted.lifecycle.start(0)
     cluster.settle(0)
     assert not (tmp_path / "broker-2" / "stray-0").exists()
     assert (tmp_path / "broker-2" / "__cluster_metadata-0").exists() is False  # brokers keep none
@@ -227,7 +227,7 @@ def test_a_recreated_topic_never_sees_the_old_topics_data(cluster: Cluster, tmp_
     channel = ScriptedChannel(cluster.controller)
     restarted = Broker(cluster.brokers[1].config, 0, channel)
     cluster.brokers[1], cluster.channels[1] = restarted, channel
-    restarted.start(0)
+    restarted.lifecycle.start(0)
     cluster.settle(0)
     assert (tmp_path / "broker-1" / "again-0" / "partition.metadata").read_text() != old_id
     assert not (tmp_path / "broker-1" / "again-0" / "old-data.marker").exists()
@@ -303,7 +303,7 @@ def test_peer_addresses_come_from_registrations_unless_overridden(tmp_path: Path
     scripted = Cluster(tmp_path, 3, {"kconform.replica.peer.addresses": "3@proxy:7003"})
     try:
         for broker in scripted.brokers.values():
-            broker.start(0)
+            broker.lifecycle.start(0)
         scripted.settle(0)
         one = scripted.brokers[1]
         assert one.peer_address(2) == ("127.0.0.1", 9002)

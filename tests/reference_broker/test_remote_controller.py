@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from reference_broker.config import load_broker_config
+from reference_broker.controller_channel import controller_request
 from reference_broker.drivers.remote_controller import (
     LIFECYCLE_APIS,
     ControllerConnection,
@@ -32,6 +33,7 @@ class _Flaky(ControllerConnection):
 
 
 def _answers(api_key: int, fields: dict[str, Any], failures: int, timeout_s: float = 5.0) -> tuple[list[Any], int]:
+    request = controller_request(api_key, fields)
     config = load_broker_config({"process.roles": "broker", "node.id": "1",
                                  "controller.quorum.voters": "0@127.0.0.1:1"})
     channel = RemoteControllerChannel(config, clock=lambda: 0)
@@ -43,7 +45,7 @@ def _answers(api_key: int, fields: dict[str, Any], failures: int, timeout_s: flo
     got: list[Any] = []
 
     async def run() -> None:
-        channel.send(api_key, fields, got.append, 0)
+        channel.send(request, got.append, 0)
         while not got:
             await asyncio.sleep(0.01)
 

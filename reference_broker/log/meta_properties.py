@@ -35,6 +35,7 @@ def format_directory(data_dir: Path, cluster_id: str, node_id: int) -> None:
 def load_identity(data_dir: Path, node_id: int, create: bool) -> str:
     """The cluster id of ``data_dir``; refuses a directory that belongs to another node. An
     unformatted directory is formatted with a new cluster id when ``create``, else refused."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / META_PROPERTIES
     if path.exists():
         props = parse_properties(path.read_text(), str(path))
