@@ -113,12 +113,15 @@ class BrokerProcess(Supervisor):
         if not result or not result[0]:
             code = self._child.popen.poll()
             what = f"exited with {code}"
-            if code is None:
+            if code is None and self._child.catches(signal.SIGUSR1):
                 # Still running: its stacks (faulthandler, reference_broker/__main__.py) go to its log.
                 self._child.signal(signal.SIGUSR1)
                 time.sleep(1.0)
                 what = (f"not ready after {timeout_s}s (load average {os.getloadavg()[0]:.1f}; every thread's "
                         "stack is at the end of its log below)")
+            elif code is None:
+                what = (f"not ready after {timeout_s}s (load average {os.getloadavg()[0]:.1f}; still starting "
+                        "Python: it had not yet set up its stack dump)")
             self.kill()
             raise BrokerStartError(self._failure(what))
         return result[0]

@@ -30,6 +30,19 @@ class ChildProcess:
     def running(self) -> bool:
         return self.popen.poll() is None
 
+    def catches(self, sig: signal.Signals) -> bool:
+        """Whether the process has a handler for ``sig`` now (Linux: ``SigCgt`` in
+        /proc/<pid>/status); False when that cannot be read. Sending a signal nobody catches
+        may end the process (SIGUSR1's default action)."""
+        try:
+            status = open(f"/proc/{self.pid}/status").read()
+        except OSError:
+            return False
+        for line in status.splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+        return False
+
     def signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the whole process group, if it is still running."""
         if self.running:

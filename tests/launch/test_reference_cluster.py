@@ -426,19 +426,34 @@ def test_an_exception_inside_the_context_leaves_nothing_behind() -> None:
 
 def test_a_broker_that_is_not_ready_in_time_has_its_stacks_in_the_error(tmp_path: Path) -> None:
     """A start timeout says why: the launcher asks the stuck broker for every thread's stack
-    (SIGUSR1, faulthandler) before it kills it, and the error carries them and the load."""
+    (SIGUSR1, faulthandler) before it kills it, and the error carries them and the load. A
+    broker still starting Python, which would die of SIGUSR1, is not sent it: the error says so."""
+    import signal
+    import time
+
     import pytest
 
     from launch.broker_process import BrokerProcess, BrokerStartError
 
-    process = BrokerProcess(data_dir=tmp_path / "b")
-    process.launch()
-    try:
-        with pytest.raises(BrokerStartError) as caught:
-            process.wait_started(0.2)  # importing the broker alone takes longer; its handler is set by then
-    finally:
-        process.close()
-    message = str(caught.value)
-    assert "not ready after 0.2s (load average" in message
-    assert "most recent call first" in message  # faulthandler's stack dump
-    assert not process.running
+    def timed_out(wait_for_handler: bool) -> str:
+        process = BrokerProcess(data_dir=tmp_path / f"b-{wait_for_handler}")
+        process.launch()
+        try:
+            # reference_broker/__main__.py sets the handler before it imports the broker, which
+            # takes far longer than this loop's step: the broker is then certainly not ready.
+            deadline = time.monotonic() + 60
+            while wait_for_handler and not process._child.catches(signal.SIGUSR1):  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "the broker never set its SIGUSR1 handler"
+                time.sleep(0.002)
+            with pytest.raises(BrokerStartError) as caught:
+                process.wait_started(0.0)
+        finally:
+            process.close()
+        assert not process.running
+        return str(caught.value)
+
+    stacks = timed_out(wait_for_handler=True)
+    assert "not ready after 0.0s (load average" in stacks
+    assert "most recent call first" in stacks  # faulthandler's stack dump
+    early = timed_out(wait_for_handler=False)
+    assert "still starting Python" in early and "most recent call first" not in early
