@@ -38,7 +38,7 @@ from typing import Any
 
 import attrs
 
-from chaos.environment import ENVIRONMENTS, Environment, EnvironmentOptions, make_environment
+from chaos.environment import ENVIRONMENTS, Environment, make_environment
 from chaos.faults import (
     CLIENT_LINKS,
     CONTROLLER_NODE,
@@ -51,7 +51,7 @@ from chaos.faults import (
 from chaos.nemesis import Nemesis, NemesisRunner
 from chaos.observer import PartitionObserver
 from chaos.schedule import Context, Schedule, ScheduleError, named_schedule, random_schedule
-from chaos.topology import CLIENTS, Topology
+from chaos.topology import Topology
 from chaos.toxiproxy import ToxiproxyControl
 from chaos.workload import Workload, WorkloadSettings, workload_clients
 from harness.checkers import Report, check
@@ -60,6 +60,8 @@ from harness.history import HistoryWriter, load_history
 from harness.history.load import History
 from harness.precise_read import read_to_end
 from harness.run_configuration import RESTARTING_FAULTS, configuration
+from harness.targets.base import TargetOptions
+from harness.targets.proxied import CLIENTS
 from launch.toxiproxy import ToxiproxyError, toxiproxy
 from specs.claims import Claims, Configuration
 from specs.claims import claims_for as specs_claims_for
@@ -274,7 +276,7 @@ class CampaignSession:
             raise CampaignError(f"Toxiproxy at {url} does not answer: {exc}") from exc
         self.topology = self._stack.enter_context(Topology(control, owns_server=not os.environ.get(URL_ENV)))
         try:
-            env = make_environment(s.target, self.topology, EnvironmentOptions(
+            env = make_environment(s.target, self.topology, TargetOptions(
                 brokers=s.brokers, overrides=s.overrides, proxies=s.proxies, bootstrap=s.bootstrap,
                 capabilities=s.capabilities, version=s.kafka_version))
             self.env = self._stack.enter_context(env)

@@ -162,7 +162,8 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
         raise click.UsageError(f"--kafka-version goes with --target {', '.join(n for n, k in ENVIRONMENTS.items() if k.takes_version)}")
     proxies: list[tuple[str, str]] = []
     if o["proxies"]:
-        from chaos.environment import ChaosEnvironmentError, parse_proxies
+        from harness.targets.external import parse_proxies
+        from harness.targets.proxied import ChaosEnvironmentError
 
         try:
             proxies = parse_proxies(o["proxies"])
@@ -441,7 +442,8 @@ def _with_addresses(settings: CampaignSettings, options: dict[str, Any]) -> Camp
     """A replayed external campaign, pointed at new addresses."""
     import attrs
 
-    from chaos.environment import ChaosEnvironmentError, parse_proxies
+    from harness.targets.external import parse_proxies
+    from harness.targets.proxied import ChaosEnvironmentError
 
     try:
         proxies = tuple(parse_proxies(options["proxies"]))

@@ -22,10 +22,10 @@ import attrs
 from chaos.campaign import CampaignError, CampaignSession, CampaignSettings
 from chaos.environment import ENVIRONMENTS
 from chaos.workload import WorkloadSettings
-from harness.targets import TARGET_NAMES
+from harness.targets import TARGETS
 from launch.kafka_jars import DEFAULT_VERSION, KafkaJarsError, parse_version
 
-LAUNCHABLE = tuple(n for n in TARGET_NAMES if n != "external")
+LAUNCHABLE = tuple(name for name, kind in TARGETS.items() if kind.launched)
 CHAOS_TARGETS = tuple(name for name, kind in ENVIRONMENTS.items() if kind.launched)
 """The targets a chaos campaign can launch (the deliberately wrong ones are suite-only)."""
 
@@ -40,7 +40,7 @@ class TargetSpec:
     @property
     def label(self) -> str:
         """The matrix column: ``kafka 3.9.2`` for Kafka, else the target's name."""
-        return f"kafka {self.kafka_version or DEFAULT_VERSION}" if self.name == "kafka" else self.name
+        return f"kafka {self.kafka_version or DEFAULT_VERSION}" if TARGETS[self.name].takes_version else self.name
 
     @property
     def key(self) -> str:
@@ -61,7 +61,7 @@ def parse_targets(text: str) -> list[TargetSpec]:
         if name not in LAUNCHABLE:
             raise ValueError(f"unknown or unlaunchable target {name!r}; the matrix launches {', '.join(LAUNCHABLE)} "
                              "(a Kafka release as kafka:3.9.2)")
-        if version and name != "kafka":
+        if version and not TARGETS[name].takes_version:
             raise ValueError(f"{item!r}: only kafka takes a release (kafka:3.9.2)")
         if version:
             try:

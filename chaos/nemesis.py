@@ -31,11 +31,12 @@ from typing import Any
 
 import attrs
 
-from chaos.environment import ChaosEnvironmentError, Environment
+from chaos.environment import Environment
 from chaos.schedule import FaultSpec, Schedule
-from chaos.topology import CLIENTS, ProxyLink, Topology
+from chaos.topology import ProxyLink, Topology
 from chaos.toxiproxy import ToxiproxyWedged
 from harness.history.write import Recorder
+from harness.targets.proxied import CLIENTS, ChaosEnvironmentError
 from launch.toxiproxy import ToxiproxyError
 
 PROCESS = "nemesis"

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 import attrs
 
 from chaos.environment import Environment
-from chaos.topology import broker_name
 from harness.history.write import Recorder
 from harness.session import LIST_OFFSETS, SessionError, WireSession
+from harness.targets.proxied import broker_name
 
 PROCESS = "observer"
 INTERVAL_S = 0.25  # between samples; each asks every broker once and every leader once

@@ -32,32 +32,17 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 import attrs
 
 from chaos.toxiproxy import ToxiproxyControl
+from harness.targets.proxied import CLIENTS, CONTROLLER, broker_name
 from launch.reference_cluster import Address, Link, LinkKind
 from launch.toxiproxy import ToxiproxyError
 
-CLIENTS = "clients"
-CONTROLLER = "controller"
 _NAMES = itertools.count(1)
-
-
-def broker_name(node_id: int) -> str:
-    """The name of broker ``node_id`` in schedules and histories (``b1``)."""
-    return f"b{node_id}"
-
-
-def node_id(name: str) -> int:
-    """The node id of a name: ``b3`` -> 3, ``controller`` -> 0."""
-    if name == CONTROLLER:
-        return 0
-    if name.startswith("b") and name[1:].isdigit():
-        return int(name[1:])
-    raise ValueError(f"{name!r} is not a node name (b<id> or controller)")
 
 
 def _address(text: str) -> Address:
@@ -126,6 +111,17 @@ class Topology:
                 LinkKind.REPLICATION: "replication"}[link.kind]
         proxy = self.add(source, broker_name(link.target), kind, f"{address[0]}:{address[1]}", listen)
         return _address(proxy.listen)
+
+    def name_targets(self, names: Mapping[str, str]) -> None:
+        """Rename the targets of the paths by their proxies' listen addresses (``names``:
+        listen address -> node name), for brokers someone else runs, whose ids are learnt only
+        through the proxies; paths to no named node are forgotten."""
+        renamed = {}
+        for (source, _target, kind), link in self.links.items():
+            node = names.get(link.listen)
+            if node is not None:
+                renamed[(source, node, kind)] = attrs.evolve(link, target=node)
+        self.links = renamed
 
     # --- looking at it -------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ from harness.conformance.sweep import (
     sweep_json,
     sweep_table,
 )
-from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TargetError, make_target
+from harness.targets import ALL_CAPABILITIES, TARGET_NAMES, TARGETS, TargetError, make_target
 from harness.verdicts import colour_verdict
 from launch.kafka_jars import VERSION_HELP
 from launch.reference_cluster import MAX_BROKERS
@@ -296,7 +296,7 @@ def _differential_pair(ctx: click.Context, value: str, bootstrap: str | None) ->
                                                    click.core.ParameterSource.ENVIRONMENT):
         _usage("--differential names both targets; leave out --target")
     names = [n.strip() for n in value.split(",") if n.strip()]
-    launchable = [n for n in TARGET_NAMES if n != "external"]
+    launchable = [name for name, kind in TARGETS.items() if kind.launched]
     if len(names) != 2 or any(n not in launchable for n in names):
         _usage(f"--differential takes two launched targets, e.g. reference,kafka; choose from {', '.join(launchable)}")
     if bootstrap:

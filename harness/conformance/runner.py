@@ -148,9 +148,9 @@ def reproduce_command(target: Target, name: str, seed: int, examples: int, steps
         args += ["--target", target.name]
     else:
         args += ["--differential", f"{target.name},{against.name}"]
-    if target.name == "external":
+    if not target.launched:
         args += ["--bootstrap", target.bootstrap]
-    versions = [getattr(t, "version", None) for t in (target, against) if t is not None and t.name == "kafka"]
+    versions = [getattr(t, "version", None) for t in (target, against) if t is not None and t.takes_version]
     if versions and isinstance(versions[0], str):
         args += ["--kafka-version", versions[0]]
     if CHECKS[base].per_pair:

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from harness.targets.base import (
     ALL_CAPABILITIES,
@@ -33,6 +33,7 @@ from harness.targets.base import (
     TRANSACTIONS,
     Target,
     TargetError,
+    TargetOptions,
     capabilities_from_api_versions,
 )
 from harness.targets.external import ExternalTarget
@@ -40,31 +41,33 @@ from harness.targets.kafka import KafkaTarget
 from harness.targets.reference import ReferenceTarget
 from harness.targets.tansu import TansuTarget
 
-TARGET_NAMES: tuple[str, ...] = ("reference", "kafka", "tansu", "external", "faulty-drop", "faulty-reorder")
+
+def _targets() -> dict[str, type[Target]]:
+    from harness.testing.faulty import FaultyDropTarget, FaultyReorderTarget
+
+    kinds: tuple[type[Target], ...] = (ReferenceTarget, KafkaTarget, TansuTarget, ExternalTarget,
+                                       FaultyDropTarget, FaultyReorderTarget)
+    return {kind.name: kind for kind in kinds}
+
+
+TARGETS: Mapping[str, type[Target]] = _targets()
+"""Every target by name: a new target is its module here (and its launcher in launch/), plus
+its line above; the command lines and chaos/ take their choices from this."""
+TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
 
 
 def make_target(name: str, *, bootstrap: str | None = None, brokers: int = 1,
                 capabilities: Iterable[str] = (), kafka_version: str | None = None) -> Target:
-    """A target by name (not started). ``bootstrap`` is required for ``external`` only;
-    ``brokers`` is for ``reference`` (``kafka`` always runs three nodes); ``kafka_version`` for
-    ``kafka`` (default ``$KCONFORM_KAFKA_VERSION``, else the latest 4.x)."""
-    if name == "external":
-        if not bootstrap:
-            raise TargetError("--target external needs --bootstrap HOST:PORT[,HOST:PORT...]")
-        return ExternalTarget(bootstrap, capabilities)
-    if bootstrap:
+    """A target by name (not started). ``bootstrap`` is for targets kconform does not launch
+    (``external``) only; ``brokers`` for those that take a broker count (``reference``);
+    ``kafka_version`` for ``kafka`` (default ``$KCONFORM_KAFKA_VERSION``, else the latest 4.x)."""
+    kind = TARGETS.get(name)
+    if kind is None:
+        raise TargetError(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
+    if bootstrap and kind.launched:
         raise TargetError(f"--bootstrap is for --target external; the {name} target is launched by the harness")
-    if name == "reference":
-        return ReferenceTarget(brokers=brokers)
-    if name == "kafka":
-        return KafkaTarget(version=kafka_version)
-    if name == "tansu":
-        return TansuTarget()
-    if name in ("faulty-drop", "faulty-reorder"):
-        from harness.testing.faulty import FaultyTarget
-
-        return FaultyTarget(name.removeprefix("faulty-"))
-    raise TargetError(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
+    return kind.from_options(TargetOptions(brokers=brokers, bootstrap=bootstrap, capabilities=tuple(capabilities),
+                                           version=kafka_version))
 
 
 __all__ = [
@@ -80,6 +83,7 @@ __all__ = [
     "MAX_TIMESTAMP",
     "PROCESS_CONTROL",
     "REPLICATION",
+    "TARGETS",
     "TARGET_NAMES",
     "TOPIC_IDS",
     "TRANSACTIONS",
@@ -88,6 +92,7 @@ __all__ = [
     "TansuTarget",
     "Target",
     "TargetError",
+    "TargetOptions",
     "capabilities_from_api_versions",
     "make_target",
 ]

@@ -12,9 +12,11 @@ so a target that does not offer InitProducerId is not asked to dedupe idempotent
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
+
+import attrs
 
 # --- capability names --------------------------------------------------------------------------
 
@@ -76,16 +78,37 @@ class TargetError(RuntimeError):
     """The target could not be started or reached (the message says why and how to fix it)."""
 
 
+@attrs.frozen
+class TargetOptions:
+    """What the command line says about the target (each kind takes what it needs)."""
+
+    brokers: int = 1
+    overrides: Mapping[str, str] = attrs.field(factory=dict)
+    proxies: Sequence[tuple[str, str]] = ()
+    bootstrap: str | None = None
+    capabilities: Sequence[str] = ()
+    version: str | None = None
+
+
 class Target:
     """A broker (or cluster) under test.
 
-    Subclasses set :attr:`name`, implement :meth:`_start`, :meth:`_stop` and
-    :attr:`bootstrap`, and declare their fixed capabilities in :meth:`declared_capabilities`.
+    Subclasses set :attr:`name`, implement :meth:`from_options`, :meth:`_start`, :meth:`_stop`
+    and :attr:`bootstrap`, and declare their fixed capabilities in :meth:`declared_capabilities`.
     Use a target as a context manager; on exit (also on failure or Ctrl-C) everything it
     started is stopped and removed.
     """
 
     name: str = "target"
+    launched: ClassVar[bool] = True
+    """kconform starts it (else the user gives ``--bootstrap``, and ``--proxy`` for campaigns)."""
+    takes_version: ClassVar[bool] = False
+    """``--kafka-version`` picks its release (its ``version`` attribute says which)."""
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> Self:
+        """A target of this kind (not started) from the command line's options."""
+        raise NotImplementedError
 
     def __init__(self) -> None:
         self._probed: frozenset[str] = frozenset()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from harness.targets.base import (
     BROKER_CONFIG,
@@ -28,20 +28,59 @@ from harness.targets.base import (
     DURABLE_STORAGE,
     PROCESS_CONTROL,
     REPLICATION,
-    Target,
     TargetError,
+    TargetOptions,
 )
+from harness.targets.proxied import ClusterTarget, Links, broker_name
 from launch import kafka_jars
-from launch.kafka_cluster import KafkaCluster, KafkaClusterError
-from launch.reference_cluster import LinkAddress
+from launch.kafka_cluster import RESERVED_KEYS, KafkaCluster, KafkaClusterError
+from launch.ports import free_port
+from launch.reference_cluster import Address, Link, LinkAddress
 
 DEFAULT_NODES = 3
 
 
-class KafkaTarget(Target):
-    """Apache Kafka: ``brokers`` combined broker+controller JVMs (``KafkaCluster``)."""
+class KafkaTarget(ClusterTarget):
+    """Apache Kafka: ``brokers`` combined broker+controller JVMs (``KafkaCluster``).
+
+    Behind proxies each node ``bJ`` is a broker and a controller in one JVM. Clients reach ``bJ``
+    through ``clients -> bJ`` (the address it advertises); node I reaches node J through two
+    proxies, ``bI -> bJ`` of kind ``replication`` (follower fetches, on the listener
+    ``REPLICA_FROM_I``) and of kind ``controller`` (Raft traffic to J's controller, and I's
+    heartbeats and AlterPartition when J is the active controller). A node's broker and its own
+    controller talk inside the JVM: no proxy can cut that. There is no separate controller node:
+    a fault aimed at "the controller" is aimed at the active controller's node, looked up with
+    DescribeQuorum when the fault starts.
+    """
 
     name = "kafka"
+    takes_version: ClassVar[bool] = True
+    reserved_keys: ClassVar[frozenset[str]] = RESERVED_KEYS
+    # Kafka keeps its quorum's own timeouts (controller.quorum.*) and moves leaders only because
+    # of faults.
+    campaign_timing: ClassVar[Mapping[str, str]] = {"transaction.state.log.num.partitions": "3",
+                                                    "auto.leader.rebalance.enable": "false"}
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> Self:
+        return cls(version=options.version)
+
+    @classmethod
+    def behind(cls, links: Links, options: TargetOptions) -> Self:
+        target = cls(options.version, options.brokers, options.overrides)
+
+        def link_address(link: Link, address: Address) -> Address:
+            # A proxy per link, listening on a port the cluster has not reserved for a node: the
+            # cluster picks every node's ports before it asks for links, and binds them only when
+            # the JVMs start, so a proxy on a port of the kernel's choice could take one of them.
+            assert target.cluster is not None
+            taken = target.cluster.taken_ports
+            port = free_port("127.0.0.1", taken)
+            taken.append(port)
+            return links.combined_link_address(link, address, listen=f"127.0.0.1:{port}")
+
+        target.link_address = link_address
+        return target
 
     def __init__(self, version: str | None = None, brokers: int = DEFAULT_NODES,
                  overrides: Mapping[str, str] | None = None, *, link_address: LinkAddress | None = None,
@@ -111,6 +150,40 @@ class KafkaTarget(Target):
     def kill(self) -> None:
         if self._cluster is not None:
             self._cluster.kill_all()
+
+    def start_node(self, node: str) -> None:
+        """Launch the JVM again and return without waiting for it: a Kafka node finishes
+        starting only once a quorum of controllers answers, which may need the other nodes
+        of the same fault (they are started after it). :meth:`wait_recovered` waits."""
+        process = self.node_process(node)
+        if not process.running:
+            process.launch()
+
+    @property
+    def names_controller(self) -> bool:
+        return True
+
+    def controller_node(self) -> str | None:
+        """The node whose controller is active now (the Raft leader of ``__cluster_metadata``)."""
+        nid = self._started_cluster().active_controller()
+        return None if nid is None else broker_name(nid)
+
+    def replica_placement(self, partitions: int, replication_factor: int) -> list[list[int]] | None:
+        """Keep the replicas off the node whose controller is active, when there are nodes
+        enough: a fault aimed at a replica (isolate or kill the leader or a follower) then
+        never also cuts off or kills the active controller, whose loss would add a quorum
+        election (and, with one voter of three cut off and another killed, no quorum at all)
+        to the fault. Partitions rotate over the other nodes; None (the brokers place them)
+        when the replicas need every node or no controller can be named."""
+        cluster = self._started_cluster()
+        ids = sorted(int(i) for i in cluster.brokers)
+        if replication_factor >= len(ids):
+            return None
+        active = cluster.active_controller()
+        if active is None:
+            return None
+        others = [i for i in ids if i != active]
+        return [[others[(p + k) % len(others)] for k in range(replication_factor)] for p in range(partitions)]
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "version": f"Apache Kafka {self.version}", "brokers": self.brokers,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from harness.targets.base import (
     BROKER_CONFIG,
@@ -20,10 +20,12 @@ from harness.targets.base import (
     DURABLE_STORAGE,
     PROCESS_CONTROL,
     REPLICATION,
-    Target,
     TargetError,
+    TargetOptions,
 )
+from harness.targets.proxied import CONTROLLER, ChaosEnvironmentError, ClusterTarget, Links
 from launch.broker_process import BrokerProcess
+from launch.reference_cluster import RESERVED_KEYS
 
 FAST_GROUPS: Mapping[str, str] = {"group.initial.rebalance.delay.ms": "0"}
 
@@ -37,11 +39,23 @@ def cluster_launcher() -> Any | None:
     return getattr(module, "ReferenceCluster", None)
 
 
-class ReferenceTarget(Target):
+class ReferenceTarget(ClusterTarget):
     """One reference broker process (``brokers=1``), or a controller and ``brokers`` broker
-    processes (``launch.reference_cluster.ReferenceCluster``)."""
+    processes (``launch.reference_cluster.ReferenceCluster``). Behind proxies (a chaos
+    campaign) it is always a cluster, with every path proxied: client, broker-to-broker in both
+    directions, broker-to-controller."""
 
     name = "reference"
+    reserved_keys: ClassVar[frozenset[str]] = RESERVED_KEYS
+    campaign_timing: ClassVar[Mapping[str, str]] = FAST_GROUPS
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> Self:
+        return cls(brokers=options.brokers)
+
+    @classmethod
+    def behind(cls, links: Links, options: TargetOptions) -> Self:
+        return cls(options.brokers, options.overrides, link_address=links.cluster_link_address)
 
     def __init__(self, brokers: int = 1, overrides: Mapping[str, str] | None = None,
                  data_dir: Path | None = None, log_level: str = "WARNING",
@@ -102,6 +116,15 @@ class ReferenceTarget(Target):
     def cluster(self) -> Any | None:
         """The ``ReferenceCluster`` of a multi-broker (or redirected) target, once started."""
         return self._cluster
+
+    @property
+    def nodes(self) -> list[str]:
+        return [*self.broker_nodes, CONTROLLER]
+
+    def wipe_node(self, node: str) -> None:
+        if node == CONTROLLER:
+            raise ChaosEnvironmentError("wiping the controller loses the cluster's metadata: not supported")
+        super().wipe_node(node)
 
     @property
     def process(self) -> BrokerProcess | None:

@@ -8,16 +8,40 @@ capabilities come from its ApiVersions answer.
 from __future__ import annotations
 
 import subprocess
-from typing import Any
+from typing import Any, ClassVar, Self
 
-from harness.targets.base import PROCESS_CONTROL, Target, TargetError
+from harness.targets.base import PROCESS_CONTROL, TargetError, TargetOptions
+from harness.targets.proxied import (
+    CLIENTS,
+    RECOVERY_TIMEOUT_S,
+    ChaosEnvironmentError,
+    Links,
+    PartitionState,
+    ProxiedTarget,
+)
+from launch.node import ProcessControl
+from launch.ports import free_port
 from launch.tansu import TansuNotInstalled, TansuProcess, find_tansu_binary
 
+NODE = "b1"  # its one node, behind proxies
 
-class TansuTarget(Target):
-    """One Tansu process on a free loopback port (scratch directory removed on exit)."""
+
+class TansuTarget(ProxiedTarget):
+    """One Tansu process on a free loopback port (scratch directory removed on exit); behind
+    proxies, one client proxy in front of it, which it advertises."""
 
     name = "tansu"
+    single_node: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> Self:
+        return cls()
+
+    @classmethod
+    def behind(cls, links: Links, options: TargetOptions) -> Self:
+        port = free_port()
+        link = links.add(CLIENTS, NODE, "client", f"127.0.0.1:{port}")
+        return cls(port=port, advertised=link.listen)
 
     def __init__(self, storage_engine: str | None = None, port: int = 0,
                  advertised: str | None = None) -> None:
@@ -58,6 +82,28 @@ class TansuTarget(Target):
         if self._process is not None:
             self._process.close()
             self._process = None
+
+    @property
+    def broker_nodes(self) -> list[str]:
+        return [NODE]
+
+    def node_process(self, node: str) -> ProcessControl:
+        if node != NODE or self._process is None:
+            raise ChaosEnvironmentError(f"no node {node!r} (the tansu target has one: {NODE})")
+        return self._process
+
+    def node_addresses(self) -> dict[str, str]:
+        return {} if self._process is None else {NODE: self._process.bootstrap}
+
+    def partition_views(self, topic: str, partition: int) -> list[PartitionState]:
+        return [PartitionState(NODE, 0, (NODE,), (NODE,))]
+
+    def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
+        process = self.node_process(NODE)
+        process.resume()
+        if not process.running:
+            process.start()
+        return self.wait_served(topic, partitions, timeout_s)
 
     def restart(self) -> None:
         if self._process is None:

@@ -24,9 +24,9 @@ import collections
 import dataclasses
 import struct
 import threading
-from typing import Any
+from typing import Any, Self
 
-from harness.targets.base import BROKER_CONFIG, Target, TargetError
+from harness.targets.base import BROKER_CONFIG, Target, TargetError, TargetOptions
 from harness.targets.reference import ReferenceTarget
 from reference_broker.drivers.wire_client import decode_response
 from reference_broker.protocol.api_keys import ApiKey
@@ -287,3 +287,23 @@ class FaultyTarget(Target):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "mode": self.mode, "every": self.every,
                 "upstream": self._broker.bootstrap if self._broker is not None else None}
+
+
+class FaultyDropTarget(FaultyTarget):
+    """``faulty-drop``: every 100th record of each partition is left out of Fetch answers."""
+
+    name = "faulty-drop"
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> Self:
+        return cls("drop")
+
+
+class FaultyReorderTarget(FaultyTarget):
+    """``faulty-reorder``: Produce answers report each batch's base offset with its lowest bit flipped."""
+
+    name = "faulty-reorder"
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> Self:
+        return cls("reorder")

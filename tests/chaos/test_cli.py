@@ -171,6 +171,33 @@ def test_a_broker_that_loses_acknowledged_writes_exits_1(tmp_path: Path) -> None
 
 @pytest.mark.chaos
 @pytest.mark.slow
+def test_an_external_broker_that_advertises_its_proxy_runs_behind_it(tmp_path: Path) -> None:
+    """--target external --proxy LISTEN=UPSTREAM: the broker (a reference broker someone else
+    started) advertises LISTEN; the campaign names it after its node id, cuts its client path and
+    finds nothing wrong. A broker that advertises its own address instead is refused, since
+    clients would bypass the proxy."""
+    from launch.broker_process import BrokerProcess
+    from launch.ports import free_port
+
+    require_toxiproxy()
+    listen = f"127.0.0.1:{free_port()}"
+    with BrokerProcess(overrides={"advertised.listeners": f"PLAINTEXT://{listen}",
+                                  "group.initial.rebalance.delay.ms": "0"}) as broker:
+        run = _cli("--target", "external", "--proxy", f"{listen}={broker.bootstrap}", "--duration", "6",
+                   "--seed", "5", "--faults", "partition", "--report", str(tmp_path / "r"))
+        bypassed = _cli("--target", "external", "--proxy", f"127.0.0.1:{free_port()}={broker.bootstrap}",
+                        "--duration", "3", "--report", str(tmp_path / "bypassed"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["environment"]["nodes"] == ["b1"], results["environment"]
+    assert [(p["source"], p["target"]) for p in results["environment"]["proxies"]] == [("clients", "b1")]
+    assert results["faults"]["injected"] >= 1 and results["anomalies"] == {}
+    assert bypassed.returncode == 2, bypassed.stdout + bypassed.stderr
+    assert "which no --proxy listens on" in bypassed.stderr + bypassed.stdout
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_a_campaign_interrupted_midway_leaves_no_process_proxy_or_directory(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C during the drain: every broker, the controller and every proxy are gone, and so

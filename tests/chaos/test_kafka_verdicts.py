@@ -5,7 +5,7 @@ controller link through a real Toxiproxy server, real confluent-kafka producers 
 One cluster serves the three campaigns of a pytest worker (``CampaignSession.use`` changes the
 workload and topic settings between campaigns; each campaign has a fresh topic), so the Kafka
 start (8-10 s) is paid once per worker. The brokers run with the campaign timing of
-``chaos.environment.KAFKA_TIMING`` (fenced after 1.5 s without a heartbeat, out of the ISR after
+``chaos.environment.CAMPAIGN_TIMING`` and ``KafkaTarget.campaign_timing`` (fenced after 1.5 s without a heartbeat, out of the ISR after
 3 s), so a campaign of 13-16 s sees its failovers.
 
 Verdict 3 differs from the reference cluster's in one respect, and the test says why: in KRaft
@@ -77,7 +77,7 @@ def no_leftover_processes(session: CampaignSession) -> Iterator[None]:
     is a leak. (The session fixture checks that nothing at all is left once it ends.)"""
     before = {pid for pid, _ in live_children()}
     yield
-    cluster = session.env.cluster if session.env is not None else None  # type: ignore[attr-defined]
+    cluster = session.env.target.cluster if session.env is not None else None  # type: ignore[attr-defined]
     ours = {node.pid for node in cluster.nodes} if cluster is not None else set()
     left = [(pid, cmd) for pid, cmd in live_children() if pid not in before and pid not in ours]
     assert not left, f"processes left running: {left}"
