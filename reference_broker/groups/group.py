@@ -110,18 +110,21 @@ class Member:
         raise IllegalTransition(f"member {self.member_id} supports none of {sorted(allowed)}")
 
     def invoke_join(self, result: Any) -> bool:
+        """Answer a parked JoinGroup, if there is one; whether there was."""
         callback, self.join_callback = self.join_callback, None
-        if callback is None:
-            return False
-        callback(result)
-        return True
+        return _answer(callback, result)
 
     def invoke_sync(self, result: Any) -> bool:
+        """Answer a parked SyncGroup, if there is one; whether there was."""
         callback, self.sync_callback = self.sync_callback, None
-        if callback is None:
-            return False
-        callback(result)
-        return True
+        return _answer(callback, result)
+
+
+def _answer(callback: Callback | None, result: Any) -> bool:
+    if callback is None:
+        return False
+    callback(result)
+    return True
 
 
 PartitionKey = tuple[str, int]
