@@ -10,16 +10,11 @@ the records of the internal topic and :mod:`~reference_broker.groups.storage` wh
 kept.
 """
 
-from reference_broker.groups.coordinator import (
-    GroupConfig,
-    GroupCoordinator,
-    JoinRequest,
-    JoinResult,
-    LeavingMember,
-    SyncResult,
-)
+from reference_broker.groups.config import GroupConfig
+from reference_broker.groups.coordinator import GroupCoordinator
 from reference_broker.groups.group import GroupState
 from reference_broker.groups.log_format import OFFSETS_TOPIC, OffsetValue, partition_for
+from reference_broker.groups.membership import JoinRequest, JoinResult, LeavingMember, SyncResult
 from reference_broker.groups.storage import MemoryOffsetsLog, OffsetsLog, TopicOffsetsLog
 
 __all__ = [
