@@ -2,11 +2,12 @@
 
 This module is bookkeeping only: who is in the group, what each member supports, who is leader,
 which protocol was chosen, and what has been committed. When to change state, and what to answer,
-is decided by :mod:`reference_broker.groups.coordinator`. Names follow Kafka's GroupMetadata /
-MemberMetadata (kafka.coordinator.group) so the two can be read side by side.
+is decided by :mod:`reference_broker.groups.membership` and :mod:`reference_broker.groups.offsets`.
+Names follow Kafka's GroupMetadata / MemberMetadata (kafka.coordinator.group) so the two can be
+read side by side.
 
-Legal transitions (Kafka's ``GroupMetadata.validPreviousStates``; see the coordinator's theory of
-operation for what triggers each)::
+Legal transitions (Kafka's ``GroupMetadata.validPreviousStates``; see the theory of operation in
+:mod:`reference_broker.groups.membership` for what triggers each)::
 
     to \\ from           Empty  PreparingRebalance  CompletingRebalance  Stable  Dead
     PreparingRebalance   yes           -                  yes             yes     -
@@ -72,7 +73,7 @@ class Member:
     join_callback: Callback | None = None  # a parked JoinGroup
     sync_callback: Callback | None = None  # a parked SyncGroup
     is_new: bool = False  # joined but not yet through a completed join phase
-    heartbeat_deadline_ms: int = 0  # removed when this passes (see Coordinator._expire_members)
+    heartbeat_deadline_ms: int = 0  # removed when this passes (see Membership.tick)
 
     @property
     def is_static(self) -> bool:
@@ -109,18 +110,21 @@ class Member:
         raise IllegalTransition(f"member {self.member_id} supports none of {sorted(allowed)}")
 
     def invoke_join(self, result: Any) -> bool:
+        """Answer a parked JoinGroup, if there is one; whether there was."""
         callback, self.join_callback = self.join_callback, None
-        if callback is None:
-            return False
-        callback(result)
-        return True
+        return _answer(callback, result)
 
     def invoke_sync(self, result: Any) -> bool:
+        """Answer a parked SyncGroup, if there is one; whether there was."""
         callback, self.sync_callback = self.sync_callback, None
-        if callback is None:
-            return False
-        callback(result)
-        return True
+        return _answer(callback, result)
+
+
+def _answer(callback: Callback | None, result: Any) -> bool:
+    if callback is None:
+        return False
+    callback(result)
+    return True
 
 
 PartitionKey = tuple[str, int]

@@ -219,6 +219,13 @@ class _Reader:
     def bytes_(self) -> bytes:
         return self._take(self.i32())
 
+    def version(self, what: str) -> int:
+        """The int16 version a value starts with; every value has versions 0 to 3."""
+        version = self.i16()
+        if version not in (0, 1, 2, 3):
+            raise FormatError(f"unknown {what} version {version}")
+        return version
+
     def done(self) -> None:
         if self.pos != len(self.buf):
             raise FormatError(f"{len(self.buf) - self.pos} unexpected trailing bytes")
@@ -240,9 +247,7 @@ def decode_key(data: bytes) -> OffsetKey | GroupKey:
 
 def decode_offset_value(data: bytes) -> OffsetValue:
     reader = _Reader(data)
-    version = reader.i16()
-    if version not in (0, 1, 2, 3):
-        raise FormatError(f"unknown offset commit value version {version}")
+    version = reader.version("offset commit value")
     offset = reader.i64()
     epoch = reader.i32() if version >= 3 else NO_LEADER_EPOCH
     metadata = reader.string()
@@ -254,9 +259,7 @@ def decode_offset_value(data: bytes) -> OffsetValue:
 
 def decode_group_value(data: bytes) -> GroupValue:
     reader = _Reader(data)
-    version = reader.i16()
-    if version not in (0, 1, 2, 3):
-        raise FormatError(f"unknown group metadata value version {version}")
+    version = reader.version("group metadata value")
     protocol_type = reader.string()
     generation = reader.i32()
     protocol = reader.nullable_string()

@@ -19,8 +19,8 @@ Two kinds of append, as in Kafka's GroupMetadataManager:
   runs before the call returns.
 * :meth:`OffsetsLog.append` appends to the leader's log and returns: tombstones (Kafka's
   ``cleanupGroupMetadata`` appends them with ``requiredAcks`` = 0: a lost tombstone is written
-  again by the next cleanup) and the record of a generation's start (kconform's own, see the
-  coordinator).
+  again by the next cleanup) and the record of a generation's start (kconform's own, see
+  :mod:`~reference_broker.groups.persistence`).
 """
 
 from __future__ import annotations

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar
 
-from reference_broker.groups.coordinator import (
-    GroupConfig,
-    GroupCoordinator,
-    JoinRequest,
-    JoinResult,
-    LeavingMember,
-    SyncResult,
-)
+from reference_broker.groups.config import GroupConfig
+from reference_broker.groups.coordinator import GroupCoordinator
 from reference_broker.groups.group import Group
 from reference_broker.groups.log_format import OffsetValue
+from reference_broker.groups.membership import JoinRequest, JoinResult, LeavingMember, SyncResult
 from reference_broker.groups.storage import MemoryOffsetsLog
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Generous defaults so that only what a test changes matters.
 TEST_CONFIG = GroupConfig(min_session_timeout_ms=1, initial_rebalance_delay_ms=0)
@@ -91,6 +87,15 @@ def decode_assignment(data: bytes) -> set[tuple[str, int]]:
             owned.add((topic, struct.unpack_from(">i", data, pos)[0]))
             pos += 4
     return owned
+
+
+def _answered_at_once(send: Callable[P, Reply[T]]) -> Callable[P, T]:
+    """A request that must be answered before it returns, as its answer."""
+
+    def answered(*args: P.args, **kwargs: P.kwargs) -> T:
+        return send(*args, **kwargs).result
+
+    return answered
 
 
 class CoordinatorDriver:
@@ -207,19 +212,8 @@ class CoordinatorDriver:
         )
         return reply
 
-    def commit(
-        self,
-        offsets: Mapping[tuple[str, int], int],
-        member_id: str = "",
-        generation: int = -1,
-        group_id: str = "g",
-        instance_id: str | None = None,
-        metadata: str = "",
-        api_version: int = 9,
-    ) -> dict[tuple[str, int], str]:
-        """OffsetCommit answered at once (the storage must not be holding appends)."""
-        return self.commit_later(offsets, member_id, generation, group_id, instance_id,
-                                 metadata, api_version).result
+    # OffsetCommit answered at once (the storage must not be holding appends).
+    commit = _answered_at_once(commit_later)
 
     def committed(self, group_id: str = "g") -> dict[tuple[str, int], int]:
         return {

@@ -2,7 +2,7 @@
 DescribeGroups, ListGroups, DeleteGroups and OffsetDelete.
 
 These handlers only translate between wire versions and the coordinator
-(:mod:`reference_broker.groups.coordinator`, which holds every rule). JoinGroup and SyncGroup may
+(:mod:`reference_broker.groups.coordinator`, whose modules hold every rule). JoinGroup and SyncGroup may
 have to wait for other members, and OffsetCommit and SyncGroup for their records to be
 replicated to the ISR of the group's ``__consumer_offsets`` partition: their handlers return a
 :class:`~reference_broker.handlers.context.Deferred` that the coordinator resolves when the

@@ -14,6 +14,8 @@ Checked after every step:
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import attrs
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -50,6 +52,16 @@ CONFIG = attrs.evolve(
     offsets_retention_ms=2**62,
     offsets_retention_check_interval_ms=2**62,
 )
+
+T = TypeVar("T")
+
+
+def _take_answer(reply: Reply[T] | None) -> tuple[T | None, Reply[T] | None]:
+    """A parked request's answer (None: "no response") and the request still parked: itself
+    while it has no answer, else None."""
+    if reply is None or not reply.done:
+        return None, reply
+    return reply.calls[0], None
 
 
 @attrs.define(eq=False)
@@ -108,11 +120,7 @@ class GroupMachine(RuleBasedStateMachine):
                 self._on_sync(client)
 
     def _on_join(self, client: Client) -> None:
-        reply = client.joining
-        if reply is None or not reply.done:
-            return
-        client.joining = None
-        result = reply.calls[0]
+        result, client.joining = _take_answer(client.joining)
         if result is None:
             return
         if result.error == "member_id_required":
@@ -129,11 +137,7 @@ class GroupMachine(RuleBasedStateMachine):
             client.joined, client.assignment = result, None
 
     def _on_sync(self, client: Client) -> None:
-        reply = client.syncing
-        if reply is None or not reply.done:
-            return
-        client.syncing = None
-        result = reply.calls[0]
+        result, client.syncing = _take_answer(client.syncing)
         if result is None:
             return
         if result.error == "rebalance_in_progress":
