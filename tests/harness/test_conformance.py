@@ -3,10 +3,9 @@ writes results.json and JUnit XML, and exits with the documented codes."""
 
 from __future__ import annotations
 
-import re
-
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
