@@ -80,8 +80,9 @@ class Links(Protocol):
 
 
 @attrs.frozen
-class PartitionState:
-    """Who leads a partition and where its replicas are, as the freshest broker sees it."""
+class PartitionView:
+    """Who leads a partition and where its replicas are, as one broker sees it (by node name;
+    ``reference_broker.replication.PartitionState`` is a replica's own state, by node id)."""
 
     leader: str | None
     leader_epoch: int
@@ -89,7 +90,7 @@ class PartitionState:
     isr: tuple[str, ...]
 
 
-def freshest(views: Sequence[PartitionState]) -> PartitionState | None:
+def freshest(views: Sequence[PartitionView]) -> PartitionView | None:
     """The view that knows the newest leader epoch."""
     return max(views, key=lambda view: view.leader_epoch, default=None)
 
@@ -136,7 +137,7 @@ class ProxiedTarget(Target):
 
     # --- partitions ------------------------------------------------------------------------------
 
-    def partition_views(self, topic: str, partition: int) -> list[PartitionState]:
+    def partition_views(self, topic: str, partition: int) -> list[PartitionView]:
         """Every view of the partition the target can read (one per answering broker where it
         can ask each): views differ while metadata propagates or a broker is cut off."""
         raise NotImplementedError
@@ -246,7 +247,7 @@ class ClusterTarget(ProxiedTarget):
         return {broker_name(nid): f"{node.address[0]}:{node.address[1]}"
                 for nid, node in self._started_cluster().brokers.items()}
 
-    def partition_views(self, topic: str, partition: int) -> list[PartitionState]:
+    def partition_views(self, topic: str, partition: int) -> list[PartitionView]:
         """The view of every running broker that answers Metadata (at its real address)."""
         cluster = self._started_cluster()
         views = []
@@ -260,7 +261,7 @@ class ClusterTarget(ProxiedTarget):
             p = view.partition(topic, partition)
             if p is None:
                 continue
-            views.append(PartitionState(broker_name(p.leader) if p.leader >= 0 else None, p.leader_epoch,
+            views.append(PartitionView(broker_name(p.leader) if p.leader >= 0 else None, p.leader_epoch,
                                         tuple(broker_name(r) for r in p.replicas),
                                         tuple(broker_name(r) for r in p.isr)))
         return views
