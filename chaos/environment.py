@@ -31,7 +31,7 @@ from harness.targets import TARGETS
 from harness.targets.base import TargetError, TargetOptions
 from harness.targets.proxied import (
     RECOVERY_TIMEOUT_S,
-    PartitionView,
+    PartitionLeadership,
     ProxiedTarget,
     freshest,
 )
@@ -91,11 +91,11 @@ class Environment:
 
     # --- partitions ------------------------------------------------------------------------------
 
-    def partition_state(self, topic: str, partition: int) -> PartitionView | None:
+    def partition_state(self, topic: str, partition: int) -> PartitionLeadership | None:
         """The view of the running broker that knows the newest leader epoch."""
         return freshest(self.partition_views(topic, partition))
 
-    def partition_views(self, topic: str, partition: int) -> list[PartitionView]:
+    def partition_views(self, topic: str, partition: int) -> list[PartitionLeadership]:
         return self.target.partition_views(topic, partition)
 
     def leader(self, topic: str, partition: int) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from specs.claims import Configuration
 from specs.delivery import CommitPoint
-from specs.produce import Acks, ConfigError, DurabilityConfig, ProducerConfig
+from specs.produce import Acks, DurabilityConfig, ProducerConfig, ProducerConfigError
 
 KEYS = ("acks", "enable.idempotence", "replication.factor", "min.insync.replicas", "unclean.leader.election.enable")
 """What ``--config`` may set (Kafka's producer and topic configuration names)."""
@@ -75,7 +75,7 @@ def configuration(settings: Mapping[str, str], meta: Mapping[str, Any], fault_ki
     unclean = _bool(settings, "unclean.leader.election.enable", False)
     try:
         producer = ProducerConfig(acks=acks, enable_idempotence=idempotence)
-    except ConfigError as exc:
+    except ProducerConfigError as exc:
         raise ConfigurationError(str(exc)) from None
     groups = meta.get("groups", {}) if isinstance(meta.get("groups"), Mapping) else {}
     durable = meta.get("durable_target", True) is not False

@@ -138,7 +138,7 @@ class ListOffsetsResult:
 
 
 @attrs.frozen
-class JoinResult:
+class JoinAnswer:
     error: str
     generation: int
     member_id: str
@@ -678,18 +678,18 @@ class WireSession:
                 for t in response.topics for p in t.partitions}
 
     async def ajoin_once(self, conn: WireClient, group: str, member_id: str, subscription: bytes,
-                         session_ms: int = 60_000, rebalance_ms: int = 15_000) -> JoinResult:
+                         session_ms: int = 60_000, rebalance_ms: int = 15_000) -> JoinAnswer:
         """One JoinGroup request (a new member of v4+ gets MEMBER_ID_REQUIRED and its id)."""
         response = await self.acall(conn, JOIN_GROUP, {
             "group_id": group, "session_timeout": session_ms, "rebalance_timeout": rebalance_ms,
             "member_id": member_id, "group_instance_id": None, "protocol_type": "consumer",
             "protocols": [{"name": "range", "metadata": subscription}], "reason": None})
-        return JoinResult(error_name(response.error_code), int(response.generation_id), response.member_id,
+        return JoinAnswer(error_name(response.error_code), int(response.generation_id), response.member_id,
                           response.leader, response.protocol_name,
                           tuple((m.member_id, bytes(m.metadata)) for m in response.members))
 
     async def ajoin(self, conn: WireClient, group: str, member_id: str, subscription: bytes,
-                    session_ms: int = 60_000, rebalance_ms: int = 15_000) -> JoinResult:
+                    session_ms: int = 60_000, rebalance_ms: int = 15_000) -> JoinAnswer:
         """JoinGroup, with the MEMBER_ID_REQUIRED round of v4+ (KIP-394) done for a new member."""
         result = await self.ajoin_once(conn, group, member_id, subscription, session_ms, rebalance_ms)
         if result.error == "MEMBER_ID_REQUIRED":

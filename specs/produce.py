@@ -91,7 +91,7 @@ class Outcome(enum.Enum):
     INDETERMINATE = "info"
 
 
-class ConfigError(ValueError):
+class ProducerConfigError(ValueError):
     """A producer configuration Kafka itself refuses (the message names the rule)."""
 
 
@@ -102,11 +102,11 @@ def _check_idempotence(instance: ProducerConfig, _attribute: object, _value: obj
     if not instance.enable_idempotence:
         return
     if instance.acks is not Acks.ALL:
-        raise ConfigError("enable.idempotence=true requires acks=all")
+        raise ProducerConfigError("enable.idempotence=true requires acks=all")
     if instance.retries <= 0:
-        raise ConfigError("enable.idempotence=true requires retries > 0")
+        raise ProducerConfigError("enable.idempotence=true requires retries > 0")
     if instance.max_in_flight > 5:
-        raise ConfigError(
+        raise ProducerConfigError(
             "enable.idempotence=true requires max.in.flight.requests.per.connection <= 5"
         )
 

@@ -28,7 +28,7 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
-from harness.session import JoinResult
+from harness.session import JoinAnswer
 from harness.stateful.base import KafkaMachine, describe, expect
 from harness.wire import WireClient
 from reference_broker.groups.testing import consumer_assignment, consumer_subscription, decode_assignment
@@ -42,7 +42,9 @@ REBALANCE_TIMEOUT_MS = 10_000  # what members ask for; Kafka completes a join wi
 
 
 @attrs.define
-class Member:
+class MachineMember:
+    """A group member the machine drives over its own connection (not the broker's Member)."""
+
     member_id: str
     connection: WireClient
     process: str
@@ -57,7 +59,7 @@ class GroupMachine(KafkaMachine):
         self.group = ""
         self.tps: list[tuple[str, int]] = []
         self.model = GroupModel()
-        self.members: dict[str, Member] = {}
+        self.members: dict[str, MachineMember] = {}
         self.processes = 0
 
     @initialize()
@@ -82,7 +84,7 @@ class GroupMachine(KafkaMachine):
         self.processes += 1
         process = f"member-{self.processes}"
         connection = self.session.run(self.session.connect(self.session.coordinator(self.group)))
-        new = Member("", connection, process)
+        new = MachineMember("", connection, process)
         self._rebalance([*self.members.values(), new], f"member {process} joining")
 
     @precondition(lambda self: bool(self.members))
@@ -105,7 +107,7 @@ class GroupMachine(KafkaMachine):
         self.step()
         self._rebalance(list(self.members.values()), "every member rejoining")
 
-    def _rebalance(self, members: list[Member], why: str) -> None:
+    def _rebalance(self, members: list[MachineMember], why: str) -> None:
         """Join everyone, sync with the leader's range assignment; retry while the broker asks
         for another rebalance (as real consumers do)."""
         subscription = consumer_subscription([self.topic])
@@ -146,7 +148,7 @@ class GroupMachine(KafkaMachine):
             return
         expect(False, f"the group did not settle in {REBALANCE_ROUNDS} rebalance rounds ({why}): {history}")
 
-    async def _join_all(self, members: list[Member], subscription: bytes, history: list[str]) -> list[JoinResult]:
+    async def _join_all(self, members: list[MachineMember], subscription: bytes, history: list[str]) -> list[JoinAnswer]:
         """JoinGroup for every member until all are answered in one generation.
 
         New members first get their id (KIP-394). Then all join at once. A member whose join
@@ -162,12 +164,12 @@ class GroupMachine(KafkaMachine):
                 m.member_id = first.member_id
                 if first.error == "NONE":
                     m.member_id = first.member_id  # pre-KIP-394 brokers join at once; it joins again below
-        def join(m: Member) -> asyncio.Future[JoinResult]:
+        def join(m: MachineMember) -> asyncio.Future[JoinAnswer]:
             return asyncio.ensure_future(self.session.ajoin(m.connection, self.group, m.member_id, subscription,
                                                             rebalance_ms=REBALANCE_TIMEOUT_MS))
 
         tasks = {i: join(m) for i, m in enumerate(members)}
-        latest: dict[int, JoinResult] = {}
+        latest: dict[int, JoinAnswer] = {}
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + REBALANCE_TIMEOUT_MS / 1000 + 3
@@ -199,7 +201,7 @@ class GroupMachine(KafkaMachine):
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
 
-    async def _sync_all(self, members: list[Member], generation: int, leader: str,
+    async def _sync_all(self, members: list[MachineMember], generation: int, leader: str,
                         assignments: dict[MemberId, bytes]) -> list[tuple[str, bytes]]:
         return list(await asyncio.gather(*(
             self.session.async_sync(m.connection, self.group, generation, m.member_id,

@@ -17,7 +17,7 @@ from harness.targets.proxied import (
     CLIENTS,
     ChaosEnvironmentError,
     Links,
-    PartitionView,
+    PartitionLeadership,
     ProxiedTarget,
     broker_name,
 )
@@ -140,7 +140,7 @@ class ExternalTarget(ProxiedTarget):
     def node_addresses(self) -> dict[str, str]:
         return dict(self._upstreams)
 
-    def partition_views(self, topic: str, partition: int) -> list[PartitionView]:
+    def partition_views(self, topic: str, partition: int) -> list[PartitionLeadership]:
         from harness.session import SessionError, WireSession
 
         views = []
@@ -154,7 +154,7 @@ class ExternalTarget(ProxiedTarget):
                 for p in t.partitions:
                     if t.name == topic and int(p.partition_index) == partition:
                         leader = int(p.leader_id)
-                        views.append(PartitionView(
+                        views.append(PartitionLeadership(
                             broker_name(leader) if leader >= 0 else None, int(p.leader_epoch),
                             tuple(broker_name(int(r)) for r in p.replica_nodes),
                             tuple(broker_name(int(r)) for r in p.isr_nodes)))

@@ -80,7 +80,7 @@ class Links(Protocol):
 
 
 @attrs.frozen
-class PartitionView:
+class PartitionLeadership:
     """Who leads a partition and where its replicas are, as one broker sees it (by node name;
     ``reference_broker.replication.PartitionState`` is a replica's own state, by node id)."""
 
@@ -90,7 +90,7 @@ class PartitionView:
     isr: tuple[str, ...]
 
 
-def freshest(views: Sequence[PartitionView]) -> PartitionView | None:
+def freshest(views: Sequence[PartitionLeadership]) -> PartitionLeadership | None:
     """The view that knows the newest leader epoch."""
     return max(views, key=lambda view: view.leader_epoch, default=None)
 
@@ -137,7 +137,7 @@ class ProxiedTarget(Target):
 
     # --- partitions ------------------------------------------------------------------------------
 
-    def partition_views(self, topic: str, partition: int) -> list[PartitionView]:
+    def partition_views(self, topic: str, partition: int) -> list[PartitionLeadership]:
         """Every view of the partition the target can read (one per answering broker where it
         can ask each): views differ while metadata propagates or a broker is cut off."""
         raise NotImplementedError
@@ -247,7 +247,7 @@ class ClusterTarget(ProxiedTarget):
         return {broker_name(nid): f"{node.address[0]}:{node.address[1]}"
                 for nid, node in self._started_cluster().brokers.items()}
 
-    def partition_views(self, topic: str, partition: int) -> list[PartitionView]:
+    def partition_views(self, topic: str, partition: int) -> list[PartitionLeadership]:
         """The view of every running broker that answers Metadata (at its real address)."""
         cluster = self._started_cluster()
         views = []
@@ -261,7 +261,7 @@ class ClusterTarget(ProxiedTarget):
             p = view.partition(topic, partition)
             if p is None:
                 continue
-            views.append(PartitionView(broker_name(p.leader) if p.leader >= 0 else None, p.leader_epoch,
+            views.append(PartitionLeadership(broker_name(p.leader) if p.leader >= 0 else None, p.leader_epoch,
                                         tuple(broker_name(r) for r in p.replicas),
                                         tuple(broker_name(r) for r in p.isr)))
         return views

@@ -16,7 +16,7 @@ from harness.targets.proxied import (
     RECOVERY_TIMEOUT_S,
     ChaosEnvironmentError,
     Links,
-    PartitionView,
+    PartitionLeadership,
     ProxiedTarget,
 )
 from launch.node import ProcessControl
@@ -95,8 +95,8 @@ class TansuTarget(ProxiedTarget):
     def node_addresses(self) -> dict[str, str]:
         return {} if self._process is None else {NODE: self._process.bootstrap}
 
-    def partition_views(self, topic: str, partition: int) -> list[PartitionView]:
-        return [PartitionView(NODE, 0, (NODE,), (NODE,))]
+    def partition_views(self, topic: str, partition: int) -> list[PartitionLeadership]:
+        return [PartitionLeadership(NODE, 0, (NODE,), (NODE,))]
 
     def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
         process = self.node_process(NODE)

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from specs.produce import (
     Acks,
-    ConfigError,
     Copies,
     DurabilityConfig,
     Outcome,
     ProducerConfig,
+    ProducerConfigError,
     allowed_copies,
     classify,
     disallowed_copies,
@@ -67,11 +67,11 @@ def test_reordering_needs_retries_in_flight_and_no_idempotence() -> None:
 
 def test_kafka_refuses_idempotence_with_unsafe_settings() -> None:
     """Idempotence requires acks=all, retries > 0 and at most 5 requests in flight."""
-    with pytest.raises(ConfigError, match="acks=all"):
+    with pytest.raises(ProducerConfigError, match="acks=all"):
         ProducerConfig(acks=Acks.LEADER)
-    with pytest.raises(ConfigError, match="retries"):
+    with pytest.raises(ProducerConfigError, match="retries"):
         ProducerConfig(retries=0)
-    with pytest.raises(ConfigError, match="in.flight"):
+    with pytest.raises(ProducerConfigError, match="in.flight"):
         ProducerConfig(max_in_flight=6)
 
 
