@@ -184,13 +184,14 @@ def test_an_external_broker_that_advertises_its_proxy_runs_behind_it(tmp_path: P
     with BrokerProcess(overrides={"advertised.listeners": f"PLAINTEXT://{listen}",
                                   "group.initial.rebalance.delay.ms": "0"}) as broker:
         run = _cli("--target", "external", "--proxy", f"{listen}={broker.bootstrap}", "--duration", "6",
-                   "--seed", "5", "--faults", "partition", "--report", str(tmp_path / "r"))
+                   "--seed", "5", "--faults", "cut-client-leader,latency", "--report", str(tmp_path / "r"))
         bypassed = _cli("--target", "external", "--proxy", f"127.0.0.1:{free_port()}={broker.bootstrap}",
-                        "--duration", "3", "--report", str(tmp_path / "bypassed"))
+                        "--duration", "4", "--report", str(tmp_path / "bypassed"))
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert results["environment"]["nodes"] == ["b1"], results["environment"]
-    assert [(p["source"], p["target"]) for p in results["environment"]["proxies"]] == [("clients", "b1")]
+    # A standalone reference broker is node.id 0: its proxy is named after it.
+    assert results["environment"]["nodes"] == ["b0"], results["environment"]
+    assert [p["path"] for p in results["environment"]["proxies"]] == ["clients->b0"], results["environment"]
     assert results["faults"]["injected"] >= 1 and results["anomalies"] == {}
     assert bypassed.returncode == 2, bypassed.stdout + bypassed.stderr
     assert "which no --proxy listens on" in bypassed.stderr + bypassed.stdout
