@@ -10,24 +10,24 @@ history (or a replay's) gives the same figures.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from chaos.results import FaultLatency, FaultWindow, Latency, LatencyStats, Outage, Unavailability
 from harness.history.load import History
 
 UNAVAILABLE_AFTER_S = 1.0
 """A stretch without any acknowledged write longer than this is an unavailability window."""
 
 
-def _stats(values: list[float]) -> dict[str, Any]:
+def _stats(values: list[float]) -> LatencyStats:
     if not values:
-        return {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+        return LatencyStats(0, None, None, None)
     values = sorted(values)
 
     def q(p: float) -> float:
         return round(values[min(len(values) - 1, math.ceil(p * len(values)) - 1)], 3)
 
-    return {"count": len(values), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": round(values[-1], 3)}
+    return LatencyStats(len(values), q(0.5), q(0.99), round(values[-1], 3))
 
 
 def _completed(history: History) -> list[tuple[str, float, float]]:
@@ -47,7 +47,7 @@ def _completed(history: History) -> list[tuple[str, float, float]]:
     return out
 
 
-def latency(history: History, windows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def latency(history: History, windows: Sequence[FaultWindow]) -> Latency:
     """Latency percentiles per operation: ``overall``, and ``by_fault`` for the operations
     invoked while each applied fault was in force."""
     done = _completed(history)
@@ -56,34 +56,33 @@ def latency(history: History, windows: Sequence[Mapping[str, Any]]) -> dict[str,
         by_op.setdefault(op, []).append(took)
     by_fault = []
     for w in windows:
-        if w["outcome"] != "ok":
+        if not w.applied:
             continue
-        end = w["end"] if w["end"] is not None else math.inf
+        end = w.end if w.end is not None else math.inf
         inside: dict[str, list[float]] = {}
         for op, at, took in done:
-            if w["start"] <= at < end:
+            if w.start <= at < end:
                 inside.setdefault(op, []).append(took)
-        by_fault.append({"id": w["id"], "fault": w["fault"], "start": w["start"], "end": w["end"],
-                         "operations": {op: _stats(v) for op, v in sorted(inside.items())}})
-    return {"overall": {op: _stats(v) for op, v in sorted(by_op.items())}, "by_fault": by_fault}
+        by_fault.append(FaultLatency(w.id, w.fault, w.start, w.end,
+                                     {op: _stats(v) for op, v in sorted(inside.items())}))
+    return Latency({op: _stats(v) for op, v in sorted(by_op.items())}, tuple(by_fault))
 
 
 def unavailability(history: History, workload_end_s: float,
-                   threshold_s: float = UNAVAILABLE_AFTER_S) -> dict[str, Any]:
+                   threshold_s: float = UNAVAILABLE_AFTER_S) -> Unavailability:
     """Stretches of the workload (from its first send to ``workload_end_s``) longer than
     ``threshold_s`` in which no write was acknowledged, with their lengths."""
     t0 = history.raw[0]["time"] if history.raw else 0
     sends = [(e["time"] - t0) / 1e9 for e in history.raw if e["f"] == "send" and e["type"] == "invoke"]
     acks = sorted((e["time"] - t0) / 1e9 for e in history.raw if e["f"] == "send" and e["type"] == "ok")
-    windows = []
+    windows: list[Outage] = []
     if sends:
         last = min(sends)
         for t in [*acks, workload_end_s]:
             if t > workload_end_s:
                 t = workload_end_s
             if t - last > threshold_s:
-                windows.append({"start": round(last, 3), "end": round(t, 3), "length_s": round(t - last, 3)})
+                windows.append(Outage(round(last, 3), round(t, 3), round(t - last, 3)))
             last = max(last, t)
-    return {"threshold_s": threshold_s, "windows": windows,
-            "longest_s": max((w["length_s"] for w in windows), default=0.0),
-            "total_s": round(sum(w["length_s"] for w in windows), 3)}
+    return Unavailability(threshold_s, tuple(windows), max((w.length_s for w in windows), default=0.0),
+                          round(sum(w.length_s for w in windows), 3))

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -65,6 +65,9 @@ from harness.targets.proxied import CLIENTS
 from launch.toxiproxy import ToxiproxyError, toxiproxy
 from specs.claims import Claims, Configuration
 from specs.claims import claims_for as specs_claims_for
+
+if TYPE_CHECKING:  # chaos.results holds these settings, so it imports this module
+    from chaos.results import CampaignResults
 
 
 class CampaignError(RuntimeError):
@@ -192,14 +195,14 @@ class CampaignResult:
     """
 
     valid: bool
-    results: dict[str, Any]
+    results: CampaignResults
     report_dir: Path
     history: History
     report: Report
 
     @property
     def outcome(self) -> str:
-        return str(self.results["outcome"])
+        return self.results.outcome
 
     @property
     def broker_valid(self) -> bool:
@@ -207,15 +210,15 @@ class CampaignResult:
 
     @property
     def anomalies(self) -> dict[str, int]:
-        return dict(self.results["anomalies"])
+        return dict(self.results.anomalies)
 
     @property
     def violations(self) -> dict[str, int]:
-        return dict(self.results["violations"])
+        return dict(self.results.violations)
 
     @property
     def replay(self) -> str:
-        return str(self.results["replay"])
+        return self.results.replay
 
 
 # --- the session -----------------------------------------------------------------------------------
@@ -503,9 +506,9 @@ def summary_text(result: CampaignResult) -> str:
     from chaos.report import BY, attribution_line
 
     r = result.results
-    ops = r["operations"]
-    fig = r["figures"]
-    by = ops["by_operation"]
+    ops = r.operations
+    fig = r.figures
+    by = ops.by_operation
 
     def counts(f: str) -> str:
         c = by.get(f, {})
@@ -513,54 +516,54 @@ def summary_text(result: CampaignResult) -> str:
                                            if set(c) - {"ok"} else "")
 
     lines = [
-        f"operations: {ops['total']} in {fig['workload_s']:.0f} s ({fig['operations_per_second']:.0f}/s): "
+        f"operations: {ops.total} in {fig.workload_s:.0f} s ({fig.operations_per_second:.0f}/s): "
         + ", ".join(counts(f) for f in by),
-        f"faults injected: {r['faults']['injected']} ({fig['faults_per_minute']:.1f}/min)"
-        + (f"; {r['faults']['not_applied']} of {r['faults']['scheduled']} scheduled did not take effect during the "
-           "workload (not applicable, or too late: see the report)" if r["faults"]["not_applied"] else ""),
-        "anomalies: " + (", ".join(f"{k} {v}" for k, v in r["anomalies"].items()) or "none"),
+        f"faults injected: {r.faults.injected} ({fig.faults_per_minute:.1f}/min)"
+        + (f"; {r.faults.not_applied} of {r.faults.scheduled} scheduled did not take effect during the "
+           "workload (not applicable, or too late: see the report)" if r.faults.not_applied else ""),
+        "anomalies: " + (", ".join(f"{k} {v}" for k, v in r.anomalies.items()) or "none"),
     ]
-    send = r["latency"]["overall"].get("send")
-    if send and send["count"]:
-        gone = r["unavailability"]
-        lines.append(f"send latency p50 {send['p50_ms']:.0f} ms, p99 {send['p99_ms']:.0f} ms, max {send['max_ms']:.0f} ms; "
-                     + (f"no write acknowledged for {gone['total_s']:.1f} s in {len(gone['windows'])} window(s), the "
-                        f"longest {gone['longest_s']:.1f} s" if gone["windows"] else "writes acknowledged throughout"))
-    if fig.get("first_fault_to_first_anomaly_s") is not None:
-        lines.append(f"first anomaly visible {fig['first_fault_to_first_anomaly_s']:.1f} s after the first fault")
+    send = r.latency.overall.get("send") if r.latency is not None else None
+    gone = r.unavailability
+    if send and send.count and gone is not None:
+        lines.append(f"send latency p50 {send.p50_ms:.0f} ms, p99 {send.p99_ms:.0f} ms, max {send.max_ms:.0f} ms; "
+                     + (f"no write acknowledged for {gone.total_s:.1f} s in {len(gone.windows)} window(s), the "
+                        f"longest {gone.longest_s:.1f} s" if gone.windows else "writes acknowledged throughout"))
+    if fig.first_fault_to_first_anomaly_s is not None:
+        lines.append(f"first anomaly visible {fig.first_fault_to_first_anomaly_s:.1f} s after the first fault")
     lines.append("guarantees:")
-    claimed, not_claimed = r["claims"]["claimed"], r["claims"]["not_claimed"]
+    claimed, not_claimed = r.claims.claimed, r.claims.not_claimed
     width = max((len(p) for p in [*claimed, *not_claimed]), default=10)
     for prop in claimed:
-        n = r["violations"].get(prop, 0)
-        state = f"VIOLATED {BY[r['violated_by'][prop]]} ({n})" if n else "held"
+        n = r.violations.get(prop, 0)
+        state = f"VIOLATED {BY[r.blame(prop)]} ({n})" if n else "held"
         lines.append(f"  {prop:<{width}}  {state}  [claimed]")
         if n:
-            lines.append(f"  {'':<{width}}  {attribution_line(r['witnesses'][prop][0])}")
+            lines.append(f"  {'':<{width}}  {attribution_line(r.witnesses[prop][0])}")
     for prop, why in not_claimed.items():
-        n = r["hazards"].get(prop, 0)
+        n = r.hazards.get(prop, 0)
         state = f"hazard found ({n})" if n else "not provoked in this run (NOT shown safe)"
         lines.append(f"  {prop:<{width}}  {state}  [not claimed: {why}]")
-    for warning in r["warnings"]:
+    for warning in r.warnings:
         lines.append(f"warning: {warning}")
-    found = {k: v for k, v in r["hazards"].items() if v}
-    violated = ", ".join(f"{k} ({v})" for k, v in r["violations"].items())
-    if r["outcome"] == HELD:
+    found = r.found_hazards
+    violated = ", ".join(f"{k} ({v})" for k, v in r.violations.items())
+    if r.outcome == HELD:
         verdict = "VALID: every guarantee this configuration claims held"
         if found:
             verdict += "; hazards it does not claim away were found: " + ", ".join(found)
-    elif r["outcome"] == NOT_EXERCISED:
+    elif r.outcome == NOT_EXERCISED:
         verdict = ("NOT EXERCISED: no write was acknowledged during the workload, so no guarantee was tested "
                    "(the warnings above, or the sends in the report, say why)")
-    elif r["outcome"] == VIOLATED_BY_CLIENT:
+    elif r.outcome == VIOLATED_BY_CLIENT:
         verdict = ("CLIENT FAULT: claimed guarantees were violated, and the log shows the client did it, not the "
                    f"broker: {violated}")
-    elif r["outcome"] == VIOLATED_BY_BROKER:
+    elif r.outcome == VIOLATED_BY_BROKER:
         verdict = f"INVALID: the broker violated claimed guarantees: {violated}"
     else:
         verdict = ("INVALID: claimed guarantees were violated and the evidence does not clear the broker "
                    f"(unattributed): {violated}")
     lines.append(verdict)
     lines.append(f"report: {result.report_dir}/report.html")
-    lines.append(f"replay: {r['replay']}")
+    lines.append(f"replay: {r.replay}")
     return "\n".join(lines)

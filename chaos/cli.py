@@ -29,6 +29,7 @@ from chaos.environment import ENVIRONMENTS
 from chaos.faults import FAMILIES, FAULTS
 from chaos.matrix_cli import matrix_command
 from chaos.report_cli import report_command
+from chaos.results import results_json
 from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
 from chaos.workload import CONSUMER_MODES, WorkloadSettings
 from harness.checkers.judgement import EXIT_CODES as OUTCOME_EXIT_CODES
@@ -380,14 +381,14 @@ def chaos_command(ctx: click.Context, /, **options: Any) -> None:
     click.echo(colour_verdict(summary_text(result)), err=as_json)
     click.echo(f"took {time.monotonic() - started:.0f} s", err=as_json)
     if as_json:
-        click.echo(json.dumps(result.results, indent=2, default=str))
+        click.echo(results_json(result.results), nl=False)
     sys.exit(EXIT_CODES[result.outcome])
 
 
 def _sweep(ctx: click.Context, options: dict[str, Any]) -> None:
     """``--seeds``: one campaign per seed (this shard's share), ``--jobs`` at a time, merged."""
-    from chaos.report_diff import ReportError
     from chaos.report_merge import merge, summary_lines
+    from chaos.results import ReportError
     from chaos.sweep import run_sweep, worst_exit
     from harness.conformance.sweep import SeedsError, ShardError, drawn, parse_seeds, parse_shard, shard_of
 

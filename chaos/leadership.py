@@ -14,54 +14,51 @@ Times are seconds since the first event of the history.
 
 from __future__ import annotations
 
-from typing import Any
-
+from chaos.results import HighWatermarkRegression, PartitionState, PartitionTimeline
 from harness.history.load import History
 
 
-def partition_timelines(history: History) -> dict[str, dict[str, Any]]:
+def partition_timelines(history: History) -> dict[str, PartitionTimeline]:
     """``topic-partition`` -> its states in order and the figures above (empty: not observed)."""
     t0 = history.raw[0]["time"] if history.raw else 0
     end = (history.raw[-1]["time"] - t0) / 1e9 if history.raw else 0.0
-    states: dict[str, list[dict[str, Any]]] = {}
+    states: dict[str, list[PartitionState]] = {}
     for e in history.raw:
         if e["f"] != "partition-state":
             continue
         v = e["value"]
         states.setdefault(f"{v['topic']}-{v['partition']}", []).append(
-            {"t": round((e["time"] - t0) / 1e9, 3), "leader": v["leader"], "leader_epoch": v["leader_epoch"],
-             "isr": list(v["isr"]), "high_watermark": v["high_watermark"]})
-    return {name: {"states": lst, **_figures(lst, end)} for name, lst in sorted(states.items(), key=_order)}
+            PartitionState(round((e["time"] - t0) / 1e9, 3), v["leader"], v["leader_epoch"], tuple(v["isr"]),
+                           v["high_watermark"]))
+    return {name: _timeline(lst, end) for name, lst in sorted(states.items(), key=_order)}
 
 
-def _order(item: tuple[str, Any]) -> tuple[str, int]:
+def _order(item: tuple[str, list[PartitionState]]) -> tuple[str, int]:
     topic, _, partition = item[0].rpartition("-")
     return topic, int(partition)
 
 
-def _figures(states: list[dict[str, Any]], end: float) -> dict[str, Any]:
+def _timeline(states: list[PartitionState], end: float) -> PartitionTimeline:
     leader_changes = isr_shrinks = 0
     leaderless = 0.0
     regressions = []
     previous = None  # the last high watermark the leader answered
     for k, s in enumerate(states):
-        until = states[k + 1]["t"] if k + 1 < len(states) else end
-        if s["leader"] is None:
-            leaderless += max(0.0, until - s["t"])
+        until = states[k + 1].t if k + 1 < len(states) else end
+        if s.leader is None:
+            leaderless += max(0.0, until - s.t)
         if k == 0:
-            previous = s["high_watermark"]
+            previous = s.high_watermark
             continue
         before = states[k - 1]
-        if (s["leader"], s["leader_epoch"]) != (before["leader"], before["leader_epoch"]) and s["leader"] is not None:
+        if (s.leader, s.leader_epoch) != (before.leader, before.leader_epoch) and s.leader is not None:
             leader_changes += 1
-        if set(before["isr"]) - set(s["isr"]):
+        if set(before.isr) - set(s.isr):
             isr_shrinks += 1
-        hw = s["high_watermark"]
+        hw = s.high_watermark
         if hw is not None:
             if previous is not None and hw < previous:
-                regressions.append({"t": s["t"], "from": previous, "to": hw, "leader": s["leader"],
-                                    "leader_epoch": s["leader_epoch"]})
+                regressions.append(HighWatermarkRegression(s.t, previous, hw, s.leader, s.leader_epoch))
             previous = hw
-    return {"leader_changes": leader_changes, "leaderless_s": round(leaderless, 3), "isr_shrinks": isr_shrinks,
-            "min_isr": min((len(s["isr"]) for s in states), default=None),
-            "high_watermark_regressions": regressions}
+    return PartitionTimeline(tuple(states), leader_changes, round(leaderless, 3), isr_shrinks,
+                             min((len(s.isr) for s in states), default=None), tuple(regressions))

@@ -151,12 +151,12 @@ def _cell(session: CampaignSession, base: CampaignSettings, spec: TargetSpec, cl
     r = result.results
     note = None
     if result.outcome == "not-exercised":
-        sends = r["operations"]["by_operation"].get("send", {})
-        why = r["warnings"][0].strip().splitlines()[-1] if r["warnings"] else ""
+        sends = r.operations.by_operation.get("send", {})
+        why = r.warnings[0].strip().splitlines()[-1] if r.warnings else ""
         note = f"sends: {', '.join(f'{k} {v}' for k, v in sorted(sends.items())) or 'none'}" + (f"; {why}"[:200] if why else "")
-    return CellResult(client, spec.label, result.outcome, dict(r["violations"]), dict(r["violated_by"]),
-                      dict(r["hazards"]), int(r["operations"]["by_operation"].get("send", {}).get("ok", 0)),
-                      int(r["faults"]["injected"]), time.monotonic() - started, replay=str(r["replay"]), note=note)
+    return CellResult(client, spec.label, result.outcome, dict(r.violations), {p: r.blame(p) for p in r.violated_by},
+                      dict(r.hazards), r.operations.count("send", "ok"), r.faults.injected,
+                      time.monotonic() - started, replay=r.replay, note=note)
 
 
 def render_chaos_section(cells: Iterable[CellResult], targets: Sequence[str], clients: Sequence[str], *,

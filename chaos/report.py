@@ -16,20 +16,37 @@ import datetime
 import html
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from chaos.availability import latency, unavailability
 from chaos.faults import FAULTS
 from chaos.leadership import partition_timelines
+from chaos.results import (
+    CampaignResults,
+    Faults,
+    FaultWindow,
+    Figures,
+    LatencyStats,
+    Operations,
+    PartitionState,
+    PartitionTimeline,
+    Witness,
+    results_json,
+)
 from chaos.schedule import Schedule
 from harness.checkers import Report
+from harness.checkers.judgement import HELD
 from harness.history.load import History
 from harness.junit import Case, Failure, Suite
 from harness.junit import junit_xml as write_junit
+from specs.claims import Claims
 
 if TYPE_CHECKING:
+    from chaos.campaign import CampaignSettings
     from harness.checkers.judgement import Verdict
 
 MAX_WITNESSED = 8  # anomalies shown in full per property
@@ -57,7 +74,7 @@ def _rel(history: History) -> tuple[int, float]:
     return t0, end
 
 
-def operations(history: History) -> dict[str, Any]:
+def operations(history: History) -> Operations:
     """Client operations by kind and outcome (``pending``: never completed, counted unknown)."""
     by: dict[str, dict[str, int]] = {}
     open_: dict[int, str] = {}
@@ -75,15 +92,15 @@ def operations(history: History) -> dict[str, Any]:
         counts = by.setdefault(f, {})
         counts["pending"] = counts.get("pending", 0) + 1
     total = sum(sum(c.values()) for c in by.values())
-    return {"total": total, "by_operation": by}
+    return Operations(total, by)
 
 
-def fault_windows(history: History) -> list[dict[str, Any]]:
+def fault_windows(history: History) -> list[FaultWindow]:
     """Every fault the nemesis started: what, on what, from when to when (or why it failed)."""
     t0, end = _rel(history)
     invokes: dict[int, dict[str, Any]] = {}
-    windows: dict[int, dict[str, Any]] = {}
-    out: list[dict[str, Any]] = []
+    windows: dict[int, int] = {}  # fault id -> where in ``out`` its window, applied and not yet stopped, is
+    out: list[FaultWindow] = []
     for e in history.raw:
         if e["f"] != "fault":
             continue
@@ -97,23 +114,19 @@ def fault_windows(history: History) -> list[dict[str, Any]]:
         fid = v.get("params", {}).get("id", inv["index"])
         when = (e["time"] - t0) / 1e9
         if v["action"] == "start":
-            window = {"id": fid, "fault": v["fault"], "targets": v.get("targets", []),
-                      "params": {k: x for k, x in v.get("params", {}).items() if k != "id"},
-                      "start": round(when, 3), "end": None, "outcome": e["type"],
-                      "error": e["value"].get("error"), "events": [inv["index"], e["index"]]}
-            out.append(window)
             if e["type"] == "ok":
-                windows[fid] = window
+                windows[fid] = len(out)
+            out.append(FaultWindow(fid, v["fault"], tuple(v.get("targets", [])),
+                                   {k: x for k, x in v.get("params", {}).items() if k != "id"}, round(when, 3),
+                                   None, e["type"], e["value"].get("error"), (inv["index"], e["index"])))
         else:
             stopped = windows.pop(fid, None)
             if stopped is not None:
-                window = stopped
-                window["end"] = round(when, 3)
-                window["events"] += [inv["index"], e["index"]]
-                if e["type"] != "ok":
-                    window["stop_error"] = e["value"].get("error")
-    for window in windows.values():
-        window["end"] = round(end, 3)
+                window = out[stopped]
+                out[stopped] = attrs.evolve(window, end=round(when, 3), events=(*window.events, inv["index"], e["index"]),
+                                            stop_error=e["value"].get("error") if e["type"] != "ok" else None)
+    for k in windows.values():
+        out[k] = attrs.evolve(out[k], end=round(end, 3))
     return out
 
 
@@ -186,96 +199,94 @@ def detection_time(history: History, events: Sequence[int]) -> float:
 # --- results.json ---------------------------------------------------------------------------------
 
 
-def build_results(history: History, report: Report, verdict: Verdict, claims: Any, schedule: Schedule,
-                  *, settings: Any, environment: Mapping[str, Any], warnings: Sequence[str], replay: str,
-                  started: float, injected: int) -> dict[str, Any]:
+def build_results(history: History, report: Report, verdict: Verdict, claims: Claims, schedule: Schedule,
+                  *, settings: CampaignSettings, environment: Mapping[str, object], warnings: Sequence[str],
+                  replay: str, started: float, injected: int) -> CampaignResults:
+    """What the campaign found, from its history and its verdict (results.json, as values)."""
     ops = operations(history)
     faults = fault_windows(history)
-    applied = [f for f in faults if f["outcome"] == "ok"]
+    applied = [f for f in faults if f.applied]
     _, end = _rel(history)
     client_times = [e["time"] for e in history.raw if e["f"] not in (*NOT_CLIENT, "drain") and e["process"] != "drain"]
     t0 = history.raw[0]["time"] if history.raw else 0
     window = (max(client_times) - min(client_times)) / 1e9 if len(client_times) > 1 else 0.0
-    completed = sum(c for f in ops["by_operation"].values() for k, c in f.items() if k != "pending")
+    completed = sum(c for f in ops.by_operation.values() for k, c in f.items() if k != "pending")
     found = verdict.found
     detections = sorted(detection_time(history, a.events) for anomalies in found.values() for a in anomalies)
-    first_fault = min((f["start"] for f in applied), default=None)
+    first_fault = min((f.start for f in applied), default=None)
     first_anomaly = detections[0] if detections else None
-    anomalies_json = {prop: [{**a.to_json(), "detected": round(detection_time(history, a.events), 3)} for a in lst]
-                      for prop, lst in found.items()}
-    return {
-        "valid": verdict.outcome == "held",
-        "outcome": verdict.outcome,
-        "anomalies": dict(report.anomalies),
-        "violations": dict(verdict.violations),
-        "violated_by": {p: b.value for p, b in verdict.violated_by.items()},
-        "hazards": dict(verdict.hazards),
-        "not_provoked": sorted(p for p, n in verdict.hazards.items() if n == 0),
-        "unjudged": dict(verdict.unjudged),
-        "operations": ops,
-        "latency": latency(history, faults),
-        "unavailability": unavailability(history, schedule.duration),
-        "partitions": partition_timelines(history),
-        "faults": {"injected": len(applied), "not_applied": len(faults) - len(applied), "scheduled": len(schedule.faults),
-                   "windows": faults},
-        "figures": {
-            "duration_s": round(end, 3),
-            "workload_s": round(window, 3),
-            "operations_per_second": completed / window if window else 0.0,
-            "sends_acknowledged_per_second": ops["by_operation"].get("send", {}).get("ok", 0) / window if window else 0.0,
-            "faults_per_minute": len(applied) / (schedule.duration / 60) if schedule.duration else 0.0,
-            "first_fault_s": first_fault,
-            "first_anomaly_s": first_anomaly,
-            "first_fault_to_first_anomaly_s": (round(first_anomaly - first_fault, 3)
-                                               if first_fault is not None and first_anomaly is not None else None),
-        },
-        "claims": {"claimed": dict(claims.claimed), "not_claimed": dict(claims.not_claimed)},
-        "checks_skipped": dict(report.skipped),
-        "witnesses": anomalies_json,
-        "seed": schedule.seed,
-        "schedule": schedule.name,
-        "target": settings.target,
-        "settings": settings.to_json(),
-        "environment": dict(environment),
-        "history_meta": dict(history.meta),
-        "warnings": list(warnings),
-        "replay": replay,
-        "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
-        "history_start_ns": t0,
-        "schedule_duration_s": schedule.duration,
-    }
+    return CampaignResults(
+        valid=verdict.outcome == HELD,
+        outcome=verdict.outcome,
+        anomalies=dict(report.anomalies),
+        violations=dict(verdict.violations),
+        violated_by=dict(verdict.violated_by),
+        hazards=dict(verdict.hazards),
+        not_provoked=tuple(sorted(p for p, n in verdict.hazards.items() if n == 0)),
+        unjudged=dict(verdict.unjudged),
+        operations=ops,
+        latency=latency(history, faults),
+        unavailability=unavailability(history, schedule.duration),
+        partitions=partition_timelines(history),
+        faults=Faults(len(applied), len(faults) - len(applied), len(schedule.faults), tuple(faults)),
+        figures=Figures(
+            duration_s=round(end, 3),
+            workload_s=round(window, 3),
+            operations_per_second=completed / window if window else 0.0,
+            sends_acknowledged_per_second=ops.count("send", "ok") / window if window else 0.0,
+            faults_per_minute=len(applied) / (schedule.duration / 60) if schedule.duration else 0.0,
+            first_fault_s=first_fault,
+            first_anomaly_s=first_anomaly,
+            first_fault_to_first_anomaly_s=(round(first_anomaly - first_fault, 3)
+                                            if first_fault is not None and first_anomaly is not None else None),
+        ),
+        claims=Claims(dict(claims.claimed), dict(claims.not_claimed)),
+        checks_skipped=dict(report.skipped),
+        witnesses={prop: tuple(Witness.of(a, round(detection_time(history, a.events), 3)) for a in lst)
+                   for prop, lst in found.items()},
+        seed=schedule.seed,
+        schedule=schedule.name,
+        target=settings.target,
+        settings=settings,
+        environment=dict(environment),
+        history_meta=dict(history.meta),
+        warnings=tuple(warnings),
+        replay=replay,
+        started=datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+        history_start_ns=t0,
+        schedule_duration_s=schedule.duration,
+    )
 
 
 # --- JUnit ----------------------------------------------------------------------------------------
 
 
-def junit_xml(results: Mapping[str, Any]) -> bytes:
+def junit_xml(results: CampaignResults) -> bytes:
     """One testcase per property: claimed ones pass or fail, unclaimed ones are skipped."""
-    return write_junit(Suite(f"kconform chaos {results['target']}", results["started"],
-                             results["figures"]["duration_s"],
-                             {key: str(results[key]) for key in ("seed", "schedule", "replay")},
-                             junit_cases(results, f"kconform.chaos.{results['target']}")))
+    return write_junit(Suite(f"kconform chaos {results.target}", results.started, results.figures.duration_s,
+                             {"seed": str(results.seed), "schedule": results.schedule, "replay": results.replay},
+                             junit_cases(results, f"kconform.chaos.{results.target}")))
 
 
-def junit_cases(results: Mapping[str, Any], classname: str) -> list[Case]:
+def junit_cases(results: CampaignResults, classname: str) -> list[Case]:
     """A campaign's properties as test cases of ``classname``."""
-    violations = results["violations"]
+    violations = results.violations
     cases = []
-    for prop, why in results["claims"]["claimed"].items():
+    for prop, why in results.claims.claimed.items():
         failure = None
         if prop in violations:
-            witnesses = results["witnesses"].get(prop, [])
-            first = witnesses[0]["explanation"] if witnesses else ""
-            blame = results["violated_by"].get(prop, "unattributed")
+            witnesses = results.witnesses.get(prop, ())
+            first = witnesses[0].explanation if witnesses else ""
+            blame = results.blame(prop)
             failure = Failure(f"violated-by-{blame}" if blame != "unattributed" else "violated-unattributed",
                               f"{violations[prop]} x {prop} ({BY[blame]}): {first}"[:300],
                               "\n".join([f"claimed because: {why}"]
-                                        + [f"{w['explanation']} (events {w['events']}); {attribution_line(w)}"
+                                        + [f"{w.explanation} (events {list(w.events)}); {attribution_line(w)}"
                                            for w in witnesses[:20]]
-                                        + [f"replay: {results['replay']}"]))
+                                        + [f"replay: {results.replay}"]))
         cases.append(Case(classname, prop, failure=failure))
-    for prop, why in results["claims"]["not_claimed"].items():
-        found = results["hazards"].get(prop, 0)
+    for prop, why in results.claims.not_claimed.items():
+        found = results.hazards.get(prop, 0)
         state = f"found {found}" if found else "not provoked in this run (not shown safe)"
         cases.append(Case(classname, prop, skipped=f"not claimed ({why}); {state}"[:500]))
     return cases
@@ -305,21 +316,26 @@ BY = {"broker": "by the broker", "client": "by the client", "unattributed": "(un
 """How a violated property's attribution reads after "VIOLATED"."""
 
 
-def attribution_line(witness: Mapping[str, Any]) -> str:
-    """Whose fault one anomaly (as in results.json) is, in one line."""
-    a = witness.get("attribution")
+def attribution_line(witness: Witness) -> str:
+    """Whose fault one anomaly is, in one line."""
+    a = witness.attribution
     if a is None:
         return "whose fault: unattributed (no rule for this anomaly)"
-    text = f"whose fault: {a['blame']} ({a['cause']}): {a['detail']}"
-    return text + (f"; known: {a['known']}" if a.get("known") else "")
+    text = f"whose fault: {a.blame.value} ({a.cause}): {a.detail}"
+    return text + (f"; known: {a.known}" if a.known else "")
 
 
-def fault_label(f: Mapping[str, Any]) -> str:
+def fault_label(f: FaultWindow) -> str:
     """How a fault window is labelled on the plots: the fault and the nodes it hit."""
-    return f"{f['fault']} {','.join(f['targets'])}".strip()
+    return f"{f.fault} {','.join(f.targets)}".strip()
 
 
-def _shade(faults: Sequence[Mapping[str, Any]], end: float, top: float, height: float,
+def _colour(f: FaultWindow) -> str:
+    """A fault's colour on the plots: its family's."""
+    return FAMILY_COLOURS.get(FAULTS[f.fault].family if f.fault in FAULTS else "", "#999")
+
+
+def _shade(faults: Sequence[FaultWindow], end: float, top: float, height: float,
            workload_end: float | None = None, annotate: bool = True) -> list[str]:
     """Fault windows as translucent bands (each with its label as a tooltip), and the phase
     after the workload (heal, recover, drain) in grey."""
@@ -333,13 +349,12 @@ def _shade(faults: Sequence[Mapping[str, Any]], end: float, top: float, height: 
                                                  'text-anchor="end">workload ends (then heal, recover, drain)</text>'
                                                  if annotate else "") + '</g>')
     for f in faults:
-        if f["outcome"] != "ok":
+        if not f.applied:
             continue
-        x0, x1 = _x(f["start"], end), _x(f["end"] if f["end"] is not None else end, end)
-        colour = FAMILY_COLOURS.get(FAULTS[f["fault"]].family if f["fault"] in FAULTS else "", "#999")
+        x0, x1 = _x(f.start, end), _x(f.end if f.end is not None else end, end)
         label = html.escape(fault_label(f))
-        out.append(f'<rect class="fault-window" data-fault="{html.escape(f["fault"])}" x="{x0:.1f}" y="{top}" '
-                   f'width="{max(1.0, x1 - x0):.1f}" height="{height}" fill="{colour}" fill-opacity="0.13">'
+        out.append(f'<rect class="fault-window" data-fault="{html.escape(f.fault)}" x="{x0:.1f}" y="{top}" '
+                   f'width="{max(1.0, x1 - x0):.1f}" height="{height}" fill="{_colour(f)}" fill-opacity="0.13">'
                    f'<title>{label}</title></rect>')
     return out
 
@@ -382,7 +397,7 @@ def _legend(items: Sequence[tuple[str, str, str]], y: float) -> list[str]:
     return out
 
 
-def throughput_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]], end: float,
+def throughput_svg(s: Mapping[str, list[float]], faults: Sequence[FaultWindow], end: float,
                    workload_end: float | None = None) -> str:
     h, top, bottom = 230, 24, 200
     ymax = _nice_max(max([*s["send_ok"], *s["read"], *s["send_info"], *s["send_fail"], 1.0]))
@@ -411,7 +426,7 @@ def throughput_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, A
     return "".join(parts)
 
 
-def latency_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]], end: float,
+def latency_svg(s: Mapping[str, list[float]], faults: Sequence[FaultWindow], end: float,
                 workload_end: float | None = None) -> str:
     h, top, bottom = 230, 24, 200
     values = [v for k in ("ack_p50", "ack_p99", "e2e_p50") for v in s[k] if not math.isnan(v) and v > 0]
@@ -444,39 +459,39 @@ def latency_svg(s: Mapping[str, list[float]], faults: Sequence[Mapping[str, Any]
 BROKER_COLOURS = ("#4e79a7", "#59a14f", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7", "#9c755f", "#bab0ac", "#f28e2b")
 
 
-def partition_svg(name: str, timeline: Mapping[str, Any], faults: Sequence[Mapping[str, Any]], end: float,
+def partition_svg(name: str, timeline: PartitionTimeline, faults: Sequence[FaultWindow], end: float,
                   workload_end: float | None = None) -> str:
     """One partition's leader (a band coloured per broker, labelled with the leader epoch),
     ISR (a band coloured by how many replicas are in it) and high watermark (a step line)."""
-    states = timeline["states"]
+    states = timeline.states
     h, lead_y, isr_y, band, top, bottom = 170, 8, 34, 20, 62, 140
-    widest = max((len(s["isr"]) for s in states), default=1)
-    hw_max = _nice_max(max((s["high_watermark"] or 0 for s in states), default=1))
+    widest = max((len(s.isr) for s in states), default=1)
+    hw_max = _nice_max(max((s.high_watermark or 0 for s in states), default=1))
     e = html.escape
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="partition" data-partition="{e(name)}" width="{W}" '
              f'height="{h}" role="img" aria-label="partition {e(name)}: leader, ISR, high watermark">']
     parts += _shade(faults, end, lead_y, bottom - lead_y, workload_end, annotate=False)
     parts.append(f'<text x="{LEFT - 6}" y="{lead_y + 14}" font-size="11" text-anchor="end">leader</text>'
                  f'<text x="{LEFT - 6}" y="{isr_y + 14}" font-size="11" text-anchor="end">ISR</text>')
-    for t0, t1, s in _segments(states, ("leader", "leader_epoch"), end):
+    for t0, t1, s in _segments(states, lambda s: (s.leader, s.leader_epoch), end):
         x0, width = _x(t0, end), max(1.0, _x(t1, end) - _x(t0, end))
-        leader = s["leader"]
-        tip = e(f"{t0:.2f}-{t1:.2f}s: leader {leader or 'none'}, epoch {s['leader_epoch']}")
+        leader = s.leader
+        tip = e(f"{t0:.2f}-{t1:.2f}s: leader {leader or 'none'}, epoch {s.leader_epoch}")
         if leader is None:
             fill, label = "#ffffff", "no leader"
         else:
             digits = "".join(c for c in leader if c.isdigit())
-            fill, label = BROKER_COLOURS[int(digits or 0) % len(BROKER_COLOURS)], f"{leader} e{s['leader_epoch']}"
+            fill, label = BROKER_COLOURS[int(digits or 0) % len(BROKER_COLOURS)], f"{leader} e{s.leader_epoch}"
         parts.append(f'<g class="leader-segment" data-leader="{e(leader or "")}"><title>{tip}</title>'
                      f'<rect x="{x0:.1f}" y="{lead_y}" width="{width:.1f}" height="{band}" fill="{fill}" '
                      f'fill-opacity="0.55" stroke="{"#c0392b" if leader is None else "#fff"}"/>'
                      + (f'<text x="{x0 + 3:.1f}" y="{lead_y + 14}" font-size="11">{e(label)}</text>'
                         if width > 6.5 * len(label) else "") + "</g>")
-    for t0, t1, s in _segments(states, ("isr",), end):
+    for t0, t1, s in _segments(states, lambda s: s.isr, end):
         x0, width = _x(t0, end), max(1.0, _x(t1, end) - _x(t0, end))
-        size = len(s["isr"])
+        size = len(s.isr)
         isr_fill = "#9bd3a8" if size >= widest else "#f4b4a8" if size <= 1 else "#f7d9a8"
-        isr_label = ",".join(s["isr"]) or "empty"
+        isr_label = ",".join(s.isr) or "empty"
         parts.append(f'<g class="isr-segment" data-isr="{e(isr_label)}"><title>{e(f"{t0:.2f}-{t1:.2f}s: ISR {isr_label}")}'
                      f'</title><rect x="{x0:.1f}" y="{isr_y}" width="{width:.1f}" height="{band}" fill="{isr_fill}" '
                      f'stroke="#fff"/>' + (f'<text x="{x0 + 3:.1f}" y="{isr_y + 14}" font-size="11">'
@@ -488,43 +503,43 @@ def partition_svg(name: str, timeline: Mapping[str, Any], faults: Sequence[Mappi
 
     points = []
     for k, s in enumerate(states):
-        if s["high_watermark"] is None:
+        if s.high_watermark is None:
             continue
-        y = ymap(s["high_watermark"])
-        x1 = _x(states[k + 1]["t"] if k + 1 < len(states) else end, end)
-        points += [f"{_x(s['t'], end):.1f},{y:.1f}", f"{x1:.1f},{y:.1f}"]
+        y = ymap(s.high_watermark)
+        x1 = _x(states[k + 1].t if k + 1 < len(states) else end, end)
+        points += [f"{_x(s.t, end):.1f},{y:.1f}", f"{x1:.1f},{y:.1f}"]
     parts.append(f'<text x="{LEFT - 6}" y="{top + 4}" font-size="11" text-anchor="end">{hw_max:g}</text>'
                  f'<text x="{LEFT - 6}" y="{(top + bottom) / 2 + 4}" font-size="11" text-anchor="end">HW</text>')
     if points:
         parts.append(f'<polyline class="high-watermark" points="{" ".join(points)}" fill="none" stroke="#1f5fbf" '
                      'stroke-width="1.6"/>')
-    for r in timeline["high_watermark_regressions"]:
-        x = _x(r["t"], end)
-        tip = e(f"high watermark back from {r['from']} to {r['to']} at {r['t']:.2f}s")
-        parts.append(f'<g class="hw-regression"><title>{tip}</title><circle cx="{x:.1f}" cy="{ymap(r["to"]):.1f}" '
+    for r in timeline.high_watermark_regressions:
+        x = _x(r.t, end)
+        tip = e(f"high watermark back from {r.from_} to {r.to} at {r.t:.2f}s")
+        parts.append(f'<g class="hw-regression"><title>{tip}</title><circle cx="{x:.1f}" cy="{ymap(r.to):.1f}" '
                      'r="4" fill="#c0392b"/></g>')
     parts += _axis_x(end, bottom)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _segments(states: Sequence[Mapping[str, Any]], keys: Sequence[str], end: float
-              ) -> list[tuple[float, float, Mapping[str, Any]]]:
-    """(from, to, first state) of each run of consecutive states that agree on ``keys``."""
-    out: list[tuple[float, float, Mapping[str, Any]]] = []
+def _segments(states: Sequence[PartitionState], key: Callable[[PartitionState], object], end: float
+              ) -> list[tuple[float, float, PartitionState]]:
+    """(from, to, first state) of each run of consecutive states that agree on ``key``."""
+    out: list[tuple[float, float, PartitionState]] = []
     for k, s in enumerate(states):
-        until = states[k + 1]["t"] if k + 1 < len(states) else end
-        if out and all(out[-1][2][key] == s[key] for key in keys):
+        until = states[k + 1].t if k + 1 < len(states) else end
+        if out and key(out[-1][2]) == key(s):
             out[-1] = (out[-1][0], until, out[-1][2])
         else:
-            out.append((s["t"], until, s))
+            out.append((s.t, until, s))
     return out
 
 
-def _partition_section(results: Mapping[str, Any], end: float) -> list[str]:
+def _partition_section(results: CampaignResults, end: float) -> list[str]:
     """The leader, ISR and high watermark of each partition over the run, with its figures."""
     e = html.escape
-    timelines = results["partitions"]
+    timelines = results.partitions
     out = ["<h2>Partitions: leader, ISR and high watermark</h2>"]
     if not timelines:
         return out + ["<p>Not observed: this target does not give the brokers' own addresses, so nothing could "
@@ -534,13 +549,13 @@ def _partition_section(results: Mapping[str, Any], end: float) -> list[str]:
                "at the leader. Leader band: one colour per broker, labelled with the leader epoch; ISR band: green "
                "when every replica is in it, orange when one or more are out, red when only one is left.</p>")
     for name, t in timelines.items():
-        regressions = t["high_watermark_regressions"]
-        out.append(f"<h3>{e(name)}</h3><p class='small'>leader changes: <b>{t['leader_changes']}</b>; without a "
-                   f"leader: <b>{t['leaderless_s']:.1f} s</b>; ISR shrinks: <b>{t['isr_shrinks']}</b> (smallest ISR: "
-                   f"{t['min_isr']}); high watermark went back: <b>{len(regressions)}</b> time(s)"
-                   + "".join(f"; {r['from']} to {r['to']} at {r['t']:.2f} s" for r in regressions[:3]) + "</p>")
-        out.append("<div class='chart'>" + partition_svg(name, t, results["faults"]["windows"], end,
-                                                         results["schedule_duration_s"]) + "</div>")
+        regressions = t.high_watermark_regressions
+        out.append(f"<h3>{e(name)}</h3><p class='small'>leader changes: <b>{t.leader_changes}</b>; without a "
+                   f"leader: <b>{t.leaderless_s:.1f} s</b>; ISR shrinks: <b>{t.isr_shrinks}</b> (smallest ISR: "
+                   f"{t.min_isr}); high watermark went back: <b>{len(regressions)}</b> time(s)"
+                   + "".join(f"; {r.from_} to {r.to} at {r.t:.2f} s" for r in regressions[:3]) + "</p>")
+        out.append("<div class='chart'>" + partition_svg(name, t, results.faults.windows, end,
+                                                         results.schedule_duration_s) + "</div>")
     return out
 
 
@@ -563,15 +578,15 @@ def _clusters(detections: Sequence[tuple[float, str, str]], end: float) -> list[
     return out
 
 
-def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple[float, str, str]],
+def timeline_svg(faults: Sequence[FaultWindow], detections: Sequence[tuple[float, str, str]],
                  end: float) -> str:
     """Fault windows as labelled bars in lanes (no two overlapping in a lane), and anomaly
     markers below them, each a link to its witness (when the page shows it)."""
     lanes: list[float] = []  # right edge (px, label included) of each lane
     bars = []
-    for f in sorted((f for f in faults if f["outcome"] == "ok"), key=lambda f: f["start"]):
-        x0 = _x(f["start"], end)
-        x1 = _x(f["end"] if f["end"] is not None else end, end)
+    for f in sorted((f for f in faults if f.applied), key=lambda f: f.start):
+        x0 = _x(f.start, end)
+        x1 = _x(f.end if f.end is not None else end, end)
         label = fault_label(f)
         right = max(x1, x0 + 6.2 * len(label) + 6)
         lane = next((i for i, edge in enumerate(lanes) if edge + 4 <= x0), None)
@@ -588,10 +603,10 @@ def timeline_svg(faults: Sequence[Mapping[str, Any]], detections: Sequence[tuple
     parts.append(f'<text x="{LEFT - 6}" y="24" font-size="11" text-anchor="end">faults</text>')
     for lane, x0, x1, label, f in bars:
         y = 10 + lane * lane_h
-        colour = FAMILY_COLOURS.get(FAULTS[f["fault"]].family if f["fault"] in FAULTS else "", "#999")
-        title = html.escape(f"{f['fault']} on {', '.join(f['targets'])} from {f['start']:.1f}s to "
-                            f"{f['end']:.1f}s {json.dumps(f['params'])}")
-        parts.append(f'<g class="fault-bar" data-fault="{html.escape(f["fault"])}"><title>{title}</title>'
+        colour = _colour(f)
+        title = html.escape(f"{f.fault} on {', '.join(f.targets)} from {f.start:.1f}s to "
+                            f"{f.end:.1f}s {json.dumps(f.params)}")
+        parts.append(f'<g class="fault-bar" data-fault="{html.escape(f.fault)}"><title>{title}</title>'
                      f'<rect x="{x0:.1f}" y="{y}" width="{max(2.0, x1 - x0):.1f}" '
                      f'height="{lane_h - 5}" fill="{colour}" fill-opacity="0.35" stroke="{colour}"/>'
                      f'<text x="{x0 + 3:.1f}" y="{y + 11}" font-size="11">{html.escape(label)}</text></g>')
@@ -639,52 +654,51 @@ code{background:#f2f2f2;padding:1px 4px}.small{font-size:12px;color:#555}
 """
 
 
-def render_html(history: History, results: Mapping[str, Any]) -> str:
+def render_html(history: History, results: CampaignResults) -> str:
     t0, end = _rel(history)
     end = max(end, 1.0)
     bucket = max(1.0, end / 300)
     s = series(history, bucket)
-    faults = results["faults"]["windows"]
-    workload_end = results["schedule_duration_s"]
-    detections = sorted((w["detected"], f"{prop}: {w['explanation']}", _witness_id(prop, k) if k < MAX_WITNESSED
-                         else "") for prop, ws in results["witnesses"].items() for k, w in enumerate(ws))
-    valid = results["valid"]
-    fig = results["figures"]
-    ops = results["operations"]
+    faults = results.faults.windows
+    workload_end = results.schedule_duration_s
+    detections = sorted((w.detected, f"{prop}: {w.explanation}", _witness_id(prop, k) if k < MAX_WITNESSED
+                         else "") for prop, ws in results.witnesses.items() for k, w in enumerate(ws))
+    fig = results.figures
+    ops = results.operations
     e = html.escape
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-           f"<title>kconform chaos: {e(results['target'])}, seed {results['seed']}</title>",
+           f"<title>kconform chaos: {e(results.target)}, seed {results.seed}</title>",
            f"<style>{CSS}</style></head><body>"]
-    found_hazards = [k for k, n in results["hazards"].items() if n]
-    if valid:
+    found_hazards = results.found_hazards
+    if results.valid:
         badge = "<span class='verdict valid'>VALID: claimed guarantees held</span>"
-    elif results["outcome"] == "violated-by-client":
-        badge = (f"<span class='verdict client'>CLIENT FAULT: {len(results['violations'])} claimed guarantee(s) "
+    elif results.outcome == "violated-by-client":
+        badge = (f"<span class='verdict client'>CLIENT FAULT: {len(results.violations)} claimed guarantee(s) "
                  "violated by the client, none by the broker</span>")
     else:
-        by = "by the broker" if results["outcome"] == "violated-by-broker" else "(unattributed)"
-        badge = (f"<span class='verdict invalid'>INVALID: {len(results['violations'])} claimed guarantee(s) "
+        by = "by the broker" if results.outcome == "violated-by-broker" else "(unattributed)"
+        badge = (f"<span class='verdict invalid'>INVALID: {len(results.violations)} claimed guarantee(s) "
                  f"violated {by}</span>")
     if found_hazards:
         badge += (f" <span class='verdict hazards' title='{e(', '.join(found_hazards))}'>"
                   f"{len(found_hazards)} unclaimed hazard(s) found</span>")
-    out.append(f"<h1>kconform chaos campaign: {e(results['target'])} {badge}</h1>")
-    settings = results["settings"]
-    w = settings["workload"]
-    out.append(f"<p class='small'>schedule <b>{e(str(results['schedule']))}</b>, seed <b>{results['seed']}</b>, "
-               f"{fig['duration_s']:.0f} s, started {e(results['started'])}; {settings['brokers']} broker(s); "
-               f"producers: {w['producers']} x {w['rate']:g}/s, acks={e(str(w['acks']))}, "
-               f"idempotence={'on' if w['idempotence'] else 'off'}, client {e(w['client'])}; consumers: "
-               f"{e(', '.join(w['consumers']))}; topic configs: "
-               f"{e(json.dumps(results['history_meta'].get('topic_configs', {})))}</p>")
-    out.append(f"<p>Operations: <b>{ops['total']}</b> ({fig['operations_per_second']:.0f}/s); faults injected: "
-               f"<b>{results['faults']['injected']}</b> ({fig['faults_per_minute']:.1f}/min), not applied: "
-               f"{results['faults']['not_applied']}; anomalies: <b>"
-               + (e(", ".join(f"{k}: {v}" for k, v in results["anomalies"].items())) or "none") + "</b>"
-               + (f"; first anomaly visible {fig['first_fault_to_first_anomaly_s']:.1f} s after the first fault"
-                  if fig["first_fault_to_first_anomaly_s"] is not None else "") + "</p>")
-    out.append(f"<p class='small'>Replay: <code>{e(results['replay'])}</code></p>")
-    for warning in results["warnings"]:
+    out.append(f"<h1>kconform chaos campaign: {e(results.target)} {badge}</h1>")
+    settings = results.settings
+    w = settings.workload
+    out.append(f"<p class='small'>schedule <b>{e(str(results.schedule))}</b>, seed <b>{results.seed}</b>, "
+               f"{fig.duration_s:.0f} s, started {e(results.started)}; {settings.brokers} broker(s); "
+               f"producers: {w.producers} x {w.rate:g}/s, acks={e(str(w.acks))}, "
+               f"idempotence={'on' if w.idempotence else 'off'}, client {e(w.client)}; consumers: "
+               f"{e(', '.join(w.consumers))}; topic configs: "
+               f"{e(json.dumps(results.history_meta.get('topic_configs', {})))}</p>")
+    out.append(f"<p>Operations: <b>{ops.total}</b> ({fig.operations_per_second:.0f}/s); faults injected: "
+               f"<b>{results.faults.injected}</b> ({fig.faults_per_minute:.1f}/min), not applied: "
+               f"{results.faults.not_applied}; anomalies: <b>"
+               + (e(", ".join(f"{k}: {v}" for k, v in results.anomalies.items())) or "none") + "</b>"
+               + (f"; first anomaly visible {fig.first_fault_to_first_anomaly_s:.1f} s after the first fault"
+                  if fig.first_fault_to_first_anomaly_s is not None else "") + "</p>")
+    out.append(f"<p class='small'>Replay: <code>{e(results.replay)}</code></p>")
+    for warning in results.warnings:
         out.append(f"<p class='hazard'>warning: {e(warning)}</p>")
     out.append("<h2>Throughput</h2><div class='chart'>" + throughput_svg(s, faults, end, workload_end) + "</div>")
     out.append("<div class='chart'>" + timeline_svg(faults, detections, end) + "</div>")
@@ -697,105 +711,105 @@ def render_html(history: History, results: Mapping[str, Any]) -> str:
     # verdicts
     out.append("<h2>Guarantees</h2><table><tr><th>property</th><th>claimed?</th><th>why</th><th>found</th>"
                "<th>verdict</th></tr>")
-    claims = results["claims"]
-    for prop, why in claims["claimed"].items():
-        n = results["violations"].get(prop, 0)
-        by = BY.get(results["violated_by"].get(prop, ""), BY["unattributed"])
+    claims = results.claims
+    for prop, why in claims.claimed.items():
+        n = results.violations.get(prop, 0)
+        by = BY[results.blame(prop)]
         verdict = f"<span class='bad'>VIOLATED {by}</span>" if n else "held"
         out.append(f"<tr><td>{e(prop)}</td><td>yes</td><td>{e(why)}</td><td>{n}</td><td>{verdict}</td></tr>")
-    for prop, why in claims["not_claimed"].items():
-        n = results["hazards"].get(prop, 0)
+    for prop, why in claims.not_claimed.items():
+        n = results.hazards.get(prop, 0)
         verdict = ("<span class='hazard'>hazard found</span>" if n
                    else "<span class='quiet'>not provoked (not shown safe)</span>")
         out.append(f"<tr><td>{e(prop)}</td><td>no</td><td>{e(why)}</td><td>{n}</td><td>{verdict}</td></tr>")
     out.append("</table>")
-    if results["checks_skipped"]:
+    if results.checks_skipped:
         out.append("<p class='small'>Checks skipped: " + e("; ".join(f"{k}: {v}" for k, v in
-                                                                      results["checks_skipped"].items())) + "</p>")
+                                                                      results.checks_skipped.items())) + "</p>")
     # faults
     out.append("<h2>Faults</h2><table><tr><th>#</th><th>fault</th><th>targets</th><th>parameters</th>"
                "<th>start</th><th>end</th><th>outcome</th></tr>")
     for f in faults:
-        outcome = "applied" if f["outcome"] == "ok" else f"{f['outcome']}: {f.get('error')}"
-        end_text = f"{f['end']:.2f}s" if f["end"] is not None else ""
-        out.append(f"<tr><td>{f['id']}</td><td>{e(f['fault'])}</td><td>{e(', '.join(f['targets']))}</td>"
-                   f"<td>{e(json.dumps(f['params']))}</td><td>{f['start']:.2f}s</td><td>{end_text}</td>"
+        outcome = "applied" if f.applied else f"{f.outcome}: {f.error}"
+        end_text = f"{f.end:.2f}s" if f.end is not None else ""
+        out.append(f"<tr><td>{f.id}</td><td>{e(f.fault)}</td><td>{e(', '.join(f.targets))}</td>"
+                   f"<td>{e(json.dumps(f.params))}</td><td>{f.start:.2f}s</td><td>{end_text}</td>"
                    f"<td>{e(outcome)}</td></tr>")
     out.append("</table>")
     # operations
     out.append("<h2>Operations</h2><table><tr><th>operation</th>"
                + "".join(f"<th>{k}</th>" for k in ("ok", "info", "fail", "pending")) + "</tr>")
-    for f, counts in ops["by_operation"].items():
-        out.append(f"<tr><td>{e(f)}</td>" + "".join(f"<td>{counts.get(k, 0)}</td>"
-                                                   for k in ("ok", "info", "fail", "pending")) + "</tr>")
+    for op in ops.by_operation:
+        out.append(f"<tr><td>{e(op)}</td>" + "".join(f"<td>{ops.count(op, k)}</td>"
+                                                    for k in ("ok", "info", "fail", "pending")) + "</tr>")
     out.append("</table>")
     # anomalies
     out.append("<h2>Anomalies and their witnesses</h2>")
-    if not results["witnesses"]:
+    if not results.witnesses:
         out.append("<p>None found.</p>")
     else:
         out.append("<p class='small'>Violations of claimed guarantees first, then hazards; each anomaly with "
                    "the history events (index, seconds, process, type, operation, value) that witness it.</p>")
-    order = sorted(results["witnesses"].items(),
-                   key=lambda item: (item[0] not in results["violations"], _importance(item[0]), item[0]))
+    order = sorted(results.witnesses.items(),
+                   key=lambda item: (item[0] not in results.violations, _importance(item[0]), item[0]))
     for n, (prop, witnesses) in enumerate(order):
-        status = "VIOLATION of a claimed guarantee" if prop in results["violations"] else "hazard (not claimed)"
-        cls = "bad" if prop in results["violations"] else "hazard"
+        status = "VIOLATION of a claimed guarantee" if prop in results.violations else "hazard (not claimed)"
+        cls = "bad" if prop in results.violations else "hazard"
         out.append(f"<details class='anomaly' data-property='{e(prop)}'{' open' if n == 0 else ''}>"
                    f"<summary><span class='{cls}'>{e(prop)}</span>: {len(witnesses)} ({status})</summary>")
         for k, wit in enumerate(witnesses[:MAX_WITNESSED]):
-            lines = "\n".join(e(_event_line(history, i, t0, whole=True)) for i in wit["events"])
-            out.append(f"<p id='{_witness_id(prop, k)}'>{e(wit['explanation'])} <span class='small'>(visible at "
-                       f"{wit['detected']:.2f} s)</span></p><p class='attribution small'>{e(attribution_line(wit))}"
+            lines = "\n".join(e(_event_line(history, i, t0, whole=True)) for i in wit.events)
+            out.append(f"<p id='{_witness_id(prop, k)}'>{e(wit.explanation)} <span class='small'>(visible at "
+                       f"{wit.detected:.2f} s)</span></p><p class='attribution small'>{e(attribution_line(wit))}"
                        f"</p><pre class='witness'>{lines}</pre>")
         if len(witnesses) > MAX_WITNESSED:
             out.append(f"<p class='small'>... and {len(witnesses) - MAX_WITNESSED} more in results.json.</p>")
         out.append("</details>")
-    out.append("<h2>Environment</h2><pre>" + e(json.dumps(results["environment"], indent=2, default=str))
+    out.append("<h2>Environment</h2><pre>" + e(json.dumps(results.environment, indent=2, default=str))
                + "</pre>")
     out.append("</body></html>\n")
     return "".join(out)
 
 
-def _latency_tables(results: Mapping[str, Any]) -> list[str]:
+def _latency_tables(results: CampaignResults) -> list[str]:
     """Latency percentiles per operation (overall, then within each fault window) and the
     stretches in which no write was acknowledged."""
     e = html.escape
 
-    def row(label: str, ops: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    def row(label: str, ops: Mapping[str, LatencyStats]) -> list[str]:
         def ms(v: float | None) -> str:
             return "-" if v is None else f"{v:.1f}"
 
-        return [f"<tr><td>{e(label)}</td><td>{e(op)}</td><td>{s['count']}</td><td>{ms(s['p50_ms'])}</td>"
-                f"<td>{ms(s['p99_ms'])}</td><td>{ms(s['max_ms'])}</td></tr>" for op, s in ops.items()]
+        return [f"<tr><td>{e(label)}</td><td>{e(op)}</td><td>{s.count}</td><td>{ms(s.p50_ms)}</td>"
+                f"<td>{ms(s.p99_ms)}</td><td>{ms(s.max_ms)}</td></tr>" for op, s in ops.items()]
 
-    lat = results["latency"]
+    lat, gone = results.latency, results.unavailability
+    assert lat is not None and gone is not None, "a campaign's own results carry its latency and unavailability"
     out = ["<table class='latency'><tr><th>when</th><th>operation</th><th>completed</th><th>p50 ms</th>"
-           "<th>p99 ms</th><th>max ms</th></tr>", *row("whole run", lat["overall"])]
-    for w in lat["by_fault"]:
-        end = f"{w['end']:.1f}" if w["end"] is not None else "end"
-        out += row(f"during #{w['id']} {w['fault']} ({w['start']:.1f}-{end} s)", w["operations"])
+           "<th>p99 ms</th><th>max ms</th></tr>", *row("whole run", lat.overall)]
+    for w in lat.by_fault:
+        end = f"{w.end:.1f}" if w.end is not None else "end"
+        out += row(f"during #{w.id} {w.fault} ({w.start:.1f}-{end} s)", w.operations)
     out.append("</table>")
-    gone = results["unavailability"]
-    if gone["windows"]:
-        out.append(f"<p>Unavailable (no write acknowledged for over {gone['threshold_s']:g} s): "
-                   f"{len(gone['windows'])} window(s), {gone['total_s']:.1f} s in all, the longest "
-                   f"{gone['longest_s']:.1f} s.</p><table class='unavailability'><tr><th>from</th><th>to</th>"
-                   "<th>length</th></tr>" + "".join(f"<tr><td>{w['start']:.2f} s</td><td>{w['end']:.2f} s</td>"
-                                                   f"<td>{w['length_s']:.2f} s</td></tr>" for w in gone["windows"])
+    if gone.windows:
+        out.append(f"<p>Unavailable (no write acknowledged for over {gone.threshold_s:g} s): "
+                   f"{len(gone.windows)} window(s), {gone.total_s:.1f} s in all, the longest "
+                   f"{gone.longest_s:.1f} s.</p><table class='unavailability'><tr><th>from</th><th>to</th>"
+                   "<th>length</th></tr>" + "".join(f"<tr><td>{w.start:.2f} s</td><td>{w.end:.2f} s</td>"
+                                                   f"<td>{w.length_s:.2f} s</td></tr>" for w in gone.windows)
                    + "</table>")
     else:
-        out.append(f"<p>Writes were acknowledged throughout: no gap over {gone['threshold_s']:g} s.</p>")
+        out.append(f"<p>Writes were acknowledged throughout: no gap over {gone.threshold_s:g} s.</p>")
     return out
 
 
-def write_report(report_dir: Path, history: History, report: Report, verdict: Verdict, claims: Any,
-                 schedule: Schedule, *, settings: Any, environment: Mapping[str, Any], warnings: Sequence[str],
-                 replay: str, started: float, injected: int) -> dict[str, Any]:
-    """results.json, junit.xml, report.html and summary.txt into ``report_dir``; the results."""
+def write_report(report_dir: Path, history: History, report: Report, verdict: Verdict, claims: Claims,
+                 schedule: Schedule, *, settings: CampaignSettings, environment: Mapping[str, object],
+                 warnings: Sequence[str], replay: str, started: float, injected: int) -> CampaignResults:
+    """results.json, junit.xml and report.html into ``report_dir``; the results."""
     results = build_results(history, report, verdict, claims, schedule, settings=settings, environment=environment,
                             warnings=warnings, replay=replay, started=started, injected=injected)
-    (report_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (report_dir / "results.json").write_text(results_json(results))
     (report_dir / "junit.xml").write_bytes(junit_xml(results))
     (report_dir / "report.html").write_text(render_html(history, results))
     return results

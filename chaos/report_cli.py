@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from chaos.report_diff import ReportError, compare, render_text
+from chaos.report_diff import compare, render_text
 from chaos.report_merge import merge, summary_lines
+from chaos.results import ReportError
 from harness.verdicts import colour_verdict
 
 EXIT_BAD_INPUT = 2

@@ -11,16 +11,13 @@ in more than the thing being compared). :func:`render_text` prints it as a table
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-
-class ReportError(ValueError):
-    """A report folder or results.json that cannot be compared; says which and why."""
+from chaos.results import CampaignResults, LatencyStats, PartitionTimeline, load_results
 
 
 @attrs.frozen
@@ -29,8 +26,8 @@ class Row:
 
     section: str
     name: str
-    a: Any
-    b: Any
+    a: object
+    b: object
 
     @property
     def changed(self) -> bool:
@@ -50,46 +47,27 @@ class Comparison:
                 "settings_differ": [attrs.asdict(r) for r in self.settings]}
 
 
-REQUIRED = ("outcome", "anomalies", "claims", "operations", "faults", "figures", "settings", "seed")
+def _label(path: Path, r: CampaignResults) -> str:
+    return f"{path} ({r.target}, {r.schedule}, seed {r.seed})"
 
 
-def load_results(path: Path) -> dict[str, Any]:
-    """A report folder's results.json (or the file itself), checked to be one."""
-    file = path / "results.json" if path.is_dir() else path
-    if not file.exists():
-        raise ReportError(f"{path}: no such report" + (" (no results.json in it)" if path.is_dir() else ""))
-    try:
-        results = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{file}: not JSON ({exc})") from None
-    if not isinstance(results, dict):
-        raise ReportError(f"{file}: not a kconform campaign's results.json (not an object)")
-    missing = [k for k in REQUIRED if k not in results]
-    if missing:
-        raise ReportError(f"{file}: not a kconform campaign's results.json (no {', '.join(missing)})")
-    return results
-
-
-def _label(path: Path, r: Mapping[str, Any]) -> str:
-    return f"{path} ({r.get('target', '?')}, {r.get('schedule', '?')}, seed {r['seed']})"
-
-
-def _verdict(r: Mapping[str, Any], prop: str) -> str:
-    if prop in r["violations"]:
-        return f"VIOLATED {r['violated_by'].get(prop, 'unattributed')}"
-    if prop in r["claims"]["claimed"]:
+def _verdict(r: CampaignResults, prop: str) -> str:
+    if prop in r.violations:
+        return f"VIOLATED {r.blame(prop)}"
+    if prop in r.claims.claimed:
         return "held"
-    return "hazard found" if r["hazards"].get(prop) else "not provoked"
+    return "hazard found" if r.hazards.get(prop) else "not provoked"
 
 
-def _latency(r: Mapping[str, Any], key: str) -> float | None:
-    send = r.get("latency", {}).get("overall", {}).get("send")
-    return None if not send else send.get(key)
+def _send_latency(r: CampaignResults, figure: Callable[[LatencyStats], float | None]) -> float | None:
+    """One figure of the sends' latency (None: no send completed, or a report from before latency)."""
+    send = r.latency.overall.get("send") if r.latency is not None else None
+    return None if send is None else figure(send)
 
 
-def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+def _flatten(prefix: str, value: object) -> dict[str, object]:
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
+        out: dict[str, object] = {}
         for k, v in value.items():
             out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
         return out
@@ -100,56 +78,58 @@ def compare(a_path: Path, b_path: Path) -> Comparison:
     a, b = load_results(a_path), load_results(b_path)
     rows: list[Row] = []
 
-    def add(section: str, name: str, get: Any) -> None:
+    def add(section: str, name: str, get: Callable[[CampaignResults], object]) -> None:
         rows.append(Row(section, name, get(a), get(b)))
 
-    add("verdict", "outcome", lambda r: r["outcome"])
+    add("verdict", "outcome", lambda r: r.outcome)
     pa, pb = _properties(a), _properties(b)
     for prop in sorted({*pa, *pb}):
         rows.append(Row("properties", prop, pa.get(prop), pb.get(prop)))
-    add("workload", "operations", lambda r: r["operations"]["total"])
-    add("workload", "sends acknowledged", lambda r: r["operations"]["by_operation"].get("send", {}).get("ok", 0))
-    add("workload", "sends unknown (info)", lambda r: r["operations"]["by_operation"].get("send", {}).get("info", 0))
-    add("workload", "operations/s", lambda r: round(r["figures"]["operations_per_second"], 1))
-    add("faults", "injected", lambda r: r["faults"]["injected"])
-    add("faults", "not applied", lambda r: r["faults"]["not_applied"])
-    add("faults", "first fault to first anomaly (s)", lambda r: r["figures"]["first_fault_to_first_anomaly_s"])
-    for key in ("p50_ms", "p99_ms", "max_ms"):
-        add("send latency", key.replace("_ms", " (ms)"), lambda r, key=key: _latency(r, key))
-    add("availability", "unavailable (s)", lambda r: r.get("unavailability", {}).get("total_s"))
-    add("availability", "longest outage (s)", lambda r: r.get("unavailability", {}).get("longest_s"))
-    for figure in ("leader_changes", "isr_shrinks", "high_watermark_regressions"):
-        add("partitions", figure.replace("_", " "), lambda r, figure=figure: _partition_sum(r, figure))
-    fa, fb = _flatten("", a["settings"]), _flatten("", b["settings"])
+    add("workload", "operations", lambda r: r.operations.total)
+    add("workload", "sends acknowledged", lambda r: r.operations.count("send", "ok"))
+    add("workload", "sends unknown (info)", lambda r: r.operations.count("send", "info"))
+    add("workload", "operations/s", lambda r: round(r.figures.operations_per_second, 1))
+    add("faults", "injected", lambda r: r.faults.injected)
+    add("faults", "not applied", lambda r: r.faults.not_applied)
+    add("faults", "first fault to first anomaly (s)", lambda r: r.figures.first_fault_to_first_anomaly_s)
+    add("send latency", "p50 (ms)", lambda r: _send_latency(r, lambda s: s.p50_ms))
+    add("send latency", "p99 (ms)", lambda r: _send_latency(r, lambda s: s.p99_ms))
+    add("send latency", "max (ms)", lambda r: _send_latency(r, lambda s: s.max_ms))
+    add("availability", "unavailable (s)", lambda r: r.unavailability.total_s if r.unavailability else None)
+    add("availability", "longest outage (s)", lambda r: r.unavailability.longest_s if r.unavailability else None)
+    add("partitions", "leader changes", lambda r: _partition_sum(r, lambda t: t.leader_changes))
+    add("partitions", "isr shrinks", lambda r: _partition_sum(r, lambda t: t.isr_shrinks))
+    add("partitions", "high watermark regressions",
+        lambda r: _partition_sum(r, lambda t: len(t.high_watermark_regressions)))
+    fa, fb = _flatten("", a.settings.to_json()), _flatten("", b.settings.to_json())
     settings = tuple(Row("settings", k, fa.get(k), fb.get(k)) for k in sorted({*fa, *fb}) if fa.get(k) != fb.get(k))
     return Comparison(_label(a_path, a), _label(b_path, b), tuple(rows), settings)
 
 
-def _properties(r: Mapping[str, Any]) -> dict[str, str]:
+def _properties(r: CampaignResults) -> dict[str, str]:
     """Each property's count and verdict, e.g. ``"3 VIOLATED broker"``. A group's property is
     named after the group's mode (``at-least-once[commit-after]``): group names carry the seed
     and run, so two runs' names never match."""
-    modes = r.get("history_meta", {}).get("groups", {})
+    groups = r.history_meta.get("groups")
+    modes: Mapping[str, object] = groups if isinstance(groups, Mapping) else {}
     out = {}
-    for prop in (*r["claims"]["claimed"], *r["claims"]["not_claimed"]):
+    for prop in (*r.claims.claimed, *r.claims.not_claimed):
         name, _, group = prop.partition("[")
         shown = f"{name}[{modes.get(group.rstrip(']'), group.rstrip(']'))}]" if group else name
-        count = int(r["violations"].get(prop, r["hazards"].get(prop, 0)))
+        count = int(r.violations.get(prop, r.hazards.get(prop, 0)))
         out[shown] = f"{count} {_verdict(r, prop)}"
     return out
 
 
-def _partition_sum(r: Mapping[str, Any], figure: str) -> int | None:
-    timelines = r.get("partitions")
-    if not timelines:
+def _partition_sum(r: CampaignResults, figure: Callable[[PartitionTimeline], int]) -> int | None:
+    if not r.partitions:
         return None  # not observed (a report from before the observer, or an unobservable target)
-    values = [t[figure] for t in timelines.values()]
-    return sum(len(v) if isinstance(v, list) else v for v in values)
+    return sum(figure(t) for t in r.partitions.values())
 
 
 def render_text(c: Comparison, only_changes: bool = False) -> str:
     """The comparison as an aligned table; changed rows marked ``*``."""
-    def show(v: Any) -> str:
+    def show(v: object) -> str:
         return "-" if v is None else str(v)
 
     rows = [r for r in c.rows if r.changed or not only_changes]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.report import junit_cases
-from chaos.report_diff import ReportError, load_results
+from chaos.results import CampaignResults, ReportError, load_results
 from harness.checkers.judgement import EXIT_CODES, HELD, NOT_EXERCISED
 from harness.junit import Suite, junit_xml
 
@@ -55,16 +55,16 @@ def find_results(paths: Sequence[Path]) -> list[Path]:
     return sorted(set(found))
 
 
-def _entry(results: Mapping[str, Any], file: Path, out: Path) -> dict[str, Any]:
+def _entry(results: CampaignResults, file: Path, out: Path) -> dict[str, Any]:
     return {
         "report": os.path.relpath(file.parent, out),
-        "seed": results["seed"], "target": results.get("target"), "schedule": results.get("schedule"),
-        "outcome": results["outcome"], "violations": dict(results["violations"]),
-        "violated_by": dict(results.get("violated_by", {})),
-        "hazards": {k: v for k, v in results.get("hazards", {}).items() if v},
-        "anomalies": dict(results["anomalies"]), "operations": results["operations"]["total"],
-        "faults_injected": results["faults"]["injected"], "duration_s": results["figures"].get("duration_s"),
-        "replay": results.get("replay"),
+        "seed": results.seed, "target": results.target, "schedule": results.schedule,
+        "outcome": results.outcome, "violations": dict(results.violations),
+        "violated_by": {p: results.blame(p) for p in results.violated_by},
+        "hazards": {k: v for k, v in results.hazards.items() if v},
+        "anomalies": dict(results.anomalies), "operations": results.operations.total,
+        "faults_injected": results.faults.injected, "duration_s": results.figures.duration_s,
+        "replay": results.replay,
     }
 
 
@@ -90,7 +90,7 @@ def merge(paths: Sequence[Path], out: Path) -> dict[str, Any]:
         totals["faults_injected"] += entry["faults_injected"]
         for key in ("anomalies", "violations", "hazards"):
             _add(totals[key], entry[key])
-        cases += junit_cases(results, f"kconform.chaos.{results.get('target')}.seed-{results['seed']}")
+        cases += junit_cases(results, f"kconform.chaos.{results.target}.seed-{results.seed}")
     campaigns.sort(key=lambda c: (SEVERITY.index(c["outcome"]) if c["outcome"] in SEVERITY else 0, c["seed"]))
     worst = campaigns[0]["outcome"]
     merged = {"merged": True, "outcome": worst, "valid": worst == HELD, "exit_code": EXIT_CODES.get(worst, 2),

@@ -39,19 +39,19 @@ def campaign_settings(client: str, seed: int, **changes: object) -> CampaignSett
 def assert_found_on_the_client_or_not_provoked(result: CampaignResult) -> None:
     """Every duplicate is librdkafka's epoch-bump resend (known #4953); nothing is the broker's."""
     r = result.results
-    assert r["outcome"] in ("held", "violated-by-client"), (r["outcome"], r["violated_by"])
-    assert all(w["outcome"] == "ok" for w in r["faults"]["windows"]), r["faults"]["windows"]
-    for witness in r["witnesses"].get("duplicate", []):
-        a = witness["attribution"]
-        assert (a["blame"], a["cause"]) == ("client", "epoch-bump-resend"), witness
-        assert "librdkafka" in a["detail"] and "4953" in a["known"], witness
+    assert r.outcome in ("held", "violated-by-client"), (r.outcome, r.violated_by)
+    assert all(w.outcome == "ok" for w in r.faults.windows), r.faults.windows
+    for witness in r.witnesses.get("duplicate", []):
+        a = witness.attribution
+        assert a is not None and (a.blame.value, a.cause) == ("client", "epoch-bump-resend"), witness
+        assert "librdkafka" in a.detail and "4953" in (a.known or ""), witness
 
 
 def assert_no_duplicate(result: CampaignResult) -> None:
     r = result.results
-    assert "duplicate" not in r["anomalies"], r["witnesses"].get("duplicate", [])[:3]
-    assert r["outcome"] == "held", (r["outcome"], r["violated_by"])
-    assert all(w["outcome"] == "ok" for w in r["faults"]["windows"]), r["faults"]["windows"]
+    assert "duplicate" not in r.anomalies, r.witnesses.get("duplicate", [])[:3]
+    assert r.outcome == "held", (r.outcome, r.violated_by)
+    assert all(w.outcome == "ok" for w in r.faults.windows), r.faults.windows
 
 
 def _run(tmp_path: Path, settings: CampaignSettings) -> CampaignResult:
@@ -67,7 +67,7 @@ def test_librdkafka_duplicates_are_pinned_on_the_client(tmp_path: Path) -> None:
     promise."""
     result = _run(tmp_path, campaign_settings("confluent-kafka", seed=401))
     assert_found_on_the_client_or_not_provoked(result)
-    assert result.results["history_meta"]["clients"]["p0"] == describe_client("confluent-kafka")
+    assert result.results.history_meta["clients"]["p0"] == describe_client("confluent-kafka")
 
 
 def test_the_java_client_writes_no_duplicate_under_the_same_faults(tmp_path: Path) -> None:

@@ -47,26 +47,26 @@ def _run(tmp_path: Path, faults: tuple[str, ...], seed: int) -> CampaignResult:
 
 
 def _applied(result: CampaignResult) -> list[str]:
-    windows = result.results["faults"]["windows"]
-    assert all(w["outcome"] == "ok" for w in windows), windows
-    return [w["fault"] for w in windows]
+    windows = result.results.faults.windows
+    assert all(w.outcome == "ok" for w in windows), windows
+    return [w.fault for w in windows]
 
 
 def test_every_safe_fault_is_applied_and_the_safe_configuration_holds(tmp_path: Path) -> None:
     result = _run(tmp_path, SAFE_FAULTS, seed=301)
     assert _applied(result) == list(SAFE_FAULTS)
     r = result.results
-    assert r["operations"]["by_operation"]["send"]["ok"] > 1000
+    assert r.operations.by_operation["send"]["ok"] > 1000
     for name in ("lost-write", "duplicate", "inconsistent-offsets"):
-        assert name in r["claims"]["claimed"]
+        assert name in r.claims.claimed
     # confluent-kafka may duplicate records under these faults (librdkafka #4953): the log pins
     # that on the client; the reference cluster must keep every promise it makes.
-    assert result.broker_valid, (result.violations, result.results["violated_by"])
+    assert result.broker_valid, (result.violations, result.results.violated_by)
 
 
 def test_a_wiped_broker_is_applied_and_reported_as_unsafe(tmp_path: Path) -> None:
     result = _run(tmp_path, ("wipe",), seed=302)
     assert _applied(result) == ["wipe"]
     # A replaced disk may lose what only that replica held: loss is not claimed, and says why.
-    assert "lost-write" not in result.results["claims"]["claimed"]
-    assert "wipe" in result.results["claims"]["not_claimed"]["lost-write"]
+    assert "lost-write" not in result.results.claims.claimed
+    assert "wipe" in result.results.claims.not_claimed["lost-write"]

@@ -100,13 +100,13 @@ def test_kafka_safe_configuration_survives_kills_pauses_and_partitions(
     result = _run(session, tmp_path, seed=201, duration=15.0,
                   faults=("kill", "pause", "isolate-leader", "isolate-node", "split"))
     r = result.results
-    assert r["environment"]["version"].startswith("Apache Kafka")
-    assert r["faults"]["injected"] >= 2, r["faults"]
-    assert r["operations"]["by_operation"]["send"]["ok"] > 1000
+    assert r.environment["version"].startswith("Apache Kafka")
+    assert r.faults.injected >= 2, r.faults
+    assert r.operations.by_operation["send"]["ok"] > 1000
     assert not set(LOG_ANOMALIES) & set(not_the_clients(result)), not_the_clients(result)
     for name in LOG_ANOMALIES:
-        assert name in r["claims"]["claimed"]
-    assert result.broker_valid and r["outcome"] in ("held", "violated-by-client"), r["outcome"]
+        assert name in r.claims.claimed
+    assert result.broker_valid and r.outcome in ("held", "violated-by-client"), r.outcome
 
 
 def test_kafka_acks_1_loses_writes_when_the_leader_dies_before_its_followers_fetch(
@@ -116,11 +116,11 @@ def test_kafka_acks_1_loses_writes_when_the_leader_dies_before_its_followers_fet
     result = _run(session, tmp_path, seed=202, duration=13.0, campaign="acks1-loss",
                   workload=WorkloadSettings(acks="1", idempotence=False))
     r = result.results
-    assert r["anomalies"].get("lost-write", 0) > 0, r["anomalies"]
-    assert r["hazards"]["lost-write"] > 0
-    assert "lost-write" not in r["claims"]["claimed"]
-    assert "acks=1" in r["claims"]["not_claimed"]["lost-write"]
-    assert r["figures"]["first_fault_to_first_anomaly_s"] is not None
+    assert r.anomalies.get("lost-write", 0) > 0, r.anomalies
+    assert r.hazards["lost-write"] > 0
+    assert "lost-write" not in r.claims.claimed
+    assert "acks=1" in r.claims.not_claimed["lost-write"]
+    assert r.figures.first_fault_to_first_anomaly_s is not None
 
 
 def test_kafka_unclean_election_of_a_lagging_replica_loses_acknowledged_writes(
@@ -132,13 +132,13 @@ def test_kafka_unclean_election_of_a_lagging_replica_loses_acknowledged_writes(
                   replication_factor=2,
                   overrides={"unclean.leader.election.enable": "true", "min.insync.replicas": "1"})
     r = result.results
-    assert r["settings"]["workload"]["acks"] == "all"
-    assert r["history_meta"]["topic_configs"]["unclean.leader.election.enable"] == "true"
-    assert r["history_meta"]["replication_factor"] == 2
-    assert r["anomalies"].get("lost-write", 0) > 0, r["anomalies"]
-    assert "unclean.leader.election.enable=true" in r["claims"]["not_claimed"]["lost-write"]
-    windows = r["faults"]["windows"]
-    assert [w["fault"] for w in windows if w["outcome"] == "ok"] == ["isolate-node", "kill"]
+    assert r.settings.workload.acks == "all"
+    assert r.history_meta["topic_configs"]["unclean.leader.election.enable"] == "true"
+    assert r.history_meta["replication_factor"] == 2
+    assert r.anomalies.get("lost-write", 0) > 0, r.anomalies
+    assert "unclean.leader.election.enable=true" in r.claims.not_claimed["lost-write"]
+    windows = r.faults.windows
+    assert [w.fault for w in windows if w.outcome == "ok"] == ["isolate-node", "kill"]
 
 
 def test_kafka_librdkafka_epoch_bump_duplicates_are_pinned_on_the_client(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chaos.leadership import partition_timelines
+from chaos.results import HighWatermarkRegression, PartitionState
 from harness.history import HistoryError, parse_history
 from harness.history.write import HistoryBuilder
 
@@ -35,14 +36,15 @@ def test_timelines_give_leader_changes_leaderless_time_isr_shrinks_and_hw_regres
     timelines = partition_timelines(_story().history())
     assert list(timelines) == ["t-0", "t-10"]  # in partition order, not string order
     t0 = timelines["t-0"]
-    assert [s["t"] for s in t0["states"]] == [0.0, 0.2, 0.3, 0.4, 0.7, 0.8]
-    assert t0["states"][3] == {"t": 0.4, "leader": None, "leader_epoch": 1, "isr": ["b2"], "high_watermark": None}
-    assert t0["leader_changes"] == 1  # b1 -> (none) -> b2 is one election
-    assert t0["leaderless_s"] == pytest.approx(0.3)
-    assert t0["isr_shrinks"] == 2 and t0["min_isr"] == 1
-    assert t0["high_watermark_regressions"] == [{"t": 0.7, "from": 40, "to": 25, "leader": "b2", "leader_epoch": 2}]
+    assert [s.t for s in t0.states] == [0.0, 0.2, 0.3, 0.4, 0.7, 0.8]
+    assert t0.states[3] == PartitionState(t=0.4, leader=None, leader_epoch=1, isr=("b2",), high_watermark=None)
+    assert t0.leader_changes == 1  # b1 -> (none) -> b2 is one election
+    assert t0.leaderless_s == pytest.approx(0.3)
+    assert t0.isr_shrinks == 2 and t0.min_isr == 1
+    assert t0.high_watermark_regressions == (HighWatermarkRegression(t=0.7, from_=40, to=25, leader="b2",
+                                                                     leader_epoch=2),)
     t10 = timelines["t-10"]
-    assert len(t10["states"]) == 1 and t10["leader_changes"] == 0 and t10["high_watermark_regressions"] == []
+    assert len(t10.states) == 1 and t10.leader_changes == 0 and t10.high_watermark_regressions == ()
 
 
 def test_an_unobserved_run_has_no_timelines() -> None:

@@ -35,6 +35,6 @@ def test_a_fault_that_lands_after_the_workload_is_not_injected(monkeypatch: pyte
     active = nemesis.start(FaultSpec("consumer-crash", 2.0, 2.0), 7, until=time.monotonic() + ends_in)
     windows = fault_windows(history.history())
     assert (active is not None) is injected and nemesis.injected == int(injected)
-    assert [w["outcome"] for w in windows] == (["ok"] if injected else ["fail"])
+    assert [w.outcome for w in windows] == (["ok"] if injected else ["fail"])
     if not injected:
-        assert windows[0]["error"].startswith("LATE: it took effect") and _SlowCrash.undone == [7]
+        assert (windows[0].error or "").startswith("LATE: it took effect") and _SlowCrash.undone == [7]

@@ -13,9 +13,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from chaos.campaign import CampaignSettings, claims_for
 from chaos.nemesis import PROCESS as NEMESIS
 from chaos.report import write_report
+from chaos.results import CampaignResults
 from chaos.schedule import FaultSpec, Schedule
 from chaos.workload import WorkloadSettings
 from harness.checkers import check
@@ -79,7 +82,7 @@ class _Collect(HTMLParser):
                 if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())]
 
 
-def _write(tmp_path: Path) -> tuple[dict[str, Any], int]:
+def _write(tmp_path: Path) -> tuple[CampaignResults, int]:
     builder, lost = _history()
     history = builder.history()
     settings = CampaignSettings(duration=2.0, seed=7, workload=WorkloadSettings(idempotence=False))
@@ -176,12 +179,13 @@ def test_results_and_page_give_latency_percentiles_and_unavailability(tmp_path: 
     """Percentiles per operation, overall and inside the fault window, and the stretch without
     any acknowledged write (from the last ack at about 0.2 s to the workload's end at 2 s)."""
     results, _lost = _write(tmp_path)
-    send = results["latency"]["overall"]["send"]
-    assert send["count"] == 10 and send["p50_ms"] == send["p99_ms"] == send["max_ms"] == 10.0  # 10 ms a step
-    [during] = results["latency"]["by_fault"]
-    assert during["fault"] == "isolate-leader" and 0 < during["operations"]["send"]["count"] < 10
-    [gap] = results["unavailability"]["windows"]
-    assert gap["end"] == 2.0 and 1.7 < gap["length_s"] < 1.9 and results["unavailability"]["longest_s"] == gap["length_s"]
+    assert results.latency is not None and results.unavailability is not None
+    send = results.latency.overall["send"]
+    assert send.count == 10 and send.p50_ms == send.p99_ms == send.max_ms == 10.0  # 10 ms a step
+    [during] = results.latency.by_fault
+    assert during.fault == "isolate-leader" and 0 < during.operations["send"].count < 10
+    [gap] = results.unavailability.windows
+    assert gap.end == 2.0 and 1.7 < gap.length_s < 1.9 and results.unavailability.longest_s == gap.length_s
     parsed = _Collect()
     parsed.feed((tmp_path / "report.html").read_text())
     rows = [text for _a, text in parsed.find("tr") if text.startswith(("whole run", "during #0"))]
@@ -214,7 +218,7 @@ def test_the_page_draws_each_partitions_leader_isr_and_high_watermark(tmp_path: 
     from chaos.report import render_html
 
     results, _lost = _write(tmp_path)
-    assert results["partitions"] == {}
+    assert results.partitions == {}
     assert "Not observed" in (tmp_path / "report.html").read_text()
     builder, _ = _history()
     for leader, epoch, isr, hw in (("b2", 0, ["b2", "b1", "b3"], 3), ("b2", 0, ["b2", "b1", "b3"], 5),
@@ -224,9 +228,8 @@ def test_the_page_draws_each_partitions_leader_isr_and_high_watermark(tmp_path: 
     from chaos.leadership import partition_timelines
 
     history = builder.history()
-    results["partitions"] = partition_timelines(history)
     parsed = _Collect()
-    parsed.feed(render_html(history, results))
+    parsed.feed(render_html(history, attrs.evolve(results, partitions=partition_timelines(history))))
     [(chart, _text)] = parsed.find("svg", **{"class": "partition", "data_partition": "t-0"})
     assert [a["data-leader"] for a, _t in parsed.find("g", **{"class": "leader-segment"})] == ["b2", "", "b1"]
     assert [a["data-isr"] for a, _t in parsed.find("g", **{"class": "isr-segment"})] == ["b2,b1,b3", "b1", "b1,b2"]

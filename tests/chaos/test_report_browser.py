@@ -56,7 +56,7 @@ def test_the_report_of_a_real_campaign_renders_in_a_headless_browser(tmp_path: P
                                            overrides={"unclean.leader.election.enable": "true"}),
                           tmp_path / "report")
     r = result.results
-    assert r["hazards"].get("lost-write", 0) > 0, r["anomalies"]
+    assert r.hazards.get("lost-write", 0) > 0, r.anomalies
     page_file = result.report_dir / "report.html"
     shot = result.report_dir / "report.png"
     top = result.report_dir / "report-top.png"  # the charts, before the witnesses
@@ -64,11 +64,11 @@ def test_the_report_of_a_real_campaign_renders_in_a_headless_browser(tmp_path: P
         layout = page.script(LAYOUT)
         assert layout["fetched"] == [], "the page loaded something: it must be self-contained"
         assert layout["overflow"] <= 0, "the page is wider than the window"
-        assert "unclean-loss" not in layout["title"] and f"seed {r['seed']}" in layout["title"]
+        assert "unclean-loss" not in layout["title"] and f"seed {r.seed}" in layout["title"]
         labels = [label for label, _w, _h in layout["charts"]]
         assert labels[:3] == ["operations per second", "faults", "latency"], labels
         assert all(w > 1000 and h > 100 for label, w, h in layout["charts"] if label != "faults"), layout["charts"]
-        assert {p["name"] for p in layout["partitions"]} == set(r["partitions"])
+        assert {p["name"] for p in layout["partitions"]} == set(r.partitions)
         for p in layout["partitions"]:
             # The leader and ISR bands cover the plot from the first sample on; the line is drawn.
             assert p["leader"] > 0.9 * 1020 and p["isr"] > 0.9 * 1020 and p["hw"] >= 2, p

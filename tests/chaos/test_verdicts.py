@@ -33,8 +33,8 @@ def _run(tmp_path: Path, **settings: object) -> CampaignResult:
 
 
 def _group(result: CampaignResult, mode: str) -> str:
-    groups = [g for g in result.results["history_meta"]["groups"] if g.endswith(mode)]
-    assert len(groups) == 1, result.results["history_meta"]
+    groups = [g for g in result.results.history_meta["groups"] if g.endswith(mode)]
+    assert len(groups) == 1, result.results.history_meta
     return str(groups[0])
 
 
@@ -46,14 +46,14 @@ def test_safe_configuration_survives_kills_pauses_and_partitions(tmp_path: Path)
     result = _run(tmp_path, duration=15.0, seed=101,
                   faults=("kill", "pause", "isolate-leader", "isolate-node", "split"))
     r = result.results
-    assert r["faults"]["injected"] >= 2, r["faults"]
-    assert r["operations"]["by_operation"]["send"]["ok"] > 1000
+    assert r.faults.injected >= 2, r.faults
+    assert r.operations.by_operation["send"]["ok"] > 1000
     assert not set(LOG_ANOMALIES) & set(not_the_clients(result)), not_the_clients(result)
     for name in LOG_ANOMALIES:
-        assert name in r["claims"]["claimed"]
-    assert result.broker_valid and r["outcome"] in ("held", "violated-by-client"), r["outcome"]
+        assert name in r.claims.claimed
+    assert result.broker_valid and r.outcome in ("held", "violated-by-client"), r.outcome
     on_disk = json.loads((result.report_dir / "results.json").read_text())
-    assert on_disk["outcome"] == r["outcome"] and on_disk["anomalies"] == r["anomalies"]
+    assert on_disk["outcome"] == r.outcome and on_disk["anomalies"] == r.anomalies
     # The observer saw every partition through to the end: its last high watermark is the end
     # of the log the final drain read.
     drained: dict[str, int] = {}
@@ -61,10 +61,10 @@ def test_safe_configuration_survives_kills_pauses_and_partitions(tmp_path: Path)
         if e["process"] == "drain" and e["f"] == "poll" and e["type"] == "ok":
             for topic, partition, offset, *_ in e["value"]["records"]:
                 drained[f"{topic}-{partition}"] = max(drained.get(f"{topic}-{partition}", 0), offset + 1)
-    assert set(r["partitions"]) == set(drained)
-    for name, timeline in r["partitions"].items():
-        last = timeline["states"][-1]
-        assert last["leader"] is not None and last["high_watermark"] == drained[name], (name, last)
+    assert set(r.partitions) == set(drained)
+    for name, timeline in r.partitions.items():
+        last = timeline.states[-1]
+        assert last.leader is not None and last.high_watermark == drained[name], (name, last)
 
 
 def test_acks_1_loses_writes_when_the_leader_dies_before_its_followers_fetch(tmp_path: Path) -> None:
@@ -73,17 +73,17 @@ def test_acks_1_loses_writes_when_the_leader_dies_before_its_followers_fetch(tmp
     result = _run(tmp_path, duration=13.0, seed=102, campaign="acks1-loss",
                   workload=WorkloadSettings(acks="1", idempotence=False))
     r = result.results
-    assert r["anomalies"].get("lost-write", 0) > 0, r["anomalies"]
-    assert r["hazards"]["lost-write"] > 0
-    assert "lost-write" not in r["claims"]["claimed"]
-    assert "acks=1" in r["claims"]["not_claimed"]["lost-write"]
-    assert r["figures"]["first_fault_to_first_anomaly_s"] is not None
+    assert r.anomalies.get("lost-write", 0) > 0, r.anomalies
+    assert r.hazards["lost-write"] > 0
+    assert "lost-write" not in r.claims.claimed
+    assert "acks=1" in r.claims.not_claimed["lost-write"]
+    assert r.figures.first_fault_to_first_anomaly_s is not None
     # `kconform check` on the campaign's history judges it the same way, from the settings the
     # history's header records: hazards, not failures.
     checked = CliRunner().invoke(main, ["check", str(result.report_dir / "history.jsonl"), "--json"])
     judged = json.loads(checked.output)["judged"]
-    assert checked.exit_code == 0 and judged["outcome"] == r["outcome"] == "held", checked.output
-    assert judged["hazards"]["lost-write"] == r["hazards"]["lost-write"]
+    assert checked.exit_code == 0 and judged["outcome"] == r.outcome == "held", checked.output
+    assert judged["hazards"]["lost-write"] == r.hazards["lost-write"]
 
 
 def test_unclean_election_of_a_lagging_replica_loses_committed_writes(tmp_path: Path) -> None:
@@ -92,17 +92,17 @@ def test_unclean_election_of_a_lagging_replica_loses_committed_writes(tmp_path: 
     result = _run(tmp_path, duration=13.0, seed=103, campaign="unclean-loss",
                   overrides={"unclean.leader.election.enable": "true"})
     r = result.results
-    assert r["settings"]["workload"]["acks"] == "all"
-    assert r["history_meta"]["topic_configs"]["unclean.leader.election.enable"] == "true"
-    assert r["anomalies"].get("lost-write", 0) > 0, r["anomalies"]
-    assert "unclean.leader.election.enable=true" in r["claims"]["not_claimed"]["lost-write"]
-    windows = r["faults"]["windows"]
-    assert [w["fault"] for w in windows if w["outcome"] == "ok"] == ["isolate-node", "kill"]
+    assert r.settings.workload.acks == "all"
+    assert r.history_meta["topic_configs"]["unclean.leader.election.enable"] == "true"
+    assert r.anomalies.get("lost-write", 0) > 0, r.anomalies
+    assert "unclean.leader.election.enable=true" in r.claims.not_claimed["lost-write"]
+    windows = r.faults.windows
+    assert [w.fault for w in windows if w.outcome == "ok"] == ["isolate-node", "kill"]
     # The timeline shows how: leadership moved, the ISR shrank, and the high watermark went back
     # when the lagging replica was elected.
-    timelines = r["partitions"].values()
-    assert any(t["leader_changes"] for t in timelines) and any(t["isr_shrinks"] for t in timelines)
-    assert any(t["high_watermark_regressions"] for t in timelines), r["partitions"]
+    timelines = r.partitions.values()
+    assert any(t.leader_changes for t in timelines) and any(t.isr_shrinks for t in timelines)
+    assert any(t.high_watermark_regressions for t in timelines), r.partitions
 
 
 def test_non_idempotent_retries_across_leader_changes_duplicate_or_say_not_provoked(tmp_path: Path) -> None:
@@ -112,15 +112,15 @@ def test_non_idempotent_retries_across_leader_changes_duplicate_or_say_not_provo
     result = _run(tmp_path, duration=14.0, seed=104, campaign="duplicates",
                   workload=WorkloadSettings(idempotence=False))
     r = result.results
-    assert "duplicate" not in r["claims"]["claimed"]
-    assert "enable.idempotence=false" in r["claims"]["not_claimed"]["duplicate"]
+    assert "duplicate" not in r.claims.claimed
+    assert "enable.idempotence=false" in r.claims.not_claimed["duplicate"]
     summary = summary_text(result)
     html = (result.report_dir / "report.html").read_text()
-    if r["hazards"]["duplicate"]:
-        assert r["anomalies"]["duplicate"] == r["hazards"]["duplicate"]
+    if r.hazards["duplicate"]:
+        assert r.anomalies["duplicate"] == r.hazards["duplicate"]
         assert "hazard found" in html and "duplicate" in summary
     else:
-        assert "duplicate" in r["not_provoked"]
+        assert "duplicate" in r.not_provoked
         assert "not provoked (not shown safe)" in html
         assert "not provoked in this run (NOT shown safe)" in summary
 
@@ -133,9 +133,9 @@ def test_commit_before_processing_loses_records_and_commit_after_duplicates_them
                   workload=WorkloadSettings(consumers=("assigned", "commit-before", "commit-after")))
     r = result.results
     before, after = _group(result, "commit-before"), _group(result, "commit-after")
-    assert r["hazards"][f"at-least-once[{before}]"] > 0, r["hazards"]
-    assert f"at-least-once[{after}]" in r["claims"]["claimed"]
-    assert f"at-least-once[{after}]" not in r["violations"]
-    assert r["hazards"][f"at-most-once[{after}]"] > 0, r["hazards"]
-    assert r["faults"]["injected"] >= 4
-    assert result.broker_valid, r["violated_by"]
+    assert r.hazards[f"at-least-once[{before}]"] > 0, r.hazards
+    assert f"at-least-once[{after}]" in r.claims.claimed
+    assert f"at-least-once[{after}]" not in r.violations
+    assert r.hazards[f"at-most-once[{after}]"] > 0, r.hazards
+    assert r.faults.injected >= 4
+    assert result.broker_valid, r.violated_by
