@@ -14,7 +14,7 @@ Times are seconds since the first event of the history.
 
 from __future__ import annotations
 
-from chaos.results import HighWatermarkRegression, PartitionState, PartitionTimeline
+from chaos.results import HighWatermarkRegression, PartitionObservation, PartitionTimeline
 from harness.history.load import History
 
 
@@ -22,23 +22,23 @@ def partition_timelines(history: History) -> dict[str, PartitionTimeline]:
     """``topic-partition`` -> its states in order and the figures above (empty: not observed)."""
     t0 = history.raw[0]["time"] if history.raw else 0
     end = (history.raw[-1]["time"] - t0) / 1e9 if history.raw else 0.0
-    states: dict[str, list[PartitionState]] = {}
+    states: dict[str, list[PartitionObservation]] = {}
     for e in history.raw:
         if e["f"] != "partition-state":
             continue
         v = e["value"]
         states.setdefault(f"{v['topic']}-{v['partition']}", []).append(
-            PartitionState(round((e["time"] - t0) / 1e9, 3), v["leader"], v["leader_epoch"], tuple(v["isr"]),
+            PartitionObservation(round((e["time"] - t0) / 1e9, 3), v["leader"], v["leader_epoch"], tuple(v["isr"]),
                            v["high_watermark"]))
     return {name: _timeline(lst, end) for name, lst in sorted(states.items(), key=_order)}
 
 
-def _order(item: tuple[str, list[PartitionState]]) -> tuple[str, int]:
+def _order(item: tuple[str, list[PartitionObservation]]) -> tuple[str, int]:
     topic, _, partition = item[0].rpartition("-")
     return topic, int(partition)
 
 
-def _timeline(states: list[PartitionState], end: float) -> PartitionTimeline:
+def _timeline(states: list[PartitionObservation], end: float) -> PartitionTimeline:
     leader_changes = isr_shrinks = 0
     leaderless = 0.0
     regressions = []

@@ -32,7 +32,7 @@ from chaos.results import (
     Figures,
     LatencyStats,
     Operations,
-    PartitionState,
+    PartitionObservation,
     PartitionTimeline,
     Witness,
     results_json,
@@ -523,10 +523,10 @@ def partition_svg(name: str, timeline: PartitionTimeline, faults: Sequence[Fault
     return "".join(parts)
 
 
-def _segments(states: Sequence[PartitionState], key: Callable[[PartitionState], object], end: float
-              ) -> list[tuple[float, float, PartitionState]]:
+def _segments(states: Sequence[PartitionObservation], key: Callable[[PartitionObservation], object], end: float
+              ) -> list[tuple[float, float, PartitionObservation]]:
     """(from, to, first state) of each run of consecutive states that agree on ``key``."""
-    out: list[tuple[float, float, PartitionState]] = []
+    out: list[tuple[float, float, PartitionObservation]] = []
     for k, s in enumerate(states):
         until = states[k + 1].t if k + 1 < len(states) else end
         if out and key(out[-1][2]) == key(s):

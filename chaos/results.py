@@ -114,7 +114,7 @@ class Unavailability:
 
 
 @attrs.frozen
-class PartitionState:
+class PartitionObservation:
     """One ``partition-state`` observation: from ``t`` on, the partition looked like this."""
 
     t: float
@@ -141,7 +141,7 @@ class HighWatermarkRegression(msgspec.Struct, frozen=True, rename={"from_": "fro
 class PartitionTimeline:
     """One partition's states in order, and the figures a reader looks for first."""
 
-    states: tuple[PartitionState, ...]
+    states: tuple[PartitionObservation, ...]
     leader_changes: int
     leaderless_s: float
     isr_shrinks: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chaos.leadership import partition_timelines
-from chaos.results import HighWatermarkRegression, PartitionState
+from chaos.results import HighWatermarkRegression, PartitionObservation
 from harness.history import HistoryError, parse_history
 from harness.history.write import HistoryBuilder
 
@@ -37,7 +37,7 @@ def test_timelines_give_leader_changes_leaderless_time_isr_shrinks_and_hw_regres
     assert list(timelines) == ["t-0", "t-10"]  # in partition order, not string order
     t0 = timelines["t-0"]
     assert [s.t for s in t0.states] == [0.0, 0.2, 0.3, 0.4, 0.7, 0.8]
-    assert t0.states[3] == PartitionState(t=0.4, leader=None, leader_epoch=1, isr=("b2",), high_watermark=None)
+    assert t0.states[3] == PartitionObservation(t=0.4, leader=None, leader_epoch=1, isr=("b2",), high_watermark=None)
     assert t0.leader_changes == 1  # b1 -> (none) -> b2 is one election
     assert t0.leaderless_s == pytest.approx(0.3)
     assert t0.isr_shrinks == 2 and t0.min_isr == 1
