@@ -300,11 +300,11 @@ class CampaignSession:
             have.add(CLIENT_LINKS)
         if any(source != CLIENTS for source, _, _ in links):
             have.add(PEER_LINKS)
-        if self.env.names_controller:
+        if self.env.target.names_controller:
             have.add(CONTROLLER_NODE)
-        if self.env.process_control:
+        if self.env.target.process_control:
             have.add(PROCESS)
-        if len(self.env.brokers) > 1:
+        if len(self.env.target.broker_nodes) > 1:
             have.add(REPLICATED)
         if any(mode != "assigned" for mode in self.settings.workload.consumers):
             have.add(GROUP_CONSUMERS)
@@ -312,7 +312,7 @@ class CampaignSession:
 
     def supported_faults(self, include_unsafe: bool = False) -> list[str]:
         have = self.features()
-        durable = self.env is not None and self.env.durable
+        durable = self.env is not None and self.env.target.durable
         out = []
         for name, kind in FAULTS.items():
             unsafe = kind.unsafe or (not durable and name in RESTARTING_FAULTS)
@@ -323,7 +323,7 @@ class CampaignSession:
     def context(self) -> Context:
         assert self.env is not None
         consumers = tuple(f"c{i}" for i, mode in enumerate(self.settings.workload.consumers) if mode != "assigned")
-        return Context(tuple(self.env.nodes), tuple(self.env.brokers), self.settings.workload.partitions, consumers)
+        return Context(tuple(self.env.target.nodes), tuple(self.env.target.broker_nodes), self.settings.workload.partitions, consumers)
 
     def schedule(self) -> Schedule:
         """The schedule the settings ask for (named campaign, or drawn from the seed)."""
@@ -360,8 +360,8 @@ class CampaignSession:
         w = s.workload
         run_id = next(_RUNS)
         topic = f"chaos-{s.seed}-{run_id}-{uuid.uuid4().hex[:6]}"
-        rf = s.replication_factor or min(3, len(env.brokers))
-        configs = s.topic_configs(rf, env.configures_brokers)
+        rf = s.replication_factor or min(3, len(env.target.broker_nodes))
+        configs = s.topic_configs(rf, env.target.configures_brokers)
         report_dir.mkdir(parents=True, exist_ok=True)
         schedule = attrs.evolve(schedule, settings=schedule.settings or s.to_json())
         schedule_path = report_dir / "schedule.json"
@@ -370,7 +370,7 @@ class CampaignSession:
         group_prefix = f"chaos-{s.seed}-{run_id}"
         meta = {"seed": s.seed, "target": s.target, "workload": "chaos", "topic": topic,
                 "schedule": schedule.name, "settings": s.to_json(), "topic_configs": configs,
-                "replication_factor": rf, "replay": replay, "durable_target": env.durable,
+                "replication_factor": rf, "replay": replay, "durable_target": env.target.durable,
                 "groups": {f"{group_prefix}-{mode}": mode for mode in w.consumers if mode != "assigned"},
                 "clients": workload_clients(w)}
         history_path = report_dir / "history.jsonl"
@@ -383,7 +383,7 @@ class CampaignSession:
         with HistoryWriter(history_path, meta) as history:
             nemesis = Nemesis(env, topology, history, topic)
             try:
-                workload = Workload(w, env.bootstrap, topic, history, s.seed, group_prefix)
+                workload = Workload(w, env.target.bootstrap, topic, history, s.seed, group_prefix)
                 nemesis.workload = workload
                 observer = PartitionObserver(env, history, topic, w.partitions)
                 observer.start()
@@ -403,13 +403,13 @@ class CampaignSession:
                 if unflushed:
                     warnings.append(f"{unflushed} send(s) still unacknowledged after the flush (recorded as unknown)")
                 say("waiting for the cluster to recover")
-                warnings += env.wait_recovered(topic, w.partitions)
+                warnings += env.target.wait_recovered(topic, w.partitions)
                 time.sleep(1.0)  # let the consumers read what arrived last
                 observer.stop()
                 workload.stop_consumers()
                 say("draining every partition")
                 ends = self._ends(topic, w.partitions)
-                if not read_to_end(env.bootstrap, ends, history):
+                if not read_to_end(env.target.bootstrap, ends, history):
                     warnings.append("the final drain did not reach the end of every partition (unseen not checked)")
                 if workload.producers_replaced:
                     warnings.append(f"{workload.producers_replaced} producer(s) declared dead by the client "
@@ -436,7 +436,7 @@ class CampaignSession:
         loaded = load_history(history_path)
         groups = workload.groups() if workload is not None else {}
         report = check(loaded, guarantees=["at-least-once", "at-most-once"] if groups else [])
-        claims = claims_for(s, rf, configs, schedule, env.durable, groups)
+        claims = claims_for(s, rf, configs, schedule, env.target.durable, groups)
         acknowledged = any(e["f"] == "send" and e["type"] == "ok" for e in loaded.raw)
         verdict = judge(report, claims, exercised=acknowledged)
         results = write_report(report_dir, loaded, report, verdict, claims, schedule, settings=s,
@@ -449,8 +449,8 @@ class CampaignSession:
 
         assert self.env is not None
         try:
-            placement = self.env.replica_placement(partitions, rf)
-            with WireSession(self.env.bootstrap, timeout_s=30.0) as session:
+            placement = self.env.target.replica_placement(partitions, rf)
+            with WireSession(self.env.target.bootstrap, timeout_s=30.0) as session:
                 error = session.create_topic(topic, partitions, rf, configs, assignments=placement)
         except (SessionError, OSError) as exc:
             raise CampaignError(f"could not create the campaign topic {topic}: {exc}") from exc
@@ -466,7 +466,7 @@ class CampaignSession:
         ends: dict[tuple[str, int], int] = {}
         for attempt in range(2):
             try:
-                with WireSession(self.env.bootstrap, timeout_s=15.0) as session:
+                with WireSession(self.env.target.bootstrap, timeout_s=15.0) as session:
                     got = session.list_offsets_many([(topic, p) for p in range(partitions)], -1)
             except (SessionError, OSError) as exc:
                 raise CampaignError(f"could not read the end offsets of {topic} after recovery: {exc}") from exc

@@ -1,8 +1,8 @@
 """The broker under a campaign, with its proxies: a target plus its topology.
 
 An :class:`Environment` is a started target (a ``harness.targets.proxied.ProxiedTarget``) whose
-network paths go through the proxies of a :class:`~chaos.topology.Topology`. It gives the
-nemeses and the observer one interface over every target:
+network paths go through the proxies of a :class:`~chaos.topology.Topology`; the campaign, the
+nemeses and the observer ask the target (``env.target``) for what every target answers:
 
 * its server nodes by name (``b1``, ``b2``, ..., ``controller``) and the client address;
 * process control per node (SIGKILL, SIGSTOP/SIGCONT, clean stop and start, wiped data) when
@@ -30,7 +30,6 @@ from chaos.topology import Topology
 from harness.targets import TARGETS
 from harness.targets.base import TargetError, TargetOptions
 from harness.targets.proxied import (
-    RECOVERY_TIMEOUT_S,
     PartitionLeadership,
     ProxiedTarget,
     freshest,
@@ -64,24 +63,6 @@ class Environment:
         self.target = target
         self.topology = topology
 
-    @property
-    def name(self) -> str:
-        return self.target.name
-
-    @property
-    def bootstrap(self) -> str:
-        """What clients bootstrap from (the client proxies)."""
-        return self.target.bootstrap
-
-    @property
-    def brokers(self) -> list[str]:
-        return self.target.broker_nodes
-
-    @property
-    def nodes(self) -> list[str]:
-        """Every server node a fault may name (brokers, and the controller if it is separate)."""
-        return self.target.nodes
-
     def start(self) -> Environment:
         self.target.start()
         return self
@@ -89,49 +70,11 @@ class Environment:
     def close(self) -> None:
         self.target.stop()
 
-    # --- partitions ------------------------------------------------------------------------------
-
     def partition_state(self, topic: str, partition: int) -> PartitionLeadership | None:
         """The view of the running broker that knows the newest leader epoch."""
-        return freshest(self.partition_views(topic, partition))
+        return freshest(self.target.partition_views(topic, partition))
 
-    def partition_views(self, topic: str, partition: int) -> list[PartitionLeadership]:
-        return self.target.partition_views(topic, partition)
-
-    def leader(self, topic: str, partition: int) -> str | None:
-        state = self.partition_state(topic, partition)
-        return None if state is None else state.leader
-
-    def node_addresses(self) -> dict[str, str]:
-        return self.target.node_addresses()
-
-    def replica_placement(self, partitions: int, replication_factor: int) -> list[list[int]] | None:
-        return self.target.replica_placement(partitions, replication_factor)
-
-    def wait_recovered(self, topic: str, partitions: int, timeout_s: float = RECOVERY_TIMEOUT_S) -> list[str]:
-        return self.target.wait_recovered(topic, partitions, timeout_s)
-
-    @property
-    def names_controller(self) -> bool:
-        return self.target.names_controller
-
-    def controller_node(self) -> str | None:
-        return self.target.controller_node()
-
-    @property
-    def configures_brokers(self) -> bool:
-        return self.target.configures_brokers
-
-    # --- process control ---------------------------------------------------------------------------
-
-    @property
-    def process_control(self) -> bool:
-        return self.target.process_control
-
-    @property
-    def durable(self) -> bool:
-        """Acknowledged records survive a process restart."""
-        return self.target.durable
+    # --- process control, by node name (what the nemesis does to a node) ----------------------------
 
     def kill(self, node: str) -> None:
         self.target.node_process(node).kill()
@@ -155,7 +98,7 @@ class Environment:
         return self.target.node_running(node)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.target.describe(), "nodes": self.nodes, "bootstrap": self.bootstrap,
+        return {**self.target.describe(), "nodes": self.target.nodes, "bootstrap": self.target.bootstrap,
                 "proxies": self.topology.describe()}
 
     def __enter__(self) -> Environment:

@@ -87,18 +87,18 @@ class PartitionFault(_Family):
         return lambda: self.n.topology.release(links, key)
 
     def _isolate(self, node: str, fault_id: int) -> Callable[[], None]:
-        others = [n for n in self.n.env.nodes if n != node]
+        others = [n for n in self.n.env.target.nodes if n != node]
         t = self.n.topology
         return self._cut(t.between([node], others) + t.between(others, [node]), fault_id)
 
     def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
         t = self.n.topology
-        nodes = self.n.env.nodes
+        nodes = self.n.env.target.nodes
         kind = spec.fault
         params = dict(spec.params)
         if kind in ("isolate-node", "isolate-leader", "isolate-controller"):
             if kind == "isolate-controller":
-                found = self.n.env.controller_node()
+                found = self.n.env.target.controller_node()
                 if found is None:
                     raise FaultNotApplied("NO_CONTROLLER: no controller node can be named now on this target")
                 node = found
@@ -189,8 +189,8 @@ class ProcessFault(_Family):
 
     def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
         env = self.n.env
-        if not env.process_control:
-            raise FaultNotApplied(f"NOT_APPLICABLE: the {env.name} target has no process control")
+        if not env.target.process_control:
+            raise FaultNotApplied(f"NOT_APPLICABLE: the {env.target.name} target has no process control")
         nodes = self.n.resolve(spec)
         busy = [node for node in nodes if node in self.n.busy]
         if busy:
@@ -287,15 +287,15 @@ class Nemesis:
                 raise FaultNotApplied(f"NO_FOLLOWER: {self.topic}-{partition} has no follower")
             return followers
         nodes = [n.strip() for n in target.split(",") if n.strip()]
-        unknown = [n for n in nodes if n not in self.env.nodes]
+        unknown = [n for n in nodes if n not in self.env.target.nodes]
         if not nodes or unknown:
             raise FaultNotApplied(f"NOT_APPLICABLE: no node {', '.join(unknown) or repr(target)} on this target "
-                                  f"(nodes: {', '.join(self.env.nodes)})")
+                                  f"(nodes: {', '.join(self.env.target.nodes)})")
         return nodes
 
     def holds(self, condition: str, partition: int) -> bool:
         """Whether ``condition`` (one of :data:`CONDITIONS`) holds for the partition now."""
-        views = self.env.partition_views(self.topic, partition)
+        views = self.env.target.partition_views(self.topic, partition)
         if not views:
             return False
         newest = max(v.leader_epoch for v in views)

@@ -77,7 +77,7 @@ class PartitionObserver(threading.Thread):
 
     def sample(self) -> None:
         """Ask once; record what changed since the last sample."""
-        addresses = self.env.node_addresses()
+        addresses = self.env.target.node_addresses()
         views: dict[int, tuple[int, str | None, tuple[str, ...]]] = {}
         for node, address in addresses.items():
             if not self._running(node):

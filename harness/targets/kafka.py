@@ -22,15 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from harness.targets.base import (
-    BROKER_CONFIG,
-    COMPACTION,
-    DURABLE_STORAGE,
-    PROCESS_CONTROL,
-    REPLICATION,
-    TargetError,
-    TargetOptions,
-)
+from harness.targets.base import TargetError, TargetOptions
 from harness.targets.proxied import ClusterTarget, Links, broker_name
 from launch import kafka_jars
 from launch.kafka_cluster import RESERVED_KEYS, KafkaCluster, KafkaClusterError
@@ -114,12 +106,6 @@ class KafkaTarget(ClusterTarget):
     def cluster(self) -> KafkaCluster | None:
         """The running ``KafkaCluster`` (per-node control, leaders, addresses), once started."""
         return self._cluster
-
-    def declared_capabilities(self) -> frozenset[str]:
-        caps = {PROCESS_CONTROL, DURABLE_STORAGE, COMPACTION, BROKER_CONFIG}
-        if self.brokers > 1:
-            caps.add(REPLICATION)
-        return frozenset(caps)
 
     def _start(self) -> None:
         try:

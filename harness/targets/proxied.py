@@ -22,7 +22,15 @@ from typing import Any, ClassVar, Protocol, Self
 
 import attrs
 
-from harness.targets.base import DURABLE_STORAGE, PROCESS_CONTROL, Target, TargetOptions
+from harness.targets.base import (
+    BROKER_CONFIG,
+    COMPACTION,
+    DURABLE_STORAGE,
+    PROCESS_CONTROL,
+    REPLICATION,
+    Target,
+    TargetOptions,
+)
 from launch.node import ManagedNode, ProcessControl
 from launch.reference_cluster import Address, Link
 
@@ -210,9 +218,17 @@ class ProxiedTarget(Target):
 class ClusterTarget(ProxiedTarget):
     """A cluster the harness launches with every path proxied, whose per-node API is
     ``launch.reference_cluster.ReferenceCluster``'s (``KafkaCluster`` mirrors it): what the
-    reference and Kafka targets share. Subclasses start :attr:`cluster`."""
+    reference and Kafka targets share. Subclasses set :attr:`brokers` (how many) and start
+    :attr:`cluster`; the harness runs their processes on disk with its own configuration."""
 
     configures_brokers: ClassVar[bool] = True
+    brokers: int
+
+    def declared_capabilities(self) -> frozenset[str]:
+        caps = {PROCESS_CONTROL, DURABLE_STORAGE, COMPACTION, BROKER_CONFIG}
+        if self.brokers > 1:
+            caps.add(REPLICATION)
+        return frozenset(caps)
 
     @property
     def cluster(self) -> Any:

@@ -14,15 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from harness.targets.base import (
-    BROKER_CONFIG,
-    COMPACTION,
-    DURABLE_STORAGE,
-    PROCESS_CONTROL,
-    REPLICATION,
-    TargetError,
-    TargetOptions,
-)
+from harness.targets.base import TargetError, TargetOptions
 from harness.targets.proxied import CONTROLLER, ChaosEnvironmentError, ClusterTarget, Links
 from launch.broker_process import BrokerProcess
 from launch.reference_cluster import RESERVED_KEYS
@@ -81,12 +73,6 @@ class ReferenceTarget(ClusterTarget):
         if self._broker is None:
             raise TargetError("the reference target is not started")
         return self._broker.bootstrap
-
-    def declared_capabilities(self) -> frozenset[str]:
-        caps = {PROCESS_CONTROL, DURABLE_STORAGE, COMPACTION, BROKER_CONFIG}
-        if self.brokers > 1:
-            caps.add(REPLICATION)
-        return frozenset(caps)
 
     def _start(self) -> None:
         if self.brokers == 1 and self.link_address is None:
