@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -321,3 +322,13 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether ``pid`` is still taken (``kill(pid, 0)`` finds it): unlike :func:`process_alive`, a
+    zombie not yet reaped still counts, so False means the process is gone and reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
