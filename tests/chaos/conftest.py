@@ -18,6 +18,9 @@ from chaos.campaign import CampaignResult
 from harness.clients import ClientUnavailable
 from launch.toxiproxy import ToxiproxyError, find_toxiproxy_binary
 
+# The verdicts both campaign suites share are plain asserts: keep pytest's explanation of a failing one.
+pytest.register_assert_rewrite("tests.chaos.verdicts")
+
 
 def live_children(pid: int | None = None) -> list[tuple[int, str]]:
     """Living (not zombie) descendants of ``pid`` (default: this process): (pid, command)."""
