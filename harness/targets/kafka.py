@@ -22,15 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.targets.base import (
-    BROKER_CONFIG,
-    COMPACTION,
-    DURABLE_STORAGE,
-    PROCESS_CONTROL,
-    REPLICATION,
-    Target,
-    TargetError,
-)
+from harness.targets.base import Target, TargetError, launched_capabilities
 from launch import kafka_jars
 from launch.kafka_cluster import KafkaCluster, KafkaClusterError
 from launch.reference_cluster import LinkAddress
@@ -67,9 +59,7 @@ class KafkaTarget(Target):
 
     @property
     def bootstrap(self) -> str:
-        if self._cluster is None:
-            raise TargetError("the kafka target is not started")
-        return self._cluster.bootstrap
+        return self._running(self._cluster).bootstrap
 
     @property
     def cluster(self) -> KafkaCluster | None:
@@ -77,10 +67,7 @@ class KafkaTarget(Target):
         return self._cluster
 
     def declared_capabilities(self) -> frozenset[str]:
-        caps = {PROCESS_CONTROL, DURABLE_STORAGE, COMPACTION, BROKER_CONFIG}
-        if self.brokers > 1:
-            caps.add(REPLICATION)
-        return frozenset(caps)
+        return launched_capabilities(self.brokers)
 
     def _start(self) -> None:
         try:
@@ -99,12 +86,11 @@ class KafkaTarget(Target):
 
     def restart(self) -> None:
         """Stop every node cleanly, start them again on the same ports and data, wait until ready."""
-        if self._cluster is None:
-            raise TargetError("the kafka target is not started")
+        cluster = self._running(self._cluster)
         try:
-            self._cluster.stop_all()
-            self._cluster.start()
-            self._cluster.wait_ready()
+            cluster.stop_all()
+            cluster.start()
+            cluster.wait_ready()
         except KafkaClusterError as exc:
             raise TargetError(f"Apache Kafka {self.version} did not come back after a restart: {exc}") from exc
 

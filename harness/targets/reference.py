@@ -14,15 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.targets.base import (
-    BROKER_CONFIG,
-    COMPACTION,
-    DURABLE_STORAGE,
-    PROCESS_CONTROL,
-    REPLICATION,
-    Target,
-    TargetError,
-)
+from harness.targets.base import Target, TargetError, launched_capabilities
 from launch.broker_process import BrokerProcess
 
 FAST_GROUPS: Mapping[str, str] = {"group.initial.rebalance.delay.ms": "0"}
@@ -64,15 +56,10 @@ class ReferenceTarget(Target):
     def bootstrap(self) -> str:
         if self._cluster is not None:
             return str(self._cluster.bootstrap)
-        if self._broker is None:
-            raise TargetError("the reference target is not started")
-        return self._broker.bootstrap
+        return self._running(self._broker).bootstrap
 
     def declared_capabilities(self) -> frozenset[str]:
-        caps = {PROCESS_CONTROL, DURABLE_STORAGE, COMPACTION, BROKER_CONFIG}
-        if self.brokers > 1:
-            caps.add(REPLICATION)
-        return frozenset(caps)
+        return launched_capabilities(self.brokers)
 
     def _start(self) -> None:
         if self.brokers == 1 and self.link_address is None:
@@ -109,14 +96,12 @@ class ReferenceTarget(Target):
         return self._broker
 
     def restart(self) -> None:
-        if self._broker is not None:
-            self._broker.restart()
-        elif self._cluster is not None:
+        if self._cluster is not None:
             self._cluster.stop_all()
             self._cluster.start()
             self._cluster.wait_ready()
         else:
-            raise TargetError("the reference target is not started")
+            self._running(self._broker).restart()
 
     def kill(self) -> None:
         if self._broker is not None:
