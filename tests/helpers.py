@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+Found = TypeVar("Found")
+
+
+def skip_unless(find: Callable[[], Found], missing: type[Exception]) -> Found:
+    """What ``find`` returns (a launcher's lookup of a binary or a runtime), or a visible skip
+    with its message where it raises ``missing`` (which says what to install)."""
+    try:
+        return find()
+    except missing as exc:
+        pytest.skip(str(exc))
 
 
 def require_kcat() -> str:

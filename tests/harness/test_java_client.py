@@ -41,7 +41,7 @@ from harness.session import WireSession
 from harness.targets import ReferenceTarget
 from launch import kafka_jars
 from specs.produce import Outcome
-from tests.helpers import pid_exists
+from tests.helpers import pid_exists, skip_unless
 
 pytestmark = pytest.mark.clients
 
@@ -51,10 +51,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module", autouse=True)
 def java_runtime() -> java_client.JavaRuntime:
     """The compiled bridge (compiled now if needed); a visible skip when Java, javac or the jars are missing."""
-    try:
-        return java_client.runtime()
-    except ClientUnavailable as exc:
-        pytest.skip(str(exc))
+    return skip_unless(java_client.runtime, ClientUnavailable)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from harness.testing.faulty import FaultyTarget, drop_every
 from launch.broker_process import BrokerProcess
 from launch.tansu import TansuNotInstalled, find_tansu_binary
 from reference_broker.records import iter_records, scan_valid_prefix
-from tests.helpers import pid_exists
+from tests.helpers import pid_exists, skip_unless
 
 
 def port_closed(bootstrap: str) -> bool:
@@ -72,10 +72,7 @@ def test_reference_target_restart_keeps_the_address(tmp_path: Path) -> None:
 def test_tansu_target_declares_what_it_offers() -> None:
     """Tansu gets process control from the launcher, protocol features from ApiVersions, and no
     durable storage (memory only); its process is gone afterwards."""
-    try:
-        find_tansu_binary()
-    except TansuNotInstalled as exc:
-        pytest.skip(str(exc))
+    skip_unless(find_tansu_binary, TansuNotInstalled)
     with TansuTarget() as target:
         caps = target.capabilities
         pid = target._process.pid if target._process else None
