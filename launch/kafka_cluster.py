@@ -49,17 +49,14 @@ base directory it created.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import concurrent.futures
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Self
@@ -334,25 +331,14 @@ class KafkaNode(ManagedNode):
 
 # --- the cluster ---------------------------------------------------------------------------------
 
-_LIVE: weakref.WeakSet[KafkaCluster] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_leftovers() -> None:
-    for cluster in list(_LIVE):
-        cluster.kill_all()
-
-
-def _same_address(link: Link, address: Address) -> Address:
-    return address
-
-
 class KafkaCluster(ProcessCluster):
     """``nodes`` combined broker+controller Kafka JVMs; see the module docstring."""
 
     failure = KafkaClusterError
     wait_s = DEFAULT_WAIT_S
     transient = (*ProcessCluster.transient, WireError, KafkaClusterError)
+    reserved_keys = RESERVED_KEYS
+    clean_stop_of_own_data = False  # a clean stop is wasted on data about to be removed
 
     def __init__(
         self,
@@ -371,23 +357,12 @@ class KafkaCluster(ProcessCluster):
             raise ValueError(f"a Kafka cluster needs at least one node, not {nodes}")
         self.version = version or kafka_jars.default_version()
         self.major = kafka_jars.parse_version(self.version)[0]
-        self.overrides = {**FAST_GROUPS, **dict(overrides or {})}
-        self.node_overrides = {node: dict(values) for node, values in (node_overrides or {}).items()}
-        for values in (self.overrides, *self.node_overrides.values()):
-            reserved = sorted(RESERVED_KEYS & values.keys())
-            if reserved:
-                raise ValueError(f"{', '.join(reserved)}: set by the cluster launcher for each node "
-                                 "(use link_address to change addresses)")
-        self.host = host
-        self.log_level = log_level
+        self._configure({**FAST_GROUPS, **dict(overrides or {})}, node_overrides, base_dir, "kconform-kafka-", host,
+                        log_level, link_address)
         self.heap = heap or os.environ.get(HEAP_ENV) or HEAP
         self.java = ""
         self.classpath = ""
-        self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="kconform-kafka-")) if base_dir is None else base_dir
-        self.base_dir.mkdir(parents=True, exist_ok=True)
         self.per_link = link_address is not None
-        self._link_address = link_address or _same_address
         self.cluster_id = new_cluster_id()
         self.taken_ports: list[int] = []
         self.brokers: dict[int, KafkaNode] = {i: KafkaNode(self, i) for i in range(1, nodes + 1)}
@@ -397,9 +372,6 @@ class KafkaCluster(ProcessCluster):
                     port = free_port(host, self.taken_ports)
                     self.taken_ports.append(port)
                     node.replica_ports[source] = port
-        self.links: dict[Link, Address] = {}
-        self._planned = False
-        self._closed = False
 
     # --- addresses --------------------------------------------------------------------------
 
@@ -490,9 +462,7 @@ class KafkaCluster(ProcessCluster):
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Self:
         """Fetch the jars if needed, format the nodes (first start), start every JVM at once and
         wait until each serves requests. Use :meth:`wait_ready` for the cluster to be usable."""
-        if self._closed:
-            raise KafkaClusterError("this cluster has been closed")
-        _LIVE.add(self)
+        self._opening()
         try:
             if not self.classpath:
                 self.java = find_java()
@@ -526,21 +496,6 @@ class KafkaCluster(ProcessCluster):
         deadline = time.monotonic() + timeout_s
         for node in running:
             node.stop(max(0.1, deadline - time.monotonic()))
-
-    def close(self, clean: bool = False) -> None:
-        """Stop everything (cleanly when ``clean``, else SIGKILL) and remove the base directory
-        if this cluster created it. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if clean and not self._own_dir:  # a clean stop is wasted on data about to be removed
-                self.stop_all()
-        finally:
-            self.kill_all()
-            _LIVE.discard(self)
-            if self._own_dir:
-                shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def describe(self) -> str:
         """Where everything is: addresses, redirected links, data directories."""

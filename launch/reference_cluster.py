@@ -168,18 +168,53 @@ def metadata_view(node_id: int, response: Any) -> MetadataView:
     )
 
 
+_LIVE: weakref.WeakSet[ProcessCluster] = weakref.WeakSet()
+"""Clusters started and not closed yet (of either launcher): killed when the interpreter exits."""
+
+
+@atexit.register
+def _close_leftovers() -> None:
+    for cluster in list(_LIVE):
+        cluster.kill_all()
+
+
 class ProcessCluster:
     """What a cluster of broker processes does the same way here and in harness's Apache Kafka
     cluster: a context manager that never leaves half a cluster behind, SIGKILL of every node,
     and waiting for what the brokers' Metadata says. A subclass gives ``nodes`` and ``brokers``
-    (node id -> a node with ``running`` and ``paused``), ``start``, ``close``, ``metadata`` and
-    ``describe``, and may widen ``transient`` (errors that mean "ask again") and ``failure``
-    (what a timeout raises)."""
+    (node id -> a node with ``running`` and ``paused``), ``start``, ``stop_all``, ``metadata`` and
+    ``describe``, sets itself up with :meth:`_configure`, and may widen ``transient`` (errors that
+    mean "ask again") and ``failure`` (what a timeout raises)."""
 
     brokers: Mapping[int, Any]
     failure: type[Exception] = ClusterError
     transient: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError, ConnectionError)
     wait_s: float = DEFAULT_WAIT_S  # how long a wait lasts unless told
+    reserved_keys: frozenset[str] = RESERVED_KEYS  # set by the launcher for each node, never overridden
+    clean_stop_of_own_data = True  # False: close(clean=True) skips the stop when it removes the data anyway
+
+    def _configure(self, overrides: dict[str, str], node_overrides: Mapping[int, Mapping[str, str]] | None,
+                   base_dir: Path | None, dir_prefix: str, host: str, log_level: str,
+                   link_address: LinkAddress | None) -> None:
+        """What each launcher's constructor sets the same way before it makes its nodes: the
+        configuration (refusing the keys it sets per node), the data directory (a new temporary
+        one, removed by :meth:`close`, when ``base_dir`` is None) and how links are addressed."""
+        self.overrides = overrides
+        self.node_overrides = {node: dict(values) for node, values in (node_overrides or {}).items()}
+        for values in (self.overrides, *self.node_overrides.values()):
+            reserved = sorted(self.reserved_keys & values.keys())
+            if reserved:
+                raise ValueError(f"{', '.join(reserved)}: set by the cluster launcher for each node "
+                                 "(use link_address to change addresses)")
+        self.host = host
+        self.log_level = log_level
+        self._own_dir = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix=dir_prefix)) if base_dir is None else base_dir
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self._link_address = link_address or _same_address
+        self.links: dict[Link, Address] = {}
+        self._planned = False
+        self._closed = False
 
     @property
     def nodes(self) -> list[Any]:
@@ -189,8 +224,30 @@ class ProcessCluster:
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Self:
         raise NotImplementedError
 
-    def close(self, clean: bool = False) -> None:
+    def stop_all(self, timeout_s: float = 30.0) -> None:
         raise NotImplementedError
+
+    def _opening(self) -> None:
+        """Called first by ``start``: refuses a closed cluster, and has the processes it is about
+        to start killed at exit should the cluster never be closed."""
+        if self._closed:
+            raise self.failure("this cluster has been closed")
+        _LIVE.add(self)
+
+    def close(self, clean: bool = False) -> None:
+        """Stop everything (cleanly when ``clean``, else SIGKILL) and remove the base directory
+        if this cluster created it. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if clean and (self.clean_stop_of_own_data or not self._own_dir):
+                self.stop_all()
+        finally:
+            self.kill_all()
+            _LIVE.discard(self)
+            if self._own_dir:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def metadata(self, node_id: int | None = None, topics: list[str] | None = None) -> MetadataView:
         raise NotImplementedError
@@ -321,14 +378,6 @@ class ClusterNode(ManagedNode):
 
 # --- the cluster ---------------------------------------------------------------------------------
 
-_LIVE: weakref.WeakSet[ReferenceCluster] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_leftovers() -> None:
-    for cluster in list(_LIVE):
-        cluster.kill_all()
-
 
 class ReferenceCluster(ProcessCluster):
     """A controller and ``brokers`` broker processes; see the module docstring."""
@@ -346,23 +395,8 @@ class ReferenceCluster(ProcessCluster):
     ) -> None:
         if brokers < 1:
             raise ValueError(f"a cluster needs at least one broker, not {brokers}")
-        self.overrides = dict(overrides or {})
-        self.node_overrides = {node: dict(values) for node, values in (node_overrides or {}).items()}
-        for values in (self.overrides, *self.node_overrides.values()):
-            reserved = sorted(RESERVED_KEYS & values.keys())
-            if reserved:
-                raise ValueError(
-                    f"{', '.join(reserved)}: set by the cluster launcher for each node "
-                    "(use link_address to change addresses)"
-                )
-        self.host = host
-        self.log_level = log_level
-        self._own_dir = base_dir is None
-        self.base_dir = (
-            Path(tempfile.mkdtemp(prefix="kconform-cluster-")) if base_dir is None else base_dir
-        )
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        self._link_address = link_address or _same_address
+        self._configure(dict(overrides or {}), node_overrides, base_dir, "kconform-cluster-", host, log_level,
+                        link_address)
         self.cluster_id = new_cluster_id()
         taken: list[int] = []
         for _ in range(brokers + 1):
@@ -371,9 +405,6 @@ class ReferenceCluster(ProcessCluster):
         self.brokers: dict[int, ClusterNode] = {
             node: ClusterNode(self, node, "broker", taken[node]) for node in range(1, brokers + 1)
         }
-        self.links: dict[Link, Address] = {}
-        self._planned = False
-        self._closed = False
 
     # --- addresses --------------------------------------------------------------------------
 
@@ -447,9 +478,7 @@ class ReferenceCluster(ProcessCluster):
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Self:
         """Format the directories (first start), start every process at once and wait for
         their ready lines. Use :meth:`wait_ready` for the cluster to be usable."""
-        if self._closed:
-            raise ClusterError("this cluster has been closed")
-        _LIVE.add(self)
+        self._opening()
         self._plan_links()
         for node in self.nodes:
             if not (node.data_dir / "meta.properties").exists():
@@ -476,21 +505,6 @@ class ReferenceCluster(ProcessCluster):
         for node in brokers:
             node.stop(max(0.1, deadline - time.monotonic()))
         self.controller.stop(timeout_s)
-
-    def close(self, clean: bool = False) -> None:
-        """Stop everything (cleanly when ``clean``, else SIGKILL) and remove the base directory
-        if this cluster created it. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if clean:
-                self.stop_all()
-        finally:
-            self.kill_all()
-            _LIVE.discard(self)
-            if self._own_dir:
-                shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def describe(self) -> str:
         """Where everything is: addresses, redirected links, data directories."""

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+Found = TypeVar("Found")
+
+
+def skip_unless(find: Callable[[], Found], missing: type[Exception]) -> Found:
+    """What ``find`` returns (a launcher's lookup of a binary or a runtime), or a visible skip
+    with its message where it raises ``missing`` (which says what to install)."""
+    try:
+        return find()
+    except missing as exc:
+        pytest.skip(str(exc))
 
 
 def require_kcat() -> str:
@@ -321,3 +335,13 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether ``pid`` is still taken (``kill(pid, 0)`` finds it): unlike :func:`process_alive`, a
+    zombie not yet reaped still counts, so False means the process is gone and reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -14,6 +14,16 @@ from harness.wire import WireClient
 
 TIMEOUT_S = 30.0
 
+CLUSTER_SESSION_MS = 1500
+FAST_CLUSTER: dict[str, str] = {
+    "broker.session.timeout.ms": str(CLUSTER_SESSION_MS),
+    "broker.heartbeat.interval.ms": "300",
+    "offsets.topic.num.partitions": "3",
+    "group.initial.rebalance.delay.ms": "0",
+}
+"""Settings for a reference cluster that reacts within a test's patience: a dead broker is fenced
+after a short session, the offsets topic is small, and a group does not wait for more members."""
+
 
 def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})

@@ -18,7 +18,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import attrs
 from kio.schema.errors import ErrorCode
@@ -166,10 +166,27 @@ DeliveryCallback = Callable[[str | None, int | None, int | None], None]
 """(error name or None, partition, offset) from the library's delivery report."""
 
 
-class Producer:
-    """A producer over one client library, recording every send into ``history``."""
+class _Client:
+    """What producers and consumers share: the library's name, and closing (also as a context
+    manager, so that a failing workload does not leave a client's connections behind)."""
 
     client: ClassVar[str] = "?"
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
+class Producer(_Client):
+    """A producer over one client library, recording every send into ``history``."""
 
     def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
                  history: Recorder | None = None, process: str = "p0") -> None:
@@ -232,15 +249,6 @@ class Producer:
         elif timeout_s > 0:
             time.sleep(timeout_s)
 
-    def close(self) -> None:
-        self._close()
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # --- backend -------------------------------------------------------------------------------
 
     _pump: Callable[[float], None] | None = None
@@ -253,14 +261,9 @@ class Producer:
     def _flush(self, timeout_s: float) -> int:
         raise NotImplementedError
 
-    def _close(self) -> None:
-        raise NotImplementedError
 
-
-class Consumer:
+class Consumer(_Client):
     """A consumer over one client library, recording polls, position changes and commits."""
-
-    client: ClassVar[str] = "?"
 
     def __init__(self, bootstrap: str, group: str | None = None, settings: ConsumerSettings | None = None,
                  history: Recorder | None = None, process: str = "c0") -> None:
@@ -387,15 +390,6 @@ class Consumer:
                 self.history.info(invoke, "TIMEOUT")
         return complete
 
-    def close(self) -> None:
-        self._close()
-
-    def __enter__(self) -> Consumer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _op(self, f: str, value: dict[str, Any], action: Callable[[], None], indeterminate: bool = False) -> None:
         invoke = self.history.invoke(self.process, f, value) if self.history is not None else None
         try:
@@ -440,7 +434,4 @@ class Consumer:
         raise NotImplementedError
 
     def _committed(self, partitions: list[TP]) -> dict[TP, int]:
-        raise NotImplementedError
-
-    def _close(self) -> None:
         raise NotImplementedError

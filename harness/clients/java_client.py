@@ -587,15 +587,16 @@ def producer_config(bootstrap: str, s: ProducerSettings) -> dict[str, str]:
     })
 
 
-class JavaProducer(Producer):
-    client = "java"
+class _OnBridge:
+    """What the Java producer and consumer share: each runs its client in a JVM of its own (a
+    :class:`Bridge`), killed when the wrapper is garbage-collected without being closed."""
 
-    def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
-                 history: Recorder | None = None, process: str = "p0") -> None:
-        super().__init__(bootstrap, settings, history, process)
-        config = producer_config(bootstrap, self.settings)
-        self._max_block_s = int(config["max.block.ms"]) / 1000
-        self._bridge = Bridge(runtime(), "producer", config, f"java-producer-{process}")
+    _bridge: Bridge
+    _finalizer: weakref.finalize[[], _OnBridge]
+
+    def _open_bridge(self, role: str, config: dict[str, str], process: str) -> None:
+        """Start the JVM of a ``role`` ("producer" or "consumer") with the client's ``config``."""
+        self._bridge = Bridge(runtime(), role, config, f"java-{role}-{process}")
         self._finalizer = weakref.finalize(self, self._bridge.kill)
 
     @property
@@ -605,8 +606,23 @@ class JavaProducer(Producer):
 
     @property
     def start_seconds(self) -> float:
-        """How long the JVM took to start and create the producer."""
+        """How long the JVM took to start and create the client."""
         return self._bridge.start_seconds
+
+    def _close(self) -> None:
+        self._bridge.close(CLOSE_TIMEOUT_S)
+        self._finalizer.detach()
+
+
+class JavaProducer(_OnBridge, Producer):
+    client = "java"
+
+    def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
+                 history: Recorder | None = None, process: str = "p0") -> None:
+        super().__init__(bootstrap, settings, history, process)
+        config = producer_config(bootstrap, self.settings)
+        self._max_block_s = int(config["max.block.ms"]) / 1000
+        self._open_bridge("producer", config, process)
 
     def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
               done: DeliveryCallback) -> None:
@@ -631,10 +647,6 @@ class JavaProducer(Producer):
             pass  # timed out, or the JVM is gone (its sends then completed as DISCONNECTED)
         return len(self._bridge.pending)
 
-    def _close(self) -> None:
-        self._bridge.close(CLOSE_TIMEOUT_S)
-        self._finalizer.detach()
-
 
 # --- consumer -------------------------------------------------------------------------------------
 
@@ -650,25 +662,13 @@ def consumer_config(bootstrap: str, group: str | None, s: ConsumerSettings) -> d
     })
 
 
-class JavaConsumer(Consumer):
+class JavaConsumer(_OnBridge, Consumer):
     client = "java"
 
     def __init__(self, bootstrap: str, group: str | None = None, settings: ConsumerSettings | None = None,
                  history: Recorder | None = None, process: str = "c0") -> None:
         super().__init__(bootstrap, group, settings, history, process)
-        config = consumer_config(bootstrap, group, self.settings)
-        self._bridge = Bridge(runtime(), "consumer", config, f"java-consumer-{process}")
-        self._finalizer = weakref.finalize(self, self._bridge.kill)
-
-    @property
-    def pid(self) -> int:
-        """The JVM's process id."""
-        return self._bridge.pid
-
-    @property
-    def start_seconds(self) -> float:
-        """How long the JVM took to start and create the consumer."""
-        return self._bridge.start_seconds
+        self._open_bridge("consumer", consumer_config(bootstrap, group, self.settings), process)
 
     def _call(self, command: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         reply = self._bridge.request(command, timeout_s)
@@ -707,8 +707,3 @@ class JavaConsumer(Consumer):
         reply = self._call({"op": "committed", "partitions": [[t, p] for t, p in partitions],
                             "timeout_ms": int(COMMITTED_TIMEOUT_S * 1000)}, COMMITTED_TIMEOUT_S + REPLY_MARGIN_S)
         return {(str(t), int(p)): int(o) for t, p, o in reply["offsets"]}
-
-    def _close(self) -> None:
-        self._bridge.close(CLOSE_TIMEOUT_S)
-        self._finalizer.detach()
-

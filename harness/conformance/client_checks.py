@@ -21,6 +21,7 @@ from harness.clients.base import Consumer, Delivery, Producer, text
 from harness.clients.kcat_reader import kcat_path, kcat_read
 from harness.conformance.context import CheckContext, CheckFailed, CheckSkipped, expect
 from harness.conformance.registry import check
+from harness.history.load import History
 from harness.history.write import Recorder
 from harness.session import LATEST, WireSession
 from harness.targets.base import CONSUMER_GROUPS, CREATE_TOPICS
@@ -91,26 +92,25 @@ def _send_all(ctx: CheckContext, producer: Producer, topic: str, ordered: int, p
     return deliveries
 
 
+def _write(ctx: CheckContext, s: WireSession, recorder: Recorder, topic: str, ordered: int, pipelined: int,
+           client: str | None = None) -> dict[tuple[str, int], int]:
+    """Write ``topic`` (three partitions) with one producer of ``client`` (default: the check's), as
+    :func:`_send_all` does; the end offsets a final read must reach."""
+    producer = _producer(ctx, recorder, "p0", client=client)
+    try:
+        deliveries = _send_all(ctx, producer, topic, ordered, pipelined)
+    finally:
+        producer.close()
+    return _ends(s, topic, 3, deliveries)
+
+
 @check("client-roundtrip", kind="client", per_client=True, requires=[CREATE_TOPICS],
        rule="Kafka documentation 1.1 and 4.6: every acknowledged record is in the log once, at the offset it "
             "was acknowledged at, in the order one producer wrote it to a partition, and a consumer reading "
             "the partitions from the start gets each exactly once")
 def client_roundtrip(ctx: CheckContext) -> None:
     """Records sent with the client library are read back once each, at their acknowledged offsets."""
-    s = ctx.session()
-    topic = ctx.name("t")
-    expect(s.create_topic(topic, 3) == "NONE", f"CreateTopics {topic} failed")
-    recording = ctx.recording()
-    producer = _producer(ctx, recording.recorder, "p0")
-    try:
-        deliveries = _send_all(ctx, producer, topic, ORDERED, PIPELINED)
-    finally:
-        producer.close()
-    ends = _ends(s, topic, 3, deliveries)
-    short = _read_with_client(ctx, recording.recorder, ends, ctx.client)
-    ctx.details["records"] = ORDERED + PIPELINED
-    ctx.check_history(recording.history())
-    expect(not short, short)
+    _write_then_read(ctx, ctx.client, ctx.client, PIPELINED)
 
 
 @check("client-group", kind="client", per_client=True, requires=[CREATE_TOPICS, CONSUMER_GROUPS],
@@ -124,12 +124,7 @@ def client_group(ctx: CheckContext) -> None:
     group = ctx.name("g")
     expect(s.create_topic(topic, 3) == "NONE", f"CreateTopics {topic} failed")
     recording = ctx.recording()
-    producer = _producer(ctx, recording.recorder, "p0")
-    try:
-        deliveries = _send_all(ctx, producer, topic, 0, GROUP_RECORDS)
-    finally:
-        producer.close()
-    ends = _ends(s, topic, 3, deliveries)
+    ends = _write(ctx, s, recording.recorder, topic, 0, GROUP_RECORDS)
     consumers = [_consumer(ctx, recording.recorder, f"c{i}", group) for i in range(2)]
     delivered: set[str] = set()
     deadline = time.monotonic() + GROUP_TIME_S
@@ -197,27 +192,30 @@ def client_interop(ctx: CheckContext) -> None:
     """Records one client library writes (keyed, ordered and pipelined), another reads back unchanged."""
     assert ctx.client is not None and ">" in ctx.client, "client-interop runs per pair, e.g. [java>kcat]"
     writer, reader = ctx.client.split(">", 1)
-    s = ctx.session()
-    topic = ctx.name("t")
-    expect(s.create_topic(topic, 3) == "NONE", f"CreateTopics {topic} failed")
     if reader == "kcat":
         _require_kcat()
-    recording = ctx.recording()
-    producer = _producer(ctx, recording.recorder, "p0", client=writer)
-    try:
-        deliveries = _send_all(ctx, producer, topic, ORDERED, INTEROP_PIPELINED)
-    finally:
-        producer.close()
-    ends = _ends(s, topic, 3, deliveries)
-    short = _read_with_kcat(ctx, recording.recorder, ends) if reader == "kcat" else \
-        _read_with_client(ctx, recording.recorder, ends, reader)
-    history = recording.history()
-    ctx.details["records"] = ORDERED + INTEROP_PIPELINED
-    ctx.check_history(history)
-    expect(not short, short)
+    history = _write_then_read(ctx, writer, reader, INTEROP_PIPELINED)
     changed = _changed_keys(history.raw)
     expect(not changed, f"{len(changed)} records read by {reader} carry another key than {writer} sent, first: "
            + "; ".join(changed[:3]))
+
+
+def _write_then_read(ctx: CheckContext, writer: str | None, reader: str | None, pipelined: int) -> History:
+    """Write a new topic with ``writer`` (:data:`ORDERED` sends awaited, then ``pipelined`` in
+    flight), read every partition back from 0 with ``reader`` (a client library or ``kcat``), and
+    check the recorded history; that history, for the caller's own checks."""
+    s = ctx.session()
+    topic = ctx.name("t")
+    expect(s.create_topic(topic, 3) == "NONE", f"CreateTopics {topic} failed")
+    recording = ctx.recording()
+    ends = _write(ctx, s, recording.recorder, topic, ORDERED, pipelined, client=writer)
+    short = _read_with_kcat(ctx, recording.recorder, ends) if reader == "kcat" else \
+        _read_with_client(ctx, recording.recorder, ends, reader)
+    history = recording.history()
+    ctx.details["records"] = ORDERED + pipelined
+    ctx.check_history(history)
+    expect(not short, short)
+    return history
 
 
 def _read_with_client(ctx: CheckContext, recorder: Recorder, ends: dict[tuple[str, int], int],

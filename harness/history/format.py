@@ -174,26 +174,28 @@ class Schema:
 
     def _generate(self) -> Callable[[dict[str, Any]], bool]:
         env: dict[str, Any] = {}
-        body = ["    try:"] if self.required else []
-        for i, (name, check) in enumerate(self.required):
+
+        def valid(i: int, check: Check) -> str:
+            """The expression that is true when ``x`` passes ``check``: inlined when the table has
+            it, else a call of the check, bound in ``env`` as ``_c<i>``."""
             expr = _INLINE.get(check)
             if expr is None:
                 env[f"_c{i}"] = check
                 expr = f"_c{i}(x) is None"
+            return expr
+
+        body = ["    try:"] if self.required else []
+        for i, (name, check) in enumerate(self.required):
             # A subscript is cheaper than .get(); a missing field raises KeyError.
             body.append(f"        x = value[{name!r}]")
-            body.append(f"        if not ({expr}): return False")
+            body.append(f"        if not ({valid(i, check)}): return False")
         if self.required:
             body.append("    except KeyError:")
             body.append("        return False")
         for i, (name, check) in enumerate(self.optional, len(self.required)):
-            expr = _INLINE.get(check)
-            if expr is None:
-                env[f"_c{i}"] = check
-                expr = f"_c{i}(x) is None"
             body.append(f"    if {name!r} in value:")
             body.append(f"        x = value[{name!r}]")
-            body.append(f"        if not ({expr}): return False")
+            body.append(f"        if not ({valid(i, check)}): return False")
         source = "def fast(value):\n" + "\n".join(body + ["    return True"]) + "\n"
         exec(source, env)  # noqa: S102 (generated from the constant table above)
         fast: Callable[[dict[str, Any]], bool] = env["fast"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import attrs
 
@@ -74,6 +74,16 @@ def capabilities_from_api_versions(versions: Mapping[int, tuple[int, int]]) -> f
     return frozenset(caps)
 
 
+def launched_capabilities(brokers: int) -> frozenset[str]:
+    """What a target whose brokers the harness launches itself (the reference broker, Apache
+    Kafka) has: process control, storage on disk, compaction, its configuration chosen by the
+    harness, and replication once there is more than one broker."""
+    caps = {PROCESS_CONTROL, DURABLE_STORAGE, COMPACTION, BROKER_CONFIG}
+    if brokers > 1:
+        caps.add(REPLICATION)
+    return frozenset(caps)
+
+
 class TargetError(RuntimeError):
     """The target could not be started or reached (the message says why and how to fix it)."""
 
@@ -88,6 +98,9 @@ class TargetOptions:
     bootstrap: str | None = None
     capabilities: Sequence[str] = ()
     version: str | None = None
+
+
+Running = TypeVar("Running")
 
 
 class Target:
@@ -136,6 +149,13 @@ class Target:
         return {"name": self.name, "bootstrap": self.bootstrap if self._started else None}
 
     # --- shared --------------------------------------------------------------------------------
+
+    def _running(self, started: Running | None) -> Running:
+        """``started`` (the process, cluster or proxy :meth:`_start` made), or the error saying
+        this target is not started: what ``bootstrap`` and process control need first."""
+        if started is None:
+            raise TargetError(f"the {self.name} target is not started")
+        return started
 
     @property
     def capabilities(self) -> frozenset[str]:

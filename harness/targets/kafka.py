@@ -98,9 +98,7 @@ class KafkaTarget(ClusterTarget):
 
     @property
     def bootstrap(self) -> str:
-        if self._cluster is None:
-            raise TargetError("the kafka target is not started")
-        return self._cluster.bootstrap
+        return self._running(self._cluster).bootstrap
 
     @property
     def cluster(self) -> KafkaCluster | None:
@@ -124,12 +122,11 @@ class KafkaTarget(ClusterTarget):
 
     def restart(self) -> None:
         """Stop every node cleanly, start them again on the same ports and data, wait until ready."""
-        if self._cluster is None:
-            raise TargetError("the kafka target is not started")
+        cluster = self._running(self._cluster)
         try:
-            self._cluster.stop_all()
-            self._cluster.start()
-            self._cluster.wait_ready()
+            cluster.stop_all()
+            cluster.start()
+            cluster.wait_ready()
         except KafkaClusterError as exc:
             raise TargetError(f"Apache Kafka {self.version} did not come back after a restart: {exc}") from exc
 

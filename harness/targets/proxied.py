@@ -22,15 +22,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 import attrs
 
-from harness.targets.base import (
-    BROKER_CONFIG,
-    COMPACTION,
-    DURABLE_STORAGE,
-    PROCESS_CONTROL,
-    REPLICATION,
-    Target,
-    TargetOptions,
-)
+from harness.targets.base import DURABLE_STORAGE, PROCESS_CONTROL, Target, TargetOptions, launched_capabilities
 from launch.node import ManagedNode, ProcessControl
 from launch.reference_cluster import Address, Link
 
@@ -225,10 +217,7 @@ class ClusterTarget(ProxiedTarget):
     brokers: int
 
     def declared_capabilities(self) -> frozenset[str]:
-        caps = {PROCESS_CONTROL, DURABLE_STORAGE, COMPACTION, BROKER_CONFIG}
-        if self.brokers > 1:
-            caps.add(REPLICATION)
-        return frozenset(caps)
+        return launched_capabilities(self.brokers)
 
     @property
     def cluster(self) -> Any:

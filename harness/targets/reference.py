@@ -70,9 +70,7 @@ class ReferenceTarget(ClusterTarget):
     def bootstrap(self) -> str:
         if self._cluster is not None:
             return str(self._cluster.bootstrap)
-        if self._broker is None:
-            raise TargetError("the reference target is not started")
-        return self._broker.bootstrap
+        return self._running(self._broker).bootstrap
 
     def _start(self) -> None:
         if self.brokers == 1 and self.link_address is None:
@@ -118,14 +116,12 @@ class ReferenceTarget(ClusterTarget):
         return self._broker
 
     def restart(self) -> None:
-        if self._broker is not None:
-            self._broker.restart()
-        elif self._cluster is not None:
+        if self._cluster is not None:
             self._cluster.stop_all()
             self._cluster.start()
             self._cluster.wait_ready()
         else:
-            raise TargetError("the reference target is not started")
+            self._running(self._broker).restart()
 
     def kill(self) -> None:
         if self._broker is not None:

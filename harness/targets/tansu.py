@@ -55,9 +55,7 @@ class TansuTarget(ProxiedTarget):
 
     @property
     def bootstrap(self) -> str:
-        if self._process is None:
-            raise TargetError("the tansu target is not started")
-        return self.advertised or self._process.bootstrap
+        return self.advertised or self._running(self._process).bootstrap
 
     @property
     def process(self) -> TansuProcess | None:
@@ -106,10 +104,9 @@ class TansuTarget(ProxiedTarget):
         return self.wait_served(topic, partitions, timeout_s)
 
     def restart(self) -> None:
-        if self._process is None:
-            raise TargetError("the tansu target is not started")
-        self._process.stop()
-        self._process.start()
+        process = self._running(self._process)
+        process.stop()
+        process.start()
 
     def kill(self) -> None:
         if self._process is not None:

@@ -260,9 +260,7 @@ class FaultyTarget(Target):
 
     @property
     def bootstrap(self) -> str:
-        if self._proxy is None:
-            raise TargetError(f"the {self.name} target is not started")
-        return self._proxy.bootstrap
+        return self._running(self._proxy).bootstrap
 
     @property
     def proxy(self) -> FaultyProxy | None:

@@ -17,6 +17,10 @@ import pytest
 from chaos.campaign import CampaignResult
 from harness.clients import ClientUnavailable
 from launch.toxiproxy import ToxiproxyError, find_toxiproxy_binary
+from tests.helpers import skip_unless
+
+# The verdicts both campaign suites share are plain asserts: keep pytest's explanation of a failing one.
+pytest.register_assert_rewrite("tests.chaos.verdicts")
 
 
 def live_children(pid: int | None = None) -> list[tuple[int, str]]:
@@ -48,10 +52,7 @@ def live_children(pid: int | None = None) -> list[tuple[int, str]]:
 
 
 def require_toxiproxy() -> None:
-    try:
-        find_toxiproxy_binary()
-    except ToxiproxyError as exc:
-        pytest.skip(str(exc))
+    skip_unless(find_toxiproxy_binary, ToxiproxyError)
 
 
 def require_java_client() -> None:

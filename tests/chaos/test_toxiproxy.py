@@ -11,16 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from chaos.toxiproxy import ToxiproxyControl, ToxiproxyWedged
-from launch.toxiproxy import ToxiproxyError, ToxiproxyServer, find_toxiproxy_binary
+from launch.toxiproxy import ToxiproxyError, ToxiproxyServer
+from tests.chaos.conftest import require_toxiproxy
 
 pytestmark = pytest.mark.chaos
-
-
-def _binary_or_skip() -> None:
-    try:
-        find_toxiproxy_binary()
-    except ToxiproxyError as exc:
-        pytest.skip(str(exc))
 
 
 class _Echo(socketserver.ThreadingTCPServer):
@@ -47,7 +41,7 @@ def echo() -> Iterator[str]:
 
 @pytest.fixture
 def control() -> Iterator[ToxiproxyControl]:
-    _binary_or_skip()
+    require_toxiproxy()
     with ToxiproxyServer(seed=7) as server:
         yield ToxiproxyControl(server.url)
 
@@ -123,7 +117,7 @@ def test_a_control_api_that_never_answers_is_reported_as_wedged() -> None:
 
 def test_server_process_is_gone_after_the_context(echo: str) -> None:
     """The harness's Toxiproxy server stops with its context, leaving no process."""
-    _binary_or_skip()
+    require_toxiproxy()
     with ToxiproxyServer() as server:
         pid = server.pid
         assert pid is not None

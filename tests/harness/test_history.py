@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,20 @@ def _error(lines: list[str]) -> HistoryError:
     with pytest.raises(HistoryError) as info:
         parse_history(lines, "h.jsonl")
     return info.value
+
+
+def _changed(event: dict[str, Any], change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    """A deep copy of ``event`` with ``change`` applied to it."""
+    copy: dict[str, Any] = json.loads(json.dumps(event))
+    change(copy)
+    return copy
+
+
+def _assert_refused(lines: list[str], line: int, field: str, fragment: str) -> None:
+    """Loading ``lines`` fails at line ``line``, naming ``field``, with ``fragment`` in the message."""
+    err = _error(lines)
+    assert (err.line, err.field) == (line, field), str(err)
+    assert fragment in str(err)
 
 
 def test_write_then_load_round_trips_every_event(tmp_path: Path) -> None:
@@ -102,13 +118,10 @@ def test_an_empty_line_is_an_error() -> None:
         (lambda e: e.update(invoke=3), "invoke", "only completions"),
     ],
 )
-def test_each_invalid_event_names_its_line_and_field(change: object, field: str, fragment: str) -> None:
+def test_each_invalid_event_names_its_line_and_field(change: Callable[[dict[str, Any]], object], field: str,
+                                                     fragment: str) -> None:
     """Unknown types and operations, missing or mistyped fields are reported precisely."""
-    event = json.loads(json.dumps(SEND))
-    change(event)  # type: ignore[operator]
-    err = _error(_lines(event, SEND_OK))
-    assert (err.line, err.field) == (2, field), str(err)
-    assert fragment in str(err)
+    _assert_refused(_lines(_changed(SEND, change), SEND_OK), 2, field, fragment)
 
 
 @pytest.mark.parametrize(
@@ -122,13 +135,9 @@ def test_each_invalid_event_names_its_line_and_field(change: object, field: str,
         (lambda e: e.update(f="poll"), "value.records", "missing (required for poll ok)"),
     ],
 )
-def test_completion_rules_are_enforced(change: object, field: str, fragment: str) -> None:
+def test_completion_rules_are_enforced(change: Callable[[dict[str, Any]], object], field: str, fragment: str) -> None:
     """A completion must name an open invocation of the same process and operation, in time order."""
-    event = json.loads(json.dumps(SEND_OK))
-    change(event)  # type: ignore[operator]
-    err = _error(_lines(SEND, event))
-    assert (err.line, err.field) == (3, field), str(err)
-    assert fragment in str(err)
+    _assert_refused(_lines(SEND, _changed(SEND_OK, change)), 3, field, fragment)
 
 
 def test_a_second_completion_of_one_invocation_is_refused() -> None:

@@ -41,6 +41,7 @@ from harness.session import WireSession
 from harness.targets import ReferenceTarget
 from launch import kafka_jars
 from specs.produce import Outcome
+from tests.helpers import pid_exists, skip_unless
 
 pytestmark = pytest.mark.clients
 
@@ -50,10 +51,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module", autouse=True)
 def java_runtime() -> java_client.JavaRuntime:
     """The compiled bridge (compiled now if needed); a visible skip when Java, javac or the jars are missing."""
-    try:
-        return java_client.runtime()
-    except ClientUnavailable as exc:
-        pytest.skip(str(exc))
+    return skip_unless(java_client.runtime, ClientUnavailable)
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +77,10 @@ def bridge_children() -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def wait_dead(pid: int, timeout_s: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not alive(pid):
+        if not pid_exists(pid):
             return True
         time.sleep(0.05)
     return False
@@ -314,11 +304,11 @@ def test_close_ends_every_jvm(target: ReferenceTarget) -> None:
     producer = java_producer(target)
     consumer = java_consumer(target, "java-g-close")
     pids = [producer.pid, consumer.pid]
-    assert all(alive(pid) for pid in pids)
+    assert all(pid_exists(pid) for pid in pids)
     assert set(pids) <= set(bridge_children())
     producer.close()
     consumer.close()
-    assert not any(alive(pid) for pid in pids)
+    assert not any(pid_exists(pid) for pid in pids)
     assert bridge_children() == []
     producer.close()  # closing twice is harmless
     assert producer.send("java-closed", None, producer.next_value()).result(5).outcome is Outcome.FAILURE

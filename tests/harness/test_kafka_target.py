@@ -39,6 +39,7 @@ from harness.targets import (
 from launch import kafka_jars
 from launch.kafka_cluster import KafkaCluster, KafkaClusterError
 from launch.reference_cluster import Link, LinkKind
+from tests.helpers import pid_exists
 
 pytestmark = [
     pytest.mark.slow,
@@ -61,14 +62,6 @@ def kafka() -> Iterator[KafkaTarget]:
 def _cluster(target: KafkaTarget) -> KafkaCluster:
     assert target.cluster is not None
     return target.cluster
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _answers(address: tuple[str, int], timeout_s: float = 1.0) -> bool:
@@ -177,7 +170,7 @@ def test_killing_the_leader_elects_another_and_the_cluster_serves(kafka: KafkaTa
     pid = victim.pid
     assert pid is not None
     victim.kill()
-    assert not victim.running and not _alive(pid)
+    assert not victim.running and not pid_exists(pid)
     new_leader, new_epoch = cluster.wait_for_leader(topic, 0, not_node=leader, timeout_s=TIMEOUT_S)
     assert new_leader != leader and new_epoch > epoch
     assert _produce(kafka.bootstrap, topic, [b"after"]) == [1]  # acks=all with 2 of 3 in sync
@@ -266,10 +259,10 @@ def test_nothing_left_running_after_an_exception() -> None:
         with KafkaCluster(1) as cluster:
             base = cluster.base_dir
             pids = _processes_under(base)
-            assert len(pids) == 1 and all(_alive(p) for p in pids)
+            assert len(pids) == 1 and all(pid_exists(p) for p in pids)
             raise RuntimeError("boom")
     assert base is not None and not base.exists()
-    assert not any(_alive(p) for p in pids) and not _processes_under(base)
+    assert not any(pid_exists(p) for p in pids) and not _processes_under(base)
 
 
 def test_a_failed_start_says_why_and_leaves_nothing() -> None:

@@ -4,10 +4,11 @@ capability markers skip with a reason, and nothing is left behind."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import pid_exists
 
 pytest_plugins = ["pytester"]
 
@@ -48,14 +49,6 @@ def test_marked_slow():
 '''
 
 
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_plugin_under_xdist(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two workers each launch their own reference broker; markers and fixtures work; all is removed."""
     out = tmp_path / "out"
@@ -74,7 +67,7 @@ def test_plugin_under_xdist(pytester: pytest.Pytester, tmp_path: Path, monkeypat
     bootstraps = [r["bootstrap"] for r in records.values()]
     assert len(bootstraps) == len(set(bootstraps)) >= 2, records
     for r in records.values():
-        assert r["pid"] is not None and pid_gone(r["pid"]), r
+        assert r["pid"] is not None and not pid_exists(r["pid"]), r
         assert not Path(r["dir"]).exists(), r
 
 

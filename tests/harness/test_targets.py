@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -27,14 +26,7 @@ from harness.testing.faulty import FaultyTarget, drop_every
 from launch.broker_process import BrokerProcess
 from launch.tansu import TansuNotInstalled, find_tansu_binary
 from reference_broker.records import iter_records, scan_valid_prefix
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+from tests.helpers import pid_exists, skip_unless
 
 
 def port_closed(bootstrap: str) -> bool:
@@ -54,7 +46,7 @@ def test_reference_target_starts_probes_and_removes_everything() -> None:
         assert {PROCESS_CONTROL, DURABLE_STORAGE, CONSUMER_GROUPS, IDEMPOTENCE} <= target.capabilities
         assert REPLICATION not in target.capabilities and TRANSACTIONS not in target.capabilities
         assert target.missing([REPLICATION, IDEMPOTENCE]) == [REPLICATION]
-    assert pid_gone(pid) and not data_dir.exists() and port_closed(bootstrap)
+    assert not pid_exists(pid) and not data_dir.exists() and port_closed(bootstrap)
 
 
 def test_reference_target_is_removed_when_the_block_is_interrupted() -> None:
@@ -64,7 +56,7 @@ def test_reference_target_is_removed_when_the_block_is_interrupted() -> None:
             assert target.process is not None
             pid, data_dir = target.process.pid, target.process.data_dir
             raise KeyboardInterrupt
-    assert pid is not None and pid_gone(pid) and not data_dir.exists()
+    assert pid is not None and not pid_exists(pid) and not data_dir.exists()
 
 
 def test_reference_target_restart_keeps_the_address(tmp_path: Path) -> None:
@@ -80,16 +72,13 @@ def test_reference_target_restart_keeps_the_address(tmp_path: Path) -> None:
 def test_tansu_target_declares_what_it_offers() -> None:
     """Tansu gets process control from the launcher, protocol features from ApiVersions, and no
     durable storage (memory only); its process is gone afterwards."""
-    try:
-        find_tansu_binary()
-    except TansuNotInstalled as exc:
-        pytest.skip(str(exc))
+    skip_unless(find_tansu_binary, TansuNotInstalled)
     with TansuTarget() as target:
         caps = target.capabilities
         pid = target._process.pid if target._process else None
         assert PROCESS_CONTROL in caps and IDEMPOTENCE in caps and DURABLE_STORAGE not in caps
         assert "tansu" in str(target.describe().get("version"))
-    assert pid is not None and pid_gone(pid)
+    assert pid is not None and not pid_exists(pid)
 
 
 def test_external_target_probes_a_running_broker(broker: BrokerProcess) -> None:

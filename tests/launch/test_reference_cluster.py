@@ -34,18 +34,11 @@ from launch.reference_cluster import (
 )
 from reference_broker.groups import OFFSETS_TOPIC, partition_for
 from tests.helpers import process_alive
-from tests.kafka_helpers import wire
+from tests.kafka_helpers import CLUSTER_SESSION_MS, FAST_CLUSTER, wire
 
 pytestmark = pytest.mark.timeout(240)
 
-SESSION_MS = 1500
-FAST = {
-    "broker.session.timeout.ms": str(SESSION_MS),
-    "broker.heartbeat.interval.ms": "300",
-    "offsets.topic.num.partitions": "3",
-    "group.initial.rebalance.delay.ms": "0",
-    "group.min.session.timeout.ms": "1000",
-}
+FAST = {**FAST_CLUSTER, "group.min.session.timeout.ms": "1000"}
 
 
 def bootstrap_of(cluster: ReferenceCluster, node: int) -> str:
@@ -126,7 +119,7 @@ def test_a_killed_leader_is_fenced_and_replaced_then_rejoins(cluster: ReferenceC
     cluster.broker(leader).kill()
     new_leader, new_epoch = cluster.wait_for_leader("failover", 0, not_node=leader)
     # Fencing waits for the session to expire (counted from the last heartbeat before the kill).
-    assert time.monotonic() - killed_at >= SESSION_MS / 1000 / 2
+    assert time.monotonic() - killed_at >= CLUSTER_SESSION_MS / 1000 / 2
     assert new_leader != leader and new_epoch > epoch
     view = cluster.metadata(new_leader, ["failover"])
     assert leader not in view.brokers

@@ -7,7 +7,6 @@ tests skip and say so.
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import time
 
@@ -15,6 +14,7 @@ import pytest
 
 from launch import tansu
 from launch.tansu import TansuNotInstalled, TansuProcess, find_tansu_binary
+from tests.helpers import pid_exists, skip_unless
 
 pytestmark = pytest.mark.clients
 
@@ -25,18 +25,7 @@ TIMEOUT_S = 30.0
 
 @pytest.fixture(autouse=True)
 def require_tansu() -> None:
-    try:
-        find_tansu_binary()
-    except TansuNotInstalled as exc:
-        pytest.skip(str(exc))
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # the launcher reaps its child, so a dead Tansu leaves no zombie either
-    except ProcessLookupError:
-        return True
-    return False
+    skip_unless(find_tansu_binary, TansuNotInstalled)
 
 
 def test_round_trip_through_tansu_and_nothing_leaks() -> None:
@@ -82,7 +71,8 @@ def test_round_trip_through_tansu_and_nothing_leaks() -> None:
         assert got == [(i, f"k{i}".encode(), f"value-{i}".encode()) for i in range(COUNT)]
 
     assert not broker.running and broker.pid is None
-    assert pid_gone(pid), f"tansu pid {pid} still alive after the context manager exited"
+    # The launcher reaps its child, so a dead Tansu leaves no zombie either.
+    assert not pid_exists(pid), f"tansu pid {pid} still alive after the context manager exited"
     assert not workdir.parent.exists(), f"scratch directory {workdir.parent} left behind"
 
 
@@ -91,7 +81,7 @@ def test_killed_on_exception_inside_the_block() -> None:
         with TansuProcess() as broker:
             pid = broker.pid
             raise KeyboardInterrupt
-    assert pid is not None and pid_gone(pid)
+    assert pid is not None and not pid_exists(pid)
 
 
 def test_retries_on_a_fresh_port_when_the_picked_one_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -68,6 +68,13 @@ def confluent_consumer(bootstrap: str, group: str, client_id: str, **extra: Any)
     })
 
 
+def subscribed(bootstrap: str, topic: str, group: str, client_id: str, **extra: Any) -> Consumer:
+    """A confluent consumer of ``group`` (as :func:`confluent_consumer`) subscribed to ``topic``."""
+    consumer = confluent_consumer(bootstrap, group, client_id, **extra)
+    consumer.subscribe([topic])
+    return consumer
+
+
 class Pump:
     """Polls several confluent consumers in turn, keeping what each received."""
 
@@ -226,32 +233,38 @@ def _kafka_python_read_all(bootstrap: str, topic: str, group: str, count: int) -
     return values
 
 
-def _aiokafka_read_all(bootstrap: str, topic: str, group: str, count: int) -> list[bytes]:
+def _aiokafka_read(bootstrap: str, topic: str, group: str, count: int, reset: str = "earliest",
+                   client_id: str = "aio-reader") -> list[Any]:
+    """Up to ``count`` records (aiokafka's ConsumerRecord) read by a member of ``group`` subscribed
+    to ``topic``, within TIMEOUT_S; nothing is committed."""
     from aiokafka import AIOKafkaConsumer
 
-    async def run() -> list[bytes]:
+    async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                                    client_id="aio-reader", auto_offset_reset="earliest",
+                                    client_id=client_id, auto_offset_reset=reset,
                                     session_timeout_ms=SESSION_MS,
                                     heartbeat_interval_ms=HEARTBEAT_MS, enable_auto_commit=False)
         await consumer.start()
-        values: list[bytes] = []
+        got: list[Any] = []
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + TIMEOUT_S
-            while len(values) < count and loop.time() < deadline:
+            while len(got) < count and loop.time() < deadline:
                 for records in (await consumer.getmany(timeout_ms=200)).values():
-                    values += [r.value for r in records]
+                    got += records
         finally:
             await consumer.stop()
-        return values
+        return got
 
     return asyncio.run(run())
 
 
+def _aiokafka_read_all(bootstrap: str, topic: str, group: str, count: int) -> list[bytes]:
+    return [r.value for r in _aiokafka_read(bootstrap, topic, group, count)]
+
+
 def _confluent_read_all(bootstrap: str, topic: str, group: str, count: int) -> list[bytes]:
-    consumer = confluent_consumer(bootstrap, group, "ck-reader")
-    consumer.subscribe([topic])
+    consumer = subscribed(bootstrap, topic, group, "ck-reader")
     values: list[bytes] = []
     try:
         deadline = time.monotonic() + TIMEOUT_S
@@ -459,15 +472,13 @@ def test_auto_offset_reset_earliest_reads_from_zero_and_latest_only_what_comes_a
     bs = broker.bootstrap
     create_topic(bs, "reset", 1)
     produce(bs, "reset", [(None, f"before-{i}".encode()) for i in range(5)])
-    earliest = confluent_consumer(bs, "reset-earliest", "e")
-    earliest.subscribe(["reset"])
+    earliest = subscribed(bs, "reset", "reset-earliest", "e")
     try:
         assert _first_offsets(earliest, 5) == [0, 1, 2, 3, 4]
     finally:
         earliest.close()
 
-    latest = confluent_consumer(bs, "reset-latest", "l", **{"auto.offset.reset": "latest"})
-    latest.subscribe(["reset"])
+    latest = subscribed(bs, "reset", "reset-latest", "l", **{"auto.offset.reset": "latest"})
     try:
         until(lambda: (latest.consume(10, 0.05), latest.assignment())[1], "an assignment")
         # The reset to the end happens a moment after the assignment: produce markers until the
@@ -509,32 +520,13 @@ def test_a_committed_offset_wins_over_auto_offset_reset(
         [ConsumerGroupTopicPartitions(group, [TopicPartition("resume", 0, 3)])])
     futures[group].result(TIMEOUT_S)
     if client == "confluent-kafka":
-        consumer = confluent_consumer(bs, group, "resumer", **{"auto.offset.reset": reset})
-        consumer.subscribe(["resume"])
+        consumer = subscribed(bs, "resume", group, "resumer", **{"auto.offset.reset": reset})
         try:
             assert _first_offsets(consumer, 5) == [3, 4, 5, 6, 7]
         finally:
             consumer.close()
         return
-    from aiokafka import AIOKafkaConsumer
-
-    async def run() -> list[int]:
-        aio = AIOKafkaConsumer("resume", bootstrap_servers=bs, group_id=group,
-                               auto_offset_reset=reset, session_timeout_ms=SESSION_MS,
-                               heartbeat_interval_ms=HEARTBEAT_MS, enable_auto_commit=False)
-        await aio.start()
-        offsets: list[int] = []
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + TIMEOUT_S
-            while len(offsets) < 5 and loop.time() < deadline:
-                for records in (await aio.getmany(timeout_ms=200)).values():
-                    offsets += [r.offset for r in records]
-        finally:
-            await aio.stop()
-        return offsets
-
-    assert asyncio.run(run()) == [3, 4, 5, 6, 7]
+    assert [r.offset for r in _aiokafka_read(bs, "resume", group, 5, reset, "resumer")] == [3, 4, 5, 6, 7]
 
 
 @pytest.mark.parametrize("how", ["clean restart", "kill -9"])
@@ -544,8 +536,7 @@ def test_committed_offsets_survive_a_broker_restart(broker: BrokerProcess, how: 
     bs = broker.bootstrap
     create_topic(bs, "survive", 1)
     produce(bs, "survive", [(None, f"v-{i}".encode()) for i in range(10)])
-    consumer = confluent_consumer(bs, "survivors", "first")
-    consumer.subscribe(["survive"])
+    consumer = subscribed(bs, "survive", "survivors", "first")
     try:
         messages: list[Message] = []
         deadline = time.monotonic() + TIMEOUT_S
@@ -564,8 +555,7 @@ def test_committed_offsets_survive_a_broker_restart(broker: BrokerProcess, how: 
         [ConsumerGroupTopicPartitions("survivors", [TopicPartition("survive", 0)])])
     partitions = listed["survivors"].result(TIMEOUT_S).topic_partitions
     assert [(tp.partition, tp.offset) for tp in partitions] == [(0, 7)]
-    resumed = confluent_consumer(bs, "survivors", "second")
-    resumed.subscribe(["survive"])
+    resumed = subscribed(bs, "survive", "survivors", "second")
     try:
         assert _first_offsets(resumed, 3) == [7, 8, 9]
     finally:
@@ -583,8 +573,7 @@ def test_admin_client_lists_describes_alters_and_deletes_groups(broker: BrokerPr
     bs = broker.bootstrap
     create_topic(bs, "admin-t", 2)
     admin = AdminClient({"bootstrap.servers": bs})
-    consumer = confluent_consumer(bs, "admin-g", "admin-member")
-    consumer.subscribe(["admin-t"])
+    consumer = subscribed(bs, "admin-t", "admin-g", "admin-member")
     try:
         until(lambda: (consumer.consume(10, 0.05), len(consumer.assignment()) == 2)[1],
               "the member's assignment")

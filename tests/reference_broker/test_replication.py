@@ -25,16 +25,12 @@ from launch.reference_cluster import ReferenceCluster
 from reference_broker.drivers.wire_client import WireClient, decode_response, encode_request
 from reference_broker.log.testing import batch
 from reference_broker.protocol.codec import build, request_class
-from tests.kafka_helpers import wire
+from tests.kafka_helpers import FAST_CLUSTER, wire
 
 pytestmark = pytest.mark.timeout(300)
 
-SESSION_MS = 1500
 SETTINGS = {
-    "broker.session.timeout.ms": str(SESSION_MS),
-    "broker.heartbeat.interval.ms": "300",
-    "offsets.topic.num.partitions": "3",
-    "group.initial.rebalance.delay.ms": "0",
+    **FAST_CLUSTER,
     "replica.lag.time.max.ms": "3000",
     "replica.fetch.wait.max.ms": "200",
     "replica.fetch.backoff.ms": "100",

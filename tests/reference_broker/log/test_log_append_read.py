@@ -114,20 +114,22 @@ def test_read_outside_the_log_raises_with_both_bounds(tmp_path: Path, offset: in
     log.close()
 
 
-def test_record_set_larger_than_a_segment_is_rejected(tmp_path: Path) -> None:
-    """RECORD_LIST_TOO_LARGE: a record set bigger than segment.bytes is refused, log unchanged."""
-    log = PartitionLog.open(tmp_path / "t-0", LogConfig(segment_bytes=200), 0)
-    with pytest.raises(RecordListTooLargeError):
-        _append(log, batch(b"x" * 300))
-    assert log.log_end_offset == 0
-    log.close()
-
-
-def test_batch_larger_than_max_message_bytes_is_rejected(tmp_path: Path) -> None:
-    """MESSAGE_TOO_LARGE: a batch above max.message.bytes is refused, log unchanged."""
-    log = PartitionLog.open(tmp_path / "t-0", LogConfig(max_message_bytes=100), 0)
-    with pytest.raises(RecordTooLargeError):
-        _append(log, batch(b"x" * 100))
+@pytest.mark.parametrize(
+    ("config", "size", "error"),
+    [
+        # RECORD_LIST_TOO_LARGE: a record set bigger than segment.bytes
+        pytest.param(LogConfig(segment_bytes=200), 300, RecordListTooLargeError, id="larger-than-a-segment"),
+        # MESSAGE_TOO_LARGE: a batch above max.message.bytes
+        pytest.param(LogConfig(max_message_bytes=100), 100, RecordTooLargeError, id="above-max-message-bytes"),
+    ],
+)
+def test_an_oversized_append_is_rejected_and_the_log_unchanged(
+    tmp_path: Path, config: LogConfig, size: int, error: type[Exception]
+) -> None:
+    """A record set over one of the log's size limits is refused with that limit's error."""
+    log = PartitionLog.open(tmp_path / "t-0", config, 0)
+    with pytest.raises(error):
+        _append(log, batch(b"x" * size))
     assert log.log_end_offset == 0
     log.close()
 

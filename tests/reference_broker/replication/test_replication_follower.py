@@ -39,6 +39,27 @@ def _values(p: Partition) -> list[bytes]:
     return [r.value or b"" for r in read_records(p.log)]
 
 
+def _epoch_2(leader: Partition, follower: Partition) -> None:
+    """Leader epoch 2 of the pair: node 1 leads, node 2 follows, both in the ISR."""
+    leader.become_leader(1, 2, 2, (1, 2), (1, 2), T0)
+    follower.become_follower(1, 2, 2, (1, 2), (1, 2), T0)
+
+
+def _fetch_request(follower: Partition) -> FetchPosition:
+    """The follower's next request, which must be a fetch (not a query of a leader epoch's end)."""
+    request = follower.follower_request()
+    assert isinstance(request, FetchPosition)
+    return request
+
+
+def _fetching(follower: Partition, epoch: int) -> FetchPosition:
+    """Make ``follower`` follow node 1 at leader (and partition) epoch ``epoch``, past the
+    truncation step (FETCHING); its first fetch request."""
+    follower.become_follower(1, epoch, epoch, (1, 2), (1, 2), T0)
+    follower.fetch_state = FollowerFetchState.FETCHING
+    return _fetch_request(follower)
+
+
 def _sync(follower: Partition, leader: Partition, rounds: int = 20) -> None:
     """Run the follower's fetcher against ``leader`` until it has nothing left to do."""
     for _ in range(rounds):
@@ -70,8 +91,7 @@ def test_a_follower_copies_the_leader_and_learns_the_hw(pair: tuple[Partition, P
     """A fetched log is byte-identical to the leader's; the HW comes on the next fetch."""
     leader, follower = pair
     _write_epochs(leader, [(1, 3)])
-    leader.become_leader(1, 2, 2, (1, 2), (1, 2), T0)
-    follower.become_follower(1, 2, 2, (1, 2), (1, 2), T0)
+    _epoch_2(leader, follower)
     _sync(follower, leader)
     assert _values(follower) == _values(leader) == [b"0", b"1", b"2"]
     assert follower.log.read(0, 1 << 20).records == leader.log.read(0, 1 << 20).records
@@ -110,8 +130,7 @@ def test_a_follower_ahead_in_the_same_epoch_truncates_to_the_leaders_end(
     headers = stored_batches(data)
     cut = headers[3].position
     leader.log.append_as_follower(data[:cut], headers[:3], T0)  # the leader has 0-2
-    leader.become_leader(1, 2, 2, (1, 2), (1, 2), T0)
-    follower.become_follower(1, 2, 2, (1, 2), (1, 2), T0)
+    _epoch_2(leader, follower)
     _sync(follower, leader)
     assert follower.log_end_offset == 3
     assert follower.log.leader_epochs.entries() == [(1, 0)]
@@ -162,10 +181,8 @@ def test_stale_answers_are_ignored(pair: tuple[Partition, Partition]) -> None:
     """An answer to a request sent before the follower's leader changed changes nothing."""
     leader, follower = pair
     _write_epochs(leader, [(1, 2)])
-    leader.become_leader(1, 2, 2, (1, 2), (1, 2), T0)
-    follower.become_follower(1, 2, 2, (1, 2), (1, 2), T0)
-    request = follower.follower_request()
-    assert isinstance(request, FetchPosition)
+    _epoch_2(leader, follower)
+    request = _fetch_request(follower)
     read = leader.read_for_follower(2, 0, -1, 2, 1 << 20, T0)
     follower.become_follower(3, 3, 3, (1, 2, 3), (3,), T0)
     follower.on_fetch_response(request, "none", read.high_watermark, read.log_start_offset,
@@ -179,16 +196,10 @@ def test_follower_hw_is_bounded_by_its_log_and_never_moves_back(
     """HW = min(leader HW, own LEO); a lower leader HW (a new leader catching up) is ignored."""
     leader, follower = pair
     _write_epochs(leader, [(1, 4)])
-    follower.become_follower(1, 1, 1, (1, 2), (1, 2), T0)
-    follower.fetch_state = FollowerFetchState.FETCHING
     data = leader.log.read(0, 1 << 20).records
-    request = follower.follower_request()
-    assert isinstance(request, FetchPosition)
-    follower.on_fetch_response(request, "none", 10, 0, data, None, T0)
+    follower.on_fetch_response(_fetching(follower, 1), "none", 10, 0, data, None, T0)
     assert follower.high_watermark == 4
-    request = follower.follower_request()
-    assert isinstance(request, FetchPosition)
-    follower.on_fetch_response(request, "none", 1, 0, b"", None, T0)
+    follower.on_fetch_response(_fetch_request(follower), "none", 1, 0, b"", None, T0)
     assert follower.high_watermark == 4
 
 
@@ -196,8 +207,7 @@ def test_the_leaders_log_start_moves_the_followers(pair: tuple[Partition, Partit
     """DeleteRecords on the leader reaches the follower through the fetch's log start offset."""
     leader, follower = pair
     _write_epochs(leader, [(1, 4)])
-    leader.become_leader(1, 2, 2, (1, 2), (1, 2), T0)
-    follower.become_follower(1, 2, 2, (1, 2), (1, 2), T0)
+    _epoch_2(leader, follower)
     _sync(follower, leader)
     leader.log.delete_records_before(3)
     _sync(follower, leader)
@@ -210,11 +220,7 @@ def test_a_follower_below_the_leaders_log_start_starts_over(
     """OFFSET_OUT_OF_RANGE below the leader's log start: the follower restarts its log there."""
     leader, follower = pair
     _write_epochs(follower, [(1, 2)])
-    follower.become_follower(1, 2, 2, (1, 2), (1, 2), T0)
-    follower.fetch_state = FollowerFetchState.FETCHING
-    request = follower.follower_request()
-    assert isinstance(request, FetchPosition)
-    follower.on_fetch_response(request, "offset_out_of_range", 50, 40, b"", None, T0)
+    follower.on_fetch_response(_fetching(follower, 2), "offset_out_of_range", 50, 40, b"", None, T0)
     assert (follower.log.log_start_offset, follower.log_end_offset) == (40, 40)
 
 
@@ -224,11 +230,7 @@ def test_a_follower_ahead_of_the_leader_goes_back_to_truncating(
     """OFFSET_OUT_OF_RANGE above the leader's log start: find the divergence point again."""
     _, follower = pair
     _write_epochs(follower, [(1, 5)])
-    follower.become_follower(1, 2, 2, (1, 2), (1, 2), T0)
-    follower.fetch_state = FollowerFetchState.FETCHING
-    request = follower.follower_request()
-    assert isinstance(request, FetchPosition)
-    follower.on_fetch_response(request, "offset_out_of_range", 2, 0, b"", None, T0)
+    follower.on_fetch_response(_fetching(follower, 2), "offset_out_of_range", 2, 0, b"", None, T0)
     assert follower.fetch_state is FollowerFetchState.TRUNCATING
 
 
@@ -243,11 +245,7 @@ def test_batches_emptied_by_compaction_replicate(pair: tuple[Partition, Partitio
                                  partition_leader_epoch=1))
     data = bytes(empty + kept)
     assert len(scan_valid_prefix(data)[0]) == 2
-    follower.become_follower(1, 1, 1, (1, 2), (1, 2), T0)
-    follower.fetch_state = FollowerFetchState.FETCHING
-    request = follower.follower_request()
-    assert isinstance(request, FetchPosition)
-    follower.on_fetch_response(request, "none", 3, 0, data, None, T0)
+    follower.on_fetch_response(_fetching(follower, 1), "none", 3, 0, data, None, T0)
     assert follower.log_end_offset == 3
     assert [e.producer_id for e in follower.log.producer_state.entries()] == [7]
     assert leader.log_end_offset == 0
