@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -335,6 +336,16 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def gone_within(pid: int, timeout_s: float, exists: Callable[[int], bool] = process_alive) -> bool:
+    """Whether ``pid`` is gone (by ``exists``) within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not exists(pid):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def pid_exists(pid: int) -> bool:

@@ -41,7 +41,7 @@ from harness.session import WireSession
 from harness.targets import ReferenceTarget
 from launch import kafka_jars
 from specs.produce import Outcome
-from tests.helpers import pid_exists, skip_unless
+from tests.helpers import gone_within, pid_exists, skip_unless
 
 pytestmark = pytest.mark.clients
 
@@ -75,15 +75,6 @@ def bridge_children() -> list[int]:
         if ppid == os.getpid() and java_client.MAIN_CLASS.encode() in cmdline:
             found.append(int(entry.name))
     return found
-
-
-def wait_dead(pid: int, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not pid_exists(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def java_producer(target: ReferenceTarget, history: HistoryBuilder | None = None,
@@ -320,7 +311,7 @@ def test_an_abandoned_client_does_not_leave_its_jvm(target: ReferenceTarget) -> 
     pid = producer.pid
     del producer
     gc.collect()
-    assert wait_dead(pid, 10)
+    assert gone_within(pid, 10, pid_exists)
     assert pid not in bridge_children()
 
 

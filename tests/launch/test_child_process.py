@@ -13,7 +13,7 @@ import time
 
 from launch.child_process import ChildProcess, spawn
 from launch.ports import free_port
-from tests.helpers import process_alive
+from tests.helpers import gone_within
 
 # A parent that forks a grandchild, prints its pid, and sleeps; SIGTERM ends it cleanly.
 FORKING = ("import subprocess, sys, time\n"
@@ -32,15 +32,6 @@ def _python(code: str) -> ChildProcess:
     return spawn([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=None, text=True)
 
 
-def _gone(pid: int, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_kill_ends_the_whole_process_group() -> None:
     child = _python(FORKING)
     try:
@@ -48,15 +39,20 @@ def test_kill_ends_the_whole_process_group() -> None:
         grandchild = int(child.popen.stdout.readline())
         assert os.getpgid(grandchild) == child.pid  # its own group, led by the child
         assert child.kill() == -signal.SIGKILL
-        assert _gone(grandchild), "the grandchild outlived its group's SIGKILL"
+        assert gone_within(grandchild, 10), "the grandchild outlived its group's SIGKILL"
     finally:
         child.kill()
 
 
-def test_stop_ends_a_paused_process_and_escalates_when_sigterm_is_ignored() -> None:
+def _stubborn() -> ChildProcess:
     child = _python(STUBBORN)
+    assert child.popen.stdout is not None and child.popen.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_stop_ends_a_paused_process_and_escalates_when_sigterm_is_ignored() -> None:
+    child = _stubborn()
     try:
-        assert child.popen.stdout is not None and child.popen.stdout.readline().strip() == "ready"
         child.pause()
         started = time.monotonic()
         status = child.stop(timeout_s=0.5)
@@ -68,9 +64,8 @@ def test_stop_ends_a_paused_process_and_escalates_when_sigterm_is_ignored() -> N
 
 
 def test_catches_tells_whether_a_signal_has_a_handler() -> None:
-    child = _python(STUBBORN)
+    child = _stubborn()
     try:
-        assert child.popen.stdout is not None and child.popen.stdout.readline().strip() == "ready"
         assert child.catches(signal.SIGUSR1)
         assert not child.catches(signal.SIGUSR2)
         assert not child.catches(signal.SIGTERM)  # ignored is not caught
