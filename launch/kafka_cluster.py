@@ -534,7 +534,7 @@ class KafkaCluster(ProcessCluster):
         node_id = self._first_running() if node_id is None else node_id
         response = _request(self.brokers[node_id].address, 60, 0, {"include_cluster_authorized_operations": False})
         if response.error_code != ErrorCode.none:
-            raise KafkaClusterError(f"DescribeCluster at node {node_id}: {response.error_code.name}")
+            raise KafkaClusterError(f"DescribeCluster at node {node_id}: {response.error_code.name.upper()}")
         return int(response.controller_id), {int(b.broker_id) for b in response.brokers}
 
     def active_controller(self) -> int | None:

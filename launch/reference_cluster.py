@@ -111,7 +111,7 @@ def _same_address(link: Link, address: Address) -> Address:
 class PartitionView:
     topic: str
     partition: int
-    error: str
+    error: str  # Kafka's error name (NONE, LEADER_NOT_AVAILABLE, ...)
     leader: int
     leader_epoch: int
     replicas: tuple[int, ...]
@@ -127,7 +127,7 @@ class MetadataView:
     brokers: Mapping[int, Address]  # live brokers and the addresses they advertise
     controller_id: int
     topics: Mapping[str, Mapping[int, PartitionView]]
-    topic_errors: Mapping[str, str]
+    topic_errors: Mapping[str, str]  # topic -> Kafka's error name
 
     def partition(self, topic: str, partition: int) -> PartitionView | None:
         return self.topics.get(topic, {}).get(partition)
@@ -153,11 +153,11 @@ def metadata_view(node_id: int, response: Any) -> MetadataView:
     errors: dict[str, str] = {}
     for topic in response.topics:
         if topic.error_code != ErrorCode.none:
-            errors[topic.name] = topic.error_code.name
+            errors[topic.name] = topic.error_code.name.upper()
             continue
         topics[topic.name] = {
             p.partition_index: PartitionView(
-                topic.name, p.partition_index, p.error_code.name, p.leader_id, p.leader_epoch,
+                topic.name, p.partition_index, p.error_code.name.upper(), p.leader_id, p.leader_epoch,
                 tuple(p.replica_nodes), tuple(p.isr_nodes), tuple(p.offline_replicas),
             )
             for p in topic.partitions

@@ -39,7 +39,6 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from kio.schema.allocate_producer_ids.v0.response import AllocateProducerIdsResponse
 from kio.schema.alter_partition.v3.response import AlterPartitionResponse
@@ -85,11 +84,6 @@ from reference_broker.topic_admin import METADATA_WAIT_MS, TopicAdmin
 from reference_broker.topics import TopicsView
 
 log = logging.getLogger(__name__)
-
-def error_name(code: Any) -> str:
-    """kio's ErrorCode member name of an error code in a response."""
-    return code.name if isinstance(code, ErrorCode) else ErrorCode(code).name
-
 
 class _MetadataWaiter:
     __slots__ = ("callback", "deadline_ms", "predicate")
@@ -315,7 +309,7 @@ class Broker:
         """A leader's ISR proposal goes to the controller (AlterPartition); the answer goes
         back to the partition."""
 
-        def answered(error: str, record: PartitionRecord | None) -> None:
+        def answered(error: ErrorCode, record: PartitionRecord | None) -> None:
             state = None if record is None else PartitionState(
                 record.leader, record.leader_epoch, record.partition_epoch, record.isr)
             partition.complete_isr_change(change, error, state, self._now_ms)
@@ -409,16 +403,16 @@ class Broker:
     def partitions(self) -> Iterator[Partition]:
         return iter(list(self._partitions.values()))
 
-    def leader_partition(self, topic: str, index: int) -> tuple[Partition | None, str]:
+    def leader_partition(self, topic: str, index: int) -> tuple[Partition | None, ErrorCode]:
         """The partition if this node leads it, else the error a client gets (Kafka's
         ReplicaManager.getPartitionOrError): NOT_LEADER_OR_FOLLOWER for a partition that
         exists but is led elsewhere (or is offline), UNKNOWN_TOPIC_OR_PARTITION otherwise."""
         partition = self._partitions.get((topic, index))
         if partition is not None and partition.role is Role.LEADER:
-            return partition, "none"
+            return partition, ErrorCode.none
         if self.image.partition(topic, index) is not None:
-            return None, "not_leader_or_follower"
-        return None, "unknown_topic_or_partition"
+            return None, ErrorCode.not_leader_or_follower
+        return None, ErrorCode.unknown_topic_or_partition
 
     def partition_record(self, topic: str, index: int) -> PartitionRecord | None:
         return self.image.partition(topic, index)
@@ -427,32 +421,32 @@ class Broker:
 
     def alter_partition(
         self, topic: str, index: int, leader_epoch: int, partition_epoch: int,
-        new_isr: Sequence[int], callback: Callable[[str, PartitionRecord | None], None],
+        new_isr: Sequence[int], callback: Callable[[ErrorCode, PartitionRecord | None], None],
         now_ms: int,
     ) -> None:
         """Ask the controller to change a partition's ISR (AlterPartition, KIP-497), as its
         leader at ``leader_epoch``/``partition_epoch``. ``callback(error, state)`` gets
-        ``"none"`` and the partition's new state, or an error name (FENCED_LEADER_EPOCH,
+        NONE and the partition's new state, or an error (FENCED_LEADER_EPOCH,
         INVALID_UPDATE_VERSION, INELIGIBLE_REPLICA, REQUEST_TIMED_OUT when the controller
         is unreachable, ...) and None. It may run before this returns (combined mode). The
         change also arrives through the metadata log, as a become_leader call."""
         state = self.image.topic(topic)
         if state is None:
-            callback("unknown_topic_or_partition", None)
+            callback(ErrorCode.unknown_topic_or_partition, None)
             return
 
         def answered(response: AlterPartitionResponse | None) -> None:
             if response is None:
-                callback("request_timed_out", None)
+                callback(ErrorCode.request_timed_out, None)
                 return
             if response.error_code != ErrorCode.none:
-                callback(error_name(response.error_code), None)
+                callback(response.error_code, None)
                 return
             part = response.topics[0].partitions[0]
             if part.error_code != ErrorCode.none:
-                callback(error_name(part.error_code), None)
+                callback(part.error_code, None)
                 return
-            callback("none", PartitionRecord(
+            callback(ErrorCode.none, PartitionRecord(
                 state.topic_id, index, tuple(state.partitions[index].replicas)
                 if index in state.partitions else (), tuple(part.isr), int(part.leader_id),
                 int(part.leader_epoch), int(part.partition_epoch),
@@ -477,7 +471,7 @@ class Broker:
             if response is None or response.error_code != ErrorCode.none:
                 log.warning("broker %d: no producer id block from the controller (%s)",
                             self.node_id,
-                            "unreachable" if response is None else error_name(response.error_code))
+                            "unreachable" if response is None else response.error_code.name)
                 self.producer_ids.fail_waiting()
                 return
             self.producer_ids.add_block(int(response.producer_id_start),

@@ -21,12 +21,14 @@ import enum
 import struct
 import zlib
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import attrs
 import cramjam
 import lz4.frame
 import zstandard
 from crc32c import crc32c
+from kio.schema.errors import ErrorCode
 
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: the part of a batch not counted in batchLength
@@ -61,9 +63,9 @@ class Compression(enum.IntEnum):
 
 
 class RecordError(Exception):
-    """A record set that cannot be stored; ``error_name`` is the Kafka error code to answer."""
+    """A record set that cannot be stored; ``error_code`` is the Kafka error to answer."""
 
-    error_name = "corrupt_message"
+    error_code: ClassVar[ErrorCode] = ErrorCode.corrupt_message
 
 
 class CorruptRecordError(RecordError):
@@ -73,7 +75,7 @@ class CorruptRecordError(RecordError):
 class InvalidRecordError(RecordError):
     """A well-formed batch that breaks a rule of the format (INVALID_RECORD)."""
 
-    error_name = "invalid_record"
+    error_code = ErrorCode.invalid_record
 
 
 @attrs.frozen(slots=True)

@@ -50,9 +50,9 @@ def partition_budget() -> int:
 
 
 class BrokerError(Exception):
-    """An operation refused with a Kafka error code (``error`` is kio's ErrorCode name)."""
+    """An operation refused with a Kafka error (``error``)."""
 
-    def __init__(self, error: str, message: str) -> None:
+    def __init__(self, error: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.error = error
         self.message = message
@@ -88,7 +88,7 @@ class TopicAdmin:
         and what this node's open-file limit can keep open)."""
         if topic_total > MAX_PARTITIONS_PER_TOPIC:
             raise BrokerError(
-                "invalid_partitions",
+                ErrorCode.invalid_partitions,
                 f"{topic_total} partitions requested; the reference broker allows at most "
                 f"{MAX_PARTITIONS_PER_TOPIC} per topic.",
             )
@@ -96,7 +96,7 @@ class TopicAdmin:
         hosted = self._hosted_partitions()
         if hosted + new > budget:
             raise BrokerError(
-                "invalid_partitions",
+                ErrorCode.invalid_partitions,
                 f"{new} new partition(s) would bring this node to {hosted + new}, "
                 f"more than the {budget} its open-file limit (ulimit -n) can keep open.",
             )
@@ -108,36 +108,36 @@ class TopicAdmin:
         try:
             validate_topic_name(name)
         except ValueError as exc:
-            raise BrokerError("invalid_topic_exception", str(exc)) from None
+            raise BrokerError(ErrorCode.invalid_topic_exception, str(exc)) from None
         if self.topics.get(name) is not None:
-            raise BrokerError("topic_already_exists", f"Topic '{name}' already exists.")
+            raise BrokerError(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
         if partitions <= 0:
-            raise BrokerError("invalid_partitions",
+            raise BrokerError(ErrorCode.invalid_partitions,
                               f"Number of partitions must be positive, got {partitions}.")
         self.check_partition_limits(partitions, partitions)
         if replication_factor <= 0:
             raise BrokerError(
-                "invalid_replication_factor",
+                ErrorCode.invalid_replication_factor,
                 f"Replication factor must be positive, got {replication_factor}.",
             )
         try:
             return validate_topic_configs(configs)
         except ConfigError as exc:
-            raise BrokerError("invalid_config", str(exc)) from None
+            raise BrokerError(ErrorCode.invalid_config, str(exc)) from None
 
     def request_topic_creation(
         self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str],
-        now_ms: int, callback: Callable[[str, str], None] | None = None,
+        now_ms: int, callback: Callable[[ErrorCode, str], None] | None = None,
     ) -> None:
         """Ask the controller to create a topic; ``callback(error, message)`` gets its answer
         (at once in combined mode, where the topic then exists)."""
 
         def answered(response: CreateTopicsResponse | None) -> None:
             if response is None:
-                error, message = "request_timed_out", "the controller did not answer"
+                error, message = ErrorCode.request_timed_out, "the controller did not answer"
             else:
                 result = response.topics[0]
-                error, message = ErrorCode(result.error_code).name, result.error_message or ""
+                error, message = ErrorCode(result.error_code), result.error_message or ""
             if callback is not None:
                 callback(error, message)
 
@@ -154,27 +154,27 @@ class TopicAdmin:
             if error is not None and not self.local:
                 return
             if error is not None:
-                raise BrokerError("coordinator_not_available", f"cannot create {name}")
+                raise BrokerError(ErrorCode.coordinator_not_available, f"cannot create {name}")
             return
         partitions = int(self.config.get("num.partitions"))
         replication_factor = int(self.config.get("default.replication.factor"))
         self.check_new_topic(name, partitions, replication_factor, {})
         if name in self._auto_creating:
             return
-        outcome: list[tuple[str, str]] = []
+        outcome: list[tuple[ErrorCode, str]] = []
 
-        def answered(error: str, message: str) -> None:
+        def answered(error: ErrorCode, message: str) -> None:
             self._auto_creating.discard(name)
-            if error not in ("none", "topic_already_exists"):
-                log.info("auto-creation of topic %r failed: %s %s", name, error, message)
+            if error not in (ErrorCode.none, ErrorCode.topic_already_exists):
+                log.info("auto-creation of topic %r failed: %s %s", name, error.name, message)
             outcome.append((error, message))
 
         self._auto_creating.add(name)
         self.request_topic_creation(name, partitions, replication_factor, {}, now_ms, answered)
-        if outcome and outcome[0][0] not in ("none", "topic_already_exists"):
+        if outcome and outcome[0][0] not in (ErrorCode.none, ErrorCode.topic_already_exists):
             raise BrokerError(*outcome[0])
 
-    def ensure_offsets_topic(self, now_ms: int) -> str | None:
+    def ensure_offsets_topic(self, now_ms: int) -> ErrorCode | None:
         """Create ``__consumer_offsets`` if it does not exist; None once it exists, else
         COORDINATOR_NOT_AVAILABLE (it cannot be created, or its creation is under way)."""
         if self.topics.get(OFFSETS_TOPIC) is not None:
@@ -187,16 +187,16 @@ class TopicAdmin:
                 "compression.type": "producer",
             }
 
-            def answered(error: str, message: str) -> None:
+            def answered(error: ErrorCode, message: str) -> None:
                 self._auto_creating.discard(OFFSETS_TOPIC)
-                if error not in ("none", "topic_already_exists"):
+                if error not in (ErrorCode.none, ErrorCode.topic_already_exists):
                     # Kafka answers COORDINATOR_NOT_AVAILABLE while it cannot create the topic
                     # (for instance offsets.topic.replication.factor above the live brokers).
-                    log.warning("cannot create %s: %s", OFFSETS_TOPIC, message or error)
+                    log.warning("cannot create %s: %s", OFFSETS_TOPIC, message or error.name)
 
             self._auto_creating.add(OFFSETS_TOPIC)
             self.request_topic_creation(
                 OFFSETS_TOPIC, int(config.get("offsets.topic.num.partitions")),
                 int(config.get("offsets.topic.replication.factor")), wanted, now_ms, answered,
             )
-        return None if self.topics.get(OFFSETS_TOPIC) is not None else "coordinator_not_available"
+        return None if self.topics.get(OFFSETS_TOPIC) is not None else ErrorCode.coordinator_not_available

@@ -17,6 +17,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.config import ConfigError, validate_topic_configs
 from reference_broker.controller.core import ControllerError
 from reference_broker.metadata.records import Endpoint
@@ -34,7 +36,7 @@ MAX_PARTITIONS_PER_TOPIC = 10_000
 
 
 class _Refused(Exception):
-    def __init__(self, error: str, message: str) -> None:
+    def __init__(self, error: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.error = error
         self.message = message
@@ -46,14 +48,14 @@ class _Refused(Exception):
 def handle_broker_registration(node: ControllerNode, request: Any, now_ms: int) -> dict[str, Any]:
     """Register a broker (fenced until its metadata has caught up); the answer is its epoch."""
     if request.cluster_id != node.cluster_id:
-        return {"error_code": "inconsistent_cluster_id", "broker_epoch": -1}
+        return {"error_code": ErrorCode.inconsistent_cluster_id, "broker_epoch": -1}
     if request.broker_id == node.node_id and not node.config.is_combined:
-        return {"error_code": "invalid_request", "broker_epoch": -1}
+        return {"error_code": ErrorCode.invalid_request, "broker_epoch": -1}
     incarnation = str(request.incarnation_id)
     endpoints = [Endpoint(listener.name.upper(), listener.host, int(listener.port))
                  for listener in request.listeners]
     epoch = node.core.register_broker(request.broker_id, incarnation, endpoints, now_ms)
-    return {"error_code": "none", "broker_epoch": epoch}
+    return {"error_code": ErrorCode.none, "broker_epoch": epoch}
 
 
 def handle_broker_heartbeat(node: ControllerNode, request: Any, now_ms: int) -> dict[str, Any]:
@@ -65,13 +67,13 @@ def handle_broker_heartbeat(node: ControllerNode, request: Any, now_ms: int) -> 
     except ControllerError as exc:
         return {"error_code": exc.error, "is_caught_up": False, "is_fenced": True,
                 "should_shut_down": False}
-    return {"error_code": "none", "is_caught_up": result.is_caught_up,
+    return {"error_code": ErrorCode.none, "is_caught_up": result.is_caught_up,
             "is_fenced": result.is_fenced, "should_shut_down": result.should_shut_down}
 
 
 def handle_unregister_broker(node: ControllerNode, request: Any, now_ms: int) -> dict[str, Any]:
     # Decommissioning brokers is not supported; the answer says so instead of pretending.
-    return {"error_code": "unsupported_version",
+    return {"error_code": ErrorCode.unsupported_version,
             "error_message": "the reference controller does not unregister brokers"}
 
 
@@ -95,12 +97,12 @@ def handle_alter_partition(node: ControllerNode, request: Any, now_ms: int) -> d
                 entry.update(error_code=exc.error, leader_id=-1, leader_epoch=-1, isr=[],
                              partition_epoch=-1)
             else:
-                entry.update(error_code="none", leader_id=updated.leader,
+                entry.update(error_code=ErrorCode.none, leader_id=updated.leader,
                              leader_epoch=updated.leader_epoch, isr=list(updated.isr),
                              partition_epoch=updated.partition_epoch)
             partitions.append(entry)
         topics.append({"topic_id": topic.topic_id, "partitions": partitions})
-    return {"error_code": "none", "topics": topics}
+    return {"error_code": ErrorCode.none, "topics": topics}
 
 
 def handle_allocate_producer_ids(node: ControllerNode, request: Any, now_ms: int) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def handle_allocate_producer_ids(node: ControllerNode, request: Any, now_ms: int
         start, length = node.core.allocate_producer_ids(request.broker_id, request.broker_epoch)
     except ControllerError as exc:
         return {"error_code": exc.error, "producer_id_start": -1, "producer_id_len": 0}
-    return {"error_code": "none", "producer_id_start": start, "producer_id_len": length}
+    return {"error_code": ErrorCode.none, "producer_id_start": start, "producer_id_len": length}
 
 
 # --- topics ------------------------------------------------------------------------------------
@@ -118,23 +120,23 @@ def _create_one(node: ControllerNode, topic: Any, validate_only: bool) -> dict[s
     try:
         validate_topic_name(topic.name)
     except InvalidTopicError as exc:
-        raise _Refused("invalid_topic_exception", str(exc)) from None
+        raise _Refused(ErrorCode.invalid_topic_exception, str(exc)) from None
     partitions = topic.num_partitions
     replication = topic.replication_factor
     assignments: list[list[int]] | None = None
     if topic.assignments:
         if partitions != DEFAULT or replication != DEFAULT:
             raise _Refused(
-                "invalid_request",
+                ErrorCode.invalid_request,
                 "Both numPartitions or replicationFactor and replicasAssignments were set.",
             )
         ordered = sorted(topic.assignments, key=lambda a: a.partition_index)
         if [a.partition_index for a in ordered] != list(range(len(ordered))):
-            raise _Refused("invalid_replica_assignment",
+            raise _Refused(ErrorCode.invalid_replica_assignment,
                            "Partitions must be numbered consecutively from 0.")
         assignments = [list(a.broker_ids) for a in ordered]
         if len({len(nodes) for nodes in assignments}) != 1:
-            raise _Refused("invalid_replica_assignment",
+            raise _Refused(ErrorCode.invalid_replica_assignment,
                            "All partitions must have the same number of replicas.")
         partitions = len(assignments)
         replication = len(assignments[0])
@@ -143,23 +145,23 @@ def _create_one(node: ControllerNode, topic: Any, validate_only: bool) -> dict[s
     if replication == DEFAULT:
         replication = int(node.config.get("default.replication.factor"))
     if node.image.topic(topic.name) is not None:
-        raise _Refused("topic_already_exists", f"Topic '{topic.name}' already exists.")
+        raise _Refused(ErrorCode.topic_already_exists, f"Topic '{topic.name}' already exists.")
     if partitions <= 0:
-        raise _Refused("invalid_partitions",
+        raise _Refused(ErrorCode.invalid_partitions,
                        f"Number of partitions must be positive, got {partitions}.")
     if partitions > MAX_PARTITIONS_PER_TOPIC:
         raise _Refused(
-            "invalid_partitions",
+            ErrorCode.invalid_partitions,
             f"{partitions} partitions requested; the reference broker allows at most "
             f"{MAX_PARTITIONS_PER_TOPIC} per topic.",
         )
     if replication <= 0:
-        raise _Refused("invalid_replication_factor",
+        raise _Refused(ErrorCode.invalid_replication_factor,
                        f"Replication factor must be positive, got {replication}.")
     try:
         configs = validate_topic_configs({c.name: c.value for c in topic.configs})
     except ConfigError as exc:
-        raise _Refused("invalid_config", str(exc)) from None
+        raise _Refused(ErrorCode.invalid_config, str(exc)) from None
     try:
         created = node.core.create_topic(topic.name, partitions, replication, configs,
                                          assignments, validate_only)
@@ -168,7 +170,7 @@ def _create_one(node: ControllerNode, topic: Any, validate_only: bool) -> dict[s
     return {
         "name": topic.name,
         "topic_id": created.topic_id if created is not None else None,
-        "error_code": "none",
+        "error_code": ErrorCode.none,
         "num_partitions": partitions,
         "replication_factor": replication,
         "configs": [
@@ -184,7 +186,7 @@ def handle_create_topics(node: ControllerNode, request: Any, now_ms: int) -> dic
     seen: set[str] = set()
     for topic in request.topics:
         if topic.name in seen:
-            results.append({"name": topic.name, "error_code": "invalid_request",
+            results.append({"name": topic.name, "error_code": ErrorCode.invalid_request,
                             "error_message": f"Topic '{topic.name}' appears more than once in "
                             "the request."})
             continue
@@ -209,21 +211,21 @@ def handle_delete_topics(node: ControllerNode, request: Any, now_ms: int) -> dic
     for name, topic_id in wanted:
         if name is None:
             state = node.image.topics_by_id.get(topic_id) if topic_id is not None else None
-            missing = "unknown_topic_id"
+            missing = ErrorCode.unknown_topic_id
         else:
             state = node.image.topic(name)
-            missing = "unknown_topic_or_partition"
+            missing = ErrorCode.unknown_topic_or_partition
         if state is None:
             responses.append({"name": name, "topic_id": topic_id, "error_code": missing,
                               "error_message": "This server does not host this topic."})
         elif not enabled:
             responses.append({"name": state.name, "topic_id": state.topic_id,
-                              "error_code": "topic_deletion_disabled",
+                              "error_code": ErrorCode.topic_deletion_disabled,
                               "error_message": "Topic deletion is disabled."})
         else:
             node.core.delete_topic(state)
             responses.append({"name": state.name, "topic_id": state.topic_id,
-                              "error_code": "none"})
+                              "error_code": ErrorCode.none})
     return {"responses": responses}
 
 
@@ -233,16 +235,16 @@ def handle_create_partitions(node: ControllerNode, request: Any, now_ms: int) ->
         state = node.image.topic(topic.name)
         try:
             if state is None:
-                raise _Refused("unknown_topic_or_partition", f"Topic '{topic.name}' does not exist.")
+                raise _Refused(ErrorCode.unknown_topic_or_partition, f"Topic '{topic.name}' does not exist.")
             if topic.count > MAX_PARTITIONS_PER_TOPIC:
                 raise _Refused(
-                    "invalid_partitions",
+                    ErrorCode.invalid_partitions,
                     f"{topic.count} partitions requested; the reference broker allows at most "
                     f"{MAX_PARTITIONS_PER_TOPIC} per topic.",
                 )
             assignments = [list(a.broker_ids) for a in topic.assignments or ()] or None
             if assignments is not None and len(assignments) != topic.count - len(state.partitions):
-                raise _Refused("invalid_replica_assignment",
+                raise _Refused(ErrorCode.invalid_replica_assignment,
                                f"{len(assignments)} assignments for "
                                f"{topic.count - len(state.partitions)} new partitions.")
             try:
@@ -253,7 +255,7 @@ def handle_create_partitions(node: ControllerNode, request: Any, now_ms: int) ->
             results.append({"name": topic.name, "error_code": exc.error,
                             "error_message": exc.message})
             continue
-        results.append({"name": topic.name, "error_code": "none"})
+        results.append({"name": topic.name, "error_code": ErrorCode.none})
     return {"results": results}
 
 
@@ -268,24 +270,24 @@ def handle_incremental_alter_configs(
         response: dict[str, Any] = {
             "resource_type": resource.resource_type,
             "resource_name": resource.resource_name,
-            "error_code": "none",
+            "error_code": ErrorCode.none,
             "error_message": None,
         }
         responses.append(response)
         if resource.resource_type != RESOURCE_TOPIC:
-            response.update(error_code="invalid_request",
+            response.update(error_code=ErrorCode.invalid_request,
                             error_message="Only topic configurations can be altered; broker "
                             "configurations of the reference broker are static.")
             continue
         state = node.image.topic(resource.resource_name)
         if state is None:
-            response.update(error_code="unknown_topic_or_partition",
+            response.update(error_code=ErrorCode.unknown_topic_or_partition,
                             error_message=f"Topic '{resource.resource_name}' does not exist.")
             continue
         try:
             updated = apply_config_ops(node.config, state.configs, resource.configs)
         except ConfigError as exc:
-            response.update(error_code="invalid_config", error_message=str(exc))
+            response.update(error_code=ErrorCode.invalid_config, error_message=str(exc))
             continue
         if not request.validate_only:
             node.core.set_topic_configs(state, updated)
@@ -299,17 +301,17 @@ def handle_describe_configs(node: ControllerNode, request: Any, now_ms: int) -> 
         result: dict[str, Any] = {
             "resource_type": resource.resource_type,
             "resource_name": resource.resource_name,
-            "error_code": "none",
+            "error_code": ErrorCode.none,
             "error_message": None,
             "configs": [],
         }
         keys = tuple(resource.configuration_keys) if resource.configuration_keys else None
         state = node.image.topic(resource.resource_name)
         if resource.resource_type != RESOURCE_TOPIC:
-            result.update(error_code="invalid_request",
+            result.update(error_code=ErrorCode.invalid_request,
                           error_message="The controller describes topic configurations only.")
         elif state is None:
-            result.update(error_code="unknown_topic_or_partition",
+            result.update(error_code=ErrorCode.unknown_topic_or_partition,
                           error_message=f"Topic '{resource.resource_name}' does not exist.")
         else:
             result["configs"] = describe_topic_configs(

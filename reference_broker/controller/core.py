@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
+from kio.schema.errors import ErrorCode
 
 from reference_broker.controller.election import elect_leader
 from reference_broker.controller.placement import PlacementError, assign_replicas
@@ -51,10 +52,10 @@ Append = Callable[[Sequence[MetadataRecord]], int]
 
 
 class ControllerError(Exception):
-    """A request refused with a Kafka error code (``error`` is kio's ErrorCode member name)."""
+    """A request refused with a Kafka error (``error``)."""
 
-    def __init__(self, error: str, message: str = "") -> None:
-        super().__init__(message or error)
+    def __init__(self, error: ErrorCode, message: str = "") -> None:
+        super().__init__(message or error.name)
         self.error = error
         self.message = message
 
@@ -151,7 +152,7 @@ class ControllerCore:
         broker = self.image.brokers.get(node_id)
         if broker is None or broker.broker_epoch != broker_epoch:
             raise ControllerError(
-                "stale_broker_epoch",
+                ErrorCode.stale_broker_epoch,
                 f"broker {node_id} epoch {broker_epoch} is not the registered incarnation",
             )
         return broker
@@ -204,30 +205,30 @@ class ControllerCore:
         self._broker(node_id, broker_epoch)
         topic = self.image.topics_by_id.get(topic_id)
         if topic is None:
-            raise ControllerError("unknown_topic_id", f"no topic with id {topic_id}")
+            raise ControllerError(ErrorCode.unknown_topic_id, f"no topic with id {topic_id}")
         partition = topic.partitions.get(index)
         if partition is None:
-            raise ControllerError("unknown_topic_or_partition", f"{topic.name}-{index}")
+            raise ControllerError(ErrorCode.unknown_topic_or_partition, f"{topic.name}-{index}")
         if partition.leader != node_id or partition.leader_epoch != leader_epoch:
             raise ControllerError(
-                "fenced_leader_epoch",
+                ErrorCode.fenced_leader_epoch,
                 f"{topic.name}-{index} is led by {partition.leader} at epoch "
                 f"{partition.leader_epoch}, not by {node_id} at epoch {leader_epoch}",
             )
         if partition.partition_epoch != partition_epoch:
             raise ControllerError(
-                "invalid_update_version",
+                ErrorCode.invalid_update_version,
                 f"{topic.name}-{index} is at partition epoch {partition.partition_epoch}, "
                 f"not {partition_epoch}",
             )
         isr = tuple(dict.fromkeys(new_isr))
         if node_id not in isr:
-            raise ControllerError("invalid_request", "the new ISR must contain the leader")
+            raise ControllerError(ErrorCode.invalid_request, "the new ISR must contain the leader")
         live = self._live()
         for replica in isr:
             if replica not in partition.replicas or (replica not in partition.isr and replica not in live):
                 raise ControllerError(
-                    "ineligible_replica", f"broker {replica} cannot join the ISR of {topic.name}-{index}"
+                    ErrorCode.ineligible_replica, f"broker {replica} cannot join the ISR of {topic.name}-{index}"
                 )
         if isr == partition.isr:
             return partition
@@ -243,7 +244,7 @@ class ControllerCore:
     ) -> TopicState | None:
         """Create a topic (validated by the caller: name, configs); None when validate_only."""
         if self.image.topic(name) is not None:
-            raise ControllerError("topic_already_exists", f"Topic '{name}' already exists.")
+            raise ControllerError(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
         replicas = self._placement(name, 0, partitions, replication_factor, assignments)
         if validate_only:
             return None
@@ -263,7 +264,7 @@ class ControllerCore:
         current = len(topic.partitions)
         if total <= current:
             raise ControllerError(
-                "invalid_partitions",
+                ErrorCode.invalid_partitions,
                 f"Topic currently has {current} partitions, which is higher than or equal to "
                 f"the requested {total}.",
             )
@@ -288,7 +289,7 @@ class ControllerCore:
                 unknown = [n for n in nodes if n not in registered]
                 if unknown or not nodes or len(set(nodes)) != len(nodes):
                     raise ControllerError(
-                        "invalid_replica_assignment",
+                        ErrorCode.invalid_replica_assignment,
                         f"partition {first + index}: replicas {list(nodes)} must be distinct "
                         f"registered brokers (registered: {sorted(registered)})",
                     )
@@ -297,7 +298,7 @@ class ControllerCore:
             return assign_replicas(name, first, count, replication_factor,
                                    [b.node_id for b in self.image.live_brokers()])
         except PlacementError as exc:
-            raise ControllerError("invalid_replication_factor", str(exc)) from None
+            raise ControllerError(ErrorCode.invalid_replication_factor, str(exc)) from None
 
     # --- producer ids ----------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.config import BrokerConfig
 from reference_broker.controller.node import CONTROLLER_HANDLERS, ControllerNode
 from reference_broker.drivers.node_server import NodeServer, Outgoing, now_ms, run_node
@@ -90,15 +92,15 @@ class ControllerServer(NodeServer):
             partitions_out = []
             for part in topic.partitions:
                 entry: dict[str, Any] = {
-                    "partition_index": part.partition, "error_code": "none",
+                    "partition_index": part.partition, "error_code": ErrorCode.none,
                     "high_watermark": log_.end_offset, "last_stable_offset": log_.end_offset,
                     "log_start_offset": 0, "aborted_transactions": None, "records": b"",
                 }
                 if topic.topic != METADATA_TOPIC or part.partition != METADATA_PARTITION:
-                    entry["error_code"] = "unknown_topic_or_partition"
+                    entry["error_code"] = ErrorCode.unknown_topic_or_partition
                     error = True
                 elif not 0 <= part.fetch_offset <= log_.end_offset:
-                    entry["error_code"] = "offset_out_of_range"
+                    entry["error_code"] = ErrorCode.offset_out_of_range
                     error = True
                 elif part.fetch_offset < log_.end_offset:
                     records = log_.read(part.fetch_offset, max(part.partition_max_bytes, 1))
@@ -106,7 +108,7 @@ class ControllerServer(NodeServer):
                     total += len(records)
                 partitions_out.append(entry)
             topics_out.append({"topic": topic.topic, "partitions": partitions_out})
-        return {"error_code": "none", "session_id": 0, "responses": topics_out}, total, error
+        return {"error_code": ErrorCode.none, "session_id": 0, "responses": topics_out}, total, error
 
 
 async def run_controller(config: BrokerConfig, ready_line: bool = True) -> None:

@@ -87,10 +87,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _error(code: Any) -> str:
-    return code.name if isinstance(code, ErrorCode) else ErrorCode(code).name
-
-
 class ReplicaFetcherManager:
     """One fetch task per leader this broker follows; see the module docstring."""
 
@@ -282,10 +278,10 @@ class LeaderFetcher:
             if answer is None:
                 self._delay(partition)
                 continue
-            error = _error(answer.error_code)
-            if error != "none":
+            error = ErrorCode(answer.error_code)
+            if error is not ErrorCode.none:
                 log.info("%s-%d: OffsetForLeaderEpoch from leader %d: %s", partition.topic,
-                         partition.index, self.leader_id, error)
+                         partition.index, self.leader_id, error.name)
                 self._delay(partition)
                 continue
             partition.on_epoch_end_offset(query, error, int(answer.leader_epoch),
@@ -323,7 +319,7 @@ class LeaderFetcher:
         })
         if response.error_code != ErrorCode.none:
             log.info("fetch from leader %d failed: %s", self.leader_id,
-                     _error(response.error_code))
+                     ErrorCode(response.error_code).name)
             for partition, _ in requested.values():
                 self._delay(partition)
             return
@@ -334,7 +330,7 @@ class LeaderFetcher:
                 if entry is None:
                     continue
                 partition, position = entry
-                error = _error(part.error_code)
+                error = ErrorCode(part.error_code)
                 diverging = part.diverging_epoch
                 diverging_epoch = (
                     (int(diverging.epoch), int(diverging.end_offset))
@@ -350,7 +346,7 @@ class LeaderFetcher:
                               partition.topic, partition.index, self.leader_id, exc)
                     self._delay(partition)
                     continue
-                if error not in ("none", "offset_out_of_range"):
+                if error not in (ErrorCode.none, ErrorCode.offset_out_of_range):
                     log.debug("%s-%d: fetch from leader %d: %s", partition.topic,
-                              partition.index, self.leader_id, error)
+                              partition.index, self.leader_id, error.name)
                     self._delay(partition)

@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.config import BrokerConfig, Listener
 from reference_broker.handlers.context import CloseConnection
 from reference_broker.protocol.api_versions import API_VERSIONS_KEY, api_versions_body
@@ -263,7 +265,7 @@ class NodeServer:
                 # KIP-511: answer a too-new ApiVersions with v0 UNSUPPORTED_VERSION and our
                 # ranges, so the client can retry with a version we speak.
                 body = build_response(
-                    API_VERSIONS_KEY, 0, api_versions_body(self.api_versions, "unsupported_version")
+                    API_VERSIONS_KEY, 0, api_versions_body(self.api_versions, ErrorCode.unsupported_version)
                 )
                 return encode_response(exc.correlation_id, body)
             raise CloseConnection(f"{exc}") from None

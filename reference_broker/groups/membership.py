@@ -94,6 +94,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Protocol
 
 import attrs
+from kio.schema.errors import ErrorCode
 
 from reference_broker.groups.config import GroupConfig, too_long
 from reference_broker.groups.group import Group, GroupState, Member
@@ -132,7 +133,7 @@ class JoinRequest:
 
 @attrs.frozen(slots=True)
 class JoinResult:
-    error: str
+    error: ErrorCode
     member_id: str
     generation_id: int = NO_GENERATION
     protocol_type: str | None = None
@@ -144,7 +145,7 @@ class JoinResult:
 
 @attrs.frozen(slots=True)
 class SyncResult:
-    error: str
+    error: ErrorCode
     protocol_type: str | None = None
     protocol_name: str | None = None
     assignment: bytes = b""
@@ -159,7 +160,7 @@ class LeavingMember:
 
 JoinCallback = Callable[[JoinResult | None], None]
 SyncCallback = Callable[[SyncResult | None], None]
-StoreCallback = Callable[[str | None], None]  # None, or the client-facing error
+StoreCallback = Callable[[ErrorCode | None], None]  # None, or the client-facing error
 
 
 class GroupWriter(Protocol):
@@ -175,14 +176,14 @@ class GroupWriter(Protocol):
         is committed, else the client-facing error (maybe before this returns)."""
 
 
-def join_error(member_id: str, error: str) -> JoinResult:
+def join_error(member_id: str, error: ErrorCode) -> JoinResult:
     return JoinResult(error=error, member_id=member_id)
 
 
 def generation_result(
     group: Group, member_id: str, leader: str | None,
     members: tuple[tuple[str, str | None, bytes], ...] = (), skip_assignment: bool = False,
-    error: str = "none",
+    error: ErrorCode = ErrorCode.none,
 ) -> JoinResult:
     """A JoinGroup answer naming the group's current generation and protocol."""
     return JoinResult(
@@ -201,18 +202,18 @@ def new_group(groups: MutableMapping[str, Group], group_id: str, now_ms: int) ->
 
 def validate_current_member(
     group: Group, member_id: str, group_instance_id: str | None
-) -> str | None:
+) -> ErrorCode | None:
     """UNKNOWN_MEMBER_ID / FENCED_INSTANCE_ID, as Kafka's validateCurrentMember."""
     if group_instance_id is not None:
         current = group.static_members.get(group_instance_id)
         if current is None:
-            return "unknown_member_id"
+            return ErrorCode.unknown_member_id
         if current != member_id:
             log.info("group %s: member %s of static instance %s is fenced by member %s",
                      group.group_id, member_id, group_instance_id, current)
-            return "fenced_instance_id"
+            return ErrorCode.fenced_instance_id
         return None
-    return None if group.has(member_id) else "unknown_member_id"
+    return None if group.has(member_id) else ErrorCode.unknown_member_id
 
 
 class Membership:
@@ -250,38 +251,38 @@ class Membership:
         """Another broker coordinates ``group`` now: whatever its members have parked gets
         NOT_COORDINATOR, so they look the new coordinator up."""
         for member in group.members.values():
-            member.invoke_join(join_error(member.member_id, "not_coordinator"))
-            member.invoke_sync(SyncResult("not_coordinator"))
+            member.invoke_join(join_error(member.member_id, ErrorCode.not_coordinator))
+            member.invoke_sync(SyncResult(ErrorCode.not_coordinator))
 
     # --- JoinGroup -------------------------------------------------------------------------------
 
     def join_group(self, request: JoinRequest, now_ms: int, callback: JoinCallback) -> None:
         """Join (or rejoin) a group; ``callback`` gets the answer, maybe only after a rebalance."""
         if not request.group_id or too_long(request.group_id):
-            callback(join_error(request.member_id, "invalid_group_id"))
+            callback(join_error(request.member_id, ErrorCode.invalid_group_id))
             return
         if too_long(request.group_instance_id) or too_long(request.client_id):
-            callback(join_error(request.member_id, "invalid_request"))
+            callback(join_error(request.member_id, ErrorCode.invalid_request))
             return
         if not (
             self.config.min_session_timeout_ms
             <= request.session_timeout_ms
             <= self.config.max_session_timeout_ms
         ):
-            callback(join_error(request.member_id, "invalid_session_timeout"))
+            callback(join_error(request.member_id, ErrorCode.invalid_session_timeout))
             return
         is_unknown = request.member_id == UNKNOWN_MEMBER_ID
         group = self._groups.get(request.group_id)
         if group is None:
             if not is_unknown:
-                callback(join_error(request.member_id, "unknown_member_id"))
+                callback(join_error(request.member_id, ErrorCode.unknown_member_id))
                 return
             group = new_group(self._groups, request.group_id, now_ms)
         if not self._accept_joining_member(group, request.member_id):
             removed = group.remove(request.member_id)
             if removed is not None:
                 self._answer_removed(removed)
-            callback(join_error(UNKNOWN_MEMBER_ID, "group_max_size_reached"))
+            callback(join_error(UNKNOWN_MEMBER_ID, ErrorCode.group_max_size_reached))
         elif (error := self._join_refusal(group, request)) is not None:
             callback(join_error(request.member_id, error))
         elif is_unknown:
@@ -303,13 +304,13 @@ class Membership:
         return group.has(member_id) or group.size < self.config.max_size
 
     @staticmethod
-    def _join_refusal(group: Group, request: JoinRequest) -> str | None:
+    def _join_refusal(group: Group, request: JoinRequest) -> ErrorCode | None:
         """Why a group that has room cannot take this JoinGroup at all, if it cannot."""
         if group.is_(DEAD):
-            return "coordinator_not_available"
+            return ErrorCode.coordinator_not_available
         names = [name for name, _ in request.protocols]
         if not group.supports_protocols(request.protocol_type, names):
-            return "inconsistent_group_protocol"
+            return ErrorCode.inconsistent_group_protocol
         return None
 
     def _join_new_member(
@@ -331,7 +332,7 @@ class Membership:
             # KIP-394: hand out the id and have the client come back with it, so a client that
             # times out and retries does not leave a ghost member the rebalance must wait for.
             group.pending_members[new_id] = now_ms + request.session_timeout_ms
-            callback(join_error(new_id, "member_id_required"))
+            callback(join_error(new_id, ErrorCode.member_id_required))
         else:
             self._add_member_and_rebalance(group, new_id, request, now_ms, callback)
 
@@ -342,7 +343,7 @@ class Membership:
         if member_id in group.pending_members:
             if request.group_instance_id is not None:
                 # Pending ids are only handed to dynamic members (Kafka raises here).
-                callback(join_error(member_id, "unknown_member_id"))
+                callback(join_error(member_id, ErrorCode.unknown_member_id))
                 return
             self._add_member_and_rebalance(group, member_id, request, now_ms, callback)
             return
@@ -368,7 +369,7 @@ class Membership:
             else:
                 callback(self._current_generation(group, member_id, with_members=False))
         else:  # Empty with a member id we somehow know: have the client start over
-            callback(join_error(member_id, "unknown_member_id"))
+            callback(join_error(member_id, ErrorCode.unknown_member_id))
 
     def _current_generation(self, group: Group, member_id: str, with_members: bool) -> JoinResult:
         members = (
@@ -429,7 +430,7 @@ class Membership:
             assignment = {m.member_id: m.assignment for m in group.members.values()}
             generation = group.generation_id
 
-            def stored(error: str | None) -> None:
+            def stored(error: ErrorCode | None) -> None:
                 if (not group.is_(STABLE) or group.generation_id != generation
                         or member.join_callback is not callback
                         or group.static_members.get(instance_id) != new_id):
@@ -464,8 +465,8 @@ class Membership:
         # PreparingRebalance: the member simply waits with everybody else.
 
     def _fence(self, member: Member) -> None:
-        member.invoke_join(join_error(member.member_id, "fenced_instance_id"))
-        member.invoke_sync(SyncResult("fenced_instance_id"))
+        member.invoke_join(join_error(member.member_id, ErrorCode.fenced_instance_id))
+        member.invoke_sync(SyncResult(ErrorCode.fenced_instance_id))
 
     # --- the rebalance ---------------------------------------------------------------------------
 
@@ -475,7 +476,7 @@ class Membership:
 
     def _prepare_rebalance(self, group: Group, now_ms: int, reason: str) -> None:
         if group.is_(COMPLETING):
-            self._reset_and_propagate_assignment_error(group, "rebalance_in_progress", now_ms)
+            self._reset_and_propagate_assignment_error(group, ErrorCode.rebalance_in_progress, now_ms)
         group.pending_sync.clear()
         group.sync_deadline_ms = None
         if group.is_(EMPTY):
@@ -562,13 +563,13 @@ class Membership:
             group.pending_sync.add(member.member_id)
         group.sync_deadline_ms = now_ms + group.rebalance_timeout_ms
 
-    def _reset_and_propagate_assignment_error(self, group: Group, error: str, now_ms: int) -> None:
+    def _reset_and_propagate_assignment_error(self, group: Group, error: ErrorCode, now_ms: int) -> None:
         for member in group.members.values():
             member.assignment = b""
         self._propagate_assignment(group, error, now_ms)
 
-    def _propagate_assignment(self, group: Group, error: str, now_ms: int) -> None:
-        ok = error == "none"
+    def _propagate_assignment(self, group: Group, error: ErrorCode, now_ms: int) -> None:
+        ok = error is ErrorCode.none
         for member in list(group.members.values()):
             result = SyncResult(
                 error,
@@ -581,8 +582,8 @@ class Membership:
 
     def _answer_removed(self, member: Member) -> None:
         """Answer whatever a member being removed still has parked."""
-        member.invoke_join(join_error(UNKNOWN_MEMBER_ID, "unknown_member_id"))
-        member.invoke_sync(SyncResult("unknown_member_id"))
+        member.invoke_join(join_error(UNKNOWN_MEMBER_ID, ErrorCode.unknown_member_id))
+        member.invoke_sync(SyncResult(ErrorCode.unknown_member_id))
 
     def _remove_member_and_update_group(
         self, group: Group, member: Member, now_ms: int, reason: str
@@ -611,31 +612,31 @@ class Membership:
     ) -> None:
         """Collect the assignment: the leader brings it, followers wait for it."""
         if not group_id:
-            callback(SyncResult("invalid_group_id"))
+            callback(SyncResult(ErrorCode.invalid_group_id))
             return
         group = self._groups.get(group_id)
         if group is None:
-            callback(SyncResult("unknown_member_id"))
+            callback(SyncResult(ErrorCode.unknown_member_id))
             return
-        error: str | None
+        error: ErrorCode | None
         if group.is_(DEAD):
-            error = "coordinator_not_available"
+            error = ErrorCode.coordinator_not_available
         else:
             error = validate_current_member(group, member_id, group_instance_id)
         if error is None:
             if generation_id != group.generation_id:
-                error = "illegal_generation"
+                error = ErrorCode.illegal_generation
             elif protocol_type is not None and protocol_type != group.protocol_type:
-                error = "inconsistent_group_protocol"
+                error = ErrorCode.inconsistent_group_protocol
             elif protocol_name is not None and protocol_name != group.protocol_name:
-                error = "inconsistent_group_protocol"
+                error = ErrorCode.inconsistent_group_protocol
         if error is not None:
             callback(SyncResult(error))
             return
         if group.is_(EMPTY):
-            callback(SyncResult("unknown_member_id"))
+            callback(SyncResult(ErrorCode.unknown_member_id))
         elif group.is_(PREPARING):
-            callback(SyncResult("rebalance_in_progress"))
+            callback(SyncResult(ErrorCode.rebalance_in_progress))
         elif group.is_(COMPLETING):
             member = group.members[member_id]
             previous = member.sync_callback
@@ -648,7 +649,7 @@ class Membership:
         else:  # Stable: whoever asks gets the assignment of this generation again
             self._sync_received(group, member_id)
             member = group.members[member_id]
-            callback(SyncResult("none", group.protocol_type, group.protocol_name,
+            callback(SyncResult(ErrorCode.none, group.protocol_type, group.protocol_name,
                                 member.assignment))
             member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
 
@@ -666,7 +667,7 @@ class Membership:
                         group.generation_id, missing)
         generation = group.generation_id
 
-        def stored(error: str | None) -> None:
+        def stored(error: ErrorCode | None) -> None:
             # As Kafka's doSyncGroup: only if the group is still waiting for this assignment
             # (a join, leave or timeout meanwhile has already answered the members).
             if (not group.is_(COMPLETING) or group.generation_id != generation
@@ -675,13 +676,13 @@ class Membership:
             when = max(now_ms, self._latest_ms())
             if error is not None:
                 self._reset_and_propagate_assignment_error(group, error, when)
-                self._maybe_prepare_rebalance(group, when, f"cannot store the assignment: {error}")
+                self._maybe_prepare_rebalance(group, when, f"cannot store the assignment: {error.name}")
                 return
             for member in group.members.values():
                 member.assignment = assignment.get(member.member_id, b"")
             group.transition_to(STABLE, when)
             log.info("group %s: generation %d is stable", group.group_id, group.generation_id)
-            self._propagate_assignment(group, "none", when)
+            self._propagate_assignment(group, ErrorCode.none, when)
 
         self._writer.store_group(group, assignment, now_ms, stored)
 
@@ -690,39 +691,39 @@ class Membership:
     def heartbeat(
         self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None,
         now_ms: int,
-    ) -> str:
+    ) -> ErrorCode:
         """Keep a member's session alive; the error tells it whether to rejoin."""
         if not group_id:
-            return "invalid_group_id"
+            return ErrorCode.invalid_group_id
         group = self._groups.get(group_id)
         if group is None:
-            return "unknown_member_id"
+            return ErrorCode.unknown_member_id
         if group.is_(DEAD):
-            return "coordinator_not_available"
+            return ErrorCode.coordinator_not_available
         error = validate_current_member(group, member_id, group_instance_id)
         if error is not None:
             return error
         if generation_id != group.generation_id:
-            return "illegal_generation"
+            return ErrorCode.illegal_generation
         if group.is_(EMPTY):
-            return "unknown_member_id"
+            return ErrorCode.unknown_member_id
         member = group.members[member_id]
         member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
-        return "rebalance_in_progress" if group.is_(PREPARING) else "none"
+        return ErrorCode.rebalance_in_progress if group.is_(PREPARING) else ErrorCode.none
 
     def leave_group(
         self, group_id: str, members: Sequence[LeavingMember], now_ms: int
-    ) -> tuple[str, list[str]]:
+    ) -> tuple[ErrorCode, list[ErrorCode]]:
         """Remove members (by member id, or by instance id alone for admin tools, KIP-345);
         returns the top-level error and one error per member."""
         if not group_id:
-            return "invalid_group_id", []
+            return ErrorCode.invalid_group_id, []
         group = self._groups.get(group_id)
         if group is None:
-            return "none", ["unknown_member_id"] * len(members)
+            return ErrorCode.none, [ErrorCode.unknown_member_id] * len(members)
         if group.is_(DEAD):
-            return "coordinator_not_available", []
-        errors = []
+            return ErrorCode.coordinator_not_available, []
+        errors: list[ErrorCode] = []
         for leaving in members:
             reason = f"LeaveGroup ({leaving.reason or 'no reason given'})"
             if leaving.member_id == UNKNOWN_MEMBER_ID:
@@ -731,16 +732,16 @@ class Membership:
                     if leaving.group_instance_id is not None else None
                 )
                 if current is None:
-                    errors.append("unknown_member_id")
+                    errors.append(ErrorCode.unknown_member_id)
                 else:
                     self._remove_member_and_update_group(
                         group, group.members[current], now_ms, reason
                     )
-                    errors.append("none")
+                    errors.append(ErrorCode.none)
             elif leaving.member_id in group.pending_members:
                 del group.pending_members[leaving.member_id]
                 self._maybe_complete_join(group, now_ms)
-                errors.append("none")
+                errors.append(ErrorCode.none)
             else:
                 error = validate_current_member(
                     group, leaving.member_id, leaving.group_instance_id
@@ -749,10 +750,10 @@ class Membership:
                     self._remove_member_and_update_group(
                         group, group.members[leaving.member_id], now_ms, reason
                     )
-                    errors.append("none")
+                    errors.append(ErrorCode.none)
                 else:
                     errors.append(error)
-        return "none", errors
+        return ErrorCode.none, errors
 
     # --- timers ----------------------------------------------------------------------------------
 

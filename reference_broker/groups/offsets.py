@@ -27,6 +27,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Protocol
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.groups.config import GroupConfig, too_long
 from reference_broker.groups.group import CONSUMER_PROTOCOL_TYPE, Group, GroupState, PartitionKey
 from reference_broker.groups.log_format import OffsetValue
@@ -44,7 +46,7 @@ COMPLETING = GroupState.COMPLETING_REBALANCE
 STABLE = GroupState.STABLE
 DEAD = GroupState.DEAD
 
-CommitCallback = Callable[[dict[PartitionKey, str]], None]
+CommitCallback = Callable[[dict[PartitionKey, ErrorCode]], None]
 
 
 class OffsetWriter(Protocol):
@@ -60,7 +62,7 @@ class OffsetWriter(Protocol):
 
     def remove_offsets(
         self, group_id: str, partitions: Sequence[PartitionKey], with_group: bool, now_ms: int
-    ) -> str | None:
+    ) -> ErrorCode | None:
         """Tombstone offsets (and the group's metadata if ``with_group``) without waiting; a
         client-facing error if the log refused them."""
 
@@ -96,14 +98,14 @@ class Offsets:
         callback: CommitCallback,
     ) -> None:
         """Commit offsets for a member of the current generation, or (generation -1) for a
-        group without members. ``callback`` gets an error name per partition once the commit
+        group without members. ``callback`` gets an error per partition once the commit
         is replicated to the ISR (or has failed); it may run before this returns."""
 
-        def every(error: str) -> None:
+        def every(error: ErrorCode) -> None:
             callback({tp: error for tp in offsets})
 
         if too_long(group_id):
-            every("invalid_group_id")
+            every(ErrorCode.invalid_group_id)
             return
         group = self._groups.get(group_id)
         if group is None:
@@ -111,10 +113,10 @@ class Offsets:
                 # A "simple" group: offsets stored by admin tools or manually assigned consumers.
                 group = new_group(self._groups, group_id, now_ms)
             elif api_version >= 9:
-                every("group_id_not_found")
+                every(ErrorCode.group_id_not_found)
                 return
             else:
-                every("illegal_generation")
+                every(ErrorCode.illegal_generation)
                 return
         error = self._validate_offset_commit(group, generation_id, member_id, group_instance_id)
         if error is not None:
@@ -122,7 +124,7 @@ class Offsets:
             return
         if group.is_(COMPLETING):
             # The member has its new generation but not its assignment yet.
-            every("rebalance_in_progress")
+            every(ErrorCode.rebalance_in_progress)
             return
         member = group.members.get(member_id)
         if member is not None:
@@ -131,18 +133,18 @@ class Offsets:
 
     def _validate_offset_commit(
         self, group: Group, generation_id: int, member_id: str, group_instance_id: str | None
-    ) -> str | None:
+    ) -> ErrorCode | None:
         if group.is_(DEAD):
-            return "coordinator_not_available"
+            return ErrorCode.coordinator_not_available
         if generation_id < 0 and group.is_(EMPTY):
             return None
         if generation_id >= 0 or member_id != UNKNOWN_MEMBER_ID or group_instance_id is not None:
             error = validate_current_member(group, member_id, group_instance_id)
             if error is not None:
                 return error
-            return "illegal_generation" if generation_id != group.generation_id else None
+            return ErrorCode.illegal_generation if generation_id != group.generation_id else None
         # Generation -1 from outside the group while it has members.
-        return "unknown_member_id"
+        return ErrorCode.unknown_member_id
 
     def _store_offsets(
         self, group: Group, offsets: Mapping[PartitionKey, OffsetValue], now_ms: int,
@@ -150,25 +152,25 @@ class Offsets:
     ) -> None:
         """Kafka's storeOffsets: the commit is pending until its records are committed, then
         visible to OffsetFetch; the client hears of it only then."""
-        result: dict[PartitionKey, str] = {}
+        result: dict[PartitionKey, ErrorCode] = {}
         valid: dict[PartitionKey, OffsetValue] = {}
         for tp, value in offsets.items():
             if len(value.metadata) > self.config.offset_metadata_max_bytes or too_long(
                 value.metadata
             ):
-                result[tp] = "offset_metadata_too_large"
+                result[tp] = ErrorCode.offset_metadata_too_large
             else:
                 valid[tp] = value
         if not valid:
             callback(result)
             return
 
-        def stored(error: str | None) -> None:
+        def stored(error: ErrorCode | None) -> None:
             if error is None:
                 if not group.is_(DEAD):
                     for tp, value in valid.items():
                         group.on_offset_commit_committed(tp, value)
-                result.update({tp: "none" for tp in valid})
+                result.update({tp: ErrorCode.none for tp in valid})
             else:
                 if not group.is_(DEAD):
                     for tp, value in valid.items():
@@ -193,34 +195,34 @@ class Offsets:
 
     def delete_offsets(
         self, group_id: str, partitions: Sequence[PartitionKey], now_ms: int
-    ) -> tuple[str, dict[PartitionKey, str]]:
+    ) -> tuple[ErrorCode, dict[PartitionKey, ErrorCode]]:
         """OffsetDelete: allowed for an empty group, or for topics a consumer group does not
         subscribe to (KIP-496)."""
         if not group_id:
-            return "invalid_group_id", {}
+            return ErrorCode.invalid_group_id, {}
         group = self._groups.get(group_id)
         if group is None or group.is_(DEAD):
-            return "group_id_not_found", {}
-        errors: dict[PartitionKey, str] = {}
+            return ErrorCode.group_id_not_found, {}
+        errors: dict[PartitionKey, ErrorCode] = {}
         if group.is_(EMPTY):
             eligible = list(partitions)
         elif group.protocol_type == CONSUMER_PROTOCOL_TYPE:
             eligible = []
             for tp in partitions:
                 if group.is_subscribed_to(tp[0]):
-                    errors[tp] = "group_subscribed_to_topic"
+                    errors[tp] = ErrorCode.group_subscribed_to_topic
                 else:
                     eligible.append(tp)
         else:
-            return "non_empty_group", {}
+            return ErrorCode.non_empty_group, {}
         if eligible:
             error = self._remove_offsets(group, eligible, now_ms)
-            errors.update({tp: error or "none" for tp in eligible})
-        return "none", errors
+            errors.update({tp: error or ErrorCode.none for tp in eligible})
+        return ErrorCode.none, errors
 
     def _remove_offsets(
         self, group: Group, partitions: Iterable[PartitionKey], now_ms: int
-    ) -> str | None:
+    ) -> ErrorCode | None:
         """Tombstone and forget offsets; an Empty group left with none is deleted (Kafka's
         cleanupGroupMetadata). Returns a client-facing error if the log refused the write."""
         removed = [
@@ -291,17 +293,17 @@ class Offsets:
 
     # --- DeleteGroups ----------------------------------------------------------------------------
 
-    def delete_groups(self, group_ids: Iterable[str], now_ms: int) -> dict[str, str]:
+    def delete_groups(self, group_ids: Iterable[str], now_ms: int) -> dict[str, ErrorCode]:
         """DeleteGroups: only groups without members; their offsets go too."""
-        errors: dict[str, str] = {}
+        errors: dict[str, ErrorCode] = {}
         for group_id in group_ids:
             group = self._groups.get(group_id)
             if group is None or group.is_(DEAD):
-                errors[group_id] = "group_id_not_found"
+                errors[group_id] = ErrorCode.group_id_not_found
             elif not group.is_(EMPTY):
-                errors[group_id] = "non_empty_group"
+                errors[group_id] = ErrorCode.non_empty_group
             else:
                 # Removing every offset of an Empty group deletes the group itself.
                 every = [*group.offsets, *group.pending_offsets]
-                errors[group_id] = self._remove_offsets(group, every, now_ms) or "none"
+                errors[group_id] = self._remove_offsets(group, every, now_ms) or ErrorCode.none
         return errors

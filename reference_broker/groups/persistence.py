@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.groups.group import Group, GroupState, Member, PartitionKey
 from reference_broker.groups.log_format import (
     OFFSETS_TOPIC,
@@ -65,22 +67,22 @@ log = logging.getLogger(__name__)
 # Kafka 4's GroupCoordinatorService.handleOperationException (commitOffsets) maps it to
 # COORDINATOR_NOT_AVAILABLE, and so do we.
 STORE_GROUP_ERRORS = {
-    "unknown_topic_or_partition": "coordinator_not_available",
-    "not_enough_replicas": "coordinator_not_available",
-    "not_enough_replicas_after_append": "coordinator_not_available",
-    "not_leader_or_follower": "not_coordinator",
-    "kafka_storage_error": "not_coordinator",
-    "request_timed_out": "rebalance_in_progress",
-    "message_too_large": "unknown_server_error",
-    "record_list_too_large": "unknown_server_error",
-    "invalid_fetch_size": "unknown_server_error",
+    ErrorCode.unknown_topic_or_partition: ErrorCode.coordinator_not_available,
+    ErrorCode.not_enough_replicas: ErrorCode.coordinator_not_available,
+    ErrorCode.not_enough_replicas_after_append: ErrorCode.coordinator_not_available,
+    ErrorCode.not_leader_or_follower: ErrorCode.not_coordinator,
+    ErrorCode.kafka_storage_error: ErrorCode.not_coordinator,
+    ErrorCode.request_timed_out: ErrorCode.rebalance_in_progress,
+    ErrorCode.message_too_large: ErrorCode.unknown_server_error,
+    ErrorCode.record_list_too_large: ErrorCode.unknown_server_error,
+    ErrorCode.invalid_fetch_size: ErrorCode.unknown_server_error,
 }
 STORE_OFFSETS_ERRORS = {
     **STORE_GROUP_ERRORS,
-    "request_timed_out": "coordinator_not_available",
-    "message_too_large": "invalid_commit_offset_size",
-    "record_list_too_large": "invalid_commit_offset_size",
-    "invalid_fetch_size": "invalid_commit_offset_size",
+    ErrorCode.request_timed_out: ErrorCode.coordinator_not_available,
+    ErrorCode.message_too_large: ErrorCode.invalid_commit_offset_size,
+    ErrorCode.record_list_too_large: ErrorCode.invalid_commit_offset_size,
+    ErrorCode.invalid_fetch_size: ErrorCode.invalid_commit_offset_size,
 }
 
 
@@ -156,13 +158,13 @@ class GroupPersistence:
 
     # --- storage -------------------------------------------------------------------------------
 
-    def ensure_storage(self, now_ms: int) -> str | None:
-        """Create ``__consumer_offsets`` if needed (FindCoordinator); an error name if not."""
+    def ensure_storage(self, now_ms: int) -> ErrorCode | None:
+        """Create ``__consumer_offsets`` if needed (FindCoordinator); an error if not."""
         return self._storage.ensure(now_ms)
 
     # --- which groups are ours -----------------------------------------------------------------
 
-    def coordinator_error(self, group_id: str, now_ms: int) -> str | None:
+    def coordinator_error(self, group_id: str, now_ms: int) -> ErrorCode | None:
         """None when this node coordinates ``group_id``; else what the client is told:
         NOT_COORDINATOR (another broker leads its offsets partition, so the client looks the
         coordinator up again) or COORDINATOR_NOT_AVAILABLE (no offsets topic yet)."""
@@ -173,8 +175,8 @@ class GroupPersistence:
             error = self._storage.ensure(now_ms)
             count = self._storage.partition_count()
             if count is None:
-                return error or "coordinator_not_available"
-        return None if partition_for(group_id, count) in self._owned else "not_coordinator"
+                return ErrorCode.coordinator_not_available if error is None else error
+        return None if partition_for(group_id, count) in self._owned else ErrorCode.not_coordinator
 
     def load_all(self, now_ms: int, loaded: Callable[[Sequence[Group], int], None]) -> None:
         """Load the groups of every partition this node leads (all of them when ``owned`` was
@@ -264,13 +266,13 @@ class GroupPersistence:
 
     # --- appending -----------------------------------------------------------------------------
 
-    def _append(self, group_id: str, records: Sequence[KeyValue], now_ms: int) -> str | None:
+    def _append(self, group_id: str, records: Sequence[KeyValue], now_ms: int) -> ErrorCode | None:
         error = self._storage.ensure(now_ms)
         if error is not None:
             return error
         partitions = self._storage.partition_count()
         if not partitions:
-            return "coordinator_not_available"
+            return ErrorCode.coordinator_not_available
         return self._storage.append(partition_for(group_id, partitions), records, now_ms)
 
     def _append_committed(
@@ -281,7 +283,7 @@ class GroupPersistence:
         error = self._storage.ensure(now_ms)
         partitions = self._storage.partition_count() if error is None else None
         if error is not None or not partitions:
-            callback(error or "coordinator_not_available")
+            callback(ErrorCode.coordinator_not_available if error is None else error)
             return
         self._storage.append_committed(
             partition_for(group_id, partitions), records, now_ms,
@@ -305,7 +307,7 @@ class GroupPersistence:
         error = self._append(group.group_id, [record], now_ms) if record is not None else None
         if error is not None:
             log.warning("cannot store generation %d of group %s: %s", group.generation_id,
-                        group.group_id, error)
+                        group.group_id, error.name)
 
     def store_group(
         self, group: Group, assignment: Mapping[str, bytes], now_ms: int, callback: StoreCallback
@@ -315,13 +317,13 @@ class GroupPersistence:
         error (maybe before this returns)."""
         record = self._encode_group(group, assignment)
         if record is None:
-            callback("unknown_server_error")
+            callback(ErrorCode.unknown_server_error)
             return
 
-        def stored(error: str | None) -> None:
+        def stored(error: ErrorCode | None) -> None:
             if error is not None:
                 log.warning("cannot store metadata of group %s generation %d: %s",
-                            group.group_id, group.generation_id, error)
+                            group.group_id, group.generation_id, error.name)
                 error = STORE_GROUP_ERRORS.get(error, error)
             callback(error)
 
@@ -340,9 +342,9 @@ class GroupPersistence:
             for (topic, partition), value in offsets.items()
         ]
 
-        def stored(error: str | None) -> None:
+        def stored(error: ErrorCode | None) -> None:
             if error is not None:
-                log.warning("cannot store offsets of group %s: %s", group_id, error)
+                log.warning("cannot store offsets of group %s: %s", group_id, error.name)
                 error = STORE_OFFSETS_ERRORS.get(error, error)
             callback(error)
 
@@ -350,7 +352,7 @@ class GroupPersistence:
 
     def remove_offsets(
         self, group_id: str, partitions: Sequence[PartitionKey], with_group: bool, now_ms: int
-    ) -> str | None:
+    ) -> ErrorCode | None:
         """Tombstone offsets, and the group's metadata if ``with_group``, without waiting for
         the followers; a client-facing error if the log refused them."""
         records: list[KeyValue] = [
@@ -364,5 +366,5 @@ class GroupPersistence:
         error = self._append(group_id, records, now_ms)
         if error is None:
             return None
-        log.warning("cannot delete offsets of group %s: %s", group_id, error)
+        log.warning("cannot delete offsets of group %s: %s", group_id, error.name)
         return STORE_OFFSETS_ERRORS.get(error, error)

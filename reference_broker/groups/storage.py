@@ -29,6 +29,8 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.groups.log_format import OFFSETS_TOPIC
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
 from reference_broker.records import (
@@ -47,8 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KeyValue = tuple[bytes, bytes | None]
-# Called once with None (the records are committed) or an error name (kio ErrorCode member).
-AppendCallback = Callable[[str | None], None]
+# Called once with None (the records are committed) or an error.
+AppendCallback = Callable[[ErrorCode | None], None]
 
 # Kafka's offsets.topic.segment.bytes default; the topic's other settings are Kafka's too:
 # compacted, producer compression (GroupCoordinator.offsetsTopicConfigs).
@@ -57,24 +59,24 @@ _REPLAY_READ_BYTES = 1024 * 1024
 
 
 class OffsetsLog(Protocol):
-    """Storage for the coordinator's records. Errors are kio ErrorCode member names."""
+    """Storage for the coordinator's records; errors are Kafka errors (ErrorCode)."""
 
     def partition_count(self) -> int | None:
         """Partitions of the offsets topic, or None while it does not exist."""
 
-    def ensure(self, now_ms: int) -> str | None:
-        """Create the topic if it is missing; an error name if that is impossible."""
+    def ensure(self, now_ms: int) -> ErrorCode | None:
+        """Create the topic if it is missing; an error if that is impossible."""
 
-    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
+    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> ErrorCode | None:
         """Append records to one partition (one batch) without waiting for the followers; an
-        error name if it failed."""
+        error if it failed."""
 
     def append_committed(
         self, partition: int, records: Sequence[KeyValue], now_ms: int, deadline_ms: int,
         callback: AppendCallback,
     ) -> None:
         """Append records to one partition (one batch) with acks=-1: ``callback`` gets None
-        once they are committed (below the high watermark), else an error name; it runs
+        once they are committed (below the high watermark), else an error; it runs
         exactly once, possibly before this returns. ``deadline_ms``: REQUEST_TIMED_OUT then."""
 
     def replay(self) -> Iterator[KeyValue]:
@@ -97,18 +99,18 @@ class MemoryOffsetsLog:
         self.partitions = partitions
         self.records: dict[int, list[KeyValue]] = {}
         self.created = False
-        self.fail_with: str | None = None
+        self.fail_with: ErrorCode | None = None
         self.hold = False
         self.held: list[tuple[int, int, AppendCallback]] = []  # (partition, deadline, callback)
 
     def partition_count(self) -> int | None:
         return self.partitions if self.created else None
 
-    def ensure(self, now_ms: int) -> str | None:
+    def ensure(self, now_ms: int) -> ErrorCode | None:
         self.created = True
         return None
 
-    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
+    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> ErrorCode | None:
         if self.fail_with is not None:
             return self.fail_with
         assert 0 <= partition < self.partitions
@@ -125,7 +127,7 @@ class MemoryOffsetsLog:
         else:
             self.held.append((partition, deadline_ms, callback))
 
-    def complete(self, error: str | None = None, count: int | None = None) -> int:
+    def complete(self, error: ErrorCode | None = None, count: int | None = None) -> int:
         """Finish the oldest ``count`` held appends (all by default) with ``error`` (None: they
         are committed); returns how many were finished."""
         count = len(self.held) if count is None else count
@@ -153,19 +155,19 @@ class TopicOffsetsLog:
         record = self._broker.topics.get(OFFSETS_TOPIC)
         return record.partitions if record is not None else None
 
-    def ensure(self, now_ms: int) -> str | None:
+    def ensure(self, now_ms: int) -> ErrorCode | None:
         return self._broker.admin.ensure_offsets_topic(now_ms)
 
-    def _leader(self, partition: int) -> Partition | str:
+    def _leader(self, partition: int) -> Partition | ErrorCode:
         target = self._broker.partition(OFFSETS_TOPIC, partition)
         if target is None:
-            return "unknown_topic_or_partition"
+            return ErrorCode.unknown_topic_or_partition
         if target.role is not Role.LEADER:
-            return "not_leader_or_follower"
+            return ErrorCode.not_leader_or_follower
         return target
 
-    def _append_to(self, target: Partition, records: Sequence[KeyValue], now_ms: int) -> int | str:
-        """Append one batch to the leader's log: the offset after it, or an error name."""
+    def _append_to(self, target: Partition, records: Sequence[KeyValue], now_ms: int) -> int | ErrorCode:
+        """Append one batch to the leader's log: the offset after it, or an error."""
         batch = bytearray(
             build_batch(
                 [Record(i, now_ms, key, value) for i, (key, value) in enumerate(records)],
@@ -177,24 +179,24 @@ class TopicOffsetsLog:
         except ReplicationError as exc:
             return exc.error
         except RecordTooLargeError:
-            return "message_too_large"
+            return ErrorCode.message_too_large
         except RecordListTooLargeError:
-            return "record_list_too_large"
+            return ErrorCode.record_list_too_large
         except RecordError as exc:
             log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, target.index, exc)
-            return "unknown_server_error"
+            return ErrorCode.unknown_server_error
         except OSError as exc:
             log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, target.index, exc)
-            return "kafka_storage_error"
+            return ErrorCode.kafka_storage_error
         self._broker.appended_internally(target)
         return result.last_offset + 1
 
-    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> str | None:
+    def append(self, partition: int, records: Sequence[KeyValue], now_ms: int) -> ErrorCode | None:
         target = self._leader(partition)
-        if isinstance(target, str):
+        if isinstance(target, ErrorCode):
             return target
         outcome = self._append_to(target, records, now_ms)
-        return outcome if isinstance(outcome, str) else None
+        return outcome if isinstance(outcome, ErrorCode) else None
 
     def append_committed(
         self, partition: int, records: Sequence[KeyValue], now_ms: int, deadline_ms: int,
@@ -203,7 +205,7 @@ class TopicOffsetsLog:
         # ReplicaManager.appendRecords with requiredAcks=-1: the min.insync.replicas check
         # before the append, then a DelayedProduce until the HW passes the batch.
         target = self._leader(partition)
-        if isinstance(target, str):
+        if isinstance(target, ErrorCode):
             callback(target)
             return
         min_isr = self._broker.admin.min_insync_replicas(OFFSETS_TOPIC)
@@ -213,12 +215,12 @@ class TopicOffsetsLog:
             callback(exc.error)
             return
         outcome = self._append_to(target, records, now_ms)
-        if isinstance(outcome, str):
+        if isinstance(outcome, ErrorCode):
             callback(outcome)
             return
         target.wait_for_commit(
             outcome, min_isr, deadline_ms,
-            lambda error: callback(None if error == "none" else error),
+            lambda error: callback(None if error is ErrorCode.none else error),
         )
 
     def replay(self) -> Iterator[KeyValue]:

@@ -12,6 +12,8 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.groups.config import GroupConfig
 from reference_broker.groups.coordinator import GroupCoordinator
 from reference_broker.groups.group import Group
@@ -160,7 +162,7 @@ class CoordinatorDriver:
         """Join as a brand-new dynamic member: MEMBER_ID_REQUIRED, then again with that id."""
         first = self.join("", group_id, **kwargs)
         result = first.result
-        assert result.error == "member_id_required", result
+        assert result.error is ErrorCode.member_id_required, result
         return self.join(result.member_id, group_id, **kwargs)
 
     def sync(
@@ -181,15 +183,15 @@ class CoordinatorDriver:
         return reply
 
     def heartbeat(self, member_id: str, generation: int, group_id: str = "g",
-                  instance_id: str | None = None) -> str:
+                  instance_id: str | None = None) -> ErrorCode:
         return self.coordinator.heartbeat(group_id, generation, member_id, instance_id,
                                           self.now_ms)
 
-    def leave(self, member_id: str, group_id: str = "g", instance_id: str | None = None) -> str:
+    def leave(self, member_id: str, group_id: str = "g", instance_id: str | None = None) -> ErrorCode:
         error, errors = self.coordinator.leave_group(
             group_id, [LeavingMember(member_id, instance_id)], self.now_ms
         )
-        return errors[0] if error == "none" else error
+        return errors[0] if error is ErrorCode.none else error
 
     def commit_later(
         self,
@@ -200,10 +202,10 @@ class CoordinatorDriver:
         instance_id: str | None = None,
         metadata: str = "",
         api_version: int = 9,
-    ) -> Reply[dict[tuple[str, int], str]]:
+    ) -> Reply[dict[tuple[str, int], ErrorCode]]:
         """OffsetCommit; the reply is filled once the commit is replicated (at once unless the
         storage holds appends)."""
-        reply: Reply[dict[tuple[str, int], str]] = Reply()
+        reply: Reply[dict[tuple[str, int], ErrorCode]] = Reply()
         self.coordinator.commit_offsets(
             group_id, generation, member_id, instance_id,
             {tp: OffsetValue(offset, metadata=metadata, commit_timestamp_ms=self.now_ms)

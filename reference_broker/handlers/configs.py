@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.config import BROKER_KEYS, ConfigError, format_config_value
 from reference_broker.controller_client import config_change
@@ -58,7 +60,7 @@ def handle_describe_configs(broker: Broker, ctx: RequestContext, request: Any, n
         result: dict[str, Any] = {
             "resource_type": resource.resource_type,
             "resource_name": resource.resource_name,
-            "error_code": "none",
+            "error_code": ErrorCode.none,
             "error_message": None,
             "configs": [],
         }
@@ -66,7 +68,7 @@ def handle_describe_configs(broker: Broker, ctx: RequestContext, request: Any, n
         if resource.resource_type == RESOURCE_TOPIC:
             record = broker.topics.get(resource.resource_name)
             if record is None:
-                result.update(error_code="unknown_topic_or_partition",
+                result.update(error_code=ErrorCode.unknown_topic_or_partition,
                               error_message=f"Topic '{resource.resource_name}' does not exist.")
             else:
                 result["configs"] = describe_topic_configs(
@@ -77,7 +79,7 @@ def handle_describe_configs(broker: Broker, ctx: RequestContext, request: Any, n
         ):
             result["configs"] = _describe_broker(broker, keys, include_docs)
         else:
-            result.update(error_code="invalid_request",
+            result.update(error_code=ErrorCode.invalid_request,
                           error_message=f"Unsupported resource type {resource.resource_type} "
                           f"or unknown resource {resource.resource_name!r}.")
         results.append(result)
@@ -111,11 +113,11 @@ def handle_incremental_alter_configs(
         if response is None:
             later.resolve({"responses": [
                 {"resource_type": r.resource_type, "resource_name": r.resource_name,
-                 "error_code": "request_timed_out", "error_message": None}
+                 "error_code": ErrorCode.request_timed_out, "error_message": None}
                 for r in resources]})
             return
         results = [as_dict(result) for result in response.responses]
-        done = {r["resource_name"] for r in results if r["error_code"].name == "none"}
+        done = {r["resource_name"] for r in results if r["error_code"] is ErrorCode.none}
 
         def visible() -> bool:
             return all((info := broker.topics.get(name)) is None or dict(info.configs) == configs

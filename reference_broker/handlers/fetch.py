@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.handlers.context import RequestContext
 from reference_broker.log import OffsetOutOfRangeError
@@ -49,7 +51,7 @@ NO_EPOCH = -1
 
 def leader_epoch_error(
     partition: Partition, current_leader_epoch: int, require_leader: bool = True
-) -> str | None:
+) -> ErrorCode | None:
     """Whether this broker may serve a request for ``partition``: KIP-320 fencing (the
     request's view of the leader epoch must match ours), then leadership."""
     try:
@@ -66,7 +68,7 @@ def fetching_replica(request: Any, version: int) -> int:
     return int(getattr(request, "replica_id", -1))
 
 
-def _partition_result(partition: Partition | None, index: int, error: str) -> dict[str, Any]:
+def _partition_result(partition: Partition | None, index: int, error: ErrorCode) -> dict[str, Any]:
     """One partition of the answer, with the partition's positions (a follower's view)."""
     return {
         "partition_index": index,
@@ -96,7 +98,7 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
     # versions' dataclasses lack the fields, which then mean "no session" and "no epoch".
     if getattr(request, "session_id", 0) != 0 and getattr(request, "session_epoch", 0) > 0:
         return FetchOutcome(
-            {"error_code": "fetch_session_id_not_found", "session_id": 0, "responses": []}, 0, True
+            {"error_code": ErrorCode.fetch_session_id_not_found, "session_id": 0, "responses": []}, 0, True
         )
     replica_id = fetching_replica(request, ctx.api_version)
     remaining = request.max_bytes
@@ -107,10 +109,10 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
     for topic in request.topics:
         if by_id:
             record = broker.topics.by_id(topic.topic_id)
-            unknown = "unknown_topic_id"
+            unknown = ErrorCode.unknown_topic_id
         else:
             record = broker.topics.get(topic.topic)
-            unknown = "unknown_topic_or_partition"
+            unknown = ErrorCode.unknown_topic_or_partition
         partitions_out = []
         for part in topic.partitions:
             partition = broker.partition(record.name, part.partition) if record else None
@@ -131,20 +133,20 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
                     partition, part, replica_id, current_epoch, limit, min_one, ctx.api_version,
                     now_ms,
                 )
-                any_error = any_error or diverged or result["error_code"] != "none"
+                any_error = any_error or diverged or result["error_code"] is not ErrorCode.none
             else:
                 upper = (
                     partition.last_stable_offset
                     if request.isolation_level == READ_COMMITTED
                     else partition.high_watermark
                 )
-                result = _partition_result(partition, part.partition, "none")
+                result = _partition_result(partition, part.partition, ErrorCode.none)
                 try:
                     result["records"] = partition.log.read(
                         part.fetch_offset, limit, upper_bound=upper, min_one_batch=min_one
                     ).records
                 except OffsetOutOfRangeError:
-                    result = _partition_result(None, part.partition, "offset_out_of_range")
+                    result = _partition_result(None, part.partition, ErrorCode.offset_out_of_range)
                     any_error = True
             data = result["records"]
             if data:
@@ -154,7 +156,7 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
             partitions_out.append(result)
         key = "topic_id" if by_id else "topic"
         topics_out.append({key: topic.topic_id if by_id else topic.topic, "partitions": partitions_out})
-    return FetchOutcome({"error_code": "none", "session_id": 0, "responses": topics_out}, total, any_error)
+    return FetchOutcome({"error_code": ErrorCode.none, "session_id": 0, "responses": topics_out}, total, any_error)
 
 
 def _follower_read(
@@ -174,8 +176,8 @@ def _follower_read(
     except ReplicationError as exc:
         return _partition_result(partition, part.partition, exc.error), False
     except OffsetOutOfRangeError:
-        return _partition_result(partition, part.partition, "offset_out_of_range"), False
-    result = _partition_result(partition, part.partition, "none")
+        return _partition_result(partition, part.partition, ErrorCode.offset_out_of_range), False
+    result = _partition_result(partition, part.partition, ErrorCode.none)
     result["high_watermark"] = read.high_watermark
     result["last_stable_offset"] = read.high_watermark
     result["log_start_offset"] = read.log_start_offset

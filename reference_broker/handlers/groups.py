@@ -30,6 +30,8 @@ import datetime
 from collections.abc import Iterable
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.groups import JoinRequest, JoinResult, LeavingMember, OffsetValue, SyncResult
 from reference_broker.groups.log_format import NO_LEADER_EPOCH
@@ -74,7 +76,7 @@ def _join_response(result: JoinResult, version: int) -> dict[str, Any]:
     }
 
 
-def _not_here(broker: Broker, group_id: str, now_ms: int) -> str | None:
+def _not_here(broker: Broker, group_id: str, now_ms: int) -> ErrorCode | None:
     """NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE when this broker does not lead the group's
     __consumer_offsets partition (an empty group id is left to the coordinator to refuse)."""
     if not group_id:
@@ -161,8 +163,8 @@ def handle_leave_group(broker: Broker, ctx: RequestContext, request: Any, now_ms
     error, member_errors = broker.groups.leave_group(request.group_id, leaving, now_ms)
     if not batched:
         # v0-v2 carry the one member's error at the top level.
-        return {"error_code": member_errors[0] if error == "none" and member_errors else error}
-    if error != "none":  # a group-level error comes with no per-member answers
+        return {"error_code": member_errors[0] if error is ErrorCode.none and member_errors else error}
+    if error is not ErrorCode.none:  # a group-level error comes with no per-member answers
         return {"error_code": error, "members": []}
     return {
         "error_code": error,
@@ -179,15 +181,15 @@ def handle_leave_group(broker: Broker, ctx: RequestContext, request: Any, now_ms
 
 def _resolve_topic(
     broker: Broker, topic: Any, by_id: bool
-) -> tuple[str | None, int, str]:
+) -> tuple[str | None, int, ErrorCode]:
     """(name or None if unknown, partition count, error for an unknown topic)."""
     if by_id:
         record = broker.topics.by_id(topic.topic_id)
-        return (record.name, record.partitions, "unknown_topic_id") if record else (
-            None, 0, "unknown_topic_id"
+        return (record.name, record.partitions, ErrorCode.unknown_topic_id) if record else (
+            None, 0, ErrorCode.unknown_topic_id
         )
     record = broker.topics.get(topic.name)
-    return topic.name, (record.partitions if record else 0), "unknown_topic_or_partition"
+    return topic.name, (record.partitions if record else 0), ErrorCode.unknown_topic_or_partition
 
 
 def _topic_key(topic: Any, by_id: bool) -> dict[str, Any]:
@@ -204,12 +206,12 @@ def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_
             expire_ms = now_ms + retention_ms
     offsets: dict[tuple[str, int], OffsetValue] = {}
     # Per request entry: (topic, partition index, key into offsets, or the error it already has)
-    plan: list[tuple[Any, int, tuple[str, int] | None, str]] = []
+    plan: list[tuple[Any, int, tuple[str, int] | None, ErrorCode]] = []
     for topic in request.topics:
         name, count, unknown = _resolve_topic(broker, topic, by_id)
         for part in topic.partitions:
             if name is None or not 0 <= part.partition_index < count:
-                error = unknown if name is None else "unknown_topic_or_partition"
+                error = unknown if name is None else ErrorCode.unknown_topic_or_partition
                 plan.append((topic, part.partition_index, None, error))
                 continue
             key = (name, part.partition_index)
@@ -220,9 +222,9 @@ def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_
                 commit_timestamp_ms=now_ms,
                 expire_timestamp_ms=expire_ms,
             )
-            plan.append((topic, part.partition_index, key, "none"))
+            plan.append((topic, part.partition_index, key, ErrorCode.none))
 
-    def render(results: dict[tuple[str, int], str]) -> dict[str, Any]:
+    def render(results: dict[tuple[str, int], ErrorCode]) -> dict[str, Any]:
         topics_out: list[dict[str, Any]] = []
         by_topic: dict[int, dict[str, Any]] = {}
         for topic, index, tp, error in plan:
@@ -238,7 +240,7 @@ def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_
 
     not_here = _not_here(broker, request.group_id, now_ms) if offsets else None
     if not offsets or not_here is not None:
-        return render({tp: not_here or "none" for tp in offsets})
+        return render({tp: not_here or ErrorCode.none for tp in offsets})
     # Answered once the commit is replicated to the ISR of the offsets partition (or failed).
     later = Later(render)
     broker.groups.commit_offsets(
@@ -248,7 +250,7 @@ def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_
     return later.response()
 
 
-def _offset_entry(index: int, value: OffsetValue | None, error: str = "none") -> dict[str, Any]:
+def _offset_entry(index: int, value: OffsetValue | None, error: ErrorCode = ErrorCode.none) -> dict[str, Any]:
     return {
         "partition_index": index,
         "committed_offset": value.offset if value is not None else NO_OFFSET,
@@ -260,7 +262,7 @@ def _offset_entry(index: int, value: OffsetValue | None, error: str = "none") ->
 
 def _fetch_group(
     broker: Broker, group_id: str, topics: Iterable[Any] | None, by_id: bool,
-    error: str | None = None,
+    error: ErrorCode | None = None,
 ) -> list[dict[str, Any]]:
     """The ``topics`` of one group's OffsetFetch answer (every partition carrying ``error``
     when this broker cannot answer for the group)."""
@@ -289,7 +291,7 @@ def _fetch_group(
             record = broker.topics.by_id(topic.topic_id)
             if record is None:
                 out.append({**key, "partitions": [
-                    _offset_entry(i, None, "unknown_topic_id") for i in topic.partition_indexes
+                    _offset_entry(i, None, ErrorCode.unknown_topic_id) for i in topic.partition_indexes
                 ]})
                 continue
             name = record.name
@@ -307,14 +309,14 @@ def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any, now_m
         groups = []
         for group in request.groups:
             error = _not_here(broker, group.group_id, now_ms)
-            groups.append({"group_id": group.group_id, "error_code": error or "none",
+            groups.append({"group_id": group.group_id, "error_code": error or ErrorCode.none,
                            "topics": [] if error else _fetch_group(broker, group.group_id,
                                                                    group.topics, by_id)})
         return {"groups": groups}
     error = _not_here(broker, request.group_id, now_ms)
     return {
         # v1 has no top-level error: its partitions carry it.
-        "error_code": error or "none",
+        "error_code": error or ErrorCode.none,
         "topics": _fetch_group(broker, request.group_id, request.topics, by_id,
                                error if ctx.api_version < 2 else None)
         if error is None or ctx.api_version < 2 else [],
@@ -336,19 +338,19 @@ def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Any, now_
     if not_here is not None:
         return {"error_code": not_here, "topics": []}
     error, results = broker.groups.delete_offsets(request.group_id, wanted, now_ms)
-    if error != "none":
+    if error is not ErrorCode.none:
         return {"error_code": error, "topics": []}
     return {
-        "error_code": "none",
+        "error_code": ErrorCode.none,
         "topics": [
             {
                 "name": topic.name,
                 "partitions": [
                     {
                         "partition_index": part.partition_index,
-                        "error_code": "unknown_topic_or_partition"
+                        "error_code": ErrorCode.unknown_topic_or_partition
                         if (topic.name, part.partition_index) in unknown
-                        else results.get((topic.name, part.partition_index), "none"),
+                        else results.get((topic.name, part.partition_index), ErrorCode.none),
                     }
                     for part in topic.partitions
                 ],
@@ -379,7 +381,7 @@ def handle_describe_groups(broker: Broker, ctx: RequestContext, request: Any, no
         if summary is None:
             not_found = ctx.api_version >= 6
             groups.append({
-                "error_code": "group_id_not_found" if not_found else "none",
+                "error_code": ErrorCode.group_id_not_found if not_found else ErrorCode.none,
                 "error_message": f"Group {group_id} not found." if not_found else None,
                 "group_id": group_id,
                 "group_state": "Dead",
@@ -390,7 +392,7 @@ def handle_describe_groups(broker: Broker, ctx: RequestContext, request: Any, no
             })
             continue
         groups.append({
-            "error_code": "none",
+            "error_code": ErrorCode.none,
             "group_id": group_id,
             "group_state": summary.state,
             "protocol_type": summary.protocol_type,
@@ -416,7 +418,7 @@ def handle_list_groups(broker: Broker, ctx: RequestContext, request: Any, now_ms
         getattr(request, "states_filter", ()), getattr(request, "types_filter", ())
     )
     return {
-        "error_code": "none",
+        "error_code": ErrorCode.none,
         "groups": [
             {"group_id": g.group_id, "protocol_type": g.protocol_type, "group_state": g.state,
              "group_type": "classic"}

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.handlers.context import RequestContext
 from reference_broker.handlers.fetch import NO_EPOCH, leader_epoch_error
@@ -33,14 +35,14 @@ OFFSET_FOR_LEADER_EPOCH = ApiKey.OFFSET_FOR_LEADER_EPOCH
 def _answer(broker: Broker, topic: str, part: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "partition": part.partition,
-        "error_code": "none",
+        "error_code": ErrorCode.none,
         "leader_epoch": UNDEFINED_EPOCH,
         "end_offset": UNDEFINED_EPOCH_OFFSET,
     }
     partition = broker.partition(topic, part.partition)
     if partition is None:
         known = broker.partition_record(topic, part.partition) is not None
-        entry["error_code"] = "not_leader_or_follower" if known else "unknown_topic_or_partition"
+        entry["error_code"] = ErrorCode.not_leader_or_follower if known else ErrorCode.unknown_topic_or_partition
         return entry
     error = leader_epoch_error(partition, getattr(part, "current_leader_epoch", NO_EPOCH))
     if error is not None:

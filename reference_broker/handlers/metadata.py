@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.groups import OFFSETS_TOPIC, partition_for
 from reference_broker.handlers.context import RequestContext
@@ -40,14 +42,14 @@ def handle_api_versions(broker: Broker, ctx: RequestContext, request: Any, now_m
 def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:
     state = broker.image.topic(name)
     if state is None:
-        return {"error_code": "unknown_topic_or_partition", "name": name, "partitions": []}
+        return {"error_code": ErrorCode.unknown_topic_or_partition, "name": name, "partitions": []}
     live = set(broker.live_broker_ids())
     partitions = []
     for index in sorted(state.partitions):
         record = state.partitions[index]
         partitions.append(
             {
-                "error_code": "none" if record.leader != NO_LEADER else "leader_not_available",
+                "error_code": ErrorCode.none if record.leader != NO_LEADER else ErrorCode.leader_not_available,
                 "partition_index": index,
                 "leader_id": record.leader,
                 "leader_epoch": record.leader_epoch,
@@ -57,7 +59,7 @@ def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:
             }
         )
     return {
-        "error_code": "none",
+        "error_code": ErrorCode.none,
         "name": name,
         "topic_id": state.topic_id,
         "is_internal": name == OFFSETS_TOPIC,
@@ -102,7 +104,7 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: i
         if name is None:
             # The response's topic name is nullable only from v12; v10-11 get "" instead.
             null_name = None if ctx.api_version >= NULLABLE_TOPIC_NAME_FROM_VERSION else ""
-            topics.append({"error_code": "unknown_topic_id", "name": null_name, "partitions": []})
+            topics.append({"error_code": ErrorCode.unknown_topic_id, "name": null_name, "partitions": []})
             continue
         if broker.topics.get(name) is None and allow_create:
             try:
@@ -113,7 +115,7 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: i
             if broker.topics.get(name) is None:
                 # Being created by the controller: Kafka answers LEADER_NOT_AVAILABLE, and the
                 # client asks again.
-                topics.append({"error_code": "leader_not_available", "name": name,
+                topics.append({"error_code": ErrorCode.leader_not_available, "name": name,
                                "partitions": []})
                 continue
         topics.append(_topic_entry(broker, name))
@@ -127,7 +129,7 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Any, now_ms: i
     }
 
 
-def _no_coordinator(key: str, error: str, message: str) -> dict[str, Any]:
+def _no_coordinator(key: str, error: ErrorCode, message: str) -> dict[str, Any]:
     return {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": error,
             "error_message": message}
 
@@ -136,14 +138,14 @@ def _coordinator(
     broker: Broker, ctx: RequestContext, key_type: int, key: str, now_ms: int
 ) -> dict[str, Any]:
     if key_type == TRANSACTION_KEY_TYPE:
-        return _no_coordinator(key, "coordinator_not_available",
+        return _no_coordinator(key, ErrorCode.coordinator_not_available,
                                "the reference broker has no transaction coordinator yet")
     if key_type != GROUP_KEY_TYPE:
-        return _no_coordinator(key, "invalid_request", f"unknown coordinator key type {key_type}")
+        return _no_coordinator(key, ErrorCode.invalid_request, f"unknown coordinator key type {key_type}")
     # Like Kafka, the first FindCoordinator for a group creates __consumer_offsets.
     if broker.admin.ensure_offsets_topic(now_ms) is not None:
         return _no_coordinator(
-            key, "coordinator_not_available",
+            key, ErrorCode.coordinator_not_available,
             f"{OFFSETS_TOPIC} does not exist yet or cannot be created "
             "(see offsets.topic.replication.factor)",
         )
@@ -153,10 +155,10 @@ def _coordinator(
     leader = record.leader if record is not None else NO_LEADER
     endpoint = broker.endpoint_of(leader, ctx.listener) if leader != NO_LEADER else None
     if endpoint is None or leader not in broker.live_broker_ids():
-        return _no_coordinator(key, "coordinator_not_available",
+        return _no_coordinator(key, ErrorCode.coordinator_not_available,
                                "the group's __consumer_offsets partition has no leader")
     return {"key": key, "node_id": leader, "host": endpoint[0], "port": endpoint[1],
-            "error_code": "none", "error_message": None}
+            "error_code": ErrorCode.none, "error_message": None}
 
 
 def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.handlers.context import RequestContext
 from reference_broker.handlers.fetch import READ_COMMITTED, leader_epoch_error
@@ -62,7 +64,7 @@ def handle_list_offsets(broker: Broker, ctx: RequestContext, request: Any, now_m
     for topic in request.topics:
         partitions = []
         for part in topic.partitions:
-            entry: dict[str, Any] = {"partition_index": part.partition_index, "error_code": "none",
+            entry: dict[str, Any] = {"partition_index": part.partition_index, "error_code": ErrorCode.none,
                                      "timestamp": -1, "offset": -1, "leader_epoch": -1}
             partition, not_led = broker.leader_partition(topic.name, part.partition_index)
             if partition is None:
@@ -78,7 +80,7 @@ def handle_list_offsets(broker: Broker, ctx: RequestContext, request: Any, now_m
                         # A timestamp lookup decodes the records of a stored batch. Produce keeps
                         # compressed batches opaque, so one whose body does not decompress is
                         # only found here: answer for this partition instead of failing them all.
-                        entry["error_code"] = "corrupt_message"
+                        entry["error_code"] = ErrorCode.corrupt_message
                     else:
                         entry["leader_epoch"] = partition.leader_epoch
             partitions.append(entry)
@@ -97,15 +99,15 @@ def handle_delete_records(broker: Broker, ctx: RequestContext, request: Any, now
             if partition is None:
                 entry["error_code"] = not_led
             elif not partition.log.config.delete:
-                entry["error_code"] = "policy_violation"
+                entry["error_code"] = ErrorCode.policy_violation
             else:
                 if target == -1:
                     target = partition.high_watermark
                 if target < 0 or target > partition.high_watermark:
-                    entry["error_code"] = "offset_out_of_range"
+                    entry["error_code"] = ErrorCode.offset_out_of_range
                 else:
                     entry["low_watermark"] = partition.log.delete_records_before(target)
-                    entry["error_code"] = "none"
+                    entry["error_code"] = ErrorCode.none
             partitions.append(entry)
         topics.append({"name": topic.name, "partitions": partitions})
     return {"topics": topics}

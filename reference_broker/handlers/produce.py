@@ -51,6 +51,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.handlers.context import CloseConnection, Deferred, RequestContext
@@ -68,12 +70,12 @@ ACKS_ALL = -1
 # Kafka answers these with log start offset -1; every other refusal by the partition carries
 # the partition's log start offset (ReplicaManager.appendToLocalLog's catch clauses).
 NO_LOG_START_ERRORS = frozenset({
-    "unknown_topic_or_partition", "not_leader_or_follower", "message_too_large", "record_list_too_large",
-    "corrupt_message", "kafka_storage_error",
+    ErrorCode.unknown_topic_or_partition, ErrorCode.not_leader_or_follower, ErrorCode.message_too_large,
+    ErrorCode.record_list_too_large, ErrorCode.corrupt_message, ErrorCode.kafka_storage_error,
 })
 
 
-def _partition_error(index: int, error: str, message: str | None = None,
+def _partition_error(index: int, error: ErrorCode, message: str | None = None,
                      log_start_offset: int = -1) -> dict[str, Any]:
     return {
         "index": index,
@@ -85,7 +87,7 @@ def _partition_error(index: int, error: str, message: str | None = None,
     }
 
 
-def _refused(partition: Partition, index: int, error: str, message: str | None) -> dict[str, Any]:
+def _refused(partition: Partition, index: int, error: ErrorCode, message: str | None) -> dict[str, Any]:
     """The answer for a batch the partition refused (see NO_LOG_START_ERRORS)."""
     start = -1 if error in NO_LOG_START_ERRORS else partition.log.log_start_offset
     return _partition_error(index, error, message, start)
@@ -111,11 +113,11 @@ def _produce_partition(
 ) -> dict[str, Any]:
     if topic == OFFSETS_TOPIC:
         return _partition_error(
-            index, "invalid_topic_exception", f"Cannot append to internal topic {topic}"
+            index, ErrorCode.invalid_topic_exception, f"Cannot append to internal topic {topic}"
         )
     partition = broker.partition(topic, index)
     if partition is None:
-        return _partition_error(index, "unknown_topic_or_partition")
+        return _partition_error(index, ErrorCode.unknown_topic_or_partition)
     min_isr = broker.admin.min_insync_replicas(topic) if acks == ACKS_ALL else 1
     try:
         partition.check_leader()
@@ -124,32 +126,32 @@ def _produce_partition(
     except ReplicationError as exc:
         return _refused(partition, index, exc.error, exc.message)
     if not records:
-        return _partition_error(index, "invalid_record", "the record set is empty")
+        return _partition_error(index, ErrorCode.invalid_record, "the record set is empty")
     buf = bytearray(records)
     try:
         headers = validate_batches(buf)
     except RecordError as exc:
-        return _refused(partition, index, exc.error_name, str(exc))
+        return _refused(partition, index, exc.error_code, str(exc))
     if len(headers) != 1:
         # Kafka's ProduceRequest.validateRecords: from v3 on, one batch per partition.
         return _partition_error(
-            index, "invalid_record",
+            index, ErrorCode.invalid_record,
             f"Produce requests with version 3+ carry exactly one record batch per partition, "
             f"not {len(headers)}",
         )
     try:
         result = partition.append_as_leader(buf, headers, now_ms)
     except RecordListTooLargeError as exc:
-        return _refused(partition, index, "record_list_too_large", str(exc))
+        return _refused(partition, index, ErrorCode.record_list_too_large, str(exc))
     except RecordTooLargeError as exc:
-        return _refused(partition, index, "message_too_large", str(exc))
+        return _refused(partition, index, ErrorCode.message_too_large, str(exc))
     except (RecordError, ProducerStateError) as exc:
-        return _refused(partition, index, exc.error_name, str(exc))
+        return _refused(partition, index, exc.error_code, str(exc))
     except ReplicationError as exc:
         return _refused(partition, index, exc.error, exc.message)
     response = {
         "index": index,
-        "error_code": "none",
+        "error_code": ErrorCode.none,
         "base_offset": result.first_offset,
         "log_append_time": None if result.log_append_time_ms < 0 else result.log_append_time_ms,
         "log_start_offset": result.log_start_offset,
@@ -178,12 +180,12 @@ def handle_produce(broker: Broker, ctx: RequestContext, request: Any, now_ms: in
         partition_responses = []
         for part in topic_data.partition_data:
             if acks not in (0, 1, -1):
-                result = _partition_error(part.index, "invalid_required_acks")
+                result = _partition_error(part.index, ErrorCode.invalid_required_acks)
             else:
                 result = _produce_partition(
                     broker, topic_data.name, part.index, part.records, acks, now_ms, commits
                 )
-            failed = failed or result["error_code"] != "none"
+            failed = failed or result["error_code"] is not ErrorCode.none
             partition_responses.append(result)
         responses.append({"name": topic_data.name, "partition_responses": partition_responses})
     if acks == 0:
@@ -207,14 +209,14 @@ def _await_commits(body: dict[str, Any], commits: list[_Commit], deadline_ms: in
     deferred = Deferred()
     outstanding = len(commits)
 
-    def done(commit: _Commit, error: str) -> None:
+    def done(commit: _Commit, error: ErrorCode) -> None:
         nonlocal outstanding
         commit.result["error_code"] = error
         outstanding -= 1
         if outstanding == 0:
             deferred.resolve(body)
 
-    def callback(commit: _Commit) -> Callable[[str], None]:
+    def callback(commit: _Commit) -> Callable[[ErrorCode], None]:
         return lambda error: done(commit, error)
 
     for commit in commits:

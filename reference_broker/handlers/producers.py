@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.handlers.context import Later, RequestContext
 
@@ -25,7 +27,7 @@ NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
 
 
-def _response(error: str, producer_id: int = NO_PRODUCER_ID,
+def _response(error: ErrorCode, producer_id: int = NO_PRODUCER_ID,
               producer_epoch: int = NO_PRODUCER_EPOCH) -> dict[str, Any]:
     return {
         "throttle_time": 0,
@@ -37,16 +39,16 @@ def _response(error: str, producer_id: int = NO_PRODUCER_ID,
 
 def handle_init_producer_id(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     if request.transactional_id is not None:
-        return _response("coordinator_not_available")
+        return _response(ErrorCode.coordinator_not_available)
     producer_id = getattr(request, "producer_id", NO_PRODUCER_ID)
     producer_epoch = getattr(request, "producer_epoch", NO_PRODUCER_EPOCH)
     if (producer_id == NO_PRODUCER_ID) != (producer_epoch == NO_PRODUCER_EPOCH):
-        return _response("invalid_request")
+        return _response(ErrorCode.invalid_request)
     # Ids come in blocks from the controller (KIP-730); when this broker's block is used up the
     # answer waits for the next one. No block (controller unreachable): a retriable error.
-    later = Later(lambda allocated: _response("none", allocated, 0))
+    later = Later(lambda allocated: _response(ErrorCode.none, allocated, 0))
     broker.allocate_producer_id(
-        lambda allocated: later.resolve(_response("coordinator_not_available"))
+        lambda allocated: later.resolve(_response(ErrorCode.coordinator_not_available))
         if allocated is None else later.callback(allocated),
         now_ms,
     )

@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.broker import Broker
 from reference_broker.controller_client import new_partitions, new_topic
 from reference_broker.handlers.context import Later, RequestContext
@@ -83,13 +85,13 @@ def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any, now_
 
     def answered(response: Any) -> None:
         if response is None:
-            later.resolve(merge([{"name": t.name, "error_code": "request_timed_out",
+            later.resolve(merge([{"name": t.name, "error_code": ErrorCode.request_timed_out,
                                   "error_message": "the controller did not answer"}
                                  for t in forwarded]))
             return
         results = [as_dict(result) for result in response.topics]
         created = [r["topic_id"] for r in results
-                   if r["error_code"].name == "none" and not request.validate_only]
+                   if r["error_code"] is ErrorCode.none and not request.validate_only]
         broker.after_metadata(
             lambda: all(broker.topics.by_id(topic_id) is not None for topic_id in created),
             lambda: later.resolve(merge(results)), now_ms,
@@ -115,11 +117,11 @@ def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any, now_
     def answered(response: Any) -> None:
         if response is None:
             later.resolve({"responses": [
-                {"name": name, "topic_id": topic_id, "error_code": "request_timed_out"}
+                {"name": name, "topic_id": topic_id, "error_code": ErrorCode.request_timed_out}
                 for name, topic_id in wanted]})
             return
         results = [as_dict(result) for result in response.responses]
-        deleted = [r["topic_id"] for r in results if r["error_code"].name == "none"]
+        deleted = [r["topic_id"] for r in results if r["error_code"] is ErrorCode.none]
         broker.after_metadata(
             lambda: all(broker.topics.by_id(topic_id) is None for topic_id in deleted),
             lambda: later.resolve({"responses": results}), now_ms,
@@ -143,12 +145,12 @@ def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any, 
 
     def answered(response: Any) -> None:
         if response is None:
-            later.resolve(merge([{"name": t.name, "error_code": "request_timed_out"}
+            later.resolve(merge([{"name": t.name, "error_code": ErrorCode.request_timed_out}
                                  for t in forwarded]))
             return
         results = [as_dict(result) for result in response.results]
         grown = {r["name"]: t.count for r, t in zip(results, forwarded, strict=True)
-                 if r["error_code"].name == "none" and not request.validate_only}
+                 if r["error_code"] is ErrorCode.none and not request.validate_only}
 
         def visible() -> bool:
             return all((info := broker.topics.get(name)) is not None and info.partitions >= count

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from kio.schema.errors import ErrorCode
+
 
 class LogError(Exception):
     """Base class for failures of the partition log layer (KAFKA_STORAGE_ERROR unless refined)."""
 
-    error_name = "kafka_storage_error"
+    error_code: ClassVar[ErrorCode] = ErrorCode.kafka_storage_error
 
 
 class OffsetOutOfRangeError(LogError):
     """A fetch or DeleteRecords offset outside ``[log_start_offset, log_end_offset]``."""
 
-    error_name = "offset_out_of_range"
+    error_code = ErrorCode.offset_out_of_range
 
     def __init__(self, offset: int, log_start_offset: int, log_end_offset: int) -> None:
         super().__init__(
@@ -27,13 +31,13 @@ class OffsetOutOfRangeError(LogError):
 class RecordListTooLargeError(LogError):
     """A produced record set larger than a whole segment (segment.bytes) can ever hold."""
 
-    error_name = "record_list_too_large"
+    error_code = ErrorCode.record_list_too_large
 
 
 class RecordTooLargeError(LogError):
     """A single batch larger than max.message.bytes (Kafka's MESSAGE_TOO_LARGE)."""
 
-    error_name = "message_too_large"
+    error_code = ErrorCode.message_too_large
 
 
 class CorruptIndexError(LogError):

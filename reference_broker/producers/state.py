@@ -50,8 +50,10 @@ CreateTime and the broker's under LogAppendTime.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import ClassVar
 
 import attrs
+from kio.schema.errors import ErrorCode
 
 from reference_broker.records import BatchHeader, InvalidRecordError
 
@@ -62,28 +64,28 @@ DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms
 
 
 class ProducerStateError(Exception):
-    """A batch the producer state refuses; ``error_name`` is the Kafka error code to answer."""
+    """A batch the producer state refuses; ``error_code`` is the Kafka error to answer."""
 
-    error_name = "unknown_server_error"
+    error_code: ClassVar[ErrorCode] = ErrorCode.unknown_server_error
 
 
 class OutOfOrderSequenceError(ProducerStateError):
     """A sequence that does not follow the producer's last one (OUT_OF_ORDER_SEQUENCE_NUMBER)."""
 
-    error_name = "out_of_order_sequence_number"
+    error_code = ErrorCode.out_of_order_sequence_number
 
 
 class InvalidProducerEpochError(ProducerStateError):
     """An epoch older than the producer's current one (INVALID_PRODUCER_EPOCH)."""
 
-    error_name = "invalid_producer_epoch"
+    error_code = ErrorCode.invalid_producer_epoch
 
 
 class UnknownProducerIdError(ProducerStateError):
     """A continuing sequence from a producer this partition has no state for
     (UNKNOWN_PRODUCER_ID)."""
 
-    error_name = "unknown_producer_id"
+    error_code = ErrorCode.unknown_producer_id
 
 
 class InvalidTxnStateError(ProducerStateError):
@@ -94,7 +96,7 @@ class InvalidTxnStateError(ProducerStateError):
     transactional batch to a partition that is not part of an ongoing transaction.
     """
 
-    error_name = "invalid_txn_state"
+    error_code = ErrorCode.invalid_txn_state
 
 
 def next_sequence(sequence: int, count: int = 1) -> int:

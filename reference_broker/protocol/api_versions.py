@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from kio.schema.errors import ErrorCode
+
 # api_key: (min_version, max_version)
 API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     0: (3, 12),  # Produce (13 switches to topic ids)
@@ -60,7 +62,7 @@ CONTROLLER_API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
 }
 
 
-def api_versions_body(versions: Mapping[int, tuple[int, int]], error: str = "none") -> dict[str, Any]:
+def api_versions_body(versions: Mapping[int, tuple[int, int]], error: ErrorCode = ErrorCode.none) -> dict[str, Any]:
     """An ApiVersions response listing ``versions`` (the same body for every version)."""
     return {
         "error_code": error,

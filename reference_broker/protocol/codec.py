@@ -250,12 +250,10 @@ def _zero(tp: Any) -> Any:
     raise TypeError(f"no zero value for kio field type {tp!r}")
 
 
-def _error_code(value: ErrorCode | str | int) -> ErrorCode:
-    """Handlers name errors by kio's ErrorCode member name (``"offset_out_of_range"``)."""
+def _error_code(value: ErrorCode | int) -> ErrorCode:
+    """Handlers give errors as ErrorCode members; a plain int is checked against the codes."""
     if isinstance(value, ErrorCode):
         return value
-    if isinstance(value, str):
-        return ErrorCode[value]
     return ErrorCode(value)
 
 

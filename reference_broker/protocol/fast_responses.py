@@ -85,10 +85,6 @@ _FETCH_PARTITION_KEYS = frozenset(
 )  # fmt: skip
 _ABORTED_TXN_KEYS = frozenset({"producer_id", "first_offset"})
 
-# Handlers name errors by kio's member name ("offset_out_of_range"), as codec._error_code reads.
-_ERROR_VALUES: dict[str, int] = {
-    name: int(member.value) for name, member in ErrorCode.__members__.items()
-}
 # codec turns a log append time in ms into a datetime and kio turns it back with
 # round(timestamp() * 1000): the identity for every ms a datetime can hold (year 1970 to 9999,
 # checked by the tests). Outside that range kio fails, so the fast path declines.
@@ -159,8 +155,6 @@ def _string(out: bytearray, value: object, flexible: bool) -> None:
 
 
 def _error_code(value: object) -> int:
-    if isinstance(value, str):
-        return _ERROR_VALUES[value]  # KeyError for an unknown name: kio's path raises it too
     if isinstance(value, ErrorCode):
         return int(value.value)
     raise _Unsupported  # plain ints and anything else: let codec convert (and validate) them
@@ -226,8 +220,7 @@ def encode_produce(version: int, correlation_id: int, data: Mapping[str, Any]) -
                 append_time = -1
             elif type(append_time) is not int or not 0 <= append_time <= _MAX_APPEND_TIME_MS:
                 raise _Unsupported
-            code = partition["error_code"]
-            code = _ERROR_VALUES[code] if type(code) is str else _error_code(code)
+            code = _error_code(partition["error_code"])
             if since_v5:
                 out += partition_struct.pack(
                     partition["index"], code, partition["base_offset"], append_time,
@@ -262,7 +255,7 @@ def encode_fetch(version: int, correlation_id: int, data: Mapping[str, Any]) -> 
     size = 0  # bytes in chunks before ``out``
     if version >= 7:
         out += _TOP_V7.pack(
-            _throttle_ms(data), _error_code(data.get("error_code", "none")),
+            _throttle_ms(data), _error_code(data.get("error_code", ErrorCode.none)),
             data.get("session_id", 0),
         )  # fmt: skip
     else:

@@ -59,6 +59,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+from kio.schema.errors import ErrorCode
 
 from reference_broker.log import AppendResult, LogError, OffsetOutOfRangeError, PartitionLog
 from reference_broker.log.checkpoint import read_offset, write_offset_unsynced
@@ -79,10 +80,10 @@ class Role(enum.Enum):
 
 
 class ReplicationError(Exception):
-    """A request this replica refuses; ``error`` is the Kafka error (kio ErrorCode name)."""
+    """A request this replica refuses with a Kafka error (``error``)."""
 
-    def __init__(self, error: str, message: str = "") -> None:
-        super().__init__(message or error)
+    def __init__(self, error: ErrorCode, message: str = "") -> None:
+        super().__init__(message or error.name)
         self.error = error
         self.message = message
 
@@ -179,7 +180,7 @@ class _ReplicaState:
     last_fetch_ms: int = 0
 
 
-CommitCallback = Callable[[str], None]
+CommitCallback = Callable[[ErrorCode], None]
 
 
 @attrs.define(slots=True)
@@ -195,10 +196,12 @@ class _CommitWaiter:
 # handleAlterPartitionError): the proposal is dropped. Other errors either say our view is stale
 # (the metadata will bring the truth) or leave the outcome unknown (the change is re-sent); in
 # both cases the proposal stays pending, so the HW keeps counting the maximal ISR.
-_ISR_CHANGE_NOT_APPLIED = frozenset({"ineligible_replica", "operation_not_attempted", "invalid_request"})
+_ISR_CHANGE_NOT_APPLIED = frozenset(
+    {ErrorCode.ineligible_replica, ErrorCode.operation_not_attempted, ErrorCode.invalid_request}
+)
 _ISR_CHANGE_STALE = frozenset(
-    {"fenced_leader_epoch", "invalid_update_version", "unknown_topic_or_partition",
-     "unknown_topic_id", "stale_broker_epoch", "not_leader_or_follower"}
+    {ErrorCode.fenced_leader_epoch, ErrorCode.invalid_update_version, ErrorCode.unknown_topic_or_partition,
+     ErrorCode.unknown_topic_id, ErrorCode.stale_broker_epoch, ErrorCode.not_leader_or_follower}
 )  # fmt: skip
 
 
@@ -315,7 +318,7 @@ class Partition:
         self._pending_isr = None
         self._resend_isr_at_ms = None
         if new_leadership:
-            self._fail_waiters("not_leader_or_follower")
+            self._fail_waiters(ErrorCode.not_leader_or_follower)
             self.role = Role.LEADER
             self.leader_epoch = leader_epoch
             leo = self.log.log_end_offset
@@ -364,7 +367,7 @@ class Partition:
             if self.role is Role.LEADER:
                 log.info("%s-%d: no longer leader (epoch %d, now led by %d)", self.topic,
                          self.index, leader_epoch, leader_id)
-            self._fail_waiters("not_leader_or_follower")
+            self._fail_waiters(ErrorCode.not_leader_or_follower)
             self.role = Role.FOLLOWER
             self.leader_id = leader_id
             self.leader_epoch = leader_epoch
@@ -384,18 +387,18 @@ class Partition:
         if current_leader_epoch != NO_EPOCH and current_leader_epoch != self.leader_epoch:
             if current_leader_epoch > self.leader_epoch:
                 raise ReplicationError(
-                    "unknown_leader_epoch",
+                    ErrorCode.unknown_leader_epoch,
                     f"{self.topic}-{self.index} is at leader epoch {self.leader_epoch}, "
                     f"the request names {current_leader_epoch}",
                 )
             raise ReplicationError(
-                "fenced_leader_epoch",
+                ErrorCode.fenced_leader_epoch,
                 f"{self.topic}-{self.index} is at leader epoch {self.leader_epoch}, "
                 f"the request names {current_leader_epoch}",
             )
         if require_leader and self.role is not Role.LEADER:
             raise ReplicationError(
-                "not_leader_or_follower",
+                ErrorCode.not_leader_or_follower,
                 f"this broker does not lead {self.topic}-{self.index} (leader: {self.leader_id})",
             )
 
@@ -415,7 +418,7 @@ class Partition:
         """acks=all refuses to append while the ISR is smaller than min.insync.replicas."""
         if len(self.isr) < min_insync_replicas:
             raise ReplicationError(
-                "not_enough_replicas",
+                ErrorCode.not_enough_replicas,
                 f"the ISR of {self.topic}-{self.index} has {len(self.isr)} member(s) "
                 f"{list(self.isr)}, fewer than min.insync.replicas={min_insync_replicas}",
             )
@@ -425,14 +428,14 @@ class Partition:
         callback: CommitCallback,
     ) -> bool:
         """Call ``callback(error)`` once the HW reaches ``required_offset`` (an acks=all append's
-        last offset + 1): "none", or NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR has meanwhile
+        last offset + 1): NONE, or NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR has meanwhile
         shrunk below ``min_insync_replicas``; NOT_LEADER_OR_FOLLOWER if leadership is lost first
         (the append may be truncated); REQUEST_TIMED_OUT at ``deadline_ms``. Returns True when
         it was answered at once (the callback has run)."""
         waiter = _CommitWaiter(required_offset, min_insync_replicas, deadline_ms,
                                self.leader_epoch, callback)
         if self.role is not Role.LEADER:
-            callback("not_leader_or_follower")
+            callback(ErrorCode.not_leader_or_follower)
             return True
         if self._high_watermark >= required_offset:
             callback(self._commit_outcome(waiter))
@@ -440,10 +443,10 @@ class Partition:
         self._waiters.append(waiter)
         return False
 
-    def _commit_outcome(self, waiter: _CommitWaiter) -> str:
+    def _commit_outcome(self, waiter: _CommitWaiter) -> ErrorCode:
         if len(self.maximal_isr) < waiter.min_insync_replicas:
-            return "not_enough_replicas_after_append"
-        return "none"
+            return ErrorCode.not_enough_replicas_after_append
+        return ErrorCode.none
 
     def _complete_waiters(self) -> None:
         if not self._waiters:
@@ -455,7 +458,7 @@ class Partition:
             for waiter in done:
                 waiter.callback(self._commit_outcome(waiter))
 
-    def _fail_waiters(self, error: str) -> None:
+    def _fail_waiters(self, error: ErrorCode) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(error)
@@ -481,7 +484,7 @@ class Partition:
         state = self._followers.get(replica_id)
         if state is None:
             raise ReplicationError(
-                "not_leader_or_follower",
+                ErrorCode.not_leader_or_follower,
                 f"broker {replica_id} is not a replica of {self.topic}-{self.index} "
                 f"(replicas: {list(self.replicas)})",
             )
@@ -574,13 +577,13 @@ class Partition:
         self.alter_isr(change)
 
     def complete_isr_change(
-        self, change: IsrChange, error: str | None, state: PartitionState | None, now_ms: int
+        self, change: IsrChange, error: ErrorCode | None, state: PartitionState | None, now_ms: int
     ) -> None:
         """The controller's answer to ``change``: the partition as it now stands, or an error
-        (kio ErrorCode name; connection failures and timeouts are "request_timed_out")."""
+        (connection failures and timeouts are REQUEST_TIMED_OUT)."""
         if change is not self._pending_isr:
             return  # superseded by metadata or a newer proposal
-        if error is None or error == "none":
+        if error is None or error is ErrorCode.none:
             if (state is not None and state.leader == self.node_id
                     and state.leader_epoch == self.leader_epoch
                     and state.partition_epoch >= self.partition_epoch):
@@ -592,12 +595,12 @@ class Partition:
             return
         if error in _ISR_CHANGE_NOT_APPLIED:
             log.info("%s-%d: ISR change to %s refused (%s)", self.topic, self.index,
-                     list(change.new_isr), error)
+                     list(change.new_isr), error.name)
             self._pending_isr = None
             self._maybe_advance_hw()
         elif error in _ISR_CHANGE_STALE:
             log.info("%s-%d: ISR change to %s refused (%s); waiting for metadata", self.topic,
-                     self.index, list(change.new_isr), error)
+                     self.index, list(change.new_isr), error.name)
         else:
             # Outcome unknown: keep it pending (the controller may have applied it) and re-send.
             self._resend_isr_at_ms = now_ms + self.config.isr_change_retry_backoff_ms
@@ -622,18 +625,18 @@ class Partition:
                              plog.log_start_offset)
 
     def on_epoch_end_offset(
-        self, query: EpochQuery, error: str, epoch: int, end_offset: int, now_ms: int
+        self, query: EpochQuery, error: ErrorCode, epoch: int, end_offset: int, now_ms: int
     ) -> None:
         """The leader's OffsetForLeaderEpoch answer to ``query``: truncate where we diverge."""
         if not self._current_follower_request(query.leader_id, query.current_leader_epoch):
             return
-        if self.fetch_state is not FollowerFetchState.TRUNCATING or error != "none":
+        if self.fetch_state is not FollowerFetchState.TRUNCATING or error is not ErrorCode.none:
             return
         if self._truncate_to_divergence(epoch, end_offset):
             self.fetch_state = FollowerFetchState.FETCHING
 
     def on_fetch_response(
-        self, request: FetchPosition, error: str, high_watermark: int, log_start_offset: int,
+        self, request: FetchPosition, error: ErrorCode, high_watermark: int, log_start_offset: int,
         records: bytes | memoryview, diverging_epoch: tuple[int, int] | None, now_ms: int,
     ) -> int:
         """Apply the leader's answer to a fetch made with ``request``; returns the bytes appended.
@@ -646,7 +649,7 @@ class Partition:
         plog = self.log
         if request.fetch_offset != plog.log_end_offset:
             return 0
-        if error == "offset_out_of_range":
+        if error is ErrorCode.offset_out_of_range:
             if request.fetch_offset < log_start_offset:
                 log.info("%s-%d: log ends at %d, below the leader's log start %d: starting over",
                          self.topic, self.index, plog.log_end_offset, log_start_offset)
@@ -655,7 +658,7 @@ class Partition:
             else:
                 self.fetch_state = FollowerFetchState.TRUNCATING  # we are ahead of the leader
             return 0
-        if error != "none":
+        if error is not ErrorCode.none:
             return 0
         if diverging_epoch is not None:
             self._truncate_to_divergence(*diverging_epoch)
@@ -770,7 +773,7 @@ class Partition:
             if expired:
                 self._waiters = [w for w in self._waiters if w.deadline_ms > now_ms]
                 for waiter in expired:
-                    waiter.callback("request_timed_out")
+                    waiter.callback(ErrorCode.request_timed_out)
         if now_ms >= self._next_hw_checkpoint_ms:
             self._next_hw_checkpoint_ms = now_ms + self.config.high_watermark_checkpoint_interval_ms
             self.checkpoint_high_watermark()
@@ -792,13 +795,13 @@ class Partition:
 
     def close(self) -> None:
         """Answer waiting produces, checkpoint the HW and close the log."""
-        self._fail_waiters("not_leader_or_follower")
+        self._fail_waiters(ErrorCode.not_leader_or_follower)
         self.checkpoint_high_watermark()
         self.log.close()
 
     def delete(self) -> None:
         """The partition is gone (DeleteTopics, or reassigned away): remove its directory."""
-        self._fail_waiters("not_leader_or_follower")
+        self._fail_waiters(ErrorCode.not_leader_or_follower)
         self.role = Role.FOLLOWER
         self.leader_id = NO_LEADER
         self.log.delete()

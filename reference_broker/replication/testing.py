@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from kio.schema.errors import ErrorCode
 
 from reference_broker.controller.core import ControllerCore, ControllerError, ControllerSettings
 from reference_broker.log import LogConfig, OffsetOutOfRangeError, PartitionLog
@@ -365,7 +366,7 @@ class SimulatedCluster:
             return
         try:
             leader.check_leader(query.current_leader_epoch)
-            error, (epoch, end) = "none", leader.end_offset_for_epoch(query.epoch)
+            error, (epoch, end) = ErrorCode.none, leader.end_offset_for_epoch(query.epoch)
         except ReplicationError as exc:
             error, epoch, end = exc.error, -1, -1
         self._reply(follower, query, lambda p: p.on_epoch_end_offset(
@@ -376,7 +377,7 @@ class SimulatedCluster:
         if leader is None:
             self._reply(follower, request, lambda p: None)
             return
-        error = "none"
+        error = ErrorCode.none
         read = FollowerRead(b"", -1, -1, -1)
         try:
             read = leader.read_for_follower(
@@ -386,7 +387,7 @@ class SimulatedCluster:
         except ReplicationError as exc:
             error = exc.error
         except OffsetOutOfRangeError:
-            error = "offset_out_of_range"
+            error = ErrorCode.offset_out_of_range
             read = FollowerRead(b"", leader.high_watermark, leader.log.log_start_offset,
                                 leader.log_end_offset)
         self._reply(follower, request, lambda p: p.on_fetch_response(
@@ -420,7 +421,7 @@ class SimulatedCluster:
                     node.node_id, broker_epoch, self.topic_id, 0, change.leader_epoch,
                     change.partition_epoch, change.new_isr,
                 )
-                error, state = "none", PartitionState(record.leader, record.leader_epoch,
+                error, state = ErrorCode.none, PartitionState(record.leader, record.leader_epoch,
                                                       record.partition_epoch, record.isr)
             except ControllerError as exc:
                 error, state = exc.error, None
@@ -431,14 +432,14 @@ class SimulatedCluster:
 
             def lost() -> None:
                 if node.partition is not None and node.incarnation == incarnation:
-                    node.partition.complete_isr_change(change, "request_timed_out", None,
+                    node.partition.complete_isr_change(change, ErrorCode.request_timed_out, None,
                                                        self.clock.now_ms)
 
             self._send("alter-reply", CONTROLLER, node.node_id, answer, lost)
 
         def lost() -> None:
             if node.partition is not None and node.incarnation == incarnation:
-                node.partition.complete_isr_change(change, "request_timed_out", None,
+                node.partition.complete_isr_change(change, ErrorCode.request_timed_out, None,
                                                    self.clock.now_ms)
 
         self._send("alter", node.node_id, CONTROLLER, at_controller, lost)
@@ -462,9 +463,10 @@ class SimulatedCluster:
 
     _producer_target = -1
 
-    def produce(self, node_id: int, size: int = 2) -> str:
+    def produce(self, node_id: int, size: int = 2) -> ErrorCode | str:
         """The producer sends its current batch to ``node_id`` (acks=all), as a client with
-        that node as the partition's leader in its metadata would. Returns what happened."""
+        that node as the partition's leader in its metadata would. Returns what happened:
+        "skipped", "sent", or the error that refused the batch."""
         producer = self.producer
         node = self.nodes[node_id]
         if producer.in_flight or node.partition is None or node.paused:
@@ -486,7 +488,7 @@ class SimulatedCluster:
             # error would mean the history lost or duplicated something.
             if self.leader() is node:
                 producer.errors.append(f"{type(exc).__name__}: {exc}")
-            return exc.error_name
+            return exc.error_code
         producer.in_flight = True
         producer.sent_at_ms = self.clock.now_ms
         self._producer_target = node_id
@@ -494,12 +496,12 @@ class SimulatedCluster:
 
         sent_at = producer.sent_at_ms
 
-        def committed(error: str) -> None:
+        def committed(error: ErrorCode) -> None:
             if (node.incarnation != incarnation or not producer.in_flight
                     or producer.sent_at_ms != sent_at):
                 return
             producer.in_flight = False
-            if error == "none":
+            if error is ErrorCode.none:
                 # Observed now: the acknowledging leader may die before this step ends.
                 self._observe_committed(node.node_id, partition)
                 producer.acknowledged(result.first_offset)

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from kio.schema.errors import ErrorCode
 
 from launch.reference_cluster import (
     CONTROLLER_ID,
@@ -58,7 +59,7 @@ def create_topic(cluster: ReferenceCluster, name: str, partitions: int = 1,
             {"partition_index": i, "broker_ids": nodes} for i, nodes in enumerate(assignments)])
     response = wire(bootstrap_of(cluster, via), 19, 7,
                     {"topics": [topic], "timeout": 10_000, "validate_only": False})
-    assert response.topics[0].error_code.name == "none", response.topics[0]
+    assert response.topics[0].error_code == ErrorCode.none, response.topics[0]
 
 
 def alter_topic(cluster: ReferenceCluster, name: str, key: str, value: str, via: int) -> None:
@@ -66,7 +67,7 @@ def alter_topic(cluster: ReferenceCluster, name: str, key: str, value: str, via:
         "resource_type": 2, "resource_name": name,
         "configs": [{"name": key, "config_operation": 0, "value": value}]}],
         "validate_only": False})
-    assert response.responses[0].error_code.name == "none", response.responses[0]
+    assert response.responses[0].error_code == ErrorCode.none, response.responses[0]
 
 
 def partitions_of(view: MetadataView, topic: str) -> dict[int, tuple[int, int, tuple[int, ...]]]:
@@ -105,8 +106,10 @@ def test_a_broker_that_does_not_lead_answers_not_leader_or_follower(
     request = {"replica_id": -1, "isolation_level": 0, "topics": [
         {"name": "led", "partitions": [{"partition_index": 0, "timestamp": -1}]}]}
     answers = {node: wire(bootstrap_of(cluster, node), 2, 7, request)
-               .topics[0].partitions[0].error_code.name for node in (1, 2, 3)}
-    assert answers == {1: "not_leader_or_follower", 2: "none", 3: "not_leader_or_follower"}
+               .topics[0].partitions[0].error_code for node in (1, 2, 3)}
+    assert answers == {
+        1: ErrorCode.not_leader_or_follower, 2: ErrorCode.none, 3: ErrorCode.not_leader_or_follower
+    }
 
 
 def test_a_killed_leader_is_fenced_and_replaced_then_rejoins(cluster: ReferenceCluster) -> None:
@@ -197,7 +200,7 @@ def test_unclean_election_only_when_enabled(tmp_path: Path, where: str) -> None:
         cluster.wait_until(lambda: (s := cluster.metadata(3, ["risky"]).partition("risky", 0))
                            is not None and s.leader == -1, what="the partition to go offline")
         state = cluster.metadata(3, ["risky"]).partition("risky", 0)
-        assert state is not None and state.error == "leader_not_available" and state.isr == (1,)
+        assert state is not None and state.error == "LEADER_NOT_AVAILABLE" and state.isr == (1,)
         cluster.broker(2).start()
         if where == "topic":
             cluster.wait_for_brokers({2, 3})
@@ -300,9 +303,9 @@ def test_per_link_addresses_are_really_used(tmp_path: Path) -> None:
             forwarder.close()
 
 
-def _coordinator(cluster: ReferenceCluster, group: str, via: int) -> tuple[str, int]:
+def _coordinator(cluster: ReferenceCluster, group: str, via: int) -> tuple[ErrorCode, int]:
     answer = wire(bootstrap_of(cluster, via), 10, 3, {"key": group, "key_type": 0})
-    return answer.error_code.name, answer.node_id
+    return answer.error_code, answer.node_id
 
 
 def test_the_group_coordinator_moves_with_offsets_partition_leadership(
@@ -314,7 +317,7 @@ def test_the_group_coordinator_moves_with_offsets_partition_leadership(
     create_topic(cluster, "work", partitions=1, replication=3)
     partition = partition_for(group, int(FAST["offsets.topic.num.partitions"]))
     leader, _ = cluster.wait_for_leader(OFFSETS_TOPIC, partition)
-    assert _coordinator(cluster, group, via=1) == ("none", leader)
+    assert _coordinator(cluster, group, via=1) == (ErrorCode.none, leader)
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
                          "enable.auto.commit": False, "session.timeout.ms": 6000,
                          "heartbeat.interval.ms": 500, "auto.offset.reset": "earliest"})
@@ -328,7 +331,7 @@ def test_the_group_coordinator_moves_with_offsets_partition_leadership(
         cluster.broker(leader).kill()
         new_leader, _ = cluster.wait_for_leader(OFFSETS_TOPIC, partition, not_node=leader)
         survivor = next(n for n in cluster.brokers if n != leader)
-        assert _coordinator(cluster, group, via=survivor) == ("none", new_leader)
+        assert _coordinator(cluster, group, via=survivor) == (ErrorCode.none, new_leader)
         committed = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -17,6 +17,7 @@ from confluent_kafka.admin import (
     NewPartitions,
     NewTopic,
 )
+from kio.schema.errors import ErrorCode
 
 from launch.broker_process import BrokerProcess
 from tests.kafka_helpers import TIMEOUT_S, admin, consume_all, create_topic, produce, wire
@@ -144,7 +145,7 @@ def test_delete_records_moves_log_start_offset(client: AdminClient, broker: Brok
     assert [m.offset() for m in consumed] == list(range(4, 10))  # reset to the new earliest
     past_end = wire(broker.bootstrap, 21, 2, {"topics": [{"name": "trimmed", "partitions": [
         {"partition_index": 0, "offset": 11}]}], "timeout": 5000})
-    assert past_end.topics[0].partitions[0].error_code.name == "offset_out_of_range"
+    assert past_end.topics[0].partitions[0].error_code == ErrorCode.offset_out_of_range
 
 
 def test_delete_records_refused_on_compact_only_topic(broker: BrokerProcess) -> None:
@@ -152,4 +153,4 @@ def test_delete_records_refused_on_compact_only_topic(broker: BrokerProcess) -> 
     create_topic(broker.bootstrap, "compact-only", config={"cleanup.policy": "compact"})
     response = wire(broker.bootstrap, 21, 2, {"topics": [{"name": "compact-only", "partitions": [
         {"partition_index": 0, "offset": -1}]}], "timeout": 5000})
-    assert response.topics[0].partitions[0].error_code.name == "policy_violation"
+    assert response.topics[0].partitions[0].error_code == ErrorCode.policy_violation

@@ -742,7 +742,7 @@ def test_partitions_beyond_the_open_file_budget_are_refused(tmp_path: Path,
         create_topic(broker, "three", 3, 1, {}, 0)
         with pytest.raises(BrokerError, match="open-file limit") as refused:
             broker.admin.check_new_topic("two", 2, 1, {})
-        assert refused.value.error == "invalid_partitions"
+        assert refused.value.error == ErrorCode.invalid_partitions
         with pytest.raises(BrokerError, match="open-file limit"):
             add_partitions(broker, "three", 5, 0, validate_only=True)
         add_partitions(broker, "three", 4, 0, validate_only=False)

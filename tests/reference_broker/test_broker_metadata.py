@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
 from reference_broker.config import load_broker_config
@@ -103,7 +104,7 @@ class Cluster:
                             for i, nodes in enumerate(assignments)],
             "configs": [{"name": "cleanup.policy", "value": "compact"}]
             if name == OFFSETS_TOPIC else []}]}), now_ms)
-        assert response["topics"][0]["error_code"] == "none", response
+        assert response["topics"][0]["error_code"] == ErrorCode.none, response
 
     def close(self) -> None:
         for broker in self.brokers.values():
@@ -120,7 +121,7 @@ def follower_fetch(leader: Broker, follower: Broker, topic: str, index: int, now
     read = led.read_for_follower(following.node_id, request.fetch_offset,
                                  request.last_fetched_epoch, request.current_leader_epoch,
                                  1 << 20, now_ms)
-    following.on_fetch_response(request, "none", read.high_watermark, read.log_start_offset,
+    following.on_fetch_response(request, ErrorCode.none, read.high_watermark, read.log_start_offset,
                                 read.records, read.diverging_epoch, now_ms)
 
 
@@ -175,8 +176,8 @@ def test_roles_follow_the_metadata_and_a_fenced_leader_is_replaced(cluster: Clus
     one, two = cluster.brokers[1].partition("t", 0), cluster.brokers[2].partition("t", 0)
     assert one is not None and two is not None
     assert (one.role, two.role) == (Role.LEADER, Role.FOLLOWER)
-    assert cluster.brokers[2].leader_partition("t", 0) == (None, "not_leader_or_follower")
-    assert cluster.brokers[2].leader_partition("nope", 0) == (None, "unknown_topic_or_partition")
+    assert cluster.brokers[2].leader_partition("t", 0) == (None, ErrorCode.not_leader_or_follower)
+    assert cluster.brokers[2].leader_partition("nope", 0) == (None, ErrorCode.unknown_topic_or_partition)
     epoch = one.leader_epoch
     cluster.settle(SESSION_MS - 100, nodes=(2,))  # broker 1 falls silent
     cluster.controller.tick(SESSION_MS + 200)
@@ -241,12 +242,12 @@ def test_the_coordinator_follows_leadership_of_the_offsets_partition(cluster: Cl
     cluster.settle(0)
     one, two = cluster.brokers[1], cluster.brokers[2]
     assert one.groups.coordinator_error("g", 0) is None
-    assert two.groups.coordinator_error("g", 0) == "not_coordinator"
+    assert two.groups.coordinator_error("g", 0) == ErrorCode.not_coordinator
     committed: Reply[Any] = Reply()
     one.groups.commit_offsets("g", -1, "", None, {("t", 0): OffsetValue(3)}, 8, 0, committed)
     follower_fetch(one, two, OFFSETS_TOPIC, 0, 0)  # brings the commit
     follower_fetch(one, two, OFFSETS_TOPIC, 0, 0)  # tells the leader the follower has it
-    assert committed.result == {("t", 0): "none"}
+    assert committed.result == {("t", 0): ErrorCode.none}
     parked: Reply[Any] = Reply()
     first: Reply[Any] = Reply()
     one.groups.join_group(JoinRequest("g", "", None, "consumer", (("range", b""),), 10_000,
@@ -259,11 +260,11 @@ def test_the_coordinator_follows_leadership_of_the_offsets_partition(cluster: Cl
     cluster.controller.tick(SESSION_MS + 200)
     cluster.channels[1].deliver(SESSION_MS + 200)
     cluster.channels[2].deliver(SESSION_MS + 200)
-    assert one.groups.coordinator_error("g", 0) == "not_coordinator"
+    assert one.groups.coordinator_error("g", 0) == ErrorCode.not_coordinator
     assert one.groups.group("g") is None
     assert two.groups.coordinator_error("g", 0) is None
     assert parked.calls and parked.calls[-1] is not None
-    assert parked.calls[-1].error == "not_coordinator"
+    assert parked.calls[-1].error == ErrorCode.not_coordinator
     assert two.groups.fetch_offsets("g", [("t", 0)]) == [(("t", 0), OffsetValue(3))]
 
 
@@ -283,7 +284,7 @@ def test_a_commit_is_answered_once_the_isr_has_it_and_is_lost_with_its_coordinat
     follower_fetch(one, two, OFFSETS_TOPIC, 0, 10)
     assert not first.done  # the follower has it, but the leader does not know yet
     follower_fetch(one, two, OFFSETS_TOPIC, 0, 20)
-    assert first.result == {("t", 0): "none"}
+    assert first.result == {("t", 0): ErrorCode.none}
     assert one.groups.fetch_offsets("g", [("t", 0)]) == [(("t", 0), OffsetValue(5))]
     second: Reply[Any] = Reply()
     one.groups.commit_offsets("g", -1, "", None, {("t", 0): OffsetValue(9)}, 8, 30, second)
@@ -292,7 +293,7 @@ def test_a_commit_is_answered_once_the_isr_has_it_and_is_lost_with_its_coordinat
     cluster.controller.tick(SESSION_MS + 200)
     cluster.channels[1].deliver(SESSION_MS + 200)
     cluster.channels[2].deliver(SESSION_MS + 200)
-    assert second.result == {("t", 0): "not_coordinator"}
+    assert second.result == {("t", 0): ErrorCode.not_coordinator}
     assert two.groups.coordinator_error("g", 0) is None
     assert two.groups.fetch_offsets("g", [("t", 0)]) == [(("t", 0), OffsetValue(5))]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from harness.wire import WireClient
 from launch.broker_process import BrokerProcess
@@ -33,8 +34,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
         yield process
 
 
-def err(value: Any) -> str:
-    return str(value.name)
+def err(value: Any) -> ErrorCode:
+    return ErrorCode(value)
 
 
 def join_fields(group: str, member_id: str = "", instance: str | None = None,
@@ -50,7 +51,7 @@ def join_fields(group: str, member_id: str = "", instance: str | None = None,
 def join_alone(bootstrap: str, group: str, **kwargs: Any) -> Any:
     """A v9 join of a single dynamic member: MEMBER_ID_REQUIRED, then the real join."""
     first = wire(bootstrap, JOIN, 9, join_fields(group, **kwargs))
-    assert err(first.error_code) == "member_id_required" and first.member_id
+    assert err(first.error_code) == ErrorCode.member_id_required and first.member_id
     return wire(bootstrap, JOIN, 9, join_fields(group, first.member_id, **kwargs))
 
 
@@ -64,7 +65,7 @@ def sync(bootstrap: str, group: str, member: str, generation: int,
 
 
 def heartbeat(bootstrap: str, group: str, member: str, generation: int,
-              instance: str | None = None) -> str:
+              instance: str | None = None) -> ErrorCode:
     response = wire(bootstrap, HEARTBEAT, 4, {"group_id": group, "generation_id": generation,
                                               "member_id": member, "group_instance_id": instance})
     return err(response.error_code)
@@ -76,16 +77,16 @@ def test_find_coordinator_names_this_node_for_groups_at_every_version(broker: Br
     host, port = broker.bootstrap.rsplit(":", 1)
     for version in range(0, 4):
         response = wire(broker.bootstrap, FIND_COORDINATOR, version, {"key": "g", "key_type": 0})
-        assert err(response.error_code) == "none"
+        assert err(response.error_code) == ErrorCode.none
         assert (response.node_id, response.host, response.port) == (0, host, int(port))
     response = wire(broker.bootstrap, FIND_COORDINATOR, 6,
                     {"key_type": 0, "coordinator_keys": ["a", "b"]})
     assert [(c.key, err(c.error_code), c.port) for c in response.coordinators] == [
-        ("a", "none", int(port)), ("b", "none", int(port))]
+        ("a", ErrorCode.none, int(port)), ("b", ErrorCode.none, int(port))]
     txn = wire(broker.bootstrap, FIND_COORDINATOR, 6, {"key_type": 1, "coordinator_keys": ["t"]})
-    assert err(txn.coordinators[0].error_code) == "coordinator_not_available"
+    assert err(txn.coordinators[0].error_code) == ErrorCode.coordinator_not_available
     bad = wire(broker.bootstrap, FIND_COORDINATOR, 3, {"key": "x", "key_type": 7})
-    assert err(bad.error_code) == "invalid_request"
+    assert err(bad.error_code) == ErrorCode.invalid_request
     metadata = wire(broker.bootstrap, 3, 12, {"topics": None, "allow_auto_topic_creation": False,
                                               "include_topic_authorized_operations": False})
     internal = {t.name: (t.is_internal, len(t.partitions)) for t in metadata.topics}
@@ -98,31 +99,31 @@ def test_join_sync_heartbeat_leave_at_the_newest_and_oldest_versions(broker: Bro
     assignment, heartbeats, leaves; afterwards its id is unknown."""
     bs = broker.bootstrap
     joined = join_alone(bs, "wire-life")
-    assert err(joined.error_code) == "none"
+    assert err(joined.error_code) == ErrorCode.none
     assert (joined.generation_id, joined.leader, joined.protocol_name) == (
         1, joined.member_id, "range")
     assert [m.member_id for m in joined.members] == [joined.member_id]
     mine = consumer_assignment({"wire-t": [0, 1, 2]})
     synced = sync(bs, "wire-life", joined.member_id, 1, {joined.member_id: mine})
-    assert (err(synced.error_code), synced.assignment) == ("none", mine)
-    assert heartbeat(bs, "wire-life", joined.member_id, 1) == "none"
-    assert heartbeat(bs, "wire-life", joined.member_id, 0) == "illegal_generation"
+    assert (err(synced.error_code), synced.assignment) == (ErrorCode.none, mine)
+    assert heartbeat(bs, "wire-life", joined.member_id, 1) == ErrorCode.none
+    assert heartbeat(bs, "wire-life", joined.member_id, 0) == ErrorCode.illegal_generation
     left = wire(bs, LEAVE, 5, {"group_id": "wire-life", "members": [
         {"member_id": joined.member_id, "group_instance_id": None, "reason": "test"}]})
-    assert err(left.error_code) == "none" and err(left.members[0].error_code) == "none"
-    assert heartbeat(bs, "wire-life", joined.member_id, 2) == "unknown_member_id"
+    assert err(left.error_code) == ErrorCode.none and err(left.members[0].error_code) == ErrorCode.none
+    assert heartbeat(bs, "wire-life", joined.member_id, 2) == ErrorCode.unknown_member_id
 
     old = wire(bs, JOIN, 0, {"group_id": "wire-v0", "session_timeout": 6000, "member_id": "",
                              "protocol_type": "consumer",
                              "protocols": [{"name": "range", "metadata": b"m"}]})
-    assert err(old.error_code) == "none" and old.generation_id == 1
+    assert err(old.error_code) == ErrorCode.none and old.generation_id == 1
     synced0 = wire(bs, SYNC, 0, {"group_id": "wire-v0", "generation_id": 1,
                                  "member_id": old.member_id, "assignments": []})
-    assert err(synced0.error_code) == "none" and synced0.assignment == b""
+    assert err(synced0.error_code) == ErrorCode.none and synced0.assignment == b""
     left0 = wire(bs, LEAVE, 0, {"group_id": "wire-v0", "member_id": old.member_id})
-    assert err(left0.error_code) == "none"
+    assert err(left0.error_code) == ErrorCode.none
     again = wire(bs, LEAVE, 0, {"group_id": "wire-v0", "member_id": old.member_id})
-    assert err(again.error_code) == "unknown_member_id"
+    assert err(again.error_code) == ErrorCode.unknown_member_id
 
 
 async def _two_members_join(bootstrap: str, group: str) -> tuple[Any, Any, list[Any]]:
@@ -169,17 +170,17 @@ def test_a_member_that_stops_heartbeating_is_removed_after_its_session_timeout(
     generation = 2
     start = time.monotonic()
     while time.monotonic() - start < 0.8:  # well inside the 1 s session
-        assert heartbeat(bs, "wire-silent", alive, generation) == "none"
+        assert heartbeat(bs, "wire-silent", alive, generation) == ErrorCode.none
         time.sleep(0.2)
-    assert heartbeat(bs, "wire-silent", silent, generation) == "none", "removed too early"
+    assert heartbeat(bs, "wire-silent", silent, generation) == ErrorCode.none, "removed too early"
     start = time.monotonic()
-    verdict = "none"
-    while verdict == "none" and time.monotonic() - start < 5:
+    verdict = ErrorCode.none
+    while verdict == ErrorCode.none and time.monotonic() - start < 5:
         time.sleep(0.2)
         verdict = heartbeat(bs, "wire-silent", alive, generation)
-    assert verdict == "rebalance_in_progress"
+    assert verdict == ErrorCode.rebalance_in_progress
     assert 0.6 <= time.monotonic() - start <= 2.0
-    assert heartbeat(bs, "wire-silent", silent, generation) == "unknown_member_id"
+    assert heartbeat(bs, "wire-silent", silent, generation) == ErrorCode.unknown_member_id
 
 
 async def _rejoin_with_session(bootstrap: str, group: str, members: list[str]) -> None:
@@ -204,17 +205,17 @@ def test_static_member_rejoin_fences_the_old_member_id(broker: BrokerProcess) ->
     same generation; the old id is FENCED_INSTANCE_ID; LeaveGroup by instance id removes it."""
     bs = broker.bootstrap
     first = wire(bs, JOIN, 9, join_fields("wire-static", instance="box-1"))
-    assert err(first.error_code) == "none"  # static members skip MEMBER_ID_REQUIRED
+    assert err(first.error_code) == ErrorCode.none  # static members skip MEMBER_ID_REQUIRED
     sync(bs, "wire-static", first.member_id, 1, {first.member_id: b"A"}, instance="box-1")
     again = wire(bs, JOIN, 9, join_fields("wire-static", instance="box-1"))
-    assert err(again.error_code) == "none" and again.member_id != first.member_id
+    assert err(again.error_code) == ErrorCode.none and again.member_id != first.member_id
     assert (again.generation_id, again.skip_assignment) == (1, True)
     kept = sync(bs, "wire-static", again.member_id, 1, instance="box-1")
     assert kept.assignment == b"A"
-    assert heartbeat(bs, "wire-static", first.member_id, 1, "box-1") == "fenced_instance_id"
+    assert heartbeat(bs, "wire-static", first.member_id, 1, "box-1") == ErrorCode.fenced_instance_id
     left = wire(bs, LEAVE, 5, {"group_id": "wire-static", "members": [
         {"member_id": "", "group_instance_id": "box-1", "reason": None}]})
-    assert err(left.members[0].error_code) == "none"
+    assert err(left.members[0].error_code) == ErrorCode.none
     described = wire(bs, DESCRIBE, 5, {"groups": ["wire-static"], "include_authorized_operations": False})
     assert described.groups[0].group_state == "Empty"
 
@@ -235,15 +236,15 @@ def test_offset_commit_and_fetch_across_versions(broker: BrokerProcess) -> None:
         {"name": "no-such-topic", "partitions": [
             {"partition_index": 0, "committed_offset": 1, "committed_metadata": None}]}])
     assert [[err(p.error_code) for p in t.partitions] for t in v2.topics] == [
-        ["none"], ["unknown_topic_or_partition"]]
+        [ErrorCode.none], [ErrorCode.unknown_topic_or_partition]]
     v8 = commit(8, [{"name": "wire-t", "partitions": [
         {"partition_index": 1, "committed_offset": 11, "committed_leader_epoch": 3,
          "committed_metadata": None},
         {"partition_index": 9, "committed_offset": 1, "committed_metadata": None}]}])
-    assert [err(p.error_code) for p in v8.topics[0].partitions] == ["none", "unknown_topic_or_partition"]
+    assert [err(p.error_code) for p in v8.topics[0].partitions] == [ErrorCode.none, ErrorCode.unknown_topic_or_partition]
     v10 = commit(10, [{"topic_id": tid, "partitions": [
         {"partition_index": 2, "committed_offset": 12, "committed_metadata": "ten"}]}])
-    assert v10.topics[0].topic_id == tid and err(v10.topics[0].partitions[0].error_code) == "none"
+    assert v10.topics[0].topic_id == tid and err(v10.topics[0].partitions[0].error_code) == ErrorCode.none
 
     v1 = wire(bs, OFFSET_FETCH, 1, {"group_id": "wire-offsets", "topics": [
         {"name": "wire-t", "partition_indexes": [0, 1, 2]}]})
@@ -254,7 +255,7 @@ def test_offset_commit_and_fetch_across_versions(broker: BrokerProcess) -> None:
     assert v5.topics[0].partitions[0].committed_leader_epoch == 3
     v7 = wire(bs, OFFSET_FETCH, 7, {"group_id": "wire-offsets", "topics": None,
                                    "require_stable": True})
-    assert err(v7.error_code) == "none"
+    assert err(v7.error_code) == ErrorCode.none
     assert sorted((t.name, p.partition_index, p.committed_offset)
                   for t in v7.topics for p in t.partitions) == [
         ("wire-t", 0, 10), ("wire-t", 1, 11), ("wire-t", 2, 12)]
@@ -270,7 +271,7 @@ def test_offset_commit_and_fetch_across_versions(broker: BrokerProcess) -> None:
         "require_stable": False})
     parts = [(err(t.partitions[0].error_code), t.partitions[0].committed_offset)
              for t in v10f.groups[0].topics]
-    assert parts == [("none", 10), ("unknown_topic_id", -1)]
+    assert parts == [(ErrorCode.none, 10), (ErrorCode.unknown_topic_id, -1)]
 
 
 def test_describe_list_delete_groups_and_offset_delete(broker: BrokerProcess) -> None:
@@ -289,10 +290,10 @@ def test_describe_list_delete_groups_and_offset_delete(broker: BrokerProcess) ->
                                          "committed_metadata": None}]}]})
 
     old = wire(bs, DESCRIBE, 0, {"groups": ["nope"]})
-    assert (err(old.groups[0].error_code), old.groups[0].group_state) == ("none", "Dead")
+    assert (err(old.groups[0].error_code), old.groups[0].group_state) == (ErrorCode.none, "Dead")
     new = wire(bs, DESCRIBE, 6, {"groups": ["nope", "wire-admin"],
                                  "include_authorized_operations": True})
-    assert err(new.groups[0].error_code) == "group_id_not_found"
+    assert err(new.groups[0].error_code) == ErrorCode.group_id_not_found
     described = new.groups[1]
     assert (described.group_state, described.protocol_type, described.protocol_data) == (
         "Stable", "consumer", "range")
@@ -306,20 +307,20 @@ def test_describe_list_delete_groups_and_offset_delete(broker: BrokerProcess) ->
     assert wire(bs, LIST, 5, {"states_filter": [], "types_filter": ["consumer"]}).groups == ()
 
     busy = wire(bs, DELETE_GROUPS, 2, {"groups_names": ["wire-admin", "never-existed"]})
-    assert [err(r.error_code) for r in busy.results] == ["non_empty_group", "group_id_not_found"]
+    assert [err(r.error_code) for r in busy.results] == [ErrorCode.non_empty_group, ErrorCode.group_id_not_found]
     deleted = wire(bs, OFFSET_DELETE, 0, {"group_id": "wire-admin", "topics": [
         {"name": "wire-t", "partitions": [{"partition_index": 0}]},
         {"name": "wire-other", "partitions": [{"partition_index": 0}]}]})
     assert [err(t.partitions[0].error_code) for t in deleted.topics] == [
-        "group_subscribed_to_topic", "none"]
+        ErrorCode.group_subscribed_to_topic, ErrorCode.none]
     wire(bs, LEAVE, 5, {"group_id": "wire-admin", "members": [
         {"member_id": member, "group_instance_id": None, "reason": None}]})
     gone = wire(bs, DELETE_GROUPS, 2, {"groups_names": ["wire-admin"]})
-    assert err(gone.results[0].error_code) == "none"
+    assert err(gone.results[0].error_code) == ErrorCode.none
     after = wire(bs, OFFSET_FETCH, 7, {"group_id": "wire-admin", "topics": None})
     assert after.topics == ()
     missing = wire(bs, OFFSET_DELETE, 0, {"group_id": "wire-admin", "topics": []})
-    assert err(missing.error_code) == "group_id_not_found"
+    assert err(missing.error_code) == ErrorCode.group_id_not_found
 
 
 @pytest.mark.parametrize("how", ["restart", "kill"])
@@ -340,7 +341,7 @@ def test_group_and_offsets_survive_a_broker_restart(tmp_path: Path, how: str) ->
             process.start()
         else:
             process.restart()
-        assert heartbeat(bs, "durable-group", joined.member_id, 1) == "none"
+        assert heartbeat(bs, "durable-group", joined.member_id, 1) == ErrorCode.none
         fetched = wire(bs, OFFSET_FETCH, 7, {"group_id": "durable-group", "topics": None})
         partition = fetched.topics[0].partitions[0]
         assert (partition.committed_offset, partition.metadata) == (77, "kept")

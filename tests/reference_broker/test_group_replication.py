@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from kio.schema.errors import ErrorCode
 
 from launch.reference_cluster import ReferenceCluster
 from reference_broker.groups import OFFSETS_TOPIC, partition_for
@@ -46,7 +47,7 @@ def create_topic(cluster: ReferenceCluster, name: str, replicas: list[int]) -> N
                     "assignments": [{"partition_index": 0, "broker_ids": replicas}],
                     "configs": [{"name": "min.insync.replicas", "value": "2"}]}],
         "timeout": 10_000, "validate_only": False})
-    assert response.topics[0].error_code.name == "none", response.topics[0]
+    assert response.topics[0].error_code == ErrorCode.none, response.topics[0]
     cluster.wait_for_leader(name, 0)
 
 
@@ -64,7 +65,7 @@ def committed_at(cluster: ReferenceCluster, node: int, group: str, topic: str) -
     answer = wire(address(cluster, node), OFFSET_FETCH, 7, {
         "group_id": group, "topics": [{"name": topic, "partition_indexes": [0]}],
         "require_stable": False})
-    if answer.error_code.name != "none":
+    if answer.error_code != ErrorCode.none:
         return None
     return int(answer.topics[0].partitions[0].committed_offset)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from kio.schema.errors import ErrorCode
 
 from launch.reference_cluster import ReferenceCluster
 from reference_broker.drivers.wire_client import WireClient, decode_response, encode_request
@@ -62,7 +63,7 @@ def create_topic(cluster: ReferenceCluster, name: str, replicas: list[int] | Non
     via = next(n for n, node in cluster.brokers.items() if node.running and not node.paused)
     response = wire(_address(cluster, via), 19, 7,
                     {"topics": [topic], "timeout": 10_000, "validate_only": False})
-    assert response.topics[0].error_code.name == "none", response.topics[0]
+    assert response.topics[0].error_code == ErrorCode.none, response.topics[0]
     cluster.wait_for_leader(name, 0)
 
 
@@ -91,11 +92,11 @@ def producer(cluster: ReferenceCluster, **settings: Any) -> Producer:
 
 
 def send(p: Producer, topic: str, value: bytes, timeout_s: float = 30) -> tuple[str, int]:
-    """Produce one record and wait for its delivery report: (error name or "none", offset)."""
+    """Produce one record and wait for its delivery report: (Kafka's error name or NONE, offset)."""
     outcome: list[tuple[str, int]] = []
 
     def report(err: KafkaError | None, msg: Any) -> None:
-        outcome.append((err.name() if err else "none", msg.offset() if not err else -1))
+        outcome.append((err.name() if err else "NONE", msg.offset() if not err else -1))
 
     p.produce(topic, value=value, on_delivery=report)
     p.flush(timeout_s)
@@ -209,7 +210,7 @@ def test_acks_1_loses_a_record_acknowledged_before_the_followers_fetched_it(
     leader, _ = cluster.wait_for_leader("fast", 0)
     followers = [n for n in cluster.brokers if n != leader]
     p = producer(cluster, acks="1")
-    assert send(p, "fast", b"before")[0] == "none"
+    assert send(p, "fast", b"before")[0] == "NONE"
     wait_for_isr(cluster, "fast", {1, 2, 3})
     cluster.wait_until(lambda: all(b"before" in segment_bytes(cluster, n, "fast")
                                    for n in followers), what="the followers to copy 'before'")
@@ -221,7 +222,7 @@ def test_acks_1_loses_a_record_acknowledged_before_the_followers_fetched_it(
         # at replica.fetch.wait.max.ms).
         time.sleep(3 * int(SETTINGS["replica.fetch.wait.max.ms"]) / 1000)
         error, lost_offset = send(p, "fast", b"lost", timeout_s=5)
-        assert error == "none", "acks=1 is acknowledged by the leader alone"
+        assert error == "NONE", "acks=1 is acknowledged by the leader alone"
         cluster.broker(leader).kill()
     finally:
         for node in followers:
@@ -229,7 +230,7 @@ def test_acks_1_loses_a_record_acknowledged_before_the_followers_fetched_it(
     new_leader, _ = cluster.wait_for_leader("fast", 0, not_node=leader)
     assert new_leader in followers
     error, after_offset = send(p, "fast", b"after")
-    assert error == "none" and after_offset == lost_offset
+    assert error == "NONE" and after_offset == lost_offset
     cluster.broker(leader).restart()
     wait_for_isr(cluster, "fast", {1, 2, 3})
     assert [value for _, value in read_all(cluster, "fast")] == [b"before", b"after"]
@@ -249,18 +250,18 @@ def test_unclean_leader_election(cluster: ReferenceCluster, unclean: bool) -> No
         "min.insync.replicas": "1", "unclean.leader.election.enable": str(unclean).lower()})
     p = producer(cluster, acks="all")
     for value in (b"one", b"two"):
-        assert send(p, "seed", value)[0] == "none"
+        assert send(p, "seed", value)[0] == "NONE"
     wait_for_isr(cluster, "seed", {1, 2})
     cluster.broker(2).pause()
     cluster.wait_until(lambda: isr(cluster, "seed") == (1,), 30, "broker 2 to leave the ISR")
-    assert send(p, "seed", b"three")[0] == "none"
+    assert send(p, "seed", b"three")[0] == "NONE"
     cluster.broker(1).kill()
     cluster.broker(2).resume()
     if unclean:
         leader, _ = cluster.wait_for_leader("seed", 0, not_node=1)
         assert leader == 2
         assert [v for _, v in read_all(cluster, "seed")] == [b"one", b"two"]  # three is gone
-        assert send(p, "seed", b"four") == ("none", 2)
+        assert send(p, "seed", b"four") == ("NONE", 2)
         cluster.broker(1).restart()
         wait_for_isr(cluster, "seed", {1, 2})
         assert [v for _, v in read_all(cluster, "seed")] == [b"one", b"two", b"four"]
@@ -285,7 +286,7 @@ def test_a_paused_leader_cannot_get_a_write_acknowledged(cluster: ReferenceClust
     when it resumes (it still believes it leads) is not acknowledged and never appears."""
     create_topic(cluster, "zombie", configs={"min.insync.replicas": "2"})
     p = producer(cluster, acks="all")
-    assert send(p, "zombie", b"before")[0] == "none"
+    assert send(p, "zombie", b"before")[0] == "NONE"
     wait_for_isr(cluster, "zombie", {1, 2, 3})
     old, _ = cluster.wait_for_leader("zombie", 0)
     cluster.broker(old).pause()
@@ -312,7 +313,7 @@ def test_a_paused_leader_cannot_get_a_write_acknowledged(cluster: ReferenceClust
             await client.close()
 
     outcome = asyncio.run(write_to_the_zombie())
-    assert outcome != "none", "the deposed leader acknowledged a write"
+    assert outcome != "NONE", "the deposed leader acknowledged a write"
     assert cluster.wait_for_leader("zombie", 0)[0] == new
     wait_for_isr(cluster, "zombie", {1, 2, 3})
     assert [v for _, v in read_all(cluster, "zombie")] == [b"before"]

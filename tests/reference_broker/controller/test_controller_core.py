@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from reference_broker.controller.core import ControllerCore, ControllerError, ControllerSettings
 from reference_broker.controller.election import elect_leader
@@ -70,7 +71,7 @@ def test_replication_factor_above_live_brokers_is_refused() -> None:
     core, _ = cluster()
     with pytest.raises(ControllerError) as info:
         core.create_topic("t", 1, 4, {})
-    assert info.value.error == "invalid_replication_factor"
+    assert info.value.error == ErrorCode.invalid_replication_factor
 
 
 def test_missed_heartbeats_fence_the_leader_and_elect_from_the_isr() -> None:
@@ -127,12 +128,12 @@ def test_stale_alter_partition_is_fenced() -> None:
     p = core.image.topics_by_name["t"].partitions[0]
     with pytest.raises(ControllerError) as stale_version:
         core.alter_partition(1, epochs[1], p.topic_id, 0, p.leader_epoch, p.partition_epoch + 5, [1, 2])
-    assert stale_version.value.error == "invalid_update_version"
+    assert stale_version.value.error == ErrorCode.invalid_update_version
     beat(core, epochs, [2, 3], SESSION_MS)
     core.tick(SESSION_MS + 1)  # 1 is replaced
     with pytest.raises(ControllerError) as deposed:
         core.alter_partition(1, epochs[1], p.topic_id, 0, p.leader_epoch, p.partition_epoch, [1, 2])
-    assert deposed.value.error == "fenced_leader_epoch"
+    assert deposed.value.error == ErrorCode.fenced_leader_epoch
 
 
 def test_controlled_shutdown_moves_leadership_first() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from reference_broker.config import load_broker_config
 from reference_broker.controller.node import ControllerNode
@@ -37,7 +38,7 @@ def register(node: ControllerNode, broker: int, now: int = 0) -> int:
                              "incarnation_id": uuid.uuid4(),
                              "listeners": [{"name": "PLAINTEXT", "host": "h", "port": 9000 + broker,
                                             "security_protocol": 0}]}, now)
-    assert answer.error_code.name == "none"
+    assert answer.error_code == ErrorCode.none
     heartbeat = call(node, 63, {"broker_id": broker, "broker_epoch": answer.broker_epoch,
                                 "current_metadata_offset": node.image.offset}, now)
     assert not heartbeat.is_fenced
@@ -69,28 +70,28 @@ def test_registration_checks_the_cluster_id(tmp_path: Path) -> None:
     controller = open_node(tmp_path)
     answer = call(controller, 62, {"broker_id": 1, "cluster_id": "other", "incarnation_id":
                                    uuid.uuid4(), "listeners": []})
-    assert answer.error_code.name == "inconsistent_cluster_id"
+    assert answer.error_code == ErrorCode.inconsistent_cluster_id
     assert 1 not in controller.image.brokers
 
 
 @pytest.mark.parametrize(("name", "partitions", "replication", "configs", "assignments", "error"), [
-    ("bad/name", 1, 1, None, None, "invalid_topic_exception"),
-    ("t", 0, 1, None, None, "invalid_partitions"),
-    ("t", 1, 4, None, None, "invalid_replication_factor"),
-    ("t", 1, 1, {"retention.ms": "soon"}, None, "invalid_config"),
-    ("t", 1, 1, {"no.such.key": "1"}, None, "invalid_config"),
-    ("t", -1, -1, None, [[1, 9]], "invalid_replica_assignment"),
-    ("t", -1, -1, None, [[1, 2], [3]], "invalid_replica_assignment"),
-    ("t", 2, -1, None, [[1]], "invalid_request"),
+    ("bad/name", 1, 1, None, None, ErrorCode.invalid_topic_exception),
+    ("t", 0, 1, None, None, ErrorCode.invalid_partitions),
+    ("t", 1, 4, None, None, ErrorCode.invalid_replication_factor),
+    ("t", 1, 1, {"retention.ms": "soon"}, None, ErrorCode.invalid_config),
+    ("t", 1, 1, {"no.such.key": "1"}, None, ErrorCode.invalid_config),
+    ("t", -1, -1, None, [[1, 9]], ErrorCode.invalid_replica_assignment),
+    ("t", -1, -1, None, [[1, 2], [3]], ErrorCode.invalid_replica_assignment),
+    ("t", 2, -1, None, [[1]], ErrorCode.invalid_request),
 ])
 def test_create_topics_refuses_what_kafka_refuses(
     node: ControllerNode, name: str, partitions: int, replication: int,
-    configs: dict[str, str] | None, assignments: list[list[int]] | None, error: str,
+    configs: dict[str, str] | None, assignments: list[list[int]] | None, error: ErrorCode,
 ) -> None:
     """Bad names, counts, replication factors, configs and assignments get Kafka's errors and
     create nothing."""
     result = create(node, name, partitions, replication, configs, assignments)
-    assert result.error_code.name == error
+    assert result.error_code == error
     assert node.image.topic(name) is None
 
 
@@ -99,22 +100,22 @@ def test_topics_are_created_spread_altered_and_deleted(node: ControllerNode) -> 
     TOPIC_ALREADY_EXISTS; configs change by incremental ops; partitions grow; deletion
     removes it."""
     result = create(node, "t", 3, 2, {"retention.ms": "1000"})
-    assert result.error_code.name == "none" and result.num_partitions == 3
+    assert result.error_code == ErrorCode.none and result.num_partitions == 3
     state = node.image.topic("t")
     assert state is not None and state.topic_id == result.topic_id
     assert all(len(set(p.replicas)) == 2 for p in state.partitions.values())
     assert {p.leader for p in state.partitions.values()} <= {1, 2, 3}
-    assert create(node, "t").error_code.name == "topic_already_exists"
+    assert create(node, "t").error_code == ErrorCode.topic_already_exists
     altered = call(node, 44, {"resources": [{"resource_type": 2, "resource_name": "t", "configs": [
         {"name": "cleanup.policy", "config_operation": 2, "value": "compact"},
         {"name": "retention.ms", "config_operation": 1, "value": None}]}]})
-    assert altered.responses[0].error_code.name == "none"
+    assert altered.responses[0].error_code == ErrorCode.none
     assert node.image.topics_by_name["t"].configs == {"cleanup.policy": "delete,compact"}
     grown = call(node, 37, {"topics": [{"name": "t", "count": 5, "assignments": None}]})
-    assert grown.results[0].error_code.name == "none"
+    assert grown.results[0].error_code == ErrorCode.none
     assert len(node.image.topics_by_name["t"].partitions) == 5
     deleted = call(node, 20, {"topics": [{"name": "t", "topic_id": uuid.UUID(int=0)}]})
-    assert deleted.responses[0].error_code.name == "none"
+    assert deleted.responses[0].error_code == ErrorCode.none
     assert node.image.topic("t") is None
 
 
@@ -154,9 +155,9 @@ def test_alter_partition_fences_a_stale_leader(node: ControllerNode) -> None:
                     ).topics[0].partitions[0]
 
     changed = alter(part.leader, part.partition_epoch)
-    assert changed.error_code.name == "none" and tuple(changed.isr) == (part.leader,)
-    assert alter(part.leader, part.partition_epoch).error_code.name == "invalid_update_version"
-    assert alter(follower, changed.partition_epoch).error_code.name == "fenced_leader_epoch"
+    assert changed.error_code == ErrorCode.none and tuple(changed.isr) == (part.leader,)
+    assert alter(part.leader, part.partition_epoch).error_code == ErrorCode.invalid_update_version
+    assert alter(follower, changed.partition_epoch).error_code == ErrorCode.fenced_leader_epoch
 
 
 def test_heartbeats_keep_brokers_unfenced_and_silence_fences_them(node: ControllerNode) -> None:
@@ -174,4 +175,4 @@ def test_heartbeats_keep_brokers_unfenced_and_silence_fences_them(node: Controll
     assert node.image.topics_by_name["t"].partitions[0].leader not in (leader, -1)
     stale = call(node, 63, {"broker_id": leader, "broker_epoch": 12345,
                             "current_metadata_offset": 0}, 1600)
-    assert stale.error_code.name == "stale_broker_epoch"
+    assert stale.error_code == ErrorCode.stale_broker_epoch

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 import pytest
+from kio.schema.errors import ErrorCode
 
 from reference_broker.groups import GroupConfig, GroupState
 from reference_broker.groups.coordinator import NEW_MEMBER_JOIN_TIMEOUT_MS
@@ -38,7 +39,7 @@ def stable_group(driver: CoordinatorDriver, count: int, **join: Any) -> list[str
     assignments = {r.member_id: consumer_assignment({"t": [i]}) for i, r in enumerate(results)}
     syncs = [driver.sync(r.member_id, r.generation_id, assignments if r.member_id == leader else None)
              for r in results]
-    assert all(sync.result.error == "none" for sync in syncs)
+    assert all(sync.result.error == ErrorCode.none for sync in syncs)
     assert driver.group().is_(STABLE)
     return [r.member_id for r in results]
 
@@ -54,16 +55,16 @@ def test_member_id_required_then_join_and_sync_makes_the_group_stable() -> None:
     only member, leads generation 1 and gets its own assignment back from SyncGroup."""
     driver = CoordinatorDriver()
     first = driver.join().result
-    assert first.error == "member_id_required"
+    assert first.error == ErrorCode.member_id_required
     assert first.member_id.startswith("client-")
     assert driver.group().pending_members
     joined = driver.join(first.member_id).result
-    assert (joined.error, joined.generation_id, joined.leader) == ("none", 1, first.member_id)
+    assert (joined.error, joined.generation_id, joined.leader) == (ErrorCode.none, 1, first.member_id)
     assert joined.members == ((first.member_id, None, b"sub"),)
     assert (joined.protocol_type, joined.protocol_name) == ("consumer", "range")
     assert driver.group().is_(COMPLETING)
     synced = driver.sync(first.member_id, 1, {first.member_id: b"mine"}).result
-    assert (synced.error, synced.assignment, synced.protocol_name) == ("none", b"mine", "range")
+    assert (synced.error, synced.assignment, synced.protocol_name) == (ErrorCode.none, b"mine", "range")
     assert driver.group().is_(STABLE)
 
 
@@ -71,7 +72,7 @@ def test_join_before_v4_gets_a_member_id_at_once() -> None:
     """JoinGroup v0-v3 has no MEMBER_ID_REQUIRED round trip (KIP-394 is v4+)."""
     driver = CoordinatorDriver()
     joined = driver.join(version=3).result
-    assert joined.error == "none" and joined.generation_id == 1
+    assert joined.error == ErrorCode.none and joined.generation_id == 1
 
 
 def test_pending_member_id_expires_after_the_session_timeout_and_stops_blocking_a_rebalance() -> None:
@@ -80,7 +81,7 @@ def test_pending_member_id_expires_after_the_session_timeout_and_stops_blocking_
     driver = CoordinatorDriver()
     (member,) = stable_group(driver, 1)
     pending = driver.join(session_ms=5000).result
-    assert pending.error == "member_id_required"
+    assert pending.error == ErrorCode.member_id_required
     rejoin = driver.join(member)  # the leader's rejoin starts a rebalance
     assert driver.group().is_(PREPARING) and not rejoin.done
     driver.advance(4999)
@@ -142,16 +143,16 @@ def test_static_member_rejoin_keeps_its_assignment_and_fences_the_old_member_id(
     assert driver.group().is_(STABLE)
 
     restarted = driver.join("", instance_id="i2").result  # s2's process restarts
-    assert restarted.error == "none"
+    assert restarted.error == ErrorCode.none
     assert restarted.member_id != s2.member_id
     assert restarted.generation_id == generation  # no rebalance
     assert driver.group().is_(STABLE)
     again = driver.sync(restarted.member_id, generation, instance_id="i2").result
     assert again.assignment == b"A2"
-    assert driver.heartbeat(s2.member_id, generation, instance_id="i2") == "fenced_instance_id"
+    assert driver.heartbeat(s2.member_id, generation, instance_id="i2") == ErrorCode.fenced_instance_id
     assert driver.commit({("t", 0): 1}, s2.member_id, generation,
-                         instance_id="i2") == {("t", 0): "fenced_instance_id"}
-    assert driver.heartbeat(restarted.member_id, generation, instance_id="i2") == "none"
+                         instance_id="i2") == {("t", 0): ErrorCode.fenced_instance_id}
+    assert driver.heartbeat(restarted.member_id, generation, instance_id="i2") == ErrorCode.none
 
 
 def test_static_leader_rejoin_skips_assignment_from_v9_and_gets_the_old_leader_id_before() -> None:
@@ -178,15 +179,15 @@ def test_session_timeout_removes_a_silent_member_and_its_partitions_move() -> No
     generation = driver.group().generation_id
     for _ in range(3):
         driver.advance(SESSION_MS // 4)
-        assert driver.heartbeat(a, generation) == "none"
+        assert driver.heartbeat(a, generation) == ErrorCode.none
     assert b in driver.group().members
     driver.advance(SESSION_MS // 4)
     assert b not in driver.group().members
     assert driver.group().is_(PREPARING)
-    assert driver.heartbeat(a, generation) == "rebalance_in_progress"
+    assert driver.heartbeat(a, generation) == ErrorCode.rebalance_in_progress
     rejoined = driver.join(a).result
     assert rejoined.generation_id == generation + 1 and rejoined.members[0][0] == a
-    assert driver.heartbeat(b, generation) == "unknown_member_id"
+    assert driver.heartbeat(b, generation) == ErrorCode.unknown_member_id
 
 
 def test_rebalance_timeout_removes_members_that_do_not_rejoin() -> None:
@@ -200,12 +201,12 @@ def test_rebalance_timeout_removes_members_that_do_not_rejoin() -> None:
     rejoin = driver.join(leader)
     for _ in range(5):
         driver.advance(REBALANCE_MS // 5 - 1)
-        assert driver.heartbeat(other, generation) == "rebalance_in_progress"
+        assert driver.heartbeat(other, generation) == ErrorCode.rebalance_in_progress
         assert not rejoin.done
     driver.advance(10)
     assert rejoin.result.generation_id == generation + 1
     assert [m for m, _, _ in rejoin.result.members] == [leader]
-    assert driver.heartbeat(other, generation) == "unknown_member_id"
+    assert driver.heartbeat(other, generation) == ErrorCode.unknown_member_id
 
 
 def test_static_member_that_misses_a_rebalance_stays_in_the_group() -> None:
@@ -237,7 +238,7 @@ def test_a_brand_new_member_stuck_in_join_is_dropped_after_five_minutes() -> Non
     for _ in range(NEW_MEMBER_JOIN_TIMEOUT_MS // 5000):
         driver.advance(5000)
         driver.heartbeat(a, 1)
-    assert newcomer.done and newcomer.result.error == "unknown_member_id"
+    assert newcomer.done and newcomer.result.error == ErrorCode.unknown_member_id
 
 
 @pytest.mark.parametrize("state", ["preparing", "completing", "stable"])
@@ -251,30 +252,30 @@ def test_fencing_on_heartbeat_commit_and_sync(state: str) -> None:
     if state == "preparing":
         driver.join(driver.group().leader_id or "")
         assert driver.group().is_(PREPARING)
-        assert driver.heartbeat(a, generation) == "rebalance_in_progress"
-        assert driver.sync(a, generation).result.error == "rebalance_in_progress"
+        assert driver.heartbeat(a, generation) == ErrorCode.rebalance_in_progress
+        assert driver.sync(a, generation).result.error == ErrorCode.rebalance_in_progress
         # The old generation may still commit while the rebalance is prepared.
-        assert driver.commit({tp: 5}, a, generation) == {tp: "none"}
+        assert driver.commit({tp: 5}, a, generation) == {tp: ErrorCode.none}
     elif state == "completing":
         leader = driver.group().leader_id or ""
         other = b if leader == a else a
         lr, orr = driver.join(leader), driver.join(other)
         assert driver.group().is_(COMPLETING) and lr.done and orr.done
         generation += 1
-        assert driver.heartbeat(other, generation) == "none"
-        assert driver.commit({tp: 5}, other, generation) == {tp: "rebalance_in_progress"}
-        assert driver.sync(other, generation - 1).result.error == "illegal_generation"
+        assert driver.heartbeat(other, generation) == ErrorCode.none
+        assert driver.commit({tp: 5}, other, generation) == {tp: ErrorCode.rebalance_in_progress}
+        assert driver.sync(other, generation - 1).result.error == ErrorCode.illegal_generation
     else:
-        assert driver.heartbeat(a, generation) == "none"
-        assert driver.commit({tp: 5}, a, generation) == {tp: "none"}
-    assert driver.heartbeat(a, generation - 1) == "illegal_generation"
-    assert driver.heartbeat("nobody", generation) == "unknown_member_id"
-    assert driver.commit({tp: 6}, a, generation - 1) == {tp: "illegal_generation"}
-    assert driver.commit({tp: 6}, "nobody", generation) == {tp: "unknown_member_id"}
-    assert driver.commit({tp: 6}) == {tp: "unknown_member_id"}  # generation -1 while members exist
-    assert driver.sync("nobody", generation).result.error == "unknown_member_id"
+        assert driver.heartbeat(a, generation) == ErrorCode.none
+        assert driver.commit({tp: 5}, a, generation) == {tp: ErrorCode.none}
+    assert driver.heartbeat(a, generation - 1) == ErrorCode.illegal_generation
+    assert driver.heartbeat("nobody", generation) == ErrorCode.unknown_member_id
+    assert driver.commit({tp: 6}, a, generation - 1) == {tp: ErrorCode.illegal_generation}
+    assert driver.commit({tp: 6}, "nobody", generation) == {tp: ErrorCode.unknown_member_id}
+    assert driver.commit({tp: 6}) == {tp: ErrorCode.unknown_member_id}  # generation -1 while members exist
+    assert driver.sync("nobody", generation).result.error == ErrorCode.unknown_member_id
     assert driver.sync(a, generation, protocol_name="roundrobin").result.error in (
-        "inconsistent_group_protocol", "rebalance_in_progress"
+        ErrorCode.inconsistent_group_protocol, ErrorCode.rebalance_in_progress
     )
 
 
@@ -283,22 +284,22 @@ def test_join_errors_for_bad_session_timeout_protocol_and_group_size() -> None:
     does not share, and a member beyond group.max.size."""
     driver = CoordinatorDriver(GroupConfig(min_session_timeout_ms=100, max_session_timeout_ms=1000,
                                            max_size=2, initial_rebalance_delay_ms=0))
-    assert driver.join(session_ms=99).result.error == "invalid_session_timeout"
-    assert driver.join(session_ms=1001).result.error == "invalid_session_timeout"
-    assert driver.join(protocols=(), session_ms=500).result.error == "inconsistent_group_protocol"
+    assert driver.join(session_ms=99).result.error == ErrorCode.invalid_session_timeout
+    assert driver.join(session_ms=1001).result.error == ErrorCode.invalid_session_timeout
+    assert driver.join(protocols=(), session_ms=500).result.error == ErrorCode.inconsistent_group_protocol
     first = driver.join_new(session_ms=500).result
-    assert first.error == "none"
+    assert first.error == ErrorCode.none
     assert driver.join(session_ms=500, protocols=(("other", b""),)).result.error == (
-        "inconsistent_group_protocol"
+        ErrorCode.inconsistent_group_protocol
     )
     second = driver.join_new(session_ms=500)
     driver.join(first.member_id, session_ms=500)
     assert second.result.generation_id == 2 and driver.group().size == 2
-    assert driver.join(session_ms=500).result.error == "group_max_size_reached"
+    assert driver.join(session_ms=500).result.error == ErrorCode.group_max_size_reached
     assert driver.join("nobody", group_id="nowhere", session_ms=500).result.error == (
-        "unknown_member_id"
+        ErrorCode.unknown_member_id
     )
-    assert driver.join(group_id="", session_ms=500).result.error == "invalid_group_id"
+    assert driver.join(group_id="", session_ms=500).result.error == ErrorCode.invalid_group_id
 
 
 def test_protocol_chosen_by_vote_among_those_all_members_support() -> None:
@@ -317,14 +318,14 @@ def test_offset_commit_and_fetch_keep_metadata_and_answer_minus_one_for_the_rest
     them with their metadata, and -1 (no metadata) for partitions never committed."""
     driver = CoordinatorDriver()
     assert driver.commit({("t", 0): 10, ("t", 1): 20}, metadata="m") == {
-        ("t", 0): "none", ("t", 1): "none"}
+        ("t", 0): ErrorCode.none, ("t", 1): ErrorCode.none}
     assert driver.group().is_(EMPTY) and driver.group().protocol_type is None
     fetched = dict(driver.coordinator.fetch_offsets("g", [("t", 0), ("t", 2)]))
     assert fetched[("t", 0)] is not None and fetched[("t", 0)].metadata == "m"
     assert fetched[("t", 0)].offset == 10 and fetched[("t", 2)] is None
     assert driver.coordinator.fetch_offsets("unknown", None) == []
     big = "x" * (TEST_CONFIG.offset_metadata_max_bytes + 1)
-    assert driver.commit({("t", 0): 11}, metadata=big) == {("t", 0): "offset_metadata_too_large"}
+    assert driver.commit({("t", 0): 11}, metadata=big) == {("t", 0): ErrorCode.offset_metadata_too_large}
     assert driver.committed() == {("t", 0): 10, ("t", 1): 20}
 
 
@@ -333,8 +334,8 @@ def test_commit_to_a_missing_group_with_a_generation_depends_on_the_version() ->
     v9 and GROUP_ID_NOT_FOUND from v9 (Kafka 4)."""
     driver = CoordinatorDriver()
     tp = ("t", 0)
-    assert driver.commit({tp: 1}, "m", 3, api_version=8) == {tp: "illegal_generation"}
-    assert driver.commit({tp: 1}, "m", 3, api_version=9) == {tp: "group_id_not_found"}
+    assert driver.commit({tp: 1}, "m", 3, api_version=8) == {tp: ErrorCode.illegal_generation}
+    assert driver.commit({tp: 1}, "m", 3, api_version=9) == {tp: ErrorCode.group_id_not_found}
 
 
 def test_storage_failure_during_sync_fails_the_generation_and_rebalances() -> None:
@@ -342,13 +343,13 @@ def test_storage_failure_during_sync_fails_the_generation_and_rebalances() -> No
     (NOT_LEADER_OR_FOLLOWER becomes NOT_COORDINATOR) and the group rebalances."""
     driver = CoordinatorDriver()
     joined = driver.join_new().result
-    driver.storage.fail_with = "not_leader_or_follower"
+    driver.storage.fail_with = ErrorCode.not_leader_or_follower
     result = driver.sync(joined.member_id, 1, {joined.member_id: b"x"}).result
-    assert result.error == "not_coordinator"
+    assert result.error == ErrorCode.not_coordinator
     assert driver.group().is_(PREPARING)
-    assert driver.commit({("t", 0): 1}) == {("t", 0): "unknown_member_id"}
-    driver.storage.fail_with = "message_too_large"
-    assert driver.commit({("t", 0): 1}, joined.member_id, 1) == {("t", 0): "invalid_commit_offset_size"}
+    assert driver.commit({("t", 0): 1}) == {("t", 0): ErrorCode.unknown_member_id}
+    driver.storage.fail_with = ErrorCode.message_too_large
+    assert driver.commit({("t", 0): 1}, joined.member_id, 1) == {("t", 0): ErrorCode.invalid_commit_offset_size}
 
 
 def test_group_and_offsets_survive_a_restart_and_members_carry_on() -> None:
@@ -357,13 +358,13 @@ def test_group_and_offsets_survive_a_restart_and_members_carry_on() -> None:
     driver = CoordinatorDriver()
     a, b = stable_group(driver, 2)
     generation = driver.group().generation_id
-    assert driver.commit({("t", 0): 7}, a, generation, metadata="meta") == {("t", 0): "none"}
+    assert driver.commit({("t", 0): 7}, a, generation, metadata="meta") == {("t", 0): ErrorCode.none}
     assignments = {m.member_id: m.assignment for m in driver.group().members.values()}
     driver.restart()
     group = driver.group()
     assert (group.state, group.generation_id) == (STABLE, generation)
     assert {m.member_id: m.assignment for m in group.members.values()} == assignments
-    assert driver.heartbeat(a, generation) == "none"
+    assert driver.heartbeat(a, generation) == ErrorCode.none
     assert driver.sync(b, generation).result.assignment == assignments[b]
     assert driver.committed() == {("t", 0): 7}
     (_, value), = driver.coordinator.fetch_offsets("g", [("t", 0)])
@@ -385,7 +386,7 @@ def test_generation_never_goes_back_after_a_restart_mid_rebalance() -> None:
     assert driver.group().is_(COMPLETING) and driver.group().generation_id == generation + 1
     driver.restart()
     assert (driver.group().state, driver.group().generation_id) == (EMPTY, generation + 1)
-    assert driver.heartbeat(other, generation + 1) == "unknown_member_id"
+    assert driver.heartbeat(other, generation + 1) == ErrorCode.unknown_member_id
     assert driver.join_new().result.generation_id == generation + 2
 
 
@@ -395,10 +396,10 @@ def test_last_member_leaving_empties_the_group_at_a_new_generation() -> None:
     driver = CoordinatorDriver()
     (a,) = stable_group(driver, 1)
     generation = driver.group().generation_id
-    assert driver.leave(a) == "none"
+    assert driver.leave(a) == ErrorCode.none
     assert (driver.group().state, driver.group().generation_id) == (EMPTY, generation + 1)
-    assert driver.leave(a) == "unknown_member_id"
-    assert driver.leave("", instance_id="nobody") == "unknown_member_id"
+    assert driver.leave(a) == ErrorCode.unknown_member_id
+    assert driver.leave("", instance_id="nobody") == ErrorCode.unknown_member_id
 
 
 def test_leave_by_instance_id_alone_removes_a_static_member() -> None:
@@ -406,7 +407,7 @@ def test_leave_by_instance_id_alone_removes_a_static_member() -> None:
     driver = CoordinatorDriver()
     joined = driver.join(instance_id="s").result
     driver.sync(joined.member_id, 1, {joined.member_id: b"x"}, instance_id="s")
-    assert driver.leave("", instance_id="s") == "none"
+    assert driver.leave("", instance_id="s") == ErrorCode.none
     assert driver.group().is_(EMPTY)
 
 
@@ -420,18 +421,18 @@ def test_delete_groups_and_offset_delete_follow_kafka_rules() -> None:
     driver.commit({("t", 0): 1, ("u", 0): 2}, joined.member_id, 1)
     coordinator = driver.coordinator
     assert coordinator.delete_groups(["g", "nope"], driver.now_ms) == {
-        "g": "non_empty_group", "nope": "group_id_not_found"}
+        "g": ErrorCode.non_empty_group, "nope": ErrorCode.group_id_not_found}
     error, results = coordinator.delete_offsets("g", [("t", 0), ("u", 0)], driver.now_ms)
-    assert error == "none"
-    assert results == {("t", 0): "group_subscribed_to_topic", ("u", 0): "none"}
+    assert error == ErrorCode.none
+    assert results == {("t", 0): ErrorCode.group_subscribed_to_topic, ("u", 0): ErrorCode.none}
     assert driver.committed() == {("t", 0): 1}
     driver.leave(joined.member_id)
-    assert coordinator.delete_groups(["g"], driver.now_ms) == {"g": "none"}
+    assert coordinator.delete_groups(["g"], driver.now_ms) == {"g": ErrorCode.none}
     assert coordinator.group("g") is None
     driver.restart()
     assert driver.coordinator.group("g") is None and driver.committed() == {}
     assert driver.coordinator.delete_offsets("g", [("t", 0)], driver.now_ms)[0] == (
-        "group_id_not_found"
+        ErrorCode.group_id_not_found
     )
 
 
@@ -483,7 +484,7 @@ def test_a_pending_member_can_join_a_rebalancing_group_that_lost_all_its_members
     (a,) = stable_group(driver, 1)
     pending = driver.join().result
     driver.join(a)  # the leader's rejoin starts a rebalance, which waits for the pending id
-    assert driver.leave(a) == "none"
+    assert driver.leave(a) == ErrorCode.none
     assert driver.group().is_(PREPARING) and driver.group().size == 0
     joined = driver.join(pending.member_id, protocols=(("roundrobin", b""),)).result
-    assert (joined.error, joined.protocol_name) == ("none", "roundrobin")
+    assert (joined.error, joined.protocol_name) == (ErrorCode.none, "roundrobin")

@@ -26,6 +26,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from kio.schema.errors import ErrorCode
 
 from reference_broker.groups import GroupState
 from reference_broker.groups.coordinator import JoinResult, SyncResult
@@ -123,14 +124,14 @@ class GroupMachine(RuleBasedStateMachine):
         result, client.joining = _take_answer(client.joining)
         if result is None:
             return
-        if result.error == "member_id_required":
+        if result.error == ErrorCode.member_id_required:
             client.member_id = result.member_id
             self._join(client)  # clients rejoin with the given id at once
-        elif result.error == "fenced_instance_id":
+        elif result.error == ErrorCode.fenced_instance_id:
             client.dead = True
-        elif result.error == "unknown_member_id":
+        elif result.error == ErrorCode.unknown_member_id:
             client.reset()
-        elif result.error == "none":
+        elif result.error == ErrorCode.none:
             assert result.generation_id >= self.highest_generation, "generation went back"
             self.highest_generation = result.generation_id
             client.member_id, client.generation = result.member_id, result.generation_id
@@ -140,17 +141,17 @@ class GroupMachine(RuleBasedStateMachine):
         result, client.syncing = _take_answer(client.syncing)
         if result is None:
             return
-        if result.error == "rebalance_in_progress":
+        if result.error == ErrorCode.rebalance_in_progress:
             client.needs_rejoin = True
-        elif result.error == "none":
+        elif result.error == ErrorCode.none:
             owned = frozenset(decode_assignment(result.assignment))
             sent = self.leader_assignments.get(client.generation)
             assert sent is not None, f"an assignment for generation {client.generation} nobody sent"
             assert owned == sent.get(client.owner, frozenset()), "not the leader's assignment"
             client.assignment = owned
-        elif result.error == "fenced_instance_id":
+        elif result.error == ErrorCode.fenced_instance_id:
             client.dead = True
-        elif result.error == "unknown_member_id":
+        elif result.error == ErrorCode.unknown_member_id:
             client.reset()
         else:
             client.assignment = None
@@ -224,13 +225,13 @@ class GroupMachine(RuleBasedStateMachine):
     def _heartbeat(self, client: Client) -> None:
         error = self.driver.heartbeat(client.member_id, client.generation,
                                       instance_id=client.instance_id)
-        if error == "unknown_member_id":
+        if error == ErrorCode.unknown_member_id:
             client.reset()
-        elif error == "illegal_generation":
+        elif error == ErrorCode.illegal_generation:
             client.generation, client.assignment = -1, None
-        elif error == "rebalance_in_progress":
+        elif error == ErrorCode.rebalance_in_progress:
             client.needs_rejoin = True
-        elif error == "fenced_instance_id":
+        elif error == ErrorCode.fenced_instance_id:
             client.dead = True
 
     @rule(index=st.integers(0, 10), partition=st.integers(0, PARTITIONS - 1),
@@ -246,7 +247,7 @@ class GroupMachine(RuleBasedStateMachine):
         )
         result = self.driver.commit({tp: offset}, client.member_id, client.generation,
                                     instance_id=client.instance_id)
-        if result[tp] == "none":
+        if result[tp] == ErrorCode.none:
             assert current, "a commit from outside the current generation was accepted"
             self.committed[tp] = offset
         self.settle()

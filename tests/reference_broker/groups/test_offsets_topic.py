@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
 from reference_broker.config import load_broker_config
@@ -42,14 +43,14 @@ def join_and_sync(broker: Broker, group: str = "g") -> tuple[str, int]:
     synced: Reply = Reply()
     broker.groups.sync_group(group, joined.generation_id, joined.member_id, None, None, None,
                              {joined.member_id: b"assignment"}, NOW, synced)
-    assert synced.result.error == "none"
+    assert synced.result.error == ErrorCode.none
     return joined.member_id, joined.generation_id
 
 
 def commit_now(broker: Broker, group: str, generation: int, member: str,
-               offsets: dict[tuple[str, int], OffsetValue], now: int = NOW) -> dict[Any, str]:
+               offsets: dict[tuple[str, int], OffsetValue], now: int = NOW) -> dict[Any, ErrorCode]:
     """OffsetCommit v8, which a single node (an ISR of one) answers before returning."""
-    reply: Reply[dict[Any, str]] = Reply()
+    reply: Reply[dict[Any, ErrorCode]] = Reply()
     broker.groups.commit_offsets(group, generation, member, None, offsets, 8, now, reply)
     return reply.result
 
@@ -57,7 +58,7 @@ def commit_now(broker: Broker, group: str, generation: int, member: str,
 def commit(broker: Broker, member: str, generation: int, offset: int, now: int = NOW) -> None:
     result = commit_now(broker, "g", generation, member,
                         {("t", 0): OffsetValue(offset, 5, "meta", now)}, now)
-    assert result == {("t", 0): "none"}
+    assert result == {("t", 0): ErrorCode.none}
 
 
 def stored_keys(broker: Broker, partition: int) -> list[object]:
@@ -99,7 +100,7 @@ def test_groups_and_offsets_are_rebuilt_when_the_broker_reopens(data_dir: Path) 
     assert group.members[member].assignment == b"assignment"
     ((_, value),) = broker.groups.fetch_offsets("g", [("t", 0)])
     assert value == OffsetValue(42, 5, "meta", NOW)
-    assert broker.groups.heartbeat("g", generation, member, None, NOW + 1000) == "none"
+    assert broker.groups.heartbeat("g", generation, member, None, NOW + 1000) == ErrorCode.none
     broker.close()
 
 
@@ -128,7 +129,7 @@ def test_deleting_a_topic_forgets_its_committed_offsets(data_dir: Path) -> None:
     broker = open_broker(data_dir)
     create_topic(broker, "t", 1, 1, {}, NOW)
     assert commit_now(broker, "simple", -1, "", {("t", 0): OffsetValue(3)}) == {
-        ("t", 0): "none"}
+        ("t", 0): ErrorCode.none}
     delete_topic(broker, "t")
     assert broker.groups.fetch_offsets("simple", None) == []
     broker.close()
@@ -141,7 +142,7 @@ def test_replication_factor_above_one_leaves_groups_without_a_coordinator(data_d
     """With offsets.topic.replication.factor=3 a single node cannot create the topic, so (as
     Kafka with too few brokers) there is no coordinator: COORDINATOR_NOT_AVAILABLE."""
     broker = open_broker(data_dir, **{"offsets.topic.replication.factor": "3"})
-    assert broker.groups.ensure_storage(NOW) == "coordinator_not_available"
+    assert broker.groups.ensure_storage(NOW) == ErrorCode.coordinator_not_available
     assert commit_now(broker, "g", -1, "", {("t", 0): OffsetValue(1)}) == {
-        ("t", 0): "coordinator_not_available"}
+        ("t", 0): ErrorCode.coordinator_not_available}
     broker.close()

@@ -4,6 +4,7 @@ are committed only when the test says so (as followers that have not fetched yet
 from __future__ import annotations
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from reference_broker.groups import GroupState, OffsetValue
 from reference_broker.groups.testing import (
@@ -41,7 +42,7 @@ def joined_pair(driver: CoordinatorDriver) -> tuple[str, str, int]:
 def stable_member(driver: CoordinatorDriver) -> tuple[str, int]:
     """One member, Stable at generation 1 (appends must be completing at once)."""
     joined = driver.join_new().result
-    assert driver.sync(joined.member_id, 1, {joined.member_id: b"a"}).result.error == "none"
+    assert driver.sync(joined.member_id, 1, {joined.member_id: b"a"}).result.error == ErrorCode.none
     return joined.member_id, 1
 
 
@@ -55,39 +56,39 @@ def test_a_commit_is_answered_only_once_its_record_is_committed() -> None:
     assert not reply.done
     assert driver.storage.held, "nothing was appended"
     assert driver.storage.complete() == 1
-    assert reply.result == {TP: "none"}
+    assert reply.result == {TP: ErrorCode.none}
 
 
 def test_offset_fetch_does_not_see_a_pending_commit() -> None:
     """OffsetFetch shows the previous committed offset until the new commit's record is
     committed (Kafka keeps it in pendingOffsetCommits meanwhile)."""
     driver = CoordinatorDriver()
-    assert driver.commit({TP: 3}) == {TP: "none"}
+    assert driver.commit({TP: 3}) == {TP: ErrorCode.none}
     driver.storage.hold = True
     reply = driver.commit_later({TP: 5})
     assert driver.committed() == {TP: 3}
     fetched = driver.coordinator.fetch_offsets("g", [TP])
     assert [value.offset for _, value in fetched if value] == [3]
     driver.storage.complete()
-    assert reply.result == {TP: "none"}
+    assert reply.result == {TP: ErrorCode.none}
     assert driver.committed() == {TP: 5}
 
 
 @pytest.mark.parametrize(
     ("storage_error", "client_error"),
     [
-        ("not_enough_replicas_after_append", "coordinator_not_available"),
-        ("request_timed_out", "coordinator_not_available"),
-        ("not_leader_or_follower", "not_coordinator"),
-        ("kafka_storage_error", "not_coordinator"),
+        (ErrorCode.not_enough_replicas_after_append, ErrorCode.coordinator_not_available),
+        (ErrorCode.request_timed_out, ErrorCode.coordinator_not_available),
+        (ErrorCode.not_leader_or_follower, ErrorCode.not_coordinator),
+        (ErrorCode.kafka_storage_error, ErrorCode.not_coordinator),
     ],
 )
 def test_a_commit_that_fails_after_its_append_is_mapped_and_not_visible(
-        storage_error: str, client_error: str) -> None:
+        storage_error: ErrorCode, client_error: ErrorCode) -> None:
     """A commit whose record is appended but never committed gets Kafka's mapped error and
     OffsetFetch keeps the previous offset."""
     driver = CoordinatorDriver()
-    assert driver.commit({TP: 3}) == {TP: "none"}
+    assert driver.commit({TP: 3}) == {TP: ErrorCode.none}
     driver.storage.hold = True
     reply = driver.commit_later({TP: 5})
     driver.storage.complete(storage_error)
@@ -98,14 +99,14 @@ def test_a_commit_that_fails_after_its_append_is_mapped_and_not_visible(
 @pytest.mark.parametrize(
     ("storage_error", "client_error"),
     [
-        ("not_enough_replicas", "coordinator_not_available"),
-        ("unknown_topic_or_partition", "coordinator_not_available"),
-        ("not_leader_or_follower", "not_coordinator"),
-        ("record_list_too_large", "invalid_commit_offset_size"),
+        (ErrorCode.not_enough_replicas, ErrorCode.coordinator_not_available),
+        (ErrorCode.unknown_topic_or_partition, ErrorCode.coordinator_not_available),
+        (ErrorCode.not_leader_or_follower, ErrorCode.not_coordinator),
+        (ErrorCode.record_list_too_large, ErrorCode.invalid_commit_offset_size),
     ],
 )
 def test_a_commit_refused_before_its_append_is_mapped(
-        storage_error: str, client_error: str) -> None:
+        storage_error: ErrorCode, client_error: ErrorCode) -> None:
     """A commit the offsets partition refuses at once (a too-small ISR, not its leader) is
     answered at once with Kafka's mapped error and stores nothing."""
     driver = CoordinatorDriver()
@@ -122,15 +123,15 @@ def test_only_the_partitions_with_valid_metadata_wait_and_too_large_metadata_fai
     driver.storage.hold = True
     big = "x" * (driver.config.offset_metadata_max_bytes + 1)
     reply = driver.commit_later({("t", 0): 1}, metadata=big)
-    assert reply.result == {("t", 0): "offset_metadata_too_large"}  # nothing to wait for
-    mixed: Reply[dict[tuple[str, int], str]] = Reply()
+    assert reply.result == {("t", 0): ErrorCode.offset_metadata_too_large}  # nothing to wait for
+    mixed: Reply[dict[tuple[str, int], ErrorCode]] = Reply()
     driver.coordinator.commit_offsets(
         "g", -1, "", None, {("t", 0): OffsetValue(1, metadata=big), ("t", 1): OffsetValue(2)},
         9, driver.now_ms, mixed,
     )
     assert not mixed.done
     driver.storage.complete()
-    assert mixed.result == {("t", 0): "offset_metadata_too_large", ("t", 1): "none"}
+    assert mixed.result == {("t", 0): ErrorCode.offset_metadata_too_large, ("t", 1): ErrorCode.none}
 
 
 def test_two_pending_commits_of_one_partition_become_visible_in_order() -> None:
@@ -139,13 +140,13 @@ def test_two_pending_commits_of_one_partition_become_visible_in_order() -> None:
     driver = held_driver()
     first, second = driver.commit_later({TP: 1}), driver.commit_later({TP: 2})
     driver.storage.complete(count=1)
-    assert (first.result, driver.committed(), second.done) == ({TP: "none"}, {TP: 1}, False)
+    assert (first.result, driver.committed(), second.done) == ({TP: ErrorCode.none}, {TP: 1}, False)
     driver.storage.complete()
-    assert second.result == {TP: "none"} and driver.committed() == {TP: 2}
+    assert second.result == {TP: ErrorCode.none} and driver.committed() == {TP: 2}
     third, fourth = driver.commit_later({TP: 3}), driver.commit_later({TP: 4})
-    driver.storage.complete("request_timed_out", count=1)
+    driver.storage.complete(ErrorCode.request_timed_out, count=1)
     driver.storage.complete()
-    assert third.result == {TP: "coordinator_not_available"} and fourth.result == {TP: "none"}
+    assert third.result == {TP: ErrorCode.coordinator_not_available} and fourth.result == {TP: ErrorCode.none}
     assert driver.committed() == {TP: 4}
 
 
@@ -153,13 +154,13 @@ def test_offsets_deleted_while_a_commit_is_pending_stay_deleted() -> None:
     """OffsetDelete of a partition whose commit is still pending tombstones it, and the
     commit completing later does not bring it back."""
     driver = CoordinatorDriver()
-    assert driver.commit({TP: 1}) == {TP: "none"}
+    assert driver.commit({TP: 1}) == {TP: ErrorCode.none}
     driver.storage.hold = True
     reply = driver.commit_later({TP: 2})
     error, errors = driver.coordinator.delete_offsets("g", [TP], driver.now_ms)
-    assert (error, errors) == ("none", {TP: "none"})
+    assert (error, errors) == (ErrorCode.none, {TP: ErrorCode.none})
     driver.storage.complete()
-    assert reply.result == {TP: "none"}  # it was committed, then deleted, as the log says
+    assert reply.result == {TP: ErrorCode.none}  # it was committed, then deleted, as the log says
     assert driver.committed() == {}
 
 
@@ -173,7 +174,7 @@ def test_a_member_commit_waits_and_a_rebalance_meanwhile_does_not_lose_it() -> N
     driver.join_new()
     assert driver.group().is_(PREPARING)
     driver.storage.complete()
-    assert reply.result == {TP: "none"}
+    assert reply.result == {TP: ErrorCode.none}
     assert driver.committed() == {TP: 9}
 
 
@@ -191,8 +192,8 @@ def test_sync_group_is_answered_once_the_assignment_is_committed() -> None:
     leader_sync = driver.sync(leader, gen, assignments)
     assert not leader_sync.done and not follower_sync.done
     assert driver.group().is_(COMPLETING)
-    assert driver.heartbeat(follower, gen) == "none"
-    assert driver.commit({TP: 1}, follower, gen) == {TP: "rebalance_in_progress"}
+    assert driver.heartbeat(follower, gen) == ErrorCode.none
+    assert driver.commit({TP: 1}, follower, gen) == {TP: ErrorCode.rebalance_in_progress}
     driver.storage.complete()
     assert leader_sync.result.assignment == assignments[leader]
     assert follower_sync.result.assignment == assignments[follower]
@@ -202,13 +203,13 @@ def test_sync_group_is_answered_once_the_assignment_is_committed() -> None:
 @pytest.mark.parametrize(
     ("storage_error", "client_error"),
     [
-        ("not_leader_or_follower", "not_coordinator"),
-        ("not_enough_replicas_after_append", "coordinator_not_available"),
-        ("request_timed_out", "rebalance_in_progress"),
+        (ErrorCode.not_leader_or_follower, ErrorCode.not_coordinator),
+        (ErrorCode.not_enough_replicas_after_append, ErrorCode.coordinator_not_available),
+        (ErrorCode.request_timed_out, ErrorCode.rebalance_in_progress),
     ],
 )
 def test_sync_group_whose_assignment_is_not_committed_fails_and_rebalances(
-        storage_error: str, client_error: str) -> None:
+        storage_error: ErrorCode, client_error: ErrorCode) -> None:
     """If the assignment's record is not committed, every waiting member gets Kafka's mapped
     error, no assignment is kept and the group goes back to rebalancing."""
     driver = held_driver()
@@ -227,9 +228,9 @@ def test_a_sync_refused_at_once_by_a_too_small_isr_fails_and_rebalances() -> Non
     with COORDINATOR_NOT_AVAILABLE at once."""
     driver = CoordinatorDriver()
     leader, follower, gen = joined_pair(driver)
-    driver.storage.fail_with = "not_enough_replicas"
+    driver.storage.fail_with = ErrorCode.not_enough_replicas
     result = driver.sync(leader, gen, {leader: b"l", follower: b"f"}).result
-    assert result.error == "coordinator_not_available"
+    assert result.error == ErrorCode.coordinator_not_available
     assert driver.group().is_(PREPARING)
 
 
@@ -240,7 +241,7 @@ def test_a_join_while_the_assignment_is_pending_wins_over_the_late_write() -> No
     leader, follower, gen = joined_pair(driver)
     leader_sync = driver.sync(leader, gen, {leader: b"l", follower: b"f"})
     driver.join_new()
-    assert leader_sync.result.error == "rebalance_in_progress"
+    assert leader_sync.result.error == ErrorCode.rebalance_in_progress
     assert driver.group().is_(PREPARING)
     driver.storage.complete()
     assert driver.group().is_(PREPARING)
@@ -255,7 +256,7 @@ def test_a_missing_sync_during_a_pending_assignment_is_not_undone_by_the_write()
     leader, follower, gen = joined_pair(driver)
     leader_sync = driver.sync(leader, gen, {leader: b"l", follower: b"f"})
     driver.advance(driver.group().rebalance_timeout_ms + 1)
-    assert leader_sync.done and leader_sync.result.error == "rebalance_in_progress"
+    assert leader_sync.done and leader_sync.result.error == ErrorCode.rebalance_in_progress
     assert driver.group().is_(PREPARING) and follower not in driver.group().members
     driver.storage.complete()
     assert driver.group().is_(PREPARING) and driver.group().generation_id == gen
@@ -269,17 +270,17 @@ def test_a_static_member_rejoin_is_answered_once_its_new_member_id_is_committed(
     metadata naming it is committed; if that fails the old member id stays valid."""
     driver = CoordinatorDriver()
     first = driver.join(instance_id="i1").result
-    assert driver.sync(first.member_id, 1, {first.member_id: b"a"}).result.error == "none"
+    assert driver.sync(first.member_id, 1, {first.member_id: b"a"}).result.error == ErrorCode.none
     driver.storage.hold = True
     rejoin = driver.join(instance_id="i1")
     assert not rejoin.done
     driver.storage.complete()
-    assert rejoin.result.error == "none" and rejoin.result.member_id != first.member_id
-    assert driver.heartbeat(rejoin.result.member_id, 1, instance_id="i1") == "none"
+    assert rejoin.result.error == ErrorCode.none and rejoin.result.member_id != first.member_id
+    assert driver.heartbeat(rejoin.result.member_id, 1, instance_id="i1") == ErrorCode.none
     again = driver.join(instance_id="i1")
-    driver.storage.complete("not_leader_or_follower")
-    assert again.result.error == "not_coordinator"
-    assert driver.heartbeat(rejoin.result.member_id, 1, instance_id="i1") == "none"
+    driver.storage.complete(ErrorCode.not_leader_or_follower)
+    assert again.result.error == ErrorCode.not_coordinator
+    assert driver.heartbeat(rejoin.result.member_id, 1, instance_id="i1") == ErrorCode.none
 
 
 def test_the_commit_deadline_is_offsets_commit_timeout_and_storage_enforces_it() -> None:

@@ -8,6 +8,7 @@ import attrs
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from kio.schema.errors import ErrorCode
 
 from reference_broker.producers.snapshot import decode, encode
 from reference_broker.producers.state import (
@@ -48,12 +49,12 @@ class Model:
         start = self.forgotten_before.get(producer_id, 0)
         return [batch for batch in self.log[start:] if batch.producer_id == producer_id]
 
-    def decide(self, producer_id: int, epoch: int, first: int, count: int) -> str | Stored:
-        """"ok", an error name, or the stored batch a retry duplicates."""
+    def decide(self, producer_id: int, epoch: int, first: int, count: int) -> str | ErrorCode | Stored:
+        """"ok", an error, or the stored batch a retry duplicates."""
         last = (first + count - 1) % SEQUENCE_MODULUS
         history = self.history(producer_id)
         if not history:
-            return "ok" if first == 0 else "unknown_producer_id"
+            return "ok" if first == 0 else ErrorCode.unknown_producer_id
         current = history[-1].epoch
         if epoch == current:
             same_epoch = [batch for batch in history if batch.epoch == current]
@@ -61,11 +62,11 @@ class Model:
                 if (batch.first_seq, batch.last_seq) == (first, last):
                     return batch
         if epoch < current:
-            return "invalid_producer_epoch"
+            return ErrorCode.invalid_producer_epoch
         if epoch > current:
-            return "ok" if first == 0 else "out_of_order_sequence_number"
+            return "ok" if first == 0 else ErrorCode.out_of_order_sequence_number
         expected = (history[-1].last_seq + 1) % SEQUENCE_MODULUS
-        return "ok" if first == expected else "out_of_order_sequence_number"
+        return "ok" if first == expected else ErrorCode.out_of_order_sequence_number
 
     def expire(self, now_ms: int) -> None:
         for producer_id in {batch.producer_id for batch in self.log}:
@@ -102,15 +103,16 @@ class ProducerStateMachine(RuleBasedStateMachine):
         self.now = 0
         self.log_end = 0
 
-    def send(self, producer_id: int, epoch: int, first: int, count: int) -> str | Stored:
+    def send(self, producer_id: int, epoch: int, first: int, count: int) -> str | ErrorCode | Stored:
         """Send one batch to both; they must agree. Returns the model's verdict."""
         header = make_header(producer_id, epoch, first, count, self.now)
         expected = self.model.decide(producer_id, epoch, first, count)
-        event("duplicate" if isinstance(expected, Stored) else expected)
+        event("duplicate" if isinstance(expected, Stored) else
+              expected.name if isinstance(expected, ErrorCode) else expected)
         try:
             duplicate = self.state.check([header])
         except ProducerStateError as exc:
-            assert exc.error_name == expected, (exc.error_name, expected)
+            assert exc.error_code == expected, (exc.error_code, expected)
             return expected
         if isinstance(expected, Stored):
             assert duplicate == Duplicate(expected.first_offset, expected.last_offset,

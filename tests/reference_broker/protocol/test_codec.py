@@ -181,7 +181,7 @@ def test_build_drops_fields_the_version_lacks_and_converts_plain_values() -> Non
         "throttle_time": 250,
         "cluster_id": "cluster",  # Metadata v2+
         "brokers": [{"node_id": 1, "host": "h", "port": 9092, "rack": "r"}],  # rack: v1+
-        "topics": [{"name": "t", "error_code": "unknown_topic_or_partition", "topic_id": uuid.UUID(int=5)}],
+        "topics": [{"name": "t", "error_code": ErrorCode.unknown_topic_or_partition, "topic_id": uuid.UUID(int=5)}],
     }
     v0 = build_response(3, 0, data)
     assert not hasattr(v0, "cluster_id") and not hasattr(v0.brokers[0], "rack")
@@ -205,7 +205,7 @@ def _response_frame(correlation_id: int, response: Any) -> bytes:
 def test_api_versions_responses_use_the_v0_header_even_when_flexible() -> None:
     """KIP-511: ApiVersions answers always use response header v0 (no tagged fields), so a
     client can parse them before it knows the version; other flexible APIs use header v1."""
-    body = _response_frame(7, build_response(18, 3, {"error_code": "none", "api_keys": [
+    body = _response_frame(7, build_response(18, 3, {"error_code": ErrorCode.none, "api_keys": [
         {"api_key": 18, "min_version": 0, "max_version": 4}]}))
     assert struct.unpack_from(">ih", body, 0) == (7, 0)  # correlation id, then error_code at once
     parsed, size = entity_reader(response_class(18, 3))(body, 4)

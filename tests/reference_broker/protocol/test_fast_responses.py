@@ -39,8 +39,7 @@ I32 = st.integers(-(2**31), 2**31 - 1)
 I64 = st.integers(-(2**63), 2**63 - 1)
 CORRELATION = I32
 MAX_APPEND_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last datetime
-ERROR_NAMES = st.sampled_from(sorted(ErrorCode.__members__))
-ERRORS = st.one_of(ERROR_NAMES, st.sampled_from(list(ErrorCode)))
+ERRORS = st.sampled_from(list(ErrorCode))
 NAMES = st.text(max_size=40)  # any unicode, including multi-byte UTF-8
 RECORDS = st.one_of(
     st.none(),
@@ -130,7 +129,7 @@ def test_the_encoders_cover_every_advertised_version() -> None:
 @example(
     version=10, correlation_id=7,
     data={"responses": [{"name": "t", "partition_responses": [
-        {"index": 0, "error_code": "none", "base_offset": 0, "log_append_time": MAX_APPEND_TIME_MS}
+        {"index": 0, "error_code": ErrorCode.none, "base_offset": 0, "log_append_time": MAX_APPEND_TIME_MS}
     ]}]},
 )  # fmt: skip
 def test_produce_responses_are_byte_identical_to_kio(
@@ -163,7 +162,7 @@ def test_log_append_times_survive_kios_datetime_round_trip(ms: int) -> None:
     """The fast path writes a log append time as the int it is; kio goes through a datetime and
     back. The two agree on every millisecond a datetime can hold."""
     data = {"responses": [{"name": "t", "partition_responses": [
-        {"index": 0, "error_code": "none", "base_offset": 0, "log_append_time": ms}
+        {"index": 0, "error_code": ErrorCode.none, "base_offset": 0, "log_append_time": ms}
     ]}]}  # fmt: skip
     assert joined(encode_fast(PRODUCE, 12, 1, data)) == generic(PRODUCE, 12, 1, data)
 
@@ -173,7 +172,7 @@ def test_fetch_records_are_passed_through_not_copied() -> None:
     handler passed (the driver writes them to the socket as they are)."""
     records = bytes(range(256)) * 40
     data = {"responses": [{"topic": "t", "topic_id": uuid.uuid4(), "partitions": [
-        {"partition_index": 0, "error_code": "none", "high_watermark": 1, "records": records}
+        {"partition_index": 0, "error_code": ErrorCode.none, "high_watermark": 1, "records": records}
     ]}]}  # fmt: skip
     for version in FETCH_VERSIONS:
         chunks = encode_fast(FETCH, version, 3, data)
@@ -182,8 +181,8 @@ def test_fetch_records_are_passed_through_not_copied() -> None:
         assert b"".join(chunks) == generic(FETCH, version, 3, data)
 
 
-PRODUCE_OK = {"index": 0, "error_code": "none", "base_offset": 5}
-FETCH_OK = {"partition_index": 0, "error_code": "none", "high_watermark": 5, "records": b""}
+PRODUCE_OK = {"index": 0, "error_code": ErrorCode.none, "base_offset": 5}
+FETCH_OK = {"partition_index": 0, "error_code": ErrorCode.none, "high_watermark": 5, "records": b""}
 
 
 def produce_with(**partition: Any) -> dict[str, Any]:
@@ -191,7 +190,7 @@ def produce_with(**partition: Any) -> dict[str, Any]:
 
 
 def fetch_with(**partition: Any) -> dict[str, Any]:
-    return {"error_code": "none", "session_id": 0, "responses": [
+    return {"error_code": ErrorCode.none, "session_id": 0, "responses": [
         {"topic": "t", "topic_id": uuid.UUID(int=1), "partitions": [{**FETCH_OK, **partition}]}
     ]}  # fmt: skip
 
@@ -214,7 +213,7 @@ UNSUPPORTED_PRODUCE = {
     "append time beyond year 9999": produce_with(log_append_time=MAX_APPEND_TIME_MS + 1),
     "negative append time": produce_with(log_append_time=-5),
     "missing base offset": {"responses": [{"name": "t", "partition_responses": [
-        {"index": 0, "error_code": "none"}]}]},  # fmt: skip
+        {"index": 0, "error_code": ErrorCode.none}]}]},  # fmt: skip
     "topic name as bytes": {"responses": [{"name": b"t", "partition_responses": []}]},
     "offset out of int64": produce_with(base_offset=2**63),
     "kio dataclass inside": {"responses": [

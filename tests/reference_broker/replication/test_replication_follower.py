@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from reference_broker.log import LogConfig, PartitionLog
 from reference_broker.log.testing import batch, read_records, record_set, stored_batches
@@ -66,14 +67,14 @@ def _sync(follower: Partition, leader: Partition, rounds: int = 20) -> None:
         request = follower.follower_request()
         if isinstance(request, EpochQuery):
             epoch, end = leader.end_offset_for_epoch(request.epoch)
-            follower.on_epoch_end_offset(request, "none", epoch, end, T0)
+            follower.on_epoch_end_offset(request, ErrorCode.none, epoch, end, T0)
             continue
         assert isinstance(request, FetchPosition)
         read = leader.read_for_follower(
             follower.node_id, request.fetch_offset, request.last_fetched_epoch,
             request.current_leader_epoch, 1 << 20, T0,
         )
-        follower.on_fetch_response(request, "none", read.high_watermark, read.log_start_offset,
+        follower.on_fetch_response(request, ErrorCode.none, read.high_watermark, read.log_start_offset,
                                    read.records, read.diverging_epoch, T0)
         if not read.records and read.diverging_epoch is None and (
             follower.log_end_offset == leader.log_end_offset
@@ -112,7 +113,7 @@ def test_truncation_to_the_end_of_the_shared_epoch(pair: tuple[Partition, Partit
     assert request == EpochQuery(1, 4, 2)
     epoch, end = leader.end_offset_for_epoch(2)
     assert (epoch, end) == (1, 2)
-    follower.on_epoch_end_offset(request, "none", epoch, end, T0)
+    follower.on_epoch_end_offset(request, ErrorCode.none, epoch, end, T0)
     assert follower.log_end_offset == 2
     assert follower.follower_request() == FetchPosition(1, 4, 2, 1, 0)
     _sync(follower, leader)
@@ -146,13 +147,13 @@ def test_unknown_epoch_answer_takes_two_rounds(pair: tuple[Partition, Partition]
     follower.become_follower(1, 6, 6, (1, 2), (1, 2), T0)
     first = follower.follower_request()
     assert isinstance(first, EpochQuery) and first.epoch == 3
-    follower.on_epoch_end_offset(first, "none", *leader.end_offset_for_epoch(3), T0)
+    follower.on_epoch_end_offset(first, ErrorCode.none, *leader.end_offset_for_epoch(3), T0)
     # Leader: epoch 2 ends at 4; the follower has no epoch 2: cut to the end of epoch 1 (3).
     assert follower.log_end_offset == 3
     assert follower.fetch_state is FollowerFetchState.TRUNCATING
     second = follower.follower_request()
     assert isinstance(second, EpochQuery) and second.epoch == 1
-    follower.on_epoch_end_offset(second, "none", *leader.end_offset_for_epoch(1), T0)
+    follower.on_epoch_end_offset(second, ErrorCode.none, *leader.end_offset_for_epoch(1), T0)
     assert follower.log_end_offset == 2
     _sync(follower, leader)
     assert _values(follower) == _values(leader)
@@ -170,7 +171,7 @@ def test_diverging_epoch_on_fetch_truncates(pair: tuple[Partition, Partition]) -
     assert isinstance(request, FetchPosition) and request.last_fetched_epoch == 2
     read = leader.read_for_follower(2, request.fetch_offset, 2, 4, 1 << 20, T0)
     assert read.diverging_epoch == (1, 2)
-    follower.on_fetch_response(request, "none", read.high_watermark, read.log_start_offset,
+    follower.on_fetch_response(request, ErrorCode.none, read.high_watermark, read.log_start_offset,
                                read.records, read.diverging_epoch, T0)
     assert follower.log_end_offset == 2
     _sync(follower, leader)
@@ -185,7 +186,7 @@ def test_stale_answers_are_ignored(pair: tuple[Partition, Partition]) -> None:
     request = _fetch_request(follower)
     read = leader.read_for_follower(2, 0, -1, 2, 1 << 20, T0)
     follower.become_follower(3, 3, 3, (1, 2, 3), (3,), T0)
-    follower.on_fetch_response(request, "none", read.high_watermark, read.log_start_offset,
+    follower.on_fetch_response(request, ErrorCode.none, read.high_watermark, read.log_start_offset,
                                read.records, None, T0)
     assert follower.log_end_offset == 0
 
@@ -197,9 +198,9 @@ def test_follower_hw_is_bounded_by_its_log_and_never_moves_back(
     leader, follower = pair
     _write_epochs(leader, [(1, 4)])
     data = leader.log.read(0, 1 << 20).records
-    follower.on_fetch_response(_fetching(follower, 1), "none", 10, 0, data, None, T0)
+    follower.on_fetch_response(_fetching(follower, 1), ErrorCode.none, 10, 0, data, None, T0)
     assert follower.high_watermark == 4
-    follower.on_fetch_response(_fetch_request(follower), "none", 1, 0, b"", None, T0)
+    follower.on_fetch_response(_fetch_request(follower), ErrorCode.none, 1, 0, b"", None, T0)
     assert follower.high_watermark == 4
 
 
@@ -220,7 +221,7 @@ def test_a_follower_below_the_leaders_log_start_starts_over(
     """OFFSET_OUT_OF_RANGE below the leader's log start: the follower restarts its log there."""
     leader, follower = pair
     _write_epochs(follower, [(1, 2)])
-    follower.on_fetch_response(_fetching(follower, 2), "offset_out_of_range", 50, 40, b"", None, T0)
+    follower.on_fetch_response(_fetching(follower, 2), ErrorCode.offset_out_of_range, 50, 40, b"", None, T0)
     assert (follower.log.log_start_offset, follower.log_end_offset) == (40, 40)
 
 
@@ -230,7 +231,7 @@ def test_a_follower_ahead_of_the_leader_goes_back_to_truncating(
     """OFFSET_OUT_OF_RANGE above the leader's log start: find the divergence point again."""
     _, follower = pair
     _write_epochs(follower, [(1, 5)])
-    follower.on_fetch_response(_fetching(follower, 2), "offset_out_of_range", 2, 0, b"", None, T0)
+    follower.on_fetch_response(_fetching(follower, 2), ErrorCode.offset_out_of_range, 2, 0, b"", None, T0)
     assert follower.fetch_state is FollowerFetchState.TRUNCATING
 
 
@@ -245,7 +246,7 @@ def test_batches_emptied_by_compaction_replicate(pair: tuple[Partition, Partitio
                                  partition_leader_epoch=1))
     data = bytes(empty + kept)
     assert len(scan_valid_prefix(data)[0]) == 2
-    follower.on_fetch_response(_fetching(follower, 1), "none", 3, 0, data, None, T0)
+    follower.on_fetch_response(_fetching(follower, 1), ErrorCode.none, 3, 0, data, None, T0)
     assert follower.log_end_offset == 3
     assert [e.producer_id for e in follower.log.producer_state.entries()] == [7]
     assert leader.log_end_offset == 0

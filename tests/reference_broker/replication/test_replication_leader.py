@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from reference_broker.log import LogConfig, OffsetOutOfRangeError, PartitionLog
 from reference_broker.log.testing import batch, record_set
@@ -109,7 +110,7 @@ def test_acks_all_waits_for_the_whole_isr(leader: Leader) -> None:
     leader.fetch(2, 1)
     assert outcomes == []
     leader.fetch(3, 1)
-    assert outcomes == ["none"]
+    assert outcomes == [ErrorCode.none]
 
 
 def test_acks_all_times_out(leader: Leader) -> None:
@@ -120,7 +121,7 @@ def test_acks_all_times_out(leader: Leader) -> None:
     leader.p.tick(T0 + 499)
     assert outcomes == []
     leader.p.tick(T0 + 500)
-    assert outcomes == ["request_timed_out"]
+    assert outcomes == [ErrorCode.request_timed_out]
 
 
 def test_isr_shrinking_below_min_isr_during_the_wait(leader: Leader) -> None:
@@ -135,7 +136,7 @@ def test_isr_shrinking_below_min_isr_during_the_wait(leader: Leader) -> None:
     assert outcomes == []  # still pending: the maximal ISR counts 2 and 3 until accepted
     leader.accept(change, T0 + LAG + 1)
     assert leader.p.isr == (1,) and leader.p.high_watermark == 1
-    assert outcomes == ["not_enough_replicas_after_append"]
+    assert outcomes == [ErrorCode.not_enough_replicas_after_append]
 
 
 def test_losing_leadership_fails_pending_commits(leader: Leader) -> None:
@@ -144,7 +145,7 @@ def test_losing_leadership_fails_pending_commits(leader: Leader) -> None:
     outcomes: list[str] = []
     leader.p.wait_for_commit(required, 2, T0 + 60_000, outcomes.append)
     leader.p.become_follower(2, 6, 11, (1, 2, 3), (2, 3), T0)
-    assert outcomes == ["not_leader_or_follower"]
+    assert outcomes == [ErrorCode.not_leader_or_follower]
 
 
 def test_min_isr_is_checked_against_the_committed_isr(tmp_path: Path) -> None:
@@ -152,7 +153,7 @@ def test_min_isr_is_checked_against_the_committed_isr(tmp_path: Path) -> None:
     small = Leader(tmp_path / "t-0", isr=(1,))
     with pytest.raises(ReplicationError) as raised:
         small.p.check_min_isr(2)
-    assert raised.value.error == "not_enough_replicas"
+    assert raised.value.error == ErrorCode.not_enough_replicas
     small.p.check_min_isr(1)
 
 
@@ -162,7 +163,7 @@ def test_a_follower_cannot_append(tmp_path: Path) -> None:
     follower.become_follower(2, 5, 10, (1, 2, 3), (1, 2, 3), T0)
     with pytest.raises(ReplicationError) as raised:
         follower.append_as_leader(*record_set(batch(b"a")), T0)
-    assert raised.value.error == "not_leader_or_follower"
+    assert raised.value.error == ErrorCode.not_leader_or_follower
 
 
 def test_appends_are_stamped_with_the_leader_epoch(leader: Leader) -> None:
@@ -273,12 +274,12 @@ def test_isr_change_errors(leader: Leader) -> None:
     leader.append(b"a")
     leader.p.tick(T0 + LAG + 1)
     first = leader.proposals[-1]
-    leader.p.complete_isr_change(first, "ineligible_replica", None, T0 + LAG + 1)
+    leader.p.complete_isr_change(first, ErrorCode.ineligible_replica, None, T0 + LAG + 1)
     assert leader.p.pending_isr_change is None
     leader.p.tick(T0 + LAG + 2)
     second = leader.proposals[-1]
     assert second is not first
-    leader.p.complete_isr_change(second, "fenced_leader_epoch", None, T0 + LAG + 2)
+    leader.p.complete_isr_change(second, ErrorCode.fenced_leader_epoch, None, T0 + LAG + 2)
     assert leader.p.pending_isr_change is second
     leader.p.tick(T0 + 10 * LAG)
     assert leader.proposals[-1] is second  # nothing re-sent: the metadata will decide
@@ -286,7 +287,7 @@ def test_isr_change_errors(leader: Leader) -> None:
     assert leader.p.pending_isr_change is None
     leader.p.tick(T0 + 10 * LAG + 1)
     third = leader.proposals[-1]
-    leader.p.complete_isr_change(third, "request_timed_out", None, T0 + 10 * LAG + 1)
+    leader.p.complete_isr_change(third, ErrorCode.request_timed_out, None, T0 + 10 * LAG + 1)
     assert leader.p.pending_isr_change is third
     count = len(leader.proposals)
     leader.p.tick(T0 + 10 * LAG + 1000)
@@ -316,13 +317,13 @@ def test_an_isr_update_keeps_follower_progress(leader: Leader) -> None:
 def test_follower_fetch_fencing(leader: Leader) -> None:
     """A follower naming an older / newer leader epoch is fenced / told the epoch is unknown;
     a broker that is not a replica is refused."""
-    for epoch, error in ((4, "fenced_leader_epoch"), (6, "unknown_leader_epoch")):
+    for epoch, error in ((4, ErrorCode.fenced_leader_epoch), (6, ErrorCode.unknown_leader_epoch)):
         with pytest.raises(ReplicationError) as raised:
             leader.p.read_for_follower(2, 0, -1, epoch, 1 << 20, T0)
         assert raised.value.error == error
     with pytest.raises(ReplicationError) as raised:
         leader.p.read_for_follower(9, 0, -1, 5, 1 << 20, T0)
-    assert raised.value.error == "not_leader_or_follower"
+    assert raised.value.error == ErrorCode.not_leader_or_follower
 
 
 def test_diverging_epoch(tmp_path: Path) -> None:
