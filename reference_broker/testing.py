@@ -17,9 +17,8 @@ from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
 from reference_broker.controller_client import config_change, new_partitions
-from reference_broker.handlers.configs import RESOURCE_TOPIC
 from reference_broker.topic_admin import METADATA_WAIT, BrokerError
-from reference_broker.topic_configs import OP_DELETE, OP_SET
+from reference_broker.topic_configs import OP_DELETE, OP_SET, RESOURCE_TOPIC
 from reference_broker.topics import TopicInfo
 
 

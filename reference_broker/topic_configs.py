@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from reference_broker.config import (
     BROKER_KEYS,
     TOPIC_KEYS,
@@ -27,6 +29,14 @@ SOURCE_STATIC_BROKER = 4
 SOURCE_DEFAULT = 5
 CONFIG_TYPES = {"BOOLEAN": 1, "STRING": 2, "INT": 3, "SHORT": 4, "LONG": 5, "DOUBLE": 6, "LIST": 7}
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
+RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4  # ConfigResource types
+
+
+def resource_answer(resource: Any, **fields: Any) -> dict[str, Any]:
+    """The answer to one resource of DescribeConfigs or IncrementalAlterConfigs, without an
+    error until one is set (``fields`` adds the rest, e.g. ``configs``)."""
+    return {"resource_type": resource.resource_type, "resource_name": resource.resource_name,
+            "error_code": ErrorCode.none, "error_message": None, **fields}
 
 
 def describe_topic_configs(

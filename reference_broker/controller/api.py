@@ -22,14 +22,13 @@ from kio.schema.errors import ErrorCode
 from reference_broker.config import ConfigError, validate_topic_configs
 from reference_broker.controller.core import ControllerError
 from reference_broker.metadata.records import Endpoint
-from reference_broker.topic_configs import apply_config_ops, describe_topic_configs
+from reference_broker.topic_configs import RESOURCE_TOPIC, apply_config_ops, describe_topic_configs, resource_answer
 from reference_broker.topics import InvalidTopicError, validate_topic_name
 
 if TYPE_CHECKING:
     from reference_broker.controller.node import ControllerNode
 
 DEFAULT = -1  # num_partitions / replication_factor of -1 mean "the broker default" (KIP-464)
-RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 # Reference-broker guard, not a Kafka rule (see reference_broker.broker.MAX_PARTITIONS_PER_TOPIC).
 MAX_PARTITIONS_PER_TOPIC = 10_000
@@ -267,12 +266,7 @@ def handle_incremental_alter_configs(
 ) -> dict[str, Any]:
     responses = []
     for resource in request.resources:
-        response: dict[str, Any] = {
-            "resource_type": resource.resource_type,
-            "resource_name": resource.resource_name,
-            "error_code": ErrorCode.none,
-            "error_message": None,
-        }
+        response = resource_answer(resource)
         responses.append(response)
         if resource.resource_type != RESOURCE_TOPIC:
             response.update(error_code=ErrorCode.invalid_request,
@@ -298,13 +292,7 @@ def handle_describe_configs(node: ControllerNode, request: Any, now_ms: int) -> 
     """Topic configs as the controller knows them (brokers answer clients themselves)."""
     results = []
     for resource in request.resources:
-        result: dict[str, Any] = {
-            "resource_type": resource.resource_type,
-            "resource_name": resource.resource_name,
-            "error_code": ErrorCode.none,
-            "error_message": None,
-            "configs": [],
-        }
+        result = resource_answer(resource, configs=[])
         keys = tuple(resource.configuration_keys) if resource.configuration_keys else None
         state = node.image.topic(resource.resource_name)
         if resource.resource_type != RESOURCE_TOPIC:

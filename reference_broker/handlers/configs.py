@@ -18,14 +18,14 @@ from reference_broker.controller_client import config_change
 from reference_broker.handlers.context import Later, RequestContext
 from reference_broker.handlers.topics import as_dict
 from reference_broker.topic_configs import (
+    RESOURCE_BROKER,
+    RESOURCE_TOPIC,
     SOURCE_DEFAULT,
     SOURCE_STATIC_BROKER,
     apply_config_ops,
     describe_topic_configs,
+    resource_answer,
 )
-
-RESOURCE_TOPIC = 2
-RESOURCE_BROKER = 4
 
 __all__ = ["describe_topic_configs", "handle_describe_configs", "handle_incremental_alter_configs"]
 
@@ -57,13 +57,7 @@ def handle_describe_configs(broker: Broker, ctx: RequestContext, request: Any, n
     include_synonyms = getattr(request, "include_synonyms", False)
     include_docs = getattr(request, "include_documentation", False)
     for resource in request.resources:
-        result: dict[str, Any] = {
-            "resource_type": resource.resource_type,
-            "resource_name": resource.resource_name,
-            "error_code": ErrorCode.none,
-            "error_message": None,
-            "configs": [],
-        }
+        result = resource_answer(resource, configs=[])
         keys = tuple(resource.configuration_keys) if resource.configuration_keys else None
         if resource.resource_type == RESOURCE_TOPIC:
             record = broker.topics.get(resource.resource_name)

@@ -54,7 +54,8 @@ def _guard(broker: Broker, topic: Any) -> None:
 
 class _Split:
     """A request's topics split into those this node refuses itself (its guard raised) and those
-    it forwards to the controller; `merge` puts the answers back in the client's order."""
+    it forwards to the controller; `answer` puts the answers back in the client's order and
+    resolves the client's (later) response with them."""
 
     def __init__(self, topics: list[Any], guard: Callable[[Any], None], key: str) -> None:
         self.count = len(topics)
@@ -69,40 +70,44 @@ class _Split:
                                           "error_message": exc.message}
             else:
                 self.forwarded.append(topic)
+        self.later = Later(lambda response: response)
 
     def merge(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         answers = iter(results)
         return {self.key: [self.refused[i] if i in self.refused else next(answers)
                            for i in range(self.count)]}
 
+    def answer(self, results: list[dict[str, Any]]) -> None:
+        self.later.resolve(self.merge(results))
+
+    def timed_out(self, **fields: Any) -> None:
+        """The controller did not answer: every forwarded topic gets REQUEST_TIMED_OUT."""
+        self.answer([{"name": t.name, "error_code": ErrorCode.request_timed_out, **fields} for t in self.forwarded])
+
 
 def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     split = _Split(request.topics, lambda topic: _guard(broker, topic), "topics")
-    forwarded, merge = split.forwarded, split.merge
-    later = Later(lambda response: response)
-    if not forwarded:
-        return merge([])
+    if not split.forwarded:
+        return split.merge([])
 
     def answered(response: Any) -> None:
         if response is None:
-            later.resolve(merge([{"name": t.name, "error_code": ErrorCode.request_timed_out,
-                                  "error_message": "the controller did not answer"}
-                                 for t in forwarded]))
+            split.timed_out(error_message="the controller did not answer")
             return
         results = [as_dict(result) for result in response.topics]
         created = [r["topic_id"] for r in results
                    if r["error_code"] is ErrorCode.none and not request.validate_only]
         broker.after_metadata(
             lambda: all(broker.topics.by_id(topic_id) is not None for topic_id in created),
-            lambda: later.resolve(merge(results)), now_ms,
+            lambda: split.answer(results), now_ms,
         )
 
     broker.controller_client.create_topics(
         [new_topic(t.name, t.num_partitions, t.replication_factor,
                    [(a.partition_index, a.broker_ids) for a in t.assignments],
-                   [(c.name, c.value) for c in t.configs]) for t in forwarded],
+                   [(c.name, c.value) for c in t.configs]) for t in split.forwarded],
         request.timeout, request.validate_only, answered, now_ms)
-    return later.response()
+    return split.later.response()
 
 
 def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
@@ -138,28 +143,25 @@ def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any, 
             broker.admin.check_partition_limits(topic.count, topic.count - current.partitions)
 
     split = _Split(request.topics, guard, "results")
-    forwarded, merge = split.forwarded, split.merge
-    later = Later(lambda response: response)
-    if not forwarded:
-        return merge([])
+    if not split.forwarded:
+        return split.merge([])
 
     def answered(response: Any) -> None:
         if response is None:
-            later.resolve(merge([{"name": t.name, "error_code": ErrorCode.request_timed_out}
-                                 for t in forwarded]))
+            split.timed_out()
             return
         results = [as_dict(result) for result in response.results]
-        grown = {r["name"]: t.count for r, t in zip(results, forwarded, strict=True)
+        grown = {r["name"]: t.count for r, t in zip(results, split.forwarded, strict=True)
                  if r["error_code"] is ErrorCode.none and not request.validate_only}
 
         def visible() -> bool:
             return all((info := broker.topics.get(name)) is not None and info.partitions >= count
                        for name, count in grown.items())
 
-        broker.after_metadata(visible, lambda: later.resolve(merge(results)), now_ms)
+        broker.after_metadata(visible, lambda: split.answer(results), now_ms)
 
     broker.controller_client.create_partitions(
         [new_partitions(t.name, t.count, None if t.assignments is None else [a.broker_ids for a in t.assignments])
-         for t in forwarded],
+         for t in split.forwarded],
         request.timeout, request.validate_only, answered, now_ms)
-    return later.response()
+    return split.later.response()
