@@ -400,6 +400,23 @@ def parse_override(text: str) -> tuple[str, str]:
 # --- listeners -------------------------------------------------------------------------------
 
 
+def _bracketed(host: str) -> str:
+    """A host as it is written before ``:PORT`` (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _parse_endpoint(text: str, key: str, prefix: str, host: str, form: str, lowest_port: int) -> tuple[str, str, int]:
+    """``<prefix>HOST:PORT`` (HOST in brackets when it is an IPv6 address): the prefix's group,
+    the host and the port, or a ConfigError naming ``key`` and the ``form`` expected."""
+    match = re.fullmatch(prefix + r"(\[[^\]]*\]|" + host + r"):(\d+)", text.strip())
+    if match is None:
+        raise ConfigError(f"{key}: {text!r} is not of the form {form}")
+    port = int(match.group(3))
+    if not lowest_port <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} in {text!r} is out of range")
+    return match.group(1), match.group(2).strip("[]"), port
+
+
 @attrs.frozen(slots=True)
 class Listener:
     """One ``NAME://HOST:PORT`` entry of ``listeners`` or ``advertised.listeners``."""
@@ -409,19 +426,13 @@ class Listener:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.name}://{host}:{self.port}"
+        return f"{self.name}://{_bracketed(self.host)}:{self.port}"
 
 
 def parse_listener(text: str, key: str) -> Listener:
-    match = re.fullmatch(r"([A-Za-z0-9_]+)://(\[[^\]]*\]|[^:/]*):(\d+)", text.strip())
-    if match is None:
-        raise ConfigError(f"{key}: {text!r} is not of the form NAME://HOST:PORT")
-    host = match.group(2).strip("[]")
-    port = int(match.group(3))
-    if port > 65535:
-        raise ConfigError(f"{key}: port {port} in {text!r} is out of range")
-    return Listener(match.group(1).upper(), host, port)
+    # Port 0: bind a free port (listeners); an empty host: every interface.
+    name, host, port = _parse_endpoint(text, key, r"([A-Za-z0-9_]+)://", r"[^:/]*", "NAME://HOST:PORT", 0)
+    return Listener(name.upper(), host, port)
 
 
 @attrs.frozen(slots=True)
@@ -434,18 +445,12 @@ class NodeAddress:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.node_id}@{host}:{self.port}"
+        return f"{self.node_id}@{_bracketed(self.host)}:{self.port}"
 
 
 def parse_node_address(text: str, key: str) -> NodeAddress:
-    match = re.fullmatch(r"(\d+)@(\[[^\]]*\]|[^:@/]+):(\d+)", text.strip())
-    if match is None:
-        raise ConfigError(f"{key}: {text!r} is not of the form ID@HOST:PORT")
-    port = int(match.group(3))
-    if not 0 < port <= 65535:
-        raise ConfigError(f"{key}: port {port} in {text!r} is out of range")
-    return NodeAddress(int(match.group(1)), match.group(2).strip("[]"), port)
+    node, host, port = _parse_endpoint(text, key, r"(\d+)@", r"[^:@/]+", "ID@HOST:PORT", 1)
+    return NodeAddress(int(node), host, port)
 
 
 # --- the resolved broker configuration -------------------------------------------------------
