@@ -147,7 +147,7 @@ class Broker:
         self.controller_client = ControllerClient(channel, self.node_id)
         self.lifecycle = BrokerLifecycle(
             self.controller_client, self.cluster_id, int(config.get("broker.heartbeat.interval.ms")),
-            self._advertised_listeners, lambda: self.image.offset, self._maybe_publish, now_ms,
+            self._advertised_listeners, lambda: self.image.offset, self._maybe_publish,
         )
         self.admin = TopicAdmin(config, self.topics, self.controller_client, channel.local,
                                 lambda: len(self._partitions))

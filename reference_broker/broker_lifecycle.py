@@ -18,6 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 
+import attrs
 from kio.schema.broker_heartbeat.v1.response import BrokerHeartbeatResponse
 from kio.schema.broker_registration.v4.response import BrokerRegistrationResponse
 from kio.schema.errors import ErrorCode
@@ -30,6 +31,7 @@ REGISTRATION_RETRY_MS = 200
 FENCED_HEARTBEAT_MS = 50  # heartbeat often while fenced, so a caught-up broker is unfenced soon
 
 
+@attrs.define
 class BrokerLifecycle:
     """Registration and heartbeats of broker ``client.node_id``; see the module docstring.
 
@@ -38,26 +40,23 @@ class BrokerLifecycle:
     called with the time once a broker epoch has been granted.
     """
 
-    def __init__(self, client: ControllerClient, cluster_id: str, heartbeat_interval_ms: int,
-                 listeners: Callable[[], Sequence[tuple[str, str, int]]],
-                 metadata_offset: Callable[[], int], on_registered: Callable[[int], None],
-                 now_ms: int) -> None:
-        self._client = client
-        self._cluster_id = cluster_id
-        self._heartbeat_interval_ms = heartbeat_interval_ms
-        self._listeners = listeners
-        self._metadata_offset = metadata_offset
-        self._on_registered = on_registered
-        self.incarnation_id = uuid.uuid4()
-        self.broker_epoch = -1
-        self.fenced = True
-        self.started = False
-        self.want_shut_down = False
-        self.shutdown_allowed = False  # the controller said this broker leads nothing any more
-        self._registering = False
-        self._next_registration_ms = now_ms
-        self._heartbeat_in_flight = False
-        self._next_heartbeat_ms = now_ms
+    _client: ControllerClient
+    _cluster_id: str
+    _heartbeat_interval_ms: int
+    _listeners: Callable[[], Sequence[tuple[str, str, int]]]
+    _metadata_offset: Callable[[], int]
+    _on_registered: Callable[[int], None]
+    incarnation_id: uuid.UUID = attrs.field(factory=uuid.uuid4, init=False)
+    broker_epoch: int = attrs.field(default=-1, init=False)
+    fenced: bool = attrs.field(default=True, init=False)
+    started: bool = attrs.field(default=False, init=False)
+    want_shut_down: bool = attrs.field(default=False, init=False)
+    # The controller said this broker leads nothing any more.
+    shutdown_allowed: bool = attrs.field(default=False, init=False)
+    _registering: bool = attrs.field(default=False, init=False)
+    _next_registration_ms: int = attrs.field(default=0, init=False)  # due at the first tick
+    _heartbeat_in_flight: bool = attrs.field(default=False, init=False)
+    _next_heartbeat_ms: int = attrs.field(default=0, init=False)
 
     @property
     def node_id(self) -> int:

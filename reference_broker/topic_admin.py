@@ -17,6 +17,7 @@ import logging
 import resource
 from collections.abc import Callable, Mapping
 
+import attrs
 from kio.schema.create_topics.v7.response import CreateTopicsResponse
 from kio.schema.errors import ErrorCode
 
@@ -58,6 +59,7 @@ class BrokerError(Exception):
         self.message = message
 
 
+@attrs.define
 class TopicAdmin:
     """Topic validation and creation for one broker; see the module docstring.
 
@@ -65,14 +67,12 @@ class TopicAdmin:
     ``local`` is true when the controller answers synchronously (combined mode).
     """
 
-    def __init__(self, config: BrokerConfig, topics: TopicsView, client: ControllerClient, local: bool,
-                 hosted_partitions: Callable[[], int]) -> None:
-        self.config = config
-        self.topics = topics
-        self.client = client
-        self.local = local
-        self._hosted_partitions = hosted_partitions
-        self._auto_creating: set[str] = set()
+    config: BrokerConfig
+    topics: TopicsView
+    client: ControllerClient
+    local: bool
+    hosted_partitions: Callable[[], int]
+    _auto_creating: set[str] = attrs.field(factory=set, init=False)
 
     @property
     def auto_create_enabled(self) -> bool:
@@ -93,7 +93,7 @@ class TopicAdmin:
                 f"{MAX_PARTITIONS_PER_TOPIC} per topic.",
             )
         budget = partition_budget()
-        hosted = self._hosted_partitions()
+        hosted = self.hosted_partitions()
         if hosted + new > budget:
             raise BrokerError(
                 ErrorCode.invalid_partitions,
