@@ -39,6 +39,8 @@ class ManagedNode:
     """A node whose process is :attr:`process`; ``paused`` says whether it is SIGSTOPped."""
 
     process: Supervisor
+    node_id: int
+    address: tuple[str, int]  # (host, port) where clients really reach it
     paused: bool = False
     start_timeout_s: float = 30.0  # how long a start may take to serve requests
     stop_timeout_s: float = 20.0  # how long a clean stop may take before SIGKILL

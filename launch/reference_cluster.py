@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -186,7 +186,7 @@ class ProcessCluster:
     ``describe``, sets itself up with :meth:`_configure`, and may widen ``transient`` (errors that
     mean "ask again") and ``failure`` (what a timeout raises)."""
 
-    brokers: Mapping[int, Any]
+    brokers: Mapping[int, ManagedNode]
     failure: type[Exception] = ClusterError
     transient: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError, ConnectionError)
     wait_s: float = DEFAULT_WAIT_S  # how long a wait lasts unless told
@@ -217,12 +217,28 @@ class ProcessCluster:
         self._closed = False
 
     @property
-    def nodes(self) -> list[Any]:
+    def nodes(self) -> Sequence[ManagedNode]:
         """Every process of the cluster."""
+        raise NotImplementedError
+
+    def node(self, node_id: int) -> ManagedNode:
+        """The process of node ``node_id`` (KeyError if there is none)."""
+        raise NotImplementedError
+
+    @property
+    def bootstrap(self) -> str:
         raise NotImplementedError
 
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Self:
         raise NotImplementedError
+
+    def wait_for_brokers(self, expected: Iterable[int] | None = None, timeout_s: float = DEFAULT_WAIT_S) -> None:
+        """Wait until every broker (or ``expected``) is registered and unfenced."""
+        raise NotImplementedError
+
+    def active_controller(self) -> int | None:
+        """The node whose controller is active now, where controllers live in the brokers."""
+        return None
 
     def stop_all(self, timeout_s: float = 30.0) -> None:
         raise NotImplementedError

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Protocol, Self
+from typing import ClassVar, Protocol, Self
 
 import attrs
 
 from harness.targets.base import DURABLE_STORAGE, PROCESS_CONTROL, Target, TargetOptions, launched_capabilities
 from launch.node import ManagedNode, ProcessControl
-from launch.reference_cluster import Address, Link
+from launch.reference_cluster import Address, Link, ProcessCluster
 
 CLIENTS = "clients"
 CONTROLLER = "controller"
@@ -220,10 +220,10 @@ class ClusterTarget(ProxiedTarget):
         return launched_capabilities(self.brokers)
 
     @property
-    def cluster(self) -> Any:
+    def cluster(self) -> ProcessCluster | None:
         raise NotImplementedError
 
-    def _started_cluster(self) -> Any:
+    def _started_cluster(self) -> ProcessCluster:
         if self.cluster is None:
             raise ChaosEnvironmentError(f"the {self.name} cluster is not started")
         return self.cluster
@@ -234,8 +234,7 @@ class ClusterTarget(ProxiedTarget):
 
     def node_process(self, node: str) -> ManagedNode:
         try:
-            managed: ManagedNode = self._started_cluster().node(node_id(node))
-            return managed
+            return self._started_cluster().node(node_id(node))
         except (KeyError, ValueError) as exc:
             raise ChaosEnvironmentError(f"no node {node!r} in this cluster (nodes: {', '.join(self.nodes)})") from exc
 

@@ -9,7 +9,6 @@ key keeps Kafka's default.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -17,18 +16,9 @@ from typing import Any, ClassVar, Self
 from harness.targets.base import TargetError, TargetOptions
 from harness.targets.proxied import CONTROLLER, ChaosEnvironmentError, ClusterTarget, Links
 from launch.broker_process import BrokerProcess
-from launch.reference_cluster import RESERVED_KEYS
+from launch.reference_cluster import RESERVED_KEYS, ReferenceCluster
 
 FAST_GROUPS: Mapping[str, str] = {"group.initial.rebalance.delay.ms": "0"}
-
-
-def cluster_launcher() -> Any | None:
-    """``launch.reference_cluster.ReferenceCluster`` when the multi-broker launcher exists."""
-    try:
-        module = importlib.import_module("launch.reference_cluster")
-    except ImportError:
-        return None
-    return getattr(module, "ReferenceCluster", None)
 
 
 class ReferenceTarget(ClusterTarget):
@@ -64,7 +54,7 @@ class ReferenceTarget(ClusterTarget):
         self.data_dir = data_dir
         self.log_level = log_level
         self._broker: BrokerProcess | None = None
-        self._cluster: Any | None = None
+        self._cluster: ReferenceCluster | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -78,12 +68,7 @@ class ReferenceTarget(ClusterTarget):
                                          log_level=self.log_level)
             self._broker.start()
             return
-        launcher = cluster_launcher()
-        if launcher is None:
-            raise TargetError(
-                f"--brokers {self.brokers} needs launch.reference_cluster.ReferenceCluster, which this "
-                "checkout does not have; run with --brokers 1")
-        self._cluster = launcher(self.brokers, overrides=self.overrides, base_dir=self.data_dir,
+        self._cluster = ReferenceCluster(self.brokers, overrides=self.overrides, base_dir=self.data_dir,
                                  log_level=self.log_level, link_address=self.link_address)
         self._cluster.start()
         self._cluster.wait_ready()
@@ -97,7 +82,7 @@ class ReferenceTarget(ClusterTarget):
             self._cluster = None
 
     @property
-    def cluster(self) -> Any | None:
+    def cluster(self) -> ReferenceCluster | None:
         """The ``ReferenceCluster`` of a multi-broker (or redirected) target, once started."""
         return self._cluster
 
