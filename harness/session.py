@@ -28,8 +28,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import attrs
-from kio.schema.errors import ErrorCode
 
+from harness.error_names import error_name
 from harness.wire import WireClient, WireError, build, decode_response, encode_request, request_class
 from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.prescan import encode_uvarint
@@ -82,14 +82,6 @@ def pauses(first_s: float = 0.005, longest_s: float = 0.05) -> Iterator[float]:
     while True:
         yield pause
         pause = min(pause * 2, longest_s)
-
-
-def error_name(code: Any) -> str:
-    """Kafka's upper-case name of an error code (``"NONE"`` for success)."""
-    try:
-        return ErrorCode(int(code)).name.upper()
-    except ValueError:
-        return f"UNKNOWN_ERROR_CODE_{int(code)}"
 
 
 @attrs.frozen

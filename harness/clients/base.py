@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import attrs
-from kio.schema.errors import ErrorCode
 
 from harness.history.write import Recorder
 from specs.offsets import offset_to_commit
@@ -62,14 +61,6 @@ class ClientError(RuntimeError):
     def __init__(self, error: str, message: str = "") -> None:
         super().__init__(f"{error}: {message}" if message else error)
         self.error = error
-
-
-def kafka_error_name(code: int) -> str:
-    """Kafka's upper-case error name for a protocol error code."""
-    try:
-        return ErrorCode(code).name.upper()
-    except ValueError:
-        return f"ERROR_{code}"
 
 
 def text(data: bytes | None) -> str | None:

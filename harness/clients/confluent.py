@@ -16,8 +16,8 @@ from harness.clients.base import (
     Producer,
     ProducerSettings,
     bounded,
-    kafka_error_name,
 )
+from harness.error_names import error_name
 from harness.history.write import Recorder
 
 try:
@@ -62,7 +62,7 @@ def error_of(err: Any) -> str:
     """The history's error name for a confluent_kafka.KafkaError."""
     code = int(err.code())
     if code > 0:
-        return kafka_error_name(code)
+        return error_name(code)
     name = str(err.name())
     return _LOCAL.get(name, name.lstrip("_"))
 

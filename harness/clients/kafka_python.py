@@ -14,8 +14,8 @@ from harness.clients.base import (
     DeliveryCallback,
     Producer,
     ProducerSettings,
-    kafka_error_name,
 )
+from harness.error_names import error_name
 from harness.history.write import Recorder
 
 try:
@@ -37,7 +37,7 @@ def error_of(exc: BaseException) -> str:
     """The history's error name for a kafka-python (or aiokafka: same shapes) exception."""
     errno = getattr(exc, "errno", None)
     if isinstance(errno, int) and errno != 0:
-        return kafka_error_name(errno)  # -1 is UNKNOWN_SERVER_ERROR
+        return error_name(errno)  # -1 is UNKNOWN_SERVER_ERROR
     name = type(exc).__name__
     if "Timeout" in name:
         return "TIMEOUT"

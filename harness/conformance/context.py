@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkers import check as run_checkers
+from harness.error_names import error_name
 from harness.history import History, HistoryBuilder, HistoryWriter, load_history
 from harness.history.write import Recorder
-from harness.session import SessionError, WireSession, error_name
+from harness.session import SessionError, WireSession
 from harness.targets.base import Target
 
 

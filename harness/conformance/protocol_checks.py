@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.conformance.context import CheckContext, CheckSkipped, expect
 from harness.conformance.registry import check
+from harness.error_names import error_name
 from harness.session import (
     API_NAMES,
     API_VERSIONS,
@@ -30,7 +31,6 @@ from harness.session import (
     SessionError,
     WireSession,
     api_versions_frame,
-    error_name,
     header_tags_position,
     make_batch,
     request_ceiling,
