@@ -435,7 +435,7 @@ def _sweep(ctx: click.Context, options: dict[str, Any]) -> None:
     click.echo(f"index: {report_dir / 'index.html'}; took {time.monotonic() - started:.0f} s"
                + ("; INTERRUPTED: campaigns not started were not run" if interrupted else ""), err=as_json)
     if as_json:
-        click.echo(json.dumps(merged, indent=2))
+        click.echo(results_json(merged), nl=False)
     sys.exit(EXIT_INTERRUPTED if interrupted else worst_exit(codes))
 
 

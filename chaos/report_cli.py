@@ -14,7 +14,7 @@ import click
 
 from chaos.report_diff import compare, render_text
 from chaos.report_merge import merge, summary_lines
-from chaos.results import ReportError
+from chaos.results import ReportError, results_json
 from harness.verdicts import colour_verdict
 
 EXIT_BAD_INPUT = 2
@@ -77,8 +77,8 @@ def merge_command(folders: tuple[Path, ...], out: Path, as_json: bool) -> None:
         click.echo(f"kconform report merge: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     if as_json:
-        click.echo(json.dumps(merged, indent=2))
+        click.echo(results_json(merged), nl=False)
     else:
         click.echo(colour_verdict("\n".join(summary_lines(merged))))
         click.echo(f"index: {out / 'index.html'}")
-    sys.exit(merged["exit_code"])
+    sys.exit(merged.exit_code)

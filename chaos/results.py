@@ -294,9 +294,9 @@ def _plain(value: object) -> object:
     return value
 
 
-def results_json(results: CampaignResults) -> str:
-    """``results`` as the text of results.json (indented; a value JSON has no form for, such as
-    a path in the target's description, as its string)."""
+def results_json(results: object) -> str:
+    """``results`` (a campaign's, or a merge's) as the text of results.json (indented; a value
+    JSON has no form for, such as a path in the target's description, as its string)."""
     return json.dumps(_plain(results), indent=2, default=str) + "\n"
 
 

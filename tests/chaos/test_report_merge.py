@@ -31,15 +31,18 @@ def _campaigns(root: Path) -> None:
 def test_merge_totals_every_campaign_and_puts_the_failing_one_first(tmp_path: Path) -> None:
     _campaigns(tmp_path)
     merged = merge([tmp_path / "shard-1", tmp_path / "shard-2"], tmp_path / "out")
-    assert merged["outcome"] == "violated-by-broker" and merged["exit_code"] == 1 and not merged["valid"]
-    assert [c["seed"] for c in merged["campaigns"]] == [7, 8, 9]
-    first = merged["campaigns"][0]
-    assert first["violations"] == {"lost-write": 1, "poll-skip": 1} and first["replay"].startswith("kconform chaos")
-    assert first["report"] == "../shard-1/seed-7"
-    totals = merged["totals"]
-    assert totals["campaigns"] == 3 and totals["by_outcome"] == {"violated-by-broker": 1, "held": 2}
-    assert totals["violations"] == {"lost-write": 1, "poll-skip": 1}
-    assert totals["operations"] == 3 * first["operations"]
+    assert merged.outcome == "violated-by-broker" and merged.exit_code == 1 and not merged.valid
+    assert [c.seed for c in merged.campaigns] == [7, 8, 9]
+    first = merged.campaigns[0]
+    assert first.violations == {"lost-write": 1, "poll-skip": 1} and first.replay.startswith("kconform chaos")
+    assert first.report == "../shard-1/seed-7"
+    on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(on_disk) == ["merged", "outcome", "valid", "exit_code", "totals", "campaigns", "merged_at"]
+    assert on_disk["merged"] is True and on_disk["campaigns"][0]["report"] == first.report
+    totals = merged.totals
+    assert totals.campaigns == 3 and totals.by_outcome == {"violated-by-broker": 1, "held": 2}
+    assert totals.violations == {"lost-write": 1, "poll-skip": 1}
+    assert totals.operations == 3 * first.operations
     suite = ET.parse(tmp_path / "out" / "junit.xml").getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "2"  # seed 7's lost-write and poll-skip
     names = {c.get("classname") for c in suite.iter("testcase")}
@@ -53,7 +56,7 @@ def test_merging_into_an_input_skips_the_earlier_merge(tmp_path: Path) -> None:
     _campaigns(tmp_path)
     merge([tmp_path], tmp_path)
     again = merge([tmp_path], tmp_path)
-    assert again["totals"]["campaigns"] == 3 and again["campaigns"][0]["report"] == "shard-1/seed-7"
+    assert again.totals.campaigns == 3 and again.campaigns[0].report == "shard-1/seed-7"
 
 
 def test_the_command_exits_like_the_worst_campaign_and_refuses_what_is_not_a_report(tmp_path: Path) -> None:
