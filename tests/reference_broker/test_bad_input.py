@@ -45,6 +45,7 @@ from reference_broker.handlers.context import CloseConnection, Deferred, Request
 from reference_broker.handlers.fetch import handle_fetch
 from reference_broker.protocol.api_versions import API_VERSIONS
 from reference_broker.protocol.codec import build, build_response, encode_response, request_class
+from reference_broker.protocol.prescan import encode_uvarint
 from reference_broker.records import Record, build_batch, validate_batches
 from reference_broker.testing import add_partitions, create_topic, set_topic_configs
 from reference_broker.topic_admin import BrokerError
@@ -105,21 +106,9 @@ FRAMING_MUTATIONS = ("prefix_too_long", "prefix_too_short", "prefix_negative", "
 UNSUPPORTED_KEYS = (4, 5, 6, 7, 17, 24, 29, 50, 67, 1000, -1, 32767)
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def unknown_tagged_field(tag: int, data: bytes) -> bytes:
     """A tagged-field section holding one field with tag ``tag`` (an unknown one for large tags)."""
-    return _uvarint(1) + _uvarint(tag) + _uvarint(len(data)) + data
+    return encode_uvarint(1) + encode_uvarint(tag) + encode_uvarint(len(data)) + data
 
 
 def header_tag_section_at(payload: bytes) -> int:
