@@ -475,3 +475,77 @@ def build_batch(
         + struct.pack(">I", crc32c(after_crc))
         + after_crc
     )
+
+
+# --- control batches (KIP-98 transaction markers) ---------------------------------------------
+
+CONTROL_ATTRIBUTES = _CONTROL_BIT | _TRANSACTIONAL_BIT
+_CONTROL_KEY = struct.Struct(">hh")  # version, type (Kafka's ControlRecordType)
+_END_TXN_VALUE = struct.Struct(">hi")  # version, coordinator epoch (Kafka's EndTransactionMarker)
+CONTROL_RECORD_VERSION = 0
+
+
+class ControlType(enum.IntEnum):
+    """Kafka's ControlRecordType for transaction markers."""
+
+    ABORT = 0
+    COMMIT = 1
+
+
+@attrs.frozen(slots=True)
+class EndTransactionMarker:
+    """The one record of a transaction marker: how the transaction ended, and the epoch of the
+    coordinator that ended it (Kafka's EndTransactionMarker)."""
+
+    control_type: ControlType
+    coordinator_epoch: int
+
+    @property
+    def is_abort(self) -> bool:
+        return self.control_type is ControlType.ABORT
+
+
+def build_control_batch(
+    producer_id: int,
+    producer_epoch: int,
+    marker: EndTransactionMarker,
+    timestamp: int,
+    base_offset: int = 0,
+) -> bytes:
+    """A transaction marker as Kafka's MemoryRecords.withEndTransactionMarker writes it: a batch
+    with the control and transactional attributes, no sequence, and one record whose key is
+    (version 0, type) and whose value is (version 0, coordinator epoch)."""
+    record = Record(
+        base_offset,
+        timestamp,
+        _CONTROL_KEY.pack(CONTROL_RECORD_VERSION, marker.control_type),
+        _END_TXN_VALUE.pack(CONTROL_RECORD_VERSION, marker.coordinator_epoch),
+    )
+    return build_batch(
+        [record], base_offset=base_offset, attributes=CONTROL_ATTRIBUTES,
+        producer_id=producer_id, producer_epoch=producer_epoch,
+    )
+
+
+def parse_control_batch(
+    buf: bytes | bytearray | memoryview, header: BatchHeader
+) -> EndTransactionMarker | None:
+    """The transaction marker a control batch holds; None for a control batch emptied by the
+    cleaner. Raises InvalidRecordError for anything but a version-0 ABORT/COMMIT record (Kafka
+    refuses unknown control record types the same way)."""
+    if not header.is_control:
+        raise InvalidRecordError("not a control batch")
+    record = next(iter_records(buf, header), None)
+    if record is None:
+        return None
+    if record.key is None or len(record.key) < _CONTROL_KEY.size:
+        raise InvalidRecordError("control record without a (version, type) key")
+    version, control_type = _CONTROL_KEY.unpack_from(record.key)
+    if version != CONTROL_RECORD_VERSION or control_type not in (ControlType.ABORT, ControlType.COMMIT):
+        raise InvalidRecordError(f"unknown control record version {version} type {control_type}")
+    if record.value is None or len(record.value) < _END_TXN_VALUE.size:
+        raise InvalidRecordError("transaction marker without a (version, coordinator epoch) value")
+    value_version, coordinator_epoch = _END_TXN_VALUE.unpack_from(record.value)
+    if value_version != CONTROL_RECORD_VERSION:
+        raise InvalidRecordError(f"unknown transaction marker version {value_version}")
+    return EndTransactionMarker(ControlType(control_type), coordinator_epoch)

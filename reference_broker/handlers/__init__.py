@@ -43,6 +43,7 @@ from reference_broker.handlers.topics import (
     handle_create_topics,
     handle_delete_topics,
 )
+from reference_broker.handlers.txn_markers import handle_write_txn_markers
 from reference_broker.protocol.api_keys import ApiKey
 
 Handler = Callable[[Broker, RequestContext, Any, int], Any]
@@ -67,6 +68,7 @@ HANDLERS: dict[int, Handler] = {
     21: handle_delete_records,
     22: handle_init_producer_id,
     23: handle_offset_for_leader_epoch,
+    27: handle_write_txn_markers,
     32: handle_describe_configs,
     37: handle_create_partitions,
     42: handle_delete_groups,

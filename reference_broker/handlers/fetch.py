@@ -10,7 +10,11 @@ Rules from the Kafka protocol guide, KIP-74, KIP-320 and KIP-595:
   ``last_fetched_epoch`` does not fit the leader's epochs the answer is the *diverging epoch*
   (v12+) instead of records;
 * consumers never see offsets at or beyond the high watermark (or the last stable offset under
-  ``read_committed``);
+  ``read_committed``, KIP-98); every answer carries the last stable offset, and a
+  ``read_committed`` one also the aborted transactions (producer id, first offset) overlapping
+  the returned batches, from the segments' transaction indexes (Kafka's
+  UnifiedLog.collectAbortedTransactions), so the consumer can drop their records; a
+  ``read_uncommitted`` answer has none (null), as Kafka's;
 * only the leader serves fetches: elsewhere NOT_LEADER_OR_FOLLOWER; a ``current_leader_epoch``
   older / newer than the partition's is FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH (checked
   first, as Kafka does);
@@ -40,6 +44,7 @@ from kio.schema.errors import ErrorCode
 from reference_broker.broker import Broker
 from reference_broker.handlers.context import RequestContext
 from reference_broker.log import OffsetOutOfRangeError
+from reference_broker.records import HEADER_SIZE, parse_header
 from reference_broker.replication import Partition, ReplicationError
 
 READ_COMMITTED = 1
@@ -135,16 +140,20 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
                 )
                 any_error = any_error or diverged or result["error_code"] is not ErrorCode.none
             else:
+                read_committed = request.isolation_level == READ_COMMITTED
                 upper = (
-                    partition.last_stable_offset
-                    if request.isolation_level == READ_COMMITTED
-                    else partition.high_watermark
+                    partition.last_stable_offset if read_committed else partition.high_watermark
                 )
                 result = _partition_result(partition, part.partition, ErrorCode.none)
                 try:
-                    result["records"] = partition.log.read(
+                    records = partition.log.read(
                         part.fetch_offset, limit, upper_bound=upper, min_one_batch=min_one
                     ).records
+                    result["records"] = records
+                    if read_committed:
+                        result["aborted_transactions"] = _aborted_transactions(
+                            partition, part.fetch_offset, records
+                        )
                 except OffsetOutOfRangeError:
                     result = _partition_result(None, part.partition, ErrorCode.offset_out_of_range)
                     any_error = True
@@ -157,6 +166,25 @@ def handle_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int)
         key = "topic_id" if by_id else "topic"
         topics_out.append({key: topic.topic_id if by_id else topic.topic, "partitions": partitions_out})
     return FetchOutcome({"error_code": ErrorCode.none, "session_id": 0, "responses": topics_out}, total, any_error)
+
+
+def _aborted_transactions(
+    partition: Partition, fetch_offset: int, records: bytes
+) -> list[dict[str, int]]:
+    """The aborted transactions overlapping the fetched batches: from the fetch offset to just
+    past the last batch returned (Kafka's UnifiedLog.addAbortedTransactions); an empty list,
+    not null, when nothing was returned, as Kafka answers read_committed fetches."""
+    position, upper = 0, fetch_offset
+    while position + HEADER_SIZE <= len(records):
+        header = parse_header(records, position)
+        upper = header.next_offset
+        position += header.size
+    if upper <= fetch_offset:
+        return []
+    return [
+        {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
+        for txn in partition.log.collect_aborted_transactions(fetch_offset, upper)
+    ]
 
 
 def _follower_read(

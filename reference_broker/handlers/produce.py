@@ -19,9 +19,14 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
   producer state (:mod:`reference_broker.producers.state`): a retry of a batch already stored
   succeeds with its original base offset and writes nothing; a sequence gap ->
   OUT_OF_ORDER_SEQUENCE_NUMBER; a stale epoch -> INVALID_PRODUCER_EPOCH; a continuing sequence
-  from a producer the partition has forgotten -> UNKNOWN_PRODUCER_ID; a transactional batch ->
-  INVALID_TXN_STATE (no transactions yet); a control batch, or a producer id without a
-  sequence -> INVALID_RECORD.
+  from a producer the partition has forgotten -> UNKNOWN_PRODUCER_ID; a non-transactional
+  batch from a producer whose transaction is ongoing -> INVALID_TXN_STATE; a control batch
+  (only WriteTxnMarkers writes those), or a producer id without a sequence -> INVALID_RECORD;
+* a transactional batch (KIP-98) from an idempotent producer is accepted under the same
+  sequence rules and begins the producer's transaction on the partition. Kafka 3.6+ first has
+  the transaction coordinator verify that the partition was added to the transaction (KIP-890
+  part 1) and answers INVALID_TXN_STATE otherwise; that verification arrives with the
+  reference broker's transaction coordinator.
 
 A refused partition's answer carries base offset -1 and, as in Kafka's
 ``ReplicaManager.appendToLocalLog``, log start offset -1 for a refusal made before the

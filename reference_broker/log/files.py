@@ -13,6 +13,7 @@ from pathlib import Path
 LOG_SUFFIX = ".log"
 OFFSET_INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
+TXN_INDEX_SUFFIX = ".txnindex"  # a segment's aborted transactions (Kafka's name)
 CLEANED_SUFFIX = ".cleaned"  # a compacted segment being written (Kafka's name)
 DELETED_SUFFIX = ".deleted"  # a segment on its way out (Kafka's name)
 TEMPORARY_SUFFIX = ".tmp"  # a checkpoint being replaced

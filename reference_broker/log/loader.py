@@ -36,6 +36,7 @@ from reference_broker.log.files import (
     RECOVERY_POINT_CHECKPOINT,
     TEMPORARY_SUFFIX,
     TIME_INDEX_SUFFIX,
+    TXN_INDEX_SUFFIX,
     segment_path,
 )
 from reference_broker.log.segment import LogSegment
@@ -51,6 +52,9 @@ class LoadedLog:
     log_start_offset: int
     recovery_point: int
     recovered: bool  # whether the previous shutdown was unclean
+    # Base offset of the first segment recovered (CRC-checked, indexes rebuilt): from it on the
+    # transaction indexes are empty and the partition log rebuilds them. None: none was.
+    recovered_from: int | None = None
 
 
 def load(directory: Path, index_interval_bytes: int, now_ms: int) -> LoadedLog:
@@ -63,10 +67,15 @@ def load(directory: Path, index_interval_bytes: int, now_ms: int) -> LoadedLog:
     recovery_point = read_offset(directory / RECOVERY_POINT_CHECKPOINT) or 0
     bases = _segment_bases(directory)
     segments: list[LogSegment] = []
+    recovered_from: int | None = None
     for slot, base in enumerate(bases):
         later = bases[slot + 1 :]
         flushed = clean or (bool(later) and later[0] <= recovery_point)
-        segment, truncated = _open_segment(directory, base, flushed, index_interval_bytes, now_ms)
+        segment, truncated, recovered = _open_segment(
+            directory, base, flushed, index_interval_bytes, now_ms
+        )
+        if recovered and recovered_from is None:
+            recovered_from = base
         segments.append(segment)
         if truncated:
             for orphan in later:
@@ -87,18 +96,20 @@ def load(directory: Path, index_interval_bytes: int, now_ms: int) -> LoadedLog:
         log_start_offset=max(log_start_offset, segments[0].base_offset),
         recovery_point=recovery_point,
         recovered=not clean,
+        recovered_from=recovered_from,
     )
 
 
 def _open_segment(
     directory: Path, base: int, flushed: bool, index_interval_bytes: int, now_ms: int
-) -> tuple[LogSegment, bool]:
+) -> tuple[LogSegment, bool, bool]:
+    """The segment, whether its tail was cut off, and whether it was recovered."""
     if flushed:
         try:
-            return LogSegment.open_trusted(directory, base, now_ms), False
+            return LogSegment.open_trusted(directory, base, now_ms), False, False
         except CorruptIndexError:
             pass
-    return LogSegment.recover(directory, base, now_ms, index_interval_bytes)
+    return (*LogSegment.recover(directory, base, now_ms, index_interval_bytes), True)
 
 
 def _segment_bases(directory: Path) -> list[int]:
@@ -112,7 +123,9 @@ def _segment_bases(directory: Path) -> list[int]:
 def _remove_leftovers(directory: Path) -> None:
     for path in directory.iterdir():
         temporary = path.name.endswith((CLEANED_SUFFIX, DELETED_SUFFIX, TEMPORARY_SUFFIX))
-        orphan_index = path.suffix in (OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX) and not (
+        orphan_index = path.suffix in (
+            OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX
+        ) and not (
             path.with_suffix(LOG_SUFFIX).exists()
         )
         if temporary or orphan_index:
@@ -120,5 +133,5 @@ def _remove_leftovers(directory: Path) -> None:
 
 
 def _delete_segment_files(directory: Path, base: int) -> None:
-    for suffix in (LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+    for suffix in (LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
         segment_path(directory, base, suffix).unlink(missing_ok=True)

@@ -21,6 +21,19 @@ It also owns the partition's leader epoch cache (:mod:`reference_broker.log.lead
 Kafka's ``leader-epoch-checkpoint``): a leader's append stamps its epoch into every batch and
 records where each epoch starts, a follower's append records the epochs its leader stamped, and
 truncation and log-start moves trim the cache with the log.
+
+Transactions (KIP-98; Kafka's UnifiedLog, ProducerStateManager and TransactionIndex): the
+producer state tracks each producer's ongoing transaction (from its first transactional batch)
+until a control batch, appended by :meth:`PartitionLog.append_marker` on the leader or copied
+by a follower, completes it. A completed transaction stays *unreplicated* until the high
+watermark passes its marker. The last stable offset (:meth:`PartitionLog.last_stable_offset`,
+Kafka's UnifiedLog.lastStableOffset) is the smallest first offset of the ongoing and unreplicated
+transactions, else the high watermark; read_committed consumers read below it only. An ABORT
+marker adds an entry to the ``.txnindex`` of the segment holding it
+(:mod:`reference_broker.log.txn_index`), which
+:meth:`PartitionLog.collect_aborted_transactions` answers Fetch's ``aborted_transactions`` from.
+Ongoing transactions survive restarts through the producer snapshots and replay; the
+transaction indexes of the segments a crash recovery CRC-checks are rebuilt by that replay.
 """
 
 from __future__ import annotations
@@ -57,18 +70,24 @@ from reference_broker.log.producer_snapshots import (
     write_snapshot,
 )
 from reference_broker.log.segment import LogSegment
+from reference_broker.log.txn_index import AbortedTxn
 from reference_broker.producers.state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    CompletedTxn,
     ProducerStateManager,
 )
 from reference_broker.records import (
     NO_TIMESTAMP,
     BatchHeader,
+    EndTransactionMarker,
     InvalidRecordError,
+    build_control_batch,
     iter_records,
+    parse_control_batch,
     patch_base_offset,
     patch_partition_leader_epoch,
     set_log_append_time,
+    validate_batches,
 )
 
 
@@ -116,7 +135,10 @@ class PartitionLog:
         self._last_flush_ms = now_ms
         self._closed = False
         self.producer_state = ProducerStateManager(producer_id_expiration_ms)
-        self._load_producer_state(now_ms)
+        # Completed transactions whose marker the high watermark has not passed yet, in marker
+        # order (Kafka's ProducerStateManager.unreplicatedTxns).
+        self._unreplicated: list[CompletedTxn] = []
+        self._load_producer_state(now_ms, loaded.recovered_from)
         self.leader_epochs = self._load_leader_epochs()
         if loaded.recovered:
             # Make the recovered state durable so the next crash need not repeat the work.
@@ -190,6 +212,38 @@ class PartitionLog:
                 duplicate.timestamp if log_append_time != NO_TIMESTAMP else NO_TIMESTAMP,
                 self.log_start_offset,
             )
+        return self._append_assigning_offsets(records, headers, now_ms, leader_epoch, log_append_time)
+
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        marker: EndTransactionMarker,
+        now_ms: int,
+        leader_epoch: int | None = None,
+    ) -> AppendResult:
+        """Append a transaction marker (a control batch) for ``producer_id``, as the partition
+        leader does for WriteTxnMarkers (Kafka's UnifiedLog.appendAsLeader with origin
+        COORDINATOR): it completes the producer's ongoing transaction here, and an ABORT adds
+        an entry to the transaction index. Raises producers.InvalidProducerEpochError for an
+        epoch older than the producer's, producers.CoordinatorFencedError for a stale
+        coordinator epoch; nothing is written then."""
+        self.producer_state.check_marker(producer_id, producer_epoch, marker.coordinator_epoch)
+        records = bytearray(build_control_batch(producer_id, producer_epoch, marker, now_ms))
+        headers = validate_batches(records)
+        log_append_time = (
+            now_ms if self.config.message_timestamp_type == "LogAppendTime" else NO_TIMESTAMP
+        )
+        return self._append_assigning_offsets(records, headers, now_ms, leader_epoch, log_append_time)
+
+    def _append_assigning_offsets(
+        self,
+        records: bytearray,
+        headers: list[BatchHeader],
+        now_ms: int,
+        leader_epoch: int | None,
+        log_append_time: int,
+    ) -> AppendResult:
         first_offset = self.log_end_offset
         if leader_epoch is not None:
             # Recorded before the bytes are written: after a crash the cache may name offsets
@@ -210,7 +264,7 @@ class PartitionLog:
                 header = set_log_append_time(records, header, log_append_time)
             assigned.append(header)
         self._write(records, assigned, now_ms)
-        self._update_producer_state(assigned)
+        self._update_producer_state(records, assigned)
         return AppendResult(
             first_offset, assigned[-1].last_offset, log_append_time, self.log_start_offset
         )
@@ -246,7 +300,7 @@ class PartitionLog:
             group.append(attrs.evolve(header, position=header.position - group_start))
         end = headers[-1].position + headers[-1].size
         self._write(view[group_start:end], group, now_ms)
-        self._update_producer_state(headers)
+        self._update_producer_state(records, headers)
         return AppendResult(
             headers[0].base_offset, headers[-1].last_offset, NO_TIMESTAMP, self.log_start_offset
         )
@@ -335,6 +389,39 @@ class PartitionLog:
                     records = found
                     break
         return ReadResult(records, self.log_start_offset, self.log_end_offset)
+
+    def collect_aborted_transactions(self, start: int, upper_bound: int) -> list[AbortedTxn]:
+        """The aborted transactions overlapping ``[start, upper_bound)``, what a read_committed
+        fetch of that range reports (Kafka's UnifiedLog.collectAbortedTransactions).
+
+        An entry sits in the segment holding its ABORT marker, which may come after the segment
+        holding ``start`` (a transaction spanning segments), so every segment from that one on
+        is searched.
+        """
+        slot = max(bisect.bisect_right(self._segments, start, key=_base_offset) - 1, 0)
+        aborted: list[AbortedTxn] = []
+        for segment in self._segments[slot:]:
+            aborted.extend(segment.txn_index.collect_aborted(start, upper_bound))
+        return aborted
+
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """Kafka's UnifiedLog.lastStableOffset: the first offset of the oldest transaction that
+        is ongoing, or completed but not yet below ``high_watermark``; else the high watermark.
+        Never above the high watermark."""
+        self.on_high_watermark_updated(high_watermark)
+        unstable = [txn.first_offset for txn in self._unreplicated]
+        ongoing = self.producer_state.first_ongoing_offset()
+        if ongoing is not None:
+            unstable.append(ongoing)
+        return min([high_watermark, *unstable])
+
+    def on_high_watermark_updated(self, high_watermark: int) -> None:
+        """Forget the completed transactions whose marker is now below the high watermark
+        (Kafka's ProducerStateManager.onHighWatermarkUpdated)."""
+        if self._unreplicated:
+            self._unreplicated = [
+                txn for txn in self._unreplicated if txn.last_offset >= high_watermark
+            ]
 
     def _check_in_range(self, offset: int) -> None:
         if not self.log_start_offset <= offset <= self.log_end_offset:
@@ -486,7 +573,7 @@ class PartitionLog:
             write_offset(self.directory / LOG_START_CHECKPOINT, self.log_start_offset)
         self._set_recovery_point(min(self._recovery_point, self.log_end_offset))
         self._first_dirty_offset = min(self._first_dirty_offset, self.log_end_offset)
-        # Kafka's truncateAndReload: snapshots past the new end describe batches that are gone.
+        # Kafka's truncateAndReload (the segments' transaction indexes were cut with them): snapshots past the new end describe batches that are gone.
         self._load_producer_state(None)
         self.leader_epochs.truncate_from_end(self.log_end_offset)
 
@@ -504,6 +591,7 @@ class PartitionLog:
         for snapshot in snapshot_offsets(self.directory):
             delete_snapshot(self.directory, snapshot)
         self.producer_state.restore([])
+        self._unreplicated = []
         self.leader_epochs.clear()
 
     # --- durability ----------------------------------------------------------------------------
@@ -563,34 +651,71 @@ class PartitionLog:
         producer.id.expiration.check.interval.ms); returns their ids."""
         return self.producer_state.remove_expired(now_ms)
 
-    def _update_producer_state(self, headers: Sequence[BatchHeader]) -> None:
+    def _update_producer_state(
+        self, records: bytes | bytearray | memoryview, headers: Sequence[BatchHeader]
+    ) -> None:
+        """Record stored batches (whose positions are within ``records``) in the producer
+        state; a marker's completed transaction goes to the transaction index (an abort) and
+        the unreplicated transactions (Kafka's UnifiedLog.analyzeAndValidateProducerState and
+        updateTxnIndex)."""
         for header in headers:
-            self.producer_state.update(header)
+            marker = parse_control_batch(records, header) if header.is_control else None
+            completed = self.producer_state.update(header, marker)
+            if completed is not None:
+                self._complete_transaction(completed, index=True)
 
-    def _load_producer_state(self, now_ms: int | None) -> None:
-        """Rebuild the producer state from the newest usable snapshot plus the batch headers
-        after it (Kafka's ProducerStateManager.truncateAndReload and loadProducerState).
+    def _complete_transaction(self, completed: CompletedTxn, index: bool) -> None:
+        if index and completed.is_aborted:
+            # Kafka's ProducerStateManager.lastStableOffset(completedTxn): where the oldest
+            # other ongoing transaction starts, else just past this one.
+            ongoing = self.producer_state.first_ongoing_offset()
+            entry = AbortedTxn(
+                completed.producer_id, completed.first_offset, completed.last_offset,
+                completed.last_offset + 1 if ongoing is None else ongoing,
+            )
+            self._segment_holding(completed.last_offset).txn_index.append(entry)
+        self._unreplicated.append(completed)
+
+    def _segment_holding(self, offset: int) -> LogSegment:
+        slot = bisect.bisect_right(self._segments, offset, key=_base_offset) - 1
+        return self._segments[max(slot, 0)]
+
+    def _load_producer_state(self, now_ms: int | None, rebuild_txn_index_from: int | None = None) -> None:
+        """Rebuild the producer state from the newest usable snapshot plus the batches after it
+        (Kafka's ProducerStateManager.truncateAndReload and loadProducerState).
 
         Snapshots past the log end offset describe batches that are gone and are deleted. A
         usable snapshot lies between the first segment's base offset and the log end offset;
-        without one the headers of the whole log are replayed. Expired producers are dropped
-        when a clock is given, as Kafka does when it loads a snapshot.
+        without one the whole log is replayed. Expired producers are dropped when a clock is
+        given, as Kafka does when it loads a snapshot.
+
+        Segments from ``rebuild_txn_index_from`` on were recovered, their transaction indexes
+        emptied: the replay starts at or before it (a snapshot no newer than it) and writes the
+        aborted transactions of their markers afresh, as Kafka's LogLoader.recoverSegment does.
         """
         end = self.log_end_offset
         for offset in snapshot_offsets(self.directory):
             if offset > end:
                 delete_snapshot(self.directory, offset)
-        loaded = load_latest_snapshot(self.directory, self._segments[0].base_offset, end)
+        highest = end if rebuild_txn_index_from is None else min(end, rebuild_txn_index_from)
+        loaded = load_latest_snapshot(self.directory, self._segments[0].base_offset, highest)
         replay_from = self._segments[0].base_offset
         if loaded is None:
             self.producer_state.restore([])
         else:
             replay_from, entries = loaded
             self.producer_state.restore(entries)
+        self._unreplicated = []
         slot = bisect.bisect_right(self._segments, replay_from, key=_base_offset) - 1
         for segment in self._segments[max(slot, 0) :]:
-            for header in segment.headers_from(replay_from):
-                self.producer_state.update(header)
+            rebuild = (
+                rebuild_txn_index_from is not None
+                and segment.base_offset >= rebuild_txn_index_from
+            )
+            for header, marker in segment.replay_from(replay_from):
+                completed = self.producer_state.update(header, marker)
+                if completed is not None:
+                    self._complete_transaction(completed, index=rebuild)
         if now_ms is not None:
             self.producer_state.remove_expired(now_ms)
 

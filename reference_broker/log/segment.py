@@ -1,4 +1,4 @@
-"""One segment of a partition log: a ``.log`` file of whole record batches plus its two indexes.
+"""One segment of a partition log: a ``.log`` file of whole record batches plus its indexes.
 
 A segment is the unit Kafka rolls, deletes (retention) and rewrites (compaction). Its batches are
 stored exactly as produced, with offsets only increasing; compaction may leave gaps between them
@@ -13,6 +13,10 @@ A segment is opened one of two ways, as Kafka's LogLoader does:
   Anything inconsistent raises :class:`CorruptIndexError` and the caller recovers instead.
 - recovered (:meth:`LogSegment.recover`): every batch is CRC-checked from the start; the first
   torn or corrupt batch and everything after it are cut off, and both indexes are rebuilt.
+  Its transaction index (``.txnindex``, :mod:`reference_broker.log.txn_index`) is emptied:
+  its entries depend on producer state from earlier segments, so the partition log rebuilds
+  them while replaying the recovered batches (as Kafka's LogSegment.recover does with the
+  producer state it is handed).
 """
 
 from __future__ import annotations
@@ -27,19 +31,23 @@ from reference_broker.log.files import (
     LOG_SUFFIX,
     OFFSET_INDEX_SUFFIX,
     TIME_INDEX_SUFFIX,
+    TXN_INDEX_SUFFIX,
     fsync_directory,
     segment_path,
     write_all,
 )
 from reference_broker.log.index import OFFSET_ENTRY, TIME_ENTRY, OffsetIndex, TimeIndex
+from reference_broker.log.txn_index import TransactionIndex
 from reference_broker.records import (
     HEADER_SIZE,
     NO_TIMESTAMP,
     BatchHeader,
     CorruptRecordError,
+    EndTransactionMarker,
     Record,
     RecordError,
     iter_records,
+    parse_control_batch,
     parse_header,
     scan_valid_prefix,
 )
@@ -54,7 +62,7 @@ _MAX_RELATIVE_OFFSET = 2**31 - 1
 
 
 class LogSegment:
-    """A ``<base offset>.log`` file and its ``.index`` / ``.timeindex``."""
+    """A ``<base offset>.log`` file and its ``.index`` / ``.timeindex`` / ``.txnindex``."""
 
     def __init__(self, directory: Path, base_offset: int, created_ms: int) -> None:
         self.directory = directory
@@ -65,6 +73,7 @@ class LogSegment:
         self.size = os.fstat(self._fd).st_size
         self.offset_index = OffsetIndex(self._index_path(OFFSET_INDEX_SUFFIX), base_offset)
         self.time_index = TimeIndex(self._index_path(TIME_INDEX_SUFFIX), base_offset)
+        self.txn_index = TransactionIndex.load(self._index_path(TXN_INDEX_SUFFIX))
         self._reset_progress()
         self._unflushed = False
 
@@ -87,6 +96,7 @@ class LogSegment:
         segment.size = 0
         segment.offset_index = OffsetIndex.create(segment.offset_index.path, base_offset)
         segment.time_index = TimeIndex.create(segment.time_index.path, base_offset)
+        segment.txn_index = TransactionIndex.create(segment.txn_index.path)
         return segment
 
     @classmethod
@@ -122,6 +132,7 @@ class LogSegment:
             os.ftruncate(segment._fd, valid)
             segment.size = valid
         segment.rebuild_indexes(index_interval_bytes)
+        segment.txn_index.reset()
         return segment, truncated
 
     def rebuild_indexes(self, index_interval_bytes: int) -> None:
@@ -247,6 +258,7 @@ class LogSegment:
         self.size = position
         self.offset_index.truncate_to(header.base_offset)
         self.time_index.truncate_to(header.base_offset)
+        self.txn_index.truncate_to(header.base_offset)
         self._read_unindexed_tail()
         self._merge_time_index()
         self._unflushed = True
@@ -286,6 +298,7 @@ class LogSegment:
             self.offset_index.flush()
             self.time_index.flush()
             self._unflushed = False
+        self.txn_index.flush()
 
     def close(self) -> None:
         self.offset_index.close()
@@ -298,6 +311,7 @@ class LogSegment:
         self.path.unlink(missing_ok=True)
         self.offset_index.path.unlink(missing_ok=True)
         self.time_index.path.unlink(missing_ok=True)
+        self.txn_index.delete()
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -347,6 +361,17 @@ class LogSegment:
         for _, header in self._iter_headers(self.offset_index.lookup(offset)):
             if header.base_offset >= offset:
                 yield header
+
+    def replay_from(self, offset: int) -> Iterator[tuple[BatchHeader, EndTransactionMarker | None]]:
+        """Like :meth:`headers_from`, each header with the marker of a control batch (read from
+        the file; data batches are not read): what producer-state replay needs."""
+        for position, header in self._iter_headers(self.offset_index.lookup(offset)):
+            if header.base_offset >= offset:
+                marker = None
+                if header.is_control:
+                    data = self._pread(position, header.size)
+                    marker = parse_control_batch(data, parse_header(data))
+                yield header, marker
 
     def locate(self, offset: int) -> tuple[int, BatchHeader] | None:
         """The first batch whose last offset is >= ``offset``: the batch holding ``offset``, or

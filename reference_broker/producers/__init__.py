@@ -6,13 +6,17 @@
 - :mod:`.id_allocator`: InitProducerId's producer ids, in blocks the controller hands out (and
   records in the metadata log) so that an id is never handed out twice, not even across restarts.
 
-Transactions (transactional ids, markers, the last stable offset) are not implemented yet.
+The log side of transactions (ongoing and completed transactions per partition, from
+transactional batches and markers) lives in :mod:`.state` too; the transaction coordinator
+(transactional ids) does not.
 """
 
 from reference_broker.producers.id_allocator import ProducerIdBlocks
 from reference_broker.producers.state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     BatchMetadata,
+    CompletedTxn,
+    CoordinatorFencedError,
     Duplicate,
     InvalidProducerEpochError,
     InvalidTxnStateError,
@@ -26,6 +30,8 @@ from reference_broker.producers.state import (
 __all__ = [
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
     "BatchMetadata",
+    "CompletedTxn",
+    "CoordinatorFencedError",
     "Duplicate",
     "InvalidProducerEpochError",
     "InvalidTxnStateError",

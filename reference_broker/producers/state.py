@@ -1,7 +1,7 @@
 """What one partition remembers about its idempotent producers, and the checks a batch must pass.
 
 Theory of operation (Kafka's ProducerStateManager, ProducerStateEntry and ProducerAppendInfo;
-KIP-98 "Exactly Once Delivery and Transactional Messaging", without transactions):
+KIP-98 "Exactly Once Delivery and Transactional Messaging"):
 
 An idempotent producer gets a producer id from InitProducerId and stamps every batch with that
 id, an epoch and a *base sequence*: per partition, sequences count records from 0, so a batch of
@@ -44,7 +44,18 @@ from the middle of a producer's history.
 A producer whose last batch is older than ``producer.id.expiration.ms`` is forgotten by
 :meth:`ProducerStateManager.remove_expired` (Kafka's removeExpiredProducers). As in Kafka, the
 age is measured from the batch's largest record timestamp, i.e. the producer's clock under
-CreateTime and the broker's under LogAppendTime.
+CreateTime and the broker's under LogAppendTime. A producer with an ongoing transaction never
+expires (Kafka's isProducerExpired).
+
+Transactions (KIP-98; Kafka's ProducerStateEntry.currentTxnFirstOffset and
+ProducerAppendInfo.appendEndTxnMarker): a transactional batch from a producer without an ongoing
+transaction on this partition begins one at its base offset; a control batch (a COMMIT or ABORT
+marker the coordinator has the partition leader write) ends it and yields a
+:class:`CompletedTxn` (producer id, first offset, the marker's offset, aborted?), which the log
+turns into its last stable offset and, for an abort, an entry of its transaction index. While a
+transaction is ongoing a producer's non-transactional batch is INVALID_TXN_STATE, and a marker
+carrying an epoch older than the producer's is INVALID_PRODUCER_EPOCH (a coordinator epoch older
+than the last marker's is TRANSACTION_COORDINATOR_FENCED), as in Kafka.
 """
 
 from __future__ import annotations
@@ -55,7 +66,7 @@ from typing import ClassVar
 import attrs
 from kio.schema.errors import ErrorCode
 
-from reference_broker.records import BatchHeader, InvalidRecordError
+from reference_broker.records import BatchHeader, EndTransactionMarker, InvalidRecordError
 
 NO_PRODUCER_ID = -1
 SEQUENCE_MODULUS = 2**31  # sequences are int32 and wrap from Integer.MAX_VALUE to 0
@@ -89,14 +100,17 @@ class UnknownProducerIdError(ProducerStateError):
 
 
 class InvalidTxnStateError(ProducerStateError):
-    """A transactional batch, which no ongoing transaction covers (INVALID_TXN_STATE).
-
-    The reference broker has no transaction coordinator yet, so no transaction can be ongoing.
-    Kafka 3.6+ (KIP-890 part 1, transaction verification) gives the same answer for a
-    transactional batch to a partition that is not part of an ongoing transaction.
-    """
+    """A non-transactional batch from a producer whose transaction on this partition is still
+    ongoing (INVALID_TXN_STATE, Kafka's ProducerAppendInfo.checkProducerEpoch/appendDataBatch)."""
 
     error_code = ErrorCode.invalid_txn_state
+
+
+class CoordinatorFencedError(ProducerStateError):
+    """A marker from a coordinator epoch older than the one of the producer's last marker
+    (TRANSACTION_COORDINATOR_FENCED): a zombie coordinator (Kafka's appendEndTxnMarker)."""
+
+    error_code = ErrorCode.transaction_coordinator_fenced
 
 
 def next_sequence(sequence: int, count: int = 1) -> int:
@@ -121,11 +135,16 @@ class ProducerEntry:
 
     ``batches`` is never empty and holds at most :data:`CACHED_BATCHES` batches, all of the
     current epoch (a new epoch starts the cache afresh, as Kafka's maybeUpdateProducerEpoch).
+    ``current_txn_first_offset`` is the first offset of the producer's ongoing transaction on
+    this partition (None: none is ongoing) and ``coordinator_epoch`` the coordinator epoch of its
+    last marker (-1: none yet), Kafka's ProducerStateEntry fields of the same names.
     """
 
     producer_id: int
     epoch: int
     batches: tuple[BatchMetadata, ...]
+    current_txn_first_offset: int | None = None
+    coordinator_epoch: int = -1
 
     @property
     def last_batch(self) -> BatchMetadata:
@@ -154,10 +173,21 @@ class ProducerEntry:
         return None
 
     def with_batch(self, epoch: int, batch: BatchMetadata) -> ProducerEntry:
-        """This entry after ``batch`` was written with ``epoch``."""
-        if epoch != self.epoch:
-            return ProducerEntry(self.producer_id, epoch, (batch,))
-        return ProducerEntry(self.producer_id, epoch, (*self.batches, batch)[-CACHED_BATCHES:])
+        """This entry after ``batch`` was written with ``epoch`` (its transaction, if any,
+        stays ongoing)."""
+        batches = (batch,) if epoch != self.epoch else (*self.batches, batch)[-CACHED_BATCHES:]
+        return attrs.evolve(self, epoch=epoch, batches=batches)
+
+
+@attrs.frozen(slots=True)
+class CompletedTxn:
+    """A transaction a marker ended on this partition (Kafka's CompletedTxn): its data lies in
+    ``[first_offset, last_offset]``, ``last_offset`` being the marker's offset."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    is_aborted: bool
 
 
 @attrs.frozen(slots=True)
@@ -184,8 +214,13 @@ def check_client_batch(header: BatchHeader) -> None:
     """Rules Kafka's LogValidator applies to a batch a client produces, on its producer fields.
 
     Raises records.InvalidRecordError (INVALID_RECORD) for a control batch (only the
-    transaction coordinator writes those) and for a producer id without a sequence number, and
-    InvalidTxnStateError for a transactional batch (see that class).
+    partition leader writes those, for WriteTxnMarkers) and for a producer id without a sequence
+    number.
+
+    A transactional batch is accepted from any idempotent producer. Kafka 3.6+ (KIP-890 part 1,
+    transaction verification) first asks the transaction coordinator whether the partition was
+    added to the producer's ongoing transaction and answers INVALID_TXN_STATE when not; that
+    verification arrives with the reference broker's transaction coordinator.
     """
     if header.is_control:
         raise InvalidRecordError("clients are not allowed to write control records")
@@ -195,11 +230,6 @@ def check_client_batch(header: BatchHeader) -> None:
         raise InvalidRecordError(
             f"invalid sequence number {header.base_sequence} in a record batch with producer "
             f"id {header.producer_id}"
-        )
-    if header.is_transactional:
-        raise InvalidTxnStateError(
-            f"transactional batch from producer id {header.producer_id}: the reference broker "
-            "has no transaction coordinator, so no transaction is ongoing on this partition"
         )
 
 
@@ -293,6 +323,15 @@ class ProducerStateManager:
             if current is None and entry is not None:
                 current = (entry.epoch, entry.last_seq)
             check_sequence(producer_id, current, header.producer_epoch, header.base_sequence)
+            if (
+                not header.is_transactional
+                and entry is not None
+                and entry.current_txn_first_offset is not None
+            ):
+                raise InvalidTxnStateError(
+                    f"producer id {producer_id} sent a non-transactional batch while its "
+                    f"transaction from offset {entry.current_txn_first_offset} is ongoing"
+                )
             pending[producer_id] = (header.producer_epoch, header.last_sequence)
             new += 1
         if not repeated:
@@ -304,26 +343,92 @@ class ProducerStateManager:
             )
         return Duplicate(repeated[0].first_offset, repeated[-1].last_offset, repeated[-1].timestamp)
 
-    def update(self, header: BatchHeader) -> None:
-        """Record a batch now stored in the log, without checking it.
-
-        Batches without a producer id, without a sequence, and control batches (no transactions
-        yet) leave the state as it is.
-        """
-        if header.producer_id == NO_PRODUCER_ID or header.base_sequence < 0 or header.is_control:
+    def check_marker(self, producer_id: int, epoch: int, coordinator_epoch: int) -> None:
+        """Judge a transaction marker before it is written (Kafka's appendEndTxnMarker with
+        origin COORDINATOR): an epoch older than the producer's current one raises
+        InvalidProducerEpochError, a coordinator epoch older than its last marker's
+        CoordinatorFencedError. A producer this partition has no state for passes: the marker
+        may end a transaction that wrote nothing here, or whose batches expired."""
+        entry = self._producers.get(producer_id)
+        if entry is None:
             return
+        if epoch < entry.epoch:
+            raise InvalidProducerEpochError(
+                f"transaction marker for producer id {producer_id} carries epoch {epoch}, "
+                f"older than its current epoch {entry.epoch}"
+            )
+        if coordinator_epoch < entry.coordinator_epoch:
+            raise CoordinatorFencedError(
+                f"transaction marker for producer id {producer_id} from coordinator epoch "
+                f"{coordinator_epoch}, older than {entry.coordinator_epoch}"
+            )
+
+    def update(
+        self, header: BatchHeader, marker: EndTransactionMarker | None = None
+    ) -> CompletedTxn | None:
+        """Record a batch now stored in the log, without checking it; for a control batch
+        (whose ``marker`` the caller parsed) return the transaction it completes.
+
+        Batches without a producer id and data batches without a sequence leave the state as
+        it is. A marker ends the producer's ongoing transaction; without one (nothing of it was
+        written here, or a second marker) the completed transaction is the marker alone, as in
+        Kafka. A marker's epoch is not adopted: the producer's next batch brings a newer epoch
+        with sequence 0 anyway, and an entry keeps batches of its own epoch only.
+        """
+        if header.producer_id == NO_PRODUCER_ID:
+            return None
         entry = self._producers.get(header.producer_id)
+        if header.is_control:
+            if marker is None:
+                return None  # emptied by the cleaner
+            first_offset = header.base_offset
+            if entry is not None:
+                if entry.current_txn_first_offset is not None:
+                    first_offset = entry.current_txn_first_offset
+                self._producers[header.producer_id] = attrs.evolve(
+                    entry,
+                    current_txn_first_offset=None,
+                    coordinator_epoch=marker.coordinator_epoch,
+                )
+            return CompletedTxn(
+                header.producer_id, first_offset, header.last_offset, marker.is_abort
+            )
+        if header.base_sequence < 0:
+            return None
         batch = batch_metadata(header)
         if entry is None:
-            self._producers[header.producer_id] = ProducerEntry(
-                header.producer_id, header.producer_epoch, (batch,)
-            )
+            entry = ProducerEntry(header.producer_id, header.producer_epoch, (batch,))
         else:
-            self._producers[header.producer_id] = entry.with_batch(header.producer_epoch, batch)
+            entry = entry.with_batch(header.producer_epoch, batch)
+        if header.is_transactional and entry.current_txn_first_offset is None:
+            entry = attrs.evolve(entry, current_txn_first_offset=header.base_offset)
+        self._producers[header.producer_id] = entry
+        return None
+
+    def ongoing_transactions(self) -> list[tuple[int, int]]:
+        """(first offset, producer id) of every ongoing transaction, oldest first (Kafka's
+        ProducerStateManager.ongoingTxns)."""
+        return sorted(
+            (entry.current_txn_first_offset, entry.producer_id)
+            for entry in self._producers.values()
+            if entry.current_txn_first_offset is not None
+        )
+
+    def first_ongoing_offset(self, excluding_producer: int = NO_PRODUCER_ID) -> int | None:
+        """The smallest first offset of the ongoing transactions (of producers other than
+        ``excluding_producer``), or None when there is none."""
+        return next(
+            (first for first, pid in self.ongoing_transactions() if pid != excluding_producer),
+            None,
+        )
 
     def is_expired(self, entry: ProducerEntry, now_ms: int) -> bool:
-        """Kafka's isProducerExpired (no transactions, so no open transaction keeps one alive)."""
-        return now_ms - entry.last_timestamp >= self.producer_id_expiration_ms
+        """Kafka's isProducerExpired: idle for producer.id.expiration.ms and no transaction
+        ongoing (an open transaction holds the last stable offset, so it must not be lost)."""
+        return (
+            entry.current_txn_first_offset is None
+            and now_ms - entry.last_timestamp >= self.producer_id_expiration_ms
+        )
 
     def remove_expired(self, now_ms: int) -> list[int]:
         """Forget every producer idle for producer.id.expiration.ms; returns their ids."""

@@ -34,6 +34,7 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     21: (0, 2),  # DeleteRecords
     22: (0, 5),  # InitProducerId: idempotent producers; 6 adds two-phase commit (KIP-939)
     23: (2, 4),  # OffsetForLeaderEpoch (followers after a leader change; consumers, KIP-320)
+    27: (1, 2),  # WriteTxnMarkers (Kafka 4.x: 1-2; 2 adds transaction_version, KIP-890)
     32: (1, 4),  # DescribeConfigs
     37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups

@@ -64,7 +64,7 @@ from kio.schema.errors import ErrorCode
 from reference_broker.log import AppendResult, LogError, OffsetOutOfRangeError, PartitionLog
 from reference_broker.log.checkpoint import read_offset, write_offset_unsynced
 from reference_broker.log.leader_epochs import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
-from reference_broker.records import BatchHeader, scan_valid_prefix
+from reference_broker.records import BatchHeader, EndTransactionMarker, scan_valid_prefix
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,9 @@ class Partition:
 
     @property
     def last_stable_offset(self) -> int:
-        return self._high_watermark  # no transactions yet
+        """Where read_committed consumers stop: the log's last stable offset under this
+        replica's high watermark (Kafka's UnifiedLog.lastStableOffset)."""
+        return self.log.last_stable_offset(self._high_watermark)
 
     @property
     def log_end_offset(self) -> int:
@@ -414,6 +416,19 @@ class Partition:
         self._maybe_advance_hw()
         return result
 
+    def append_marker(
+        self, producer_id: int, producer_epoch: int, marker: EndTransactionMarker, now_ms: int
+    ) -> AppendResult:
+        """Append a transaction marker as leader (WriteTxnMarkers), stamping the leader epoch;
+        it replicates to the followers like any batch."""
+        if self.role is not Role.LEADER:
+            self.check_leader()
+        result = self.log.append_marker(
+            producer_id, producer_epoch, marker, now_ms, self.leader_epoch
+        )
+        self._maybe_advance_hw()
+        return result
+
     def check_min_isr(self, min_insync_replicas: int) -> None:
         """acks=all refuses to append while the ISR is smaller than min.insync.replicas."""
         if len(self.isr) < min_insync_replicas:
@@ -558,6 +573,7 @@ class Partition:
 
     def _set_high_watermark(self, offset: int) -> None:
         self._high_watermark = offset
+        self.log.on_high_watermark_updated(offset)
         self._complete_waiters()
         if self.on_high_watermark is not None:
             self.on_high_watermark(self)

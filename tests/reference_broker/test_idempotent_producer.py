@@ -19,7 +19,6 @@ PRODUCE_V = 9
 FETCH_V = 12
 INIT_PRODUCER_ID = 22
 TOPIC = "idem"
-TRANSACTIONAL = 0x10
 
 
 def init_producer_id(bootstrap: str, version: int = 4, transactional_id: str | None = None,
@@ -47,10 +46,11 @@ def produce(bootstrap: str, records: bytes) -> Any:
     return response.responses[0].partition_responses[0]
 
 
-def fetch(bootstrap: str, offset: int) -> Any:
+def fetch(bootstrap: str, offset: int, isolation_level: int = 0) -> Any:
+    """One partition of a Fetch at ``offset`` (isolation_level 1 is read_committed)."""
     response = wire(bootstrap, 1, FETCH_V, {
         "replica_id": -1, "max_wait": 0, "min_bytes": 1, "max_bytes": 50_000_000,
-        "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+        "isolation_level": isolation_level, "session_id": 0, "session_epoch": -1,
         "topics": [{"topic": TOPIC, "partitions": [{
             "partition": 0, "current_leader_epoch": -1, "fetch_offset": offset,
             "last_fetched_epoch": -1, "log_start_offset": -1, "partition_max_bytes": 50_000_000}]}],
@@ -147,14 +147,6 @@ def test_a_stale_epoch_is_invalid_producer_epoch(broker: BrokerProcess, topic: s
     stale = produce(broker.bootstrap, idempotent_batch(producer_id, 0, 1, [b"c"]))
     assert stale.error_code == ErrorCode.invalid_producer_epoch
     assert stored_values(broker.bootstrap) == [b"a", b"b"]
-
-
-def test_a_transactional_batch_is_invalid_txn_state(broker: BrokerProcess, topic: str) -> None:
-    """A transactional batch is refused (no transaction can be ongoing) and not stored."""
-    producer_id = new_producer(broker.bootstrap)
-    batch = idempotent_batch(producer_id, 0, 0, [b"t"], attributes=TRANSACTIONAL)
-    assert produce(broker.bootstrap, batch).error_code == ErrorCode.invalid_txn_state
-    assert stored_values(broker.bootstrap) == []
 
 
 def test_an_expired_producer_is_unknown_producer_id(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from reference_broker.log.producer_snapshots import snapshot_offsets, snapshot_p
 from reference_broker.log.segment import LogSegment
 from reference_broker.log.testing import batch, read_records, record_set
 from reference_broker.producers import OutOfOrderSequenceError, UnknownProducerIdError
-from reference_broker.records import BatchHeader
+from reference_broker.records import BatchHeader, EndTransactionMarker
 
 CONFIG = LogConfig(segment_bytes=300, index_interval_bytes=0)
 PRODUCER = 42
@@ -100,14 +100,16 @@ def test_a_clean_close_writes_a_snapshot_at_the_log_end(tmp_path: Path) -> None:
 def replayed_headers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """Record (segment base offset, batch base offset) of every header replayed from now on."""
     replayed: list[tuple[int, int]] = []
-    real = LogSegment.headers_from
+    real = LogSegment.replay_from
 
-    def spy(self: LogSegment, offset: int) -> Iterator[BatchHeader]:
-        for header in real(self, offset):
+    def spy(
+        self: LogSegment, offset: int
+    ) -> Iterator[tuple[BatchHeader, EndTransactionMarker | None]]:
+        for header, marker in real(self, offset):
             replayed.append((self.base_offset, header.base_offset))
-            yield header
+            yield header, marker
 
-    monkeypatch.setattr(LogSegment, "headers_from", spy)
+    monkeypatch.setattr(LogSegment, "replay_from", spy)
     return replayed
 
 

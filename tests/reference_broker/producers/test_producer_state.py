@@ -154,10 +154,16 @@ def test_batches_without_a_producer_id_bypass_every_check() -> None:
     assert len(partition.state) == 0
 
 
-def test_a_transactional_batch_is_invalid_txn_state() -> None:
-    """Without transactions no transactional batch is accepted."""
+def test_a_transactional_batch_is_accepted_and_begins_a_transaction() -> None:
+    """A transactional batch passes the idempotence rules and opens a transaction at its base
+    offset; a plain batch of the same producer while it is open is INVALID_TXN_STATE."""
+    partition = Partition()
+    partition.append(header(2, 0, 0))
+    assert partition.append(header(1, 0, 0, 2, attributes=TRANSACTIONAL)) == (1, 2)
+    entry = partition.state.entry(1)
+    assert entry is not None and entry.current_txn_first_offset == 1
     with pytest.raises(InvalidTxnStateError):
-        Partition().append(header(1, 0, 0, attributes=TRANSACTIONAL))
+        partition.append(header(1, 0, 2))
 
 
 @pytest.mark.parametrize(

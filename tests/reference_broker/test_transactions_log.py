@@ -1,0 +1,130 @@
+"""The log side of transactions against a real broker process (KIP-98), with the wire client
+playing producer and transaction coordinator (InitProducerId, transactional Produce,
+WriteTxnMarkers) and confluent-kafka consumers reading under both isolation levels.
+
+There is no transaction coordinator yet, so the "coordinator" here is the test: it writes the
+markers a coordinator would, with WriteTxnMarkers, for a producer id from InitProducerId
+without a transactional id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kio.schema.errors import ErrorCode
+
+from launch.broker_process import BrokerProcess
+from reference_broker.records import ControlType, EndTransactionMarker, build_control_batch
+from tests.kafka_helpers import create_topic, wire
+from tests.reference_broker.test_idempotent_producer import (
+    fetch,
+    idempotent_batch,
+    new_producer,
+    produce,
+)
+
+pytestmark = pytest.mark.clients
+
+TOPIC = "idem"  # the name test_idempotent_producer's produce/fetch helpers address
+WRITE_TXN_MARKERS = 27
+TRANSACTIONAL = 0x10
+IDLE_S = 3.0
+
+
+def write_marker(bootstrap: str, producer_id: int, commit: bool, epoch: int = 0,
+                 topic: str = TOPIC, version: int = 1) -> Any:
+    response = wire(bootstrap, WRITE_TXN_MARKERS, version, {"markers": [{
+        "producer_id": producer_id, "producer_epoch": epoch, "transaction_result": commit,
+        "topics": [{"name": topic, "partition_indexes": [0]}], "coordinator_epoch": 0,
+    }]})
+    (marker,) = response.markers
+    assert marker.producer_id == producer_id
+    return marker.topics[0].partitions[0].error_code
+
+
+def fetch_committed(bootstrap: str, offset: int) -> Any:
+    return fetch(bootstrap, offset, isolation_level=1)
+
+
+def consume(bootstrap: str, isolation: str) -> list[bytes]:
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"txn-{isolation}",
+                         "enable.auto.commit": False, "isolation.level": isolation})
+    consumer.assign([TopicPartition(TOPIC, 0, 0)])
+    values: list[bytes] = []
+    try:
+        idle = 0.0
+        while idle < IDLE_S:
+            batch = consumer.consume(100, 0.5)
+            idle = 0.0 if batch else idle + 0.5
+            for msg in batch:
+                error = msg.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise AssertionError(f"consume error: {error}")
+                if error is None:
+                    values.append(msg.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def test_read_committed_sees_only_committed_transactions_across_a_crash(
+    broker: BrokerProcess,
+) -> None:
+    create_topic(broker.bootstrap, TOPIC)
+    bootstrap = broker.bootstrap
+    producer_id = new_producer(bootstrap)
+    send = lambda sequence, values: produce(  # noqa: E731
+        bootstrap, idempotent_batch(producer_id, 0, sequence, values, attributes=TRANSACTIONAL))
+
+    assert send(0, [b"aborted-1", b"aborted-2"]).error_code is ErrorCode.none
+    assert write_marker(bootstrap, producer_id, commit=False) is ErrorCode.none
+    assert send(2, [b"committed-1", b"committed-2"]).error_code is ErrorCode.none
+    assert write_marker(bootstrap, producer_id, commit=True) is ErrorCode.none
+    open_first = send(4, [b"open"]).base_offset
+    assert open_first == 6  # 2 aborted, marker, 2 committed, marker
+
+    partition = fetch_committed(bootstrap, 0)
+    assert partition.high_watermark == 7
+    assert partition.last_stable_offset == open_first
+    assert [(t.producer_id, t.first_offset) for t in partition.aborted_transactions] == [
+        (producer_id, 0)]
+    assert fetch(bootstrap, 0).aborted_transactions is None  # read_uncommitted: null
+    assert consume(bootstrap, "read_committed") == [b"committed-1", b"committed-2"]
+    assert consume(bootstrap, "read_uncommitted") == [
+        b"aborted-1", b"aborted-2", b"committed-1", b"committed-2", b"open"]
+
+    # SIGKILL in the middle of the open transaction: the LSO stays where it was.
+    broker.kill()
+    broker.start()
+    partition = fetch_committed(bootstrap, 0)
+    assert (partition.high_watermark, partition.last_stable_offset) == (7, open_first)
+    assert len(partition.aborted_transactions) == 1
+    broker.restart()
+    assert fetch_committed(bootstrap, 0).last_stable_offset == open_first
+
+    assert write_marker(bootstrap, producer_id, commit=True) is ErrorCode.none
+    partition = fetch_committed(bootstrap, 0)
+    assert partition.last_stable_offset == partition.high_watermark == 8
+    assert consume(bootstrap, "read_committed") == [b"committed-1", b"committed-2", b"open"]
+
+
+def test_write_txn_markers_errors_and_control_batches_in_produce(broker: BrokerProcess) -> None:
+    create_topic(broker.bootstrap, TOPIC)
+    bootstrap = broker.bootstrap
+    producer_id = new_producer(bootstrap)
+    batch = idempotent_batch(producer_id, 1, 0, [b"t"], attributes=TRANSACTIONAL)
+    assert produce(bootstrap, batch).error_code is ErrorCode.none
+    assert write_marker(bootstrap, producer_id, commit=False, epoch=0) is (
+        ErrorCode.invalid_producer_epoch)
+    assert write_marker(bootstrap, producer_id, commit=False, topic="missing") is (
+        ErrorCode.unknown_topic_or_partition)
+    assert write_marker(bootstrap, producer_id, commit=False, epoch=1, version=2) is (
+        ErrorCode.none)
+    # Only WriteTxnMarkers writes control batches; a producer sending one is INVALID_RECORD.
+    control = build_control_batch(producer_id, 1, EndTransactionMarker(ControlType.COMMIT, 0), 0)
+    assert produce(bootstrap, control).error_code is ErrorCode.invalid_record
+    partition = fetch_committed(bootstrap, 0)
+    assert partition.last_stable_offset == partition.high_watermark == 2
