@@ -167,6 +167,8 @@ class TransactionCoordinator:
         self._new_producer_id = new_producer_id
         self._markers: list[TxnMarkers] = []
         self._retry_complete: list[TxnMarkers] = []  # CompleteX appends to try again
+        # (id, coordinator epoch) whose CompleteX is being written.
+        self._completing: set[tuple[str, int]] = set()
         self._next_abort_check_ms = now_ms + config.abort_timed_out_transaction_cleanup_interval_ms
         self._next_expiry_ms = now_ms + config.remove_expired_transaction_cleanup_interval_ms
 
@@ -305,9 +307,11 @@ class TransactionCoordinator:
         self, transactional_id: str, producer_id: int, producer_epoch: int, group_id: str,
         offsets_partitions: int, now_ms: int, callback: ErrorCallback,
     ) -> None:
-        """AddOffsetsToTxn: add the group's ``__consumer_offsets`` partition (of
-        ``offsets_partitions``), where TxnOffsetCommit will write (KafkaApis computes it with
-        the group coordinator's partitionFor)."""
+        """AddOffsetsToTxn (KIP-98): add the group's ``__consumer_offsets`` partition (of
+        ``offsets_partitions``), where TxnOffsetCommit will write, so that the offsets commit
+        or abort with the transaction (KafkaApis computes it with the group coordinator's
+        partitionFor). Fencing zombies by the group's generation (KIP-447) is the group
+        coordinator's business, in TxnOffsetCommit, not this one's."""
         partition = (OFFSETS_TOPIC, offsets_partition_for(group_id, offsets_partitions))
         self.add_partitions(transactional_id, producer_id, producer_epoch, [partition], now_ms, callback)
 
@@ -496,17 +500,23 @@ class TransactionCoordinator:
         """Every marker of ``markers`` is written: write CompleteX (Kafka's
         TransactionMarkerChannelManager.tryAppendToLog). COORDINATOR_NOT_AVAILABLE is retried
         at the next :meth:`tick`; other errors (the partition moved) leave the transaction to
-        the next coordinator, which writes the markers again."""
+        the next coordinator, which writes the markers again. A second report of the same
+        markers (the caller retried) writes nothing more."""
+        found = self.manager.get(markers.transactional_id)
+        if not isinstance(found, Owned) or found.coordinator_epoch != markers.coordinator_epoch:
+            return  # unloaded: the new coordinator writes the markers again
+        key = (markers.transactional_id, markers.coordinator_epoch)
+        if found.metadata.pending is not markers.complete.state or key in self._completing:
+            return  # CompleteX is written, or being written
+        self._completing.add(key)
 
         def written(error: ErrorCode) -> None:
+            self._completing.discard(key)
             if error is ErrorCode.coordinator_not_available:
                 self._retry_complete.append(markers)
             elif error is not ErrorCode.none:
                 log.info("completing the transaction of %s failed: %s", markers.transactional_id, error.name)
 
-        found = self.manager.get(markers.transactional_id)
-        if not isinstance(found, Owned) or found.coordinator_epoch != markers.coordinator_epoch:
-            return  # unloaded: the new coordinator writes the markers again
         self.manager.append(markers.transactional_id, markers.coordinator_epoch, markers.complete,
                             now_ms, written, lambda error: error is ErrorCode.coordinator_not_available)
 

@@ -364,3 +364,69 @@ def test_describe_and_list() -> None:
     assert [t.transactional_id for t in only.transactions] == ["a"] and only.unknown_state_filters == ("Nope",)
     assert [t.transactional_id for t in d.coordinator.list_transactions(producer_ids=[pid]).transactions] == ["a"]
     assert all(p < PARTITIONS for p in (d.coordinator.partition_for("a"), d.coordinator.partition_for("b")))
+
+
+def test_markers_reported_twice_complete_once() -> None:
+    d = Driver()
+    pid, epoch = ongoing(d)
+    d.end(pid, epoch)
+    [markers] = d.coordinator.take_markers()
+    d.storage.hold = True
+    d.coordinator.markers_written(markers, d.now_ms)
+    d.coordinator.markers_written(markers, d.now_ms)  # while CompleteX is being written
+    d.storage.release()
+    d.coordinator.markers_written(markers, d.now_ms)  # after
+    assert d.txn().state is S.COMPLETE_COMMIT
+    assert len(d.storage.records[d.coordinator.partition_for("t")]) == 4  # init, add, prepare, complete
+
+
+def test_fencing_an_exhausted_epoch_with_transaction_version_2_does_not_overflow() -> None:
+    """The fence bumps 32766 to 32767; the TV2 abort cannot bump again, so it keeps 32767 and
+    the next producer id takes over at CompleteAbort (kconform's guard against an int16
+    overflow)."""
+    d = Driver()
+    pid, _ = ongoing(d)
+    d.txn().producer_epoch = 32766
+    assert d.init().error is E.concurrent_transactions
+    [markers] = d.write_markers()
+    assert markers.producer_epoch == 32767 and not markers.commit
+    txn = d.txn()
+    assert (txn.state, txn.producer_id, txn.producer_epoch, txn.previous_producer_id) == (
+        S.COMPLETE_ABORT, 1001, 0, pid)
+    retry = d.init()
+    assert (retry.error, retry.producer_id, retry.producer_epoch) == (E.none, 1001, 1)
+
+
+def test_a_failed_fence_write_does_not_bump_twice() -> None:
+    """KIP-360: the fence's epoch was never returned, so the next fence reuses it."""
+    d = Driver(transaction_version=0)
+    pid, epoch = ongoing(d)
+    d.storage.fail_with = E.not_enough_replicas
+    assert d.init().error is E.coordinator_not_available
+    assert d.txn().failed_epoch_fence and d.txn().producer_epoch == epoch + 1
+    assert d.txn().state is S.ONGOING and d.txn().pending is None
+    d.storage.fail_with = None
+    assert d.init().error is E.concurrent_transactions
+    [markers] = d.write_markers()
+    assert markers.producer_epoch == epoch + 1 and not d.txn().failed_epoch_fence
+
+
+def test_a_failed_tombstone_keeps_the_id() -> None:
+    d = Driver(transactional_id_expiration_ms=100, remove_expired_transaction_cleanup_interval_ms=1000)
+    d.init()
+    d.storage.fail_with = E.not_enough_replicas
+    d.advance(1000)
+    assert d.txn().pending is None and d.txn().state is S.EMPTY
+    d.storage.fail_with = None
+    d.advance(1000)
+    assert d.coordinator.metadata("t") is None
+
+
+def test_a_load_cancelled_by_an_unload_loads_nothing() -> None:
+    d = Driver()
+    d.init()
+    partition = d.coordinator.partition_for("t")
+    d.coordinator.unload_partition(partition)
+    d.coordinator.begin_loading(partition, 3)
+    d.coordinator.unload_partition(partition, 3)
+    assert d.init().error is E.not_coordinator
