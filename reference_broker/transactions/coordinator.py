@@ -51,6 +51,7 @@ from kio.schema.errors import ErrorCode
 
 from reference_broker.groups.log_format import OFFSETS_TOPIC
 from reference_broker.groups.log_format import partition_for as offsets_partition_for
+from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.transactions.config import TransactionConfig
 from reference_broker.transactions.log_format import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, TopicPartition
 from reference_broker.transactions.manager import ErrorCallback, Owned, TransactionStateManager
@@ -70,6 +71,23 @@ _S = TransactionState
 
 # A new producer id, or the error allocating one (the controller's id blocks, KIP-730).
 ProducerIdSource = Callable[[], int | ErrorCode]
+
+# PRODUCER_FENCED came with KIP-588; older versions of these requests get INVALID_PRODUCER_EPOCH
+# instead, which their clients handle the same way (KafkaApis, request by request).
+PRODUCER_FENCED_SINCE = {
+    ApiKey.INIT_PRODUCER_ID: 4,
+    ApiKey.ADD_PARTITIONS_TO_TXN: 2,
+    ApiKey.ADD_OFFSETS_TO_TXN: 2,
+    ApiKey.END_TXN: 2,
+}
+
+
+def error_for_version(error: ErrorCode, api_key: ApiKey, version: int) -> ErrorCode:
+    """``error`` as a request of ``version`` may be told it: INVALID_PRODUCER_EPOCH for
+    PRODUCER_FENCED before KIP-588's versions (for the handlers, once wired)."""
+    if error is ErrorCode.producer_fenced and version < PRODUCER_FENCED_SINCE.get(api_key, 0):
+        return ErrorCode.invalid_producer_epoch
+    return error
 
 
 @attrs.frozen(slots=True)

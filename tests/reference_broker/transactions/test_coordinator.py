@@ -6,6 +6,8 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from reference_broker.groups.log_format import partition_for as offsets_partition_for
+from reference_broker.protocol.api_keys import ApiKey
+from reference_broker.transactions.coordinator import error_for_version
 from reference_broker.transactions.log_format import decode_key, decode_value
 from reference_broker.transactions.state import TransactionState
 from tests.reference_broker.transactions.fakes import PARTITIONS, TIMEOUT_MS, Driver
@@ -430,3 +432,14 @@ def test_a_load_cancelled_by_an_unload_loads_nothing() -> None:
     d.coordinator.begin_loading(partition, 3)
     d.coordinator.unload_partition(partition, 3)
     assert d.init().error is E.not_coordinator
+
+
+@pytest.mark.parametrize(("api", "old", "new"), [
+    (ApiKey.INIT_PRODUCER_ID, 3, 4), (ApiKey.END_TXN, 1, 2),
+    (ApiKey.ADD_PARTITIONS_TO_TXN, 1, 2), (ApiKey.ADD_OFFSETS_TO_TXN, 1, 2),
+])
+def test_old_request_versions_are_told_invalid_producer_epoch(api: ApiKey, old: int, new: int) -> None:
+    """KafkaApis: versions before KIP-588 get INVALID_PRODUCER_EPOCH for PRODUCER_FENCED."""
+    assert error_for_version(E.producer_fenced, api, old) is E.invalid_producer_epoch
+    assert error_for_version(E.producer_fenced, api, new) is E.producer_fenced
+    assert error_for_version(E.concurrent_transactions, api, old) is E.concurrent_transactions
