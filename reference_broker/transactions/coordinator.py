@@ -35,8 +35,12 @@ Theory of operation:
   removes ids idle for longer.
 * Transaction versions (the ``transaction.version`` feature, KIP-890 part 2): with version 2
   (EndTxn v5+ clients, on a coordinator whose feature level is 2) every EndTxn bumps the epoch
-  and returns it; when the epoch is exhausted, the next producer id takes over at epoch 0.
-  Versions 0 and 1 keep the epoch for the producer's session.
+  and returns it, a retry is recognised by the epoch before the bump, and an abort is accepted
+  with no transaction open; when the epoch is exhausted, the next producer id takes over at
+  epoch 0. Versions 0 and 1 keep the epoch for the producer's session.
+
+The decisions follow Kafka 4's coordinator (TransactionCoordinator.scala with its TV1 and TV2
+EndTxn paths, and the Java TransactionMetadata of the transaction-coordinator module).
 
 Not wired into the broker yet: see :mod:`reference_broker.transactions`.
 """
@@ -301,8 +305,11 @@ class TransactionCoordinator:
     def add_partitions(
         self, transactional_id: str, producer_id: int, producer_epoch: int,
         partitions: Iterable[TopicPartition], now_ms: int, callback: ErrorCallback,
+        client_transaction_version: int = 0,
     ) -> None:
-        """AddPartitionsToTxn (one transaction; every partition gets the same error)."""
+        """AddPartitionsToTxn (one transaction; every partition gets the same error).
+        ``client_transaction_version`` is 2 for AddPartitionsToTxn v5+ on a coordinator whose
+        ``transaction.version`` is 2 (TransactionVersion.transactionVersionForAddPartitionsToTxn)."""
         wanted = frozenset(partitions)
         found = self._known(transactional_id)
         if isinstance(found, ErrorCode):
@@ -319,7 +326,8 @@ class TransactionCoordinator:
             callback(ErrorCode.none)  # already in the transaction: nothing to write
         else:
             self.manager.append(transactional_id, found.coordinator_epoch,
-                                txn.prepare_add_partitions(wanted, now_ms), now_ms, callback)
+                                txn.prepare_add_partitions(wanted, now_ms, client_transaction_version),
+                                now_ms, callback)
 
     def add_offsets(
         self, transactional_id: str, producer_id: int, producer_epoch: int, group_id: str,
@@ -376,13 +384,16 @@ class TransactionCoordinator:
         from_client: bool, client_version: int, now_ms: int,
         callback: Callable[[EndTxnResult], None],
     ) -> None:
-        """Kafka's endTransaction: decide, write PrepareX, answer, output the markers."""
+        """Kafka's endTransaction (and endTransactionWithTV1): decide, write PrepareX, answer,
+        output the markers."""
         found = self._known(transactional_id)
         if isinstance(found, ErrorCode):
             callback(EndTxnResult(found))
             return
         txn, coordinator_epoch = found.metadata, found.coordinator_epoch
-        decided = self._prepare_end(txn, producer_id, producer_epoch, commit, from_client, client_version, now_ms)
+        v2 = supports_epoch_bump(client_version)
+        decided = (self._prepare_end_v2(txn, producer_id, producer_epoch, commit, from_client, now_ms) if v2
+                   else self._prepare_end_v1(txn, producer_id, producer_epoch, commit, from_client, now_ms))
         if isinstance(decided, EndTxnResult):
             if not from_client and txn.pending is _S.PREPARE_EPOCH_FENCE:
                 txn.pending = None  # the fence is not written: nothing is in flight
@@ -399,86 +410,123 @@ class TransactionCoordinator:
                 callback(EndTxnResult(error))
                 return
             after = self._prepare_complete(transactional_id, coordinator_epoch, producer_id,
-                                           producer_epoch, commit, now_ms)
+                                           producer_epoch, commit, v2, now_ms)
             if isinstance(after, ErrorCode):
                 callback(EndTxnResult(after))
                 return
             txn_now, complete = after
-            callback(EndTxnResult(ErrorCode.none, txn_now.producer_id, txn_now.producer_epoch))
-            self._send_markers(txn_now, coordinator_epoch, commit, complete)
+            # EndTxn v5+ (TV2) tells the client the id and epoch to go on with.
+            callback(EndTxnResult(ErrorCode.none, txn_now.producer_id, txn_now.producer_epoch) if v2
+                     else EndTxnResult(ErrorCode.none))
+            self._send_markers(txn_now, coordinator_epoch, commit, complete, now_ms)
 
         self.manager.append(transactional_id, coordinator_epoch, transit, now_ms, written)
 
-    def _prepare_end(
+    @staticmethod
+    def _decided_already(txn: TransactionMetadata, commit: bool, retry: bool) -> ErrorCode:
+        """EndTxn in a state whose outcome is decided: NONE for a retry of the same outcome once
+        complete, CONCURRENT_TRANSACTIONS while its markers are written, else INVALID_TXN_STATE."""
+        same = (txn.state in (_S.COMPLETE_COMMIT, _S.PREPARE_COMMIT)) == commit
+        if txn.state in (_S.DEAD, _S.PREPARE_EPOCH_FENCE):
+            raise IllegalTransitionError(f"{txn.transactional_id} found in {txn.state.display}")
+        if same and retry and txn.state in (_S.COMPLETE_COMMIT, _S.COMPLETE_ABORT):
+            return ErrorCode.none
+        if same and txn.state.is_prepare:
+            return ErrorCode.concurrent_transactions
+        log.info("EndTxn(%s) of %s in state %s", "commit" if commit else "abort",
+                 txn.transactional_id, txn.state.display)
+        return ErrorCode.invalid_txn_state
+
+    def _fence_to_abort(self, txn: TransactionMetadata, producer_epoch: int, commit: bool) -> None:
+        """The coordinator's own abort after a fence: clear the fence to make way for
+        PrepareAbort, with the fence's bumped epoch."""
+        if commit:
+            raise IllegalTransitionError(f"{txn.transactional_id}: commit of a fenced transaction")
+        txn.pending = None
+        txn.producer_epoch = producer_epoch
+        txn.last_producer_epoch = NO_PRODUCER_EPOCH
+
+    def _prepare_end_v1(
         self, txn: TransactionMetadata, producer_id: int, producer_epoch: int, commit: bool,
-        from_client: bool, client_version: int, now_ms: int,
+        from_client: bool, now_ms: int,
     ) -> EndTxnResult | tuple[TxnTransit, bool]:
-        """The PrepareX to write (and whether it fences), or the answer without a write."""
+        """Transaction versions 0 and 1 (KIP-98): the client's epoch must be the current one (the
+        coordinator's own abort carries the fence's bumped epoch); only Ongoing can be ended;
+        a retry of a completed outcome is NONE."""
+        fencing = txn.pending is _S.PREPARE_EPOCH_FENCE
+        if txn.producer_id != producer_id:
+            return EndTxnResult(ErrorCode.invalid_producer_id_mapping)
+        if (from_client and producer_epoch != txn.producer_epoch) or producer_epoch < txn.producer_epoch:
+            return EndTxnResult(ErrorCode.producer_fenced)
+        if txn.pending is not None and not fencing:
+            return EndTxnResult(ErrorCode.concurrent_transactions)
+        if txn.state is not _S.ONGOING:
+            return EndTxnResult(self._decided_already(txn, commit, retry=True))
+        if fencing:
+            self._fence_to_abort(txn, producer_epoch, commit)
+        target = _S.PREPARE_COMMIT if commit else _S.PREPARE_ABORT
+        return txn.prepare_abort_or_commit(target, 0, NO_PRODUCER_ID, now_ms), fencing
+
+    def _prepare_end_v2(
+        self, txn: TransactionMetadata, producer_id: int, producer_epoch: int, commit: bool,
+        from_client: bool, now_ms: int,
+    ) -> EndTxnResult | tuple[TxnTransit, bool]:
+        """Transaction version 2 (KIP-890 part 2): every EndTxn bumps the epoch, so a retry
+        carries the epoch before the bump (or, after a rotation, the previous producer id at
+        32766); an abort with the current epoch is accepted in Empty and CompleteX too (the
+        client cannot know whether a partition joined its transaction):
+
+        ==============  ===================  ====================
+        state           abort: retry/current commit: retry/current
+        ==============  ===================  ====================
+        Empty           FENCED / bump        FENCED / INVALID
+        CompleteAbort   NONE / bump          INVALID / INVALID
+        CompleteCommit  INVALID / bump       NONE / INVALID
+        ==============  ===================  ====================
+        """
         current = EndTxnResult(ErrorCode.none, txn.producer_id, txn.producer_epoch)
         fencing = txn.pending is _S.PREPARE_EPOCH_FENCE
-        v2 = not fencing and supports_epoch_bump(txn.client_transaction_version)
-        # TV2 (KIP-890): a retry after the bump carries the epoch before it; after a rotation,
-        # the previous producer id at the last epoch.
-        retry_on_overflow = (v2 and txn.previous_producer_id == producer_id
+        retry_on_overflow = (not fencing and txn.previous_producer_id == producer_id
                              and producer_epoch == MAX_EPOCH - 1 and txn.producer_epoch == 0)
-        retry_on_bump = self._epoch_bumped(txn, producer_epoch)
-        if v2:
-            if txn.state in (_S.ONGOING, _S.EMPTY, _S.DEAD, _S.PREPARE_EPOCH_FENCE):
-                valid_epoch = producer_epoch == txn.producer_epoch
-            elif txn.state.is_prepare:
-                valid_epoch = retry_on_bump
-            else:
-                valid_epoch = retry_on_bump or retry_on_overflow
-        else:
-            # TV0/1: the client's epoch must be the current one; the coordinator's own abort
-            # (a fence) carries the bumped epoch.
+        retry_on_bump = not fencing and txn.producer_epoch == producer_epoch + 1
+        retry = retry_on_bump or retry_on_overflow
+        if fencing:
             valid_epoch = ((not from_client or producer_epoch == txn.producer_epoch)
                            and producer_epoch >= txn.producer_epoch)
+        elif txn.state.is_prepare:
+            valid_epoch = retry_on_bump
+        elif txn.state in (_S.COMPLETE_COMMIT, _S.COMPLETE_ABORT):
+            valid_epoch = retry or producer_epoch == txn.producer_epoch
+        else:
+            valid_epoch = producer_epoch == txn.producer_epoch
         if txn.producer_id != producer_id and not retry_on_overflow:
             return EndTxnResult(ErrorCode.invalid_producer_id_mapping)
         if not valid_epoch:
             return EndTxnResult(ErrorCode.producer_fenced)
         if txn.pending is not None and not fencing:
             return EndTxnResult(ErrorCode.concurrent_transactions)
-        state = txn.state
-        if state is _S.ONGOING:
-            next_producer_id = NO_PRODUCER_ID
-            fenced_epoch = producer_epoch if fencing else txn.producer_epoch
-            if supports_epoch_bump(client_version) and is_epoch_exhausted(fenced_epoch):
-                allocated = self._new_producer_id()
-                if isinstance(allocated, ErrorCode):
-                    return EndTxnResult(allocated)
-                next_producer_id = allocated
-            if fencing:
-                if commit:  # only the coordinator's own abort follows a fence
-                    raise IllegalTransitionError(f"{txn.transactional_id}: commit of a fenced transaction")
-                # Clear the fence to make way for PrepareAbort, with the fence's bumped epoch.
-                txn.pending = None
-                txn.producer_epoch = producer_epoch
-                txn.last_producer_epoch = NO_PRODUCER_EPOCH
-            target = _S.PREPARE_COMMIT if commit else _S.PREPARE_ABORT
-            return txn.prepare_abort_or_commit(target, client_version, next_producer_id, now_ms), fencing
-        # Retries: the same outcome already decided is answered as Kafka does.
-        if state is _S.COMPLETE_COMMIT and commit or state is _S.COMPLETE_ABORT and not commit:
-            return current
-        if state is _S.PREPARE_COMMIT and commit or state is _S.PREPARE_ABORT and not commit:
-            return EndTxnResult(ErrorCode.concurrent_transactions)
-        if state in (_S.DEAD, _S.PREPARE_EPOCH_FENCE):
-            raise IllegalTransitionError(f"{txn.transactional_id} found in {state.display}")
-        log.info("EndTxn(%s) of %s in state %s", "commit" if commit else "abort",
-                 txn.transactional_id, state.display)
-        return EndTxnResult(ErrorCode.invalid_txn_state)
-
-    @staticmethod
-    def _epoch_bumped(txn: TransactionMetadata, producer_epoch: int) -> bool:
-        """TV2: the metadata's epoch is the request's plus one (the EndTxn bump)."""
-        return (txn.pending is not _S.PREPARE_EPOCH_FENCE
-                and supports_epoch_bump(txn.client_transaction_version)
-                and txn.producer_epoch == producer_epoch + 1)
+        empty_abort = (not commit and not retry
+                       and txn.state in (_S.EMPTY, _S.COMPLETE_COMMIT, _S.COMPLETE_ABORT))
+        if txn.state is not _S.ONGOING and not empty_abort:
+            error = self._decided_already(txn, commit, retry)
+            return current if error is ErrorCode.none else EndTxnResult(error)
+        next_producer_id = NO_PRODUCER_ID
+        # The epoch is bumped: when that exhausts it, the next producer id takes over at
+        # CompleteX. kconform also rotates after a fence of an exhausted epoch (Kafka skips the
+        # fence path here, and its bump would then overflow).
+        if is_epoch_exhausted(producer_epoch if fencing else txn.producer_epoch):
+            allocated = self._new_producer_id()
+            if isinstance(allocated, ErrorCode):
+                return EndTxnResult(allocated)
+            next_producer_id = allocated
+        if fencing:
+            self._fence_to_abort(txn, producer_epoch, commit)
+        target = _S.PREPARE_COMMIT if commit else _S.PREPARE_ABORT
+        return txn.prepare_abort_or_commit(target, 2, next_producer_id, now_ms, empty_abort), fencing
 
     def _prepare_complete(
         self, transactional_id: str, coordinator_epoch: int, producer_id: int, producer_epoch: int,
-        commit: bool, now_ms: int,
+        commit: bool, v2: bool, now_ms: int,
     ) -> ErrorCode | tuple[TransactionMetadata, TxnTransit]:
         """After PrepareX is replicated: check nothing changed, and prepare CompleteX (pending
         while the markers are written)."""
@@ -490,7 +538,7 @@ class TransactionCoordinator:
         txn = found.metadata
         if txn.producer_id != producer_id:
             return ErrorCode.invalid_producer_id_mapping
-        if txn.producer_epoch != producer_epoch and not self._epoch_bumped(txn, producer_epoch):
+        if txn.producer_epoch != producer_epoch and not (v2 and txn.producer_epoch == producer_epoch + 1):
             return ErrorCode.producer_fenced
         if txn.pending is not None:
             return ErrorCode.concurrent_transactions
@@ -502,12 +550,20 @@ class TransactionCoordinator:
     # --- markers ---------------------------------------------------------------------------
 
     def _send_markers(
-        self, txn: TransactionMetadata, coordinator_epoch: int, commit: bool, complete: TxnTransit
+        self, txn: TransactionMetadata, coordinator_epoch: int, commit: bool, complete: TxnTransit,
+        now_ms: int,
     ) -> None:
-        self._markers.append(TxnMarkers(
+        """Output the markers of a decided transaction; one with no partition (a TV2 abort of
+        an empty transaction) has none to write and is completed at once, as Kafka's marker
+        channel does."""
+        markers = TxnMarkers(
             txn.transactional_id, txn.producer_id, txn.producer_epoch, coordinator_epoch, commit,
             frozenset(txn.partitions), txn.client_transaction_version, complete,
-        ))
+        )
+        if markers.partitions:
+            self._markers.append(markers)
+        else:
+            self.markers_written(markers, now_ms)
 
     def take_markers(self) -> list[TxnMarkers]:
         """The markers decided since the last call, for the caller to write."""
@@ -584,7 +640,7 @@ class TransactionCoordinator:
         self._drop_markers(partition)
         for txn in self.manager.load(partition, coordinator_epoch):
             self._send_markers(txn, coordinator_epoch, txn.state is _S.PREPARE_COMMIT,
-                               txn.prepare_complete(now_ms))
+                               txn.prepare_complete(now_ms), now_ms)
 
     def unload_partition(self, partition: int, coordinator_epoch: int | None = None) -> None:
         """Another node leads the partition now (Kafka's onResignation): forget its ids and the

@@ -1,5 +1,5 @@
-"""One transactional id's metadata, and the transitions that change it (Kafka's
-``TransactionMetadata`` and ``TxnTransitMetadata``).
+"""One transactional id's metadata, and the transitions that change it (Kafka 4's
+``TransactionMetadata`` and ``TxnTransitMetadata``, transaction-coordinator module).
 
 A change is made in two steps, as in Kafka, because every change must be in
 ``__transaction_state`` (replicated) before anyone acts on it:
@@ -28,6 +28,7 @@ Epochs (KIP-98, KIP-360, KIP-890):
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -127,6 +128,8 @@ class TransactionMetadata:
         return self.state in (_S.ONGOING, _S.PREPARE_ABORT, _S.PREPARE_COMMIT)
 
     # --- preparing transitions ---------------------------------------------------------------
+    # Each transit starts as a copy of the metadata and changes what its move changes (Kafka's
+    # TransitionData); ``prev_producer_id`` is always the producer id before the move.
 
     def prepare_fence_producer_epoch(self) -> TxnTransit:
         """Fence the producer of the open transaction (a new instance's InitProducerId, or the
@@ -135,9 +138,7 @@ class TransactionMetadata:
         if self.producer_epoch == MAX_EPOCH:
             raise IllegalTransitionError("cannot fence a producer at epoch 32767: it would overflow")
         epoch = self.producer_epoch if self.failed_epoch_fence else self.producer_epoch + 1
-        return self._prepare(_S.PREPARE_EPOCH_FENCE, self.producer_id, epoch, NO_PRODUCER_EPOCH,
-                             self.timeout_ms, frozenset(self.partitions), self.start_ms,
-                             self.last_update_ms)
+        return self._prepare(_S.PREPARE_EPOCH_FENCE, producer_epoch=epoch)
 
     def prepare_increment_producer_epoch(
         self, timeout_ms: int, expected_epoch: int | None, now_ms: int
@@ -160,7 +161,9 @@ class TransactionMetadata:
             epoch, last = self.producer_epoch, self.last_producer_epoch
         else:
             return None
-        return self._prepare(_S.EMPTY, self.producer_id, epoch, last, timeout_ms, frozenset(), -1, now_ms)
+        return self._prepare(_S.EMPTY, producer_epoch=epoch, last_producer_epoch=last,
+                             timeout_ms=timeout_ms, partitions=frozenset(), start_ms=-1,
+                             last_update_ms=now_ms)
 
     def prepare_producer_id_rotation(
         self, new_producer_id: int, timeout_ms: int, now_ms: int, record_last_epoch: bool
@@ -169,23 +172,29 @@ class TransactionMetadata:
         the old epoch is kept as the last one when the producer named it, so its retry is known."""
         if self.has_pending_transaction:
             raise IllegalTransitionError("cannot rotate producer ids while a transaction is open")
-        last = self.producer_epoch if record_last_epoch else NO_PRODUCER_EPOCH
-        return self._prepare(_S.EMPTY, new_producer_id, 0, last, timeout_ms, frozenset(), -1, now_ms)
+        return self._prepare(
+            _S.EMPTY, producer_id=new_producer_id, producer_epoch=0,
+            last_producer_epoch=self.producer_epoch if record_last_epoch else NO_PRODUCER_EPOCH,
+            timeout_ms=timeout_ms, partitions=frozenset(), start_ms=-1, last_update_ms=now_ms)
 
-    def prepare_add_partitions(self, added: Iterable[TopicPartition], now_ms: int) -> TxnTransit:
+    def prepare_add_partitions(
+        self, added: Iterable[TopicPartition], now_ms: int, client_transaction_version: int = 0
+    ) -> TxnTransit:
         """AddPartitionsToTxn / AddOffsetsToTxn: Ongoing with these partitions too; the first
         addition after Empty or CompleteX starts the transaction (and its timeout)."""
         start = now_ms if self.state in (_S.EMPTY, _S.COMPLETE_ABORT, _S.COMPLETE_COMMIT) else self.start_ms
-        return self._prepare(_S.ONGOING, self.producer_id, self.producer_epoch,
-                             self.last_producer_epoch, self.timeout_ms,
-                             frozenset(self.partitions) | frozenset(added), start, now_ms)
+        return self._prepare(_S.ONGOING, partitions=frozenset(self.partitions) | frozenset(added),
+                             start_ms=start, last_update_ms=now_ms,
+                             client_transaction_version=client_transaction_version)
 
     def prepare_abort_or_commit(
         self, state: TransactionState, client_transaction_version: int, next_producer_id: int,
-        now_ms: int,
+        now_ms: int, no_partition_added: bool = False,
     ) -> TxnTransit:
         """EndTxn: PrepareCommit or PrepareAbort. With transaction version 2 the epoch is bumped
-        here (KIP-890 part 2), the old one kept as the last epoch so a retry is recognised."""
+        here (KIP-890 part 2), the old one kept as the last epoch so a retry is recognised, and
+        an abort may come with no partition added (from Empty or CompleteX; its start time is
+        then now)."""
         if supports_epoch_bump(client_transaction_version) and self.producer_epoch < MAX_EPOCH:
             epoch, last = self.producer_epoch + 1, self.producer_epoch
         elif supports_epoch_bump(client_transaction_version):
@@ -195,109 +204,99 @@ class TransactionMetadata:
             epoch, last = self.producer_epoch, self.producer_epoch
         else:
             epoch, last = self.producer_epoch, self.last_producer_epoch
-        return self._prepare(state, self.producer_id, epoch, last, self.timeout_ms,
-                             frozenset(self.partitions), self.start_ms, now_ms,
-                             next_producer_id, client_transaction_version)
+        return self._prepare(state, producer_epoch=epoch, last_producer_epoch=last,
+                             start_ms=now_ms if no_partition_added else self.start_ms,
+                             next_producer_id=next_producer_id, last_update_ms=now_ms,
+                             client_transaction_version=client_transaction_version)
 
     def prepare_complete(self, now_ms: int) -> TxnTransit:
         """Every marker is written: CompleteCommit or CompleteAbort, no partitions. With
         transaction version 2 and an exhausted epoch, the next producer id takes over here at
-        epoch 0 (KIP-890)."""
+        epoch 0; the last epoch stays the one the client last saw (KIP-890)."""
         state = _S.COMPLETE_COMMIT if self.state is _S.PREPARE_COMMIT else _S.COMPLETE_ABORT
         self.failed_epoch_fence = False  # the PrepareX before it was written
         producer_id, epoch = self.producer_id, self.producer_epoch
         if supports_epoch_bump(self.client_transaction_version) and self.next_producer_id != NO_PRODUCER_ID:
             producer_id, epoch = self.next_producer_id, 0
-        return self._prepare(state, producer_id, epoch, self.producer_epoch, self.timeout_ms,
-                             frozenset(), self.start_ms, now_ms, NO_PRODUCER_ID,
-                             self.client_transaction_version)
+        return self._prepare(state, producer_id=producer_id, producer_epoch=epoch,
+                             next_producer_id=NO_PRODUCER_ID, partitions=frozenset(),
+                             last_update_ms=now_ms)
 
     def prepare_dead(self) -> TxnTransit:
         """transactional.id.expiration.ms: the id is about to be removed (a tombstone)."""
-        return self._prepare(_S.DEAD, self.producer_id, self.producer_epoch,
-                             self.last_producer_epoch, self.timeout_ms, frozenset(), self.start_ms,
-                             self.last_update_ms)
+        return self._prepare(_S.DEAD, partitions=frozenset())
 
-    def _prepare(
-        self, state: TransactionState, producer_id: int, epoch: int, last_epoch: int,
-        timeout_ms: int, partitions: frozenset[TopicPartition], start_ms: int, now_ms: int,
-        next_producer_id: int = NO_PRODUCER_ID, client_transaction_version: int = 0,
-    ) -> TxnTransit:
+    def _prepare(self, state: TransactionState, **changes: Any) -> TxnTransit:
         if self.pending is not None:
             raise IllegalTransitionError(
                 f"{self.transactional_id}: preparing {state.display} while {self.pending.display} is pending")
-        if producer_id < 0:
-            raise IllegalTransitionError(f"illegal producer id {producer_id}")
-        if state is not _S.DEAD and epoch < 0:
-            raise IllegalTransitionError(f"illegal producer epoch {epoch}")
+        transit = attrs.evolve(TxnTransit(
+            self.producer_id, self.producer_id, self.next_producer_id, self.producer_epoch,
+            self.last_producer_epoch, self.timeout_ms, state, frozenset(self.partitions),
+            self.start_ms, self.last_update_ms, self.client_transaction_version,
+        ), **changes)
+        if transit.producer_id < 0:
+            raise IllegalTransitionError(f"illegal producer id {transit.producer_id}")
+        if state is not _S.DEAD and not 0 <= transit.producer_epoch <= MAX_EPOCH:
+            raise IllegalTransitionError(f"illegal producer epoch {transit.producer_epoch}")
         if not state.may_follow(self.state):
             raise IllegalTransitionError(
                 f"{self.transactional_id}: {self.state.display} -> {state.display} is not a transition")
         self.pending = state
-        return TxnTransit(producer_id, self.producer_id, next_producer_id, epoch, last_epoch,
-                          timeout_ms, state, partitions, start_ms, now_ms, client_transaction_version)
+        return transit
 
     # --- completing them -----------------------------------------------------------------------
 
     def complete_transition(self, transit: TxnTransit) -> None:
-        """Apply ``transit`` now that its record is replicated (Kafka's completeTransitionTo,
-        with its consistency checks: the epoch is the same, one more, or 0 of a new id; the
-        partitions only grow while Ongoing; the timestamps go forward)."""
+        """Apply ``transit`` now that its record is replicated (Kafka's completeTransitionTo),
+        after its consistency checks: the epoch is the same, one more, or 0 of a new id; the
+        partitions only grow while Ongoing; a transaction has a start time once decided."""
         if self.pending is None or self.pending is not transit.state:
             self._fail(transit)
         to = transit.state
         if to is _S.EMPTY:  # InitProducerId
-            if ((self.producer_epoch != transit.producer_epoch and not self._valid_epoch_bump(transit))
-                    or transit.partitions or transit.start_ms != -1):
-                self._fail(transit)
-            self.timeout_ms = transit.timeout_ms
-            self.producer_epoch = transit.producer_epoch
-            self.last_producer_epoch = transit.last_producer_epoch
-            self.producer_id = transit.producer_id
-            self.previous_producer_id = transit.prev_producer_id
+            ok = ((self.producer_epoch == transit.producer_epoch or self._valid_epoch_bump(transit))
+                  and not transit.partitions and transit.start_ms == -1)
         elif to is _S.ONGOING:  # AddPartitionsToTxn
-            if (not self._valid_epoch(transit) or not self.partitions <= transit.partitions
-                    or self.timeout_ms != transit.timeout_ms):
-                self._fail(transit)
-            self.start_ms = transit.start_ms
-            self.partitions |= transit.partitions
-        elif to.is_prepare:  # EndTxn
-            if (not self._valid_epoch(transit) or self.partitions != transit.partitions
-                    or self.timeout_ms != transit.timeout_ms or self.start_ms != transit.start_ms):
-                self._fail(transit)
-            if supports_epoch_bump(transit.client_transaction_version):
-                self.producer_epoch = transit.producer_epoch
-                self.last_producer_epoch = transit.last_producer_epoch
-                self.next_producer_id = transit.next_producer_id
+            ok = (self._valid_epoch(transit) and self.partitions <= transit.partitions
+                  and self.timeout_ms == transit.timeout_ms)
+        elif to.is_prepare:  # EndTxn; TV2 may abort from Empty or CompleteX, with a new start
+            empty_abort = (to is _S.PREPARE_ABORT and supports_epoch_bump(transit.client_transaction_version)
+                           and self.state in (_S.EMPTY, _S.COMPLETE_COMMIT, _S.COMPLETE_ABORT))
+            ok = (self._valid_epoch(transit) and self.partitions == transit.partitions
+                  and self.timeout_ms == transit.timeout_ms
+                  and (self.start_ms == transit.start_ms or empty_abort))
         elif to in (_S.COMPLETE_COMMIT, _S.COMPLETE_ABORT):  # the markers are written
-            if (not self._valid_epoch(transit) or self.timeout_ms != transit.timeout_ms
-                    or transit.start_ms == -1):
-                self._fail(transit)
-            self.start_ms = transit.start_ms
-            self.partitions.clear()
-            if supports_epoch_bump(transit.client_transaction_version):
-                self.producer_epoch = transit.producer_epoch
-                self.last_producer_epoch = transit.last_producer_epoch
-                self.previous_producer_id = transit.prev_producer_id
-                self.producer_id = transit.producer_id
-                self.next_producer_id = transit.next_producer_id
+            ok = (self._valid_epoch(transit) and self.timeout_ms == transit.timeout_ms
+                  and transit.start_ms != -1)
         else:  # PrepareEpochFence becomes PrepareAbort; Dead is removed, never completed
+            ok = False
+        if not ok:
             self._fail(transit)
-        self.client_transaction_version = transit.client_transaction_version
+        self.producer_id = transit.producer_id
+        self.previous_producer_id = transit.prev_producer_id
+        self.next_producer_id = transit.next_producer_id
+        self.producer_epoch = transit.producer_epoch
+        self.last_producer_epoch = transit.last_producer_epoch
+        self.timeout_ms = transit.timeout_ms
+        self.partitions = set(transit.partitions)
+        self.start_ms = transit.start_ms
         self.last_update_ms = transit.last_update_ms
+        self.client_transaction_version = transit.client_transaction_version
         self.pending = None
         self.state = to
 
     def _valid_epoch(self, transit: TxnTransit) -> bool:
-        """The transit is for this producer id and epoch (for TV2's PrepareX the epoch before
-        its bump; for TV2's CompleteX after a rotation the id and epoch before it)."""
+        """The transit is for this producer id and epoch: for TV2's PrepareX the epoch before
+        its bump; for TV2's CompleteX after a rotation, the id before it and the same last
+        epoch (Kafka's validProducerEpoch)."""
         v2 = supports_epoch_bump(transit.client_transaction_version)
-        overflow = (v2 and transit.state in (_S.COMPLETE_COMMIT, _S.COMPLETE_ABORT)
-                    and transit.producer_epoch == 0)
-        epoch = (transit.last_producer_epoch if overflow or (v2 and transit.state.is_prepare)
-                 else transit.producer_epoch)
-        producer_id = transit.prev_producer_id if overflow else transit.producer_id
-        return epoch == self.producer_epoch and producer_id == self.producer_id
+        if v2 and transit.state in (_S.COMPLETE_COMMIT, _S.COMPLETE_ABORT) and transit.producer_epoch == 0:
+            return (transit.last_producer_epoch == self.last_producer_epoch
+                    and transit.prev_producer_id == self.producer_id)
+        if v2 and transit.state.is_prepare:
+            return transit.last_producer_epoch == self.producer_epoch and transit.producer_id == self.producer_id
+        return transit.producer_epoch == self.producer_epoch and transit.producer_id == self.producer_id
 
     def _valid_epoch_bump(self, transit: TxnTransit) -> bool:
         return (transit.producer_epoch == self.producer_epoch + 1

@@ -9,7 +9,9 @@ raises :class:`IllegalTransitionError` (Kafka throws IllegalStateException).
 
 The protocol itself (KIP-98): Empty -> Ongoing (AddPartitionsToTxn / AddOffsetsToTxn) ->
 PrepareCommit or PrepareAbort (EndTxn, written before any marker) -> CompleteCommit or
-CompleteAbort (once every partition has its marker) -> Ongoing or Empty again. PrepareEpochFence
+CompleteAbort (once every partition has its marker) -> Ongoing or Empty again. These are the
+transitions of Kafka 4 (the Java TransactionMetadata of the transaction-coordinator module),
+which with transaction version 2 also allows PrepareAbort from Empty and CompleteX. PrepareEpochFence
 (KIP-360) is the pending state of an Ongoing transaction whose producer is being fenced (a new
 InitProducerId, or transaction.timeout.ms expired); it is never written, it only becomes
 PrepareAbort. Dead is the pending state of a transactional id being expired
@@ -80,8 +82,11 @@ VALID_PREVIOUS_STATES: Mapping[TransactionState, frozenset[TransactionState]] = 
     _S.ONGOING: frozenset({_S.ONGOING, _S.EMPTY, _S.COMPLETE_COMMIT, _S.COMPLETE_ABORT}),
     # EndTxn(commit).
     _S.PREPARE_COMMIT: frozenset({_S.ONGOING}),
-    # EndTxn(abort), or the abort that fences a producer (KIP-360).
-    _S.PREPARE_ABORT: frozenset({_S.ONGOING, _S.PREPARE_EPOCH_FENCE}),
+    # EndTxn(abort), or the abort that fences a producer (KIP-360); with transaction version 2
+    # also an abort with no transaction open (KIP-890: the client cannot know whether a
+    # partition joined it).
+    _S.PREPARE_ABORT: frozenset({_S.ONGOING, _S.PREPARE_EPOCH_FENCE, _S.EMPTY, _S.COMPLETE_COMMIT,
+                                 _S.COMPLETE_ABORT}),
     # Every marker written.
     _S.COMPLETE_COMMIT: frozenset({_S.PREPARE_COMMIT}),
     _S.COMPLETE_ABORT: frozenset({_S.PREPARE_ABORT}),

@@ -178,7 +178,7 @@ def test_commit_with_transaction_version_0() -> None:
     d = Driver(transaction_version=0)
     pid, epoch = ongoing(d)
     result = d.end(pid, epoch, commit=True, version=0)
-    assert (result.error, result.producer_id, result.producer_epoch) == (E.none, pid, epoch)
+    assert (result.error, result.producer_id, result.producer_epoch) == (E.none, -1, -1)  # < v5
     assert d.txn().state is S.PREPARE_COMMIT
     assert d.add(pid, epoch, [("x", 1)]) is E.concurrent_transactions
     assert d.end(pid, epoch, commit=True, version=0).error is E.concurrent_transactions  # a retry
@@ -219,6 +219,40 @@ def test_transaction_version_2_bumps_the_epoch_on_every_end_txn() -> None:
     assert d.add(pid, epoch) is E.producer_fenced
     assert d.add(pid, epoch + 1) is E.none
     assert d.end(pid, epoch + 1, version=2).producer_epoch == epoch + 2
+
+
+@pytest.mark.parametrize(("state", "commit", "retry", "outcome"), [
+    ("Empty", False, True, E.producer_fenced), ("Empty", False, False, "bump"),
+    ("Empty", True, True, E.producer_fenced), ("Empty", True, False, E.invalid_txn_state),
+    ("CompleteAbort", False, True, E.none), ("CompleteAbort", False, False, "bump"),
+    ("CompleteAbort", True, True, E.invalid_txn_state), ("CompleteAbort", True, False, E.invalid_txn_state),
+    ("CompleteCommit", False, True, E.invalid_txn_state), ("CompleteCommit", False, False, "bump"),
+    ("CompleteCommit", True, True, E.none), ("CompleteCommit", True, False, E.invalid_txn_state),
+])
+def test_transaction_version_2_end_txn_without_an_open_transaction(
+    state: str, commit: bool, retry: bool, outcome: ErrorCode | str,
+) -> None:
+    """Kafka's table for Empty / CompleteAbort / CompleteCommit with TV2: a retry carries the
+    epoch before the last bump; an abort with the current epoch bumps the epoch and completes
+    at once (no partition, no marker), since the client cannot know whether a partition joined."""
+    d = Driver()
+    pid, epoch = d.init().producer_id, 0
+    if state != "Empty":
+        assert d.add(pid, epoch) is E.none
+        epoch = d.end(pid, epoch, commit=state == "CompleteCommit").producer_epoch
+        d.write_markers()
+    assert d.txn().state.display == state
+    if state == "Empty":
+        d.txn().last_producer_epoch = epoch
+        d.txn().producer_epoch = epoch = epoch + 1  # as after an InitProducerId recovery bump
+    result = d.end(pid, epoch - 1 if retry else epoch, commit=commit)
+    if outcome == "bump":
+        assert (result.error, result.producer_epoch) == (E.none, epoch + 1)
+        assert d.txn().state is S.COMPLETE_ABORT and d.coordinator.take_markers() == []
+    else:
+        assert result.error is outcome
+        if outcome is E.none:
+            assert (result.producer_id, result.producer_epoch) == (pid, epoch)
 
 
 def test_transaction_version_2_rotates_the_producer_id_when_the_epoch_runs_out() -> None:
