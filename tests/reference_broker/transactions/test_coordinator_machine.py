@@ -214,9 +214,11 @@ class TransactionMachine(RuleBasedStateMachine):
                 self.reported.pop(tid, None)  # no decision yet: its markers are still to come
             elif txn.state.is_prepare:
                 commit = txn.state is S.PREPARE_COMMIT
-                # Output and not yet reported, or reported and CompleteX being written.
+                # Output and not yet reported, or reported (none to report for a TV2 abort with
+                # no partition) and CompleteX being written or waiting for a retry.
+                reported = self.reported.get(tid) == commit or not txn.partitions
                 assert ([m.commit for m in outstanding] == [commit]
-                        or (self.reported.get(tid) == commit and txn.pending is not None)), (tid, txn)
+                        or (reported and txn.pending is not None)), (tid, txn)
             elif txn.state in complete and previous is not txn.state:
                 # Entered CompleteX (maybe within one step from Ongoing): only once its markers
                 # were reported written, or (TV2) an abort with no transaction open, which has
