@@ -1,0 +1,36 @@
+"""The broker settings the transaction coordinator obeys (Kafka's names in comments)."""
+
+from __future__ import annotations
+
+import attrs
+
+from reference_broker.transactions.log_format import DEFAULT_PARTITIONS
+
+
+@attrs.frozen(slots=True)
+class TransactionConfig:
+    """Kafka's defaults (TransactionStateManagerConfig, TransactionLogConfig).
+
+    ``transaction_version`` is the finalized level of the ``transaction.version`` feature
+    (KIP-890, KIP-1022): 0 writes ``__transaction_state`` values in version 0; 1 writes the
+    flexible version 1; 2 also bumps the epoch on every EndTxn of clients that use it (EndTxn
+    v5+) and on the aborts the coordinator itself starts. Kafka 4 clusters start at 2.
+
+    The broker has none of these keys yet: they come with the wiring (see the package).
+    """
+
+    max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
+    state_log_num_partitions: int = DEFAULT_PARTITIONS  # transaction.state.log.num.partitions
+    # transaction.abort.timed.out.transaction.cleanup.interval.ms
+    abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
+    transactional_id_expiration_ms: int = 7 * 24 * 3600 * 1000  # transactional.id.expiration.ms
+    # transaction.remove.expired.transaction.cleanup.interval.ms
+    remove_expired_transaction_cleanup_interval_ms: int = 3600 * 1000
+    # request.timeout.ms: how long an append to __transaction_state may wait for the ISR.
+    append_timeout_ms: int = 30_000
+    transaction_version: int = 2  # the transaction.version feature level (0, 1 or 2)
+
+    @property
+    def log_value_version(self) -> int:
+        """The TransactionLogValue version written (TransactionVersion.transactionLogValueVersion)."""
+        return 1 if self.transaction_version >= 1 else 0
