@@ -40,6 +40,8 @@ class Endpoint:
 
 @attrs.frozen(slots=True)
 class RegisterBroker:
+    """A broker registered (KIP-631 RegisterBrokerRecord): its incarnation, epoch and listeners."""
+
     node_id: int
     broker_epoch: int
     incarnation_id: str
@@ -48,18 +50,25 @@ class RegisterBroker:
 
 @attrs.frozen(slots=True)
 class FenceBroker:
+    """The controller fenced a broker (it missed heartbeats, or is new and not caught up): it
+    leads nothing and leaves every ISR."""
+
     node_id: int
     broker_epoch: int
 
 
 @attrs.frozen(slots=True)
 class UnfenceBroker:
+    """The controller unfenced a broker: it has caught up with the metadata log and heartbeats."""
+
     node_id: int
     broker_epoch: int
 
 
 @attrs.frozen(slots=True)
 class TopicRecord:
+    """A topic created, or its configuration changed (the latest record wins)."""
+
     name: str
     topic_id: uuid.UUID
     configs: tuple[tuple[str, str], ...] = ()
@@ -67,6 +76,8 @@ class TopicRecord:
 
 @attrs.frozen(slots=True)
 class RemoveTopic:
+    """A topic deleted: brokers delete its partitions and their data."""
+
     topic_id: uuid.UUID
 
 
@@ -89,6 +100,8 @@ class PartitionRecord:
 
 @attrs.frozen(slots=True)
 class ProducerIdsRecord:
+    """The next producer id block a broker may be given (KIP-730)."""
+
     next_producer_id: int
 
 

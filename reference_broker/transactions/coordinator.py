@@ -165,6 +165,9 @@ class TransactionDescription:
 
 @attrs.frozen(slots=True)
 class TransactionListing:
+    """One transactional id of ListTransactions' answer: its producer id and its state, by the
+    name Kafka gives it (``Ongoing``, ``PrepareCommit``, ...)."""
+
     transactional_id: str
     producer_id: int
     state: str
@@ -172,6 +175,9 @@ class TransactionListing:
 
 @attrs.frozen(slots=True)
 class ListTransactionsResult:
+    """ListTransactions' answer: the ids that pass the filters, and the state filters no state
+    has (Kafka names them back to the client)."""
+
     error: ErrorCode
     transactions: tuple[TransactionListing, ...] = ()
     unknown_state_filters: tuple[str, ...] = ()
