@@ -20,13 +20,10 @@ from harness.clients.base import (
     ClientUnavailable,
     ConsumedRecord,
     Consumer,
-    ConsumerSettings,
     DeliveryCallback,
     Producer,
-    ProducerSettings,
 )
 from harness.clients.kafka_python import error_of
-from harness.history.write import Recorder
 
 try:
     import aiokafka
@@ -78,16 +75,14 @@ class LoopThread:
 class AiokafkaProducer(Producer):
     client = "aiokafka"
 
-    def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
-                 history: Recorder | None = None, process: str = "p0") -> None:
-        super().__init__(bootstrap, settings, history, process)
+    def _open(self) -> None:
         lib = _require()
         s = self.settings
-        self._loop = LoopThread(f"aiokafka-producer-{process}")
+        self._loop = LoopThread(f"aiokafka-producer-{self.process}")
 
         async def create() -> Any:
             producer = lib.AIOKafkaProducer(
-                bootstrap_servers=bootstrap, client_id=s.client_id,
+                bootstrap_servers=self.bootstrap, client_id=s.client_id,
                 acks="all" if s.acks == "all" else int(s.acks), enable_idempotence=s.idempotence,
                 linger_ms=s.linger_ms,
                 request_timeout_ms=s.request_timeout_ms or min(s.delivery_timeout_ms, 30_000),
@@ -146,17 +141,15 @@ class AiokafkaProducer(Producer):
 class AiokafkaConsumer(Consumer):
     client = "aiokafka"
 
-    def __init__(self, bootstrap: str, group: str | None = None, settings: ConsumerSettings | None = None,
-                 history: Recorder | None = None, process: str = "c0") -> None:
-        super().__init__(bootstrap, group, settings, history, process)
+    def _open(self) -> None:
         lib = _require()
         s = self.settings
-        self._loop = LoopThread(f"aiokafka-consumer-{process}")
+        self._loop = LoopThread(f"aiokafka-consumer-{self.process}")
         self._started = False
 
         async def create() -> Any:
             return lib.AIOKafkaConsumer(
-                bootstrap_servers=bootstrap, client_id=s.client_id, group_id=group,
+                bootstrap_servers=self.bootstrap, client_id=s.client_id, group_id=self.group,
                 enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
                 session_timeout_ms=s.session_timeout_ms,
                 heartbeat_interval_ms=min(3000, s.session_timeout_ms // 3),

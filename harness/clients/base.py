@@ -158,10 +158,17 @@ DeliveryCallback = Callable[[str | None, int | None, int | None], None]
 
 
 class _Client:
-    """What producers and consumers share: the library's name, and closing (also as a context
-    manager, so that a failing workload does not leave a client's connections behind)."""
+    """What producers and consumers share: the library's name, opening the library's client once
+    the common fields are set (:meth:`_open`, each backend's only constructor code), and closing
+    (also as a context manager, so that a failing workload does not leave a client's connections
+    behind)."""
 
     client: ClassVar[str] = "?"
+
+    def _open(self) -> None:
+        """Create the library's client from ``self.bootstrap``, ``self.settings``, ``self.process``
+        (and a consumer's ``self.group``); raise ClientUnavailable when the library is missing."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self._close()
@@ -187,6 +194,7 @@ class Producer(_Client):
         self.process = process
         self._counter = itertools.count()
         self._spec = self.settings.spec()
+        self._open()
 
     def next_value(self) -> str:
         """A value no other write of the run has: ``<process>-<n>``."""
@@ -265,6 +273,7 @@ class Consumer(_Client):
         self.process = process
         self.next_offsets: dict[TP, int] = {}  # one past the last offset returned, per partition
         self.assignment: frozenset[TP] = frozenset()
+        self._open()
 
     # --- recorded operations -------------------------------------------------------------------
 

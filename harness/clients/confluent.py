@@ -11,14 +11,11 @@ from harness.clients.base import (
     ClientUnavailable,
     ConsumedRecord,
     Consumer,
-    ConsumerSettings,
     DeliveryCallback,
     Producer,
-    ProducerSettings,
     bounded,
 )
 from harness.error_names import error_name
-from harness.history.write import Recorder
 
 try:
     import confluent_kafka as ck
@@ -70,13 +67,11 @@ def error_of(err: Any) -> str:
 class ConfluentProducer(Producer):
     client = "confluent-kafka"
 
-    def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
-                 history: Recorder | None = None, process: str = "p0") -> None:
-        super().__init__(bootstrap, settings, history, process)
+    def _open(self) -> None:
         lib = _require()
         s = self.settings
         self._p = lib.Producer({
-            "bootstrap.servers": bootstrap, "client.id": s.client_id, "acks": s.acks,
+            "bootstrap.servers": self.bootstrap, "client.id": s.client_id, "acks": s.acks,
             "enable.idempotence": s.idempotence, "linger.ms": s.linger_ms,
             "message.timeout.ms": s.delivery_timeout_ms, "log_level": LOG_LEVEL,
             **_optional({"request.timeout.ms": s.request_timeout_ms,
@@ -120,15 +115,13 @@ class ConfluentProducer(Producer):
 class ConfluentConsumer(Consumer):
     client = "confluent-kafka"
 
-    def __init__(self, bootstrap: str, group: str | None = None, settings: ConsumerSettings | None = None,
-                 history: Recorder | None = None, process: str = "c0") -> None:
-        super().__init__(bootstrap, group, settings, history, process)
+    def _open(self) -> None:
         lib = _require()
         s = self.settings
         self._c = lib.Consumer({
-            "bootstrap.servers": bootstrap, "client.id": s.client_id,
+            "bootstrap.servers": self.bootstrap, "client.id": s.client_id,
             # librdkafka needs a group id even for assign(); nothing is committed without a call.
-            "group.id": group or f"kconform-nogroup-{process}", "enable.auto.commit": False,
+            "group.id": self.group or f"kconform-nogroup-{self.process}", "enable.auto.commit": False,
             "auto.offset.reset": s.auto_offset_reset, "enable.partition.eof": False,
             "session.timeout.ms": s.session_timeout_ms, "log_level": LOG_LEVEL,
             **_optional({"topic.metadata.refresh.interval.ms": s.metadata_max_age_ms}),

@@ -68,7 +68,6 @@ from harness.clients.base import (
     Producer,
     ProducerSettings,
 )
-from harness.history.write import Recorder
 from launch import kafka_jars
 
 VERSION_ENV = "KCONFORM_JAVA_CLIENT_VERSION"
@@ -617,12 +616,10 @@ class _OnBridge:
 class JavaProducer(_OnBridge, Producer):
     client = "java"
 
-    def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
-                 history: Recorder | None = None, process: str = "p0") -> None:
-        super().__init__(bootstrap, settings, history, process)
-        config = producer_config(bootstrap, self.settings)
+    def _open(self) -> None:
+        config = producer_config(self.bootstrap, self.settings)
         self._max_block_s = int(config["max.block.ms"]) / 1000
-        self._open_bridge("producer", config, process)
+        self._open_bridge("producer", config, self.process)
 
     def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
               done: DeliveryCallback) -> None:
@@ -665,10 +662,8 @@ def consumer_config(bootstrap: str, group: str | None, s: ConsumerSettings) -> d
 class JavaConsumer(_OnBridge, Consumer):
     client = "java"
 
-    def __init__(self, bootstrap: str, group: str | None = None, settings: ConsumerSettings | None = None,
-                 history: Recorder | None = None, process: str = "c0") -> None:
-        super().__init__(bootstrap, group, settings, history, process)
-        self._open_bridge("consumer", consumer_config(bootstrap, group, self.settings), process)
+    def _open(self) -> None:
+        self._open_bridge("consumer", consumer_config(self.bootstrap, self.group, self.settings), self.process)
 
     def _call(self, command: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         reply = self._bridge.request(command, timeout_s)

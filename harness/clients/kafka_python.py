@@ -10,13 +10,10 @@ from harness.clients.base import (
     ClientUnavailable,
     ConsumedRecord,
     Consumer,
-    ConsumerSettings,
     DeliveryCallback,
     Producer,
-    ProducerSettings,
 )
 from harness.error_names import error_name
-from harness.history.write import Recorder
 
 try:
     import kafka
@@ -49,13 +46,11 @@ def error_of(exc: BaseException) -> str:
 class KafkaPythonProducer(Producer):
     client = "kafka-python"
 
-    def __init__(self, bootstrap: str, settings: ProducerSettings | None = None,
-                 history: Recorder | None = None, process: str = "p0") -> None:
-        super().__init__(bootstrap, settings, history, process)
+    def _open(self) -> None:
         lib = _require()
         s = self.settings
         self._p = lib.KafkaProducer(
-            bootstrap_servers=bootstrap.split(","), client_id=s.client_id,
+            bootstrap_servers=self.bootstrap.split(","), client_id=s.client_id,
             acks="all" if s.acks == "all" else int(s.acks), enable_idempotence=s.idempotence,
             linger_ms=s.linger_ms, delivery_timeout_ms=s.delivery_timeout_ms,
             request_timeout_ms=s.request_timeout_ms or max(1000, min(s.delivery_timeout_ms // 2, 30_000)),
@@ -85,13 +80,11 @@ class KafkaPythonProducer(Producer):
 class KafkaPythonConsumer(Consumer):
     client = "kafka-python"
 
-    def __init__(self, bootstrap: str, group: str | None = None, settings: ConsumerSettings | None = None,
-                 history: Recorder | None = None, process: str = "c0") -> None:
-        super().__init__(bootstrap, group, settings, history, process)
+    def _open(self) -> None:
         lib = _require()
         s = self.settings
         self._c = lib.KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","), client_id=s.client_id, group_id=group,
+            bootstrap_servers=self.bootstrap.split(","), client_id=s.client_id, group_id=self.group,
             enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
             session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=min(3000, s.session_timeout_ms // 3),
             max_poll_records=s.max_poll_records,
