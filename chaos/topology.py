@@ -147,11 +147,6 @@ class Topology:
         """Every path into or out of ``node``."""
         return [link for (s, t, _), link in sorted(self.links.items()) if node in (s, t)]
 
-    def client_address(self, node: str) -> str | None:
-        """What clients are told for broker ``node`` (its client proxy's listen address)."""
-        link = self.link(CLIENTS, node)
-        return None if link is None else link.listen
-
     # --- faults --------------------------------------------------------------------------------
 
     def hold_down(self, links: Iterable[ProxyLink], fault: str) -> None:

@@ -71,9 +71,6 @@ class Links(Protocol):
     def combined_link_address(self, link: Link, address: Address, listen: str = "127.0.0.1:0") -> Address:
         """The same for combined broker+controller nodes (KRaft combined mode)."""
 
-    def client_address(self, node: str) -> str | None:
-        """What clients are told for broker ``node``."""
-
     def name_targets(self, names: Mapping[str, str]) -> None:
         """Name the nodes behind proxies by their listen addresses (brokers someone else runs);
         paths to no named node are forgotten."""
