@@ -85,6 +85,7 @@ from reference_broker.topics import TopicsView
 
 log = logging.getLogger(__name__)
 
+
 class _MetadataWaiter:
     __slots__ = ("callback", "deadline_ms", "predicate")
 
