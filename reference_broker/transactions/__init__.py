@@ -4,9 +4,10 @@ This is the first slice of transactions: the coordinator's core, sans-I/O, model
 :mod:`reference_broker.groups`. It is NOT wired into the broker, its request handlers or
 ApiVersions yet: the broker still answers InitProducerId with a transactional id and
 FindCoordinator for transactions with COORDINATOR_NOT_AVAILABLE (docs/broker.md), and has no
-``transaction.*`` configuration keys. Wiring it (a TransactionStateLog over the internal topic,
-WriteTxnMarkers to the partition leaders, the handlers) comes after the log side of
-transactions (control batches, the last stable offset, read_committed Fetch) has landed.
+``transaction.*`` configuration keys. The log side it needs is there (control batches, the
+last stable offset, the aborted-transaction index, WriteTxnMarkers, read_committed Fetch:
+docs/broker.md, "Transactions in the log"); wiring the coordinator to it (a TransactionStateLog
+over the internal topic, markers sent to the partition leaders, the handlers) is the next step.
 
 :mod:`~reference_broker.transactions.coordinator` is what callers use (start there: its
 docstring is the theory of operation), over :mod:`~reference_broker.transactions.manager` (the
