@@ -9,6 +9,7 @@ without a transactional id.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ TOPIC = "idem"  # the name test_idempotent_producer's produce/fetch helpers addr
 WRITE_TXN_MARKERS = 27
 TRANSACTIONAL = 0x10
 IDLE_S = 3.0
+READ_TIMEOUT_S = 60.0
 
 
 def write_marker(bootstrap: str, producer_id: int, commit: bool, epoch: int = 0,
@@ -47,7 +49,10 @@ def fetch_committed(bootstrap: str, offset: int) -> Any:
     return fetch(bootstrap, offset, isolation_level=1)
 
 
-def consume(bootstrap: str, isolation: str) -> list[bytes]:
+def consume(bootstrap: str, isolation: str, expected: int) -> list[bytes]:
+    """What a confluent-kafka consumer at ``isolation`` reads from offset 0: until it has
+    ``expected`` records (within READ_TIMEOUT_S, however slow the machine), then for IDLE_S
+    more, so that a record it should not see has the time to show up too."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"txn-{isolation}",
@@ -56,7 +61,8 @@ def consume(bootstrap: str, isolation: str) -> list[bytes]:
     values: list[bytes] = []
     try:
         idle = 0.0
-        while idle < IDLE_S:
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while (len(values) < expected and time.monotonic() < deadline) or idle < IDLE_S:
             batch = consumer.consume(100, 0.5)
             idle = 0.0 if batch else idle + 0.5
             for msg in batch:
@@ -92,8 +98,8 @@ def test_read_committed_sees_only_committed_transactions_across_a_crash(
     assert [(t.producer_id, t.first_offset) for t in partition.aborted_transactions] == [
         (producer_id, 0)]
     assert fetch(bootstrap, 0).aborted_transactions is None  # read_uncommitted: null
-    assert consume(bootstrap, "read_committed") == [b"committed-1", b"committed-2"]
-    assert consume(bootstrap, "read_uncommitted") == [
+    assert consume(bootstrap, "read_committed", 2) == [b"committed-1", b"committed-2"]
+    assert consume(bootstrap, "read_uncommitted", 5) == [
         b"aborted-1", b"aborted-2", b"committed-1", b"committed-2", b"open"]
 
     # SIGKILL in the middle of the open transaction: the LSO stays where it was.
@@ -108,7 +114,7 @@ def test_read_committed_sees_only_committed_transactions_across_a_crash(
     assert write_marker(bootstrap, producer_id, commit=True) is ErrorCode.none
     partition = fetch_committed(bootstrap, 0)
     assert partition.last_stable_offset == partition.high_watermark == 8
-    assert consume(bootstrap, "read_committed") == [b"committed-1", b"committed-2", b"open"]
+    assert consume(bootstrap, "read_committed", 3) == [b"committed-1", b"committed-2", b"open"]
 
 
 def test_write_txn_markers_errors_and_control_batches_in_produce(broker: BrokerProcess) -> None:
