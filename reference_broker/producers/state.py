@@ -417,9 +417,11 @@ class ProducerStateManager:
     def first_ongoing_offset(self, excluding_producer: int = NO_PRODUCER_ID) -> int | None:
         """The smallest first offset of the ongoing transactions (of producers other than
         ``excluding_producer``), or None when there is none."""
-        return next(
-            (first for first, pid in self.ongoing_transactions() if pid != excluding_producer),
-            None,
+        # Asked on every Fetch (the last stable offset): one pass, no sorted list.
+        return min(
+            (entry.current_txn_first_offset for entry in self._producers.values()
+             if entry.current_txn_first_offset is not None and entry.producer_id != excluding_producer),
+            default=None,
         )
 
     def is_expired(self, entry: ProducerEntry, now_ms: int) -> bool:
