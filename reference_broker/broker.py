@@ -82,6 +82,13 @@ from reference_broker.replication import (
 )
 from reference_broker.topic_admin import METADATA_WAIT_MS, TopicAdmin
 from reference_broker.topics import TopicsView
+from reference_broker.transactions import (
+    TRANSACTION_STATE_TOPIC,
+    TransactionConfig,
+    TransactionCoordinator,
+)
+from reference_broker.transactions.log_format import TopicPartition
+from reference_broker.transactions.marker_channel import GONE, MarkerChannel, MarkerRequest
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +137,16 @@ class Broker:
         self.groups = GroupCoordinator(
             GroupConfig.from_broker(config.get), TopicOffsetsLog(self), now_ms, owned=()
         )
-        # offsets partition -> the leader epoch at which this node leads it (and coordinates)
-        self._led_offsets_partitions: dict[int, int] = {}
+        # The transaction coordinator, likewise for the __transaction_state partitions; the
+        # markers of decided transactions go to their partitions' leaders through the channel.
+        self.transactions = TransactionCoordinator(
+            TransactionConfig.from_broker(config.get),
+            TopicOffsetsLog(self, TRANSACTION_STATE_TOPIC), self._transactional_producer_id, now_ms,
+        )
+        self.txn_markers = MarkerChannel(self.transactions.markers_written, self.transactions.owns)
+        # (internal topic, partition) -> the leader epoch at which this node leads it (and
+        # coordinates its groups or transactional ids)
+        self._led_coordinator_partitions: dict[tuple[str, int], int] = {}
         self._published = False  # caught up past our registration: roles are being applied
         self._metadata_high_watermark = 0
         self._waiters: list[_MetadataWaiter] = []
@@ -328,7 +343,7 @@ class Broker:
         if self.node_id not in record.replicas:
             partition = self._partitions.pop(key, None)
             if partition is not None:  # moved away (not done by this controller today)
-                self._offsets_leadership(state.name, index, None, now_ms)
+                self._coordinator_leadership(state.name, index, None, now_ms)
                 partition.delete()
             return
         partition = self._partitions.get(key) or self._open_partition(state, index, now_ms)
@@ -339,31 +354,41 @@ class Broker:
         else:
             partition.become_follower(record.leader, record.leader_epoch, record.partition_epoch,
                                       record.replicas, record.isr, now_ms)
-        self._offsets_leadership(state.name, index, record.leader_epoch if leads else None, now_ms)
+        self._coordinator_leadership(state.name, index, record.leader_epoch if leads else None, now_ms)
 
-    def _offsets_leadership(self, topic: str, index: int, leader_epoch: int | None,
-                            now_ms: int) -> None:
-        """A broker coordinates the groups of the offsets partitions it leads (``leader_epoch``
-        None: it does not lead). As Kafka's onElection/onResignation, a new leader epoch
-        reloads the groups even if this node led before: another broker may have led (and
-        written) in between."""
-        if topic != OFFSETS_TOPIC:
+    def _coordinator_leadership(self, topic: str, index: int, leader_epoch: int | None,
+                                now_ms: int) -> None:
+        """A broker coordinates the groups of the ``__consumer_offsets`` partitions it leads,
+        and the transactional ids of the ``__transaction_state`` partitions it leads
+        (``leader_epoch`` None: it does not lead). As Kafka's onElection/onResignation, a new
+        leader epoch reloads them even if this node led before: another broker may have led
+        (and written) in between. The leader epoch is the transaction coordinator's epoch,
+        which its markers carry (KIP-98)."""
+        if topic not in (OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC):
             return
-        current = self._led_offsets_partitions.get(index)
+        key = (topic, index)
+        current = self._led_coordinator_partitions.get(key)
         if current is not None and current != leader_epoch:
-            del self._led_offsets_partitions[index]
-            self.groups.unload_partition(index)
+            del self._led_coordinator_partitions[key]
+            if topic == OFFSETS_TOPIC:
+                self.groups.unload_partition(index)
+            else:
+                self.transactions.unload_partition(index, current)
         if leader_epoch is not None and current != leader_epoch:
-            self._led_offsets_partitions[index] = leader_epoch
-            self.groups.load_partition(index, now_ms)
+            self._led_coordinator_partitions[key] = leader_epoch
+            if topic == OFFSETS_TOPIC:
+                self.groups.load_partition(index, now_ms)
+            else:
+                self.transactions.begin_loading(index, leader_epoch)
+                self.transactions.load_partition(index, leader_epoch, now_ms)
 
     def _remove_topic(self, state: TopicState, now_ms: int) -> None:
         for index in sorted(state.partitions):
-            self._offsets_leadership(state.name, index, None, now_ms)
+            self._coordinator_leadership(state.name, index, None, now_ms)
             partition = self._partitions.pop((state.name, index), None)
             if partition is not None:
                 partition.delete()
-        if state.name != OFFSETS_TOPIC:
+        if state.name not in (OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC):
             self.groups.remove_topic_offsets(state.name, now_ms)
         log.info("deleted topic %s", state.name)
 
@@ -464,6 +489,21 @@ class Broker:
             callback(producer_id)
             return
         self.producer_ids.waiting.append(callback)
+        self._request_producer_id_block(now_ms)
+
+    def _transactional_producer_id(self) -> int | ErrorCode:
+        """A producer id for the transaction coordinator, which needs one at once: while this
+        broker waits for its next block it answers COORDINATOR_LOAD_IN_PROGRESS (the client
+        retries), as Kafka's RPCProducerIdManager does."""
+        producer_id = self.producer_ids.allocate()
+        if producer_id is not None:
+            return producer_id
+        self._request_producer_id_block(self._now_ms)
+        producer_id = self.producer_ids.allocate()  # a local controller answers at once
+        return ErrorCode.coordinator_load_in_progress if producer_id is None else producer_id
+
+    def _request_producer_id_block(self, now_ms: int) -> None:
+        """Ask the controller for the next block of producer ids (KIP-730), unless asked."""
         if self.producer_ids.requesting:
             return
         self.producer_ids.requesting = True
@@ -512,6 +552,20 @@ class Broker:
             partition.tick(now_ms)
         self.expire_producers(now_ms)
         self.groups.tick(now_ms)
+        self.transactions.tick(now_ms)
+
+    # --- transaction markers -----------------------------------------------------------------
+
+    def marker_requests(self, now_ms: int) -> list[MarkerRequest]:
+        """The WriteTxnMarkers requests the transaction coordinator needs sent now, one per
+        partition leader (the driver sends them, this node's own included, and reports the
+        answers to :attr:`txn_markers`)."""
+        self.txn_markers.add(self.transactions.take_markers())
+        return self.txn_markers.requests(now_ms, self._leader_of)
+
+    def _leader_of(self, tp: TopicPartition) -> int | None:
+        record = self.image.partition(*tp)
+        return GONE if record is None else record.leader
 
     def expire_producers(self, now_ms: int) -> None:
         """Every producer.id.expiration.check.interval.ms, forget idempotent producers idle for

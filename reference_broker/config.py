@@ -79,6 +79,14 @@ def _at_least(minimum: int) -> Callable[[Any], None]:
     return check
 
 
+def _between(low: int, high: int) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+
+    return check
+
+
 def _ratio(value: Any) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"must be between 0 and 1, got {value}")
@@ -228,6 +236,24 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
         _key("offsets.retention.check.interval.ms", _int, "600000", "How often expired offsets are looked for", _at_least(1)),
         _key("offsets.commit.timeout.ms", _int, "5000", "How long an offset commit or a SyncGroup's group metadata waits for the ISR of its __consumer_offsets partition (COORDINATOR_NOT_AVAILABLE, resp. REBALANCE_IN_PROGRESS, after that)", _at_least(1)),
         _key("offset.metadata.max.bytes", _int, "4096", "Longest metadata string an offset commit may carry (else OFFSET_METADATA_TOO_LARGE)", _at_least(0)),
+        # Transactions (reference_broker.transactions): the transaction coordinator
+        _key("transaction.state.log.num.partitions", _int, "50", "Partitions of __transaction_state when it is created", _at_least(1)),
+        _key("transaction.state.log.replication.factor", _int, "1", "Replication factor of __transaction_state (Kafka: 3; a single node can only hold 1)", _at_least(1)),
+        _key("transaction.state.log.min.isr", _int, "1", "min.insync.replicas of __transaction_state (Kafka: 2; a single node can only have 1)", _at_least(1)),
+        _key("transaction.state.log.segment.bytes", _int, "104857600", "segment.bytes of __transaction_state", _at_least(14)),
+        _key("transaction.max.timeout.ms", _int, "900000", "Largest transaction.timeout.ms a producer may ask for (else INVALID_TRANSACTION_TIMEOUT)", _at_least(1)),
+        _key("transaction.abort.timed.out.transaction.cleanup.interval.ms", _int, "10000", "How often transactions open for longer than their timeout are looked for and aborted", _at_least(1)),
+        _key("transactional.id.expiration.ms", _int, str(7 * _DAY_MS), "A transactional id with no transaction for this long is forgotten", _at_least(1)),
+        _key("transaction.remove.expired.transaction.cleanup.interval.ms", _int, "3600000", "How often expired transactional ids are looked for", _at_least(1)),
+        _key(
+            "kconform.transaction.version",
+            _int,
+            "2",
+            "The transaction protocol, as Kafka's transaction.version feature level: 0 or 1 "
+            "(KIP-98's, an epoch per producer session) or 2 (KIP-890 part 2, the epoch bumped by "
+            "every EndTxn of clients that use it)",
+            _between(0, 2),
+        ),
         _key(
             "producer.id.expiration.ms",
             _int,

@@ -6,8 +6,9 @@ name, partition count, replication factor, configs) and forwards the rest. Two t
 created on a client's behalf: any topic a Metadata or Produce request names when
 ``auto.create.topics.enable`` is set (``num.partitions``, ``default.replication.factor``), and
 ``__consumer_offsets`` when a group first needs a coordinator (compacted, with the
-``offsets.topic.*`` settings). While the latter is under way, or impossible (its replication
-factor above the live brokers), group requests get COORDINATOR_NOT_AVAILABLE, as in Kafka.
+``offsets.topic.*`` settings), ``__transaction_state`` when a transactional id first does
+(``transaction.state.log.*``). While that is under way, or impossible (its replication factor
+above the live brokers), the coordinator's requests get COORDINATOR_NOT_AVAILABLE, as in Kafka.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from reference_broker.config import BrokerConfig, ConfigError, topic_config_valu
 from reference_broker.controller_client import ControllerClient, new_topic
 from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.topics import TopicsView, validate_topic_name
+from reference_broker.transactions import TRANSACTION_STATE_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ FILE_HEADROOM = 512  # descriptors kept for sockets, rolled segments and the met
 # How long a forwarded admin request waits for this broker's metadata to show its effect.
 METADATA_WAIT_MS = 5000
 METADATA_WAIT = datetime.timedelta(milliseconds=METADATA_WAIT_MS)
+# The internal topics a broker creates on first use, and the prefix of their settings
+# (<prefix>.num.partitions, .replication.factor, .segment.bytes).
+INTERNAL_TOPICS = {OFFSETS_TOPIC: "offsets.topic", TRANSACTION_STATE_TOPIC: "transaction.state.log"}
 
 
 def partition_budget() -> int:
@@ -148,9 +153,9 @@ class TopicAdmin:
         """Create a topic a client asked for (Metadata, Produce) with the broker defaults.
         Raises BrokerError when it cannot be created; returns once it exists (combined mode)
         or once its creation has been asked for (a remote controller: the client retries)."""
-        if name == OFFSETS_TOPIC:
-            # Created as Kafka creates it: compacted, offsets.topic.* settings.
-            error = self.ensure_offsets_topic(now_ms)
+        if name in INTERNAL_TOPICS:
+            # Created as Kafka creates it: compacted, with its own settings.
+            error = self.ensure_internal_topic(name, now_ms)
             if error is not None and not self.local:
                 return
             if error is not None:
@@ -175,28 +180,39 @@ class TopicAdmin:
             raise BrokerError(*outcome[0])
 
     def ensure_offsets_topic(self, now_ms: int) -> ErrorCode | None:
-        """Create ``__consumer_offsets`` if it does not exist; None once it exists, else
-        COORDINATOR_NOT_AVAILABLE (it cannot be created, or its creation is under way)."""
-        if self.topics.get(OFFSETS_TOPIC) is not None:
+        """Create ``__consumer_offsets`` if it does not exist (see :meth:`ensure_internal_topic`)."""
+        return self.ensure_internal_topic(OFFSETS_TOPIC, now_ms)
+
+    def ensure_internal_topic(self, name: str, now_ms: int) -> ErrorCode | None:
+        """Create the internal topic ``name`` (:data:`INTERNAL_TOPICS`) if it does not exist;
+        None once it exists, else COORDINATOR_NOT_AVAILABLE (it cannot be created, or its
+        creation is under way)."""
+        if self.topics.get(name) is not None:
             return None
-        if OFFSETS_TOPIC not in self._auto_creating:
+        if name not in self._auto_creating:
+            prefix = INTERNAL_TOPICS[name]
             config = self.config
             wanted = {
                 "cleanup.policy": "compact",
-                "segment.bytes": str(config.get("offsets.topic.segment.bytes")),
+                "segment.bytes": str(config.get(f"{prefix}.segment.bytes")),
                 "compression.type": "producer",
             }
+            if name == TRANSACTION_STATE_TOPIC:
+                # TransactionLogConfig: its own min ISR, and never an unclean leader (a lost
+                # record could resurrect a fenced producer or lose a decided outcome).
+                wanted["min.insync.replicas"] = str(config.get("transaction.state.log.min.isr"))
+                wanted["unclean.leader.election.enable"] = "false"
 
             def answered(error: ErrorCode, message: str) -> None:
-                self._auto_creating.discard(OFFSETS_TOPIC)
+                self._auto_creating.discard(name)
                 if error not in (ErrorCode.none, ErrorCode.topic_already_exists):
                     # Kafka answers COORDINATOR_NOT_AVAILABLE while it cannot create the topic
-                    # (for instance offsets.topic.replication.factor above the live brokers).
-                    log.warning("cannot create %s: %s", OFFSETS_TOPIC, message or error.name)
+                    # (for instance a replication factor above the live brokers).
+                    log.warning("cannot create %s: %s", name, message or error.name)
 
-            self._auto_creating.add(OFFSETS_TOPIC)
+            self._auto_creating.add(name)
             self.request_topic_creation(
-                OFFSETS_TOPIC, int(config.get("offsets.topic.num.partitions")),
-                int(config.get("offsets.topic.replication.factor")), wanted, now_ms, answered,
+                name, int(config.get(f"{prefix}.num.partitions")),
+                int(config.get(f"{prefix}.replication.factor")), wanted, now_ms, answered,
             )
-        return None if self.topics.get(OFFSETS_TOPIC) is not None else ErrorCode.coordinator_not_available
+        return None if self.topics.get(name) is not None else ErrorCode.coordinator_not_available

@@ -146,20 +146,25 @@ class MemoryOffsetsLog:
 
 class TopicOffsetsLog:
     """The broker's ``__consumer_offsets`` topic as an :class:`OffsetsLog`: appends go to the
-    partitions this broker leads (a follower refuses them, NOT_LEADER_OR_FOLLOWER)."""
+    partitions this broker leads (a follower refuses them, NOT_LEADER_OR_FOLLOWER).
 
-    def __init__(self, broker: Broker) -> None:
+    ``topic`` names another compacted internal topic with the same needs: the transaction
+    coordinator's ``__transaction_state`` (a
+    :class:`~reference_broker.transactions.storage.TransactionStateLog`)."""
+
+    def __init__(self, broker: Broker, topic: str = OFFSETS_TOPIC) -> None:
         self._broker = broker
+        self._topic = topic
 
     def partition_count(self) -> int | None:
-        record = self._broker.topics.get(OFFSETS_TOPIC)
+        record = self._broker.topics.get(self._topic)
         return record.partitions if record is not None else None
 
     def ensure(self, now_ms: int) -> ErrorCode | None:
-        return self._broker.admin.ensure_offsets_topic(now_ms)
+        return self._broker.admin.ensure_internal_topic(self._topic, now_ms)
 
     def _leader(self, partition: int) -> Partition | ErrorCode:
-        target = self._broker.partition(OFFSETS_TOPIC, partition)
+        target = self._broker.partition(self._topic, partition)
         if target is None:
             return ErrorCode.unknown_topic_or_partition
         if target.role is not Role.LEADER:
@@ -183,10 +188,10 @@ class TopicOffsetsLog:
         except RecordListTooLargeError:
             return ErrorCode.record_list_too_large
         except RecordError as exc:
-            log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, target.index, exc)
+            log.error("cannot append to %s-%d: %s", self._topic, target.index, exc)
             return ErrorCode.unknown_server_error
         except OSError as exc:
-            log.error("cannot append to %s-%d: %s", OFFSETS_TOPIC, target.index, exc)
+            log.error("cannot append to %s-%d: %s", self._topic, target.index, exc)
             return ErrorCode.kafka_storage_error
         self._broker.appended_internally(target)
         return result.last_offset + 1
@@ -208,7 +213,7 @@ class TopicOffsetsLog:
         if isinstance(target, ErrorCode):
             callback(target)
             return
-        min_isr = self._broker.admin.min_insync_replicas(OFFSETS_TOPIC)
+        min_isr = self._broker.admin.min_insync_replicas(self._topic)
         try:
             target.check_min_isr(min_isr)
         except ReplicationError as exc:
@@ -228,7 +233,7 @@ class TopicOffsetsLog:
             yield from self.replay_partition(index)
 
     def replay_partition(self, partition: int) -> Iterator[KeyValue]:
-        target = self._broker.partition(OFFSETS_TOPIC, partition)
+        target = self._broker.partition(self._topic, partition)
         if target is None:
             return
         plog = target.log
@@ -247,5 +252,5 @@ class TopicOffsetsLog:
                             yield record.key, record.value
                 except RecordError as exc:
                     log.error("skipping unreadable batch at %s-%d offset %d: %s",
-                              OFFSETS_TOPIC, partition, header.base_offset, exc)
+                              self._topic, partition, header.base_offset, exc)
             offset = headers[-1].next_offset

@@ -43,6 +43,14 @@ from reference_broker.handlers.topics import (
     handle_create_topics,
     handle_delete_topics,
 )
+from reference_broker.handlers.transactions import (
+    handle_add_offsets_to_txn,
+    handle_add_partitions_to_txn,
+    handle_describe_producers,
+    handle_describe_transactions,
+    handle_end_txn,
+    handle_list_transactions,
+)
 from reference_broker.handlers.txn_markers import handle_write_txn_markers
 from reference_broker.protocol.api_keys import ApiKey
 
@@ -68,10 +76,16 @@ HANDLERS: dict[int, Handler] = {
     21: handle_delete_records,
     22: handle_init_producer_id,
     23: handle_offset_for_leader_epoch,
+    24: handle_add_partitions_to_txn,
+    25: handle_add_offsets_to_txn,
+    26: handle_end_txn,
     27: handle_write_txn_markers,
     32: handle_describe_configs,
     37: handle_create_partitions,
     42: handle_delete_groups,
     44: handle_incremental_alter_configs,
     47: handle_offset_delete,
+    61: handle_describe_producers,
+    65: handle_describe_transactions,
+    66: handle_list_transactions,
 }

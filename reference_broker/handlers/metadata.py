@@ -9,7 +9,8 @@ ones, so an address the client cannot reach there makes it fail after bootstrap.
 
 As in KRaft, the controller is not shown to clients: ``controller_id`` names a live broker
 (this one when it is live). FindCoordinator names the leader of the group's
-``__consumer_offsets`` partition, the broker that coordinates the group.
+``__consumer_offsets`` partition, the broker that coordinates the group, or of the
+transactional id's ``__transaction_state`` partition.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from reference_broker.groups import OFFSETS_TOPIC, partition_for
 from reference_broker.handlers.context import RequestContext
 from reference_broker.metadata.records import NO_LEADER
 from reference_broker.protocol.api_versions import API_VERSIONS, api_versions_body
-from reference_broker.topic_admin import BrokerError
+from reference_broker.topic_admin import INTERNAL_TOPICS, BrokerError
+from reference_broker.transactions import TRANSACTION_STATE_TOPIC
 
 # Metadata v1+ sends null for "all topics"; v0 used an empty list for the same thing.
 ALL_TOPICS_NULL_FROM_VERSION = 1
@@ -62,7 +64,7 @@ def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:
         "error_code": ErrorCode.none,
         "name": name,
         "topic_id": state.topic_id,
-        "is_internal": name == OFFSETS_TOPIC,
+        "is_internal": name in INTERNAL_TOPICS,
         "partitions": partitions,
     }
 
@@ -137,34 +139,36 @@ def _no_coordinator(key: str, error: ErrorCode, message: str) -> dict[str, Any]:
 def _coordinator(
     broker: Broker, ctx: RequestContext, key_type: int, key: str, now_ms: int
 ) -> dict[str, Any]:
-    if key_type == TRANSACTION_KEY_TYPE:
-        return _no_coordinator(key, ErrorCode.coordinator_not_available,
-                               "the reference broker has no transaction coordinator yet")
-    if key_type != GROUP_KEY_TYPE:
+    if key_type == GROUP_KEY_TYPE:
+        topic = OFFSETS_TOPIC
+    elif key_type == TRANSACTION_KEY_TYPE:
+        topic = TRANSACTION_STATE_TOPIC
+    else:
         return _no_coordinator(key, ErrorCode.invalid_request, f"unknown coordinator key type {key_type}")
-    # Like Kafka, the first FindCoordinator for a group creates __consumer_offsets.
-    if broker.admin.ensure_offsets_topic(now_ms) is not None:
+    # Like Kafka, the first FindCoordinator for a group (a transactional id) creates the topic.
+    if broker.admin.ensure_internal_topic(topic, now_ms) is not None:
+        setting = INTERNAL_TOPICS[topic]
         return _no_coordinator(
             key, ErrorCode.coordinator_not_available,
-            f"{OFFSETS_TOPIC} does not exist yet or cannot be created "
-            "(see offsets.topic.replication.factor)",
+            f"{topic} does not exist yet or cannot be created (see {setting}.replication.factor)",
         )
-    state = broker.image.topic(OFFSETS_TOPIC)
+    state = broker.image.topic(topic)
     assert state is not None
-    record = state.partitions.get(partition_for(key, len(state.partitions)))
+    index = (partition_for(key, len(state.partitions)) if topic == OFFSETS_TOPIC
+             else broker.transactions.partition_for(key))
+    record = state.partitions.get(index)
     leader = record.leader if record is not None else NO_LEADER
     endpoint = broker.endpoint_of(leader, ctx.listener) if leader != NO_LEADER else None
     if endpoint is None or leader not in broker.live_broker_ids():
         return _no_coordinator(key, ErrorCode.coordinator_not_available,
-                               "the group's __consumer_offsets partition has no leader")
+                               f"the key's {topic} partition has no leader")
     return {"key": key, "node_id": leader, "host": endpoint[0], "port": endpoint[1],
             "error_code": ErrorCode.none, "error_message": None}
 
 
 def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    """A group's coordinator is the leader of its __consumer_offsets partition; transactions
-    (key type 1) have no coordinator yet, which is answered promptly so clients retry instead of
-    hanging."""
+    """A group's coordinator is the leader of its __consumer_offsets partition, a transactional
+    id's (key type 1) the leader of its __transaction_state partition."""
     key_type = getattr(request, "key_type", GROUP_KEY_TYPE)  # v0 knows only groups
     if ctx.api_version >= BATCHED_COORDINATOR_KEYS_FROM_VERSION:
         return {

@@ -6,7 +6,8 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
 * truncated bytes or a CRC mismatch -> CORRUPT_MESSAGE;
 * a batch breaking the v2 rules (magic, record count vs offset deltas, a keyless record on a
   compacted topic), or more than one batch for a partition -> INVALID_RECORD;
-* a write to an internal topic (``__consumer_offsets``) -> INVALID_TOPIC_EXCEPTION;
+* a write to an internal topic (``__consumer_offsets``, ``__transaction_state``) ->
+  INVALID_TOPIC_EXCEPTION;
 * a batch larger than ``max.message.bytes`` -> MESSAGE_TOO_LARGE;
 * a record set larger than a whole segment -> RECORD_LIST_TOO_LARGE;
 * an unknown topic -> created when ``auto.create.topics.enable``, else UNKNOWN_TOPIC_OR_PARTITION;
@@ -59,13 +60,12 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
-from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.handlers.context import CloseConnection, Deferred, RequestContext
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
 from reference_broker.producers import ProducerStateError
 from reference_broker.records import RecordError, validate_batches
 from reference_broker.replication import Partition, ReplicationError
-from reference_broker.topic_admin import BrokerError
+from reference_broker.topic_admin import INTERNAL_TOPICS, BrokerError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _produce_partition(
     broker: Broker, topic: str, index: int, records: bytes | None, acks: int, now_ms: int,
     commits: list[_Commit],
 ) -> dict[str, Any]:
-    if topic == OFFSETS_TOPIC:
+    if topic in INTERNAL_TOPICS:
         return _partition_error(
             index, ErrorCode.invalid_topic_exception, f"Cannot append to internal topic {topic}"
         )

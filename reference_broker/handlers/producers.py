@@ -1,4 +1,4 @@
-"""InitProducerId: producer ids for idempotent producers (KIP-98), no transactions yet.
+"""InitProducerId: producer ids for idempotent producers (KIP-98).
 
 Kafka's KafkaApis.handleInitProducerIdRequest and TransactionCoordinator.handleInitProducerId:
 
@@ -7,11 +7,8 @@ Kafka's KafkaApis.handleInitProducerIdRequest and TransactionCoordinator.handleI
   sends its current id and epoch (v3+, KIP-360, to recover from a sequence error) also gets a
   new id: Kafka's coordinator bumps epochs only for transactional ids.
 * a producer id without an epoch, or an epoch without a producer id -> INVALID_REQUEST.
-* a transactional id -> COORDINATOR_NOT_AVAILABLE. The reference broker has no transaction
-  coordinator yet; this is the retriable error Kafka gives while no coordinator can serve the
-  id, so a transactional client keeps retrying until its own timeout (max.block.ms /
-  transaction.timeout.ms) and then reports it, rather than being told something untrue such as
-  an authorization failure.
+* a transactional id -> the transaction coordinator's answer
+  (:mod:`reference_broker.handlers.transactions`).
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
 from reference_broker.handlers.context import Later, RequestContext
+from reference_broker.handlers.transactions import init_transactional_producer_id
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
@@ -38,12 +36,12 @@ def _response(error: ErrorCode, producer_id: int = NO_PRODUCER_ID,
 
 
 def handle_init_producer_id(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    if request.transactional_id is not None:
-        return _response(ErrorCode.coordinator_not_available)
     producer_id = getattr(request, "producer_id", NO_PRODUCER_ID)
     producer_epoch = getattr(request, "producer_epoch", NO_PRODUCER_EPOCH)
     if (producer_id == NO_PRODUCER_ID) != (producer_epoch == NO_PRODUCER_EPOCH):
         return _response(ErrorCode.invalid_request)
+    if request.transactional_id is not None:
+        return init_transactional_producer_id(broker, ctx, request, now_ms)
     # Ids come in blocks from the controller (KIP-730); when this broker's block is used up the
     # answer waits for the next one. No block (controller unreachable): a retriable error.
     later = Later(lambda allocated: _response(ErrorCode.none, allocated, 0))

@@ -19,12 +19,16 @@ partition:
 
 Version 2's ``transaction_version`` (the coordinator's transaction protocol, KIP-890 part 2) is
 accepted and does not change the marker: the epoch bump of transaction version 2 is the
-coordinator's business, and the reference broker has no coordinator yet.
+coordinator's business.
+
+:func:`write_markers` is the same work for this node's own transaction coordinator, which
+writes the markers of partitions it leads itself (the driver,
+:mod:`reference_broker.drivers.txn_marker_sender`, sends the others to their leaders).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -33,74 +37,92 @@ from reference_broker.broker import Broker
 from reference_broker.handlers.context import Deferred, RequestContext
 from reference_broker.producers import ProducerStateError
 from reference_broker.records import ControlType, EndTransactionMarker, RecordError
-from reference_broker.replication import Partition, ReplicationError
+from reference_broker.replication import ReplicationError
+from reference_broker.transactions import MarkerEntry
 
 # Kafka appends markers with request.timeout.ms (default 30 s) as the acks=all timeout.
 MARKER_TIMEOUT_MS = 30_000
 
+MarkerErrors = dict[tuple[int, tuple[str, int]], ErrorCode]  # (producer id, partition) -> error
 
-def _write_marker(
-    broker: Broker, topic: str, index: int, marker: Any, now_ms: int,
-    pending: list[tuple[dict[str, Any], Partition, int, int]],
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"partition_index": index, "error_code": ErrorCode.none}
+
+def _append_marker(broker: Broker, entry: MarkerEntry, now_ms: int) -> ErrorCode | tuple[Any, int, int]:
+    """Append one marker as the partition's leader: the partition, the offset after the marker
+    and the min ISR to wait for, or the error."""
+    topic, index = entry.topic_partition
     partition = broker.partition(topic, index)
     if partition is None:
-        result["error_code"] = ErrorCode.unknown_topic_or_partition
-        return result
+        return ErrorCode.unknown_topic_or_partition
     control = EndTransactionMarker(
-        ControlType.COMMIT if marker.transaction_result else ControlType.ABORT,
-        int(marker.coordinator_epoch),
+        ControlType.COMMIT if entry.commit else ControlType.ABORT, entry.coordinator_epoch
     )
     min_isr = broker.admin.min_insync_replicas(topic)
     try:
         partition.check_leader()
         partition.check_min_isr(min_isr)
-        appended = partition.append_marker(
-            int(marker.producer_id), int(marker.producer_epoch), control, now_ms
-        )
+        appended = partition.append_marker(entry.producer_id, entry.producer_epoch, control, now_ms)
     except ReplicationError as exc:
-        result["error_code"] = exc.error
-        return result
+        return exc.error
     except (ProducerStateError, RecordError) as exc:
-        result["error_code"] = exc.error_code
-        return result
-    pending.append((result, partition, appended.last_offset + 1, min_isr))
-    return result
+        return exc.error_code
+    return partition, appended.last_offset + 1, min_isr
+
+
+def write_markers(
+    broker: Broker, entries: Sequence[MarkerEntry], now_ms: int,
+    callback: Callable[[MarkerErrors], None],
+) -> None:
+    """Write ``entries`` to the partitions this node leads; ``callback`` gets every entry's
+    error once each marker is replicated or failed (possibly before this returns)."""
+    errors: MarkerErrors = {}
+    waiting = 0
+
+    def done(key: tuple[int, tuple[str, int]], error: ErrorCode) -> None:
+        nonlocal waiting
+        errors[key] = error
+        waiting -= 1
+        if waiting == 0:
+            callback(errors)
+
+    appended = []
+    for entry in entries:
+        key = (entry.producer_id, entry.topic_partition)
+        outcome = _append_marker(broker, entry, now_ms)
+        if isinstance(outcome, ErrorCode):
+            errors[key] = outcome
+        else:
+            appended.append((key, outcome))
+    if not appended:
+        callback(errors)
+        return
+    waiting = len(appended)
+    for key, (partition, required_offset, min_isr) in appended:
+        partition.wait_for_commit(required_offset, min_isr, now_ms + MARKER_TIMEOUT_MS,
+                                  lambda error, key=key: done(key, error))
 
 
 def handle_write_txn_markers(
     broker: Broker, ctx: RequestContext, request: Any, now_ms: int
 ) -> Any:
-    pending: list[tuple[dict[str, Any], Partition, int, int]] = []
-    markers = []
-    for marker in request.markers:
-        topics = []
-        for topic in marker.topics:
-            partitions = [
-                _write_marker(broker, topic.name, index, marker, now_ms, pending)
-                for index in topic.partition_indexes
-            ]
-            topics.append({"name": topic.name, "partitions": partitions})
-        markers.append({"producer_id": marker.producer_id, "topics": topics})
-    body = {"markers": markers}
-    if not pending:
-        return body
+    entries = [
+        MarkerEntry((topic.name, int(index)), int(marker.producer_id), int(marker.producer_epoch),
+                    int(marker.coordinator_epoch), bool(marker.transaction_result))
+        for marker in request.markers for topic in marker.topics for index in topic.partition_indexes
+    ]
+
+    def render(errors: MarkerErrors) -> dict[str, Any]:
+        return {"markers": [
+            {"producer_id": marker.producer_id, "topics": [
+                {"name": topic.name, "partitions": [
+                    {"partition_index": index,
+                     "error_code": errors[(int(marker.producer_id), (topic.name, int(index)))]}
+                    for index in topic.partition_indexes
+                ]}
+                for topic in marker.topics
+            ]}
+            for marker in request.markers
+        ]}
+
     deferred = Deferred()
-    outstanding = len(pending)
-
-    def done(result: dict[str, Any], error: ErrorCode) -> None:
-        nonlocal outstanding
-        result["error_code"] = error
-        outstanding -= 1
-        if outstanding == 0:
-            deferred.resolve(body)
-
-    def callback(result: dict[str, Any]) -> Callable[[ErrorCode], None]:
-        return lambda error: done(result, error)
-
-    for result, partition, required_offset, min_isr in pending:
-        partition.wait_for_commit(
-            required_offset, min_isr, now_ms + MARKER_TIMEOUT_MS, callback(result)
-        )
-    return body if deferred.resolved else deferred
+    write_markers(broker, entries, now_ms, lambda errors: deferred.resolve(render(errors)))
+    return deferred

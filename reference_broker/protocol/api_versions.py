@@ -21,7 +21,7 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     3: (0, 13),  # Metadata
     8: (2, 10),  # OffsetCommit (10 addresses topics by id)
     9: (1, 10),  # OffsetFetch (8 batches groups, 10 addresses topics by id)
-    10: (0, 6),  # FindCoordinator: groups; transactions COORDINATOR_NOT_AVAILABLE for now
+    10: (0, 6),  # FindCoordinator: groups and transactional ids
     11: (0, 9),  # JoinGroup (4 MEMBER_ID_REQUIRED, 5 static members, 9 skip_assignment)
     12: (0, 4),  # Heartbeat
     13: (0, 5),  # LeaveGroup (3 batches members)
@@ -32,14 +32,23 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     19: (2, 7),  # CreateTopics
     20: (1, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
-    22: (0, 5),  # InitProducerId: idempotent producers; 6 adds two-phase commit (KIP-939)
+    22: (0, 5),  # InitProducerId: idempotent and transactional; 6 adds two-phase commit (KIP-939)
     23: (2, 4),  # OffsetForLeaderEpoch (followers after a leader change; consumers, KIP-320)
+    # Transactions (KIP-98). The versions of transaction version 2 (AddPartitionsToTxn 5,
+    # EndTxn 5, KIP-890 part 2) are not offered: a client using them leaves the adding of
+    # partitions to the partition leaders, which this broker does not do yet.
+    24: (0, 4),  # AddPartitionsToTxn (4: batched, verify_only, from brokers; KIP-890 part 1)
+    25: (0, 4),  # AddOffsetsToTxn
+    26: (0, 4),  # EndTxn
     27: (1, 2),  # WriteTxnMarkers (Kafka 4.x: 1-2; 2 adds transaction_version, KIP-890)
     32: (1, 4),  # DescribeConfigs
     37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups
     44: (0, 1),  # IncrementalAlterConfigs
     47: (0, 0),  # OffsetDelete
+    61: (0, 0),  # DescribeProducers (KIP-664)
+    65: (0, 0),  # DescribeTransactions (KIP-664)
+    66: (0, 1),  # ListTransactions (KIP-664; 1 adds the duration filter, KIP-994)
 }
 
 API_VERSIONS_KEY: Final = 18

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 
 from reference_broker.transactions.log_format import DEFAULT_PARTITIONS
@@ -16,7 +19,8 @@ class TransactionConfig:
     flexible version 1; 2 also bumps the epoch on every EndTxn of clients that use it (EndTxn
     v5+) and on the aborts the coordinator itself starts. Kafka 4 clusters start at 2.
 
-    The broker has none of these keys yet: they come with the wiring (see the package).
+    The transaction version is set with ``kconform.transaction.version`` (Kafka sets it as a
+    cluster feature, with ``kafka-features``); every broker of a cluster should get the same.
     """
 
     max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
@@ -34,3 +38,16 @@ class TransactionConfig:
     def log_value_version(self) -> int:
         """The TransactionLogValue version written (TransactionVersion.transactionLogValueVersion)."""
         return 1 if self.transaction_version >= 1 else 0
+
+    @classmethod
+    def from_broker(cls, get: Callable[[str], Any]) -> TransactionConfig:
+        return cls(
+            max_timeout_ms=int(get("transaction.max.timeout.ms")),
+            state_log_num_partitions=int(get("transaction.state.log.num.partitions")),
+            abort_timed_out_transaction_cleanup_interval_ms=int(
+                get("transaction.abort.timed.out.transaction.cleanup.interval.ms")),
+            transactional_id_expiration_ms=int(get("transactional.id.expiration.ms")),
+            remove_expired_transaction_cleanup_interval_ms=int(
+                get("transaction.remove.expired.transaction.cleanup.interval.ms")),
+            transaction_version=int(get("kconform.transaction.version")),
+        )

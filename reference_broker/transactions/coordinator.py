@@ -42,7 +42,9 @@ Theory of operation:
 The decisions follow Kafka 4's coordinator (TransactionCoordinator.scala with its TV1 and TV2
 EndTxn paths, and the Java TransactionMetadata of the transaction-coordinator module).
 
-Not wired into the broker yet: see :mod:`reference_broker.transactions`.
+The broker (:mod:`reference_broker.broker`) owns one coordinator, loads and unloads its
+partitions with the leadership of ``__transaction_state``, and hands the markers to a
+:class:`~reference_broker.transactions.marker_channel.MarkerChannel`.
 """
 
 from __future__ import annotations
@@ -199,6 +201,8 @@ class TransactionCoordinator:
         self._completing: set[tuple[str, int]] = set()
         self._next_abort_check_ms = now_ms + config.abort_timed_out_transaction_cleanup_interval_ms
         self._next_expiry_ms = now_ms + config.remove_expired_transaction_cleanup_interval_ms
+        # Called when markers are ready to take (the driver wakes its marker sender).
+        self.on_markers: Callable[[], None] | None = None
 
     # --- inspection ------------------------------------------------------------------------
 
@@ -568,6 +572,8 @@ class TransactionCoordinator:
         )
         if markers.partitions:
             self._markers.append(markers)
+            if self.on_markers is not None:
+                self.on_markers()
         else:
             self.markers_written(markers, now_ms)
 
@@ -575,6 +581,12 @@ class TransactionCoordinator:
         """The markers decided since the last call, for the caller to write."""
         markers, self._markers = self._markers, []
         return markers
+
+    def owns(self, markers: TxnMarkers) -> bool:
+        """Whether this node still coordinates the transaction of ``markers`` at their
+        coordinator epoch (else it must not write them: the new coordinator does)."""
+        found = self.manager.get(markers.transactional_id)
+        return isinstance(found, Owned) and found.coordinator_epoch == markers.coordinator_epoch
 
     def markers_written(self, markers: TxnMarkers, now_ms: int) -> None:
         """Every marker of ``markers`` is written: write CompleteX (Kafka's

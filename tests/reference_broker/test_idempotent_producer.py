@@ -108,11 +108,17 @@ def test_an_idempotent_producer_asking_for_a_bump_gets_a_new_id(broker: BrokerPr
     assert half.error_code == ErrorCode.invalid_request
 
 
-def test_a_transactional_id_is_coordinator_not_available(broker: BrokerProcess) -> None:
-    """Without a transaction coordinator a transactional InitProducerId gets the retriable
-    COORDINATOR_NOT_AVAILABLE and no producer id."""
-    response = init_producer_id(broker.bootstrap, transactional_id="txn-1")
-    assert (response.error_code, response.producer_id) == (ErrorCode.coordinator_not_available, -1)
+def test_a_transactional_id_keeps_its_producer_id_with_a_new_epoch(broker: BrokerProcess) -> None:
+    """A transactional InitProducerId goes to the id's coordinator (found with FindCoordinator,
+    which creates __transaction_state); each one keeps the id's producer id and bumps its
+    epoch, which fences the previous instance (KIP-98)."""
+    found = wire(broker.bootstrap, 10, 4, {"key_type": 1, "coordinator_keys": ["txn-1"]})
+    assert [c.error_code for c in found.coordinators] == [ErrorCode.none]
+    first = init_producer_id(broker.bootstrap, transactional_id="txn-1")
+    second = init_producer_id(broker.bootstrap, transactional_id="txn-1")
+    assert (first.error_code, second.error_code) == (ErrorCode.none, ErrorCode.none)
+    assert second.producer_id == first.producer_id >= 0
+    assert (first.producer_epoch, second.producer_epoch) == (0, 1)
 
 
 def test_a_resent_batch_gets_its_original_offset_and_is_stored_once(

@@ -259,15 +259,16 @@ def test_fetch_by_topic_id(broker: BrokerProcess, topic: str) -> None:
     assert by_id(uuid.uuid4()).partitions[0].error_code == ErrorCode.unknown_topic_id
 
 
-def test_find_coordinator_answers_coordinator_not_available_for_transactions(
+def test_find_coordinator_names_this_node_for_groups_and_transactional_ids(
     broker: BrokerProcess,
 ) -> None:
-    """Until transactions exist, FindCoordinator for a transactional id answers at once (instead
-    of hanging) with COORDINATOR_NOT_AVAILABLE; a group's coordinator is this node."""
-    response = wire(broker.bootstrap, 10, 4, {"key_type": 1, "coordinator_keys": ["t"]})
-    assert [c.error_code for c in response.coordinators] == [ErrorCode.coordinator_not_available]
-    groups = wire(broker.bootstrap, 10, 4, {"key_type": 0, "coordinator_keys": ["g"]})
-    assert [(c.error_code, c.node_id) for c in groups.coordinators] == [(ErrorCode.none, 0)]
+    """A single node coordinates every group and transactional id; an unknown key type is
+    INVALID_REQUEST."""
+    for key_type in (0, 1):
+        response = wire(broker.bootstrap, 10, 4, {"key_type": key_type, "coordinator_keys": ["k"]})
+        assert [(c.error_code, c.node_id) for c in response.coordinators] == [(ErrorCode.none, 0)]
+    unknown = wire(broker.bootstrap, 10, 4, {"key_type": 2, "coordinator_keys": ["k"]})
+    assert [c.error_code for c in unknown.coordinators] == [ErrorCode.invalid_request]
 
 
 def test_acks_all_below_min_insync_replicas_is_not_enough_replicas(broker: BrokerProcess) -> None:
