@@ -478,6 +478,9 @@ class ReferenceCluster(ProcessCluster):
                 for j in self.brokers if j != node.node_id
             )
             settings.setdefault("offsets.topic.replication.factor", str(min(3, len(self.brokers))))
+            # Kafka's defaults for __transaction_state where the cluster can hold them.
+            settings.setdefault("transaction.state.log.replication.factor", str(min(3, len(self.brokers))))
+            settings.setdefault("transaction.state.log.min.isr", str(min(2, len(self.brokers))))
             settings.update({
                 "process.roles": "broker",
                 "node.id": str(node.node_id),

@@ -242,6 +242,8 @@ def _zero(tp: Any) -> Any:
             return False
         if issubclass(tp, datetime.timedelta):
             return datetime.timedelta(0)
+        if issubclass(tp, datetime.datetime):
+            return datetime.datetime.fromtimestamp(0, datetime.UTC)
         if issubclass(tp, uuid.UUID):
             return uuid.UUID(int=0)
         for base, zero in ((bytes, b""), (str, ""), (int, 0), (float, 0.0)):

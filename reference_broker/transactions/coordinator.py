@@ -153,15 +153,16 @@ class TxnMarkers:
 
 @attrs.frozen(slots=True)
 class TransactionDescription:
-    """DescribeTransactions' answer for one id."""
+    """DescribeTransactions' answer for one id. An error leaves the rest at the response
+    schema's defaults (0 and empty), as Kafka's does."""
 
     transactional_id: str
     error: ErrorCode
     state: str = ""
-    producer_id: int = NO_PRODUCER_ID
-    producer_epoch: int = NO_PRODUCER_EPOCH
+    producer_id: int = 0
+    producer_epoch: int = 0
     timeout_ms: int = 0
-    start_ms: int = -1
+    start_ms: int = 0
     topics: Mapping[str, tuple[int, ...]] = attrs.field(factory=dict)
 
 

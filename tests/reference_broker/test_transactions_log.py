@@ -2,9 +2,10 @@
 playing producer and transaction coordinator (InitProducerId, transactional Produce,
 WriteTxnMarkers) and confluent-kafka consumers reading under both isolation levels.
 
-There is no transaction coordinator yet, so the "coordinator" here is the test: it writes the
-markers a coordinator would, with WriteTxnMarkers, for a producer id from InitProducerId
-without a transactional id.
+The "coordinator" here is the test, not the broker's transaction coordinator
+(tests/reference_broker/test_transactions.py drives that one): it writes the markers a
+coordinator would, with WriteTxnMarkers, for a producer id from InitProducerId without a
+transactional id, so that it decides exactly when each marker lands.
 """
 
 from __future__ import annotations
