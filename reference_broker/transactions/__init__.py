@@ -1,13 +1,14 @@
 """Transactions: the transaction coordinator (KIP-98) and its ``__transaction_state`` records.
 
-This is the first slice of transactions: the coordinator's core, sans-I/O, modelled on
-:mod:`reference_broker.groups`. It is NOT wired into the broker, its request handlers or
-ApiVersions yet: the broker still answers InitProducerId with a transactional id and
-FindCoordinator for transactions with COORDINATOR_NOT_AVAILABLE (docs/broker.md), and has no
-``transaction.*`` configuration keys. The log side it needs is there (control batches, the
-last stable offset, the aborted-transaction index, WriteTxnMarkers, read_committed Fetch:
-docs/broker.md, "Transactions in the log"); wiring the coordinator to it (a TransactionStateLog
-over the internal topic, markers sent to the partition leaders, the handlers) is the next step.
+The coordinator's core is sans-I/O, modelled on :mod:`reference_broker.groups`. The broker owns
+one (:mod:`reference_broker.broker`), loads and unloads its partitions with the leadership of
+``__transaction_state`` (stored through the same internal-topic log as the groups'), answers
+its requests in :mod:`reference_broker.handlers.transactions`, and hands the markers of
+decided transactions to a :class:`~reference_broker.transactions.marker_channel.MarkerChannel`,
+whose requests the driver (:mod:`reference_broker.drivers.txn_marker_sender`) sends to the
+partition leaders. The log side is in :mod:`reference_broker.log` and
+:mod:`reference_broker.producers` (docs/broker.md, "Transactions in the log"; the coordinator:
+"Transactions").
 
 :mod:`~reference_broker.transactions.coordinator` is what callers use (start there: its
 docstring is the theory of operation), over :mod:`~reference_broker.transactions.manager` (the
@@ -15,7 +16,8 @@ loaded partitions, appends, loading and unloading) and
 :mod:`~reference_broker.transactions.metadata` (one transactional id and its transitions);
 :mod:`~reference_broker.transactions.state` has the states and their legal transitions,
 :mod:`~reference_broker.transactions.log_format` the records of the internal topic,
-:mod:`~reference_broker.transactions.storage` the interface to it and
+:mod:`~reference_broker.transactions.storage` the interface to it,
+:mod:`~reference_broker.transactions.marker_channel` the markers not yet written and
 :mod:`~reference_broker.transactions.config` the settings.
 """
 

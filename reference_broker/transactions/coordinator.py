@@ -90,7 +90,7 @@ PRODUCER_FENCED_SINCE = {
 
 def error_for_version(error: ErrorCode, api_key: ApiKey, version: int) -> ErrorCode:
     """``error`` as a request of ``version`` may be told it: INVALID_PRODUCER_EPOCH for
-    PRODUCER_FENCED before KIP-588's versions (for the handlers, once wired)."""
+    PRODUCER_FENCED before KIP-588's versions."""
     if error is ErrorCode.producer_fenced and version < PRODUCER_FENCED_SINCE.get(api_key, 0):
         return ErrorCode.invalid_producer_epoch
     return error

@@ -3,8 +3,8 @@
 :class:`TransactionStateLog` is all the coordinator needs: append records to a partition with
 acks=-1 and hear when they are replicated, and replay a partition when this node becomes its
 leader. Its methods have the signatures of the group coordinator's
-:class:`~reference_broker.groups.storage.OffsetsLog`, so that the broker can give both internal
-topics the same implementation when the coordinator is wired in. Kafka appends every
+:class:`~reference_broker.groups.storage.OffsetsLog`: the broker gives both internal topics the
+same implementation (:class:`~reference_broker.groups.storage.TopicOffsetsLog`). Kafka appends every
 ``__transaction_state`` record with ``requiredAcks = -1`` (TransactionLog.EnforcedRequiredAcks)
 and ``timeout = request.timeout.ms``, tombstones included.
 """
