@@ -37,6 +37,8 @@ from reference_broker.records import BatchHeader, Record, build_batch, iter_reco
 
 T = TypeVar("T")
 
+GROUP_KEY, TRANSACTION_KEY = 0, 1  # FindCoordinator's key types
+TRANSACTIONAL_BIT = 0x10  # a record batch's attributes (KIP-98)
 RETRIABLE_COORDINATOR_ERRORS = frozenset({"NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
                                           "COORDINATOR_LOAD_IN_PROGRESS"})
 """Errors a client answers by finding the coordinator again and retrying (Kafka protocol guide)."""
@@ -108,6 +110,9 @@ class FetchResult:
     batches: tuple[BatchHeader, ...]
     raw_size: int
     torn_tail: bool  # bytes after the last whole batch (a partial batch, KIP-74 allows it)
+    # read_committed: (producer id, first offset) of each aborted transaction the answer lists
+    # (None: the list is null, as for read_uncommitted).
+    aborted: tuple[tuple[int, int], ...] | None = None
 
     def from_offset(self, offset: int) -> tuple[FetchedRecord, ...]:
         """The records at or after ``offset`` (what a client hands to the application)."""
@@ -154,8 +159,9 @@ def decode_batches(data: bytes | None) -> tuple[list[BatchHeader], list[FetchedR
 
 def make_batch(values: Sequence[bytes | None], *, keys: Sequence[bytes | None] | None = None,
                timestamps: Sequence[int] | None = None, producer_id: int = -1, producer_epoch: int = -1,
-               base_sequence: int = -1) -> bytes:
-    """One uncompressed v2 batch as a producer sends it (base offset 0)."""
+               base_sequence: int = -1, transactional: bool = False) -> bytes:
+    """One uncompressed v2 batch as a producer sends it (base offset 0); ``transactional`` sets
+    the batch's transactional bit (KIP-98)."""
     now = int(time.time() * 1000)
     keys = keys if keys is not None else [None] * len(values)
     stamps = timestamps if timestamps is not None else [now] * len(values)
@@ -163,6 +169,7 @@ def make_batch(values: Sequence[bytes | None], *, keys: Sequence[bytes | None] |
         [Record(i, stamps[i], keys[i], v) for i, v in enumerate(values)], base_offset=0,
         producer_id=producer_id, producer_epoch=producer_epoch if producer_id >= 0 else -1,
         base_sequence=base_sequence if producer_id >= 0 else -1,
+        attributes=TRANSACTIONAL_BIT if transactional else 0,
     )
 
 
@@ -181,7 +188,7 @@ class WireSession:
         self._conns: dict[str, WireClient] = {}
         self._nodes: dict[int, str] = {}
         self._versions: dict[int, tuple[int, int]] | None = None
-        self._coordinators: dict[str, str] = {}
+        self._coordinators: dict[tuple[int, str], str] = {}  # (key type, key) -> address
         self._leaders: dict[tuple[str, int], str] = {}
         self._closed = False
         self._correlation = itertools.count(1)
@@ -405,36 +412,39 @@ class WireSession:
             time.sleep(pause)
         raise SessionError(f"no leader for {topic}-{partition} within {self.timeout_s}s")
 
-    def coordinator(self, group: str) -> str:
-        """The address of the group's coordinator."""
-        if group in self._coordinators:
-            return self._coordinators[group]
+    def coordinator(self, key: str, key_type: int = GROUP_KEY) -> str:
+        """The address of the coordinator of a group (key type 0) or transactional id (1)."""
+        cached = self._coordinators.get((key_type, key))
+        if cached is not None:
+            return cached
         deadline = time.monotonic() + self.timeout_s
+        what = "group" if key_type == GROUP_KEY else "transactional id"
         for pause in pauses():
-            response = self.call(FIND_COORDINATOR, {"key": group, "key_type": 0})
+            response = self.call(FIND_COORDINATOR, {"key": key, "key_type": key_type})
             error = error_name(response.error_code)
             if error == "NONE":
-                self._coordinators[group] = f"{response.host}:{response.port}"
-                return self._coordinators[group]
+                self._coordinators[(key_type, key)] = f"{response.host}:{response.port}"
+                return self._coordinators[(key_type, key)]
             if error not in ("COORDINATOR_NOT_AVAILABLE", "COORDINATOR_LOAD_IN_PROGRESS") or time.monotonic() > deadline:
                 break
             time.sleep(pause)
-        raise SessionError(f"FindCoordinator for group {group!r}: {error}")
+        raise SessionError(f"FindCoordinator for {what} {key!r}: {error}")
 
-    def _group_call(self, group: str, api_key: int, fields: Mapping[str, Any],
-                    errors: Callable[[Any], Iterable[str]]) -> Any:
-        """A request to the group's coordinator. While every error in the answer is a
+    def coordinator_call(self, key: str, api_key: int, fields: Mapping[str, Any],
+                         errors: Callable[[Any], Iterable[str]], key_type: int = GROUP_KEY,
+                         version: int | None = None) -> Any:
+        """A request to the coordinator of ``key``. While every error in the answer is a
         retriable coordinator error (the coordinator moved, e.g. after a restart, or is still
-        loading the group), find the coordinator again and retry, as clients do, until the
-        session's timeout; then the answer is returned as it is."""
+        loading), find the coordinator again and retry, as clients do, until the session's
+        timeout; then the answer is returned as it is."""
         deadline = time.monotonic() + self.timeout_s
         waits = pauses()
         while True:
-            response = self.call(api_key, fields, address=self.coordinator(group))
+            response = self.call(api_key, fields, version=version, address=self.coordinator(key, key_type))
             seen = set(errors(response))
             if not seen or not seen <= RETRIABLE_COORDINATOR_ERRORS or time.monotonic() > deadline:
                 return response
-            self._coordinators.pop(group, None)
+            self._coordinators.pop((key_type, key), None)
             time.sleep(next(waits))
 
     # --- topics --------------------------------------------------------------------------------
@@ -580,9 +590,11 @@ class WireSession:
         p = entries[0]
         data = bytes(p.records) if p.records is not None else b""
         headers, records, torn = decode_batches(data)
+        aborted = getattr(p, "aborted_transactions", None)
         return FetchResult(error_name(p.error_code), int(p.high_watermark), int(p.last_stable_offset),
                            int(getattr(p, "log_start_offset", -1)), tuple(records), tuple(headers),
-                           len(data), torn)
+                           len(data), torn, None if aborted is None else
+                           tuple((int(a.producer_id), int(a.first_offset)) for a in aborted))
 
     def list_offsets(self, topic: str, partition: int, timestamp: int, isolation: int = 0,
                      version: int | None = None) -> ListOffsetsResult:
@@ -644,7 +656,7 @@ class WireSession:
         for (t, p), off in offsets.items():
             topics.setdefault(t, []).append({"partition_index": p, "committed_offset": off,
                                              "committed_leader_epoch": -1, "committed_metadata": metadata})
-        response = self._group_call(group, OFFSET_COMMIT, {
+        response = self.coordinator_call(group, OFFSET_COMMIT, {
             "group_id": group, "generation_id_or_member_epoch": generation, "member_id": member_id,
             "group_instance_id": None, "retention_time": -1,
             "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()],
@@ -659,7 +671,7 @@ class WireSession:
         topics: dict[str, list[int]] = {}
         for t, p in partitions:
             topics.setdefault(t, []).append(p)
-        response = self._group_call(group, OFFSET_FETCH, {
+        response = self.coordinator_call(group, OFFSET_FETCH, {
             "group_id": group, "require_stable": False,
             "topics": [{"name": t, "partition_indexes": ps} for t, ps in topics.items()],
         }, lambda r: [e for e in [error_name(getattr(r, "error_code", 0))] if e != "NONE"])

@@ -69,6 +69,7 @@ from kio.schema.errors import ErrorCode
 from reference_broker.records import BatchHeader, EndTransactionMarker, InvalidRecordError
 
 NO_PRODUCER_ID = -1
+NO_SEQUENCE = -1
 SEQUENCE_MODULUS = 2**31  # sequences are int32 and wrap from Integer.MAX_VALUE to 0
 CACHED_BATCHES = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
 DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms
@@ -134,7 +135,9 @@ class ProducerEntry:
     """A producer as one partition knows it: current epoch and its last batches, oldest first.
 
     ``batches`` is never empty and holds at most :data:`CACHED_BATCHES` batches, all of the
-    current epoch (a new epoch starts the cache afresh, as Kafka's maybeUpdateProducerEpoch).
+    current epoch (a new epoch starts the cache afresh, as Kafka's maybeUpdateProducerEpoch);
+    after a marker that brought a new epoch it holds that marker alone, with no sequence
+    (:data:`NO_SEQUENCE`), so the epoch's first batch must start at sequence 0.
     ``current_txn_first_offset`` is the first offset of the producer's ongoing transaction on
     this partition (None: none is ongoing) and ``coordinator_epoch`` the coordinator epoch of its
     last marker (-1: none yet), Kafka's ProducerStateEntry fields of the same names.
@@ -372,8 +375,11 @@ class ProducerStateManager:
         Batches without a producer id and data batches without a sequence leave the state as
         it is. A marker ends the producer's ongoing transaction; without one (nothing of it was
         written here, or a second marker) the completed transaction is the marker alone, as in
-        Kafka. A marker's epoch is not adopted: the producer's next batch brings a newer epoch
-        with sequence 0 anyway, and an entry keeps batches of its own epoch only.
+        Kafka. A marker with a newer epoch (the coordinator fenced the producer, or transaction
+        version 2 bumped it) makes that epoch the producer's, as Kafka's
+        maybeUpdateProducerEpoch does: a zombie still writing with the old epoch is then
+        refused with INVALID_PRODUCER_EPOCH, and the next batch of the new epoch starts at
+        sequence 0. The entry then caches the marker alone, as a batch with no sequence.
         """
         if header.producer_id == NO_PRODUCER_ID:
             return None
@@ -385,6 +391,10 @@ class ProducerStateManager:
             if entry is not None:
                 if entry.current_txn_first_offset is not None:
                     first_offset = entry.current_txn_first_offset
+                if header.producer_epoch > entry.epoch:
+                    entry = attrs.evolve(entry, epoch=header.producer_epoch, batches=(BatchMetadata(
+                        NO_SEQUENCE, NO_SEQUENCE, header.base_offset, header.last_offset,
+                        header.max_timestamp),))
                 self._producers[header.producer_id] = attrs.evolve(
                     entry,
                     current_txn_first_offset=None,

@@ -268,7 +268,7 @@ class TransactionCoordinator:
                 callback(InitProducerIdResult(error))
 
             self._end_transaction(transactional_id, decided.producer_id, decided.producer_epoch,
-                                  False, False, self.config.transaction_version, now_ms, fenced)
+                                  False, False, self._abort_version(found.metadata), now_ms, fenced)
             return
 
         def written(error: ErrorCode) -> None:
@@ -644,7 +644,15 @@ class TransactionCoordinator:
 
             log.info("aborting the timed-out transaction of %s", txn.transactional_id)
             self._end_transaction(txn.transactional_id, fence.producer_id, fence.producer_epoch,
-                                  False, False, self.config.transaction_version, now_ms, done)
+                                  False, False, self._abort_version(txn), now_ms, done)
+
+    def _abort_version(self, txn: TransactionMetadata) -> int:
+        """The transaction version of an abort the coordinator starts itself (a fence, a
+        timeout): the one the transaction's client used, on a coordinator that runs it. Kafka
+        4.0's coordinator took its own level instead; Kafka 4.4.0 fences a transaction of a
+        version-0 client with one epoch bump, not two (observed with kconform's
+        transaction-fencing check), so the client's version is what counts."""
+        return min(txn.client_transaction_version, self.config.transaction_version)
 
     # --- which partitions are ours ---------------------------------------------------------
 

@@ -11,6 +11,7 @@ from reference_broker.producers.state import (
     CompletedTxn,
     CoordinatorFencedError,
     InvalidProducerEpochError,
+    OutOfOrderSequenceError,
     ProducerEntry,
     ProducerStateManager,
 )
@@ -86,6 +87,32 @@ def test_marker_epochs_are_checked() -> None:
     state.update(marker(1, 1, epoch=2), EndTransactionMarker(ControlType.ABORT, 4))
     with pytest.raises(CoordinatorFencedError):
         state.check_marker(1, 2, 3)
+
+
+def test_a_marker_with_a_newer_epoch_fences_the_older_one_and_restarts_the_sequence() -> None:
+    """Kafka's maybeUpdateProducerEpoch on a marker: after the coordinator's abort at epoch 1 (a
+    fence), a zombie's batch at epoch 0 is INVALID_PRODUCER_EPOCH, and epoch 1's first batch
+    starts at sequence 0, also after a snapshot round trip."""
+    state = ProducerStateManager()
+    state.update(data(1, 0, 0, 3))
+    state.update(marker(1, 3, epoch=1), ABORT)
+    for restored in (state, _round_trip(state)):
+        with pytest.raises(InvalidProducerEpochError):
+            restored.check([data(1, 3, 4)])
+        assert restored.check([data(1, 0, 4, epoch=1)]) is None
+        with pytest.raises(OutOfOrderSequenceError):
+            restored.check([data(1, 1, 4, epoch=1)])
+    # A marker of the same epoch keeps the cached batches (duplicates are still recognised).
+    same = ProducerStateManager()
+    same.update(data(1, 0, 0, 2))
+    same.update(marker(1, 2), ABORT)
+    assert same.check([data(1, 0, 0, 2)]) is not None
+
+
+def _round_trip(state: ProducerStateManager) -> ProducerStateManager:
+    restored = ProducerStateManager()
+    restored.restore(decode(encode(state.entries())))
+    return restored
 
 
 def test_an_open_transaction_keeps_its_producer_from_expiring() -> None:

@@ -110,14 +110,14 @@ class Driver:
         return self.init_later(transactional_id, timeout_ms, expected).result
 
     def add_later(self, pid: int, epoch: int, partitions: Iterable[TopicPartition] = (("topic", 0),),
-                  transactional_id: str = "t") -> Reply[ErrorCode]:
+                  transactional_id: str = "t", version: int = 0) -> Reply[ErrorCode]:
         reply: Reply[ErrorCode] = Reply()
-        self.coordinator.add_partitions(transactional_id, pid, epoch, partitions, self.now_ms, reply)
+        self.coordinator.add_partitions(transactional_id, pid, epoch, partitions, self.now_ms, reply, version)
         return reply
 
     def add(self, pid: int, epoch: int, partitions: Iterable[TopicPartition] = (("topic", 0),),
-            transactional_id: str = "t") -> ErrorCode:
-        return self.add_later(pid, epoch, partitions, transactional_id).result
+            transactional_id: str = "t", version: int = 0) -> ErrorCode:
+        return self.add_later(pid, epoch, partitions, transactional_id, version).result
 
     def end_later(self, pid: int, epoch: int, commit: bool = True, transactional_id: str = "t",
                   version: int | None = None) -> Reply[EndTxnResult]:

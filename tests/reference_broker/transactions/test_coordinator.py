@@ -17,10 +17,11 @@ S = TransactionState
 TP = ("topic", 0)
 
 
-def ongoing(d: Driver, tid: str = "t") -> tuple[int, int]:
+def ongoing(d: Driver, tid: str = "t", version: int = 0) -> tuple[int, int]:
+    """An Ongoing transaction of ``tid``, begun by a client of transaction ``version``."""
     result = d.init(tid)
     assert result.error is E.none
-    assert d.add(result.producer_id, result.producer_epoch, [TP], tid) is E.none
+    assert d.add(result.producer_id, result.producer_epoch, [TP], tid, version) is E.none
     return result.producer_id, result.producer_epoch
 
 
@@ -284,13 +285,15 @@ def test_a_timed_out_transaction_is_aborted_and_its_producer_fenced() -> None:
     assert not markers.commit and d.txn().state is S.COMPLETE_ABORT
 
 
-def test_a_timed_out_transaction_with_transaction_version_2() -> None:
-    """The fence bumps once, the TV2 abort once more: the markers carry epoch + 2."""
+@pytest.mark.parametrize(("client_version", "bumps"), [(2, 2), (0, 1)])
+def test_a_timed_out_transaction_on_a_transaction_version_2_coordinator(client_version: int, bumps: int) -> None:
+    """The fence bumps once; the abort bumps once more only for a transaction of a client of
+    transaction version 2 (Kafka 4.4.0 fences a version-0 client's transaction with one bump)."""
     d = Driver()
-    pid, epoch = ongoing(d)
+    pid, epoch = ongoing(d, version=client_version)
     d.advance(TIMEOUT_MS + 10_000)
     [markers] = d.write_markers()
-    assert markers.producer_epoch == epoch + 2 and d.txn().state is S.COMPLETE_ABORT
+    assert markers.producer_epoch == epoch + bumps and d.txn().state is S.COMPLETE_ABORT
     assert d.add(pid, epoch) is E.producer_fenced
 
 
@@ -421,7 +424,7 @@ def test_fencing_an_exhausted_epoch_with_transaction_version_2_does_not_overflow
     the next producer id takes over at CompleteAbort (kconform's guard against an int16
     overflow)."""
     d = Driver()
-    pid, _ = ongoing(d)
+    pid, _ = ongoing(d, version=2)
     d.txn().producer_epoch = 32766
     assert d.init().error is E.concurrent_transactions
     [markers] = d.write_markers()

@@ -1,0 +1,332 @@
+"""Protocol checks of transactions (KIP-98): the coordinator's APIs and error codes, and what a
+transaction does to the log (markers, the last stable offset, the aborted-transaction list).
+
+Each check plays a transactional producer at the wire level (:class:`WireTransaction`): it
+finds the transaction coordinator (FindCoordinator key type 1), and sends InitProducerId,
+AddPartitionsToTxn, transactional Produce batches and EndTxn itself, so that every answer is
+seen as the broker gave it. Markers are written by the coordinator after EndTxn is answered, so
+checks that read them wait (up to the session's timeout) for the last stable offset to move.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from harness.conformance.context import CheckContext, CheckSkipped, expect
+from harness.conformance.registry import check
+from harness.error_names import error_name
+from harness.session import (
+    LATEST,
+    TRANSACTION_KEY,
+    FetchResult,
+    ProduceResult,
+    WireSession,
+    make_batch,
+    pauses,
+)
+from harness.targets.base import CREATE_TOPICS, TRANSACTIONS
+from reference_broker.protocol.api_keys import ApiKey
+
+TP = tuple[str, int]
+READ_COMMITTED = 1
+# Versions a producer of Kafka 3.x/4.x sends without transaction version 2 (AddPartitionsToTxn
+# 4+ is the brokers' batched form; EndTxn 5 bumps the epoch, KIP-890 part 2).
+ADD_PARTITIONS_VERSION, ADD_OFFSETS_VERSION, END_TXN_VERSION, INIT_VERSION = 3, 3, 4, 4
+FENCED = ("PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH")  # KIP-588 renamed the error
+# Kafka looks for timed-out transactions every 10 s (its default cleanup interval).
+TIMEOUT_ABORT_WAIT_S = 40.0
+
+
+class WireTransaction:
+    """One transactional producer at the wire level: its id, producer id, epoch and sequences."""
+
+    def __init__(self, s: WireSession, transactional_id: str, timeout_ms: int = 60_000) -> None:
+        self.s = s
+        self.id = transactional_id
+        self.timeout_ms = timeout_ms
+        self.producer_id = -1
+        self.epoch = -1
+        self.sequences: dict[TP, int] = {}
+
+    def _call(self, api_key: int, fields: dict[str, Any], version: int,
+              errors: Any = lambda r: [error_name(r.error_code)]) -> Any:
+        return self.s.coordinator_call(self.id, api_key, fields, lambda r: [
+            e for e in errors(r) if e != "NONE"], key_type=TRANSACTION_KEY, version=version)
+
+    def init(self, timeout_ms: int | None = None) -> str:
+        """InitProducerId; CONCURRENT_TRANSACTIONS (an open transaction being aborted) is retried
+        as clients do. Keeps the producer id and epoch it gets."""
+        deadline = time.monotonic() + self.s.timeout_s
+        for pause in pauses():
+            response = self._call(ApiKey.INIT_PRODUCER_ID, {
+                "transactional_id": self.id, "transaction_timeout": timeout_ms or self.timeout_ms,
+                "producer_id": -1, "producer_epoch": -1}, INIT_VERSION)
+            error = error_name(response.error_code)
+            if error != "CONCURRENT_TRANSACTIONS" or time.monotonic() > deadline:
+                break
+            time.sleep(pause)
+        if error == "NONE":
+            self.producer_id, self.epoch = int(response.producer_id), int(response.producer_epoch)
+            self.sequences.clear()
+        return error
+
+    def add_partitions(self, partitions: Iterable[TP], epoch: int | None = None) -> dict[TP, str]:
+        """AddPartitionsToTxn (v3); each partition's error. CONCURRENT_TRANSACTIONS is retried,
+        as clients do."""
+        topics: dict[str, list[int]] = {}
+        for topic, partition in partitions:
+            topics.setdefault(topic, []).append(partition)
+        deadline = time.monotonic() + self.s.timeout_s
+        for pause in pauses():
+            response = self._call(ApiKey.ADD_PARTITIONS_TO_TXN, {
+                "v3_and_below_transactional_id": self.id, "v3_and_below_producer_id": self.producer_id,
+                "v3_and_below_producer_epoch": self.epoch if epoch is None else epoch,
+                "v3_and_below_topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]},
+                ADD_PARTITIONS_VERSION, lambda r: [error_name(p.partition_error_code)
+                                                   for t in r.results_by_topic_v3_and_below
+                                                   for p in t.results_by_partition])
+            errors = {(t.name, int(p.partition_index)): error_name(p.partition_error_code)
+                      for t in response.results_by_topic_v3_and_below for p in t.results_by_partition}
+            # The previous transaction's markers are still being written: clients retry.
+            if set(errors.values()) != {"CONCURRENT_TRANSACTIONS"} or time.monotonic() > deadline:
+                break
+            time.sleep(pause)
+        return errors
+
+    def send(self, topic: str, partition: int, values: Sequence[bytes], epoch: int | None = None) -> ProduceResult:
+        """A transactional batch with the next sequence of the partition."""
+        sequence = self.sequences.get((topic, partition), 0)
+        batch = make_batch(list(values), producer_id=self.producer_id,
+                           producer_epoch=self.epoch if epoch is None else epoch,
+                           base_sequence=sequence, transactional=True)
+        result = self.s.produce(topic, partition, batch, transactional_id=self.id)
+        assert result is not None
+        if result.error == "NONE":
+            self.sequences[(topic, partition)] = sequence + len(values)
+        return result
+
+    def end(self, commit: bool, epoch: int | None = None, producer_id: int | None = None) -> str:
+        """EndTxn (v4); CONCURRENT_TRANSACTIONS is not retried here."""
+        response = self._call(ApiKey.END_TXN, {
+            "transactional_id": self.id,
+            "producer_id": self.producer_id if producer_id is None else producer_id,
+            "producer_epoch": self.epoch if epoch is None else epoch, "committed": commit}, END_TXN_VERSION)
+        return error_name(response.error_code)
+
+
+def _topic(ctx: CheckContext, s: WireSession, partitions: int = 1) -> str:
+    name = ctx.name("t")
+    error = s.create_topic(name, partitions)
+    expect(error == "NONE", f"CreateTopics {name}: {error}")
+    return name
+
+
+def _open(ctx: CheckContext, s: WireSession, timeout_ms: int = 60_000) -> WireTransaction:
+    txn = WireTransaction(s, ctx.name("txn"), timeout_ms)
+    error = txn.init()
+    expect(error == "NONE", f"InitProducerId for transactional id {txn.id}: {error}")
+    return txn
+
+
+def _stable(s: WireSession, tp: TP, until: str) -> FetchResult:
+    """A read_committed Fetch from offset 0, repeated until the last stable offset has reached
+    the high watermark (the markers are written after EndTxn is answered)."""
+    deadline = time.monotonic() + s.timeout_s
+    for pause in pauses(0.01, 0.2):
+        fetched = s.fetch(*tp, 0, isolation=READ_COMMITTED)
+        if fetched.error != "NONE" or fetched.last_stable_offset >= fetched.high_watermark:
+            return fetched
+        expect(time.monotonic() < deadline,
+               f"{tp[0]}-{tp[1]}: the last stable offset stays at {fetched.last_stable_offset} below the high "
+               f"watermark {fetched.high_watermark} {until}")
+        time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _started(ctx: CheckContext, s: WireSession, partitions: int = 2) -> tuple[str, WireTransaction, list[TP]]:
+    """A topic and a transaction with one record batch in each of its partitions."""
+    topic = _topic(ctx, s, partitions)
+    txn = _open(ctx, s)
+    tps = [(topic, p) for p in range(partitions)]
+    added = txn.add_partitions(tps)
+    expect(set(added.values()) == {"NONE"}, f"AddPartitionsToTxn {tps}: {added}")
+    for tp in tps:
+        sent = txn.send(*tp, [f"{txn.id}-{tp[1]}-{i}".encode() for i in range(2)])
+        expect((sent.error, sent.base_offset) == ("NONE", 0), f"transactional Produce to {tp}: {sent.error} at "
+               f"{sent.base_offset}")
+    return topic, txn, tps
+
+
+@check("transaction-commit", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-98: records of an open transaction are below no read_committed reader's reach (the last stable "
+            "offset stays at the transaction's first offset, ListOffsets latest under read_committed answers it); "
+            "after EndTxn(commit) a COMMIT marker follows them in every partition and the last stable offset "
+            "reaches the high watermark")
+def transaction_commit(ctx: CheckContext) -> None:
+    """An open transaction holds the last stable offset back; its commit releases it whole."""
+    s = ctx.session()
+    _, txn, tps = _started(ctx, s)
+    for tp in tps:
+        open_view = s.fetch(*tp, 0, isolation=READ_COMMITTED)
+        expect((open_view.high_watermark, open_view.last_stable_offset, len(open_view.records)) == (2, 0, 0),
+               f"{tp} with the transaction open: high watermark {open_view.high_watermark}, last stable offset "
+               f"{open_view.last_stable_offset}, {len(open_view.records)} records read_committed; expected 2, 0, 0")
+        latest = s.list_offsets(*tp, LATEST, isolation=READ_COMMITTED)
+        expect(latest.offset == 0, f"ListOffsets latest read_committed of {tp} with the transaction open: "
+               f"{latest.offset}, expected the last stable offset 0")
+    error = txn.end(commit=True)
+    expect(error == "NONE", f"EndTxn(commit): {error}")
+    for tp in tps:
+        done = _stable(s, tp, "after the commit")
+        expect(done.high_watermark == 3, f"{tp} after the commit: high watermark {done.high_watermark}, expected "
+               "3 (two records and the COMMIT marker)")
+        expect([r.offset for r in done.records] == [0, 1], f"{tp} read_committed after the commit: offsets "
+               f"{[r.offset for r in done.records]}, expected [0, 1]")
+        expect(not done.aborted, f"{tp}: a committed transaction listed as aborted: {done.aborted}")
+        control = [b for b in done.batches if b.is_control]
+        expect(len(control) == 1 and control[0].base_offset == 2,
+               f"{tp}: control batches {[(b.base_offset, b.is_control) for b in done.batches]}; expected one marker at 2")
+
+
+@check("transaction-abort", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-98: after EndTxn(abort) an ABORT marker ends the transaction, the last stable offset passes it, "
+            "and a read_committed Fetch lists the transaction (producer id, first offset) in aborted_transactions "
+            "so that clients drop its records; a later committed transaction is not listed")
+def transaction_abort(ctx: CheckContext) -> None:
+    """An aborted transaction is listed in read_committed fetches; a committed one after it is not."""
+    s = ctx.session()
+    topic, txn, tps = _started(ctx, s, partitions=1)
+    error = txn.end(commit=False)
+    expect(error == "NONE", f"EndTxn(abort): {error}")
+    tp = tps[0]
+    aborted = _stable(s, tp, "after the abort")
+    expect(aborted.high_watermark == 3, f"{tp} after the abort: high watermark {aborted.high_watermark}, "
+           "expected 3 (two records and the ABORT marker)")
+    expect(aborted.aborted == ((txn.producer_id, 0),), f"{tp} read_committed after the abort: aborted_transactions "
+           f"{aborted.aborted}, expected [({txn.producer_id}, 0)]")
+    added = txn.add_partitions([tp])
+    expect(added == {tp: "NONE"}, f"AddPartitionsToTxn for the next transaction: {added}")
+    sent = txn.send(*tp, [b"after-abort"])
+    expect((sent.error, sent.base_offset) == ("NONE", 3), f"next transaction's batch: {sent.error} at {sent.base_offset}")
+    expect(txn.end(commit=True) == "NONE", "EndTxn(commit) of the next transaction failed")
+    later = _stable(s, tp, "after the second transaction's commit")
+    expect(later.aborted == ((txn.producer_id, 0),), f"{tp} from offset 0 after a commit: aborted_transactions "
+           f"{later.aborted}, expected only the aborted one")
+    expect(s.fetch(*tp, 4, isolation=READ_COMMITTED).aborted == (),
+           f"{topic}: a fetch past the aborted transaction still lists it")
+
+
+@check("transaction-fencing", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-98 and KIP-588: InitProducerId of a transactional id keeps its producer id and bumps its epoch; "
+            "AddPartitionsToTxn and EndTxn with the older epoch are PRODUCER_FENCED (v2+), and its open "
+            "transaction is aborted")
+def transaction_fencing(ctx: CheckContext) -> None:
+    """A new instance of a transactional id fences the old one and aborts its transaction."""
+    s = ctx.session()
+    _, zombie, tps = _started(ctx, s, partitions=1)
+    successor = WireTransaction(s, zombie.id)
+    error = successor.init()
+    expect(error == "NONE", f"InitProducerId of the second instance: {error}")
+    expect(successor.producer_id == zombie.producer_id and successor.epoch > zombie.epoch,
+           f"second instance: producer id {successor.producer_id} epoch {successor.epoch}; expected producer id "
+           f"{zombie.producer_id} with an epoch above {zombie.epoch}")
+    added = zombie.add_partitions(tps)
+    expect(set(added.values()) == {"PRODUCER_FENCED"}, f"AddPartitionsToTxn v3 with the fenced epoch: {added}")
+    ended = zombie.end(commit=True)
+    expect(ended == "PRODUCER_FENCED", f"EndTxn v4 with the fenced epoch: {ended}")
+    aborted = _stable(s, tps[0], "after the fence")
+    expect(aborted.aborted == ((zombie.producer_id, 0),),
+           f"the fenced instance's transaction: aborted_transactions {aborted.aborted}, expected it aborted")
+
+
+@check("transaction-errors", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-98 (TransactionCoordinator): an unknown transactional id or a wrong producer id is "
+            "INVALID_PRODUCER_ID_MAPPING; EndTxn with no transaction open is INVALID_TXN_STATE; a timeout above "
+            "transaction.max.timeout.ms is INVALID_TRANSACTION_TIMEOUT; AddPartitionsToTxn of an unknown topic "
+            "is UNKNOWN_TOPIC_OR_PARTITION for it and OPERATION_NOT_ATTEMPTED for the rest")
+def transaction_errors(ctx: CheckContext) -> None:
+    """The coordinator's error codes for requests that cannot be served."""
+    s = ctx.session()
+    topic = _topic(ctx, s)
+    txn = _open(ctx, s)
+    stranger = WireTransaction(s, ctx.name("never-initialised"))
+    stranger.producer_id, stranger.epoch = txn.producer_id, txn.epoch
+    unknown = stranger.add_partitions([(topic, 0)])
+    expect(unknown == {(topic, 0): "INVALID_PRODUCER_ID_MAPPING"}, f"AddPartitionsToTxn of an unknown id: {unknown}")
+    wrong = txn.end(commit=True, producer_id=txn.producer_id + 1)
+    expect(wrong == "INVALID_PRODUCER_ID_MAPPING", f"EndTxn with another producer id: {wrong}")
+    empty = txn.end(commit=True)
+    expect(empty == "INVALID_TXN_STATE", f"EndTxn(commit) with no transaction open: {empty}")
+    missing = ctx.name("missing")
+    mixed = txn.add_partitions([(topic, 0), (missing, 0)])
+    expect(mixed == {(topic, 0): "OPERATION_NOT_ATTEMPTED", (missing, 0): "UNKNOWN_TOPIC_OR_PARTITION"},
+           f"AddPartitionsToTxn of a known and an unknown topic: {mixed}")
+    too_long = WireTransaction(s, ctx.name("too-long")).init(timeout_ms=2**31 - 1)
+    expect(too_long == "INVALID_TRANSACTION_TIMEOUT", f"InitProducerId with a timeout of 2^31-1 ms: {too_long}")
+
+
+@check("transaction-timeout", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-98: a transaction open for longer than its transaction.timeout.ms is aborted by the coordinator "
+            "(checked every transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default), which "
+            "fences its producer with an epoch bump")
+def transaction_timeout(ctx: CheckContext) -> None:
+    """A transaction left open past its timeout is aborted and its producer fenced."""
+    s = ctx.session()
+    topic = _topic(ctx, s)
+    txn = WireTransaction(s, ctx.name("txn"), timeout_ms=1000)
+    expect(txn.init() == "NONE", "InitProducerId failed")
+    expect(txn.add_partitions([(topic, 0)]) == {(topic, 0): "NONE"}, "AddPartitionsToTxn failed")
+    expect(txn.send(topic, 0, [b"stalled"]).error == "NONE", "transactional Produce failed")
+    started = time.monotonic()
+    while True:
+        fetched = s.fetch(topic, 0, 0, isolation=READ_COMMITTED)
+        if fetched.last_stable_offset >= fetched.high_watermark == 2:
+            break
+        waited = time.monotonic() - started
+        expect(waited < TIMEOUT_ABORT_WAIT_S, f"{topic}-0: the transaction with a 1 s timeout is still open after "
+               f"{waited:.0f} s (last stable offset {fetched.last_stable_offset}, high watermark "
+               f"{fetched.high_watermark})")
+        time.sleep(0.5)
+    expect(fetched.aborted == ((txn.producer_id, 0),), f"the timed-out transaction: aborted_transactions "
+           f"{fetched.aborted}, expected it aborted")
+    late = txn.end(commit=True)
+    expect(late in FENCED, f"EndTxn(commit) after the timeout abort: {late}; expected the producer fenced")
+
+
+@check("transaction-admin", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-664: DescribeTransactions shows an open transaction's state, producer and partitions; "
+            "ListTransactions filters by state and names unknown state filters; DescribeProducers shows the "
+            "producer with the first offset of its open transaction")
+def transaction_admin(ctx: CheckContext) -> None:
+    """The admin view of an open transaction."""
+    s = ctx.session()
+    if not all(s.supports(api) for api in (ApiKey.DESCRIBE_PRODUCERS, ApiKey.DESCRIBE_TRANSACTIONS,
+                                           ApiKey.LIST_TRANSACTIONS)):
+        raise CheckSkipped("the target does not offer DescribeProducers, DescribeTransactions and "
+                           "ListTransactions (KIP-664)")
+    topic, txn, tps = _started(ctx, s, partitions=1)
+    coordinator = s.coordinator(txn.id, TRANSACTION_KEY)
+    (state,) = s.call(ApiKey.DESCRIBE_TRANSACTIONS, {"transactional_ids": [txn.id]}, version=0,
+                      address=coordinator).transaction_states
+    expect((error_name(state.error_code), state.transaction_state, int(state.producer_id)) ==
+           ("NONE", "Ongoing", txn.producer_id),
+           f"DescribeTransactions: {error_name(state.error_code)} {state.transaction_state} producer "
+           f"{state.producer_id}")
+    expect([(t.topic, list(t.partitions)) for t in state.topics] == [(topic, [0])],
+           f"DescribeTransactions partitions: {[(t.topic, list(t.partitions)) for t in state.topics]}")
+    listed = s.call(ApiKey.LIST_TRANSACTIONS, {"state_filters": ["Ongoing", "NoSuchState"],
+                                               "producer_id_filters": [txn.producer_id]},
+                    version=0, address=coordinator)
+    expect([t.transactional_id for t in listed.transaction_states] == [txn.id],
+           f"ListTransactions Ongoing for producer {txn.producer_id}: "
+           f"{[t.transactional_id for t in listed.transaction_states]}")
+    expect(list(listed.unknown_state_filters) == ["NoSuchState"],
+           f"ListTransactions unknown state filters: {list(listed.unknown_state_filters)}")
+    producers = s.call(ApiKey.DESCRIBE_PRODUCERS, {"topics": [{"name": topic, "partition_indexes": [0]}]},
+                       version=0, address=s.leader(topic, 0)).topics[0].partitions[0]
+    active = [(int(p.producer_id), int(p.current_txn_start_offset)) for p in producers.active_producers]
+    expect(active == [(txn.producer_id, 0)], f"DescribeProducers {topic}-0: {active}; expected "
+           f"[({txn.producer_id}, 0)]")
+    expect(txn.end(commit=False) == "NONE", "EndTxn(abort) failed")
