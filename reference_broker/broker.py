@@ -89,6 +89,7 @@ from reference_broker.transactions import (
 )
 from reference_broker.transactions.log_format import TopicPartition
 from reference_broker.transactions.marker_channel import GONE, MarkerChannel, MarkerRequest
+from reference_broker.transactions.verification import Verification, VerificationCallback
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,10 @@ class Broker:
             TopicOffsetsLog(self, TRANSACTION_STATE_TOPIC), self._transactional_producer_id, now_ms,
         )
         self.txn_markers = MarkerChannel(self.transactions.markers_written, self.transactions.owns)
+        # KIP-890 part 1 questions for coordinators on other brokers, for the driver to send;
+        # on_verification wakes it.
+        self.verifications: list[Verification] = []
+        self.on_verification: Callable[[], None] | None = None
         # (internal topic, partition) -> the leader epoch at which this node leads it (and
         # coordinates its groups or transactional ids)
         self._led_coordinator_partitions: dict[tuple[str, int], int] = {}
@@ -315,10 +320,12 @@ class Broker:
             self.on_high_watermark(partition)
 
     def appended_internally(self, partition: Partition) -> None:
-        """The group coordinator appended to ``partition`` (no Produce request, after which the
-        driver wakes parked fetches itself): wake them, so followers parked at this leader fetch
-        the records now rather than after ``replica.fetch.wait.max.ms``, as Kafka completes
-        delayed fetches after every append. A commit waits for that replication."""
+        """Something appended to ``partition`` outside the moment a Produce request is
+        dispatched, after which the driver wakes parked fetches itself (the group coordinator's
+        records; a Produce that first waited for transaction verification): wake them, so
+        followers parked at this leader fetch the records now rather than after
+        ``replica.fetch.wait.max.ms``, as Kafka completes delayed fetches after every append. A
+        commit waits for that replication."""
         self._high_watermark_moved(partition)
 
     def _propose_isr_change(self, partition: Partition, change: IsrChange) -> None:
@@ -562,6 +569,26 @@ class Broker:
         answers to :attr:`txn_markers`)."""
         self.txn_markers.add(self.transactions.take_markers())
         return self.txn_markers.requests(now_ms, self._leader_of)
+
+    def verify_transaction(
+        self, transactional_id: str, producer_id: int, producer_epoch: int,
+        partitions: Sequence[TopicPartition], callback: VerificationCallback,
+    ) -> None:
+        """KIP-890 part 1: ask the coordinator of ``transactional_id`` whether ``partitions``
+        are in the ongoing transaction of (producer id, epoch); ``callback`` gets each
+        partition's answer (at once when this node is the coordinator or none is known, else
+        once the driver has asked, with AddPartitionsToTxn v4 ``verify_only``)."""
+        record = self.image.partition(TRANSACTION_STATE_TOPIC, self.transactions.partition_for(transactional_id))
+        leader = -1 if record is None else record.leader
+        if leader == self.node_id:
+            callback(self.transactions.verify_partitions(transactional_id, producer_id, producer_epoch, partitions))
+        elif leader < 0:
+            callback(dict.fromkeys(partitions, ErrorCode.coordinator_not_available))
+        else:
+            self.verifications.append(Verification(leader, transactional_id, producer_id, producer_epoch,
+                                                   tuple(partitions), callback))
+            if self.on_verification is not None:
+                self.on_verification()
 
     def _leader_of(self, tp: TopicPartition) -> int | None:
         record = self.image.partition(*tp)

@@ -33,7 +33,7 @@ TP = tuple[str, int]
 READ_COMMITTED = 1
 # Versions a producer of Kafka 3.x/4.x sends without transaction version 2 (AddPartitionsToTxn
 # 4+ is the brokers' batched form; EndTxn 5 bumps the epoch, KIP-890 part 2).
-ADD_PARTITIONS_VERSION, ADD_OFFSETS_VERSION, END_TXN_VERSION, INIT_VERSION = 3, 3, 4, 4
+ADD_PARTITIONS_VERSION, END_TXN_VERSION, INIT_VERSION = 3, 4, 4
 FENCED = ("PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH")  # KIP-588 renamed the error
 # Kafka looks for timed-out transactions every 10 s (its default cleanup interval).
 TIMEOUT_ABORT_WAIT_S = 40.0
@@ -330,3 +330,53 @@ def transaction_admin(ctx: CheckContext) -> None:
     expect(active == [(txn.producer_id, 0)], f"DescribeProducers {topic}-0: {active}; expected "
            f"[({txn.producer_id}, 0)]")
     expect(txn.end(commit=False) == "NONE", "EndTxn(abort) failed")
+
+
+def _send_retrying(txn: WireTransaction, topic: str, partition: int, value: bytes) -> ProduceResult:
+    """A transactional batch, sent again while the answer is a retriable NOT_ENOUGH_REPLICAS (a
+    coordinator that cannot verify yet, e.g. while the previous transaction completes), as a
+    producer does."""
+    deadline = time.monotonic() + txn.s.timeout_s
+    for pause in pauses():
+        result = txn.send(topic, partition, [value])
+        if result.error != "NOT_ENOUGH_REPLICAS" or time.monotonic() > deadline:
+            return result
+        time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+@check("transaction-verification", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-890 part 1: a transactional batch for a partition the coordinator does not have in the producer's "
+            "ongoing transaction must not start a transaction there (Kafka 3.6+ refuses it, TRANSACTION_ABORTABLE "
+            "or INVALID_TXN_STATE; with transaction version 2 the leader adds the partition itself), and a fenced "
+            "producer's batch is refused (INVALID_PRODUCER_EPOCH): else a transaction no coordinator will end "
+            "holds the last stable offset back forever (a hanging transaction)")
+def transaction_verification(ctx: CheckContext) -> None:
+    """No hanging transaction from a batch outside the transaction, a late one, or a zombie's."""
+    s = ctx.session()
+    topic = _topic(ctx, s, partitions=3)
+    txn = _open(ctx, s)
+    expect(txn.add_partitions([(topic, 0)]) == {(topic, 0): "NONE"}, "AddPartitionsToTxn failed")
+    expect(txn.send(topic, 0, [b"in"]).error == "NONE", "transactional Produce to an added partition failed")
+    outside = _send_retrying(txn, topic, 1, b"outside")
+    expect(txn.end(commit=True) == "NONE", "EndTxn(commit) failed")
+    # The committed transaction's epoch again, with no AddPartitionsToTxn: a late batch.
+    late = _send_retrying(txn, topic, 2, b"late")
+    for name, result, tp in (("a batch for a partition never added", outside, (topic, 1)),
+                             ("a batch sent after the commit", late, (topic, 2))):
+        expect(result.error in ("NONE", "TRANSACTION_ABORTABLE", "INVALID_TXN_STATE"),
+               f"{name}: {result.error}")
+        if result.error == "NONE":
+            # Accepted (transaction version 2 adds the partition): it must end with the transaction.
+            if tp == (topic, 2):
+                txn.end(commit=False)
+            _stable(s, tp, f"after {name} was accepted: a hanging transaction")
+        else:
+            held = s.fetch(*tp, 0, isolation=READ_COMMITTED)
+            expect(held.last_stable_offset == held.high_watermark,
+                   f"{name} was refused ({result.error}) but {tp} holds an open transaction: last stable offset "
+                   f"{held.last_stable_offset}, high watermark {held.high_watermark}")
+    successor = WireTransaction(s, txn.id)
+    expect(successor.init() == "NONE", "InitProducerId of a second instance failed")
+    zombie = txn.send(topic, 1, [b"zombie"])
+    expect(zombie.error in FENCED, f"the fenced instance's batch for a partition it never added: {zombie.error}")

@@ -21,7 +21,7 @@ from reference_broker.config import BrokerConfig, Listener
 from reference_broker.drivers.fetcher import FetcherConfig, ReplicaFetcherManager
 from reference_broker.drivers.node_server import NodeServer, Outgoing, now_ms, run_node
 from reference_broker.drivers.remote_controller import RemoteControllerChannel
-from reference_broker.drivers.txn_marker_sender import TxnMarkerSender
+from reference_broker.drivers.txn_sender import TransactionSender
 from reference_broker.handlers import FETCH, HANDLERS
 from reference_broker.handlers.context import Deferred, RequestContext
 from reference_broker.handlers.fetch import handle_fetch
@@ -56,8 +56,8 @@ class BrokerServer(NodeServer):
         self.replica_fetchers = ReplicaFetcherManager(
             self.broker, FetcherConfig.from_broker(config.get), now_ms
         )
-        # The transaction coordinator's markers go to the partition leaders from here.
-        self.txn_markers = TxnMarkerSender(self.broker, now_ms)
+        # Markers to partition leaders and verifications to coordinators on other brokers.
+        self.txn_requests = TransactionSender(self.broker, now_ms)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ class BrokerServer(NodeServer):
         self.every(FLUSH_CHECK_INTERVAL_S, self.broker.flush_due, "flusher")
         self.every(TICK_INTERVAL_S, self.broker.tick, "timers")
         self.replica_fetchers.start()
-        self.txn_markers.start()
+        self.txn_requests.start()
 
     def advertised_listeners(self) -> list[Listener]:
         return [
@@ -103,7 +103,7 @@ class BrokerServer(NodeServer):
         return self.broker.lifecycle.shutdown_allowed
 
     async def stop(self) -> None:
-        await self.txn_markers.stop()
+        await self.txn_requests.stop()
         await self.replica_fetchers.stop()
         if self.remote_controller is not None:
             await self.remote_controller.close()

@@ -74,11 +74,14 @@ class Later:
             self._now.append(response)
 
     def resolve(self, response: Any) -> None:
-        """Answer with ``response`` as it is (no rendering)."""
-        if self._returned:
-            self._deferred.resolve(response)
-        else:
+        """Answer with ``response`` as it is (no rendering); a Deferred answers once it is
+        resolved."""
+        if not self._returned:
             self._now.append(response)
+        elif isinstance(response, Deferred):
+            response.on_resolved(self._deferred.resolve)
+        else:
+            self._deferred.resolve(response)
 
     def response(self) -> Any:
         self._returned = True

@@ -24,10 +24,12 @@ stored. Error mapping follows Kafka's LogValidator and ReplicaManager:
   batch from a producer whose transaction is ongoing -> INVALID_TXN_STATE; a control batch
   (only WriteTxnMarkers writes those), or a producer id without a sequence -> INVALID_RECORD;
 * a transactional batch (KIP-98) from an idempotent producer is accepted under the same
-  sequence rules and begins the producer's transaction on the partition. Kafka 3.6+ first has
-  the transaction coordinator verify that the partition was added to the transaction (KIP-890
-  part 1) and answers INVALID_TXN_STATE otherwise; that verification arrives with the
-  reference broker's transaction coordinator.
+  sequence rules and begins the producer's transaction on the partition, once the transaction
+  coordinator has verified that the partition was added to the transaction (KIP-890 part 1,
+  :mod:`reference_broker.handlers.produce_verification`): else TRANSACTION_ABORTABLE (Produce
+  v11+; INVALID_TXN_STATE before), INVALID_PRODUCER_EPOCH for a fenced epoch, and
+  NOT_ENOUGH_REPLICAS (retriable) while the coordinator cannot answer; transactional batches in
+  a Produce without a transactional id -> TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 
 A refused partition's answer carries base offset -1 and, as in Kafka's
 ``ReplicaManager.appendToLocalLog``, log start offset -1 for a refusal made before the
@@ -61,11 +63,13 @@ from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
 from reference_broker.handlers.context import CloseConnection, Deferred, RequestContext
+from reference_broker.handlers.produce_verification import Guard, Refusals, verify_then
 from reference_broker.log import RecordListTooLargeError, RecordTooLargeError
 from reference_broker.producers import ProducerStateError
 from reference_broker.records import RecordError, validate_batches
 from reference_broker.replication import Partition, ReplicationError
 from reference_broker.topic_admin import INTERNAL_TOPICS, BrokerError
+from reference_broker.transactions.log_format import TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +118,7 @@ class _Commit:
 
 def _produce_partition(
     broker: Broker, topic: str, index: int, records: bytes | None, acks: int, now_ms: int,
-    commits: list[_Commit],
+    commits: list[_Commit], guard: Guard | None = None,
 ) -> dict[str, Any]:
     if topic in INTERNAL_TOPICS:
         return _partition_error(
@@ -144,6 +148,10 @@ def _produce_partition(
             f"Produce requests with version 3+ carry exactly one record batch per partition, "
             f"not {len(headers)}",
         )
+    if guard is not None:
+        refused = guard(partition)
+        if refused is not None:
+            return _refused(partition, index, refused, "the transaction ended while it was being verified")
     try:
         result = partition.append_as_leader(buf, headers, now_ms)
     except RecordListTooLargeError as exc:
@@ -176,19 +184,29 @@ def _ensure_topic(broker: Broker, topic: str, now_ms: int) -> None:
 
 
 def handle_produce(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    for topic_data in request.topic_data:
+        _ensure_topic(broker, topic_data.name, now_ms)
+    return verify_then(broker, ctx, request, lambda refusals, guards: _produce_all(
+        broker, request, refusals, guards, now_ms))
+
+
+def _produce_all(broker: Broker, request: Any, refusals: Refusals, guards: dict[TopicPartition, Guard],
+                 now_ms: int) -> Any:
     acks = request.acks
     responses = []
     failed = False
     commits: list[_Commit] = []
     for topic_data in request.topic_data:
-        _ensure_topic(broker, topic_data.name, now_ms)
         partition_responses = []
         for part in topic_data.partition_data:
+            tp = (topic_data.name, int(part.index))
             if acks not in (0, 1, -1):
                 result = _partition_error(part.index, ErrorCode.invalid_required_acks)
+            elif tp in refusals:
+                result = _partition_error(part.index, refusals[tp])
             else:
                 result = _produce_partition(
-                    broker, topic_data.name, part.index, part.records, acks, now_ms, commits
+                    broker, topic_data.name, part.index, part.records, acks, now_ms, commits, guards.get(tp)
                 )
             failed = failed or result["error_code"] is not ErrorCode.none
             partition_responses.append(result)

@@ -23,7 +23,7 @@ coordinator's business.
 
 :func:`write_markers` is the same work for this node's own transaction coordinator, which
 writes the markers of partitions it leads itself (the driver,
-:mod:`reference_broker.drivers.txn_marker_sender`, sends the others to their leaders).
+:mod:`reference_broker.drivers.txn_sender`, sends the others to their leaders).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ one (:mod:`reference_broker.broker`), loads and unloads its partitions with the 
 ``__transaction_state`` (stored through the same internal-topic log as the groups'), answers
 its requests in :mod:`reference_broker.handlers.transactions`, and hands the markers of
 decided transactions to a :class:`~reference_broker.transactions.marker_channel.MarkerChannel`,
-whose requests the driver (:mod:`reference_broker.drivers.txn_marker_sender`) sends to the
+whose requests the driver (:mod:`reference_broker.drivers.txn_sender`) sends to the
 partition leaders. The log side is in :mod:`reference_broker.log` and
 :mod:`reference_broker.producers` (docs/broker.md, "Transactions in the log"; the coordinator:
 "Transactions").

@@ -1,5 +1,7 @@
-"""Sends the transaction coordinator's markers to the partition leaders (the I/O half of
-:mod:`reference_broker.transactions.marker_channel`).
+"""The inter-broker requests of transactions: the coordinator's markers to the partition
+leaders (the I/O half of :mod:`reference_broker.transactions.marker_channel`), and the partition
+leaders' verification questions to coordinators on other brokers (KIP-890 part 1,
+:mod:`reference_broker.transactions.verification`).
 
 Whenever the coordinator has decided a transaction (or a retry is due), the sender asks the
 broker for the WriteTxnMarkers requests to send, one per leader. Markers of partitions this node
@@ -7,13 +9,18 @@ leads are written here directly (the same code as the WriteTxnMarkers handler); 
 over the inter-broker listener (``kconform.replica.peer.addresses`` when set, so chaos on a
 replication link also delays markers), one request in flight per leader. Every answer, or a
 failed connection, goes back to the channel, which decides what is retried.
+
+A verification is one AddPartitionsToTxn v4 request with ``verify_only`` to the coordinator's
+broker, over the same connections; a failed one answers REQUEST_TIMED_OUT for its partitions
+(the producer is told to retry).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 
@@ -23,10 +30,12 @@ from reference_broker.handlers.txn_markers import MARKER_TIMEOUT_MS, MarkerError
 from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.codec import build, request_class
 from reference_broker.transactions.marker_channel import RETRY_BACKOFF_MS, MarkerRequest
+from reference_broker.transactions.verification import Verification
 
 log = logging.getLogger(__name__)
 
 WRITE_TXN_MARKERS_VERSION = 1
+VERIFY_VERSION = 4  # AddPartitionsToTxn's batched form, from brokers (KIP-890 part 1)
 # A leader answers within its marker timeout; allow for the network on top.
 ANSWER_TIMEOUT_S = MARKER_TIMEOUT_MS / 1000 + 10
 
@@ -54,14 +63,38 @@ def _errors_of(response: object) -> MarkerErrors:
     }
 
 
-class TxnMarkerSender:
-    """One task that hands out the markers, and one connection per remote leader."""
+def _verify_body(verification: Verification) -> object:
+    topics: dict[str, list[int]] = {}
+    for topic, index in verification.partitions:
+        topics.setdefault(topic, []).append(index)
+    return build(request_class(ApiKey.ADD_PARTITIONS_TO_TXN, VERIFY_VERSION), {"transactions": [{
+        "transactional_id": verification.transactional_id, "producer_id": verification.producer_id,
+        "producer_epoch": verification.producer_epoch, "verify_only": True,
+        "topics": [{"name": name, "partitions": indexes} for name, indexes in topics.items()],
+    }]})
+
+
+def _verify_answers(verification: Verification, response: object) -> dict[tuple[str, int], ErrorCode]:
+    top = ErrorCode(response.error_code)  # type: ignore[attr-defined]
+    if top is not ErrorCode.none:
+        return dict.fromkeys(verification.partitions, top)
+    answers = {
+        (topic.name, int(p.partition_index)): ErrorCode(p.partition_error_code)
+        for txn in response.results_by_transaction  # type: ignore[attr-defined]
+        for topic in txn.topic_results for p in topic.results_by_partition
+    }
+    return {tp: answers.get(tp, ErrorCode.request_timed_out) for tp in verification.partitions}
+
+
+class TransactionSender:
+    """One task that hands out the markers and verifications, and one connection per broker."""
 
     def __init__(self, broker: Broker, now_ms: Callable[[], int]) -> None:
         self.broker = broker
         self.now_ms = now_ms
         self._wake = asyncio.Event()
         broker.transactions.on_markers = self._wake.set
+        broker.on_verification = self._wake.set
         self._clients: dict[int, WireClient] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._sends: set[asyncio.Task[None]] = set()
@@ -93,14 +126,20 @@ class TxnMarkerSender:
             self._wake.clear()
 
     def _send_due(self) -> None:
+        verifications, self.broker.verifications = self.broker.verifications, []
+        for verification in verifications:
+            self._spawn(self._verify(verification), verification.coordinator)
         now = self.now_ms()
         for request in self.broker.marker_requests(now):
             if request.leader == self.broker.node_id:
                 write_markers(self.broker, request.entries, now, self._answer_to(request))
             else:
-                task = asyncio.create_task(self._send(request), name=f"txn-markers-{request.leader}")
-                self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
+                self._spawn(self._send(request), request.leader)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], broker: int) -> None:
+        task = asyncio.create_task(coroutine, name=f"txn-requests-{broker}")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     def _answer_to(self, request: MarkerRequest) -> Callable[[MarkerErrors], None]:
         return lambda errors: self._answered(request, errors)
@@ -110,16 +149,24 @@ class TxnMarkerSender:
         self._wake.set()
 
     async def _send(self, request: MarkerRequest) -> None:
-        errors: MarkerErrors = {}
-        async with self._locks.setdefault(request.leader, asyncio.Lock()):
+        response = await self._ask(request.leader, _request_body(request), "transaction markers")
+        self._answered(request, {} if response is None else _errors_of(response))
+
+    async def _verify(self, verification: Verification) -> None:
+        response = await self._ask(verification.coordinator, _verify_body(verification), "verification")
+        verification.callback(dict.fromkeys(verification.partitions, ErrorCode.request_timed_out)
+                              if response is None else _verify_answers(verification, response))
+
+    async def _ask(self, broker: int, body: object, what: str) -> Any:
+        """Send ``body`` to ``broker`` (one request in flight per broker); None if it failed."""
+        async with self._locks.setdefault(broker, asyncio.Lock()):
             try:
-                client = await self._connect(request.leader)
-                errors = _errors_of(await client.request(_request_body(request)))
+                client = await self._connect(broker)
+                return await client.request(body)
             except (WireError, OSError, TimeoutError) as exc:
-                log.info("transaction markers to broker %d failed: %s", request.leader,
-                         exc or type(exc).__name__)
-                await self._disconnect(request.leader)
-        self._answered(request, errors)
+                log.info("%s to broker %d failed: %s", what, broker, exc or type(exc).__name__)
+                await self._disconnect(broker)
+                return None
 
     async def _connect(self, leader: int) -> WireClient:
         address = self.broker.peer_address(leader)
