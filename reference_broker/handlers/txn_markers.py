@@ -17,6 +17,14 @@ partition:
 * after the append: NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER or
   REQUEST_TIMED_OUT, as for an acks=all Produce.
 
+A marker written to a ``__consumer_offsets`` partition also ends the producer's transactional
+offset commits there (TxnOffsetCommit): once it is committed the group coordinator makes them
+visible (COMMIT) or drops them (ABORT), :meth:`GroupCoordinator.complete_transaction`. Kafka
+does this in the acks=all callback of the marker's append, for the partitions it succeeded on
+(KafkaApis.handleWriteTxnMarkersRequest calls GroupCoordinator.scheduleHandleTxnCompletion
+there), so the offsets become visible only once every in-sync replica has the marker, and a
+failed marker changes nothing until the coordinator's retry succeeds.
+
 Version 2's ``transaction_version`` (the coordinator's transaction protocol, KIP-890 part 2) is
 accepted and does not change the marker: the epoch bump of transaction version 2 is the
 coordinator's business, and the reference broker has no coordinator yet.
@@ -24,12 +32,15 @@ coordinator's business, and the reference broker has no coordinator yet.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
+from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.handlers.context import Deferred, RequestContext
 from reference_broker.producers import ProducerStateError
 from reference_broker.records import ControlType, EndTransactionMarker, RecordError
@@ -39,9 +50,20 @@ from reference_broker.replication import Partition, ReplicationError
 MARKER_TIMEOUT_MS = 30_000
 
 
+@attrs.frozen(slots=True)
+class _Appended:
+    """A marker in a leader's log, waiting for the high watermark to pass it."""
+
+    result: dict[str, Any]  # its partition's entry in the answer
+    partition: Partition
+    required_offset: int
+    min_isr: int
+    committed: Callable[[], object] | None  # what to do once it is committed
+
+
 def _write_marker(
     broker: Broker, topic: str, index: int, marker: Any, now_ms: int,
-    pending: list[tuple[dict[str, Any], Partition, int, int]],
+    pending: list[_Appended],
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"partition_index": index, "error_code": ErrorCode.none}
     partition = broker.partition(topic, index)
@@ -65,14 +87,20 @@ def _write_marker(
     except (ProducerStateError, RecordError) as exc:
         result["error_code"] = exc.error_code
         return result
-    pending.append((result, partition, appended.last_offset + 1, min_isr))
+    committed = None
+    if topic == OFFSETS_TOPIC:
+        committed = functools.partial(
+            broker.groups.complete_transaction, index, int(marker.producer_id),
+            control.control_type is ControlType.COMMIT, now_ms,
+        )
+    pending.append(_Appended(result, partition, appended.last_offset + 1, min_isr, committed))
     return result
 
 
 def handle_write_txn_markers(
     broker: Broker, ctx: RequestContext, request: Any, now_ms: int
 ) -> Any:
-    pending: list[tuple[dict[str, Any], Partition, int, int]] = []
+    pending: list[_Appended] = []
     markers = []
     for marker in request.markers:
         topics = []
@@ -89,18 +117,21 @@ def handle_write_txn_markers(
     deferred = Deferred()
     outstanding = len(pending)
 
-    def done(result: dict[str, Any], error: ErrorCode) -> None:
+    def done(appended: _Appended, error: ErrorCode) -> None:
         nonlocal outstanding
-        result["error_code"] = error
+        appended.result["error_code"] = error
+        if error is ErrorCode.none and appended.committed is not None:
+            appended.committed()
         outstanding -= 1
         if outstanding == 0:
             deferred.resolve(body)
 
-    def callback(result: dict[str, Any]) -> Callable[[ErrorCode], None]:
-        return lambda error: done(result, error)
+    def callback(appended: _Appended) -> Callable[[ErrorCode], None]:
+        return lambda error: done(appended, error)
 
-    for result, partition, required_offset, min_isr in pending:
-        partition.wait_for_commit(
-            required_offset, min_isr, now_ms + MARKER_TIMEOUT_MS, callback(result)
+    for appended in pending:
+        appended.partition.wait_for_commit(
+            appended.required_offset, appended.min_isr, now_ms + MARKER_TIMEOUT_MS,
+            callback(appended),
         )
     return body if deferred.resolved else deferred
