@@ -175,7 +175,8 @@ class Offsets:
         def every(error: ErrorCode) -> None:
             callback({tp: error for tp in offsets})
 
-        # Kafka 4's GroupCoordinatorService refuses an empty group id here (OffsetCommit takes it).
+        # Unlike OffsetCommit, an empty group id is refused (Kafka's validateGroupStatus for
+        # TXN_OFFSET_COMMIT; Kafka 4's GroupCoordinatorService.commitTransactionalOffsets).
         if not group_id or too_long(group_id):
             every(ErrorCode.invalid_group_id)
             return

@@ -2,12 +2,12 @@
 TxnOffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups and OffsetDelete.
 
 These handlers only translate between wire versions and the coordinator
-(:mod:`reference_broker.groups.coordinator`, whose modules hold every rule). JoinGroup and SyncGroup may
-have to wait for other members, and OffsetCommit, TxnOffsetCommit and SyncGroup for their
-records to be replicated to the ISR of the group's ``__consumer_offsets`` partition: their handlers return a
-:class:`~reference_broker.handlers.context.Deferred` that the coordinator resolves when the
-rebalance or the replication gets there (the driver keeps that connection's later requests
-queued meanwhile, as Kafka does).
+(:mod:`reference_broker.groups.coordinator`, whose modules hold every rule). JoinGroup and
+SyncGroup may have to wait for other members, and OffsetCommit, TxnOffsetCommit and SyncGroup
+for their records to be replicated to the ISR of the group's ``__consumer_offsets`` partition:
+their handlers return a :class:`~reference_broker.handlers.context.Deferred` that the
+coordinator resolves when the rebalance or the replication gets there (the driver keeps that
+connection's later requests queued meanwhile, as Kafka does).
 
 Version differences handled here (Kafka protocol guide):
 
