@@ -45,6 +45,7 @@ _CRC_START = 21
 _COMPRESSION_MASK = 0x07
 _TIMESTAMP_TYPE_BIT = 0x08
 _TRANSACTIONAL_BIT = 0x10
+TRANSACTIONAL_ATTRIBUTE = _TRANSACTIONAL_BIT  # a batch of a producer's transaction (KIP-98)
 _CONTROL_BIT = 0x20
 # KIP-534: when set, baseTimestamp holds the batch's delete horizon (the time after which the
 # cleaner may drop its tombstones) and record timestamps stay relative to it.

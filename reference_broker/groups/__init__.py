@@ -15,7 +15,7 @@ from reference_broker.groups.coordinator import GroupCoordinator
 from reference_broker.groups.group import GroupState
 from reference_broker.groups.log_format import OFFSETS_TOPIC, OffsetValue, partition_for
 from reference_broker.groups.membership import JoinRequest, JoinResult, LeavingMember, SyncResult
-from reference_broker.groups.storage import MemoryOffsetsLog, OffsetsLog, TopicOffsetsLog
+from reference_broker.groups.storage import MemoryOffsetsLog, OffsetsLog, TopicOffsetsLog, TxnProducer
 
 __all__ = [
     "OFFSETS_TOPIC",
@@ -30,5 +30,6 @@ __all__ = [
     "OffsetsLog",
     "SyncResult",
     "TopicOffsetsLog",
+    "TxnProducer",
     "partition_for",
 ]

@@ -14,7 +14,9 @@ whose rules it follows (read their docstrings for the theory of operation):
   rebalance, static members and the timers: the group states and what moves a group between
   them;
 * :mod:`~reference_broker.groups.offsets`: OffsetCommit validation, OffsetFetch, OffsetDelete,
-  DeleteGroups and offset expiry (KIP-211);
+  DeleteGroups and offset expiry (KIP-211); transactional offset commits (TxnOffsetCommit,
+  KIP-98 and KIP-447), pending per producer until the transaction's marker reaches the group's
+  offsets partition (:meth:`GroupCoordinator.complete_transaction`);
 * :mod:`~reference_broker.groups.persistence`: the records of groups and offsets in
   ``__consumer_offsets``, what a failed write becomes for the client, and loading or unloading
   the groups of a partition as this node gains or loses its leadership.
@@ -124,7 +126,9 @@ class GroupCoordinator:
         self.heartbeat = self._membership.heartbeat
         self.leave_group = self._membership.leave_group
         self.commit_offsets = self._offsets.commit_offsets
+        self.commit_txn_offsets = self._offsets.commit_txn_offsets
         self.fetch_offsets = self._offsets.fetch_offsets
+        self.fetch_stable_offsets = self._offsets.fetch_stable_offsets
         self.delete_offsets = self._offsets.delete_offsets
         self.delete_groups = self._offsets.delete_groups
         self.expire_offsets = self._offsets.expire_offsets
@@ -154,6 +158,21 @@ class GroupCoordinator:
         leads it now): forget them; requests parked in JoinGroup or SyncGroup get
         NOT_COORDINATOR so their members find the new coordinator."""
         self._persistence.unload_partition(partition, self._membership.unloaded)
+
+    # --- transactions ---------------------------------------------------------------------------
+
+    def complete_transaction(
+        self, offsets_partition: int, producer_id: int, commit: bool, now_ms: int
+    ) -> int:
+        """A COMMIT (``commit``) or ABORT marker of ``producer_id``'s transaction is committed
+        in offsets partition ``offsets_partition``: the transactional offsets the producer
+        committed for that partition's groups become visible, or are dropped (Kafka's
+        GroupCoordinator.scheduleHandleTxnCompletion, which WriteTxnMarkers calls once the
+        marker's acks=-1 append is done). Returns how many groups had some."""
+        self._now_ms = max(self._now_ms, now_ms)
+        return self._offsets.complete_transaction(
+            self._persistence.groups_in_partition(offsets_partition), producer_id, commit
+        )
 
     # --- timers --------------------------------------------------------------------------------
 

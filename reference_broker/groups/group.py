@@ -131,6 +131,20 @@ PartitionKey = tuple[str, int]
 
 
 @attrs.define(eq=False)
+class PendingTxnOffset:
+    """A transactional offset commit waiting for its transaction to end (an entry of Kafka's
+    pendingTransactionalOffsetCommits): the value, and the offset of its record in
+    ``__consumer_offsets`` once that record is committed (None until then)."""
+
+    value: OffsetValue
+    record_offset: int | None = None
+    # The producer's earlier commit of the partition that this one replaced, back in place if
+    # this one's write fails: its record is in the log and will count at the marker (Kafka 4
+    # rolls a failed write's state back the same way).
+    replaced: PendingTxnOffset | None = None
+
+
+@attrs.define(eq=False)
 class Group:
     """A group's state, members and committed offsets (Kafka's GroupMetadata)."""
 
@@ -150,6 +164,14 @@ class Group:
     # per partition).
     offsets: dict[PartitionKey, OffsetValue] = attrs.field(factory=dict)
     pending_offsets: dict[PartitionKey, OffsetValue] = attrs.field(factory=dict)
+    # Where the record of each committed offset sits in __consumer_offsets (Kafka's
+    # appendedBatchOffset): when transactional and plain commits of a partition mix, the one
+    # written later wins, whichever completes last.
+    record_offsets: dict[PartitionKey, int] = attrs.field(factory=dict)
+    # Transactional offset commits (TxnOffsetCommit, KIP-98) per producer id, invisible to
+    # OffsetFetch until the producer's transaction commits (Kafka's
+    # pendingTransactionalOffsetCommits); an abort drops them.
+    pending_txn_offsets: dict[int, dict[PartitionKey, PendingTxnOffset]] = attrs.field(factory=dict)
     subscribed_topics: frozenset[str] | None = None
     # Rebalance timers: the join phase ends at join_deadline_ms (or when everyone has joined,
     # unless initial_delay_ms is set: then only the deadline ends it, KIP-134).
@@ -178,19 +200,49 @@ class Group:
 
     @property
     def has_offsets(self) -> bool:
-        """Committed or pending offsets (Kafka's GroupMetadata.hasOffsets)."""
-        return bool(self.offsets or self.pending_offsets)
+        """Committed or pending offsets, transactional ones included (Kafka's
+        GroupMetadata.hasOffsets): a group that has any is not cleaned up."""
+        return bool(self.offsets or self.pending_offsets or self.pending_txn_offsets)
+
+    @property
+    def pending_txn_partitions(self) -> set[PartitionKey]:
+        """Partitions with a transactional offset commit of some producer still pending."""
+        return {tp for pending in self.pending_txn_offsets.values() for tp in pending}
+
+    def has_pending_offsets(self, tp: PartitionKey) -> bool:
+        """A commit of ``tp`` is not settled yet: a plain one not yet replicated, or a
+        transactional one whose transaction has not ended (Kafka's
+        hasPendingOffsetCommitsForTopicPartition)."""
+        return tp in self.pending_offsets or any(
+            tp in pending for pending in self.pending_txn_offsets.values()
+        )
 
     # --- offsets (Kafka's prepareOffsetCommit / onOffsetCommitAppend / failPendingOffsetWrite) -
 
     def prepare_offset_commit(self, offsets: dict[PartitionKey, OffsetValue]) -> None:
         self.pending_offsets.update(offsets)
 
-    def on_offset_commit_committed(self, tp: PartitionKey, value: OffsetValue) -> None:
-        """The commit of ``value`` is replicated: it becomes visible, unless the partition's
-        offsets were deleted meanwhile (then nothing is pending for it any more)."""
+    def _commit(self, tp: PartitionKey, value: OffsetValue, record_offset: int | None) -> None:
+        """Make ``value`` (whose record is at ``record_offset``) the committed offset of ``tp``,
+        unless the committed one was written later (Kafka's CommitRecordMetadataAndOffset
+        .olderThan; None: unknown, taken as the latest)."""
+        current = self.record_offsets.get(tp)
+        if record_offset is not None and current is not None and current > record_offset:
+            return
+        self.offsets[tp] = value
+        if record_offset is None:
+            self.record_offsets.pop(tp, None)
+        else:
+            self.record_offsets[tp] = record_offset
+
+    def on_offset_commit_committed(
+        self, tp: PartitionKey, value: OffsetValue, record_offset: int | None = None
+    ) -> None:
+        """The commit of ``value`` (its record at ``record_offset``) is replicated: it becomes
+        visible, unless the partition's offsets were deleted meanwhile (then nothing is pending
+        for it any more)."""
         if tp in self.pending_offsets:
-            self.offsets[tp] = value
+            self._commit(tp, value, record_offset)
             if self.pending_offsets[tp] is value:
                 del self.pending_offsets[tp]
 
@@ -198,10 +250,72 @@ class Group:
         if self.pending_offsets.get(tp) is value:
             del self.pending_offsets[tp]
 
+    # --- transactional offsets (Kafka's prepareTxnOffsetCommit, onTxnOffsetCommitAppend,
+    # failPendingTxnOffsetCommit and completePendingTxnOffsetCommit) ------------------------------
+
+    def prepare_txn_offset_commit(
+        self, producer_id: int, offsets: dict[PartitionKey, OffsetValue]
+    ) -> dict[PartitionKey, PendingTxnOffset]:
+        """Hold ``offsets`` for ``producer_id``'s transaction (a later commit of a partition by
+        the same producer replaces the earlier one); returns the entries, which the caller
+        settles once the write is done."""
+        pending = self.pending_txn_offsets.setdefault(producer_id, {})
+        entries = {tp: PendingTxnOffset(value, replaced=pending.get(tp)) for tp, value in offsets.items()}
+        pending.update(entries)
+        return entries
+
+    @staticmethod
+    def on_txn_offset_commit_append(
+        entries: dict[PartitionKey, PendingTxnOffset], record_offset: int | None
+    ) -> None:
+        """The records of ``entries`` are committed at ``record_offset``."""
+        for entry in entries.values():
+            entry.record_offset = record_offset
+            entry.replaced = None
+
+    def fail_pending_txn_offset_commit(
+        self, producer_id: int, entries: dict[PartitionKey, PendingTxnOffset]
+    ) -> None:
+        """The write of ``entries`` failed: forget those still pending (the client retries),
+        putting back what each replaced."""
+        pending = self.pending_txn_offsets.get(producer_id)
+        if pending is None:
+            return
+        for tp, entry in entries.items():
+            if pending.get(tp) is not entry:
+                continue
+            if entry.replaced is None:
+                del pending[tp]
+            else:
+                pending[tp] = entry.replaced
+        if not pending:
+            del self.pending_txn_offsets[producer_id]
+
+    def complete_pending_txn_offset_commit(self, producer_id: int, commit: bool) -> bool:
+        """``producer_id``'s transaction ended: on commit its offsets become the committed ones
+        (each unless a commit written later is already there), on abort they are dropped.
+        Returns whether the producer had any pending here."""
+        pending = self.pending_txn_offsets.pop(producer_id, None)
+        if pending is None:
+            return False
+        if commit:
+            for tp, entry in pending.items():
+                if entry.record_offset is not None:  # else its record was never committed
+                    self._commit(tp, entry.value, entry.record_offset)
+        return True
+
     def remove_offsets(self, partitions: Iterable[PartitionKey]) -> None:
-        for tp in partitions:
+        """Forget committed and pending offsets of ``partitions``, transactional ones too."""
+        gone = set(partitions)
+        for tp in gone:
             self.offsets.pop(tp, None)
             self.pending_offsets.pop(tp, None)
+            self.record_offsets.pop(tp, None)
+        for producer_id, pending in list(self.pending_txn_offsets.items()):
+            for tp in gone.intersection(pending):
+                del pending[tp]
+            if not pending:
+                del self.pending_txn_offsets[producer_id]
 
     # --- members -----------------------------------------------------------------------------
 

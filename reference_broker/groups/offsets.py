@@ -19,6 +19,28 @@ in the broker); nothing here reads a clock or touches the log.
 * KIP-211 expiry: all offsets of a group that has been Empty for ``offsets.retention.ms``; in a
   Stable consumer group, those of topics nobody subscribes to, ``offsets.retention.ms`` after
   their commit; in a group never used for membership, each offset that long after its commit.
+  An offset with a commit still pending does not expire.
+
+Transactional offset commits (TxnOffsetCommit; KIP-98, KIP-447 for the member fields), as
+Kafka's GroupCoordinator.handleTxnCommitOffsets and GroupMetadata (classic groups; Kafka 4's
+OffsetMetadataManager keeps the same rules):
+
+* Validation is OffsetCommit's, with two differences: generation -1 without a member id is
+  accepted whatever the group's state (TxnOffsetCommit before v3 carries no member, and a
+  producer may commit for a group it is not a member of), and CompletingRebalance is no
+  obstacle. A group that does not exist is created by a generation -1 commit and answers
+  ILLEGAL_GENERATION to one with a generation (Kafka 4's validateTransactionalOffsetCommit).
+* The records are written as the producer's transactional batch and answered once committed,
+  but then stay *pending per producer id* (Kafka's pendingTransactionalOffsetCommits):
+  OffsetFetch does not show them, and with ``require_stable`` (KIP-447) answers
+  UNSTABLE_OFFSET_COMMIT for their partitions. When the transaction's COMMIT marker is written
+  to the group's ``__consumer_offsets`` partition (:meth:`Offsets.complete_transaction`) they
+  become the committed offsets, each unless a commit whose record lies later in the log is
+  already committed (Kafka compares the records' offsets: the later write wins, whichever
+  completes last); an ABORT marker drops them.
+* Pending transactional offsets keep a group from being cleaned up (Kafka's hasOffsets), and
+  their partitions from expiring; deleting offsets (OffsetDelete, DeleteGroups, a deleted topic)
+  drops them with the committed ones, as Kafka 4's tombstones do.
 """
 
 from __future__ import annotations
@@ -38,6 +60,8 @@ from reference_broker.groups.membership import (
     new_group,
     validate_current_member,
 )
+from reference_broker.groups.storage import AppendedCallback, TxnProducer
+from reference_broker.records import NO_PRODUCER_ID
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +79,12 @@ class OffsetWriter(Protocol):
 
     def store_offsets(
         self, group_id: str, offsets: Mapping[PartitionKey, OffsetValue], now_ms: int,
-        callback: StoreCallback,
+        callback: StoreCallback, producer: TxnProducer | None = None,
+        appended: AppendedCallback | None = None,
     ) -> None:
-        """Write committed offsets; ``callback`` gets None once they are committed, else the
-        client-facing error (maybe before this returns)."""
+        """Write committed offsets (as ``producer``'s transactional batch if given);
+        ``callback`` gets None once they are committed, else the client-facing error (maybe
+        before this returns); ``appended`` the offset of their batch once it is in the log."""
 
     def remove_offsets(
         self, group_id: str, partitions: Sequence[PartitionKey], with_group: bool, now_ms: int
@@ -131,27 +157,72 @@ class Offsets:
             member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
         self._store_offsets(group, offsets, now_ms, callback)
 
+    def commit_txn_offsets(
+        self,
+        group_id: str,
+        producer: TxnProducer,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+        offsets: Mapping[PartitionKey, OffsetValue],
+        now_ms: int,
+        callback: CommitCallback,
+    ) -> None:
+        """TxnOffsetCommit: write ``offsets`` into ``producer``'s transaction (see the module
+        docstring). ``callback`` gets an error per partition once the records are replicated
+        to the ISR (or have failed); the offsets stay pending until the transaction ends."""
+
+        def every(error: ErrorCode) -> None:
+            callback({tp: error for tp in offsets})
+
+        # Unlike OffsetCommit, an empty group id is refused (Kafka's validateGroupStatus for
+        # TXN_OFFSET_COMMIT; Kafka 4's GroupCoordinatorService.commitTransactionalOffsets).
+        if not group_id or too_long(group_id):
+            every(ErrorCode.invalid_group_id)
+            return
+        group = self._groups.get(group_id)
+        if group is None:
+            if generation_id >= 0:
+                every(ErrorCode.illegal_generation)
+                return
+            group = new_group(self._groups, group_id, now_ms)
+        error = self._validate_offset_commit(
+            group, generation_id, member_id, group_instance_id, transactional=True
+        )
+        if error is not None:
+            every(error)
+            return
+        # Kafka tells a transactional commit by its producer id (storeOffsets' isTxnOffsetCommit;
+        # Kafka 4's replay too): without one it is stored as a plain commit.
+        transactional = producer.producer_id != NO_PRODUCER_ID
+        self._store_offsets(group, offsets, now_ms, callback, producer if transactional else None)
+
     def _validate_offset_commit(
-        self, group: Group, generation_id: int, member_id: str, group_instance_id: str | None
+        self, group: Group, generation_id: int, member_id: str, group_instance_id: str | None,
+        transactional: bool = False,
     ) -> ErrorCode | None:
+        """Kafka's validateOffsetCommit (ClassicGroup.validateOffsetCommit in Kafka 4)."""
         if group.is_(DEAD):
             return ErrorCode.coordinator_not_available
         if generation_id < 0 and group.is_(EMPTY):
             return None
         if generation_id >= 0 or member_id != UNKNOWN_MEMBER_ID or group_instance_id is not None:
+            # KIP-447: a TxnOffsetCommit v3+ naming a member is fenced like an OffsetCommit.
             error = validate_current_member(group, member_id, group_instance_id)
             if error is not None:
                 return error
             return ErrorCode.illegal_generation if generation_id != group.generation_id else None
-        # Generation -1 from outside the group while it has members.
-        return ErrorCode.unknown_member_id
+        # Generation -1 from outside the group while it has members: refused for OffsetCommit
+        # (only members commit then); TxnOffsetCommit before v3 carries no member at all.
+        return None if transactional else ErrorCode.unknown_member_id
 
     def _store_offsets(
         self, group: Group, offsets: Mapping[PartitionKey, OffsetValue], now_ms: int,
-        callback: CommitCallback,
+        callback: CommitCallback, producer: TxnProducer | None = None,
     ) -> None:
         """Kafka's storeOffsets: the commit is pending until its records are committed, then
-        visible to OffsetFetch; the client hears of it only then."""
+        visible to OffsetFetch (a transactional one only once its transaction commits); the
+        client hears of it once the records are committed."""
         result: dict[PartitionKey, ErrorCode] = {}
         valid: dict[PartitionKey, OffsetValue] = {}
         for tp, value in offsets.items():
@@ -164,22 +235,48 @@ class Offsets:
         if not valid:
             callback(result)
             return
+        appended_at: list[int] = []  # the batch's offset, once it is in the log
+
+        if producer is None:
+            group.prepare_offset_commit(valid)
+
+            def settle(committed: bool, record_offset: int | None) -> None:
+                for tp, value in valid.items():
+                    if committed:
+                        group.on_offset_commit_committed(tp, value, record_offset)
+                    else:
+                        group.fail_pending_offset_commit(tp, value)
+        else:
+            entries = group.prepare_txn_offset_commit(producer.producer_id, valid)
+
+            def settle(committed: bool, record_offset: int | None) -> None:
+                if committed:
+                    group.on_txn_offset_commit_append(entries, record_offset)
+                else:
+                    group.fail_pending_txn_offset_commit(producer.producer_id, entries)
 
         def stored(error: ErrorCode | None) -> None:
-            if error is None:
-                if not group.is_(DEAD):
-                    for tp, value in valid.items():
-                        group.on_offset_commit_committed(tp, value)
-                result.update({tp: ErrorCode.none for tp in valid})
-            else:
-                if not group.is_(DEAD):
-                    for tp, value in valid.items():
-                        group.fail_pending_offset_commit(tp, value)
-                result.update({tp: error for tp in valid})
+            if not group.is_(DEAD):
+                settle(error is None, appended_at[-1] if appended_at else None)
+            result.update({tp: error or ErrorCode.none for tp in valid})
             callback(result)
 
-        group.prepare_offset_commit(valid)
-        self._writer.store_offsets(group.group_id, valid, now_ms, stored)
+        self._writer.store_offsets(
+            group.group_id, valid, now_ms, stored, producer, appended_at.append
+        )
+
+    def complete_transaction(self, groups: Iterable[Group], producer_id: int, commit: bool) -> int:
+        """``producer_id``'s transaction ended with a marker in the offsets partition holding
+        ``groups`` (Kafka's handleTxnCompletion): its pending offsets there become committed
+        (``commit``) or are dropped. Returns how many groups had some."""
+        completed = 0
+        for group in groups:
+            if not group.is_(DEAD) and group.complete_pending_txn_offset_commit(producer_id, commit):
+                completed += 1
+        if completed:
+            log.debug("transaction of producer id %d %s: offsets of %d group(s)", producer_id,
+                      "committed" if commit else "aborted", completed)
+        return completed
 
     def fetch_offsets(
         self, group_id: str, partitions: Sequence[PartitionKey] | None
@@ -192,6 +289,21 @@ class Offsets:
         if partitions is None:
             return sorted(group.offsets.items())
         return [(tp, group.offsets.get(tp)) for tp in partitions]
+
+    def fetch_stable_offsets(
+        self, group_id: str, partitions: Sequence[PartitionKey] | None
+    ) -> list[tuple[PartitionKey, OffsetValue | None, ErrorCode]]:
+        """OffsetFetch with ``require_stable`` (v7+, KIP-447): as :meth:`fetch_offsets`, but a
+        partition whose commit is still pending, a transactional one above all, answers
+        UNSTABLE_OFFSET_COMMIT without an offset, which the consumer retries (Kafka's
+        getOffsets with requireStable and hasPendingOffsetCommitsForTopicPartition)."""
+        group = self._groups.get(group_id)
+        return [
+            (tp, None, ErrorCode.unstable_offset_commit)
+            if group is not None and group.has_pending_offsets(tp)
+            else (tp, value, ErrorCode.none)
+            for tp, value in self.fetch_offsets(group_id, partitions)
+        ]
 
     def delete_offsets(
         self, group_id: str, partitions: Sequence[PartitionKey], now_ms: int
@@ -225,11 +337,9 @@ class Offsets:
     ) -> ErrorCode | None:
         """Tombstone and forget offsets; an Empty group left with none is deleted (Kafka's
         cleanupGroupMetadata). Returns a client-facing error if the log refused the write."""
-        removed = [
-            tp for tp in dict.fromkeys(partitions)
-            if tp in group.offsets or tp in group.pending_offsets
-        ]
-        left = (group.offsets.keys() | group.pending_offsets.keys()) - set(removed)
+        held = group.offsets.keys() | group.pending_offsets.keys() | group.pending_txn_partitions
+        removed = [tp for tp in dict.fromkeys(partitions) if tp in held]
+        left = held - set(removed)
         dies = group.is_(EMPTY) and not left
         # Tombstones first: if they cannot be written, memory keeps agreeing with the log.
         error = self._writer.remove_offsets(
@@ -264,7 +374,7 @@ class Offsets:
                     keep_topics: frozenset[str] = frozenset()) -> list[PartitionKey]:
             out = []
             for tp, value in group.offsets.items():
-                if tp[0] in keep_topics or tp in group.pending_offsets:
+                if tp[0] in keep_topics or group.has_pending_offsets(tp):
                     continue
                 if value.expire_timestamp_ms is not None:
                     if now_ms >= value.expire_timestamp_ms:
@@ -287,7 +397,8 @@ class Offsets:
         """Forget committed offsets of a deleted topic (Kafka's handleDeletedPartitions)."""
         when = self._latest_ms() if now_ms is None else now_ms
         for group in list(self._groups.values()):
-            gone = [tp for tp in (*group.offsets, *group.pending_offsets) if tp[0] == topic]
+            held = (*group.offsets, *group.pending_offsets, *group.pending_txn_partitions)
+            gone = [tp for tp in held if tp[0] == topic]
             if gone:
                 self._remove_offsets(group, gone, when)
 
@@ -303,7 +414,8 @@ class Offsets:
             elif not group.is_(EMPTY):
                 errors[group_id] = ErrorCode.non_empty_group
             else:
-                # Removing every offset of an Empty group deletes the group itself.
-                every = [*group.offsets, *group.pending_offsets]
+                # Removing every offset of an Empty group deletes the group itself; pending
+                # transactional offsets go too (Kafka 4's deleteAllOffsets tombstones them).
+                every = [*group.offsets, *group.pending_offsets, *group.pending_txn_partitions]
                 errors[group_id] = self._remove_offsets(group, every, now_ms) or ErrorCode.none
         return errors

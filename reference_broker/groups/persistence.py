@@ -21,6 +21,13 @@ client is told.
   last record of a key wins) into groups: Stable with their members and assignments when the
   last metadata record has members, else Empty, each with its committed offsets. Unloading
   forgets them.
+* Transactional offset commits (TxnOffsetCommit, KIP-98) are batches of their producer's
+  transaction. Loading holds their offsets per producer id until it meets that producer's
+  marker (Kafka's loadGroupsAndOffsets): COMMIT makes them committed (unless a commit written
+  later in the log is already there), ABORT drops them; those still held at the end belong to
+  an ongoing transaction and stay pending, for the marker still to come. A plain tombstone also
+  drops the pending transactional offsets of its partition (Kafka 4's OffsetMetadataManager
+  replays it so), as it does in memory (:mod:`~reference_broker.groups.offsets`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequenc
 
 from kio.schema.errors import ErrorCode
 
-from reference_broker.groups.group import Group, GroupState, Member, PartitionKey
+from reference_broker.groups.group import Group, GroupState, Member, PartitionKey, PendingTxnOffset
 from reference_broker.groups.log_format import (
     OFFSETS_TOPIC,
     FormatError,
@@ -49,7 +56,15 @@ from reference_broker.groups.log_format import (
     partition_for,
 )
 from reference_broker.groups.membership import StoreCallback
-from reference_broker.groups.storage import AppendCallback, KeyValue, OffsetsLog
+from reference_broker.groups.storage import (
+    AppendCallback,
+    AppendedCallback,
+    KeyValue,
+    OffsetsLog,
+    StoredBatch,
+    TxnProducer,
+)
+from reference_broker.records import ControlType
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +197,10 @@ class GroupPersistence:
         """Load the groups of every partition this node leads (all of them when ``owned`` was
         None); ``loaded`` gets the groups loaded."""
         if self._owned is None:
-            self._load(self._storage.replay(), now_ms, loaded)
+            # One partition at a time: a marker ends its producer's transaction in its own
+            # partition only.
+            for partition in range(self._storage.partition_count() or 0):
+                self._load(self._storage.replay_batches(partition), now_ms, loaded)
         else:
             for partition in sorted(self._owned):
                 self.load_partition(partition, now_ms, loaded)
@@ -197,7 +215,7 @@ class GroupPersistence:
         self._owned.add(partition)
         self._owned_count = self._storage.partition_count()
         before = len(self._groups)
-        self._load(self._storage.replay_partition(partition), now_ms, loaded)
+        self._load(self._storage.replay_batches(partition), now_ms, loaded)
         count = len(self._groups) - before
         log.log(logging.INFO if count else logging.DEBUG,
                 "coordinating the groups of %s-%d (%d loaded)", OFFSETS_TOPIC, partition, count)
@@ -208,55 +226,91 @@ class GroupPersistence:
         if self._owned is None or partition not in self._owned:
             return
         self._owned.discard(partition)
-        count = self._storage.partition_count() or self._owned_count
-        if not count:
-            return
         forgotten = 0
-        for group_id, group in list(self._groups.items()):
-            if partition_for(group_id, count) != partition:
-                continue
+        for group in self.groups_in_partition(partition, self._owned_count):
             unloaded(group)
-            del self._groups[group_id]
+            del self._groups[group.group_id]
             forgotten += 1
         log.log(logging.INFO if forgotten else logging.DEBUG,
                 "no longer coordinating the groups of %s-%d (%d unloaded)", OFFSETS_TOPIC,
                 partition, forgotten)
 
+    def groups_in_partition(self, partition: int, count: int | None = None) -> list[Group]:
+        """The loaded groups whose records go to offsets partition ``partition`` (``count``:
+        the topic's partitions, if the topic itself is gone)."""
+        count = self._storage.partition_count() or count
+        if not count:
+            return []
+        return [group for group_id, group in self._groups.items()
+                if partition_for(group_id, count) == partition]
+
     def _load(
-        self, records: Iterable[KeyValue], now_ms: int,
+        self, batches: Iterable[StoredBatch], now_ms: int,
         loaded: Callable[[Sequence[Group], int], None],
     ) -> None:
-        """Rebuild groups and offsets by replaying ``__consumer_offsets`` records (last record
-        wins)."""
-        offsets: dict[str, dict[PartitionKey, OffsetValue]] = {}
+        """Rebuild groups and offsets by replaying the batches of one ``__consumer_offsets``
+        partition (last record wins; transactional offsets as the module docstring says)."""
+        # (value, offset of its record) per group and partition: committed, and per producer id
+        # those of its transaction not yet met by a marker.
+        offsets: dict[str, dict[PartitionKey, tuple[OffsetValue, int]]] = {}
+        pending: dict[int, dict[str, dict[PartitionKey, tuple[OffsetValue, int]]]] = {}
         metadata: dict[str, GroupValue] = {}
         skipped = 0
-        groups: list[Group] = []
-        for key_bytes, value_bytes in records:
-            try:
-                key = decode_key(key_bytes)
-                if isinstance(key, OffsetKey):
-                    by_group = offsets.setdefault(key.group, {})
-                    if value_bytes is None:
-                        by_group.pop((key.topic, key.partition), None)
+        for batch in batches:
+            if batch.marker is not None:
+                ended = pending.pop(batch.producer_id, {})
+                if batch.marker is ControlType.COMMIT:
+                    for group_id, group_pending in ended.items():
+                        committed = offsets.setdefault(group_id, {})
+                        for tp, (offset, at) in group_pending.items():
+                            if tp not in committed or committed[tp][1] < at:
+                                committed[tp] = (offset, at)
+                continue
+            for key_bytes, value_bytes in batch.records:
+                try:
+                    key = decode_key(key_bytes)
+                    if not isinstance(key, OffsetKey):
+                        if value_bytes is None:
+                            metadata.pop(key.group, None)
+                        else:
+                            metadata[key.group] = decode_group_value(value_bytes)
+                        continue
+                    tp = (key.topic, key.partition)
+                    if batch.is_transactional:
+                        held = pending.setdefault(batch.producer_id, {}).setdefault(key.group, {})
+                    elif value_bytes is None:
+                        for producer_pending in pending.values():
+                            producer_pending.get(key.group, {}).pop(tp, None)
+                        held = offsets.setdefault(key.group, {})
                     else:
-                        by_group[(key.topic, key.partition)] = decode_offset_value(value_bytes)
-                elif value_bytes is None:
-                    metadata.pop(key.group, None)
-                else:
-                    metadata[key.group] = decode_group_value(value_bytes)
-            except FormatError as exc:
-                skipped += 1
-                log.warning("skipping undecodable __consumer_offsets record: %s", exc)
-        for group_id in sorted(offsets.keys() | metadata.keys()):
+                        held = offsets.setdefault(key.group, {})
+                    if value_bytes is None:
+                        held.pop(tp, None)
+                    else:
+                        held[tp] = (decode_offset_value(value_bytes), batch.base_offset)
+                except FormatError as exc:
+                    skipped += 1
+                    log.warning("skipping undecodable __consumer_offsets record: %s", exc)
+        # Still pending at the end: the transaction is ongoing; its marker has yet to come.
+        ongoing: dict[str, dict[int, dict[PartitionKey, PendingTxnOffset]]] = {}
+        for producer_id, by_group in pending.items():
+            for group_id, group_pending in by_group.items():
+                if group_pending:
+                    ongoing.setdefault(group_id, {})[producer_id] = {
+                        tp: PendingTxnOffset(offset, at) for tp, (offset, at) in group_pending.items()
+                    }
+        groups: list[Group] = []
+        for group_id in sorted(offsets.keys() | metadata.keys() | ongoing.keys()):
             group_offsets = offsets.get(group_id, {})
             value = metadata.get(group_id)
-            if value is None and not group_offsets:
+            if value is None and not group_offsets and group_id not in ongoing:
                 continue
             group = Group(group_id, state_timestamp_ms=now_ms)
             if value is not None:
                 restore_metadata(group, value, now_ms)
-            group.offsets = dict(group_offsets)
+            group.offsets = {tp: offset for tp, (offset, _) in group_offsets.items()}
+            group.record_offsets = {tp: at for tp, (_, at) in group_offsets.items()}
+            group.pending_txn_offsets = ongoing.get(group_id, {})
             self._groups[group_id] = group
             groups.append(group)
         if groups or skipped:
@@ -276,10 +330,12 @@ class GroupPersistence:
         return self._storage.append(partition_for(group_id, partitions), records, now_ms)
 
     def _append_committed(
-        self, group_id: str, records: Sequence[KeyValue], now_ms: int, callback: AppendCallback
+        self, group_id: str, records: Sequence[KeyValue], now_ms: int, callback: AppendCallback,
+        producer: TxnProducer | None = None, appended: AppendedCallback | None = None,
     ) -> None:
-        """Append with acks=-1; ``callback`` gets None once the records are committed, else
-        the storage error (maybe before this returns)."""
+        """Append with acks=-1 (as ``producer``'s transactional batch if given); ``callback``
+        gets None once the records are committed, else the storage error (maybe before this
+        returns); ``appended`` the batch's offset once it is in the log."""
         error = self._storage.ensure(now_ms)
         partitions = self._storage.partition_count() if error is None else None
         if error is not None or not partitions:
@@ -287,7 +343,7 @@ class GroupPersistence:
             return
         self._storage.append_committed(
             partition_for(group_id, partitions), records, now_ms,
-            now_ms + self._commit_timeout_ms, callback,
+            now_ms + self._commit_timeout_ms, callback, producer, appended,
         )
 
     # --- groups (membership.GroupWriter) ---------------------------------------------------------
@@ -333,10 +389,14 @@ class GroupPersistence:
 
     def store_offsets(
         self, group_id: str, offsets: Mapping[PartitionKey, OffsetValue], now_ms: int,
-        callback: StoreCallback,
+        callback: StoreCallback, producer: TxnProducer | None = None,
+        appended: AppendedCallback | None = None,
     ) -> None:
-        """Write committed offsets (Kafka's storeOffsets); ``callback`` gets None once they are
-        committed, else the client-facing error (maybe before this returns)."""
+        """Write committed offsets (Kafka's storeOffsets; as ``producer``'s transactional batch
+        for a TxnOffsetCommit); ``callback`` gets None once they are committed, else the
+        client-facing error (maybe before this returns); ``appended`` the batch's offset once
+        it is in the log. A producer epoch older than the partition knows is
+        INVALID_PRODUCER_EPOCH, passed on as Kafka does."""
         records = [
             (encode_offset_key(OffsetKey(group_id, topic, partition)), encode_offset_value(value))
             for (topic, partition), value in offsets.items()
@@ -348,7 +408,7 @@ class GroupPersistence:
                 error = STORE_OFFSETS_ERRORS.get(error, error)
             callback(error)
 
-        self._append_committed(group_id, records, now_ms, stored)
+        self._append_committed(group_id, records, now_ms, stored, producer, appended)
 
     def remove_offsets(
         self, group_id: str, partitions: Sequence[PartitionKey], with_group: bool, now_ms: int

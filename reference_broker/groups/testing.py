@@ -17,9 +17,9 @@ from kio.schema.errors import ErrorCode
 from reference_broker.groups.config import GroupConfig
 from reference_broker.groups.coordinator import GroupCoordinator
 from reference_broker.groups.group import Group
-from reference_broker.groups.log_format import OffsetValue
+from reference_broker.groups.log_format import OffsetValue, partition_for
 from reference_broker.groups.membership import JoinRequest, JoinResult, LeavingMember, SyncResult
-from reference_broker.groups.storage import MemoryOffsetsLog
+from reference_broker.groups.storage import MemoryOffsetsLog, TxnProducer
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -216,6 +216,46 @@ class CoordinatorDriver:
 
     # OffsetCommit answered at once (the storage must not be holding appends).
     commit = _answered_at_once(commit_later)
+
+    def txn_commit_later(
+        self,
+        offsets: Mapping[tuple[str, int], int],
+        producer_id: int = 7000,
+        producer_epoch: int = 0,
+        member_id: str = "",
+        generation: int = -1,
+        group_id: str = "g",
+        instance_id: str | None = None,
+    ) -> Reply[dict[tuple[str, int], ErrorCode]]:
+        """TxnOffsetCommit for ``producer_id``'s transaction; the reply is filled once the
+        records are replicated (the offsets stay pending until :meth:`end_txn`)."""
+        reply: Reply[dict[tuple[str, int], ErrorCode]] = Reply()
+        self.coordinator.commit_txn_offsets(
+            group_id, TxnProducer(producer_id, producer_epoch), generation, member_id,
+            instance_id,
+            {tp: OffsetValue(offset, commit_timestamp_ms=self.now_ms) for tp, offset in offsets.items()},
+            self.now_ms, reply,
+        )
+        return reply
+
+    # TxnOffsetCommit answered at once (the storage must not be holding appends).
+    txn_commit = _answered_at_once(txn_commit_later)
+
+    def end_txn(self, producer_id: int = 7000, commit: bool = True, group_id: str = "g") -> int:
+        """What WriteTxnMarkers does to the group's offsets partition: append the marker, then
+        tell the coordinator; returns how many groups had offsets in the transaction."""
+        partition = partition_for(group_id, self.storage.partitions)
+        self.storage.append_marker(partition, producer_id, commit)
+        return self.coordinator.complete_transaction(partition, producer_id, commit, self.now_ms)
+
+    def stable(self, group_id: str = "g",
+               partitions: Sequence[tuple[str, int]] | None = None) -> dict[tuple[str, int], Any]:
+        """OffsetFetch with require_stable: the offset (-1: none), or the error, per
+        partition."""
+        return {
+            tp: error if error is not ErrorCode.none else -1 if offset is None else offset.offset
+            for tp, offset, error in self.coordinator.fetch_stable_offsets(group_id, partitions)
+        }
 
     def committed(self, group_id: str = "g") -> dict[tuple[str, int], int]:
         return {

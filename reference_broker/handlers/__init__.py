@@ -28,6 +28,7 @@ from reference_broker.handlers.groups import (
     handle_offset_delete,
     handle_offset_fetch,
     handle_sync_group,
+    handle_txn_offset_commit,
 )
 from reference_broker.handlers.leader_epochs import handle_offset_for_leader_epoch
 from reference_broker.handlers.metadata import (
@@ -80,6 +81,7 @@ HANDLERS: dict[int, Handler] = {
     25: handle_add_offsets_to_txn,
     26: handle_end_txn,
     27: handle_write_txn_markers,
+    28: handle_txn_offset_commit,
     32: handle_describe_configs,
     37: handle_create_partitions,
     42: handle_delete_groups,

@@ -1,13 +1,13 @@
-"""Consumer-group APIs: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
-DescribeGroups, ListGroups, DeleteGroups and OffsetDelete.
+"""Consumer-group APIs: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+TxnOffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups and OffsetDelete.
 
 These handlers only translate between wire versions and the coordinator
-(:mod:`reference_broker.groups.coordinator`, whose modules hold every rule). JoinGroup and SyncGroup may
-have to wait for other members, and OffsetCommit and SyncGroup for their records to be
-replicated to the ISR of the group's ``__consumer_offsets`` partition: their handlers return a
-:class:`~reference_broker.handlers.context.Deferred` that the coordinator resolves when the
-rebalance or the replication gets there (the driver keeps that connection's later requests
-queued meanwhile, as Kafka does).
+(:mod:`reference_broker.groups.coordinator`, whose modules hold every rule). JoinGroup and
+SyncGroup may have to wait for other members, and OffsetCommit, TxnOffsetCommit and SyncGroup
+for their records to be replicated to the ISR of the group's ``__consumer_offsets`` partition:
+their handlers return a :class:`~reference_broker.handlers.context.Deferred` that the
+coordinator resolves when the rebalance or the replication gets there (the driver keeps that
+connection's later requests queued meanwhile, as Kafka does).
 
 Version differences handled here (Kafka protocol guide):
 
@@ -17,9 +17,15 @@ Version differences handled here (Kafka protocol guide):
 * LeaveGroup v0-v2 name one member and carry its error at the top level; v3+ name several.
 * OffsetCommit v2-v4 may ask for a retention time; v9+ answers GROUP_ID_NOT_FOUND instead of
   ILLEGAL_GENERATION for a group that does not exist; v10 addresses topics by id.
-* OffsetFetch v1 has no top-level error; v2+ may ask for all topics (null); v8+ asks for
-  several groups at once; v10 addresses topics by id. ``require_stable`` is moot here: there
-  are no transactional offset commits to wait for.
+* TxnOffsetCommit (KIP-98) v2 adds the leader epoch; v3 the member id, generation and
+  instance id (KIP-447), checked as an OffsetCommit's; v4 is v3 (it may answer
+  TRANSACTION_ABORTABLE, which only KIP-890's verification produces). v5 (KIP-890 part 2) is
+  not offered: a v5 client skips AddOffsetsToTxn and relies on the group coordinator to add
+  the offsets partition to the transaction itself, which this broker does not do.
+* OffsetFetch v1 has no top-level error; v2+ may ask for all topics (null); v7+ may set
+  ``require_stable`` (KIP-447): a partition with a commit still pending (a transactional one
+  whose transaction has not ended, or one not yet replicated) answers UNSTABLE_OFFSET_COMMIT;
+  v8+ asks for several groups at once; v10 addresses topics by id.
 * DescribeGroups v6 answers GROUP_ID_NOT_FOUND for a group that does not exist; earlier
   versions describe it as Dead.
 """
@@ -33,8 +39,16 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
-from reference_broker.groups import JoinRequest, JoinResult, LeavingMember, OffsetValue, SyncResult
+from reference_broker.groups import (
+    JoinRequest,
+    JoinResult,
+    LeavingMember,
+    OffsetValue,
+    SyncResult,
+    TxnProducer,
+)
 from reference_broker.groups.log_format import NO_LEADER_EPOCH
+from reference_broker.groups.membership import NO_GENERATION
 from reference_broker.handlers.context import Later, RequestContext
 
 NO_OFFSET = -1
@@ -196,41 +210,43 @@ def _topic_key(topic: Any, by_id: bool) -> dict[str, Any]:
     return {"topic_id": topic.topic_id} if by_id else {"name": topic.name}
 
 
-def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    version = ctx.api_version
-    by_id = version >= TOPIC_IDS_FROM_VERSION
-    expire_ms = None
-    if version <= RETENTION_TIME_UNTIL_VERSION:
-        retention_ms = _ms(request.retention_time)
-        if retention_ms != DEFAULT_RETENTION_MS:
-            expire_ms = now_ms + retention_ms
-    offsets: dict[tuple[str, int], OffsetValue] = {}
-    # Per request entry: (topic, partition index, key into offsets, or the error it already has)
-    plan: list[tuple[Any, int, tuple[str, int] | None, ErrorCode]] = []
-    for topic in request.topics:
-        name, count, unknown = _resolve_topic(broker, topic, by_id)
-        for part in topic.partitions:
-            if name is None or not 0 <= part.partition_index < count:
-                error = unknown if name is None else ErrorCode.unknown_topic_or_partition
-                plan.append((topic, part.partition_index, None, error))
-                continue
-            key = (name, part.partition_index)
-            offsets[key] = OffsetValue(
-                offset=part.committed_offset,
-                leader_epoch=getattr(part, "committed_leader_epoch", NO_LEADER_EPOCH),
-                metadata=part.committed_metadata or "",
-                commit_timestamp_ms=now_ms,
-                expire_timestamp_ms=expire_ms,
-            )
-            plan.append((topic, part.partition_index, key, ErrorCode.none))
+class _CommitPlan:
+    """The partitions of an OffsetCommit or TxnOffsetCommit: the offsets to commit, and how to
+    answer every partition the request named, in its order (unknown topics and partitions
+    answered at once, the others with what the coordinator says)."""
 
-    def render(results: dict[tuple[str, int], ErrorCode]) -> dict[str, Any]:
+    def __init__(
+        self, broker: Broker, topics: Iterable[Any], by_id: bool, now_ms: int,
+        expire_ms: int | None = None,
+    ) -> None:
+        self.by_id = by_id
+        self.offsets: dict[tuple[str, int], OffsetValue] = {}
+        # Per request entry: (topic, partition index, key into offsets, or the error it has)
+        self._entries: list[tuple[Any, int, tuple[str, int] | None, ErrorCode]] = []
+        for topic in topics:
+            name, count, unknown = _resolve_topic(broker, topic, by_id)
+            for part in topic.partitions:
+                if name is None or not 0 <= part.partition_index < count:
+                    error = unknown if name is None else ErrorCode.unknown_topic_or_partition
+                    self._entries.append((topic, part.partition_index, None, error))
+                    continue
+                key = (name, part.partition_index)
+                self.offsets[key] = OffsetValue(
+                    offset=part.committed_offset,
+                    leader_epoch=getattr(part, "committed_leader_epoch", NO_LEADER_EPOCH),
+                    metadata=part.committed_metadata or "",
+                    commit_timestamp_ms=now_ms,
+                    expire_timestamp_ms=expire_ms,
+                )
+                self._entries.append((topic, part.partition_index, key, ErrorCode.none))
+
+    def render(self, results: dict[tuple[str, int], ErrorCode]) -> dict[str, Any]:
         topics_out: list[dict[str, Any]] = []
         by_topic: dict[int, dict[str, Any]] = {}
-        for topic, index, tp, error in plan:
+        for topic, index, tp, error in self._entries:
             entry = by_topic.get(id(topic))
             if entry is None:
-                entry = {**_topic_key(topic, by_id), "partitions": []}
+                entry = {**_topic_key(topic, by_id=self.by_id), "partitions": []}
                 by_topic[id(topic)] = entry
                 topics_out.append(entry)
             entry["partitions"].append(
@@ -238,14 +254,49 @@ def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_
             )
         return {"topics": topics_out}
 
-    not_here = _not_here(broker, request.group_id, now_ms) if offsets else None
-    if not offsets or not_here is not None:
-        return render({tp: not_here or ErrorCode.none for tp in offsets})
+    def refused(self, broker: Broker, group_id: str, now_ms: int) -> dict[str, Any] | None:
+        """The answer when there is nothing to commit, or another broker coordinates the
+        group (every partition NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE); else None."""
+        not_here = _not_here(broker, group_id, now_ms) if self.offsets else None
+        if self.offsets and not_here is None:
+            return None
+        return self.render({tp: not_here or ErrorCode.none for tp in self.offsets})
+
+
+def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    version = ctx.api_version
+    expire_ms = None
+    if version <= RETENTION_TIME_UNTIL_VERSION:
+        retention_ms = _ms(request.retention_time)
+        if retention_ms != DEFAULT_RETENTION_MS:
+            expire_ms = now_ms + retention_ms
+    plan = _CommitPlan(broker, request.topics, version >= TOPIC_IDS_FROM_VERSION, now_ms, expire_ms)
+    refused = plan.refused(broker, request.group_id, now_ms)
+    if refused is not None:
+        return refused
     # Answered once the commit is replicated to the ISR of the offsets partition (or failed).
-    later = Later(render)
+    later = Later(plan.render)
     broker.groups.commit_offsets(
         request.group_id, request.generation_id_or_member_epoch, request.member_id,
-        getattr(request, "group_instance_id", None), offsets, version, now_ms, later.callback,
+        getattr(request, "group_instance_id", None), plan.offsets, version, now_ms,
+        later.callback,
+    )
+    return later.response()
+
+
+def handle_txn_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
+    """TxnOffsetCommit (KIP-98): the offsets go into the producer's transaction, answered once
+    replicated; they become visible when its COMMIT marker reaches the offsets partition.
+    Before v3 there is no member (generation -1, empty member id: not validated, KIP-447)."""
+    plan = _CommitPlan(broker, request.topics, False, now_ms)
+    refused = plan.refused(broker, request.group_id, now_ms)
+    if refused is not None:
+        return refused
+    later = Later(plan.render)
+    broker.groups.commit_txn_offsets(
+        request.group_id, TxnProducer(int(request.producer_id), int(request.producer_epoch)),
+        getattr(request, "generation_id", NO_GENERATION), getattr(request, "member_id", ""),
+        getattr(request, "group_instance_id", None), plan.offsets, now_ms, later.callback,
     )
     return later.response()
 
@@ -260,9 +311,19 @@ def _offset_entry(index: int, value: OffsetValue | None, error: ErrorCode = Erro
     }
 
 
+def _fetched(
+    broker: Broker, group_id: str, partitions: list[tuple[str, int]] | None, require_stable: bool
+) -> list[tuple[tuple[str, int], OffsetValue | None, ErrorCode]]:
+    """The group's committed offsets of ``partitions`` (all when None), each with its error:
+    with ``require_stable`` (v7+, KIP-447) a pending commit makes UNSTABLE_OFFSET_COMMIT."""
+    if require_stable:
+        return broker.groups.fetch_stable_offsets(group_id, partitions)
+    return [(tp, value, ErrorCode.none) for tp, value in broker.groups.fetch_offsets(group_id, partitions)]
+
+
 def _fetch_group(
     broker: Broker, group_id: str, topics: Iterable[Any] | None, by_id: bool,
-    error: ErrorCode | None = None,
+    require_stable: bool, error: ErrorCode | None = None,
 ) -> list[dict[str, Any]]:
     """The ``topics`` of one group's OffsetFetch answer (every partition carrying ``error``
     when this broker cannot answer for the group)."""
@@ -274,8 +335,8 @@ def _fetch_group(
         return out
     if topics is None:
         by_name: dict[str, list[dict[str, Any]]] = {}
-        for (name, index), value in broker.groups.fetch_offsets(group_id, None):
-            by_name.setdefault(name, []).append(_offset_entry(index, value))
+        for (name, index), value, partition_error in _fetched(broker, group_id, None, require_stable):
+            by_name.setdefault(name, []).append(_offset_entry(index, value, partition_error))
         for name, partitions in by_name.items():
             if by_id:
                 record = broker.topics.get(name)
@@ -297,27 +358,28 @@ def _fetch_group(
             name = record.name
         else:
             name = topic.name
-        found = broker.groups.fetch_offsets(group_id, [(name, i) for i in topic.partition_indexes])
-        out.append({**key, "partitions": [_offset_entry(i, v) for (_, i), v in found]})
+        found = _fetched(broker, group_id, [(name, i) for i in topic.partition_indexes], require_stable)
+        out.append({**key, "partitions": [_offset_entry(i, v, e) for (_, i), v, e in found]})
     return out
 
 
 def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     version = ctx.api_version
     by_id = version >= TOPIC_IDS_FROM_VERSION
+    stable = bool(getattr(request, "require_stable", False))
     if hasattr(request, "groups"):  # v8+: several groups per request
         groups = []
         for group in request.groups:
             error = _not_here(broker, group.group_id, now_ms)
             groups.append({"group_id": group.group_id, "error_code": error or ErrorCode.none,
                            "topics": [] if error else _fetch_group(broker, group.group_id,
-                                                                   group.topics, by_id)})
+                                                                   group.topics, by_id, stable)})
         return {"groups": groups}
     error = _not_here(broker, request.group_id, now_ms)
     return {
         # v1 has no top-level error: its partitions carry it.
         "error_code": error or ErrorCode.none,
-        "topics": _fetch_group(broker, request.group_id, request.topics, by_id,
+        "topics": _fetch_group(broker, request.group_id, request.topics, by_id, stable,
                                error if ctx.api_version < 2 else None)
         if error is None or ctx.api_version < 2 else [],
     }

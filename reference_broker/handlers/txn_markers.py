@@ -17,6 +17,14 @@ partition:
 * after the append: NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER or
   REQUEST_TIMED_OUT, as for an acks=all Produce.
 
+A marker written to a ``__consumer_offsets`` partition also ends the producer's transactional
+offset commits there (TxnOffsetCommit): once it is committed the group coordinator makes them
+visible (COMMIT) or drops them (ABORT), :meth:`GroupCoordinator.complete_transaction`. Kafka
+does this in the acks=all callback of the marker's append, for the partitions it succeeded on
+(KafkaApis.handleWriteTxnMarkersRequest calls GroupCoordinator.scheduleHandleTxnCompletion
+there), so the offsets become visible only once every in-sync replica has the marker, and a
+failed marker changes nothing until the coordinator's retry succeeds.
+
 Version 2's ``transaction_version`` (the coordinator's transaction protocol, KIP-890 part 2) is
 accepted and does not change the marker: the epoch bump of transaction version 2 is the
 coordinator's business.
@@ -34,6 +42,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
+from reference_broker.groups import OFFSETS_TOPIC
 from reference_broker.handlers.context import Deferred, RequestContext
 from reference_broker.producers import ProducerStateError
 from reference_broker.records import ControlType, EndTransactionMarker, RecordError
@@ -77,28 +86,30 @@ def write_markers(
     errors: MarkerErrors = {}
     waiting = 0
 
-    def done(key: tuple[int, tuple[str, int]], error: ErrorCode) -> None:
+    def done(entry: MarkerEntry, error: ErrorCode) -> None:
         nonlocal waiting
-        errors[key] = error
+        errors[(entry.producer_id, entry.topic_partition)] = error
+        topic, index = entry.topic_partition
+        if error is ErrorCode.none and topic == OFFSETS_TOPIC:
+            broker.groups.complete_transaction(index, entry.producer_id, entry.commit, now_ms)
         waiting -= 1
         if waiting == 0:
             callback(errors)
 
     appended = []
     for entry in entries:
-        key = (entry.producer_id, entry.topic_partition)
         outcome = _append_marker(broker, entry, now_ms)
         if isinstance(outcome, ErrorCode):
-            errors[key] = outcome
+            errors[(entry.producer_id, entry.topic_partition)] = outcome
         else:
-            appended.append((key, outcome))
+            appended.append((entry, outcome))
     if not appended:
         callback(errors)
         return
     waiting = len(appended)
-    for key, (partition, required_offset, min_isr) in appended:
+    for entry, (partition, required_offset, min_isr) in appended:
         partition.wait_for_commit(required_offset, min_isr, now_ms + MARKER_TIMEOUT_MS,
-                                  lambda error, key=key: done(key, error))
+                                  lambda error, entry=entry: done(entry, error))
 
 
 def handle_write_txn_markers(

@@ -73,6 +73,7 @@ from reference_broker.log.segment import LogSegment
 from reference_broker.log.txn_index import AbortedTxn
 from reference_broker.producers.state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    AppendOrigin,
     CompletedTxn,
     ProducerStateManager,
 )
@@ -182,6 +183,7 @@ class PartitionLog:
         headers: list[BatchHeader],
         now_ms: int,
         leader_epoch: int | None = None,
+        origin: AppendOrigin = AppendOrigin.CLIENT,
     ) -> AppendResult:
         """Append a produced, validated record set, assigning its offsets (as a leader does).
 
@@ -194,7 +196,9 @@ class PartitionLog:
         Batches of idempotent producers are checked against the producer state first (see
         :mod:`reference_broker.producers.state`): a refused one raises a
         producers.ProducerStateError and nothing is written; a request that only repeats
-        batches already stored writes nothing and returns their original offsets.
+        batches already stored writes nothing and returns their original offsets. A
+        coordinator's own batches (``origin`` COORDINATOR: transactional offset commits) are
+        checked only for their producer epoch and transaction state, as Kafka does.
         """
         self._check_sizes(records, headers)
         if self.config.compact:
@@ -202,7 +206,7 @@ class PartitionLog:
         log_append_time = (
             now_ms if self.config.message_timestamp_type == "LogAppendTime" else NO_TIMESTAMP
         )
-        duplicate = self.producer_state.check(headers)
+        duplicate = self.producer_state.check(headers, origin)
         if duplicate is not None:
             # Kafka answers a duplicate with the stored batch's timestamp as the log append time
             # whatever the timestamp type; only under LogAppendTime is that one.

@@ -14,6 +14,7 @@ transactional batches and markers) lives in :mod:`.state` too; the transaction c
 from reference_broker.producers.id_allocator import ProducerIdBlocks
 from reference_broker.producers.state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    AppendOrigin,
     BatchMetadata,
     CompletedTxn,
     CoordinatorFencedError,
@@ -29,6 +30,7 @@ from reference_broker.producers.state import (
 
 __all__ = [
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
+    "AppendOrigin",
     "BatchMetadata",
     "CompletedTxn",
     "CoordinatorFencedError",

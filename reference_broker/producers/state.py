@@ -56,10 +56,21 @@ turns into its last stable offset and, for an abort, an entry of its transaction
 transaction is ongoing a producer's non-transactional batch is INVALID_TXN_STATE, and a marker
 carrying an epoch older than the producer's is INVALID_PRODUCER_EPOCH (a coordinator epoch older
 than the last marker's is TRANSACTION_COORDINATOR_FENCED), as in Kafka.
+
+Who appends matters (Kafka's AppendOrigin): a client's Produce passes every check above. The
+group coordinator's transactional offset commits (TxnOffsetCommit, KIP-98/KIP-447) are written
+by the broker itself, with the producer's id and epoch, the transactional flag and base sequence
+0 every time (Kafka's GroupMetadataManager.storeOffsets and, in Kafka 4, CoordinatorRuntime both
+build them so): for :attr:`AppendOrigin.COORDINATOR` Kafka skips the sequence and duplicate
+checks (ProducerAppendInfo checks sequences for CLIENT appends only, UnifiedLog looks for
+duplicates only then) and keeps the epoch and transaction-state ones. Such a batch begins the
+producer's transaction on the ``__consumer_offsets`` partition like any transactional batch, so
+the marker WriteTxnMarkers appends there later completes it.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar
 
@@ -112,6 +123,13 @@ class CoordinatorFencedError(ProducerStateError):
     (TRANSACTION_COORDINATOR_FENCED): a zombie coordinator (Kafka's appendEndTxnMarker)."""
 
     error_code = ErrorCode.transaction_coordinator_fenced
+
+
+class AppendOrigin(enum.Enum):
+    """Who appends a batch on the leader (Kafka's AppendOrigin; see the module docstring)."""
+
+    CLIENT = "client"  # a Produce request: every check
+    COORDINATOR = "coordinator"  # the broker's own coordinators: epoch and transaction state only
 
 
 def next_sequence(sequence: int, count: int = 1) -> int:
@@ -236,6 +254,30 @@ def check_client_batch(header: BatchHeader) -> None:
         )
 
 
+def check_epoch(producer_id: int, current_epoch: int, epoch: int) -> None:
+    """An epoch older than the producer's current one is INVALID_PRODUCER_EPOCH (Kafka's
+    ProducerAppendInfo.checkProducerEpoch, for every origin but replication)."""
+    if epoch < current_epoch:
+        raise InvalidProducerEpochError(
+            f"producer id {producer_id} sent epoch {epoch}, older than its current epoch "
+            f"{current_epoch}"
+        )
+
+
+def check_txn_state(entry: ProducerEntry | None, header: BatchHeader) -> None:
+    """A non-transactional batch while the producer's transaction is ongoing here is
+    INVALID_TXN_STATE (Kafka's ProducerAppendInfo.appendDataBatch)."""
+    if (
+        not header.is_transactional
+        and entry is not None
+        and entry.current_txn_first_offset is not None
+    ):
+        raise InvalidTxnStateError(
+            f"producer id {header.producer_id} sent a non-transactional batch while its "
+            f"transaction from offset {entry.current_txn_first_offset} is ongoing"
+        )
+
+
 def check_sequence(
     producer_id: int, current: tuple[int, int] | None, epoch: int, first_seq: int
 ) -> None:
@@ -251,11 +293,7 @@ def check_sequence(
             )
         return
     current_epoch, last_seq = current
-    if epoch < current_epoch:
-        raise InvalidProducerEpochError(
-            f"producer id {producer_id} sent epoch {epoch}, older than its current epoch "
-            f"{current_epoch}"
-        )
+    check_epoch(producer_id, current_epoch, epoch)
     if epoch > current_epoch:
         if first_seq != 0:
             raise OutOfOrderSequenceError(
@@ -292,7 +330,9 @@ class ProducerStateManager:
         """Replace the whole state (loading a snapshot)."""
         self._producers = {entry.producer_id: entry for entry in entries}
 
-    def check(self, headers: Sequence[BatchHeader]) -> Duplicate | None:
+    def check(
+        self, headers: Sequence[BatchHeader], origin: AppendOrigin = AppendOrigin.CLIENT
+    ) -> Duplicate | None:
         """Judge the batches of one produce before any offset is assigned; changes nothing.
 
         Returns None when every batch may be appended, or a :class:`Duplicate` when every batch
@@ -304,7 +344,18 @@ class ProducerStateManager:
         partition per Produce request (v3+) and answers a duplicate from it; a request that
         mixes repeated and new batches of idempotent producers cannot come from a Kafka client
         and is refused with INVALID_RECORD rather than half-written.
+
+        A coordinator's batches (``origin`` COORDINATOR) are never duplicates and have no
+        sequence to check: only their epoch and the producer's transaction state are judged.
         """
+        if origin is AppendOrigin.COORDINATOR:
+            for header in headers:
+                if header.producer_id != NO_PRODUCER_ID:
+                    entry = self._producers.get(header.producer_id)
+                    if entry is not None:
+                        check_epoch(header.producer_id, entry.epoch, header.producer_epoch)
+                    check_txn_state(entry, header)
+            return None
         pending: dict[int, tuple[int, int]] = {}  # producer id -> (epoch, last sequence)
         repeated: list[BatchMetadata] = []
         new = 0
@@ -326,15 +377,7 @@ class ProducerStateManager:
             if current is None and entry is not None:
                 current = (entry.epoch, entry.last_seq)
             check_sequence(producer_id, current, header.producer_epoch, header.base_sequence)
-            if (
-                not header.is_transactional
-                and entry is not None
-                and entry.current_txn_first_offset is not None
-            ):
-                raise InvalidTxnStateError(
-                    f"producer id {producer_id} sent a non-transactional batch while its "
-                    f"transaction from offset {entry.current_txn_first_offset} is ongoing"
-                )
+            check_txn_state(entry, header)
             pending[producer_id] = (header.producer_epoch, header.last_sequence)
             new += 1
         if not repeated:

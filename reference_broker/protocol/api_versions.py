@@ -41,6 +41,9 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     25: (0, 4),  # AddOffsetsToTxn
     26: (0, 4),  # EndTxn
     27: (1, 2),  # WriteTxnMarkers (Kafka 4.x: 1-2; 2 adds transaction_version, KIP-890)
+    # TxnOffsetCommit (3 adds the member, KIP-447). Kafka 4.x has 0-5, but a v5 client leaves it
+    # to the group coordinator to add the offsets partition to the transaction (KIP-890 part 2).
+    28: (0, 4),
     32: (1, 4),  # DescribeConfigs
     37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups

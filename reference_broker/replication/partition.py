@@ -64,6 +64,7 @@ from kio.schema.errors import ErrorCode
 from reference_broker.log import AppendResult, LogError, OffsetOutOfRangeError, PartitionLog
 from reference_broker.log.checkpoint import read_offset, write_offset_unsynced
 from reference_broker.log.leader_epochs import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
+from reference_broker.producers import AppendOrigin
 from reference_broker.records import BatchHeader, EndTransactionMarker, scan_valid_prefix
 
 log = logging.getLogger(__name__)
@@ -407,12 +408,14 @@ class Partition:
     # --- leader: appends and commits ----------------------------------------------------------
 
     def append_as_leader(
-        self, records: bytearray, headers: list[BatchHeader], now_ms: int
+        self, records: bytearray, headers: list[BatchHeader], now_ms: int,
+        origin: AppendOrigin = AppendOrigin.CLIENT,
     ) -> AppendResult:
-        """Append a validated record set as leader, stamping the leader epoch."""
+        """Append a validated record set as leader, stamping the leader epoch (``origin``: who
+        wrote it, see producers.AppendOrigin)."""
         if self.role is not Role.LEADER:
             self.check_leader()
-        result = self.log.append(records, headers, now_ms, self.leader_epoch)
+        result = self.log.append(records, headers, now_ms, self.leader_epoch, origin)
         self._maybe_advance_hw()
         return result
 

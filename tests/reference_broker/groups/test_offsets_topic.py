@@ -8,12 +8,25 @@ from typing import Any
 
 import pytest
 from kio.schema.errors import ErrorCode
+from kio.schema.offset_fetch.v7.request import OffsetFetchRequest, OffsetFetchRequestTopic
+from kio.schema.txn_offset_commit.v3.request import (
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitRequestPartition,
+    TxnOffsetCommitRequestTopic,
+)
+from kio.schema.write_txn_markers.v1.request import (
+    WritableTxnMarker,
+    WritableTxnMarkerTopic,
+    WriteTxnMarkersRequest,
+)
 
 from reference_broker.broker import Broker
 from reference_broker.config import load_broker_config
 from reference_broker.groups import OFFSETS_TOPIC, GroupState, JoinRequest, OffsetValue, partition_for
 from reference_broker.groups.log_format import decode_key
 from reference_broker.groups.testing import Reply
+from reference_broker.handlers import HANDLERS
+from reference_broker.handlers.context import Deferred, RequestContext
 from reference_broker.records import iter_records, scan_valid_prefix
 from reference_broker.testing import create_topic, delete_topic
 
@@ -145,4 +158,86 @@ def test_replication_factor_above_one_leaves_groups_without_a_coordinator(data_d
     assert broker.groups.ensure_storage(NOW) == ErrorCode.coordinator_not_available
     assert commit_now(broker, "g", -1, "", {("t", 0): OffsetValue(1)}) == {
         ("t", 0): ErrorCode.coordinator_not_available}
+    broker.close()
+
+
+# --- transactional offset commits (TxnOffsetCommit, WriteTxnMarkers) through the handlers ------
+
+
+def handle(broker: Broker, api_key: int, version: int, request: Any) -> Any:
+    """One request through the broker's handler table; a single node answers at once."""
+    response = HANDLERS[api_key](broker, RequestContext(api_key, version, 1, "test", "PLAINTEXT",
+                                                        "127.0.0.1:1"), request, NOW)
+    assert not isinstance(response, Deferred)
+    return response
+
+
+def txn_offset_commit(broker: Broker, producer_id: int, epoch: int, offset: int) -> ErrorCode:
+    """TxnOffsetCommit v3 of (t, 0) for group g, without a member (generation -1)."""
+    request = TxnOffsetCommitRequest(
+        transactional_id="tx", group_id="g", producer_id=producer_id, producer_epoch=epoch,
+        generation_id=-1, member_id="", group_instance_id=None,
+        topics=(TxnOffsetCommitRequestTopic(name="t", partitions=(TxnOffsetCommitRequestPartition(
+            partition_index=0, committed_offset=offset, committed_leader_epoch=-1,
+            committed_metadata="txn"),)),),
+    )
+    error: ErrorCode = handle(broker, 28, 3, request)["topics"][0]["partitions"][0]["error_code"]
+    return error
+
+
+def write_marker(broker: Broker, producer_id: int, epoch: int, commit: bool) -> ErrorCode:
+    request = WriteTxnMarkersRequest(markers=(WritableTxnMarker(
+        producer_id=producer_id, producer_epoch=epoch, transaction_result=commit,
+        coordinator_epoch=0,
+        topics=(WritableTxnMarkerTopic(name=OFFSETS_TOPIC, partition_indexes=(partition_for("g", 7),)),),
+    ),))
+    error: ErrorCode = handle(broker, 27, 1, request)["markers"][0]["topics"][0]["partitions"][0]["error_code"]
+    return error
+
+
+def offset_fetch(broker: Broker, require_stable: bool) -> tuple[int, ErrorCode]:
+    request = OffsetFetchRequest(group_id="g", require_stable=require_stable,
+                                 topics=(OffsetFetchRequestTopic(name="t", partition_indexes=(0,)),))
+    partition = handle(broker, 9, 7, request)["topics"][0]["partitions"][0]
+    return partition["committed_offset"], partition["error_code"]
+
+
+def test_txn_offset_commits_are_transactional_batches_that_the_marker_completes(data_dir: Path) -> None:
+    """TxnOffsetCommit writes the producer's transactional batch (its id and epoch, sequence 0)
+    to the group's offsets partition, where it holds the last stable offset like any open
+    transaction; each commit of the producer is written (no duplicate check) and an older epoch
+    is INVALID_PRODUCER_EPOCH. The offsets show only after WriteTxnMarkers' COMMIT there, also
+    when the broker reopened in between; an ABORT leaves the previous offset."""
+    broker = open_broker(data_dir)
+    create_topic(broker, "t", 1, 1, {}, NOW)
+    assert broker.groups.ensure_storage(NOW) is None
+    partition = broker.partition(OFFSETS_TOPIC, partition_for("g", 7))
+    assert partition is not None
+    start = partition.log.log_end_offset
+    assert txn_offset_commit(broker, 4000, 2, 41) is ErrorCode.none
+    assert txn_offset_commit(broker, 4000, 2, 42) is ErrorCode.none
+    assert txn_offset_commit(broker, 4000, 1, 43) is ErrorCode.invalid_producer_epoch
+    data = partition.log.read(start, 1 << 20).records
+    headers, _ = scan_valid_prefix(data)
+    assert [(h.producer_id, h.producer_epoch, h.base_sequence, h.is_transactional) for h in headers] == [
+        (4000, 2, 0, True), (4000, 2, 0, True)]
+    assert partition.last_stable_offset == start < partition.high_watermark
+    assert offset_fetch(broker, require_stable=False) == (-1, ErrorCode.none)
+    assert offset_fetch(broker, require_stable=True) == (-1, ErrorCode.unstable_offset_commit)
+
+    broker.close()
+    broker = open_broker(data_dir)
+    partition = broker.partition(OFFSETS_TOPIC, partition_for("g", 7))
+    assert partition is not None and partition.last_stable_offset == start
+    assert offset_fetch(broker, require_stable=True) == (-1, ErrorCode.unstable_offset_commit)
+    assert write_marker(broker, 4000, 2, commit=True) is ErrorCode.none
+    assert partition.last_stable_offset == partition.high_watermark
+    assert offset_fetch(broker, require_stable=True) == (42, ErrorCode.none)
+
+    assert txn_offset_commit(broker, 4000, 2, 50) is ErrorCode.none
+    assert write_marker(broker, 4000, 2, commit=False) is ErrorCode.none
+    assert offset_fetch(broker, require_stable=True) == (42, ErrorCode.none)
+    broker.close()
+    broker = open_broker(data_dir)
+    assert offset_fetch(broker, require_stable=True) == (42, ErrorCode.none)
     broker.close()

@@ -13,8 +13,8 @@ from reference_broker.log import LogConfig, PartitionLog
 from reference_broker.log.files import TXN_INDEX_SUFFIX, segment_path
 from reference_broker.log.testing import record_set, stored_batches
 from reference_broker.log.txn_index import ENTRY, AbortedTxn, TransactionIndex
-from reference_broker.producers import InvalidProducerEpochError, InvalidTxnStateError
-from reference_broker.records import ControlType, EndTransactionMarker, Record, build_batch
+from reference_broker.producers import AppendOrigin, InvalidProducerEpochError, InvalidTxnStateError
+from reference_broker.records import BatchHeader, ControlType, EndTransactionMarker, Record, build_batch
 
 CONFIG = LogConfig(segment_bytes=400, index_interval_bytes=0)
 NOW = 1_000_000
@@ -223,6 +223,36 @@ def test_marker_and_transaction_rules(log: PartitionLog) -> None:
         a.end(ABORT, epoch=-1)
     assert log.log_end_offset == end
     assert log.last_stable_offset(end) == 0
+
+
+def coordinator_batch(producer_id: int, epoch: int, key: bytes) -> tuple[bytearray, list[BatchHeader]]:
+    """A transactional offset commit as the group coordinator writes it: the producer's id and
+    epoch, the transactional flag, base sequence 0 every time (Kafka's storeOffsets)."""
+    return record_set(build_batch([Record(0, NOW, key, b"offset")], base_offset=0,
+                                  producer_id=producer_id, producer_epoch=epoch, base_sequence=0,
+                                  attributes=TRANSACTIONAL))
+
+
+def test_coordinator_batches_are_checked_for_epoch_and_transaction_state_only(
+    log: PartitionLog, tmp_path: Path,
+) -> None:
+    """The coordinator's transactional batches (AppendOrigin.COORDINATOR) always start at
+    sequence 0: each is written (as a client's Produce the second would be a duplicate), the
+    first begins the producer's transaction, which holds the LSO until the marker ends it, also
+    across a restart; an older epoch is INVALID_PRODUCER_EPOCH."""
+    first = log.append(*coordinator_batch(9, 1, b"k1"), NOW, origin=AppendOrigin.COORDINATOR)
+    second = log.append(*coordinator_batch(9, 1, b"k2"), NOW, origin=AppendOrigin.COORDINATOR)
+    assert second.first_offset == first.first_offset + 1
+    assert log.append(*coordinator_batch(9, 1, b"k2"), NOW).first_offset == first.first_offset
+    with pytest.raises(InvalidProducerEpochError):
+        log.append(*coordinator_batch(9, 0, b"k3"), NOW, origin=AppendOrigin.COORDINATOR)
+    end = log.log_end_offset
+    assert end == 2 and log.last_stable_offset(end) == first.first_offset
+    log.close()
+    log = PartitionLog.open(tmp_path / "t-0", CONFIG, NOW)
+    assert log.last_stable_offset(end) == first.first_offset
+    log.append_marker(9, 1, COMMIT, NOW)
+    assert log.last_stable_offset(log.log_end_offset) == log.log_end_offset
 
 
 def test_a_follower_copying_markers_gets_the_same_transactions(tmp_path: Path) -> None:
