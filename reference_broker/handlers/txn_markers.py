@@ -43,7 +43,7 @@ from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
 from reference_broker.groups import OFFSETS_TOPIC
-from reference_broker.handlers.context import Deferred, RequestContext
+from reference_broker.handlers.context import Later, RequestContext
 from reference_broker.producers import ProducerStateError
 from reference_broker.records import ControlType, EndTransactionMarker, RecordError
 from reference_broker.replication import ReplicationError
@@ -134,6 +134,6 @@ def handle_write_txn_markers(
             for marker in request.markers
         ]}
 
-    deferred = Deferred()
-    write_markers(broker, entries, now_ms, lambda errors: deferred.resolve(render(errors)))
-    return deferred
+    later = Later(render)
+    write_markers(broker, entries, now_ms, later.callback)
+    return later.response()

@@ -151,13 +151,14 @@ def test_real_client_produces_and_consumes(kafka: KafkaTarget) -> None:
 
 
 def test_conformance_checks_pass_on_kafka(kafka: KafkaTarget) -> None:
-    """A few checks of ``kconform conform --target kafka``, against the shared cluster."""
-    result = run_suite(kafka, checks=["advertised-versions-answered", "produce-offsets-contiguous",
-                                      "idempotent-producer", "replicated-topic", "committed-offsets-round-trip"],
-                       clients=("confluent-kafka",), seed=1, examples=2, steps=5)
-    assert {o.name: o.status for o in result.outcomes} == dict.fromkeys(
-        ["advertised-versions-answered", "produce-offsets-contiguous", "idempotent-producer",
-         "replicated-topic", "committed-offsets-round-trip"], PASS), [o.witness for o in result.outcomes]
+    """A few checks of ``kconform conform --target kafka``, against the shared cluster: among
+    them the transaction checks, which the reference broker is held to as well."""
+    checks = ["advertised-versions-answered", "produce-offsets-contiguous", "idempotent-producer",
+              "replicated-topic", "committed-offsets-round-trip", "transaction-commit", "transaction-abort",
+              "transaction-fencing", "transaction-errors", "transaction-verification", "transaction-admin"]
+    result = run_suite(kafka, checks=checks, clients=("confluent-kafka",), seed=1, examples=2, steps=5)
+    assert {o.name: o.status for o in result.outcomes} == dict.fromkeys(checks, PASS), [
+        o.witness for o in result.outcomes]
 
 
 def test_killing_the_leader_elects_another_and_the_cluster_serves(kafka: KafkaTarget) -> None:

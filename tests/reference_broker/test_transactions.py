@@ -282,3 +282,48 @@ def test_admin_apis_show_an_open_transaction_and_its_producers(tx_broker: Broker
     assert (active.producer_id, active.producer_epoch, active.current_txn_start_offset) == (
         described.producer_id, described.producer_epoch, 0)
     producer.abort_transaction(30)
+
+
+def test_consume_transform_produce_commits_output_and_offsets_together(tx_broker: BrokerProcess) -> None:
+    """The seed's exactly-once flow with confluent-kafka (KIP-98, KIP-447): records read from
+    an input topic are written transformed to an output topic, and the consumed offsets sent to
+    the same transaction. Committed: the output is visible and the group's offsets moved; an
+    aborted transaction moves neither."""
+    bootstrap = tx_broker.bootstrap
+    create_topic(bootstrap, "in")
+    source = Producer({"bootstrap.servers": bootstrap})
+    for i in range(10):
+        source.produce("in", value=f"in-{i}".encode(), partition=0)
+    source.flush(30)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "ctp", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition("in", 0, 0)])
+    producer = confluent_producer(bootstrap, "tx-ctp")
+
+    def process(commit: bool) -> int:
+        """One transaction over the next records; how many it read."""
+        records: list[Any] = []
+        deadline = time.monotonic() + 30
+        while len(records) < 5 and time.monotonic() < deadline:
+            records += [m for m in consumer.consume(5 - len(records), 0.5) if m.error() is None]
+        producer.begin_transaction()
+        for message in records:
+            producer.produce(TOPIC, value=b"out-" + (message.value() or b""), partition=0)
+        position = [TopicPartition("in", 0, records[-1].offset() + 1)]
+        producer.send_offsets_to_transaction(position, consumer.consumer_group_metadata(), 30)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+        return len(records)
+
+    assert process(commit=True) == 5
+    assert process(commit=False) == 5
+    committed = Consumer({"bootstrap.servers": bootstrap, "group.id": "ctp"})
+    try:
+        (offset,) = committed.committed([TopicPartition("in", 0)], 30)
+    finally:
+        committed.close()
+    consumer.close()
+    assert offset.offset == 5  # the aborted transaction's offsets never took effect
+    assert consume(tx_broker.bootstrap, "read_committed", 5) == sorted(f"out-in-{i}".encode() for i in range(5))

@@ -2,10 +2,12 @@
 playing producer and transaction coordinator (InitProducerId, transactional Produce,
 WriteTxnMarkers) and confluent-kafka consumers reading under both isolation levels.
 
-The "coordinator" here is the test, not the broker's transaction coordinator
-(tests/reference_broker/test_transactions.py drives that one): it writes the markers a
-coordinator would, with WriteTxnMarkers, for a producer id from InitProducerId without a
-transactional id, so that it decides exactly when each marker lands.
+The markers here are the test's, not the broker's transaction coordinator's
+(tests/reference_broker/test_transactions.py drives that one): the producer id comes from the
+coordinator (InitProducerId with a transactional id, AddPartitionsToTxn, so that the partition
+leader's verification passes), but the test never ends the transaction through it; it writes
+the markers a coordinator would, with WriteTxnMarkers, so that it decides exactly when each
+marker lands.
 """
 
 from __future__ import annotations
@@ -19,12 +21,7 @@ from kio.schema.errors import ErrorCode
 from launch.broker_process import BrokerProcess
 from reference_broker.records import ControlType, EndTransactionMarker, build_control_batch
 from tests.kafka_helpers import create_topic, wire
-from tests.reference_broker.test_idempotent_producer import (
-    fetch,
-    idempotent_batch,
-    new_producer,
-    produce,
-)
+from tests.reference_broker.test_idempotent_producer import PRODUCE_V, fetch, idempotent_batch
 
 pytestmark = pytest.mark.clients
 
@@ -33,6 +30,34 @@ WRITE_TXN_MARKERS = 27
 TRANSACTIONAL = 0x10
 IDLE_S = 3.0
 READ_TIMEOUT_S = 60.0
+
+
+TRANSACTIONAL_ID = "log-test"
+
+
+def transactional_producer(bootstrap: str, inits: int = 1) -> int:
+    """A producer id of TRANSACTIONAL_ID (at epoch ``inits - 1``) with TOPIC-0 in its
+    transaction; the transaction stays open at the coordinator for 15 minutes."""
+    found = wire(bootstrap, 10, 4, {"key_type": 1, "coordinator_keys": [TRANSACTIONAL_ID]})
+    assert found.coordinators[0].error_code is ErrorCode.none
+    for _ in range(inits):
+        init = wire(bootstrap, 22, 4, {"transactional_id": TRANSACTIONAL_ID, "transaction_timeout": 900_000,
+                                       "producer_id": -1, "producer_epoch": -1})
+        assert init.error_code is ErrorCode.none
+    added = wire(bootstrap, 24, 3, {
+        "v3_and_below_transactional_id": TRANSACTIONAL_ID, "v3_and_below_producer_id": init.producer_id,
+        "v3_and_below_producer_epoch": init.producer_epoch,
+        "v3_and_below_topics": [{"name": TOPIC, "partitions": [0]}]})
+    assert added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code is ErrorCode.none
+    return int(init.producer_id)
+
+
+def produce(bootstrap: str, records: bytes) -> Any:
+    response = wire(bootstrap, 0, PRODUCE_V, {
+        "transactional_id": TRANSACTIONAL_ID, "acks": -1, "timeout": 5000,
+        "topic_data": [{"name": TOPIC, "partition_data": [{"index": 0, "records": records}]}],
+    })
+    return response.responses[0].partition_responses[0]
 
 
 def write_marker(bootstrap: str, producer_id: int, commit: bool, epoch: int = 0,
@@ -82,7 +107,7 @@ def test_read_committed_sees_only_committed_transactions_across_a_crash(
 ) -> None:
     create_topic(broker.bootstrap, TOPIC)
     bootstrap = broker.bootstrap
-    producer_id = new_producer(bootstrap)
+    producer_id = transactional_producer(bootstrap)
     send = lambda sequence, values: produce(  # noqa: E731
         bootstrap, idempotent_batch(producer_id, 0, sequence, values, attributes=TRANSACTIONAL))
 
@@ -121,7 +146,7 @@ def test_read_committed_sees_only_committed_transactions_across_a_crash(
 def test_write_txn_markers_errors_and_control_batches_in_produce(broker: BrokerProcess) -> None:
     create_topic(broker.bootstrap, TOPIC)
     bootstrap = broker.bootstrap
-    producer_id = new_producer(bootstrap)
+    producer_id = transactional_producer(bootstrap, inits=2)
     batch = idempotent_batch(producer_id, 1, 0, [b"t"], attributes=TRANSACTIONAL)
     assert produce(bootstrap, batch).error_code is ErrorCode.none
     assert write_marker(bootstrap, producer_id, commit=False, epoch=0) is (
