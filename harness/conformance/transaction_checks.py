@@ -130,12 +130,18 @@ def _open(ctx: CheckContext, s: WireSession, timeout_ms: int = 60_000) -> WireTr
     return txn
 
 
+def _committed_fetch(s: WireSession, tp: TP, offset: int = 0) -> FetchResult:
+    """A read_committed Fetch. It waits up to 1 ms rather than 0: what max_wait 0 does is the
+    business of the fetch-max-wait-zero check, not of these."""
+    return s.fetch(*tp, offset, isolation=READ_COMMITTED, max_wait_ms=1)
+
+
 def _stable(s: WireSession, tp: TP, until: str) -> FetchResult:
     """A read_committed Fetch from offset 0, repeated until the last stable offset has reached
     the high watermark (the markers are written after EndTxn is answered)."""
     deadline = time.monotonic() + s.timeout_s
     for pause in pauses(0.01, 0.2):
-        fetched = s.fetch(*tp, 0, isolation=READ_COMMITTED)
+        fetched = _committed_fetch(s, tp)
         if fetched.error != "NONE" or fetched.last_stable_offset >= fetched.high_watermark:
             return fetched
         expect(time.monotonic() < deadline,
@@ -169,7 +175,7 @@ def transaction_commit(ctx: CheckContext) -> None:
     s = ctx.session()
     _, txn, tps = _started(ctx, s)
     for tp in tps:
-        open_view = s.fetch(*tp, 0, isolation=READ_COMMITTED)
+        open_view = _committed_fetch(s, tp)
         expect((open_view.high_watermark, open_view.last_stable_offset, len(open_view.records)) == (2, 0, 0),
                f"{tp} with the transaction open: high watermark {open_view.high_watermark}, last stable offset "
                f"{open_view.last_stable_offset}, {len(open_view.records)} records read_committed; expected 2, 0, 0")
@@ -214,7 +220,7 @@ def transaction_abort(ctx: CheckContext) -> None:
     later = _stable(s, tp, "after the second transaction's commit")
     expect(later.aborted == ((txn.producer_id, 0),), f"{tp} from offset 0 after a commit: aborted_transactions "
            f"{later.aborted}, expected only the aborted one")
-    expect(s.fetch(*tp, 4, isolation=READ_COMMITTED).aborted == (),
+    expect(_committed_fetch(s, tp, 4).aborted == (),
            f"{topic}: a fetch past the aborted transaction still lists it")
 
 
@@ -281,7 +287,7 @@ def transaction_timeout(ctx: CheckContext) -> None:
     expect(txn.send(topic, 0, [b"stalled"]).error == "NONE", "transactional Produce failed")
     started = time.monotonic()
     while True:
-        fetched = s.fetch(topic, 0, 0, isolation=READ_COMMITTED)
+        fetched = _committed_fetch(s, (topic, 0))
         if fetched.last_stable_offset >= fetched.high_watermark == 2:
             break
         waited = time.monotonic() - started
@@ -372,7 +378,7 @@ def transaction_verification(ctx: CheckContext) -> None:
                 txn.end(commit=False)
             _stable(s, tp, f"after {name} was accepted: a hanging transaction")
         else:
-            held = s.fetch(*tp, 0, isolation=READ_COMMITTED)
+            held = _committed_fetch(s, tp)
             expect(held.last_stable_offset == held.high_watermark,
                    f"{name} was refused ({result.error}) but {tp} holds an open transaction: last stable offset "
                    f"{held.last_stable_offset}, high watermark {held.high_watermark}")

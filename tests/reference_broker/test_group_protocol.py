@@ -73,7 +73,8 @@ def heartbeat(bootstrap: str, group: str, member: str, generation: int,
 
 def test_find_coordinator_names_this_node_for_groups_at_every_version(broker: BrokerProcess) -> None:
     """FindCoordinator v0-v6 answers this node for a group (creating __consumer_offsets, listed
-    as internal), COORDINATOR_NOT_AVAILABLE for transactions and INVALID_REQUEST otherwise."""
+    as internal), this node for a transactional id too (creating __transaction_state, internal)
+    and INVALID_REQUEST for an unknown key type."""
     host, port = broker.bootstrap.rsplit(":", 1)
     for version in range(0, 4):
         response = wire(broker.bootstrap, FIND_COORDINATOR, version, {"key": "g", "key_type": 0})
@@ -84,13 +85,14 @@ def test_find_coordinator_names_this_node_for_groups_at_every_version(broker: Br
     assert [(c.key, err(c.error_code), c.port) for c in response.coordinators] == [
         ("a", ErrorCode.none, int(port)), ("b", ErrorCode.none, int(port))]
     txn = wire(broker.bootstrap, FIND_COORDINATOR, 6, {"key_type": 1, "coordinator_keys": ["t"]})
-    assert err(txn.coordinators[0].error_code) == ErrorCode.coordinator_not_available
+    assert [(err(c.error_code), c.port) for c in txn.coordinators] == [(ErrorCode.none, int(port))]
     bad = wire(broker.bootstrap, FIND_COORDINATOR, 3, {"key": "x", "key_type": 7})
     assert err(bad.error_code) == ErrorCode.invalid_request
     metadata = wire(broker.bootstrap, 3, 12, {"topics": None, "allow_auto_topic_creation": False,
                                               "include_topic_authorized_operations": False})
     internal = {t.name: (t.is_internal, len(t.partitions)) for t in metadata.topics}
     assert internal["__consumer_offsets"] == (True, 10)
+    assert internal["__transaction_state"][0] is True
     assert internal["wire-t"] == (False, 3)
 
 
