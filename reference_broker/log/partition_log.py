@@ -407,13 +407,19 @@ class PartitionLog:
     def last_stable_offset(self, high_watermark: int) -> int:
         """Kafka's UnifiedLog.lastStableOffset: the first offset of the oldest transaction that
         is ongoing, or completed but not yet below ``high_watermark``; else the high watermark.
-        Never above the high watermark."""
+        Never above the high watermark, nor below the log start offset."""
         self.on_high_watermark_updated(high_watermark)
         unstable = [txn.first_offset for txn in self._unreplicated]
         ongoing = self.producer_state.first_ongoing_offset()
         if ongoing is not None:
             unstable.append(ongoing)
-        return min([high_watermark, *unstable])
+        if not unstable:
+            return high_watermark
+        # Retention and DeleteRecords may delete the start of an open transaction (Kafka bounds
+        # them by the high watermark only); the first unstable offset then moves up to the log
+        # start offset (Kafka's maybeIncrementFirstUnstableOffset), so read_committed consumers
+        # are never sent below the log start.
+        return min(high_watermark, max(min(unstable), self.log_start_offset))
 
     def on_high_watermark_updated(self, high_watermark: int) -> None:
         """Forget the completed transactions whose marker is now below the high watermark
