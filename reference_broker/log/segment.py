@@ -37,7 +37,7 @@ from reference_broker.log.files import (
     write_all,
 )
 from reference_broker.log.index import OFFSET_ENTRY, TIME_ENTRY, OffsetIndex, TimeIndex
-from reference_broker.log.txn_index import TransactionIndex
+from reference_broker.log.txn_index import AbortedTxn, TransactionIndex
 from reference_broker.records import (
     HEADER_SIZE,
     NO_TIMESTAMP,
@@ -264,12 +264,21 @@ class LogSegment:
         self._unflushed = True
         return header.base_offset
 
-    def replace_batches(self, batches: Iterable[bytes], index_interval_bytes: int) -> None:
-        """Swap the segment's contents for ``batches`` (compaction), safely against crashes.
+    def replace_batches(
+        self,
+        batches: Iterable[bytes],
+        index_interval_bytes: int,
+        aborted: Sequence[AbortedTxn],
+    ) -> None:
+        """Swap the segment's contents for ``batches`` and its transaction index's for
+        ``aborted`` (compaction), safely against crashes.
 
         The new contents are written to ``.log.cleaned`` and fsynced; the old indexes are
         removed before the rename so that a crash can leave a log without indexes (rebuilt on
-        open) but never a log with indexes describing other contents.
+        open) but never a log with indexes describing other contents. The transaction index is
+        replaced only after the log: its new entries are a subset of the old ones, so a crash in
+        between leaves entries for aborted transactions with no data left, which consumers
+        ignore, never a missing entry that would let them read aborted records.
         """
         cleaned = self.path.with_name(self.path.name + CLEANED_SUFFIX)
         fd = os.open(cleaned, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
@@ -291,6 +300,7 @@ class LogSegment:
         self.size = os.fstat(fd).st_size
         self.rebuild_indexes(index_interval_bytes)
         self.seal()
+        self.txn_index.replace_entries(aborted)
 
     def flush(self) -> None:
         if self._unflushed:
