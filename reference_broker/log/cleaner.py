@@ -323,8 +323,10 @@ class _Plan:
             return self._cleaned_marker(header, data)
         horizon = header.delete_horizon_ms
         tombstones_expired = horizon is not None and self.now_ms >= horizon
-        records = list(iter_records(data, header))
-        kept = [] if header.base_offset in self.aborted_batches else [
+        # An aborted batch loses all its records, whatever their keys.
+        aborted = header.base_offset in self.aborted_batches
+        records = [] if aborted else list(iter_records(data, header))
+        kept = [
             record
             for record in records
             if record.key is not None
@@ -334,7 +336,7 @@ class _Plan:
         if not kept:
             if self.last_data_offsets.get(header.producer_id) != header.last_offset:
                 return None
-            return data if not records else empty_batch(header)
+            return data if header.record_count == 0 else empty_batch(header)
         holds_tombstones = any(record.value is None for record in kept)
         if len(kept) == len(records) and (horizon is not None or not holds_tombstones):
             return data

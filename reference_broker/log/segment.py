@@ -273,13 +273,17 @@ class LogSegment:
         """Swap the segment's contents for ``batches`` and its transaction index's for
         ``aborted`` (compaction), safely against crashes.
 
+        The transaction index is replaced first. The entries it drops are those of aborted
+        transactions that had no data left in the old contents either, and the ones it keeps
+        have their markers in both, so with the old or the new log every aborted record is
+        still covered, and no entry outlives its ABORT marker (a consumer would then take the
+        producer's later transactions for aborted).
+
         The new contents are written to ``.log.cleaned`` and fsynced; the old indexes are
         removed before the rename so that a crash can leave a log without indexes (rebuilt on
-        open) but never a log with indexes describing other contents. The transaction index is
-        replaced only after the log: its new entries are a subset of the old ones, so a crash in
-        between leaves entries for aborted transactions with no data left, which consumers
-        ignore, never a missing entry that would let them read aborted records.
+        open) but never a log with indexes describing other contents.
         """
+        self.txn_index.replace_entries(aborted)
         cleaned = self.path.with_name(self.path.name + CLEANED_SUFFIX)
         fd = os.open(cleaned, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
@@ -300,7 +304,6 @@ class LogSegment:
         self.size = os.fstat(fd).st_size
         self.rebuild_indexes(index_interval_bytes)
         self.seal()
-        self.txn_index.replace_entries(aborted)
 
     def flush(self) -> None:
         if self._unflushed:

@@ -6,6 +6,7 @@ state, transaction index and read_committed view."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from reference_broker.log import LogConfig, PartitionLog
 from reference_broker.log.files import RECOVERY_POINT_CHECKPOINT
+from reference_broker.log.segment import LogSegment
 from reference_broker.log.testing import (
     Producer,
     batch,
@@ -24,7 +26,7 @@ from reference_broker.log.testing import (
     read_records,
     record_set,
 )
-from reference_broker.log.txn_index import AbortedTxn
+from reference_broker.log.txn_index import AbortedTxn, TransactionIndex
 from reference_broker.records import BatchHeader, ControlType
 
 ABORT, COMMIT = ControlType.ABORT, ControlType.COMMIT
@@ -208,6 +210,52 @@ def test_a_producers_last_batch_stays_empty_with_its_marker(tmp_path: Path, reop
     assert all_aborted(reopened) == [AbortedTxn(1, first, marker, marker + 1)]
     assert reopened.last_stable_offset(reopened.log_end_offset) == reopened.log_end_offset
     assert committed(reopened) == {b"filler": b"x"}
+
+
+def _fail(*args: object, **kwargs: object) -> None:
+    raise OSError("simulated crash")
+
+
+@pytest.mark.parametrize("crash_point", ["txnindex", "before rename", "after rename"])
+def test_a_crash_while_a_marker_goes_never_hides_committed_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_point: str
+) -> None:
+    """When a pass removes an ABORT marker and its .txnindex entry together (crash recovery
+    indexes a marker kept for its delete horizon again, as Kafka's does), the entry goes first:
+    an entry left without its marker would make consumers skip the producer's later committed
+    transactions. Killed while replacing the index, or before or after the segment's rename,
+    the log reads the same."""
+    directory = tmp_path / "t-0"
+    log = PartitionLog.open(directory, CONFIG, NOW)
+    producer = Producer(log, 1)
+    producer.send((b"a", b"aborted"), timestamp=NOW)
+    abort_at = producer.end(ABORT)
+    producer.send((b"b", b"later"), timestamp=NOW)
+    producer.end(COMMIT)
+    put(log, b"filler", b"x")
+    log.compact(NOW)  # the aborted batch goes
+    log.compact(NOW)  # the ABORT marker gets its delete horizon, its entry goes
+    log.abandon()
+    (directory / RECOVERY_POINT_CHECKPOINT).unlink()
+    log = PartitionLog.open(directory, CONFIG, NOW)
+    assert all_aborted(log) == [AbortedTxn(1, abort_at, abort_at, abort_at + 1)]
+    expected = committed(log)
+    assert expected == {b"b": b"later", b"filler": b"x"}
+    with monkeypatch.context() as patch:
+        if crash_point == "txnindex":
+            patch.setattr(TransactionIndex, "replace_entries", _fail)
+        elif crash_point == "before rename":
+            patch.setattr(os, "replace", _fail)
+        else:
+            patch.setattr(LogSegment, "rebuild_indexes", _fail)
+        with pytest.raises(OSError, match="simulated crash"):
+            log.compact(NOW + DELETE_RETENTION_MS)
+    log.abandon()
+    log = PartitionLog.open(directory, CONFIG, NOW)
+    assert committed(log) == expected
+    log.compact(NOW + DELETE_RETENTION_MS)
+    assert abort_at not in [header.base_offset for header in stored(log)]
+    assert committed(log) == expected
 
 
 @attrs.frozen
