@@ -187,10 +187,11 @@ class CleanedTransactionMetadata:
     """The transactions the cleaner is inside of as it walks the log (Kafka's class of the
     same name): which batches are aborted, and which markers may go.
 
-    ``aborted`` are the aborted transactions of the walked range. A producer enters an aborted
-    transaction when the walk reaches the transaction's first offset and leaves it at its ABORT
-    marker; a transactional batch read in between is aborted. A transactional batch that is not
-    aborted puts its producer in an ongoing committed transaction until its COMMIT marker.
+    Built (:meth:`of`) from the aborted transactions of the walked range, from the segments'
+    ``.txnindex``. A producer enters an aborted transaction when the walk reaches the
+    transaction's first offset and leaves it at its ABORT marker; a transactional batch read in
+    between is aborted. A transactional batch that is not aborted puts its producer in an
+    ongoing committed transaction until its COMMIT marker.
     """
 
     _pending: deque[AbortedTxn]  # not yet reached, by first offset
