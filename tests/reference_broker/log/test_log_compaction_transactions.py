@@ -326,15 +326,19 @@ def check_pass(log: PartitionLog, history: History, now_ms: int) -> None:
     assert {record.value for record in read_committed_records(log, stable)} <= set(read_before)
 
 
-@given(st.lists(steps, max_size=40))
-def test_compaction_never_changes_what_read_committed_readers_see(history_steps: list[Step]) -> None:
+@given(st.lists(steps, max_size=40), st.sampled_from([100, 300, 1000]))
+def test_compaction_never_changes_what_read_committed_readers_see(
+    history_steps: list[Step], segment_bytes: int
+) -> None:
     """Over random transactional histories (three producers, plain writes, tombstones,
-    commits, aborts, passes at advancing times): every pass keeps the read_committed view, and
-    so does ending every transaction, compacting long after, and reopening the log from its
+    commits, aborts, passes at advancing times; segments of one batch or several, so the last
+    stable offset may fall inside a segment): every pass keeps the read_committed view, and so
+    does ending every transaction, compacting long after, and reopening the log from its
     segments alone (no producer snapshots)."""
+    config = attrs.evolve(CONFIG, segment_bytes=segment_bytes)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "t-0"
-        log = PartitionLog.open(path, CONFIG, NOW)
+        log = PartitionLog.open(path, config, NOW)
         clients = {pid: Producer(log, pid) for pid in (1, 2, 3)}
         history = History()
         now = NOW
@@ -367,7 +371,7 @@ def test_compaction_never_changes_what_read_committed_readers_see(history_steps:
         log.abandon()
         for snapshot in path.glob("*.snapshot"):
             snapshot.unlink()
-        reopened = PartitionLog.open(path, CONFIG, now)
+        reopened = PartitionLog.open(path, config, now)
         assert producers(reopened) == state
         assert committed(reopened) == view
         reopened.close()
