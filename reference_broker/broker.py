@@ -542,7 +542,7 @@ class Broker:
             for partition in self.partitions():
                 if partition.log.needs_compaction(now_ms):
                     try:
-                        partition.log.compact(now_ms)
+                        partition.log.compact(now_ms, partition.high_watermark)
                     except RecordError as exc:
                         # Produce stores compressed batches without decompressing them, so one
                         # whose body does not decode is first found here. Skip that partition

@@ -185,7 +185,7 @@ BROKER_KEYS: dict[str, ConfigKey] = dict(
             "log.cleaner.delete.retention.ms",
             _int,
             str(_DAY_MS),
-            "How long tombstones survive compaction",
+            "How long tombstones and transaction markers survive compaction",
             _at_least(0),
         ),
         _key("log.cleaner.min.compaction.lag.ms", _int, "0", "Records younger than this are not compacted", _at_least(0)),

@@ -430,6 +430,7 @@ def build_batch(
     producer_epoch: int = -1,
     base_sequence: int = -1,
     delete_horizon_ms: int | None = None,
+    max_timestamp: int | None = None,
 ) -> bytes:
     """Encode an uncompressed v2 batch holding ``records`` at their own offsets.
 
@@ -437,9 +438,12 @@ def build_batch(
     offset when it drops records, as Kafka does, so producer state stays derivable from the log.
     Any compression bits in ``attributes`` are cleared because the body is written uncompressed.
     ``delete_horizon_ms`` sets the KIP-534 delete horizon (stored as the base timestamp).
+    ``max_timestamp`` overrides the largest record timestamp (see :func:`empty_batch`).
     """
     body = bytearray()
     max_ts = max((r.timestamp for r in records), default=NO_TIMESTAMP)
+    if max_timestamp is not None:
+        max_ts = max_timestamp
     attributes &= ~(_COMPRESSION_MASK | _DELETE_HORIZON_BIT)
     if delete_horizon_ms is None:
         base_ts = min((r.timestamp for r in records), default=NO_TIMESTAMP)
@@ -476,6 +480,37 @@ def build_batch(
         + struct.pack(">I", crc32c(after_crc))
         + after_crc
     )
+
+
+def rebuild_batch(
+    header: BatchHeader,
+    records: list[Record],
+    *,
+    delete_horizon_ms: int | None = None,
+    max_timestamp: int | None = None,
+) -> bytes:
+    """The batch of ``header`` holding only ``records`` (compaction), uncompressed: its base and
+    last offsets, leader epoch, attributes and producer fields stay; see :func:`build_batch`."""
+    return build_batch(
+        records,
+        base_offset=header.base_offset,
+        last_offset_delta=header.last_offset_delta,
+        partition_leader_epoch=header.partition_leader_epoch,
+        attributes=header.attributes,
+        producer_id=header.producer_id,
+        producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence,
+        delete_horizon_ms=delete_horizon_ms,
+        max_timestamp=max_timestamp,
+    )
+
+
+def empty_batch(header: BatchHeader) -> bytes:
+    """The batch of ``header`` with no records, as the cleaner keeps a producer's last batch
+    (Kafka's DefaultRecordBatch.writeEmptyHeader): offsets, producer id, epoch and base
+    sequence, leader epoch, timestamp type, transactional and control bits stay, and so does the
+    largest timestamp, because producer expiry counts from it after a reload."""
+    return rebuild_batch(header, [], max_timestamp=header.max_timestamp)
 
 
 # --- control batches (KIP-98 transaction markers) ---------------------------------------------

@@ -22,7 +22,7 @@ class LogConfig:
     retention_bytes: int = UNLIMITED  # retention.bytes
     retention_ms: int = 7 * 24 * 3600 * 1000  # retention.ms; -1 keeps forever
     cleanup_policy: frozenset[str] = frozenset({"delete"})  # cleanup.policy
-    delete_retention_ms: int = 24 * 3600 * 1000  # delete.retention.ms (tombstone lifetime)
+    delete_retention_ms: int = 24 * 3600 * 1000  # delete.retention.ms (tombstone and marker lifetime)
     min_compaction_lag_ms: int = 0  # min.compaction.lag.ms
     min_cleanable_dirty_ratio: float = 0.5  # min.cleanable.dirty.ratio
     max_message_bytes: int = 1048588  # max.message.bytes

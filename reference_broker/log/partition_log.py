@@ -34,6 +34,11 @@ marker adds an entry to the ``.txnindex`` of the segment holding it
 :meth:`PartitionLog.collect_aborted_transactions` answers Fetch's ``aborted_transactions`` from.
 Ongoing transactions survive restarts through the producer snapshots and replay; the
 transaction indexes of the segments a crash recovery CRC-checks are rebuilt by that replay.
+Compaction (:mod:`reference_broker.log.cleaner`) never cleans at or above the last stable
+offset, removes aborted transactions' records and, once their data is gone and
+delete.retention.ms has passed, their markers; retention deletes segments below the high
+watermark whatever their transactions, and the last stable offset then never falls below the log
+start offset.
 """
 
 from __future__ import annotations
@@ -129,9 +134,9 @@ class PartitionLog:
         self._recovery_point = loaded.recovery_point
         # Kafka's cleaner-offset-checkpoint: data below it has been through a compaction pass.
         self._first_dirty_offset = read_offset(directory / CLEANER_CHECKPOINT) or 0
-        # When kept tombstones may have passed their delete horizon (None: no tombstones kept;
-        # after a restart, unknown, so check once).
-        self._tombstone_recheck_ms: int | None = now_ms
+        # When kept tombstones or transaction markers may have passed their delete horizon
+        # (None: none kept; after a restart, unknown, so check once).
+        self._delete_horizon_recheck_ms: int | None = now_ms
         self._unflushed_messages = 0
         self._last_flush_ms = now_ms
         self._closed = False
@@ -411,13 +416,19 @@ class PartitionLog:
     def last_stable_offset(self, high_watermark: int) -> int:
         """Kafka's UnifiedLog.lastStableOffset: the first offset of the oldest transaction that
         is ongoing, or completed but not yet below ``high_watermark``; else the high watermark.
-        Never above the high watermark."""
+        Never above the high watermark, nor below the log start offset."""
         self.on_high_watermark_updated(high_watermark)
         unstable = [txn.first_offset for txn in self._unreplicated]
         ongoing = self.producer_state.first_ongoing_offset()
         if ongoing is not None:
             unstable.append(ongoing)
-        return min([high_watermark, *unstable])
+        if not unstable:
+            return high_watermark
+        # Retention and DeleteRecords may delete the start of an open transaction (Kafka bounds
+        # them by the high watermark only); the first unstable offset then moves up to the log
+        # start offset (Kafka's maybeIncrementFirstUnstableOffset), so read_committed consumers
+        # are never sent below the log start.
+        return min(high_watermark, max(min(unstable), self.log_start_offset))
 
     def on_high_watermark_updated(self, high_watermark: int) -> None:
         """Forget the completed transactions whose marker is now below the high watermark
@@ -525,25 +536,42 @@ class PartitionLog:
 
     def needs_compaction(self, now_ms: int) -> bool:
         """Whether the cleaner should compact now: the dirty ratio reached
-        min.cleanable.dirty.ratio, or kept tombstones may have expired (KIP-534)."""
+        min.cleanable.dirty.ratio, or kept tombstones or transaction markers may have passed
+        their delete horizon (KIP-534)."""
         if not self.config.compact:
             return False
-        recheck = self._tombstone_recheck_ms
+        recheck = self._delete_horizon_recheck_ms
         return self.dirty_ratio() >= self.config.min_cleanable_dirty_ratio or (
             recheck is not None and recheck <= now_ms
         )
 
-    def compact(self, now_ms: int) -> CleanerStats:
-        """Compact the non-active segments (cleanup.policy=compact); see :mod:`cleaner`."""
+    def compact(self, now_ms: int, high_watermark: int | None = None) -> CleanerStats:
+        """Compact what lies below the last stable offset under ``high_watermark`` outside the
+        active segment (cleanup.policy=compact); see :mod:`cleaner`. Without a high watermark
+        (unit tests of the log alone) the log end offset stands for it."""
         if not self.config.compact:
             return CleanerStats()
-        stats = cleaner.compact(self._segments, self.config, now_ms)
+        stable = self.last_stable_offset(
+            self.log_end_offset if high_watermark is None else high_watermark
+        )
+        stats = cleaner.compact(
+            self._segments,
+            self.config,
+            now_ms,
+            last_stable_offset=stable,
+            aborted=self.collect_aborted_transactions(self._segments[0].base_offset, stable),
+            last_data_offsets={
+                entry.producer_id: entry.last_offset for entry in self.producer_state.entries()
+            },
+        )
         if stats.first_dirty_offset is not None:
             self._first_dirty_offset = stats.first_dirty_offset
             write_offset(self.directory / CLEANER_CHECKPOINT, stats.first_dirty_offset)
             # Every horizon stamped so far is at most now + delete.retention.ms.
-            self._tombstone_recheck_ms = (
-                now_ms + self.config.delete_retention_ms if stats.tombstones_kept else None
+            self._delete_horizon_recheck_ms = (
+                now_ms + self.config.delete_retention_ms
+                if stats.tombstones_kept or stats.markers_kept
+                else None
             )
         return stats
 

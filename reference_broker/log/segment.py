@@ -37,7 +37,7 @@ from reference_broker.log.files import (
     write_all,
 )
 from reference_broker.log.index import OFFSET_ENTRY, TIME_ENTRY, OffsetIndex, TimeIndex
-from reference_broker.log.txn_index import TransactionIndex
+from reference_broker.log.txn_index import AbortedTxn, TransactionIndex
 from reference_broker.records import (
     HEADER_SIZE,
     NO_TIMESTAMP,
@@ -264,13 +264,26 @@ class LogSegment:
         self._unflushed = True
         return header.base_offset
 
-    def replace_batches(self, batches: Iterable[bytes], index_interval_bytes: int) -> None:
-        """Swap the segment's contents for ``batches`` (compaction), safely against crashes.
+    def replace_batches(
+        self,
+        batches: Iterable[bytes],
+        index_interval_bytes: int,
+        aborted: Sequence[AbortedTxn],
+    ) -> None:
+        """Swap the segment's contents for ``batches`` and its transaction index's for
+        ``aborted`` (compaction), safely against crashes.
+
+        The transaction index is replaced first. The entries it drops are those of aborted
+        transactions that had no data left in the old contents either, and the ones it keeps
+        have their markers in both, so with the old or the new log every aborted record is
+        still covered, and no entry outlives its ABORT marker (a consumer would then take the
+        producer's later transactions for aborted).
 
         The new contents are written to ``.log.cleaned`` and fsynced; the old indexes are
         removed before the rename so that a crash can leave a log without indexes (rebuilt on
         open) but never a log with indexes describing other contents.
         """
+        self.txn_index.replace_entries(aborted)
         cleaned = self.path.with_name(self.path.name + CLEANED_SUFFIX)
         fd = os.open(cleaned, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:

@@ -17,18 +17,20 @@ the segment's), kept in memory as well (aborts are rare, the index small), cut o
 segment's batches on truncation and deleted with the segment. A torn tail (a power loss during
 an append) or an entry of another version ends the usable file: it is cut off when loaded, and
 log recovery rebuilds the index of every segment it recovers from the batches themselves.
+Compaction rewrites the index of each segment it cleans, keeping the aborted transactions that
+still had data in the log (see :mod:`reference_broker.log.cleaner`).
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import attrs
 
-from reference_broker.log.files import write_all
+from reference_broker.log.files import CLEANED_SUFFIX, fsync_directory, write_all
 
 ENTRY = struct.Struct(">hqqqq")
 ENTRY_VERSION = 0
@@ -121,6 +123,27 @@ class TransactionIndex:
         if self.path.exists():
             os.truncate(self.path, len(keep) * ENTRY.size)
         self._unflushed = True
+
+    def replace_entries(self, entries: Sequence[AbortedTxn]) -> None:
+        """Keep only ``entries`` (compaction drops the aborted transactions with no data left, as
+        Kafka's cleaner writes a cleaned segment's index afresh). The new file is written to
+        ``.cleaned``, fsynced and renamed over the old one, so a crash leaves either index."""
+        if list(entries) == self.entries:
+            return
+        if entries:
+            cleaned = self.path.with_name(self.path.name + CLEANED_SUFFIX)
+            fd = os.open(cleaned, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                write_all(fd, b"".join(entry.encode() for entry in entries))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(cleaned, self.path)
+        else:
+            self.path.unlink(missing_ok=True)  # the file exists only while it has entries
+        fsync_directory(self.path.parent)
+        self.entries = list(entries)
+        self._unflushed = False
 
     def reset(self) -> None:
         """Forget every entry (the segment is being recovered, which rebuilds them)."""

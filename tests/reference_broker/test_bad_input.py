@@ -653,13 +653,15 @@ def test_a_partition_the_cleaner_cannot_decode_does_not_stop_compaction_of_other
         # Created with cleanup.policy=delete (a compacted topic decodes batches on append) and
         # switched to compact once the batches are stored, as IncrementalAlterConfigs may do.
         create_topic(broker, name, 1, 1, {"segment.bytes": "100"}, 0)
-        log = broker.partition(name, 0).log  # type: ignore[union-attr]
+        partition = broker.partition(name, 0)
+        assert partition is not None
         for i in range(4):
             batch = bytearray(build_batch([Record(0, 1000 + i, b"same-key", b"v" * 20)], base_offset=0))
             if name == "bad" and i == 0:
                 struct.pack_into(">h", batch, 21, 4)  # zstd flag over an uncompressed body
                 struct.pack_into(">I", batch, 17, crc32c(bytes(batch[21:])))
-            log.append(batch, validate_batches(batch), 1000 + i)
+            # As Produce appends: the high watermark follows, and compaction stops at it.
+            partition.append_as_leader(batch, validate_batches(batch), 1000 + i)
     for name in ("bad", "good"):
         set_topic_configs(broker, name, compact)
     before = {name: broker.partition(name, 0).log.size_bytes for name in ("bad", "good")}  # type: ignore[union-attr]

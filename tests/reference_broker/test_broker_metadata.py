@@ -23,6 +23,7 @@ from reference_broker.controller_channel import (
 from reference_broker.groups import OFFSETS_TOPIC, JoinRequest, OffsetValue
 from reference_broker.groups.testing import Reply
 from reference_broker.log.meta_properties import format_directory
+from reference_broker.log.testing import batch, read_records, record_set
 from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.codec import build_response
 from reference_broker.replication import Role
@@ -97,13 +98,16 @@ class Cluster:
                 self.channels[node].answer(now_ms)
                 self.channels[node].deliver(now_ms)
 
-    def create(self, name: str, assignments: list[list[int]], now_ms: int) -> None:
+    def create(self, name: str, assignments: list[list[int]], now_ms: int,
+               configs: Mapping[str, str] | None = None) -> None:
+        if configs is None:
+            configs = {"cleanup.policy": "compact"} if name == OFFSETS_TOPIC else {}
         response = self.controller.handle(19, controller_request(19, {"topics": [{
             "name": name, "num_partitions": -1, "replication_factor": -1,
             "assignments": [{"partition_index": i, "broker_ids": nodes}
                             for i, nodes in enumerate(assignments)],
-            "configs": [{"name": "cleanup.policy", "value": "compact"}]
-            if name == OFFSETS_TOPIC else []}]}), now_ms)
+            "configs": [{"name": key, "value": value} for key, value in configs.items()]}]}),
+            now_ms)
         assert response["topics"][0]["error_code"] == ErrorCode.none, response
 
     def close(self) -> None:
@@ -328,3 +332,38 @@ def test_producer_ids_come_in_blocks_from_the_controller(cluster: Cluster) -> No
     assert len(got) == 3 and len(set(got)) == 3 and None not in got
     assert got[1] == got[0] + 1
 
+
+def test_the_cleaner_keeps_a_value_superseded_only_above_the_high_watermark(cluster: Cluster) -> None:
+    """The leader's cleaner stops at the high watermark (Kafka's first uncleanable offset is at
+    most the last stable offset, itself at most the high watermark): a record its follower has
+    not fetched yet may be truncated away after a leader change, so it must not supersede the
+    older value. Once the follower has it, the older value goes."""
+    cluster.create("compacted", [[1, 2]], 0, {
+        "cleanup.policy": "compact", "segment.bytes": "100", "min.cleanable.dirty.ratio": "0.01",
+    })
+    cluster.settle(0)
+    one, two = cluster.brokers[1], cluster.brokers[2]
+    leader = one.partition("compacted", 0)
+    assert leader is not None and leader.is_leader
+
+    def put(key: bytes, value: bytes) -> None:
+        leader.append_as_leader(*record_set(batch(value, keys=[key], timestamps=[0])), 0)
+
+    def replicate() -> None:
+        follower = two.partition("compacted", 0)
+        assert follower is not None
+        while follower.log_end_offset < leader.log_end_offset:
+            follower_fetch(one, two, "compacted", 0, 0)  # brings a segment's records
+        follower_fetch(one, two, "compacted", 0, 0)  # tells the leader the follower has them
+
+    put(b"k", b"v1")
+    put(b"other", b"x")
+    replicate()
+    put(b"k", b"v2")
+    put(b"filler", b"y")
+    assert leader.high_watermark == 2
+    one.run_cleaner(10)
+    assert [record.value for record in read_records(leader.log)] == [b"v1", b"x", b"v2", b"y"]
+    replicate()
+    one.run_cleaner(20)
+    assert [record.value for record in read_records(leader.log)] == [b"x", b"v2", b"y"]

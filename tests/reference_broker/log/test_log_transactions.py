@@ -211,6 +211,27 @@ def test_retention_deletes_a_segments_txnindex(log: PartitionLog, tmp_path: Path
     assert all_aborted(log) == []
 
 
+def test_retention_may_delete_the_start_of_an_open_transaction(tmp_path: Path) -> None:
+    """Retention is bounded by the high watermark only (Kafka's deletableSegments), so it may
+    delete where an open transaction starts: the producer keeps its open transaction, and the
+    last stable offset moves up with the log start offset, never below it (Kafka's
+    maybeIncrementFirstUnstableOffset)."""
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig(segment_bytes=100, retention_ms=1000), NOW)
+    a = Producer(log, 1)
+    first = a.send()
+    for _ in range(3):
+        log.append(*record_set(build_batch([Record(0, NOW + 5000, None, b"x")], base_offset=0)), NOW)
+    assert log.last_stable_offset(log.log_end_offset) == first
+    assert log.apply_retention(NOW + 2000, high_watermark=log.log_end_offset) == 1
+    assert log.log_start_offset > first
+    assert log.last_stable_offset(log.log_end_offset) == log.log_start_offset
+    assert log.last_stable_offset(first) == first  # never above the high watermark
+    entry = log.producer_state.entry(1)
+    assert entry is not None and entry.current_txn_first_offset == first
+    a.end(COMMIT)
+    assert log.last_stable_offset(log.log_end_offset) == log.log_end_offset
+
+
 def test_marker_and_transaction_rules(log: PartitionLog) -> None:
     """A plain batch inside an open transaction is INVALID_TXN_STATE; a marker with an epoch
     older than the producer's is INVALID_PRODUCER_EPOCH; neither writes anything."""

@@ -1,0 +1,89 @@
+"""Transactional producers through kconform's client interface (``Producer.transaction``), on a
+real reference broker: each library's transactions are recorded as ``txn`` operations
+(docs/history-format.md), judged clean by the checkers, and a fenced producer's transaction is
+never recorded as committed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from harness.checkers import check
+from harness.clients import ConsumerSettings, ProducerSettings, make_consumer, make_producer
+from harness.history import HistoryBuilder
+from harness.targets.reference import ReferenceTarget
+from tests.kafka_helpers import create_topic
+
+pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
+
+CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka")
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[ReferenceTarget]:
+    with ReferenceTarget() as target:
+        yield target
+
+
+def settings(transactional_id: str) -> ProducerSettings:
+    return ProducerSettings(transactional_id=transactional_id, transaction_timeout_ms=60_000)
+
+
+def read_committed(bootstrap: str, topic: str, history: HistoryBuilder, expected: int) -> list[str]:
+    consumer = make_consumer("confluent-kafka", bootstrap, settings=ConsumerSettings(
+        isolation_level="read_committed"), history=history, process="c0")
+    with consumer:
+        consumer.assign([(topic, 0), (topic, 1)], {(topic, 0): 0, (topic, 1): 0})
+        values: list[str] = []
+        for _ in range(40):
+            values += [r.value.decode() for r in consumer.poll(0.5) if r.value is not None]
+            if len(values) >= expected:
+                values += [r.value.decode() for r in consumer.poll(2.0) if r.value is not None]
+                break
+    return sorted(values)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_transactions_are_recorded_as_txn_operations_and_judged_clean(reference: ReferenceTarget,
+                                                                      client: str) -> None:
+    topic = f"txc-{client}"
+    create_topic(reference.bootstrap, topic, partitions=2)
+    history = HistoryBuilder()
+    with make_producer(client, reference.bootstrap, settings(f"txc-{client}"), history, "tp0") as producer:
+        producer.init_transactions()
+        outcomes = [producer.transaction([(topic, p, None, producer.next_value()) for p in (0, 1)], commit)
+                    for commit in (True, False, True)]
+    assert outcomes == ["commit", "abort", "commit"]
+    seen = read_committed(reference.bootstrap, topic, history, 4)
+    assert seen == ["tp0-0", "tp0-1", "tp0-4", "tp0-5"]
+    txns = [e for e in history.history().raw if e["f"] == "txn" and e["type"] == "ok"]
+    assert [e["value"]["outcome"] for e in txns] == ["commit", "abort", "commit"]
+    assert all(op[0] == "send" and op[5] is not None for e in txns for op in e["value"]["ops"])
+    assert all(isinstance(e["value"]["end_invoked"], int) for e in txns)
+    report = check(history.history())
+    assert report.valid, report.anomalies
+
+
+def test_a_fenced_producer_never_records_its_transaction_as_committed(reference: ReferenceTarget) -> None:
+    """The older instance of a transactional id, fenced by a newer one in the middle of its
+    transaction, records that transaction as failed or unknown (never ok), and its records stay
+    invisible to read_committed readers."""
+    topic = "txc-fenced"
+    create_topic(reference.bootstrap, topic, partitions=2)
+    history = HistoryBuilder()
+    zombie = make_producer("confluent-kafka", reference.bootstrap, settings("txc-fenced"), history, "tp0")
+    successor = make_producer("confluent-kafka", reference.bootstrap, settings("txc-fenced"), history, "tp1")
+    with zombie, successor:
+        zombie.init_transactions()
+        assert zombie.transaction([(topic, 0, None, "tp0-0")], True) == "commit"
+        successor.init_transactions()
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the library's fatal error, whatever its class
+            zombie.transaction([(topic, 1, None, "tp0-1")], True)
+        assert successor.transaction([(topic, 1, None, "tp1-0")], True) == "commit"
+    zombie_txns = [e for e in history.history().raw if e["f"] == "txn" and e["process"] == "tp0"]
+    assert [e["type"] for e in zombie_txns] == ["invoke", "ok", "invoke", zombie_txns[3]["type"]]
+    assert zombie_txns[3]["type"] in ("fail", "info")
+    assert read_committed(reference.bootstrap, topic, history, 2) == ["tp0-0", "tp1-0"]
+    report = check(history.history())
+    assert report.valid, report.anomalies
