@@ -40,8 +40,9 @@ for transactions, KIP-534 / KAFKA-8522 for delete horizons):
   epoch and timestamp; while it stays, so does its transaction's marker, which ends the
   transaction the batch opens on replay. Producers the state has forgotten (expired) keep
   nothing. Kafka also keeps a marker as the last entry of a producer whose current epoch has no
-  data; that cannot arise here, as this broker's producer state never takes an epoch from a
-  marker.
+  data: a marker that brought a newer epoch (a fence) is the producer's last entry here too
+  (:mod:`reference_broker.producers.state`), so it stays, and a reload still refuses the fenced
+  epoch.
 - **Tombstones** (records with a null value) follow KIP-534. The first pass that keeps a batch
   holding a tombstone stamps it with a *delete horizon*, now + delete.retention.ms, stored in the
   batch itself (base timestamp plus attribute bit 6), so the rule survives restarts without any
@@ -350,7 +351,8 @@ class _Plan:
     def _cleaned_marker(self, header: BatchHeader, data: bytes) -> bytes | None:
         """A marker stays while its transaction has data; then it gets a delete horizon, and
         goes once that has passed (Kafka's containsMarkerForEmptyTxn)."""
-        if header.base_offset not in self.discardable_markers:
+        if (header.base_offset not in self.discardable_markers
+                or self.last_data_offsets.get(header.producer_id) == header.last_offset):
             return data
         horizon = header.delete_horizon_ms
         if header.record_count == 0 or (horizon is not None and self.now_ms >= horizon):

@@ -418,7 +418,8 @@ class ProducerStateManager:
         Batches without a producer id and data batches without a sequence leave the state as
         it is. A marker ends the producer's ongoing transaction; without one (nothing of it was
         written here, or a second marker) the completed transaction is the marker alone, as in
-        Kafka. A marker with a newer epoch (the coordinator fenced the producer, or transaction
+        Kafka, and a producer this partition knew nothing of gets an entry at the marker's epoch
+        (its data may have been compacted away). A marker with a newer epoch (the coordinator fenced the producer, or transaction
         version 2 bumped it) makes that epoch the producer's, as Kafka's
         maybeUpdateProducerEpoch does: a zombie still writing with the old epoch is then
         refused with INVALID_PRODUCER_EPOCH, and the next batch of the new epoch starts at
@@ -431,18 +432,16 @@ class ProducerStateManager:
             if marker is None:
                 return None  # emptied by the cleaner
             first_offset = header.base_offset
-            if entry is not None:
-                if entry.current_txn_first_offset is not None:
-                    first_offset = entry.current_txn_first_offset
-                if header.producer_epoch > entry.epoch:
-                    entry = attrs.evolve(entry, epoch=header.producer_epoch, batches=(BatchMetadata(
-                        NO_SEQUENCE, NO_SEQUENCE, header.base_offset, header.last_offset,
-                        header.max_timestamp),))
-                self._producers[header.producer_id] = attrs.evolve(
-                    entry,
-                    current_txn_first_offset=None,
-                    coordinator_epoch=marker.coordinator_epoch,
-                )
+            if entry is not None and entry.current_txn_first_offset is not None:
+                first_offset = entry.current_txn_first_offset
+            if entry is None or header.producer_epoch > entry.epoch:
+                entry = ProducerEntry(header.producer_id, header.producer_epoch, (BatchMetadata(
+                    NO_SEQUENCE, NO_SEQUENCE, header.base_offset, header.last_offset, header.max_timestamp),))
+            self._producers[header.producer_id] = attrs.evolve(
+                entry,
+                current_txn_first_offset=None,
+                coordinator_epoch=marker.coordinator_epoch,
+            )
             return CompletedTxn(
                 header.producer_id, first_offset, header.last_offset, marker.is_abort
             )

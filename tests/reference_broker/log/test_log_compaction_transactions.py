@@ -27,6 +27,7 @@ from reference_broker.log.testing import (
     record_set,
 )
 from reference_broker.log.txn_index import AbortedTxn, TransactionIndex
+from reference_broker.producers.state import InvalidProducerEpochError
 from reference_broker.records import BatchHeader, ControlType
 
 ABORT, COMMIT = ControlType.ABORT, ControlType.COMMIT
@@ -210,6 +211,34 @@ def test_a_producers_last_batch_stays_empty_with_its_marker(tmp_path: Path, reop
     assert all_aborted(reopened) == [AbortedTxn(1, first, marker, marker + 1)]
     assert reopened.last_stable_offset(reopened.log_end_offset) == reopened.log_end_offset
     assert committed(reopened) == {b"filler": b"x"}
+
+
+@pytest.mark.parametrize("reopen", ["clean", "crash-without-snapshots"])
+def test_a_fence_marker_stays_so_that_a_reload_still_refuses_the_fenced_epoch(tmp_path: Path, reopen: str) -> None:
+    """Kafka keeps a marker as the last entry of a producer whose current epoch has no data: the
+    coordinator's abort at epoch 1 fenced epoch 0, and after compaction well past
+    delete.retention.ms and a reopen, a zombie's epoch-0 batch is still refused."""
+    log = PartitionLog.open(tmp_path / "t-0", CONFIG, NOW)
+    zombie = Producer(log, 1)
+    zombie.send((b"a", b"aborted"), timestamp=NOW)
+    fence = Producer(log, 1, epoch=1)
+    marker = fence.end(ABORT, timestamp=NOW)
+    put(log, b"filler", b"x")
+    for now in (NOW, NOW, NOW + 100 * DELETE_RETENTION_MS):
+        log.compact(now)
+    assert [h.base_offset for h in stored(log) if h.is_control] == [marker]
+    directory = tmp_path / "t-0"
+    if reopen == "clean":
+        log.close()
+    else:
+        log.abandon()
+        for snapshot in directory.glob("*.snapshot"):
+            snapshot.unlink()
+    reopened = PartitionLog.open(directory, CONFIG, NOW + 1)
+    entry = reopened.producer_state.entry(1)
+    assert entry is not None and entry.epoch == 1
+    with pytest.raises(InvalidProducerEpochError):
+        Producer(reopened, 1).send((b"a", b"zombie"), timestamp=NOW)
 
 
 def _fail(*args: object, **kwargs: object) -> None:

@@ -70,10 +70,15 @@ def test_ongoing_transactions_are_ordered_by_first_offset() -> None:
 
 
 def test_a_marker_without_an_ongoing_transaction_completes_just_itself() -> None:
-    """As Kafka: the completed transaction is the marker's own offset."""
+    """As Kafka: the completed transaction is the marker's own offset, and the producer gets an
+    entry at the marker's epoch (its first batch there starts at sequence 0)."""
     state = ProducerStateManager()
-    assert state.update(marker(9, 4), ABORT) == CompletedTxn(9, 4, 4, is_aborted=True)
-    assert state.entry(9) is None
+    assert state.update(marker(9, 4, epoch=2), ABORT) == CompletedTxn(9, 4, 4, is_aborted=True)
+    entry = state.entry(9)
+    assert entry is not None and (entry.epoch, entry.last_seq, entry.coordinator_epoch) == (2, -1, 3)
+    with pytest.raises(InvalidProducerEpochError):
+        state.check([data(9, 0, 5, epoch=1)])
+    assert state.check([data(9, 0, 5, epoch=2)]) is None
 
 
 def test_marker_epochs_are_checked() -> None:
