@@ -11,8 +11,15 @@ campaign and ``kconform check`` judge what they find against the same claims.
 
 The rules:
 
-- aborted-read, read-uncommitted, group-split-brain: promised under every configuration.
-- Durability (lost-write, unseen, inconsistent-offsets, poll-skip, nonmonotonic-poll, and
+- aborted-read, read-uncommitted, group-split-brain, and of transactions G1b,
+  lso-above-hw, lso-past-open-transaction and hanging-transaction: promised under every
+  configuration (a read_committed reader never sees an open transaction's records, the LSO
+  stays below open transactions and the high watermark, the coordinator aborts a transaction
+  past its timeout: KIP-98).
+- G0, G1c and G-single: never promised (``specs.transactions.KAFKA_ALLOWS``: Kafka's
+  transactions do not isolate writes, and read_committed is no snapshot).
+- Durability (lost-write, unseen, inconsistent-offsets, poll-skip, nonmonotonic-poll,
+  torn-transaction and exactly-once-processing, whose records a lossy log may lose, and
   committed-offset-regression, since a log that loses records hands their offsets to others):
   promised only with ``acks=all``, clean elections and ``min.insync.replicas`` of at least
   ``min(2, replication factor)`` (:func:`specs.produce.tolerated_broker_failures`, Kafka
@@ -35,9 +42,12 @@ import attrs
 
 from specs.delivery import CommitPoint, Guarantee, guarantee_of
 from specs.produce import Acks, DurabilityConfig, ProducerConfig, may_duplicate, may_reorder
+from specs.transactions import KAFKA_ALLOWS
 
-EVERY_CONFIGURATION = ("aborted-read", "read-uncommitted", "group-split-brain")
-DURABILITY = ("lost-write", "unseen", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll")
+EVERY_CONFIGURATION = ("aborted-read", "read-uncommitted", "group-split-brain", "G1b", "lso-above-hw",
+                       "lso-past-open-transaction", "hanging-transaction")
+DURABILITY = ("lost-write", "unseen", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll", "torn-transaction",
+              "exactly-once-processing")
 
 
 @attrs.frozen
@@ -89,7 +99,7 @@ def why_not_durable(config: Configuration) -> list[str]:
 def claims_for(config: Configuration) -> Claims:
     """Kafka's promises under ``config`` (the rules in the module docstring)."""
     claimed = {name: "promised by Kafka under every configuration" for name in EVERY_CONFIGURATION}
-    not_claimed: dict[str, str] = {}
+    not_claimed: dict[str, str] = dict(KAFKA_ALLOWS)
     lossy = "; ".join(why_not_durable(config))
     d, p = config.durability, config.producer
     for name in DURABILITY:
