@@ -17,6 +17,7 @@ from harness.checkers._common import checker, tp_name, with_invocation
 from harness.checkers.attribution import BROKER_ANSWERS
 from harness.checkers.result import Anomaly, CheckResult
 from harness.checkers.txn_view import txn_view
+from harness.history.index import DerivedView
 from harness.history.load import History
 
 
@@ -24,28 +25,48 @@ from harness.history.load import History
 def poll_skip(history: History) -> CheckResult:
     """A consumer jumped over offsets known to hold records, with no seek or rebalance to explain it."""
     ix = history.index
-    if not ix.gaps:
-        return CheckResult("poll-skip")
-    known = ix.known_offsets()
     view = txn_view(history) if ix.txns else None
     anomalies = []
-    for t, p, a, b, ea, eb, proc in ix.gaps:
-        offsets = known.get((t, p), [])
-        i = bisect_right(offsets, a)
-        j = bisect_left(offsets, b)
-        if i < j and view is not None and view.reads_committed(eb):
+    for (t, p, a, b, ea, eb, proc), between in skips(history):
+        if view is not None and view.reads_committed(eb):
             skippable = view.invisible_to_read_committed
-            between = [o for o in offsets[i:j] if not skippable(ix.at_offset[(t, p, o)][0])]
-            i, j, offsets = 0, len(between), between
-        if i < j:
-            first = offsets[i]
-            evidence = with_invocation(history, ix, ix.at_offset[(t, p, first)][1])
-            anomalies.append(Anomaly(
-                "poll-skip",
-                f"{proc} read {tp_name(t, p)} offset {a} then {b}, skipping {j - i} offset(s) known to "
-                f"hold records (first {first})",
-                (ea, eb, *evidence)))
+            between = [o for o in between if not skippable(ix.at_offset[(t, p, o)][0])]
+            if not between:
+                continue
+        first = between[0]
+        evidence = with_invocation(history, ix, ix.at_offset[(t, p, first)][1])
+        anomalies.append(Anomaly(
+            "poll-skip",
+            f"{proc} read {tp_name(t, p)} offset {a} then {b}, skipping {len(between)} offset(s) known to "
+            f"hold records (first {first})",
+            (ea, eb, *evidence)))
     return CheckResult("poll-skip", tuple(anomalies))
+
+
+Gap = tuple[str, int, int, int, int, int, str]  # topic, partition, from offset, to offset, events, process
+SKIPS: DerivedView[list[tuple[Gap, list[int]]]] = DerivedView("skips")
+
+
+def skips(history: History) -> list[tuple[Gap, list[int]]]:
+    """Every forward jump of a run (`HistoryIndex.gaps`) over offsets known to hold a record, with
+    those offsets (computed once: poll-skip and torn-transaction start from them)."""
+    ix = history.index
+
+    def compute() -> list[tuple[Gap, list[int]]]:
+        if not ix.gaps:
+            return []
+        known = ix.known_offsets()
+        out = []
+        for gap in ix.gaps:
+            offsets = known.get((gap[0], gap[1]))
+            if offsets is not None:
+                i = bisect_right(offsets, gap[2])
+                j = bisect_left(offsets, gap[3])
+                if i < j:
+                    out.append((gap, offsets[i:j]))
+        return out
+
+    return ix.derived(SKIPS, compute)
 
 
 @checker

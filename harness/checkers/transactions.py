@@ -29,6 +29,7 @@ from typing import Any
 from harness.checkers._common import checker, tp_name, with_invocation
 from harness.checkers.attribution import BROKER_ANSWERS
 from harness.checkers.dependencies import NO_TRANSACTIONS, wr_cycles
+from harness.checkers.polls import skips
 from harness.checkers.result import Anomaly, CheckResult
 from harness.checkers.txn_view import Txn, TxnView, txn_view
 from harness.history.index import DerivedView, HistoryIndex
@@ -37,6 +38,7 @@ from specs.delivery import Guarantee, violations
 from specs.transactions import (
     ABORT_CHECK_INTERVAL_MS,
     TRANSACTION_TIMEOUT_MS,
+    Outcome,
     hanging,
     must_be_visible,
     passes_open_transaction,
@@ -96,20 +98,6 @@ def intermediate_read(history: History) -> CheckResult:
     return CheckResult("G1b", tuple(anomalies))
 
 
-def _committed_records(view: TxnView) -> dict[TP, tuple[list[int], list[str]]]:
-    """Per partition, the offsets and values of committed transactions' records, in log order."""
-    by_tp: dict[TP, list[tuple[int, str]]] = {}
-    for t in view.committed():
-        for val, topic, partition, offset in t.writes:
-            if offset is not None and partition is not None:
-                by_tp.setdefault((topic, partition), []).append((offset, val))
-    out = {}
-    for tp, recs in by_tp.items():
-        recs.sort()
-        out[tp] = ([o for o, _v in recs], [v for _o, v in recs])
-    return out
-
-
 @checker
 def torn_transaction(history: History) -> CheckResult:
     """A read_committed reader saw part of a committed transaction and read past the rest."""
@@ -117,28 +105,31 @@ def torn_transaction(history: History) -> CheckResult:
     if not ix.txns:
         return CheckResult("torn-transaction", skipped=NO_TRANSACTIONS)
     view = txn_view(history)
-    seen = view.read_committed_reads().seen
-    committed = _committed_records(view)
+    # Jumps of read_committed readers over committed transactions' records (none in a valid
+    # history, where such readers skip only markers and aborted records): the candidates.
+    candidates = []
+    for (t, p, a, b, ea, eb, proc), between in skips(history):
+        missed = [(o, w) for o in between
+                  if (w := view.writer.get(ix.at_offset[(t, p, o)][0])) is not None and w.outcome is Outcome.COMMITTED]
+        if missed and view.reads_committed(eb):
+            candidates.append((t, p, a, b, ea, eb, proc, missed))
+    seen = view.seen_by(frozenset(c[6] for c in candidates))
     anomalies = []
-    reported: set[tuple[str, str]] = set()
-    for t, p, a, b, ea, eb, proc in ix.gaps:
-        log = committed.get((t, p))
-        if log is None or not view.reads_committed(eb):
-            continue
-        offsets, values = log
-        for i in range(bisect_left(offsets, a + 1), bisect_left(offsets, b)):
-            val = values[i]
-            w = view.writer[val]
-            saw = seen.get(w.id, {}).get(proc)
-            if not saw or val in saw or (proc, val) in reported:
+    reported: set[tuple[str, int]] = set()
+    for t, p, a, b, ea, eb, proc, missed in candidates:
+        mine = seen[proc]
+        for o, w in missed:
+            val = ix.at_offset[(t, p, o)][0]
+            saw = [(v[0], mine[v[0]]) for v in w.writes if v[0] in mine]
+            if not saw or val in mine or (proc, o) in reported:
                 continue
-            reported.add((proc, val))
-            other, where = next(iter(saw.items()))
+            reported.add((proc, o))
+            other, where = saw[0]
             anomalies.append(Anomaly(
                 "torn-transaction",
                 f"{proc} (read_committed) saw {len(saw)} of {w.describe()}'s records (e.g. {other!r}) but read "
-                f"{tp_name(t, p)} from offset {a} to {b} without its {val!r} at offset {offsets[i]}",
-                (*w.events, *with_invocation(history, history.index, where), ea, *with_invocation(history, history.index, eb))))
+                f"{tp_name(t, p)} from offset {a} to {b} without its {val!r} at offset {o}",
+                (*w.events, *with_invocation(history, ix, where), ea, *with_invocation(history, ix, eb))))
     anomalies.sort(key=lambda x: x.events)
     return CheckResult("torn-transaction", tuple(anomalies))
 
@@ -187,9 +178,10 @@ def lso_above_hw(history: History) -> CheckResult:
     return CheckResult("lso-above-hw", tuple(anomalies))
 
 
-def _open_until(view: TxnView) -> dict[TP, tuple[list[int], list[tuple[int, Txn]]]]:
+def _open_until(view: TxnView) -> dict[TP, tuple[list[int], list[tuple[int, Txn, int]]]]:
     """Per partition, committed transactions that recorded when they asked to end: their first
-    offsets in it, sorted, and the latest `end_invoked` among those at or below each."""
+    offsets in it, sorted, and for each the latest `end_invoked` among those at or below it (with
+    its transaction and that transaction's first offset)."""
     firsts: dict[TP, dict[int, int]] = {}
     for t in view.committed():
         if t.end_invoked is None:
@@ -200,15 +192,16 @@ def _open_until(view: TxnView) -> dict[TP, tuple[list[int], list[tuple[int, Txn]
                 mine[t.id] = min(offset, mine.get(t.id, offset))
     out = {}
     for tp, by_txn in firsts.items():
-        ordered = sorted((o, view.by_id[i]) for i, o in by_txn.items())
-        latest: list[tuple[int, Txn]] = []
-        best: tuple[int, Txn] | None = None
-        for _o, t in ordered:
+        ordered = sorted((o, i) for i, o in by_txn.items())
+        latest: list[tuple[int, Txn, int]] = []
+        best: tuple[int, Txn, int] | None = None
+        for o, i in ordered:
+            t = view.by_id[i]
             assert t.end_invoked is not None
             if best is None or t.end_invoked > best[0]:
-                best = (t.end_invoked, t)
+                best = (t.end_invoked, t, o)
             latest.append(best)
-        out[tp] = ([o for o, _t in ordered], latest)
+        out[tp] = ([o for o, _i in ordered], latest)
     return out
 
 
@@ -235,8 +228,7 @@ def lso_past_open_transaction(history: History) -> CheckResult:
             k = bisect_left(offsets, lso)  # transactions whose first offset is below the LSO
             if k == 0:
                 continue
-            end, t = latest[k - 1]
-            first = next(o for o, (_e, x) in zip(offsets, latest) if x is t)
+            end, t, first = latest[k - 1]
             if end > time and passes_open_transaction(lso, first):
                 anomalies.append(Anomaly(
                     "lso-past-open-transaction",

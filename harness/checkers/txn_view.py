@@ -83,17 +83,14 @@ class ReadCommittedReads:
     - `aborted`: (record, its writer, the read event, the reader) for each aborted record read;
     - `early`: (record, its writer, the read event, the reader) for each record of a transaction
       not known to have aborted, read by a poll that had returned before that transaction asked to
-      end (or by the transaction itself);
-    - `seen`: committed writer id -> reader process -> each of the writer's values that reader
-      saw, with the first event that returned it.
+      end (or by the transaction itself).
     """
 
-    __slots__ = ("aborted", "early", "seen")
+    __slots__ = ("aborted", "early")
 
     def __init__(self) -> None:
         self.aborted: list[tuple[Record, Txn, int, str]] = []
         self.early: list[tuple[Record, Txn, int, str]] = []
-        self.seen: dict[int, dict[str, dict[str, int]]] = {}
 
 
 class TxnView:
@@ -128,34 +125,46 @@ class TxnView:
         """The one pass over read_committed reads (cached on the history's index)."""
         return self.history.index.derived(READ_COMMITTED_READS, self._scan_reads)
 
-    def _scan_reads(self) -> ReadCommittedReads:
-        out = ReadCommittedReads()
-        writer = self.writer
+    def _reads(self, processes: frozenset[str] | None = None) -> list[tuple[int, str, list[Record], Txn | None, int]]:
+        """Every read_committed read (of `processes`, default all): (event, reader, records, the
+        reader's transaction or None, a time by which it had returned)."""
         raw = self.history.raw
         reads: list[tuple[int, str, list[Record], Txn | None, int]] = [
             (i, raw[i]["process"], raw[i]["value"]["records"], None, raw[i]["time"])
-            for i in self.history.index.read_committed_polls]
+            for i in self.history.index.read_committed_polls
+            if processes is None or raw[i]["process"] in processes]
         reads += [(t.completion, t.process, records, t, t.reads_done_by)
-                  for t in self.txns if t.read_committed and t.completion is not None for records in t.polls]
-        for event, process, records, reader, done in reads:
+                  for t in self.txns if t.read_committed and t.completion is not None
+                  and (processes is None or t.process in processes) for records in t.polls]
+        return reads
+
+    def _scan_reads(self) -> ReadCommittedReads:
+        out = ReadCommittedReads()
+        get = self.writer.get
+        aborted = Outcome.ABORTED
+        for event, process, records, reader, done in self._reads():
             for record in records:
-                w = writer.get(record[4])
+                w = get(record[4])
                 if w is None:
                     continue
-                if w.outcome is Outcome.ABORTED:
+                if w.outcome is aborted:
                     out.aborted.append((record, w, event, process))
                     continue
-                if w is reader or (w.end_invoked is not None and done < w.end_invoked):
+                end = w.end_invoked
+                if (end is not None and done < end) or w is reader:
                     out.early.append((record, w, event, process))
-                if w.outcome is Outcome.COMMITTED:
-                    by_reader = out.seen.get(w.id)
-                    if by_reader is None:
-                        by_reader = out.seen[w.id] = {}
-                    values = by_reader.get(process)
-                    if values is None:
-                        by_reader[process] = {record[4]: event}
-                    elif record[4] not in values:
-                        values[record[4]] = event
+        return out
+
+    def seen_by(self, processes: frozenset[str]) -> dict[str, dict[str, int]]:
+        """For each of `processes`, every transactional value it read read_committed, with the
+        first event that returned it (one pass over their reads: checks call it for few readers)."""
+        out: dict[str, dict[str, int]] = {p: {} for p in processes}
+        writer = self.writer
+        for event, process, records, _reader, _done in self._reads(processes):
+            mine = out[process]
+            for record in records:
+                if record[4] in writer and record[4] not in mine:
+                    mine[record[4]] = event
         return out
 
 

@@ -569,7 +569,11 @@ class HistoryIndex:
             members.setdefault(member, idx)
 
     def known_offsets(self) -> dict[TP, list[int]]:
-        """Per partition, the sorted offsets known to hold a record (acknowledged or read)."""
+        """Per partition, the sorted offsets known to hold a record (acknowledged or read);
+        computed once, shared by the checks (do not change the lists)."""
+        return self.derived(KNOWN_OFFSETS, self._known_offsets)
+
+    def _known_offsets(self) -> dict[TP, list[int]]:
         out: dict[TP, list[int]] = {}
         for t, p, o in self.at_offset:
             lst = out.get((t, p))
@@ -580,3 +584,6 @@ class HistoryIndex:
         for lst in out.values():
             lst.sort()
         return out
+
+
+KNOWN_OFFSETS: DerivedView[dict[TP, list[int]]] = DerivedView("known-offsets")
