@@ -40,6 +40,12 @@ class Recorder:
     def _emit(self, obj: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def now(self) -> int:
+        """A reading of the events' clock, e.g. a transaction's `end_invoked` (later events are
+        stamped no earlier)."""
+        with self._lock:
+            return self._clock()
+
     def _record(self, process: str, type_: str, f: str, value: Mapping[str, Any],
                 invoke: int | None) -> int:
         with self._lock:
