@@ -148,7 +148,11 @@ def _judged(history: History, report: Report, stated: dict[str, str]) -> Judged 
         return None
     faults = [e["value"]["fault"] for e in history.raw
               if e["f"] == "fault" and e["type"] == "invoke" and e["value"]["action"] == "start"]
-    config = configuration({**recorded, **stated}, history.meta, faults)
+    # A history with transactions (or LSO samples) is judged on them, whatever its header says.
+    transactional = bool(history.index.txns or history.index.stable_offsets)
+    config = configuration({**recorded, **stated},
+                           {**history.meta, "transactions": history.meta.get("transactions") is True or transactional},
+                           faults)
     source = config.describe() + (" (stated with --config" + (", the rest from the history" if recorded else "")
                                   + ")" if stated else " (from the history's header)")
     claims = claims_for(config)

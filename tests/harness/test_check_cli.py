@@ -183,6 +183,10 @@ def test_transactional_anomalies_print_their_witnesses_and_kafkas_allowances_are
     assert "G0                           hazard   1" in result.output
     assert "hazard G0: 1, never claimed: Kafka's transactions do not isolate writes" in result.output
     assert "VALID: no anomaly Kafka promises against" in result.output
+    judged = CliRunner().invoke(main, ["check", str(_write(tmp_path, _transactional(torn=False))),
+                                       "--config", "min.insync.replicas=2"])
+    assert judged.exit_code == 0, judged.output
+    assert "hazard G0: 1, not claimed: Kafka's transactions do not isolate writes" in judged.output
     result = CliRunner().invoke(main, ["check", str(_write(tmp_path, _transactional(torn=True)))])
     assert result.exit_code == 1, result.output
     assert "torn-transaction             FAIL     1" in result.output

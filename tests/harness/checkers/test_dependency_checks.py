@@ -52,7 +52,7 @@ def test_transactions_whose_writes_interleave_both_ways_make_a_write_cycle() -> 
 
 def test_kafka_allows_write_cycles_so_they_are_hazards_not_violations() -> None:
     b, _t1, _t2 = _interleaved(crossed=True)
-    verdict = judge(check(b.history()), claims_for(Configuration()))
+    verdict = judge(check(b.history()), claims_for(Configuration(transactions=True)))
     assert verdict.hazards["G0"] == 1 and "G0" not in verdict.violations and verdict.outcome == "held"
 
 

@@ -53,7 +53,7 @@ def _append_poll(raw: Raw, process: str, records: list[list[Any]]) -> int:
 @given(runs())
 def test_a_simulated_correct_transactional_run_breaks_no_claim(raw: Raw) -> None:
     """Only what Kafka allows (G0, G1c, G-single) may be found."""
-    verdict = judge(check(_reload(raw)), claims_for(Configuration()))
+    verdict = judge(check(_reload(raw)), claims_for(Configuration(transactions=True)))
     assert not verdict.violations and not verdict.unjudged, verdict.found
 
 
