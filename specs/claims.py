@@ -25,6 +25,14 @@ The rules:
 - A group committing after processing gives at-least-once over durable writes; committing
   before processing gives at-most-once over durable, idempotent writes
   (:func:`specs.delivery.guarantee_of`, Kafka documentation 4.6).
+- A run with transactions (``Configuration.transactions``) is also judged on them: G1b,
+  lso-above-hw, lso-past-open-transaction and hanging-transaction are promised under every
+  configuration (a read_committed reader never sees an open transaction's records, the LSO stays
+  below open transactions and the high watermark, the coordinator aborts a transaction past its
+  timeout: KIP-98); torn-transaction and exactly-once-processing are durability properties (a
+  lossy log loses records, markers and committed offsets); G0, G1c and G-single are never
+  promised (``specs.transactions.KAFKA_ALLOWS``: Kafka's transactions do not isolate writes, and
+  read_committed is no snapshot). A run without transactions lists none of them.
 """
 
 from __future__ import annotations
@@ -35,9 +43,14 @@ import attrs
 
 from specs.delivery import CommitPoint, Guarantee, guarantee_of
 from specs.produce import Acks, DurabilityConfig, ProducerConfig, may_duplicate, may_reorder
+from specs.transactions import KAFKA_ALLOWS
 
 EVERY_CONFIGURATION = ("aborted-read", "read-uncommitted", "group-split-brain")
 DURABILITY = ("lost-write", "unseen", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll")
+TRANSACTIONAL = ("G1b", "lso-above-hw", "lso-past-open-transaction", "hanging-transaction")
+"""Promised for transactions under every configuration."""
+TRANSACTIONAL_DURABILITY = ("torn-transaction", "exactly-once-processing")
+"""Promised for transactions when the log is durable."""
 
 
 @attrs.frozen
@@ -49,6 +62,7 @@ class Configuration:
     wipes_data: bool = False  # a fault deletes a broker's data
     volatile_restarts: bool = False  # a broker that keeps records in memory is restarted
     groups: Mapping[str, CommitPoint] = attrs.field(factory=dict)  # consumer group -> when it commits
+    transactions: bool = False  # the run has transactions (or LSO observations) to judge
 
     def describe(self) -> str:
         """The settings, as Kafka names them."""
@@ -88,11 +102,12 @@ def why_not_durable(config: Configuration) -> list[str]:
 
 def claims_for(config: Configuration) -> Claims:
     """Kafka's promises under ``config`` (the rules in the module docstring)."""
-    claimed = {name: "promised by Kafka under every configuration" for name in EVERY_CONFIGURATION}
-    not_claimed: dict[str, str] = {}
+    every = (*EVERY_CONFIGURATION, *TRANSACTIONAL) if config.transactions else EVERY_CONFIGURATION
+    claimed = {name: "promised by Kafka under every configuration" for name in every}
+    not_claimed: dict[str, str] = dict(KAFKA_ALLOWS) if config.transactions else {}
     lossy = "; ".join(why_not_durable(config))
     d, p = config.durability, config.producer
-    for name in DURABILITY:
+    for name in (*DURABILITY, *TRANSACTIONAL_DURABILITY) if config.transactions else DURABILITY:
         if lossy:
             not_claimed[name] = lossy
         else:

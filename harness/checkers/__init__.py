@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from harness.checkers.delivery import at_least_once, at_most_once, exactly_once
+from harness.checkers.dependencies import g0, g1c, g_single
 from harness.checkers.groups import committed_offset_regression, group_split_brain
 from harness.checkers.log import aborted_read, duplicate, inconsistent_offsets, lost_write, unseen
 from harness.checkers.polls import nonmonotonic_poll, poll_skip, read_uncommitted
 from harness.checkers.result import Anomaly, CheckResult, Report
 from harness.checkers.sends import nonmonotonic_send
+from harness.checkers.transactions import (
+    exactly_once_processing,
+    hanging_transaction,
+    intermediate_read,
+    lso_above_hw,
+    lso_past_open_transaction,
+    torn_transaction,
+)
 from harness.history.load import History
 
 Checker = Callable[[History], CheckResult]
@@ -31,8 +40,22 @@ CHECKS: Mapping[str, Checker] = {
     "read-uncommitted": read_uncommitted,
     "committed-offset-regression": committed_offset_regression,
     "group-split-brain": group_split_brain,
+    "G1b": intermediate_read,
+    "torn-transaction": torn_transaction,
+    "lso-above-hw": lso_above_hw,
+    "lso-past-open-transaction": lso_past_open_transaction,
+    "hanging-transaction": hanging_transaction,
+    "exactly-once-processing": exactly_once_processing,
+    "G0": g0,
+    "G1c": g1c,
+    "G-single": g_single,
 }
-"""The anomaly checks, run by default."""
+"""The anomaly checks, run by default (the transactional ones skip, saying why, on a history
+without transactions or without the observations they need)."""
+
+TRANSACTIONAL = ("G1b", "torn-transaction", "lso-above-hw", "lso-past-open-transaction", "hanging-transaction",
+                 "exactly-once-processing", "G0", "G1c", "G-single")
+"""The checks of transactions and their observations (aborted-read also judges transactions)."""
 
 GUARANTEES: Mapping[str, Checker] = {
     "at-least-once": at_least_once,
@@ -63,6 +86,7 @@ def check(history: History, guarantees: Iterable[str] = (), checks: Iterable[str
 __all__ = [
     "CHECKS",
     "GUARANTEES",
+    "TRANSACTIONAL",
     "Anomaly",
     "CheckResult",
     "Checker",
@@ -74,12 +98,21 @@ __all__ = [
     "committed_offset_regression",
     "duplicate",
     "exactly_once",
+    "exactly_once_processing",
+    "g0",
+    "g1c",
+    "g_single",
     "group_split_brain",
+    "hanging_transaction",
     "inconsistent_offsets",
+    "intermediate_read",
     "lost_write",
+    "lso_above_hw",
+    "lso_past_open_transaction",
     "nonmonotonic_poll",
     "nonmonotonic_send",
     "poll_skip",
     "read_uncommitted",
+    "torn_transaction",
     "unseen",
 ]

@@ -31,9 +31,10 @@ def write_events(w: Write) -> tuple[int, ...]:
 
 
 def with_invocation(history: History, index: HistoryIndex, event: int) -> tuple[int, ...]:
-    """`event`, plus the send it completes when it is a send completion (which names no value)."""
+    """`event`, plus the send or transaction it completes when it is the completion of one
+    (which does not say what was asked)."""
     raw = history.raw[event]
-    if raw["f"] == "send" and "invoke" in raw:
+    if (raw["f"] == "send" or raw["f"] == "txn") and "invoke" in raw:
         return (raw["invoke"], event)
     return (event,)
 

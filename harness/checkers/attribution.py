@@ -94,6 +94,15 @@ BROKER_ANSWERS = {
     "read-uncommitted": Attribution(
         Blame.BROKER, "served-past-bound", "the broker's own response served a record at or past the bound it "
                                            "reported in the same response"),
+    "lso-above-hw": Attribution(
+        Blame.BROKER, "served-past-bound", "the broker's own response reported a last stable offset above its "
+                                           "high watermark"),
+    "lso-past-open-transaction": Attribution(
+        Blame.BROKER, "served-past-bound", "the broker reported a last stable offset past a record of a "
+                                           "transaction its producer had not yet asked to commit"),
+    "hanging-transaction": Attribution(
+        Blame.BROKER, "transaction-not-timed-out", "the broker kept a transaction open past its timeout: the "
+                                                   "coordinator must abort it, whatever the client does"),
 }
 """Anomalies whose evidence is the broker's own answers."""
 

@@ -9,7 +9,9 @@
   another value (the write was replaced: a failover that reused its offset), read before or not.
 - unseen: an acknowledged write never read although a drain that started after its
   acknowledgement read its partition to the end (and it is not a lost-write).
-- aborted-read (G1a): a read returned a value whose send definitely failed.
+- aborted-read (G1a): a read returned a value whose send definitely failed, or a read_committed
+  read returned a record of a transaction that certainly did not commit
+  (harness/checkers/transactions.py).
 
 Values whose send is `info` (or still pending) may or may not be in the log: they are never
 lost or unseen, and reading them is fine.
@@ -20,6 +22,7 @@ from __future__ import annotations
 from harness.checkers._common import Intervals, checker, tp_name, with_invocation, write_events
 from harness.checkers.attribution import BROKER_ANSWERS, BatchIdentities, duplicate_attribution
 from harness.checkers.result import Anomaly, CheckResult
+from harness.checkers.transactions import aborted_txn_reads
 from harness.history.index import DerivedView, HistoryIndex, Write
 from harness.history.load import History
 
@@ -191,7 +194,8 @@ def unseen(history: History) -> CheckResult:
 
 @checker
 def aborted_read(history: History) -> CheckResult:
-    """A read of a value whose send definitely failed (G1a)."""
+    """A read of a value whose send definitely failed, or a read_committed read of an aborted
+    transaction's record (G1a)."""
     ix = history.index
     anomalies = []
     for value in ix.failed:
@@ -203,4 +207,5 @@ def aborted_read(history: History) -> CheckResult:
                 f"value {w.value!r} was read although its send definitely failed "
                 f"({history.raw[w.completion or 0]['value'].get('error')})",
                 (*write_events(w), read)))
+    anomalies.extend(aborted_txn_reads(history))
     return CheckResult("aborted-read", tuple(anomalies))

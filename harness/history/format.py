@@ -1,7 +1,7 @@
 """The history file format: its version, its operations, and the validation of each event.
 
 One JSON object per line (docs/history-format.md). The first line is the header
-`{"kconform-history": 3, "meta": {...}}` (versions 1 and 2 still load); every other line is an event:
+`{"kconform-history": 4, "meta": {...}}` (versions 1 to 3 still load); every other line is an event:
 `{"index", "time", "process", "type", "f", "value"}` plus `"invoke"` (the index of the
 invocation) on completions. `value` depends on the operation `f` and on `type`; the table
 `SCHEMAS` below is the single source of truth for it, and the documentation is written from it.
@@ -15,14 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 """The version this kconform writes."""
-READABLE_VERSIONS: Final = (1, 2, 3)
+READABLE_VERSIONS: Final = (1, 2, 3, 4)
 """The versions it reads. Version 2 added the batch identities a precise read records with each
 poll (`batches`) and the client of each process (`meta.clients`): a version 1 reader would drop
 them silently and blame the broker for what the evidence pins on a client. Version 3 added the
 `partition-state` observation (leader, ISR and high watermark sampled during a campaign), an
-operation a version 2 reader does not know."""
+operation a version 2 reader does not know. Version 4 added transactions (the `txn` operation),
+the reader's isolation level on `poll` (its absence means read_uncommitted, so a version 3
+reader would judge a read_committed consumer's reads by the wrong rules) and the
+`stable-offsets` observation."""
 HEADER_KEY: Final = "kconform-history"
 
 INVOKE: Final = "invoke"
@@ -33,7 +36,12 @@ EVENT_TYPES: Final = (INVOKE, OK, FAIL, INFO)
 COMPLETION_TYPES: Final = (OK, FAIL, INFO)
 
 # Operations recorded as a single `ok` event (something a client observed), not invoke + completion.
-OBSERVATIONS: Final = frozenset({"rebalance", "assignment", "partition-state"})
+OBSERVATIONS: Final = frozenset({"rebalance", "assignment", "partition-state", "stable-offsets"})
+
+READ_COMMITTED: Final = "read_committed"
+READ_UNCOMMITTED: Final = "read_uncommitted"
+"""A consumer's `isolation.level` (Kafka's names); a poll or transaction that does not say is
+read_uncommitted, Kafka's default."""
 
 
 class HistoryError(ValueError):
@@ -141,6 +149,59 @@ def _list_offsets_spec(x: Any) -> str | None:
     return f"expected \"earliest\", \"latest\" or a timestamp in ms, got {x!r}"
 
 
+def _bool(x: Any) -> str | None:
+    return None if type(x) is bool else f"expected true or false, got {_name(x)}"
+
+
+def _is_opt_nonneg(x: Any) -> bool:
+    return x is None or (type(x) is int and x >= 0)
+
+
+# The micro-operations of a transaction (docs/history-format.md, `txn`), as the workload intends
+# them (invoke) and as they completed. Each check says whether one micro-operation is well formed.
+_INTENDED_SHAPE: Final = '["send", topic, partition or null, key or null, value], ["poll"] or ["offsets", group]'
+_DONE_SHAPE: Final = ('["send", topic, partition or null, key or null, value, offset or null], '
+                      '["poll", records] or ["offsets", group, [[topic, partition, offset], ...]]')
+
+
+def _intended_op(op: list[Any]) -> bool:
+    kind = op[0]
+    if kind == "send":
+        return (len(op) == 5 and type(op[1]) is str and _is_opt_nonneg(op[2])
+                and (op[3] is None or type(op[3]) is str) and type(op[4]) is str)
+    if kind == "poll":
+        return len(op) == 1
+    return kind == "offsets" and len(op) == 2 and type(op[1]) is str
+
+
+def _done_op(op: list[Any]) -> bool:
+    kind = op[0]
+    if kind == "send":
+        # An offset is only known with the partition it is in.
+        return (len(op) == 6 and type(op[1]) is str and _is_opt_nonneg(op[2])
+                and (op[3] is None or type(op[3]) is str) and type(op[4]) is str
+                and _is_opt_nonneg(op[5]) and (op[5] is None or op[2] is not None))
+    if kind == "poll":
+        return len(op) == 2 and _records(op[1]) is None
+    return kind == "offsets" and len(op) == 3 and type(op[1]) is str and _tpo_list(op[2]) is None
+
+
+def _micro_ops(valid: Callable[[list[Any]], bool], shape: str) -> Check:
+    def check(x: Any) -> str | None:
+        if type(x) is not list:
+            return f"expected an array of micro-operations, got {_name(x)}"
+        for i, op in enumerate(x):
+            if type(op) is not list or not op or not valid(op):
+                return f"item {i}: expected {shape}, got {op!r}"
+        return None
+    return check
+
+
+_intended_ops = _micro_ops(_intended_op, _INTENDED_SHAPE)
+_done_ops = _micro_ops(_done_op, _DONE_SHAPE)
+_isolation = _one_of(READ_COMMITTED, READ_UNCOMMITTED)
+
+
 Fields = Mapping[str, Check]
 
 
@@ -206,6 +267,11 @@ _ERROR = Schema({"error": _str})
 _EMPTY = Schema()
 
 
+# A transaction that failed or whose outcome is unknown may still have done some of its
+# micro-operations (a poll's records are real reads, whatever the transaction's fate).
+_UNFINISHED_TXN = Schema({"error": _str}, {"ops": _done_ops, "end_invoked": _nonneg_int})
+
+
 def _op(invoke: Schema, ok: Schema = _EMPTY) -> dict[str, Schema]:
     return {INVOKE: invoke, OK: ok, FAIL: _ERROR, INFO: _ERROR}
 
@@ -216,7 +282,7 @@ SCHEMAS: Final[dict[str, dict[str, Schema]]] = {
         Schema({"topic": _str, "partition": _nonneg_int, "offset": _nonneg_int}),
     ),
     "poll": _op(
-        Schema(),
+        Schema({}, {"isolation_level": _isolation}),
         Schema({"records": _records},
                {"high_watermarks": _tpo_list, "last_stable_offsets": _tpo_list, "batches": _batch_list}),
     ),
@@ -231,6 +297,9 @@ SCHEMAS: Final[dict[str, dict[str, Schema]]] = {
     "reset": _op(Schema({"group": _str, "offsets": _tpo_list})),
     "list-offsets": _op(Schema({"topic": _str, "partition": _nonneg_int, "spec": _list_offsets_spec}),
                         Schema({"offset": _int})),
+    "txn": {INVOKE: Schema({"ops": _intended_ops, "commit": _bool}, {"isolation_level": _isolation}),
+            OK: Schema({"ops": _done_ops, "outcome": _one_of("commit", "abort")}, {"end_invoked": _nonneg_int}),
+            FAIL: _UNFINISHED_TXN, INFO: _UNFINISHED_TXN},
     "drain": _op(Schema({}, {"topics": _str_list, "partitions": _tp_list})),
     "fault": _op(Schema({"action": _one_of("start", "stop"), "fault": _str},
                         {"targets": _str_list, "params": _object})),
@@ -239,6 +308,8 @@ SCHEMAS: Final[dict[str, dict[str, Schema]]] = {
     "assignment": {OK: Schema({"group": _str, "generation": _int, "member": _str, "partitions": _tp_list})},
     "partition-state": {OK: Schema({"topic": _str, "partition": _nonneg_int, "leader": _opt_str,
                                     "leader_epoch": _int, "isr": _str_list, "high_watermark": _opt_int})},
+    "stable-offsets": {OK: Schema({"topic": _str, "partition": _nonneg_int, "high_watermark": _nonneg_int,
+                                   "last_stable_offset": _nonneg_int})},
 }
 
 OPERATIONS: Final = tuple(SCHEMAS)
@@ -254,7 +325,8 @@ def check_header(obj: Any, source: str) -> tuple[int, dict[str, Any]]:
                            f"{{\"{HEADER_KEY}\": {FORMAT_VERSION}, \"meta\": {{...}}}}")
     version = obj[HEADER_KEY]
     if version not in READABLE_VERSIONS or type(version) is not int:
-        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        *head, last = (str(v) for v in READABLE_VERSIONS)
+        readable = f"{', '.join(head)} and {last}" if head else last
         raise HistoryError(source, 1, HEADER_KEY,
                            f"history format version {version!r} is not supported "
                            f"(this kconform reads versions {readable})")

@@ -21,7 +21,14 @@ of records):
 - reads at or past the high watermark (or LSO) the same poll reported (`uncommitted_reads`);
 - per producer and partition, its `ok` sends as (invoke index, offset, completion index);
 - commits, resets, committed-offset reads, group assignment observations, drains, faults, and
-  which polls were made by members of which group (for the delivery guarantees).
+  which polls were made by members of which group (for the delivery guarantees);
+- transactions (`txn`): each send micro-operation is a write like a `send` (its value is in
+  `sent`, named by the transaction's invocation; a committed one is acknowledged, with its
+  offset), each poll micro-operation a read of the transaction's process (a transaction that did
+  not certainly commit ends the run: the client seeks back after an abort). Their polls are not a
+  group's deliveries (an aborted transaction's are not deliveries at all): the transactional
+  checkers judge consume-transform-produce groups. The index also lists the transactions, the
+  read_committed polls and the `stable-offsets` observations for the transactional checkers.
 
 Events not yet completed at the end of the history are treated like `info`: unknown outcome.
 """
@@ -34,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from harness.history._gc import no_gc
-from harness.history.format import HistoryError
+from harness.history.format import READ_COMMITTED, HistoryError
+from specs.transactions import Outcome, outcome_of
 
 if TYPE_CHECKING:
     from harness.history.load import History
@@ -46,9 +54,14 @@ NEVER = 1 << 62  # "no completion": later than every event index
 
 
 class Write:
-    """One send: its invocation, outcome (`ok`, `fail`, `info`, or None while pending) and position."""
+    """One send: its invocation, outcome (`ok`, `fail`, `info`, or None while pending) and position.
 
-    __slots__ = ("value", "process", "invoke", "topic", "partition", "key", "status", "offset", "completion")
+    A send of a transaction (`txn` is True) is named by the transaction's invocation and
+    completion; its outcome is the transaction's: `ok` when it committed, `fail` when it certainly
+    did not, `info` when unknown."""
+
+    __slots__ = ("value", "process", "invoke", "topic", "partition", "key", "status", "offset", "completion",
+                 "txn")
 
     def __init__(self, invoke: dict[str, Any], completion: dict[str, Any] | None) -> None:
         v = invoke["value"]
@@ -61,6 +74,7 @@ class Write:
         self.status: str | None = None
         self.offset: int | None = None
         self.completion: int | None = None
+        self.txn = False
         if completion is not None:
             self.status = completion["type"]
             self.completion = completion["index"]
@@ -68,9 +82,35 @@ class Write:
                 done = completion["value"]
                 self.topic, self.partition, self.offset = done["topic"], done["partition"], done["offset"]
 
+    @classmethod
+    def of_txn(cls, value: str, invoke: dict[str, Any], completion: dict[str, Any] | None) -> Write:
+        """The send of `value` by the transaction `invoke` (completed by `completion`, if it was)."""
+        w = cls.__new__(cls)
+        done = (completion or {}).get("value", {}).get("ops")
+        # The completed micro-operation says where it went; the intended one what was asked.
+        op = _txn_send(done, value) or _txn_send(invoke["value"]["ops"], value) or ["send", "", None, None, value]
+        w.value, w.process, w.invoke, w.txn = value, invoke["process"], invoke["index"], True
+        w.topic, w.partition, w.key, w.offset = op[1], op[2], op[3], None
+        w.completion = None if completion is None else completion["index"]
+        outcome = outcome_of(None if completion is None else completion["type"],
+                             None if completion is None else completion["value"].get("outcome"))
+        w.status = {Outcome.COMMITTED: "ok", Outcome.ABORTED: "fail"}.get(
+            outcome, None if completion is None else "info")
+        if outcome is Outcome.COMMITTED:
+            w.offset = op[5] if len(op) == 6 else None
+        return w
+
     @property
     def acked(self) -> bool:
         return self.status == "ok"
+
+
+def _txn_send(ops: list[list[Any]] | None, value: str) -> list[Any] | None:
+    """The send micro-operation of `value` among `ops`."""
+    for op in ops or ():
+        if op[0] == "send" and op[4] == value:
+            return op
+    return None
 
 
 class Commit:
@@ -149,6 +189,11 @@ class HistoryIndex:
         self.group_topics: dict[str, set[str]] = {}
         self.group_reset_policy: dict[str, str] = {}
         self.faults: list[int] = []
+        self.txns: list[int] = []  # transaction invocations, in order
+        self.read_committed_polls: list[int] = []  # ok polls whose invocation asked for read_committed
+        self.stable_offsets: list[int] = []  # `stable-offsets` observations
+        # value -> (position, event) of a transaction's send whose offset is known, any outcome
+        self.txn_landed: dict[str, tuple[TPO, int]] = {}
         self._derived: dict[str, Any] = {}  # views checkers derive and share, by DerivedView key
         self.polls = 0
         self.records_read = 0
@@ -189,22 +234,20 @@ class HistoryIndex:
         """The one pass, as a coroutine receiving batches of events (None: the end)."""
         sent = self.sent
         completions = self.completions
-        read_before_ack = self.read_before_ack
         invocations: dict[int, str] = {}  # send invocation index -> value, while it is open
 
         def raw_value_of(invoke: int) -> str:
             return invocations.pop(invoke)
-        at_offset = self.at_offset
-        new_pair = self._new_pair
-        first_read = self.first_read
         acked_add = self.acked.add
-        gaps_append = self.gaps.append
-        backsteps_append = self.backsteps.append
+        landed = self._landed
         runs: dict[str, dict[TP, list[int]]] = {}
+        read = self._reader(runs)
         open_commits: dict[int, Commit] = {}
         open_resets: dict[int, dict[str, Any]] = {}
         open_fetches: dict[int, dict[str, Any]] = {}
         open_drains: dict[int, Drain] = {}
+        read_committed: set[int] = set()  # open poll invocations that asked for read_committed
+        open_txns: dict[int, dict[str, Any]] = {}
         proc_group: dict[str, str] = {}
         records_read = 0
         polls = 0
@@ -217,11 +260,17 @@ class HistoryIndex:
                 typ = e["type"]
                 f = e["f"]
                 if typ == "invoke" and f == "poll":
+                    if e["value"] and e["value"].get("isolation_level") == READ_COMMITTED:
+                        read_committed.add(e["index"])
                     continue
                 idx = e["index"]
                 process = e["process"]
                 v = e["value"]
                 if f == "poll":
+                    if read_committed and e["invoke"] in read_committed:
+                        read_committed.discard(e["invoke"])
+                        if typ == "ok":
+                            self.read_committed_polls.append(idx)
                     if typ == "ok":
                         polls += 1
                         records = v["records"]
@@ -231,49 +280,7 @@ class HistoryIndex:
                         group = proc_group.get(process)
                         if group is not None:
                             self.group_polls.append((group, idx, process, True))
-                        prun = runs.get(process)
-                        if prun is None:
-                            prun = runs[process] = {}
-                        top = -1
-                        cur_t: str | None = None
-                        cur_p = -1
-                        run: list[int] = []
-                        for t, p, o, _k, val in records:
-                            key = (t, p, o)
-                            seen = at_offset.get(key)
-                            if seen is None:
-                                at_offset[key] = [val, idx, idx]
-                                new_pair(key, val, idx)
-                                if val not in first_read:
-                                    first_read[val] = idx
-                            elif seen[2] < 0 or seen[0] != val:
-                                # Only acknowledged so far, or another value: the slow path. (A
-                                # value already read at this position needs nothing: the fast path.)
-                                if seen[0] != val:
-                                    self._offset_conflict(key, seen, val, idx)
-                                    new_pair(key, val, idx)
-                                else:
-                                    seen[2] = idx
-                                if val not in first_read:
-                                    first_read[val] = idx
-                            if o > top:
-                                top = o
-                            if p != cur_p or t != cur_t:
-                                cur_t, cur_p = t, p
-                                tp = (t, p)
-                                found = prun.get(tp)
-                                if found is None:
-                                    run = prun[tp] = [o, idx]
-                                    continue
-                                run = found
-                            last = run[0]
-                            if o != last + 1:
-                                if o > last:
-                                    gaps_append((t, p, last, o, run[1], idx, process))
-                                else:
-                                    backsteps_append((t, p, last, o, run[1], idx, process))
-                            run[0] = o
-                            run[1] = idx
+                        top = read(records, idx, process)
                         hws = v.get("high_watermarks")
                         if hws:
                             for bound in hws:
@@ -293,9 +300,7 @@ class HistoryIndex:
                     if typ == "invoke":
                         val = v["value"]
                         if val in sent:
-                            raise HistoryError(source, idx + 2, "value.value",
-                                               f"value {val!r} was already sent by event {sent[val]['index']}; "
-                                               f"every written value must be unique within a run")
+                            raise self._repeated(source, idx, "value.value", val, sent[val])
                         sent[val] = e
                         invocations[idx] = val
                         continue
@@ -307,16 +312,7 @@ class HistoryIndex:
                         t, p, o = v["topic"], v["partition"], v["offset"]
                         val = raw_value_of(inv)
                         acked_add(val)
-                        key = (t, p, o)
-                        seen = at_offset.get(key)
-                        if seen is None:
-                            at_offset[key] = [val, idx, -1]
-                        elif seen[0] != val:
-                            self._offset_conflict(key, seen, val, idx)
-                        if read_before_ack:
-                            other = read_before_ack.pop(val, None)
-                            if other is not None and other[0] != key:
-                                self._value_conflict(val, other, key, idx)
+                        landed(val, (t, p, o), idx)
                         pkey = (process, t, p)
                         lst = self.producer_sends.get(pkey)
                         if lst is None:
@@ -325,6 +321,40 @@ class HistoryIndex:
                             lst.append((inv, o, idx))
                     elif typ == "fail":
                         self.failed.append(raw_value_of(inv))
+                elif f == "txn":
+                    if typ == "invoke":
+                        self.txns.append(idx)
+                        open_txns[idx] = e
+                        for op in v["ops"]:
+                            if op[0] == "send":
+                                if op[4] in sent:
+                                    raise self._repeated(source, idx, "value.ops", op[4], sent[op[4]])
+                                sent[op[4]] = e
+                        continue
+                    inv = e["invoke"]
+                    completions[inv] = e
+                    invocation = open_txns.pop(inv)
+                    committed = typ == "ok" and v["outcome"] == "commit"
+                    for op in v.get("ops", ()):
+                        if op[0] == "send":
+                            val = op[4]
+                            known = sent.get(val)
+                            if known is None:
+                                # Decided while it ran (a consume-transform-produce output).
+                                sent[val] = invocation
+                            elif known is not invocation:
+                                raise self._repeated(source, idx, "value.ops", val, known)
+                            if op[5] is not None:
+                                key = (op[1], op[2], op[5])
+                                if committed:
+                                    acked_add(val)
+                                self.txn_landed[val] = (key, idx)
+                                landed(val, key, idx)
+                        elif op[0] == "poll" and op[1]:
+                            records_read += len(op[1])
+                            read(op[1], idx, process)
+                    if not committed:
+                        runs.pop(process, None)  # its client seeks back to the committed offsets
                 elif f == "seek":
                     if typ == "invoke":
                         prun = runs.get(process)
@@ -391,12 +421,89 @@ class HistoryIndex:
                             self.drains.append(d)
                 elif f == "fault":
                     self.faults.append(idx)
+                elif f == "stable-offsets":
+                    self.stable_offsets.append(idx)
         # Reset intervals still open at the end (pending resets) may apply at any time.
         for inv, req in open_resets.items():
             for t, p, _o in req["offsets"]:
                 self.resets.setdefault((req["group"], t, p), []).append((inv, NEVER))
         self.records_read = records_read
         self.polls = polls
+
+    def _reader(self, runs: dict[str, dict[TP, list[int]]]) -> Callable[[list[list[Any]], int, str], int]:
+        """The function that indexes the records one read returned (a poll, or a transaction's
+        poll micro-operation), continuing the reader's runs; it returns the highest offset read."""
+        at_offset = self.at_offset
+        new_pair = self._new_pair
+        first_read = self.first_read
+        gaps_append = self.gaps.append
+        backsteps_append = self.backsteps.append
+        offset_conflict = self._offset_conflict
+
+        def read(records: list[list[Any]], idx: int, process: str) -> int:
+            prun = runs.get(process)
+            if prun is None:
+                prun = runs[process] = {}
+            top = -1
+            cur_t: str | None = None
+            cur_p = -1
+            run: list[int] = []
+            for t, p, o, _k, val in records:
+                key = (t, p, o)
+                seen = at_offset.get(key)
+                if seen is None:
+                    at_offset[key] = [val, idx, idx]
+                    new_pair(key, val, idx)
+                    if val not in first_read:
+                        first_read[val] = idx
+                elif seen[2] < 0 or seen[0] != val:
+                    # Only acknowledged so far, or another value: the slow path. (A value already
+                    # read at this position needs nothing: the fast path.)
+                    if seen[0] != val:
+                        offset_conflict(key, seen, val, idx)
+                        new_pair(key, val, idx)
+                    else:
+                        seen[2] = idx
+                    if val not in first_read:
+                        first_read[val] = idx
+                if o > top:
+                    top = o
+                if p != cur_p or t != cur_t:
+                    cur_t, cur_p = t, p
+                    tp = (t, p)
+                    found = prun.get(tp)
+                    if found is None:
+                        run = prun[tp] = [o, idx]
+                        continue
+                    run = found
+                last = run[0]
+                if o != last + 1:
+                    if o > last:
+                        gaps_append((t, p, last, o, run[1], idx, process))
+                    else:
+                        backsteps_append((t, p, last, o, run[1], idx, process))
+                run[0] = o
+                run[1] = idx
+            return top
+
+        return read
+
+    @staticmethod
+    def _repeated(source: str, idx: int, field: str, value: str, earlier: dict[str, Any]) -> HistoryError:
+        return HistoryError(source, idx + 2, field, f"value {value!r} was already sent by event {earlier['index']}; "
+                                                    f"every written value must be unique within a run")
+
+    def _landed(self, val: str, key: TPO, idx: int) -> None:
+        """`val` is at `key`, as the completion `idx` of its send said."""
+        seen = self.at_offset.get(key)
+        if seen is None:
+            self.at_offset[key] = [val, idx, -1]
+        elif seen[0] != val:
+            self._offset_conflict(key, seen, val, idx)
+        if self.read_before_ack:
+            other = self.read_before_ack.pop(val, None)
+            if other is not None and other[0] != key:
+                self._value_conflict(val, other, key, idx)
 
     def _offset_conflict(self, key: TPO, seen: list[Any], val: str, idx: int) -> None:
         known = self.offset_conflicts.get(key)
@@ -407,6 +514,11 @@ class HistoryIndex:
 
     def _new_pair(self, key: TPO, val: str, idx: int) -> None:
         """A read of `val` at a position where it was not seen before: is it somewhere else too?"""
+        landed = self.txn_landed.get(val) if self.txn_landed else None
+        if landed is not None:
+            if landed[0] != key:
+                self._value_conflict(val, landed, key, idx)
+            return
         if val in self.acked:
             done = self.completions[self.sent[val]["index"]]
             v = done["value"]
@@ -425,11 +537,14 @@ class HistoryIndex:
         invoke = self.sent.get(value)
         if invoke is None:
             return None
+        if invoke["f"] == "txn":
+            return Write.of_txn(value, invoke, self.completions.get(invoke["index"]))
         return Write(invoke, self.completions.get(invoke["index"]))
 
     def partitions(self) -> set[TP]:
-        """The partitions some acknowledged send landed in."""
-        return {(t, p) for _proc, t, p in self.producer_sends}
+        """The partitions some acknowledged send (or a transaction's send) landed in."""
+        return ({(t, p) for _proc, t, p in self.producer_sends}
+                | {(t, p) for (t, p, _o), _e in self.txn_landed.values()})
 
     def _value_conflict(self, val: str, pos: tuple[TPO, int], key: TPO, idx: int) -> None:
         known = self.value_conflicts.get(val)
@@ -454,7 +569,11 @@ class HistoryIndex:
             members.setdefault(member, idx)
 
     def known_offsets(self) -> dict[TP, list[int]]:
-        """Per partition, the sorted offsets known to hold a record (acknowledged or read)."""
+        """Per partition, the sorted offsets known to hold a record (acknowledged or read);
+        computed once, shared by the checks (do not change the lists)."""
+        return self.derived(KNOWN_OFFSETS, self._known_offsets)
+
+    def _known_offsets(self) -> dict[TP, list[int]]:
         out: dict[TP, list[int]] = {}
         for t, p, o in self.at_offset:
             lst = out.get((t, p))
@@ -465,3 +584,6 @@ class HistoryIndex:
         for lst in out.values():
             lst.sort()
         return out
+
+
+KNOWN_OFFSETS: DerivedView[dict[TP, list[int]]] = DerivedView("known-offsets")

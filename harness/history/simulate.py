@@ -16,6 +16,7 @@ way and expect the matching anomaly. The benchmark uses it to make large histori
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -49,6 +50,15 @@ class SimConfig:
     list_offsets: int = 1
 
 
+def drive(simulation: object, rng: random.Random, steps: Mapping[str, int], done: Callable[[], bool]) -> None:
+    """Call the simulation's method named by each step, drawn by its weight, until `done()`."""
+    # Drop disabled steps rather than weigh them 0: Hypothesis' Random may still pick those.
+    actions = [getattr(simulation, name) for name, weight in steps.items() if weight > 0]
+    weights = [weight for weight in steps.values() if weight > 0]
+    while not done():
+        rng.choices(actions, weights)[0]()
+
+
 class Simulation:
     """Drives the model and records every operation to `recorder`."""
 
@@ -72,15 +82,10 @@ class Simulation:
             self.r.ok(self._invoke(consumer, "subscribe", group=c.group, topics=[c.topic],
                                    auto_offset_reset="earliest"))
         self.rebalance()
-        actions = ["send", "poll", "commit", "committed_read", "seek", "rebalance", "fault", "list_offsets"]
-        weights = [c.send, c.poll, c.commit, c.committed, c.seek if c.seeks else 0, c.rebalance,
-                   c.fault if c.faults else 0, c.list_offsets]
-        # Drop disabled actions rather than weigh them 0: Hypothesis' Random may still pick those.
-        actions = [a for a, w in zip(actions, weights) if w > 0]
-        weights = [w for w in weights if w > 0]
-        while self.ops < c.operations:
-            action = self.rng.choices(actions, weights)[0]
-            getattr(self, action)()
+        drive(self, self.rng, {"send": c.send, "poll": c.poll, "commit": c.commit, "committed_read": c.committed,
+                               "seek": c.seek if c.seeks else 0, "rebalance": c.rebalance,
+                               "fault": c.fault if c.faults else 0, "list_offsets": c.list_offsets},
+              lambda: self.ops >= c.operations)
         self.flush_pipelined()
         if self.fault_open is not None:
             self.fault()

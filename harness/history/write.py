@@ -20,6 +20,14 @@ from harness.history.format import FAIL, FORMAT_VERSION, HEADER_KEY, INFO, INVOK
 from harness.history.load import History
 
 
+def intended(op: list[Any]) -> list[Any]:
+    """The intended form of a transaction's micro-operation (docs/history-format.md, `txn`): a
+    send without its offset, a bare poll, the group of an offsets commit."""
+    if op[0] == "send":
+        return list(op[:5])
+    return ["poll"] if op[0] == "poll" else ["offsets", op[1]]
+
+
 class Recorder:
     """Records events in order; subclasses decide where the lines go."""
 
@@ -31,6 +39,12 @@ class Recorder:
 
     def _emit(self, obj: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def now(self) -> int:
+        """A reading of the events' clock, e.g. a transaction's `end_invoked` (later events are
+        stamped no earlier)."""
+        with self._lock:
+            return self._clock()
 
     def _record(self, process: str, type_: str, f: str, value: Mapping[str, Any],
                 invoke: int | None) -> int:
@@ -161,14 +175,16 @@ class HistoryBuilder(Recorder):
     def poll(self, process: str, records: list[tuple[str, int, int, str | None, str]] | list[tuple[str, int, int, str]],
              *, high_watermarks: list[tuple[str, int, int]] | None = None,
              last_stable_offsets: list[tuple[str, int, int]] | None = None,
-             batches: list[tuple[str, int, int, int, int, int, int]] | None = None) -> int:
+             batches: list[tuple[str, int, int, int, int, int, int]] | None = None,
+             isolation_level: str | None = None) -> int:
         """A complete poll returning `records` ((topic, partition, offset, value) or with key),
         and optionally the batches they came in ((topic, partition, base offset, last offset,
-        producer id, producer epoch, base sequence), as a precise read records them).
+        producer id, producer epoch, base sequence), as a precise read records them), by a
+        consumer of `isolation_level` (unsaid: read_uncommitted).
 
         Returns the index of the completion, the event that carries the records.
         """
-        i = self.invoke(process, "poll")
+        i = self.invoke(process, "poll", {} if isolation_level is None else {"isolation_level": isolation_level})
         rows = [[r[0], r[1], r[2], None, r[3]] if len(r) == 4 else list(r) for r in records]
         value: dict[str, Any] = {"records": rows}
         if high_watermarks is not None:
@@ -178,6 +194,38 @@ class HistoryBuilder(Recorder):
         if batches is not None:
             value["batches"] = [list(x) for x in batches]
         return self.ok(i, value)
+
+    def begin_txn(self, process: str, ops: list[list[Any]], *, commit: bool = True,
+                  isolation_level: str | None = None) -> int:
+        """The invocation of a transaction that means to do `ops` (intended or completed
+        micro-operations: the intended form is taken from them); returns its index."""
+        value: dict[str, Any] = {"ops": [intended(op) for op in ops], "commit": commit}
+        if isolation_level is not None:
+            value["isolation_level"] = isolation_level
+        return self.invoke(process, "txn", value)
+
+    def end_txn(self, invoke: int, ops: list[list[Any]] | None = None, *, outcome: str = "commit", type_: str = OK,
+                error: str = "TIMEOUT", end_invoked: int | None = None) -> int:
+        """The completion of the transaction `invoke`: `ok` with the completed `ops` and its
+        `outcome`, or `fail` / `info` with `error` (and `ops` when given); returns its index."""
+        value: dict[str, Any] = {"ops": list(ops or [])}
+        if type_ == OK:
+            value["outcome"] = outcome
+        else:
+            value["error"] = error
+            if ops is None:
+                del value["ops"]
+        if end_invoked is not None:
+            value["end_invoked"] = end_invoked
+        return self.complete(invoke, type_, value)
+
+    def txn(self, process: str, ops: list[list[Any]], *, outcome: str = "commit", type_: str = OK,
+            isolation_level: str | None = None, end_invoked: int | None = None) -> int:
+        """A complete transaction that did the completed micro-operations `ops` (docs/history-format.md);
+        returns the invocation's index (its completion is the next event)."""
+        i = self.begin_txn(process, ops, commit=outcome == "commit", isolation_level=isolation_level)
+        self.end_txn(i, ops, outcome=outcome, type_=type_, end_invoked=end_invoked)
+        return i
 
     def call(self, process: str, f: str, value: Mapping[str, Any] | None = None, *,
              result: Mapping[str, Any] | None = None, outcome: str = OK, error: str = "TIMEOUT") -> int:

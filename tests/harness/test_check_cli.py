@@ -159,3 +159,39 @@ def test_the_configuration_a_campaign_recorded_is_used_and_a_bad_one_refused(tmp
     assert refused.exit_code == 2 and "enable.idempotence=true requires acks=all" in refused.output
     malformed = CliRunner().invoke(main, ["check", str(path), "--config", "acks"])
     assert malformed.exit_code == 2 and "expected KEY=VALUE" in malformed.output
+
+
+def _transactional(torn: bool) -> HistoryBuilder:
+    """tp1 and tp2 interleave their writes both ways (G0, which Kafka allows); c0 reads tp1's
+    records, or (torn) only its first one, then reads past the second."""
+    b = HistoryBuilder()
+    b.txn("tp1", [["send", "t", 0, None, "a0", 0], ["send", "t", 1, None, "a1", 1]])
+    b.txn("tp2", [["send", "t", 0, None, "b0", 1], ["send", "t", 1, None, "b1", 0]])
+    b.poll("c0", [("t", 0, 0, "a0"), ("t", 0, 1, "b0")], isolation_level="read_committed")
+    seen = [("t", 1, 0, "b1")] if torn else [("t", 1, 0, "b1"), ("t", 1, 1, "a1")]
+    b.poll("c0", seen, isolation_level="read_committed")
+    if torn:
+        b.send("p0", "t", "c", partition=1, offset=2)
+        b.poll("c0", [("t", 1, 2, "c")], isolation_level="read_committed")
+    return b
+
+
+def test_transactional_anomalies_print_their_witnesses_and_kafkas_allowances_are_hazards(tmp_path: Path) -> None:
+    """A write cycle alone is a hazard (exit 0); a torn transaction fails with its witness events."""
+    result = CliRunner().invoke(main, ["check", str(_write(tmp_path, _transactional(torn=False)))])
+    assert result.exit_code == 0, result.output
+    assert "G0                           hazard   1" in result.output
+    assert "hazard G0: 1, never claimed: Kafka's transactions do not isolate writes" in result.output
+    assert "VALID: no anomaly Kafka promises against" in result.output
+    judged = CliRunner().invoke(main, ["check", str(_write(tmp_path, _transactional(torn=False))),
+                                       "--config", "min.insync.replicas=2"])
+    assert judged.exit_code == 0, judged.output
+    assert "hazard G0: 1, not claimed: Kafka's transactions do not isolate writes" in judged.output
+    result = CliRunner().invoke(main, ["check", str(_write(tmp_path, _transactional(torn=True)))])
+    assert result.exit_code == 1, result.output
+    assert "torn-transaction             FAIL     1" in result.output
+    assert ("c0 (read_committed) saw 1 of tp1's transaction #0 (committed)'s records (e.g. 'a0') but read t-1 "
+            "from offset 0 to 2 without its 'a1' at offset 1") in result.output
+    assert "#1 0.000s tp1 ok txn (completes #0)" in result.output
+    assert "INVALID" in result.output and "torn-transaction: 1" in result.output and "G0" not in \
+        result.output.split("INVALID")[1]

@@ -179,7 +179,7 @@ def test_a_version_1_file_still_loads_and_says_its_version() -> None:
     v1 = json.dumps({"kconform-history": 1, "meta": {"seed": 3}}) + "\n"
     history = parse_history([v1, json.dumps(SEND) + "\n", json.dumps(SEND_OK) + "\n"])
     assert history.version == 1 and history.meta == {"seed": 3} and len(history) == 2
-    assert parse_history(_lines(SEND)).version == FORMAT_VERSION == 3
+    assert parse_history(_lines(SEND)).version == FORMAT_VERSION == 4
 
 
 def test_batches_and_clients_are_validated() -> None:
@@ -253,3 +253,89 @@ def test_concurrent_recording_keeps_indexes_and_times_in_order(tmp_path: Path) -
         for t in threads:
             t.join()
     assert len(load_history(path, index=False)) == 1600
+
+
+TXN = {"index": 0, "time": 10, "process": "tp0", "type": "invoke", "f": "txn",
+       "value": {"ops": [["send", "t", None, None, "tp0-1"], ["poll"], ["offsets", "g"]], "commit": True,
+                 "isolation_level": "read_committed"}}
+TXN_OK = {"index": 1, "time": 20, "process": "tp0", "type": "ok", "f": "txn", "invoke": 0,
+          "value": {"ops": [["send", "t", 2, None, "tp0-1", 5], ["poll", [["in", 0, 3, None, "x"]]],
+                            ["offsets", "g", [["in", 0, 4]]]], "outcome": "commit", "end_invoked": 15}}
+
+
+def test_a_transaction_loads_and_its_sends_and_polls_are_indexed() -> None:
+    """A version 4 transaction: its send is an acknowledged write at its offset, its poll a read."""
+    history = parse_history(_lines(TXN, TXN_OK))
+    ix = history.index
+    assert ix.txns == [0] and ix.acked == {"tp0-1"} and ix.first_read == {"x": 1}
+    w = ix.write("tp0-1")
+    assert w is not None and (w.txn, w.status, w.topic, w.partition, w.offset, w.invoke, w.completion) == (
+        True, "ok", "t", 2, 5, 0, 1)
+
+
+@pytest.mark.parametrize(("change", "field", "fragment"), [
+    (lambda e: e["value"]["ops"].append(["send", "t", 0, None]), "value.ops", "item 3"),
+    (lambda e: e["value"]["ops"].append(["commit"]), "value.ops", '["poll"] or ["offsets", group]'),
+    (lambda e: e["value"].pop("commit"), "value.commit", "missing"),
+    (lambda e: e["value"].update(commit="yes"), "value.commit", "expected true or false"),
+    (lambda e: e["value"].update(isolation_level="serializable"), "value.isolation_level", "read_committed"),
+])
+def test_a_bad_transaction_invocation_names_its_field(change: Callable[[dict[str, Any]], object], field: str,
+                                                      fragment: str) -> None:
+    _assert_refused(_lines(_changed(TXN, change)), 2, field, fragment)
+
+
+@pytest.mark.parametrize(("change", "field", "fragment"), [
+    (lambda e: e["value"]["ops"][0].pop(), "value.ops", "item 0"),  # a completed send names its offset
+    (lambda e: e["value"]["ops"][0].__setitem__(2, None), "value.ops", "item 0"),  # an offset needs a partition
+    (lambda e: e["value"]["ops"][1][1].append(["in", 0]), "value.ops", "item 1"),
+    (lambda e: e["value"]["ops"][2][2].append(["in", 0]), "value.ops", "item 2"),
+    (lambda e: e["value"].update(outcome="maybe"), "value.outcome", "commit, abort"),
+    (lambda e: e["value"].update(end_invoked=-1), "value.end_invoked", ">= 0"),
+])
+def test_a_bad_transaction_completion_names_its_field(change: Callable[[dict[str, Any]], object], field: str,
+                                                      fragment: str) -> None:
+    _assert_refused(_lines(TXN, _changed(TXN_OK, change)), 3, field, fragment)
+
+
+def test_an_unfinished_transaction_may_say_what_it_did() -> None:
+    """fail and info carry an error, and optionally the micro-operations done before it."""
+    info = _changed(TXN_OK, lambda e: e.update(type="info", value={"error": "TIMEOUT", "ops": e["value"]["ops"]}))
+    history = parse_history(_lines(TXN, info))
+    w = history.index.write("tp0-1")
+    assert w is not None and w.status == "info" and w.offset is None and history.index.acked == set()
+    assert history.index.txn_landed == {"tp0-1": (("t", 2, 5), 1)}  # its position is known all the same
+    _assert_refused(_lines(TXN, _changed(info, lambda e: e["value"].pop("error"))), 3, "value.error", "missing")
+
+
+def test_a_transaction_may_send_values_decided_while_it_ran_but_never_a_repeated_one() -> None:
+    """A consume-transform-produce output is named only by the completion; values stay unique."""
+    done = _changed(TXN_OK, lambda e: e["value"]["ops"].append(["send", "out", 0, None, "tp0-out", 0]))
+    history = parse_history(_lines(TXN, done))
+    out = history.index.write("tp0-out")
+    assert out is not None and out.invoke == 0 and out.status == "ok"
+    again = {**SEND, "index": 2, "time": 30, "value": {**SEND["value"], "value": "tp0-out"}}
+    with pytest.raises(HistoryError, match="'tp0-out' was already sent by event 0"):
+        parse_history(_lines(TXN, done, again))
+
+
+def test_poll_isolation_and_stable_offsets_are_validated() -> None:
+    """A poll may name its isolation level; stable-offsets is an observation of two offsets."""
+    poll = {"index": 0, "time": 1, "process": "c0", "type": "invoke", "f": "poll",
+            "value": {"isolation_level": "read_committed"}}
+    done = {"index": 1, "time": 2, "process": "c0", "type": "ok", "f": "poll", "invoke": 0, "value": {"records": []}}
+    assert parse_history(_lines(poll, done)).index.read_committed_polls == [1]
+    _assert_refused(_lines(_changed(poll, lambda e: e["value"].update(isolation_level="rc"))), 2,
+                    "value.isolation_level", "read_uncommitted")
+    sample = {"index": 0, "time": 1, "process": "observer", "type": "ok", "f": "stable-offsets",
+              "value": {"topic": "t", "partition": 0, "high_watermark": 9, "last_stable_offset": 4}}
+    assert parse_history(_lines(sample)).index.stable_offsets == [0]
+    _assert_refused(_lines(_changed(sample, lambda e: e["value"].pop("last_stable_offset"))), 2,
+                    "value.last_stable_offset", "missing")
+
+
+def test_version_3_files_load_unchanged() -> None:
+    """A version 3 history (no transactions) loads and is indexed as before."""
+    v3 = json.dumps({"kconform-history": 3, "meta": {}}) + "\n"
+    history = parse_history([v3, json.dumps(SEND) + "\n", json.dumps(SEND_OK) + "\n"])
+    assert history.version == 3 and history.index.acked == {"p0-1"} and history.index.txns == []

@@ -38,6 +38,18 @@ def test_the_documented_example_history_is_valid() -> None:
     assert json.loads(block.group(1).splitlines()[0])["kconform-history"] == FORMAT_VERSION
 
 
+def test_every_documented_history_example_is_valid() -> None:
+    """Each JSON example history in docs/history-format.md (the transaction one too) loads, at the
+    version this kconform writes."""
+    text = (DOCS / "history-format.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        lines = [line + "\n" for line in block.splitlines()]
+        assert json.loads(lines[0])["kconform-history"] == FORMAT_VERSION
+        assert len(parse_history(lines)) == len(lines) - 1
+
+
 def test_every_check_is_defined_in_the_anomaly_docs() -> None:
     """docs/anomalies.md defines every anomaly check and every guarantee."""
     text = (DOCS / "anomalies.md").read_text()

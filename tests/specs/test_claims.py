@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
-from specs.claims import DURABILITY, Configuration, claims_for, why_not_durable
+from specs.claims import (
+    DURABILITY,
+    TRANSACTIONAL,
+    TRANSACTIONAL_DURABILITY,
+    Configuration,
+    claims_for,
+    why_not_durable,
+)
 from specs.delivery import CommitPoint
 from specs.produce import Acks, DurabilityConfig, ProducerConfig
 
@@ -58,3 +66,16 @@ def test_without_idempotence_duplicates_and_reordering_are_hazards_and_at_most_o
 def test_describe_names_the_settings_as_kafka_does() -> None:
     assert SAFE.describe() == ("acks=all, enable.idempotence=true, replication.factor=3, min.insync.replicas=2, "
                                "unclean.leader.election.enable=false")
+
+
+def test_transactional_properties_are_judged_only_for_runs_with_transactions() -> None:
+    """Without transactions none is listed; with them the safe configuration claims all but the
+    cycles Kafka allows, and a lossy one withdraws the durable ones with its reason."""
+    assert not {"G1b", "torn-transaction", "G0"} & {*claims_for(SAFE).claimed, *claims_for(SAFE).not_claimed}
+    claims = claims_for(attrs.evolve(SAFE, transactions=True))
+    for name in (*TRANSACTIONAL, *TRANSACTIONAL_DURABILITY):
+        assert name in claims.claimed, name
+    assert {"G0", "G1c", "G-single"} <= set(claims.not_claimed)
+    lossy = claims_for(Configuration(durability=DurabilityConfig(min_insync_replicas=1), transactions=True))
+    assert "min.insync.replicas=1" in lossy.not_claimed["torn-transaction"]
+    assert "G1b" in lossy.claimed
