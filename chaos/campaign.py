@@ -156,7 +156,8 @@ def configuration_of(settings: CampaignSettings, rf: int, topic_configs: Mapping
     stated = {"acks": w.acks, "enable.idempotence": str(w.idempotence and w.acks == "all").lower(),
               "replication.factor": str(rf),
               **{k: v for k, v in topic_configs.items() if k in ("min.insync.replicas", "unclean.leader.election.enable")}}
-    return configuration(stated, {"groups": groups, "durable_target": durable_target}, [f.fault for f in schedule.faults])
+    return configuration(stated, {"groups": groups, "durable_target": durable_target, "transactions": w.transactions},
+                         [f.fault for f in schedule.faults])
 
 
 def claims_for(settings: CampaignSettings, rf: int, topic_configs: Mapping[str, str],
@@ -373,6 +374,10 @@ class CampaignSession:
                 "replication_factor": rf, "replay": replay, "durable_target": env.target.durable,
                 "groups": {f"{group_prefix}-{mode}": mode for mode in w.consumers if mode != "assigned"},
                 "clients": workload_clients(w)}
+        if w.transactions:
+            # What the transactional checks need (docs/history-format.md): that they apply, and
+            # how long a transaction may stay open before the coordinator must abort it.
+            meta.update({"transactions": True, "transaction.timeout.ms": w.transaction_timeout_ms})
         history_path = report_dir / "history.jsonl"
         self._create_topic(topic, w.partitions, rf, configs)
         workload: Workload | None = None
@@ -437,7 +442,8 @@ class CampaignSession:
         groups = workload.groups() if workload is not None else {}
         report = check(loaded, guarantees=["at-least-once", "at-most-once"] if groups else [])
         claims = claims_for(s, rf, configs, schedule, env.target.durable, groups)
-        acknowledged = any(e["f"] == "send" and e["type"] == "ok" for e in loaded.raw)
+        acknowledged = any(e["type"] == "ok" and (e["f"] == "send" or (
+            e["f"] == "txn" and e["value"].get("outcome") == "commit")) for e in loaded.raw)
         verdict = judge(report, claims, exercised=acknowledged)
         results = write_report(report_dir, loaded, report, verdict, claims, schedule, settings=s,
                                environment=env.describe(), warnings=warnings, replay=replay,

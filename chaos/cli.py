@@ -31,7 +31,7 @@ from chaos.matrix_cli import matrix_command
 from chaos.report_cli import report_command
 from chaos.results import results_json
 from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
-from chaos.workload import CONSUMER_MODES, WorkloadSettings
+from chaos.workload import CONSUMER_MODES, TRANSACTIONAL_CLIENTS, WorkloadSettings
 from harness.checkers.judgement import EXIT_CODES as OUTCOME_EXIT_CODES
 from harness.cli import main as harness_main
 from harness.clients import CLIENTS
@@ -179,9 +179,15 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
         except TargetError as exc:
             raise click.UsageError(str(exc)) from exc
     seed = o["seed"] if o["seed"] is not None else secrets.randbelow(2**31)
+    if o["transactions"] and o["client"] not in TRANSACTIONAL_CLIENTS:
+        raise click.UsageError(f"--transactions: kconform drives transactions with {', '.join(TRANSACTIONAL_CLIENTS)} "
+                               f"only, not --client {o['client']} yet")
+    if o["transactions"] and not idempotence:
+        raise click.UsageError("--transactions needs idempotent producers (--acks all, KIP-98)")
     chosen = {"client": o["client"], "producers": o["producers"], "rate": o["rate"], "consumers": o["consumers"],
               "partitions": o["partitions"], "delivery_timeout_ms": o["delivery_timeout"],
-              "request_timeout_ms": o["request_timeout"]}
+              "request_timeout_ms": o["request_timeout"], "transactions": o["transactions"],
+              "txn_size": o["txn_size"], "abort_ratio": o["abort_ratio"]}
     option = {"delivery_timeout_ms": "delivery_timeout", "request_timeout_ms": "request_timeout"}
     for key, value in CAMPAIGN_WORKLOADS.get(o["campaign"] or "", {}).items():
         if option.get(key, key) not in given:
@@ -266,6 +272,14 @@ error, unreadable --replay file); 130 interrupted.
                    "assigned,commit-before,commit-after.")
 @click.option("--client", type=click.Choice(CLIENTS), default="confluent-kafka", show_default=True,
               help="Client library of the workload, e.g. --client kafka-python.")
+@click.option("--transactions", is_flag=True,
+              help="Transactional producers (KIP-98): each sends transactions of --txn-size records to random "
+                   "partitions and aborts --abort-ratio of them; consumers read read_committed. The checkers add "
+                   "aborted-read, torn-transaction, hanging-transaction and the dependency cycles (docs/anomalies.md).")
+@click.option("--txn-size", type=click.IntRange(1, 1000), default=4, show_default=True, metavar="N",
+              help="With --transactions: records per transaction, e.g. --txn-size 10.")
+@click.option("--abort-ratio", type=click.FloatRange(0, 1), default=0.2, show_default=True, metavar="R",
+              help="With --transactions: the share of transactions the workload aborts, e.g. --abort-ratio 0.5.")
 @click.option("--producers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Producer threads, e.g. --producers 4.")
 @click.option("--rate", type=click.FloatRange(min=1, max=100_000), default=100.0, show_default=True,

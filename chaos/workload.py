@@ -5,7 +5,11 @@ Every operation goes into the campaign's history through the workload clients (u
 
 * **producers** (``p0``, ``p1``, ...): send at ``rate`` records per second each, to partitions
   drawn from the seed, with the chosen ``acks`` and idempotence, at most ``max_pending``
-  unacknowledged at once (so a partition does not queue up a minute of records);
+  unacknowledged at once (so a partition does not queue up a minute of records). With
+  ``transactions`` each is a transactional producer (its transactional id is the campaign's
+  group prefix and its name, kept by every incarnation, so a new one fences the last) sending
+  transactions of ``txn_size`` records, aborting ``abort_ratio`` of them, each recorded as a
+  ``txn`` operation; the consumers then read ``read_committed``;
 * **consumers**, one mode each:
 
   - ``assigned``: assigned every partition from the beginning, no group: it reads through the
@@ -56,6 +60,8 @@ from harness.history.write import Recorder
 from specs.produce import Outcome
 
 CONSUMER_MODES = ("assigned", "commit-after", "commit-before")
+# The client libraries whose transactions kconform drives (harness.clients, Producer.transaction).
+TRANSACTIONAL_CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka")
 TP = tuple[str, int]
 
 
@@ -73,15 +79,24 @@ class WorkloadSettings:
     request_timeout_ms: int = 3000
     delivery_timeout_ms: int = 20_000
     max_pending: int = 1000
+    # Transactional producers (KIP-98): each sends transactions of txn_size records and aborts
+    # abort_ratio of them; consumers then read read_committed.
+    transactions: bool = False
+    txn_size: int = 4
+    abort_ratio: float = 0.2
+    transaction_timeout_ms: int = 60_000
 
-    def producer_settings(self) -> ProducerSettings:
+    def producer_settings(self, transactional_id: str | None = None) -> ProducerSettings:
         return ProducerSettings(acks=self.acks, idempotence=self.idempotence, linger_ms=5,
                                 delivery_timeout_ms=self.delivery_timeout_ms, client_id="kconform-chaos",
-                                request_timeout_ms=self.request_timeout_ms, metadata_max_age_ms=1000)
+                                request_timeout_ms=self.request_timeout_ms, metadata_max_age_ms=1000,
+                                transactional_id=transactional_id,
+                                transaction_timeout_ms=self.transaction_timeout_ms)
 
     def consumer_settings(self) -> ConsumerSettings:
         return ConsumerSettings(auto_offset_reset="earliest", client_id="kconform-chaos",
-                                session_timeout_ms=6000, max_poll_records=500, metadata_max_age_ms=1000)
+                                session_timeout_ms=6000, max_poll_records=500, metadata_max_age_ms=1000,
+                                isolation_level="read_committed" if self.transactions else "read_uncommitted")
 
     def to_json(self) -> dict[str, Any]:
         return {**attrs.asdict(self), "consumers": list(self.consumers)}
@@ -145,8 +160,30 @@ class ProducerWorker(_Worker):
 
     def _open(self) -> Producer:
         w = self.workload
-        return make_producer(w.settings.client, w.bootstrap, w.settings.producer_settings(), w.history,
-                             self.process)
+        if not w.settings.transactions:
+            return make_producer(w.settings.client, w.bootstrap, w.settings.producer_settings(), w.history,
+                                 self.process)
+        # Every incarnation keeps the worker's transactional id: the next one fences the last.
+        producer = make_producer(w.settings.client, w.bootstrap,
+                                 w.settings.producer_settings(f"{w.group_prefix}-{self.name_base}"), w.history,
+                                 self.process)
+        try:
+            producer.init_transactions()
+        except BaseException:
+            _close_quietly(producer)
+            raise
+        return producer
+
+    def _transaction(self, producer: Producer) -> None:
+        """One transaction of txn_size records to partitions drawn from the seed, committed or
+        (abort_ratio of them) aborted; its committed records count as acknowledged."""
+        s = self.workload.settings
+        sends = [(self.workload.topic, self.rng.randrange(s.partitions), None, producer.next_value())
+                 for _ in range(s.txn_size)]
+        commit = self.rng.random() >= s.abort_ratio
+        self.sent += len(sends)
+        if producer.transaction(sends, commit) == "commit":
+            self.acknowledged += len(sends)
 
     def _replace(self, producer: Producer) -> Producer:
         """Close a producer the library gave up on and start the next incarnation."""
@@ -181,6 +218,10 @@ class ProducerWorker(_Worker):
                         continue
                     if now - next_at > 1.0:
                         next_at = now  # fell behind (a fault): no burst to catch up
+                    if s.transactions:
+                        self._transaction(producer)
+                        next_at += interval * s.txn_size
+                        continue
                     partition = self.rng.randrange(s.partitions)
                     self._pending.append(producer.send(self.workload.topic, None, producer.next_value(),
                                                        partition))
@@ -215,6 +256,8 @@ def _close_quietly(producer: Producer) -> None:
 
 def _fatal(exc: BaseException) -> bool:
     """A client library's "this producer can no longer be used" error."""
+    if isinstance(exc, ClientError) and exc.fatal:
+        return True
     text = str(exc)
     return "FATAL" in text or "fatal" in text.lower()
 

@@ -86,7 +86,9 @@ class AiokafkaProducer(Producer):
                 acks="all" if s.acks == "all" else int(s.acks), enable_idempotence=s.idempotence,
                 linger_ms=s.linger_ms,
                 request_timeout_ms=s.request_timeout_ms or min(s.delivery_timeout_ms, 30_000),
-                **({} if s.metadata_max_age_ms is None else {"metadata_max_age_ms": s.metadata_max_age_ms}))
+                **({} if s.metadata_max_age_ms is None else {"metadata_max_age_ms": s.metadata_max_age_ms}),
+                **({} if s.transactional_id is None else {
+                    "transactional_id": s.transactional_id, "transaction_timeout_ms": s.transaction_timeout_ms}))
             try:
                 await producer.start()
             except BaseException:
@@ -124,6 +126,27 @@ class AiokafkaProducer(Producer):
         except aerrors.KafkaError as exc:
             raise ClientError(error_of(exc), str(exc)) from exc
 
+    def _init_transactions(self) -> None:
+        """aiokafka's start() has done InitProducerId for the transactional id already."""
+
+    def _begin_transaction(self) -> None:
+        self._transactional(self._p.begin_transaction)
+
+    def _end_transaction(self, commit: bool) -> None:
+        self._transactional(self._p.commit_transaction if commit else self._p.abort_transaction)
+
+    def _transactional(self, call: Any) -> None:
+        async def run() -> None:
+            result = call()
+            if asyncio.iscoroutine(result):
+                await result
+
+        try:
+            self._loop.run(run())
+        except aerrors.KafkaError as exc:
+            fatal = type(exc).__name__ in ("ProducerFenced", "InvalidProducerEpoch", "UnsupportedVersionError")
+            raise ClientError(error_of(exc), str(exc), fatal=fatal, abortable=not fatal) from exc
+
     def _flush(self, timeout_s: float) -> int:
         try:
             self._loop.run(asyncio.wait_for(self._p.flush(), timeout_s), timeout_s + 5)
@@ -151,6 +174,7 @@ class AiokafkaConsumer(Consumer):
             return lib.AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, client_id=s.client_id, group_id=self.group,
                 enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
+                isolation_level=s.isolation_level,
                 session_timeout_ms=s.session_timeout_ms,
                 heartbeat_interval_ms=min(3000, s.session_timeout_ms // 3),
                 max_poll_records=s.max_poll_records,

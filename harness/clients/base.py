@@ -56,11 +56,17 @@ class ClientUnavailable(RuntimeError):
 
 
 class ClientError(RuntimeError):
-    """A client operation failed; ``error`` is Kafka's error name (or TIMEOUT, DISCONNECTED)."""
+    """A client operation failed; ``error`` is Kafka's error name (or TIMEOUT, DISCONNECTED).
 
-    def __init__(self, error: str, message: str = "") -> None:
+    For transactional calls the library also says what the application must do next:
+    ``abortable`` (abort the transaction, then go on) or ``fatal`` (the producer is unusable,
+    e.g. fenced by a newer instance of its transactional id)."""
+
+    def __init__(self, error: str, message: str = "", *, abortable: bool = False, fatal: bool = False) -> None:
         super().__init__(f"{error}: {message}" if message else error)
         self.error = error
+        self.abortable = abortable
+        self.fatal = fatal
 
 
 def text(data: bytes | None) -> str | None:
@@ -86,6 +92,9 @@ class ProducerSettings:
     # chaos campaigns need to provoke duplicates); a short metadata age follows leaders sooner.
     request_timeout_ms: int | None = None
     metadata_max_age_ms: int | None = None
+    # A transactional producer (KIP-98): its transactional.id and transaction.timeout.ms.
+    transactional_id: str | None = None
+    transaction_timeout_ms: int = 60_000
 
     def spec(self) -> ProducerConfig:
         """The settings as `specs.produce` sees them (for classifying outcomes)."""
@@ -100,6 +109,7 @@ class ConsumerSettings:
     session_timeout_ms: int = 10_000
     max_poll_records: int = 500
     metadata_max_age_ms: int | None = None  # None: the library's default
+    isolation_level: str = "read_uncommitted"  # or "read_committed" (KIP-98)
 
 
 @attrs.frozen
@@ -202,11 +212,17 @@ class Producer(_Client):
 
     def send(self, topic: str, key: str | None, value: str, partition: int | None = None) -> SendHandle:
         """Hand one record to the library; the handle completes with its delivery report."""
-        handle = SendHandle(self._pump)
         invoke = None
         if self.history is not None:
             invoke = self.history.invoke(self.process, "send", topic=topic, partition=partition,
                                          key=key, value=value)
+        return self._hand_over(topic, key, value, partition, lambda d: self._record(
+            invoke, d.outcome, d.topic, d.partition, d.offset, d.error))
+
+    def _hand_over(self, topic: str, key: str | None, value: str, partition: int | None,
+                   delivered: Callable[[Delivery], None]) -> SendHandle:
+        """Give one record to the library; ``delivered`` and the handle get its delivery."""
+        handle = SendHandle(self._pump)
 
         def done(error: str | None, got_partition: int | None, offset: int | None) -> None:
             outcome = classify(error, self._spec)
@@ -214,16 +230,85 @@ class Producer(_Client):
                 outcome, error = Outcome.INDETERMINATE, error or "NO_OFFSET"
             if outcome is Outcome.INDETERMINATE and error is None:
                 error = "NO_ACK"  # acks=0: the broker says nothing
-            self._record(invoke, outcome, topic, got_partition, offset, error)
-            handle._set(Delivery(outcome, topic, got_partition, offset, error))
+            delivery = Delivery(outcome, topic, got_partition, offset, error)
+            delivered(delivery)
+            handle._set(delivery)
 
         try:
             self._send(topic, key.encode() if key is not None else None, value.encode(), partition, done)
         except ClientError as exc:
             # Raised before the record was handed to the library: it was certainly not sent.
-            self._record(invoke, Outcome.FAILURE, topic, partition, None, exc.error)
-            handle._set(Delivery(Outcome.FAILURE, topic, partition, None, exc.error))
+            delivery = Delivery(Outcome.FAILURE, topic, partition, None, exc.error)
+            delivered(delivery)
+            handle._set(delivery)
         return handle
+
+    # --- transactions (KIP-98) -----------------------------------------------------------------
+
+    def init_transactions(self) -> None:
+        """InitProducerId for ``settings.transactional_id``: fences every older instance."""
+        self._init_transactions()
+
+    def transaction(self, sends: Sequence[tuple[str, int | None, str | None, str]], commit: bool) -> str:
+        """Run one transaction of ``sends`` ((topic, partition, key, value)), then commit it
+        or (``commit`` false) abort it, recorded as one ``txn`` operation
+        (docs/history-format.md). Returns how it ended as the history has it: ``commit`` or
+        ``abort`` (ok), ``fail`` (certainly not committed: commitTransaction was never called,
+        or the library refused it and the transaction was aborted) or ``info`` (unknown).
+        Raises the library's fatal error once recorded: the producer must be replaced."""
+        invoke = None
+        if self.history is not None:
+            invoke = self.history.invoke(self.process, "txn", ops=[["send", *send] for send in sends],
+                                         commit=commit)
+        done: list[list[Any]] = []
+        try:
+            self._begin_transaction()
+            handles = [((topic, partition, key, value), self._hand_over(topic, key, value, partition, lambda _: None))
+                       for topic, partition, key, value in sends]
+            for (topic, _, key, value), handle in handles:
+                delivery = handle.result(self.settings.delivery_timeout_ms / 1000 + 5)
+                if delivery.outcome is not Outcome.SUCCESS:
+                    raise ClientError(delivery.error or "UNKNOWN", abortable=True)
+                done.append(["send", topic, delivery.partition, key, value, delivery.offset])
+        except (ClientError, TimeoutError) as exc:
+            return self._give_up(invoke, done, exc, None)
+        end_invoked = self.history.now() if self.history is not None else 0
+        try:
+            self._end_transaction(commit)
+        except ClientError as exc:
+            if commit and exc.abortable:
+                return self._give_up(invoke, done, exc, end_invoked)  # the commit was refused
+            self._complete(invoke, "info", exc.error, ops=done, end_invoked=end_invoked)
+            if exc.fatal:
+                raise
+            return "info"
+        outcome = "commit" if commit else "abort"
+        if self.history is not None and invoke is not None:
+            self.history.ok(invoke, ops=done, outcome=outcome, end_invoked=end_invoked)
+        return outcome
+
+    def _give_up(self, invoke: int | None, done: list[list[Any]], exc: BaseException,
+                 end_invoked: int | None) -> str:
+        """Abort after an error: the transaction is certainly not committed (no commit was sent,
+        or the library says it was refused), whether the abort succeeds or not."""
+        error = exc.error if isinstance(exc, ClientError) else "TIMEOUT"
+        fatal = isinstance(exc, ClientError) and exc.fatal
+        if not fatal:
+            try:
+                self._end_transaction(False)
+            except ClientError as abort_error:
+                fatal = abort_error.fatal
+        extra: dict[str, Any] = {"ops": done}
+        if end_invoked is not None:
+            extra["end_invoked"] = end_invoked
+        self._complete(invoke, "fail", error, **extra)
+        if fatal:
+            raise exc if isinstance(exc, ClientError) else ClientError(error, fatal=True)
+        return "fail"
+
+    def _complete(self, invoke: int | None, type_: str, error: str, **fields: Any) -> None:
+        if self.history is not None and invoke is not None:
+            self.history.complete(invoke, type_, error=error, **fields)
 
     def _record(self, invoke: int | None, outcome: Outcome, topic: str, partition: int | None,
                 offset: int | None, error: str | None) -> None:
@@ -259,6 +344,16 @@ class Producer(_Client):
 
     def _flush(self, timeout_s: float) -> int:
         raise NotImplementedError
+
+    def _init_transactions(self) -> None:
+        raise ClientUnavailable(f"transactions are not implemented for {self.client} in kconform yet")
+
+    def _begin_transaction(self) -> None:
+        raise ClientUnavailable(f"transactions are not implemented for {self.client} in kconform yet")
+
+    def _end_transaction(self, commit: bool) -> None:
+        """commitTransaction or abortTransaction; ClientError (with abortable / fatal) on failure."""
+        raise ClientUnavailable(f"transactions are not implemented for {self.client} in kconform yet")
 
 
 class Consumer(_Client):
@@ -298,8 +393,13 @@ class Consumer(_Client):
                  lambda: self._seek(topic, partition, offset))
         self.next_offsets[(topic, partition)] = offset
 
+    def _poll_fields(self) -> dict[str, Any]:
+        """A poll's invoke value: its isolation level, unless it is Kafka's default."""
+        isolation = self.settings.isolation_level
+        return {} if isolation == "read_uncommitted" else {"isolation_level": isolation}
+
     def poll(self, timeout_s: float = 1.0) -> list[ConsumedRecord]:
-        invoke = self.history.invoke(self.process, "poll") if self.history is not None else None
+        invoke = self.history.invoke(self.process, "poll", self._poll_fields()) if self.history is not None else None
         try:
             records = self._poll(timeout_s)
         except ClientError as exc:
@@ -331,7 +431,7 @@ class Consumer(_Client):
         """Record records obtained with :meth:`take` as one ``poll`` that returned them."""
         if self.history is None:
             return
-        invoke = self.history.invoke(self.process, "poll")
+        invoke = self.history.invoke(self.process, "poll", self._poll_fields())
         self.history.ok(invoke, records=[[r.topic, r.partition, r.offset, text(r.key), text(r.value)]
                                          for r in records])
 

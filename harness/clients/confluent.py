@@ -29,6 +29,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 COMMIT_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 30.0
 
+# Each transactional call (init, commit, abort) waits this long, and a retriable failure (its
+# timeout) is retried this many times in all, as librdkafka's documentation asks.
+TRANSACTION_CALL_TIMEOUT_S = 30.0
+TRANSACTION_CALL_ATTEMPTS = 3
+
 LOG_LEVEL = 3  # librdkafka's syslog level: errors only (its warnings flood stderr during rebalances)
 
 # librdkafka's local (negative) error codes, as the history names them.
@@ -64,6 +69,12 @@ def error_of(err: Any) -> str:
     return _LOCAL.get(name, name.lstrip("_"))
 
 
+def _client_error(exc: Any) -> ClientError:
+    """A confluent_kafka.KafkaException as a ClientError, with what librdkafka requires next."""
+    err = exc.args[0]
+    return ClientError(error_of(err), str(err), abortable=bool(err.txn_requires_abort()), fatal=bool(err.fatal()))
+
+
 class ConfluentProducer(Producer):
     client = "confluent-kafka"
 
@@ -76,11 +87,16 @@ class ConfluentProducer(Producer):
             "message.timeout.ms": s.delivery_timeout_ms, "log_level": LOG_LEVEL,
             **_optional({"request.timeout.ms": s.request_timeout_ms,
                          "topic.metadata.refresh.interval.ms": s.metadata_max_age_ms}),
+            **({} if s.transactional_id is None else {
+                "transactional.id": s.transactional_id, "transaction.timeout.ms": s.transaction_timeout_ms}),
         })
         self._pump = self._serve_reports
 
     def _serve_reports(self, timeout_s: float) -> None:
-        self._p.poll(timeout_s)
+        try:
+            self._p.poll(timeout_s)
+        except ck.KafkaException as exc:  # librdkafka raises its fatal errors (e.g. fenced) here
+            raise _client_error(exc) from exc
 
     def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
               done: DeliveryCallback) -> None:
@@ -106,6 +122,29 @@ class ConfluentProducer(Producer):
     def _flush(self, timeout_s: float) -> int:
         return int(self._p.flush(timeout_s))
 
+    def _init_transactions(self) -> None:
+        self._transactional(lambda: self._p.init_transactions(TRANSACTION_CALL_TIMEOUT_S))
+
+    def _begin_transaction(self) -> None:
+        self._transactional(self._p.begin_transaction)
+
+    def _end_transaction(self, commit: bool) -> None:
+        end = self._p.commit_transaction if commit else self._p.abort_transaction
+        self._transactional(lambda: end(TRANSACTION_CALL_TIMEOUT_S))
+
+    def _transactional(self, call: Any) -> None:
+        """A transactional API call; a retriable error (a timeout) is retried, as librdkafka
+        asks, a few times; the rest become ClientError with what the library requires next."""
+        for attempt in range(TRANSACTION_CALL_ATTEMPTS):
+            try:
+                call()
+                return
+            except ck.KafkaException as exc:
+                err = exc.args[0]
+                if err.retriable() and attempt + 1 < TRANSACTION_CALL_ATTEMPTS:
+                    continue
+                raise _client_error(exc) from exc
+
     def _close(self) -> None:
         self._p.flush(0)
         if hasattr(self._p, "close"):
@@ -123,6 +162,7 @@ class ConfluentConsumer(Consumer):
             # librdkafka needs a group id even for assign(); nothing is committed without a call.
             "group.id": self.group or f"kconform-nogroup-{self.process}", "enable.auto.commit": False,
             "auto.offset.reset": s.auto_offset_reset, "enable.partition.eof": False,
+            "isolation.level": s.isolation_level,
             "session.timeout.ms": s.session_timeout_ms, "log_level": LOG_LEVEL,
             **_optional({"topic.metadata.refresh.interval.ms": s.metadata_max_age_ms}),
         })

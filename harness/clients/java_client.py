@@ -653,6 +653,7 @@ def consumer_config(bootstrap: str, group: str | None, s: ConsumerSettings) -> d
     return _config({
         "bootstrap.servers": bootstrap, "client.id": s.client_id, "group.id": group,
         "enable.auto.commit": False, "auto.offset.reset": s.auto_offset_reset,
+        "isolation.level": s.isolation_level,
         "session.timeout.ms": s.session_timeout_ms,
         "heartbeat.interval.ms": max(1, min(3000, s.session_timeout_ms // 3)),
         "max.poll.records": s.max_poll_records, "metadata.max.age.ms": s.metadata_max_age_ms,

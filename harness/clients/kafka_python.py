@@ -43,6 +43,14 @@ def error_of(exc: BaseException) -> str:
     return name
 
 
+# kafka-python's errors after which the producer cannot go on (its other transactional errors
+# leave it able to abort).
+FATAL_TRANSACTION_ERRORS = frozenset({
+    "ProducerFencedError", "InvalidProducerEpochError", "TransactionalIdAuthorizationFailedError",
+    "UnsupportedVersionError", "AuthenticationFailedError",
+})
+
+
 class KafkaPythonProducer(Producer):
     client = "kafka-python"
 
@@ -55,7 +63,27 @@ class KafkaPythonProducer(Producer):
             linger_ms=s.linger_ms, delivery_timeout_ms=s.delivery_timeout_ms,
             request_timeout_ms=s.request_timeout_ms or max(1000, min(s.delivery_timeout_ms // 2, 30_000)),
             **({} if s.metadata_max_age_ms is None else {"metadata_max_age_ms": s.metadata_max_age_ms}),
+            **({} if s.transactional_id is None else {
+                "transactional_id": s.transactional_id, "transaction_timeout_ms": s.transaction_timeout_ms}),
         )
+
+    def _init_transactions(self) -> None:
+        self._transactional(self._p.init_transactions)
+
+    def _begin_transaction(self) -> None:
+        self._transactional(self._p.begin_transaction)
+
+    def _end_transaction(self, commit: bool) -> None:
+        self._transactional(self._p.commit_transaction if commit else self._p.abort_transaction)
+
+    @staticmethod
+    def _transactional(call: Any) -> None:
+        try:
+            call()
+        except kerrors.KafkaError as exc:
+            name = type(exc).__name__
+            raise ClientError(error_of(exc), str(exc), fatal=name in FATAL_TRANSACTION_ERRORS,
+                              abortable=name not in FATAL_TRANSACTION_ERRORS) from exc
 
     def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
               done: DeliveryCallback) -> None:
@@ -85,7 +113,7 @@ class KafkaPythonConsumer(Consumer):
         s = self.settings
         self._c = lib.KafkaConsumer(
             bootstrap_servers=self.bootstrap.split(","), client_id=s.client_id, group_id=self.group,
-            enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
+            enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset, isolation_level=s.isolation_level,
             session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=min(3000, s.session_timeout_ms // 3),
             max_poll_records=s.max_poll_records,
             **({} if s.metadata_max_age_ms is None else {"metadata_max_age_ms": s.metadata_max_age_ms}),
