@@ -116,15 +116,15 @@ def torn_transaction(history: History) -> CheckResult:
             candidates.append((t, p, a, b, ea, eb, proc, missed))
     seen = view.seen_by(frozenset(c[6] for c in candidates))
     anomalies = []
-    reported: set[tuple[str, int]] = set()
+    reported: set[tuple[str, str, int, int]] = set()
     for t, p, a, b, ea, eb, proc, missed in candidates:
         mine = seen[proc]
         for o, w in missed:
             val = ix.at_offset[(t, p, o)][0]
             saw = [(v[0], mine[v[0]]) for v in w.writes if v[0] in mine]
-            if not saw or val in mine or (proc, o) in reported:
+            if not saw or val in mine or (proc, t, p, o) in reported:
                 continue
-            reported.add((proc, o))
+            reported.add((proc, t, p, o))
             other, where = saw[0]
             anomalies.append(Anomaly(
                 "torn-transaction",
