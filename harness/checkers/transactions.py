@@ -291,16 +291,20 @@ def exactly_once_processing(history: History) -> CheckResult:
             key = (group, topic, partition)
             if offset > position.get(key, (-1, t))[0]:
                 position[key] = (offset, t)
+        last: dict[TP, list[Any]] = {}  # per partition, the last record it processed
         for records in t.polls:
-            for topic, partition, offset, _k, val in records:
-                processed.setdefault((group, topic, partition), {}).setdefault(offset, []).append(t)
-                upto = committed.get((topic, partition))
-                if upto is None or upto <= offset:
-                    shown = "no offset" if upto is None else f"offset {upto}"
-                    anomalies.append(Anomaly(
-                        "exactly-once-processing",
-                        f"group {group!r}: {t.describe()} processed {val!r} at {tp_name(topic, partition)}@{offset} "
-                        f"but committed {shown} for that partition: the next owner processes it again", t.events))
+            for record in records:
+                processed.setdefault((group, record[0], record[1]), {}).setdefault(record[2], []).append(t)
+                if record[2] > last.get((record[0], record[1]), (None, None, -1))[2]:
+                    last[(record[0], record[1])] = record
+        for (topic, partition), record in last.items():
+            upto = committed.get((topic, partition))
+            if upto is None or upto <= record[2]:
+                shown = "no offset" if upto is None else f"offset {upto}"
+                anomalies.append(Anomaly(
+                    "exactly-once-processing",
+                    f"group {group!r}: {t.describe()} processed {record[4]!r} at {_where(record)} but committed "
+                    f"{shown} for that partition: the next owner processes it again", t.events))
     known = ix.known_offsets() if processed else {}
     for key, by_offset in sorted(processed.items()):
         anomalies.extend(_coverage(history, view, known.get(key[1:], []), key, by_offset, position.get(key)))

@@ -26,14 +26,13 @@ Record = list[Any]  # [topic, partition, offset, key, value]
 class Txn:
     """One transaction of the history (plain slots: a history holds hundreds of thousands)."""
 
-    __slots__ = ("id", "process", "completion", "outcome", "read_committed", "end_invoked", "time",
-                 "done_time", "writes", "polls", "offsets")
+    __slots__ = ("id", "process", "completion", "outcome", "read_committed", "end_invoked", "done_time", "writes",
+                 "polls", "offsets")
 
     def __init__(self, invoke: dict[str, Any], completion: dict[str, Any] | None) -> None:
         v = invoke["value"]
         self.id: int = invoke["index"]
         self.process: str = invoke["process"]
-        self.time: int = invoke["time"]
         self.read_committed = v.get("isolation_level") == READ_COMMITTED
         self.polls: list[list[Record]] = []
         self.offsets: list[tuple[str, list[list[Any]]]] = []  # (group, [[topic, partition, offset]])
