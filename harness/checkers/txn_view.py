@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from harness.history.format import READ_COMMITTED
 from harness.history.index import NEVER, DerivedView
 from harness.history.load import History
@@ -80,6 +82,7 @@ class Txn:
         return f"{self.process}'s transaction #{self.id} ({self.outcome.value})"
 
 
+@attrs.define
 class ReadCommittedReads:
     """What read_committed readers read of transactional values, from one pass over their reads.
 
@@ -89,11 +92,8 @@ class ReadCommittedReads:
       end (or by the transaction itself).
     """
 
-    __slots__ = ("aborted", "early")
-
-    def __init__(self) -> None:
-        self.aborted: list[tuple[Record, Txn, int, str]] = []
-        self.early: list[tuple[Record, Txn, int, str]] = []
+    aborted: list[tuple[Record, Txn, int, str]] = attrs.field(factory=list)
+    early: list[tuple[Record, Txn, int, str]] = attrs.field(factory=list)
 
 
 class TxnView:
