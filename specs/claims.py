@@ -25,12 +25,13 @@ The rules:
 - A group committing after processing gives at-least-once over durable writes; committing
   before processing gives at-most-once over durable, idempotent writes
   (:func:`specs.delivery.guarantee_of`, Kafka documentation 4.6).
-- A run with transactions (``Configuration.transactions``) is also judged on them: G1b,
-  lso-above-hw, lso-past-open-transaction and hanging-transaction are promised under every
-  configuration (a read_committed reader never sees an open transaction's records, the LSO stays
-  below open transactions and the high watermark, the coordinator aborts a transaction past its
-  timeout: KIP-98); torn-transaction and exactly-once-processing are durability properties (a
-  lossy log loses records, markers and committed offsets); G0, G1c and G-single are never
+- A run with transactions (``Configuration.transactions``) is also judged on them: G1b and
+  lso-above-hw are promised under every configuration (a read_committed reader never sees an
+  open transaction's records, the LSO never passes the high watermark: KIP-98); torn-transaction,
+  exactly-once-processing, lso-past-open-transaction and hanging-transaction are durability
+  properties (a lossy log loses records, markers and committed offsets, and reuses offsets, so an
+  offset seen at one time may hold another record later; a lost coordinator state can leave a
+  transaction open for ever); G0, G1c and G-single are never
   promised (``specs.transactions.KAFKA_ALLOWS``: Kafka's transactions do not isolate writes, and
   read_committed is no snapshot). A run without transactions lists none of them.
 """
@@ -47,9 +48,10 @@ from specs.transactions import KAFKA_ALLOWS
 
 EVERY_CONFIGURATION = ("aborted-read", "read-uncommitted", "group-split-brain")
 DURABILITY = ("lost-write", "unseen", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll")
-TRANSACTIONAL = ("G1b", "lso-above-hw", "lso-past-open-transaction", "hanging-transaction")
+TRANSACTIONAL = ("G1b", "lso-above-hw")
 """Promised for transactions under every configuration."""
-TRANSACTIONAL_DURABILITY = ("torn-transaction", "exactly-once-processing")
+TRANSACTIONAL_DURABILITY = ("torn-transaction", "exactly-once-processing", "lso-past-open-transaction",
+                            "hanging-transaction")
 """Promised for transactions when the log is durable."""
 
 

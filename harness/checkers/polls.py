@@ -56,12 +56,19 @@ def skips(history: History) -> list[tuple[Gap, list[int]]]:
         if not ix.gaps:
             return []
         known = ix.known_offsets()
+        at_offset = ix.at_offset
         out = []
         for gap in ix.gaps:
-            offsets = known.get((gap[0], gap[1]))
+            t, p, a, b, _ea, _eb, _proc = gap
+            if b == a + 2:
+                # One offset between (most often a transaction marker): a lookup, not two searches.
+                if (t, p, a + 1) in at_offset:
+                    out.append((gap, [a + 1]))
+                continue
+            offsets = known.get((t, p))
             if offsets is not None:
-                i = bisect_right(offsets, gap[2])
-                j = bisect_left(offsets, gap[3])
+                i = bisect_right(offsets, a)
+                j = bisect_left(offsets, b)
                 if i < j:
                     out.append((gap, offsets[i:j]))
         return out

@@ -28,7 +28,8 @@ from typing import Any
 
 from harness.checkers._common import checker, tp_name, with_invocation
 from harness.checkers.attribution import BROKER_ANSWERS
-from harness.checkers.dependencies import NO_TRANSACTIONS, wr_cycles
+from harness.checkers.cycles import DependencyGraph
+from harness.checkers.dependencies import NO_TRANSACTIONS, dependency_graph, wr_cycles
 from harness.checkers.polls import skips
 from harness.checkers.result import Anomaly, CheckResult
 from harness.checkers.txn_view import Txn, TxnView, txn_view
@@ -115,15 +116,15 @@ def torn_transaction(history: History) -> CheckResult:
             candidates.append((t, p, a, b, ea, eb, proc, missed))
     seen = view.seen_by(frozenset(c[6] for c in candidates))
     anomalies = []
-    reported: set[tuple[str, int]] = set()
+    reported: set[tuple[str, str, int, int]] = set()
     for t, p, a, b, ea, eb, proc, missed in candidates:
         mine = seen[proc]
         for o, w in missed:
             val = ix.at_offset[(t, p, o)][0]
             saw = [(v[0], mine[v[0]]) for v in w.writes if v[0] in mine]
-            if not saw or val in mine or (proc, o) in reported:
+            if not saw or val in mine or (proc, t, p, o) in reported:
                 continue
-            reported.add((proc, o))
+            reported.add((proc, t, p, o))
             other, where = saw[0]
             anomalies.append(Anomaly(
                 "torn-transaction",
@@ -153,6 +154,11 @@ def _samples(history: History) -> dict[TP, list[Sample]]:
             lsos, hws = v.get("last_stable_offsets"), v.get("high_watermarks")
             if not lsos or not hws:
                 continue
+            if len(lsos) == 1 and len(hws) == 1:  # one partition per fetch, most often
+                (t, p, lso), (t2, p2, hw) = lsos[0], hws[0]
+                if t == t2 and p == p2:
+                    out.setdefault((t, p), []).append((e["time"], i, lso, hw))
+                continue
             hw_of = {(t, p): o for t, p, o in hws}
             for t, p, lso in lsos:
                 hw = hw_of.get((t, p))
@@ -178,30 +184,21 @@ def lso_above_hw(history: History) -> CheckResult:
     return CheckResult("lso-above-hw", tuple(anomalies))
 
 
-def _open_until(view: TxnView) -> dict[TP, tuple[list[int], list[tuple[int, Txn, int]]]]:
-    """Per partition, committed transactions that recorded when they asked to end: their first
-    offsets in it, sorted, and for each the latest `end_invoked` among those at or below it (with
-    its transaction and that transaction's first offset)."""
-    firsts: dict[TP, dict[int, int]] = {}
-    for t in view.committed():
-        if t.end_invoked is None:
-            continue
-        for _val, topic, partition, offset in t.writes:
-            if offset is not None and partition is not None:
-                mine = firsts.setdefault((topic, partition), {})
-                mine[t.id] = min(offset, mine.get(t.id, offset))
+def _open_until(graph: DependencyGraph) -> dict[TP, tuple[list[int], list[tuple[int, Txn, int]]]]:
+    """Per partition, the offsets of committed transactions' records in log order, and for each
+    the latest `end_invoked` among the records up to it (with its transaction and that record's
+    offset). Any record of a transaction bounds the LSO while it is open, so "some transaction
+    with a record below the LSO was still open" is "the latest end up to the LSO is later"."""
     out = {}
-    for tp, by_txn in firsts.items():
-        ordered = sorted((o, i) for i, o in by_txn.items())
+    for tp, (offsets, writers) in graph.log.items():
         latest: list[tuple[int, Txn, int]] = []
-        best: tuple[int, Txn, int] | None = None
-        for o, i in ordered:
-            t = view.by_id[i]
-            assert t.end_invoked is not None
-            if best is None or t.end_invoked > best[0]:
+        best: tuple[int, Txn, int] = (-1, graph.nodes[writers[0]], -1)
+        for o, n in zip(offsets, writers):
+            t = graph.nodes[n]
+            if t.end_invoked is not None and t.end_invoked > best[0]:
                 best = (t.end_invoked, t, o)
             latest.append(best)
-        out[tp] = ([o for o, _i in ordered], latest)
+        out[tp] = (offsets, latest)
     return out
 
 
@@ -213,27 +210,26 @@ def lso_past_open_transaction(history: History) -> CheckResult:
     samples = _samples(history)
     if not samples:
         return CheckResult("lso-past-open-transaction", skipped=NO_SAMPLES)
-    view = txn_view(history)
-    open_until = _open_until(view)
-    if not open_until:
+    if all(t.end_invoked is None for t in txn_view(history).committed()):
         return CheckResult("lso-past-open-transaction", skipped="no committed transaction recorded when it asked "
                                                                 "to commit (end_invoked)")
+    open_until = _open_until(dependency_graph(history))
     anomalies = []
     for tp, series in sorted(samples.items()):
-        firsts = open_until.get(tp)
-        if firsts is None:
+        found = open_until.get(tp)
+        if found is None:
             continue
-        offsets, latest = firsts
+        offsets, latest = found
         for time, event, lso, _hw in series:
-            k = bisect_left(offsets, lso)  # transactions whose first offset is below the LSO
+            k = bisect_left(offsets, lso)  # the records below the LSO
             if k == 0:
                 continue
-            end, t, first = latest[k - 1]
-            if end > time and passes_open_transaction(lso, first):
+            end, t, offset = latest[k - 1]
+            if end > time and passes_open_transaction(lso, offset):
                 anomalies.append(Anomaly(
                     "lso-past-open-transaction",
                     f"{history.raw[event]['process']} was told {tp_name(*tp)} has last stable offset {lso}, past "
-                    f"offset {first} of {t.describe()}, which had not yet asked to commit",
+                    f"offset {offset} of {t.describe()}, which had not yet asked to commit",
                     (event, *t.events), BROKER_ANSWERS["lso-past-open-transaction"]))
     return CheckResult("lso-past-open-transaction", tuple(anomalies))
 
@@ -295,16 +291,20 @@ def exactly_once_processing(history: History) -> CheckResult:
             key = (group, topic, partition)
             if offset > position.get(key, (-1, t))[0]:
                 position[key] = (offset, t)
+        last: dict[TP, list[Any]] = {}  # per partition, the last record it processed
         for records in t.polls:
-            for topic, partition, offset, _k, val in records:
-                processed.setdefault((group, topic, partition), {}).setdefault(offset, []).append(t)
-                upto = committed.get((topic, partition))
-                if upto is None or upto <= offset:
-                    shown = "no offset" if upto is None else f"offset {upto}"
-                    anomalies.append(Anomaly(
-                        "exactly-once-processing",
-                        f"group {group!r}: {t.describe()} processed {val!r} at {tp_name(topic, partition)}@{offset} "
-                        f"but committed {shown} for that partition: the next owner processes it again", t.events))
+            for record in records:
+                processed.setdefault((group, record[0], record[1]), {}).setdefault(record[2], []).append(t)
+                if record[2] > last.get((record[0], record[1]), (None, None, -1))[2]:
+                    last[(record[0], record[1])] = record
+        for (topic, partition), record in last.items():
+            upto = committed.get((topic, partition))
+            if upto is None or upto <= record[2]:
+                shown = "no offset" if upto is None else f"offset {upto}"
+                anomalies.append(Anomaly(
+                    "exactly-once-processing",
+                    f"group {group!r}: {t.describe()} processed {record[4]!r} at {_where(record)} but committed "
+                    f"{shown} for that partition: the next owner processes it again", t.events))
     known = ix.known_offsets() if processed else {}
     for key, by_offset in sorted(processed.items()):
         anomalies.extend(_coverage(history, view, known.get(key[1:], []), key, by_offset, position.get(key)))

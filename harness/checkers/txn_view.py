@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from harness.history.format import READ_COMMITTED
 from harness.history.index import NEVER, DerivedView
 from harness.history.load import History
@@ -26,42 +28,45 @@ Record = list[Any]  # [topic, partition, offset, key, value]
 class Txn:
     """One transaction of the history (plain slots: a history holds hundreds of thousands)."""
 
-    __slots__ = ("id", "process", "completion", "outcome", "read_committed", "end_invoked", "time",
-                 "done_time", "writes", "polls", "offsets")
+    __slots__ = ("id", "process", "completion", "outcome", "read_committed", "end_invoked", "done_time", "writes",
+                 "polls", "offsets")
 
     def __init__(self, invoke: dict[str, Any], completion: dict[str, Any] | None) -> None:
         v = invoke["value"]
         self.id: int = invoke["index"]
         self.process: str = invoke["process"]
-        self.time: int = invoke["time"]
         self.read_committed = v.get("isolation_level") == READ_COMMITTED
-        self.completion: int | None = None
-        self.done_time = NEVER
-        self.end_invoked: int | None = None
-        # (value, topic, partition or None, offset or None), the completed sends, else the intended ones
-        self.writes: list[tuple[str, str, int | None, int | None]] = [
-            (op[4], op[1], op[2], None) for op in v["ops"] if op[0] == "send"]
         self.polls: list[list[Record]] = []
         self.offsets: list[tuple[str, list[list[Any]]]] = []  # (group, [[topic, partition, offset]])
-        done = None if completion is None else completion["value"]
-        self.outcome = outcome_of(None if completion is None else completion["type"],
-                                  None if done is None else done.get("outcome"))
-        if completion is None or done is None:
-            return
-        self.completion = completion["index"]
-        self.done_time = completion["time"]
-        self.end_invoked = done.get("end_invoked")
-        ops = done.get("ops")
-        if ops is None:
-            return
-        completed = {op[4]: (op[4], op[1], op[2], op[5]) for op in ops if op[0] == "send"}
-        # Intended sends that did not complete stay (they may be in the log), then the new ones.
-        self.writes = [completed.pop(w[0], w) for w in self.writes] + list(completed.values())
-        for op in ops:
-            if op[0] == "poll":
+        # (value, topic, partition or None, offset or None): the completed sends, then the intended
+        # ones that did not complete (they may be in the log)
+        self.writes: list[tuple[str, str, int | None, int | None]] = []
+        ops = None
+        if completion is None:
+            self.completion: int | None = None
+            self.done_time = NEVER
+            self.end_invoked: int | None = None
+            self.outcome = Outcome.UNKNOWN
+        else:
+            done = completion["value"]
+            self.completion = completion["index"]
+            self.done_time = completion["time"]
+            self.end_invoked = done.get("end_invoked")
+            self.outcome = outcome_of(completion["type"], done.get("outcome"))
+            ops = done.get("ops")
+        writes = self.writes
+        for op in ops or ():
+            kind = op[0]
+            if kind == "send":
+                writes.append((op[4], op[1], op[2], op[5]))
+            elif kind == "poll":
                 self.polls.append(op[1])
-            elif op[0] == "offsets":
+            else:
                 self.offsets.append((op[1], op[2]))
+        intended = [op for op in v["ops"] if op[0] == "send"]
+        if intended:
+            done_values = {w[0] for w in writes}
+            writes.extend((op[4], op[1], op[2], None) for op in intended if op[4] not in done_values)
 
     @property
     def events(self) -> tuple[int, ...]:
@@ -77,6 +82,7 @@ class Txn:
         return f"{self.process}'s transaction #{self.id} ({self.outcome.value})"
 
 
+@attrs.define
 class ReadCommittedReads:
     """What read_committed readers read of transactional values, from one pass over their reads.
 
@@ -86,11 +92,8 @@ class ReadCommittedReads:
       end (or by the transaction itself).
     """
 
-    __slots__ = ("aborted", "early")
-
-    def __init__(self) -> None:
-        self.aborted: list[tuple[Record, Txn, int, str]] = []
-        self.early: list[tuple[Record, Txn, int, str]] = []
+    aborted: list[tuple[Record, Txn, int, str]] = attrs.field(factory=list)
+    early: list[tuple[Record, Txn, int, str]] = attrs.field(factory=list)
 
 
 class TxnView:
@@ -100,9 +103,18 @@ class TxnView:
         ix = history.index
         raw = history.raw
         self.history = history
-        self.txns = [Txn(raw[i], ix.completions.get(i)) for i in ix.txns]
+        completions = ix.completions
+        self.txns = [Txn(raw[i], completions.get(i)) for i in ix.txns]
         self.by_id = {t.id: t for t in self.txns}
-        self.writer: dict[str, Txn] = {w[0]: t for t in self.txns for w in t.writes}
+        self.writer: dict[str, Txn] = {}
+        # value -> what a read_committed read of it must be compared with: -1 when its writer
+        # aborted, else the time its writer asked to end (0 when unknown: never later than a read)
+        self._end_of: dict[str, int] = {}
+        for t in self.txns:
+            end = -1 if t.outcome is Outcome.ABORTED else t.end_invoked or 0
+            for w in t.writes:
+                self.writer[w[0]] = t
+                self._end_of[w[0]] = end
         self._read_committed_polls = frozenset(ix.read_committed_polls)
 
     def reads_committed(self, event: int) -> bool:
@@ -140,19 +152,22 @@ class TxnView:
 
     def _scan_reads(self) -> ReadCommittedReads:
         out = ReadCommittedReads()
-        get = self.writer.get
-        aborted = Outcome.ABORTED
-        for event, process, records, reader, done in self._reads():
-            for record in records:
-                w = get(record[4])
-                if w is None:
-                    continue
-                if w.outcome is aborted:
-                    out.aborted.append((record, w, event, process))
-                    continue
-                end = w.end_invoked
-                if (end is not None and done < end) or w is reader:
-                    out.early.append((record, w, event, process))
+        end_of = self._end_of.get
+        # The hot loop (every record a read_committed reader read): one lookup, one comparison.
+        suspects = [(record, event, process)
+                    for event, process, records, _reader, done in self._reads()
+                    for record in records
+                    if (end := end_of(record[4])) is not None and (end < 0 or done < end)]
+        writer = self.writer
+        for record, event, process in suspects:
+            w = writer[record[4]]
+            (out.aborted if w.outcome is Outcome.ABORTED else out.early).append((record, w, event, process))
+        # A transaction that polls its own write reads an open transaction's record.
+        for t in self.txns:
+            if t.read_committed and t.polls and t.writes and t.completion is not None:
+                mine = {w[0] for w in t.writes}
+                out.early.extend((record, t, t.completion, t.process) for records in t.polls
+                                 for record in records if record[4] in mine and t.outcome is not Outcome.ABORTED)
         return out
 
     def seen_by(self, processes: frozenset[str]) -> dict[str, dict[str, int]]:

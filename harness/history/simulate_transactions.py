@@ -36,6 +36,7 @@ import attrs
 from harness.history.format import READ_COMMITTED
 from harness.history.simulate import drive
 from harness.history.write import Recorder
+from specs.transactions import Outcome, may_be_visible
 
 INPUT, OUTPUT, GROUP = "in", "out", "g"
 MARKER = ""  # a marker's value in the model (never a record's: values are non-empty)
@@ -84,9 +85,9 @@ class TxnSimulation:
         self.r, self.rng, self.c = recorder, rng, config
         self.topics = {INPUT: config.input_partitions, OUTPUT: config.output_partitions}
         self.partitions = [(t, p) for t, n in self.topics.items() for p in range(n)]
-        # partition -> [(value or MARKER, writer key)]; writer key -> "open", "commit" or "abort"
+        # partition -> [(value or MARKER, writer key)]; writer key -> its outcome (unknown while open)
         self.logs: dict[tuple[str, int], list[tuple[str, int]]] = {tp: [] for tp in self.partitions}
-        self.state: dict[int, str] = {}
+        self.state: dict[int, Outcome] = {}
         self.open_first: dict[tuple[str, int], dict[int, int]] = {tp: {} for tp in self.partitions}
         self.open: dict[int, _Open] = {}  # producer -> its open transaction
         self.counters: dict[str, int] = {}
@@ -107,7 +108,7 @@ class TxnSimulation:
         log.append((value, writer))
         return len(log) - 1
 
-    def _finish(self, writer: int, partitions: set[tuple[str, int]], outcome: str) -> None:
+    def _finish(self, writer: int, partitions: set[tuple[str, int]], outcome: Outcome) -> None:
         """Write the markers: the transaction is decided everywhere at once."""
         self.state[writer] = outcome
         for tp in sorted(partitions):
@@ -126,7 +127,7 @@ class TxnSimulation:
         out: list[list[Any]] = []
         while pos < end and len(out) < limit:
             value, writer = log[pos]
-            if value != MARKER and not (committed_only and self.state.get(writer) == "abort"):
+            if value != MARKER and not (committed_only and not may_be_visible(self.state[writer])):
                 out.append([tp[0], tp[1], pos, None, value])
             pos += 1
         self.position[(reader, tp)] = pos
@@ -162,7 +163,7 @@ class TxnSimulation:
         commit = self.rng.random() >= self.c.abort
         invoke = self._invoke(process, "txn", {"ops": todo, "commit": commit})
         self.open[producer] = _Open(invoke, commit, list(todo))
-        self.state[invoke] = "open"
+        self.state[invoke] = Outcome.UNKNOWN
 
     def send(self) -> None:
         sending = [p for p, t in self.open.items() if t.todo]
@@ -186,16 +187,16 @@ class TxnSimulation:
         partitions = {(op[1], op[2]) for op in t.done}
         roll = self.rng.random()
         if not t.commit and not force_commit:
-            self._finish(t.invoke, partitions, "abort")
+            self._finish(t.invoke, partitions, Outcome.ABORTED)
             self.r.ok(t.invoke, ops=t.done, outcome="abort", end_invoked=end_invoked)
         elif roll < self.c.fail and not force_commit:
-            self._finish(t.invoke, partitions, "abort")
+            self._finish(t.invoke, partitions, Outcome.ABORTED)
             self.r.fail(t.invoke, "INVALID_TXN_STATE", ops=t.done, end_invoked=end_invoked)
         elif roll < self.c.fail + self.c.unknown and not force_commit:
-            self._finish(t.invoke, partitions, self.rng.choice(["commit", "abort"]))
+            self._finish(t.invoke, partitions, self.rng.choice([Outcome.COMMITTED, Outcome.ABORTED]))
             self.r.info(t.invoke, "TIMEOUT", ops=t.done, end_invoked=end_invoked)
         else:
-            self._finish(t.invoke, partitions, "commit")
+            self._finish(t.invoke, partitions, Outcome.COMMITTED)
             self.r.ok(t.invoke, ops=t.done, outcome="commit", end_invoked=end_invoked)
 
     def process(self) -> None:
@@ -212,7 +213,7 @@ class TxnSimulation:
             return
         invoke = self._invoke(process, "txn", {"ops": [["poll"], ["offsets", GROUP]], "commit": True,
                                                "isolation_level": READ_COMMITTED})
-        self.state[invoke] = "open"
+        self.state[invoke] = Outcome.UNKNOWN
         outputs: list[list[Any]] = []
         for r in records:
             tp = (OUTPUT, r[2] % self.c.output_partitions)
@@ -223,10 +224,10 @@ class TxnSimulation:
         end_invoked = self.r.now()
         partitions = {(op[1], op[2]) for op in outputs}
         if self.rng.random() < self.c.abort:
-            self._finish(invoke, partitions, "abort")
+            self._finish(invoke, partitions, Outcome.ABORTED)
             self.r.ok(invoke, ops=ops, outcome="abort", end_invoked=end_invoked)
             return
-        self._finish(invoke, partitions, "commit")
+        self._finish(invoke, partitions, Outcome.COMMITTED)
         self.committed.update(positions)
         self.r.ok(invoke, ops=ops, outcome="commit", end_invoked=end_invoked)
 

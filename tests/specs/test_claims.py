@@ -77,5 +77,6 @@ def test_transactional_properties_are_judged_only_for_runs_with_transactions() -
         assert name in claims.claimed, name
     assert {"G0", "G1c", "G-single"} <= set(claims.not_claimed)
     lossy = claims_for(Configuration(durability=DurabilityConfig(min_insync_replicas=1), transactions=True))
-    assert "min.insync.replicas=1" in lossy.not_claimed["torn-transaction"]
-    assert "G1b" in lossy.claimed
+    for name in TRANSACTIONAL_DURABILITY:
+        assert "min.insync.replicas=1" in lossy.not_claimed[name], name
+    assert "G1b" in lossy.claimed and "lso-above-hw" in lossy.claimed
