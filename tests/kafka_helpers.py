@@ -110,3 +110,31 @@ def topic_id(bootstrap: str, topic: str) -> Any:
                                        "allow_auto_topic_creation": False,
                                        "include_topic_authorized_operations": False})
     return response.topics[0].topic_id
+
+
+def read_values(bootstrap: str, partitions: Iterable[tuple[str, int]], isolation: str, expected: int,
+                timeout_s: float = 60.0, idle_s: float = 3.0) -> list[bytes]:
+    """What a confluent-kafka consumer at ``isolation`` reads from the start of ``partitions``,
+    in the order it returns them: until it has ``expected`` values (within ``timeout_s``, however
+    slow the machine), then for ``idle_s`` more, so that a record it must not see has the time
+    to show up too. Retriable errors (a leader moving in a cluster) are waited out."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{isolation}",
+                         "enable.auto.commit": False, "isolation.level": isolation,
+                         "topic.metadata.refresh.interval.ms": 500})
+    consumer.assign([TopicPartition(topic, index, 0) for topic, index in partitions])
+    values: list[bytes] = []
+    try:
+        idle = 0.0
+        deadline = time.monotonic() + timeout_s
+        while (len(values) < expected and time.monotonic() < deadline) or idle < idle_s:
+            batch = consumer.consume(100, 0.5)
+            idle = 0.0 if batch else idle + 0.5
+            for message in batch:
+                error = message.error()
+                if error is None:
+                    values.append(message.value() or b"")
+                elif error.code() != KafkaError._PARTITION_EOF and not error.retriable():
+                    raise AssertionError(f"consume error: {error}")
+    finally:
+        consumer.close()
+    return values

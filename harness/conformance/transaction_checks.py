@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harness.conformance.context import CheckContext, CheckSkipped, expect
+from harness.conformance.protocol_checks import _topic
 from harness.conformance.registry import check
 from harness.error_names import error_name
 from harness.session import (
@@ -114,13 +115,6 @@ class WireTransaction:
             "producer_id": self.producer_id if producer_id is None else producer_id,
             "producer_epoch": self.epoch if epoch is None else epoch, "committed": commit}, END_TXN_VERSION)
         return error_name(response.error_code)
-
-
-def _topic(ctx: CheckContext, s: WireSession, partitions: int = 1) -> str:
-    name = ctx.name("t")
-    error = s.create_topic(name, partitions)
-    expect(error == "NONE", f"CreateTopics {name}: {error}")
-    return name
 
 
 def _open(ctx: CheckContext, s: WireSession, timeout_ms: int = 60_000) -> WireTransaction:

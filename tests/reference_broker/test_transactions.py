@@ -11,18 +11,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from kio.schema.errors import ErrorCode
 
 from launch.broker_process import BrokerProcess
-from tests.kafka_helpers import create_topic, wire
+from tests.kafka_helpers import create_topic, read_values, wire
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
 
 TOPIC = "tx"
 PARTITIONS = 2
-IDLE_S = 3.0
-READ_TIMEOUT_S = 60.0
 DESCRIBE_PRODUCERS, DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 61, 65, 66
 
 # One transaction to write: (value, partition) pairs and whether to commit it.
@@ -103,29 +101,9 @@ WRITERS: dict[str, Callable[[str, list[Transaction]], None]] = {
 }
 
 
-def consume(bootstrap: str, isolation: str, expected: int, topic: str = TOPIC) -> list[bytes]:
-    """Every value a confluent-kafka consumer at ``isolation`` reads from the start of every
-    partition: until it has ``expected`` (within READ_TIMEOUT_S), then IDLE_S more, so that a
-    record it must not see has the time to show up too."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{isolation}",
-                         "enable.auto.commit": False, "isolation.level": isolation})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    values: list[bytes] = []
-    try:
-        idle = 0.0
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while (len(values) < expected and time.monotonic() < deadline) or idle < IDLE_S:
-            batch = consumer.consume(100, 0.5)
-            idle = 0.0 if batch else idle + 0.5
-            for message in batch:
-                error = message.error()
-                if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                    raise AssertionError(f"consume error: {error}")
-                if error is None:
-                    values.append(message.value() or b"")
-    finally:
-        consumer.close()
-    return sorted(values)
+def consume(bootstrap: str, isolation: str, expected: int) -> list[bytes]:
+    """Every value of TOPIC a consumer at ``isolation`` reads, sorted."""
+    return sorted(read_values(bootstrap, [(TOPIC, p) for p in range(PARTITIONS)], isolation, expected))
 
 
 def last_stable_offsets(bootstrap: str, topic: str = TOPIC) -> list[int]:

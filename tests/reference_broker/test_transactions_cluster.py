@@ -5,16 +5,15 @@ committed by the producer through the new coordinator, which rebuilt it from the
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 from kio.schema.errors import ErrorCode
 
 from launch.reference_cluster import ReferenceCluster
 from reference_broker.transactions import TRANSACTION_STATE_TOPIC, partition_for
-from tests.kafka_helpers import wire
+from tests.kafka_helpers import read_values, wire
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
 
@@ -59,25 +58,7 @@ def coordinator(cluster: ReferenceCluster, not_node: int | None = None) -> int:
 
 
 def read_all(bootstrap: str, isolation: str, expected: int) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{isolation}",
-                         "enable.auto.commit": False, "isolation.level": isolation,
-                         "topic.metadata.refresh.interval.ms": 500})
-    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(3)])
-    values: list[bytes] = []
-    try:
-        idle, deadline = 0.0, time.monotonic() + 90
-        while (len(values) < expected and time.monotonic() < deadline) or idle < 3.0:
-            batch = consumer.consume(100, 0.5)
-            idle = 0.0 if batch else idle + 0.5
-            for message in batch:
-                error = message.error()
-                if error is None:
-                    values.append(message.value() or b"")
-                elif error.code() != KafkaError._PARTITION_EOF and not error.retriable():
-                    raise AssertionError(f"consume error: {error}")
-    finally:
-        consumer.close()
-    return sorted(values)
+    return sorted(read_values(bootstrap, [(TOPIC, p) for p in range(3)], isolation, expected, timeout_s=90))
 
 
 def write(producer: Producer, prefix: str) -> list[bytes]:

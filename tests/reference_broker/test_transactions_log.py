@@ -12,7 +12,6 @@ marker lands.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from kio.schema.errors import ErrorCode
 
 from launch.broker_process import BrokerProcess
 from reference_broker.records import ControlType, EndTransactionMarker, build_control_batch
-from tests.kafka_helpers import create_topic, wire
+from tests.kafka_helpers import create_topic, read_values, wire
 from tests.reference_broker.test_idempotent_producer import PRODUCE_V, fetch, idempotent_batch
 
 pytestmark = pytest.mark.clients
@@ -28,8 +27,6 @@ pytestmark = pytest.mark.clients
 TOPIC = "idem"  # the name test_idempotent_producer's produce/fetch helpers address
 WRITE_TXN_MARKERS = 27
 TRANSACTIONAL = 0x10
-IDLE_S = 3.0
-READ_TIMEOUT_S = 60.0
 
 
 TRANSACTIONAL_ID = "log-test"
@@ -76,30 +73,7 @@ def fetch_committed(bootstrap: str, offset: int) -> Any:
 
 
 def consume(bootstrap: str, isolation: str, expected: int) -> list[bytes]:
-    """What a confluent-kafka consumer at ``isolation`` reads from offset 0: until it has
-    ``expected`` records (within READ_TIMEOUT_S, however slow the machine), then for IDLE_S
-    more, so that a record it should not see has the time to show up too."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"txn-{isolation}",
-                         "enable.auto.commit": False, "isolation.level": isolation})
-    consumer.assign([TopicPartition(TOPIC, 0, 0)])
-    values: list[bytes] = []
-    try:
-        idle = 0.0
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while (len(values) < expected and time.monotonic() < deadline) or idle < IDLE_S:
-            batch = consumer.consume(100, 0.5)
-            idle = 0.0 if batch else idle + 0.5
-            for msg in batch:
-                error = msg.error()
-                if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                    raise AssertionError(f"consume error: {error}")
-                if error is None:
-                    values.append(msg.value())
-    finally:
-        consumer.close()
-    return values
+    return read_values(bootstrap, [(TOPIC, 0)], isolation, expected)
 
 
 def test_read_committed_sees_only_committed_transactions_across_a_crash(
