@@ -63,7 +63,6 @@ class MarkerRequest:
 
     leader: int
     entries: tuple[MarkerEntry, ...]
-    transaction_versions: tuple[int, ...]  # per entry: the transaction's protocol version
 
 
 class MarkerChannel:
@@ -92,7 +91,7 @@ class MarkerChannel:
     ) -> list[MarkerRequest]:
         """The requests to send now, marking their partitions in flight until answered.
         ``leader_of`` gives a partition's leader, NO_LEADER, or GONE (no such partition)."""
-        by_leader: dict[int, list[tuple[MarkerEntry, int]]] = {}
+        by_leader: dict[int, list[MarkerEntry]] = {}
         for pending in list(self._pending):
             if pending.retry_at_ms > now_ms:
                 continue
@@ -112,13 +111,9 @@ class MarkerChannel:
                     pending.remaining.discard(tp)
                 elif leader != NO_LEADER:
                     pending.in_flight.add(tp)
-                    by_leader.setdefault(leader, []).append(
-                        (entry, pending.markers.transaction_version))
+                    by_leader.setdefault(leader, []).append(entry)
             self._maybe_done(pending, now_ms)
-        return [
-            MarkerRequest(leader, tuple(e for e, _ in entries), tuple(v for _, v in entries))
-            for leader, entries in sorted(by_leader.items())
-        ]
+        return [MarkerRequest(leader, tuple(entries)) for leader, entries in sorted(by_leader.items())]
 
     def answered(self, request: MarkerRequest, errors: dict[tuple[int, TopicPartition], ErrorCode],
                  now_ms: int) -> None:
