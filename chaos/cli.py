@@ -179,11 +179,6 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
         except TargetError as exc:
             raise click.UsageError(str(exc)) from exc
     seed = o["seed"] if o["seed"] is not None else secrets.randbelow(2**31)
-    if o["transactions"] and o["client"] not in TRANSACTIONAL_CLIENTS:
-        raise click.UsageError(f"--transactions: kconform drives transactions with {', '.join(TRANSACTIONAL_CLIENTS)} "
-                               f"only, not --client {o['client']} yet")
-    if o["transactions"] and not idempotence:
-        raise click.UsageError("--transactions needs idempotent producers (--acks all, KIP-98)")
     chosen = {"client": o["client"], "producers": o["producers"], "rate": o["rate"], "consumers": o["consumers"],
               "partitions": o["partitions"], "delivery_timeout_ms": o["delivery_timeout"],
               "request_timeout_ms": o["request_timeout"], "transactions": o["transactions"],
@@ -192,6 +187,11 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
     for key, value in CAMPAIGN_WORKLOADS.get(o["campaign"] or "", {}).items():
         if option.get(key, key) not in given:
             chosen[key] = value
+    if chosen["transactions"] and chosen["client"] not in TRANSACTIONAL_CLIENTS:
+        raise click.UsageError(f"--transactions: kconform drives transactions with {', '.join(TRANSACTIONAL_CLIENTS)} "
+                               f"only, not --client {chosen['client']} yet")
+    if chosen["transactions"] and not idempotence:
+        raise click.UsageError("--transactions needs idempotent producers (--acks all, KIP-98)")
     if chosen["delivery_timeout_ms"] < chosen["request_timeout_ms"]:
         raise click.UsageError(f"--delivery-timeout {chosen['delivery_timeout_ms']} is shorter than --request-timeout "
                                f"{chosen['request_timeout_ms']}: a send could expire before its first answer is due")

@@ -48,6 +48,7 @@ CAMPAIGN_TIMING: Mapping[str, str] = {
     "replica.fetch.backoff.ms": "100",
     "replica.socket.timeout.ms": "3000",
     "offsets.topic.num.partitions": "3",
+    "transaction.state.log.num.partitions": "3",
 }
 
 ENVIRONMENTS: Mapping[str, type[ProxiedTarget]] = {

@@ -38,9 +38,14 @@ from chaos.toxiproxy import ToxiproxyWedged
 from harness.history.write import Recorder
 from harness.targets.proxied import CLIENTS, ChaosEnvironmentError
 from launch.toxiproxy import ToxiproxyError
+from reference_broker.transactions import TRANSACTION_STATE_TOPIC
+from reference_broker.transactions import partition_for as transaction_partition
 
 PROCESS = "nemesis"
 RESOLVE_WAIT_S = 3.0
+TXN_COORDINATOR = "txn-coordinator"
+# Campaigns give __transaction_state this many partitions (chaos.environment.CAMPAIGN_TIMING).
+TRANSACTION_STATE_PARTITIONS = 3
 CONDITION_WAIT_S = 10.0  # the longest a fault waits for its start_when / stop_when condition
 # Observable states of partition ``params["partition"]`` a fault can wait for before it starts
 # (``params["start_when"]``) or ends (``params["stop_when"]``), judged on the views at the
@@ -268,21 +273,25 @@ class Nemesis:
 
     def resolve(self, spec: FaultSpec) -> list[str]:
         """The nodes a spec names, now: ``leader`` / ``followers`` of ``params["partition"]``
-        from Metadata, or a node list."""
+        from Metadata, ``txn-coordinator``: the transaction coordinator of workload producer
+        ``params["producer"]`` (the leader of its transactional id's ``__transaction_state``
+        partition), or a node list."""
         target = spec.target or ""
+        if target == TXN_COORDINATOR:
+            prefix = getattr(self.workload, "group_prefix", None)
+            if prefix is None or not getattr(getattr(self.workload, "settings", None), "transactions", False):
+                raise FaultNotApplied("NOT_APPLICABLE: txn-coordinator needs a transactional workload (--transactions)")
+            transactional_id = f"{prefix}-{spec.params.get('producer', 'p0')}"
+            state_partitions = int(spec.params.get("state_partitions", TRANSACTION_STATE_PARTITIONS))
+            return [self._leader(TRANSACTION_STATE_TOPIC, transaction_partition(transactional_id, state_partitions))]
         if target in ("leader", "followers"):
             partition = int(spec.params.get("partition", 0))
-            # Right after another fault ends, leadership may be moving: ask again for a while.
-            deadline = time.monotonic() + RESOLVE_WAIT_S
+            leader = self._leader(self.topic, partition)
             state = self.env.partition_state(self.topic, partition)
-            while (state is None or state.leader is None) and time.monotonic() < deadline:
-                time.sleep(0.1)
-                state = self.env.partition_state(self.topic, partition)
-            if state is None or state.leader is None:
-                raise FaultNotApplied(f"NO_LEADER: {self.topic}-{partition} has no leader now")
+            assert state is not None
             if target == "leader":
-                return [state.leader]
-            followers = [r for r in state.replicas if r != state.leader]
+                return [leader]
+            followers = [r for r in state.replicas if r != leader]
             if not followers:
                 raise FaultNotApplied(f"NO_FOLLOWER: {self.topic}-{partition} has no follower")
             return followers
@@ -292,6 +301,18 @@ class Nemesis:
             raise FaultNotApplied(f"NOT_APPLICABLE: no node {', '.join(unknown) or repr(target)} on this target "
                                   f"(nodes: {', '.join(self.env.target.nodes)})")
         return nodes
+
+    def _leader(self, topic: str, partition: int) -> str:
+        """The partition's leader; right after another fault ends leadership may be moving, so
+        Metadata is asked again for a while."""
+        deadline = time.monotonic() + RESOLVE_WAIT_S
+        state = self.env.partition_state(topic, partition)
+        while (state is None or state.leader is None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            state = self.env.partition_state(topic, partition)
+        if state is None or state.leader is None:
+            raise FaultNotApplied(f"NO_LEADER: {topic}-{partition} has no leader now")
+        return state.leader
 
     def holds(self, condition: str, partition: int) -> bool:
         """Whether ``condition`` (one of :data:`CONDITIONS`) holds for the partition now."""

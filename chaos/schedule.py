@@ -469,6 +469,24 @@ def _consumer_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
     return Schedule(tuple(faults), duration, seed, "consumer-crashes")
 
 
+def _txn_coordinator_failures(seed: int, ctx: Context, duration: float) -> Schedule:
+    """The transaction coordinator of producer p0 (the leader of its transactional id's
+    ``__transaction_state`` partition, found when each fault starts) is killed, paused and cut
+    off in turn, 3 s each with 2 s between, while the workload commits and aborts transactions
+    (``CAMPAIGN_WORKLOADS`` turns transactions on): the coordinator's state must survive its
+    fail-over, decided transactions must get their markers from the next coordinator, and
+    open ones must be aborted or committed whole."""
+    faults = []
+    at = 2.0
+    round_ = 0
+    kinds = ("kill", "pause", "isolate-node")
+    while at + 3.0 <= duration - 2.0:
+        faults.append(FaultSpec(kinds[round_ % len(kinds)], at, 3.0, "txn-coordinator", {"producer": "p0"}))
+        at += 5.0
+        round_ += 1
+    return Schedule(tuple(faults), duration, seed, "txn-coordinator-failures")
+
+
 NAMED: Mapping[str, tuple[str, Named | None]] = {
     "mixed": ("faults of every safe kind the target supports, one after another", None),
     "kills": ("SIGKILL the leader or a node, again and again", _kinds_schedule("kills", ["kill"])),
@@ -484,6 +502,8 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
     "duplicates": ("delay answers past the request timeout and kill leaders (non-idempotent retries)",
                    _duplicates),
     "consumer-crashes": ("group consumers crash at their worst moment", _consumer_crashes),
+    "txn-coordinator-failures": ("kill, pause and isolate the transaction coordinator of a transactional "
+                                 "producer, in turn (turns --transactions on)", _txn_coordinator_failures),
     "epoch-bump-duplicates": ("expire one partition's sends while another's answers are late: a client that "
                               "bumps its epoch and renumbers resends duplicates (librdkafka #4953)",
                               _epoch_bump_duplicates),
@@ -491,6 +511,7 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
 
 CAMPAIGN_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
     "epoch-bump-duplicates": {"delivery_timeout_ms": 8000, "rate": 200.0},
+    "txn-coordinator-failures": {"transactions": True},
 }
 """Workload settings a named campaign needs (its faults are timed against them); the CLI uses
 them unless the user gives the option."""
