@@ -84,6 +84,21 @@ def producers(log: PartitionLog) -> dict[int, tuple[int, int, int, int, int | No
     }
 
 
+def reopen_log(log: PartitionLog, directory: Path, how: str, now_ms: int) -> PartitionLog:
+    """``log`` opened again after a ``clean`` close, or after a crash that lost its producer
+    snapshots (``crash-without-snapshots``) and also its recovery point
+    (``recover-everything``)."""
+    if how == "clean":
+        log.close()
+    else:
+        log.abandon()
+        for snapshot in directory.glob("*.snapshot"):
+            snapshot.unlink()
+        if how == "recover-everything":
+            (directory / RECOVERY_POINT_CHECKPOINT).unlink()
+    return PartitionLog.open(directory, CONFIG, now_ms)
+
+
 @pytest.fixture
 def log(tmp_path: Path) -> PartitionLog:
     return PartitionLog.open(tmp_path / "t-0", CONFIG, NOW)
@@ -197,16 +212,7 @@ def test_a_producers_last_batch_stays_empty_with_its_marker(tmp_path: Path, reop
     ]
     assert [h.base_offset for h in kept if h.is_control] == [marker]
     assert all_aborted(log) == [AbortedTxn(1, first, marker, marker + 1)]
-    directory = tmp_path / "t-0"
-    if reopen == "clean":
-        log.close()
-    else:
-        log.abandon()
-        for snapshot in directory.glob("*.snapshot"):
-            snapshot.unlink()
-        if reopen == "recover-everything":
-            (directory / RECOVERY_POINT_CHECKPOINT).unlink()
-    reopened = PartitionLog.open(directory, CONFIG, NOW + 8)
+    reopened = reopen_log(log, tmp_path / "t-0", reopen, NOW + 8)
     assert producers(reopened) == state == {1: (0, 1, first + 1, NOW + 7, None)}
     assert all_aborted(reopened) == [AbortedTxn(1, first, marker, marker + 1)]
     assert reopened.last_stable_offset(reopened.log_end_offset) == reopened.log_end_offset
@@ -227,14 +233,7 @@ def test_a_fence_marker_stays_so_that_a_reload_still_refuses_the_fenced_epoch(tm
     for now in (NOW, NOW, NOW + 100 * DELETE_RETENTION_MS):
         log.compact(now)
     assert [h.base_offset for h in stored(log) if h.is_control] == [marker]
-    directory = tmp_path / "t-0"
-    if reopen == "clean":
-        log.close()
-    else:
-        log.abandon()
-        for snapshot in directory.glob("*.snapshot"):
-            snapshot.unlink()
-    reopened = PartitionLog.open(directory, CONFIG, NOW + 1)
+    reopened = reopen_log(log, tmp_path / "t-0", reopen, NOW + 1)
     entry = reopened.producer_state.entry(1)
     assert entry is not None and entry.epoch == 1
     with pytest.raises(InvalidProducerEpochError):
