@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,11 @@ class RequestContext:
     client_id: str | None
     listener: str  # the listener name the request arrived on, for advertised addresses
     peer: str  # "host:port" of the client, for logs
+
+
+def milliseconds(value: datetime.timedelta) -> int:
+    """A request's duration field (kio gives timedeltas) in whole milliseconds."""
+    return value // datetime.timedelta(milliseconds=1)
 
 
 class CloseConnection(Exception):

@@ -32,7 +32,6 @@ Version differences handled here (Kafka protocol guide):
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,7 +48,7 @@ from reference_broker.groups import (
 )
 from reference_broker.groups.log_format import NO_LEADER_EPOCH
 from reference_broker.groups.membership import NO_GENERATION
-from reference_broker.handlers.context import Later, RequestContext
+from reference_broker.handlers.context import Later, RequestContext, milliseconds
 
 NO_OFFSET = -1
 DEFAULT_RETENTION_MS = -1
@@ -60,9 +59,6 @@ TOPIC_IDS_FROM_VERSION = 10
 GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 
-
-def _ms(value: datetime.timedelta) -> int:
-    return value // datetime.timedelta(milliseconds=1)
 
 
 def _client_host(peer: str) -> str:
@@ -103,7 +99,7 @@ def handle_join_group(broker: Broker, ctx: RequestContext, request: Any, now_ms:
     error = _not_here(broker, request.group_id, now_ms)
     if error is not None:
         return _join_response(JoinResult(error, request.member_id), version)
-    session_timeout = _ms(request.session_timeout)
+    session_timeout = milliseconds(request.session_timeout)
     join = JoinRequest(
         group_id=request.group_id,
         member_id=request.member_id,
@@ -111,7 +107,7 @@ def handle_join_group(broker: Broker, ctx: RequestContext, request: Any, now_ms:
         protocol_type=request.protocol_type,
         protocols=tuple((p.name, bytes(p.metadata)) for p in request.protocols),
         session_timeout_ms=session_timeout,
-        rebalance_timeout_ms=_ms(request.rebalance_timeout) if version >= 1 else session_timeout,
+        rebalance_timeout_ms=milliseconds(request.rebalance_timeout) if version >= 1 else session_timeout,
         client_id=ctx.client_id or "",
         client_host=_client_host(ctx.peer),
         require_known_member_id=version >= 4,
@@ -267,7 +263,7 @@ def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any, now_
     version = ctx.api_version
     expire_ms = None
     if version <= RETENTION_TIME_UNTIL_VERSION:
-        retention_ms = _ms(request.retention_time)
+        retention_ms = milliseconds(request.retention_time)
         if retention_ms != DEFAULT_RETENTION_MS:
             expire_ms = now_ms + retention_ms
     plan = _CommitPlan(broker, request.topics, version >= TOPIC_IDS_FROM_VERSION, now_ms, expire_ms)

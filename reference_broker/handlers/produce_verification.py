@@ -23,39 +23,46 @@ from kio.schema.errors import ErrorCode
 from reference_broker.broker import Broker
 from reference_broker.handlers.context import CloseConnection, Later, RequestContext
 from reference_broker.producers.state import ProducerEntry
-from reference_broker.records import BatchHeader, RecordError, parse_header
+from reference_broker.records import TRANSACTIONAL_ATTRIBUTE, BatchHeader, RecordError, parse_header
 from reference_broker.replication import Partition, Role
 from reference_broker.transactions.log_format import TopicPartition
 from reference_broker.transactions.verification import produce_error
 
+# The low byte of a v2 batch's int16 attributes (base offset 8, length 4, partition leader epoch
+# 4, magic 1, crc 4: the attributes start at byte 21).
+ATTRIBUTES_LOW_BYTE = 22
 # A refusal per partition, and the guard each verified partition's append checks.
 Refusals = dict[TopicPartition, ErrorCode]
 Guard = Callable[[Partition], ErrorCode | None]
 Produce = Callable[[Refusals, dict[TopicPartition, Guard]], Any]
 
 
-def _transactional_batches(broker: Broker, request: Any) -> list[tuple[TopicPartition, BatchHeader]]:
+def _transactional_batches(request: Any) -> list[tuple[TopicPartition, BatchHeader]]:
+    """The transactional data batches of the request. On every Produce: the attributes byte is
+    looked at first, and only a transactional batch's header is parsed."""
     found = []
     for topic_data in request.topic_data:
         for part in topic_data.partition_data:
+            records = part.records or b""
+            if len(records) <= ATTRIBUTES_LOW_BYTE or not records[ATTRIBUTES_LOW_BYTE] & TRANSACTIONAL_ATTRIBUTE:
+                continue
             try:
-                header = parse_header(part.records or b"")
+                header = parse_header(records)
             except RecordError:
                 continue  # the append path reports it
-            if header.is_transactional and not header.is_control:
+            if not header.is_control:
                 found.append(((topic_data.name, int(part.index)), header))
     return found
 
 
-def _starts_transaction(partition: Partition | None, header: BatchHeader) -> ProducerEntry | None | bool:
-    """False when no verification is needed (not the leader here: the append path refuses it;
-    or a transaction of this epoch is ongoing); else the producer's entry now (None: none)."""
+def _needs_verification(partition: Partition | None, header: BatchHeader) -> bool:
+    """Whether the batch would start a transaction here: this node leads the partition (else
+    the append path refuses it) and no transaction of the batch's epoch is ongoing."""
     if partition is None or partition.role is not Role.LEADER:
         return False
     entry = partition.log.producer_state.entry(header.producer_id)
-    if entry is not None and entry.epoch == header.producer_epoch and entry.current_txn_first_offset is not None:
-        return False
-    return entry
+    return not (entry is not None and entry.epoch == header.producer_epoch
+                and entry.current_txn_first_offset is not None)
 
 
 def _guard(header: BatchHeader, seen: ProducerEntry | None, version: int) -> Guard:
@@ -71,14 +78,15 @@ def _guard(header: BatchHeader, seen: ProducerEntry | None, version: int) -> Gua
 def verify_then(broker: Broker, ctx: RequestContext, request: Any, produce: Produce) -> Any:
     """Run ``produce`` with the partitions verification refused and the guards of those it
     passed: at once when nothing needs asking (or this node coordinates), else a Deferred."""
-    batches = _transactional_batches(broker, request)
+    batches = _transactional_batches(request)
     if batches and request.transactional_id is None:
         return produce({tp: ErrorCode.transactional_id_authorization_failed for tp in _all(request)}, {})
     pending: dict[TopicPartition, tuple[BatchHeader, ProducerEntry | None]] = {}
     for tp, header in batches:
-        seen = _starts_transaction(broker.partition(*tp), header)
-        if seen is not False:
-            pending[tp] = (header, seen if isinstance(seen, ProducerEntry) else None)
+        partition = broker.partition(*tp)
+        if _needs_verification(partition, header):
+            assert partition is not None
+            pending[tp] = (header, partition.log.producer_state.entry(header.producer_id))
     if not pending:
         return produce({}, {})
     refusals: Refusals = {}

@@ -20,7 +20,6 @@ PRODUCER_FENCED is INVALID_PRODUCER_EPOCH for the request versions before KIP-58
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,7 @@ from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
 from reference_broker.groups import OFFSETS_TOPIC
-from reference_broker.handlers.context import Later, RequestContext
+from reference_broker.handlers.context import Later, RequestContext, milliseconds
 from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.transactions.coordinator import (
     ProducerIdAndEpoch,
@@ -41,9 +40,6 @@ THROTTLE = {"throttle_time": 0}
 BATCHED_ADD_PARTITIONS_FROM_VERSION = 4  # brokers' AddPartitionsToTxn (KIP-890 part 1)
 END_TXN_EPOCH_BUMP_FROM_VERSION = 5  # EndTxn answers the next epoch (KIP-890 part 2)
 
-
-def _ms(value: datetime.timedelta) -> int:
-    return value // datetime.timedelta(milliseconds=1)
 
 
 def _client_transaction_version(broker: Broker, version: int, from_version: int) -> int:
@@ -68,7 +64,7 @@ def init_transactional_producer_id(broker: Broker, ctx: RequestContext, request:
                 "producer_id": result.producer_id, "producer_epoch": result.producer_epoch}
 
     later = Later(render)
-    broker.transactions.init_producer_id(request.transactional_id, _ms(request.transaction_timeout),
+    broker.transactions.init_producer_id(request.transactional_id, milliseconds(request.transaction_timeout),
                                          expected, now_ms, later.callback)
     return later.response()
 
