@@ -97,13 +97,22 @@ class WireTransaction:
         return errors
 
     def send(self, topic: str, partition: int, values: Sequence[bytes], epoch: int | None = None) -> ProduceResult:
-        """A transactional batch with the next sequence of the partition."""
+        """A transactional batch with the next sequence of the partition. NOT_ENOUGH_REPLICAS is
+        sent again until the session's timeout, as producers do: it is what a leader answers
+        while it cannot verify the batch with the coordinator (KIP-890 part 1: the coordinator
+        is loading, completing the previous transaction, or out of reach)."""
         sequence = self.sequences.get((topic, partition), 0)
         batch = make_batch(list(values), producer_id=self.producer_id,
                            producer_epoch=self.epoch if epoch is None else epoch,
                            base_sequence=sequence, transactional=True)
-        result = self.s.produce(topic, partition, batch, transactional_id=self.id)
-        assert result is not None
+        deadline = time.monotonic() + self.s.timeout_s
+        waits = pauses()
+        while True:
+            result = self.s.produce(topic, partition, batch, transactional_id=self.id)
+            assert result is not None
+            if result.error != "NOT_ENOUGH_REPLICAS" or time.monotonic() > deadline:
+                break
+            time.sleep(next(waits))
         if result.error == "NONE":
             self.sequences[(topic, partition)] = sequence + len(values)
         return result
@@ -332,19 +341,6 @@ def transaction_admin(ctx: CheckContext) -> None:
     expect(txn.end(commit=False) == "NONE", "EndTxn(abort) failed")
 
 
-def _send_retrying(txn: WireTransaction, topic: str, partition: int, value: bytes) -> ProduceResult:
-    """A transactional batch, sent again while the answer is a retriable NOT_ENOUGH_REPLICAS (a
-    coordinator that cannot verify yet, e.g. while the previous transaction completes), as a
-    producer does."""
-    deadline = time.monotonic() + txn.s.timeout_s
-    for pause in pauses():
-        result = txn.send(topic, partition, [value])
-        if result.error != "NOT_ENOUGH_REPLICAS" or time.monotonic() > deadline:
-            return result
-        time.sleep(pause)
-    raise AssertionError("unreachable")
-
-
 @check("transaction-verification", requires=[CREATE_TOPICS, TRANSACTIONS],
        rule="KIP-890 part 1: a transactional batch for a partition the coordinator does not have in the producer's "
             "ongoing transaction must not start a transaction there (Kafka 3.6+ refuses it, TRANSACTION_ABORTABLE "
@@ -358,10 +354,10 @@ def transaction_verification(ctx: CheckContext) -> None:
     txn = _open(ctx, s)
     expect(txn.add_partitions([(topic, 0)]) == {(topic, 0): "NONE"}, "AddPartitionsToTxn failed")
     expect(txn.send(topic, 0, [b"in"]).error == "NONE", "transactional Produce to an added partition failed")
-    outside = _send_retrying(txn, topic, 1, b"outside")
+    outside = txn.send(topic, 1, [b"outside"])
     expect(txn.end(commit=True) == "NONE", "EndTxn(commit) failed")
     # The committed transaction's epoch again, with no AddPartitionsToTxn: a late batch.
-    late = _send_retrying(txn, topic, 2, b"late")
+    late = txn.send(topic, 2, [b"late"])
     for name, result, tp in (("a batch for a partition never added", outside, (topic, 1)),
                              ("a batch sent after the commit", late, (topic, 2))):
         expect(result.error in ("NONE", "TRANSACTION_ABORTABLE", "INVALID_TXN_STATE"),
