@@ -182,8 +182,9 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
     chosen = {"client": o["client"], "producers": o["producers"], "rate": o["rate"], "consumers": o["consumers"],
               "partitions": o["partitions"], "delivery_timeout_ms": o["delivery_timeout"],
               "request_timeout_ms": o["request_timeout"], "transactions": o["transactions"],
-              "txn_size": o["txn_size"], "abort_ratio": o["abort_ratio"]}
-    option = {"delivery_timeout_ms": "delivery_timeout", "request_timeout_ms": "request_timeout"}
+              "txn_size": o["txn_size"], "abort_ratio": o["abort_ratio"], "txn_send_gap_ms": o["txn_send_gap"]}
+    option = {"delivery_timeout_ms": "delivery_timeout", "request_timeout_ms": "request_timeout",
+              "txn_send_gap_ms": "txn_send_gap"}
     for key, value in CAMPAIGN_WORKLOADS.get(o["campaign"] or "", {}).items():
         if option.get(key, key) not in given:
             chosen[key] = value
@@ -280,6 +281,9 @@ error, unreadable --replay file); 130 interrupted.
               help="With --transactions: records per transaction, e.g. --txn-size 10.")
 @click.option("--abort-ratio", type=click.FloatRange(0, 1), default=0.2, show_default=True, metavar="R",
               help="With --transactions: the share of transactions the workload aborts, e.g. --abort-ratio 0.5.")
+@click.option("--txn-send-gap", type=click.IntRange(0, 10_000), default=0, show_default=True, metavar="MS",
+              help="With --transactions: milliseconds between a transaction's sends, so that each new partition "
+                   "joins the transaction by a request of its own, e.g. --txn-send-gap 100.")
 @click.option("--producers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Producer threads, e.g. --producers 4.")
 @click.option("--rate", type=click.FloatRange(min=1, max=100_000), default=100.0, show_default=True,

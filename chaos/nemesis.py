@@ -149,7 +149,9 @@ _STREAMS = {"downstream": ("downstream",), "upstream": ("upstream",), "both": ("
 class ToxicFault(_Family):
     """A toxic on every path into and out of a node (``params["paths"]``: ``all``, ``clients``
     for the client path only, ``peers`` for the others; ``params["streams"]``: ``downstream``
-    for answers only, ``upstream`` for requests only, ``both``; default per toxic)."""
+    for answers only, ``upstream`` for requests only, ``both``; default per toxic;
+    ``params["toxicity"]``: the share of connections it applies to, each drawn by Toxiproxy
+    when the connection opens or the toxic is added; default 1)."""
 
     def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
         toxic, defaults, streams = _TOXICS[spec.fault]
@@ -169,6 +171,9 @@ class ToxicFault(_Family):
         if not links:
             raise FaultNotApplied(f"NOT_APPLICABLE: no proxied path to or from {node} on this target")
         attributes = {key: int(spec.params.get(key, value)) for key, value in defaults.items()}
+        toxicity = float(spec.params.get("toxicity", 1.0))
+        if not 0.0 < toxicity <= 1.0:
+            raise FaultNotApplied(f"NOT_APPLICABLE: toxicity {toxicity} (give a share of connections in (0, 1])")
         added: list[tuple[ProxyLink, str]] = []
 
         def undo() -> None:
@@ -179,7 +184,7 @@ class ToxicFault(_Family):
             for link in links:
                 for stream in streams:
                     name = f"kconform-{fault_id}-{spec.fault}-{stream}"
-                    self.n.topology.add_toxic(link, toxic, dict(attributes), stream, name)
+                    self.n.topology.add_toxic(link, toxic, dict(attributes), stream, name, toxicity)
                     added.append((link, name))
         except ToxiproxyWedged:
             raise

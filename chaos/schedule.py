@@ -487,6 +487,30 @@ def _txn_coordinator_failures(seed: int, ctx: Context, duration: float) -> Sched
     return Schedule(tuple(faults), duration, seed, "txn-coordinator-failures")
 
 
+def _delayed_end_txn(seed: int, ctx: Context, duration: float) -> Schedule:
+    """The shape of KAFKA-17754: a delayed EndTxn lands on the producer's next transaction.
+    Requests from clients to every broker (so to every transaction coordinator) are delayed by
+    0 to 2 s each (latency 1 s, jitter 1 s, drawn per request by Toxiproxy), 8 s at a time with
+    2 s between, while the workload (``CAMPAIGN_WORKLOADS``) sends short transactions whose
+    sends are spread out, half of them aborted, with a 0.6 s request timeout. A client whose
+    EndTxn times out closes the connection and sends it again on a new one, which may be
+    delayed less: the second copy ends the transaction, the client begins the next one under
+    the same producer epoch (transaction protocol version 1: no epoch bump per transaction),
+    and the first copy, arriving late, ends that one early: the partitions it adds afterwards
+    form a transaction of their own. Visible as aborted reads (the early commit of a
+    transaction the client then aborts or gives up) and lost writes or torn transactions (the
+    early abort of one it then commits). Transaction protocol version 2 (KIP-890 part 2: a new
+    epoch for every transaction) fences the late copy."""
+    faults = []
+    at = 2.0
+    while at + 1.5 <= duration - 2.0:
+        faults += [FaultSpec("latency", at, 1.5, broker, {"latency": 3000, "jitter": 0, "toxicity": 0.3,
+                                                          "paths": "clients", "streams": "upstream"})
+                   for broker in ctx.brokers]
+        at += 2.0
+    return Schedule(tuple(faults), duration, seed, "delayed-end-txn")
+
+
 NAMED: Mapping[str, tuple[str, Named | None]] = {
     "mixed": ("faults of every safe kind the target supports, one after another", None),
     "kills": ("SIGKILL the leader or a node, again and again", _kinds_schedule("kills", ["kill"])),
@@ -504,6 +528,9 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
     "consumer-crashes": ("group consumers crash at their worst moment", _consumer_crashes),
     "txn-coordinator-failures": ("kill, pause and isolate the transaction coordinator of a transactional "
                                  "producer, in turn (turns --transactions on)", _txn_coordinator_failures),
+    "delayed-end-txn": ("delay clients' requests past their request timeout, some more than others: a "
+                        "resent EndTxn ends the transaction, the late first copy ends the next one (KAFKA-17754; "
+                        "turns --transactions on)", _delayed_end_txn),
     "epoch-bump-duplicates": ("expire one partition's sends while another's answers are late: a client that "
                               "bumps its epoch and renumbers resends duplicates (librdkafka #4953)",
                               _epoch_bump_duplicates),
@@ -512,6 +539,11 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
 CAMPAIGN_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
     "epoch-bump-duplicates": {"delivery_timeout_ms": 8000, "rate": 200.0},
     "txn-coordinator-failures": {"transactions": True},
+    # aiokafka, like the Java client, closes a connection whose request timed out and sends the
+    # request again on a new one (kafka-python gives the producer up instead; librdkafka waits
+    # 60 s, its socket.timeout.ms, on the same connection).
+    "delayed-end-txn": {"transactions": True, "client": "aiokafka", "producers": 6, "request_timeout_ms": 600,
+                        "delivery_timeout_ms": 20_000, "txn_size": 3, "txn_send_gap_ms": 100, "abort_ratio": 0.5},
 }
 """Workload settings a named campaign needs (its faults are timed against them); the CLI uses
 them unless the user gives the option."""

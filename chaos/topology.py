@@ -174,8 +174,8 @@ class Topology:
                 self.control.set_enabled(link.proxy, True)
 
     def add_toxic(self, link: ProxyLink, toxic: str, attributes: dict[str, int | float],
-                  stream: str, name: str) -> None:
-        self.control.add_toxic(link.proxy, toxic, attributes, stream=stream, name=name)
+                  stream: str, name: str, toxicity: float = 1.0) -> None:
+        self.control.add_toxic(link.proxy, toxic, attributes, stream=stream, toxicity=toxicity, name=name)
 
     def remove_toxic(self, link: ProxyLink, name: str) -> None:
         self.control.remove_toxic(link.proxy, name)

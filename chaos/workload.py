@@ -8,8 +8,8 @@ Every operation goes into the campaign's history through the workload clients (u
   unacknowledged at once (so a partition does not queue up a minute of records). With
   ``transactions`` each is a transactional producer (its transactional id is the campaign's
   group prefix and its name, kept by every incarnation, so a new one fences the last) sending
-  transactions of ``txn_size`` records, aborting ``abort_ratio`` of them, each recorded as a
-  ``txn`` operation; the consumers then read ``read_committed``;
+  transactions of ``txn_size`` records (``txn_send_gap_ms`` apart), aborting ``abort_ratio`` of
+  them, each recorded as a ``txn`` operation; the consumers then read ``read_committed``;
 * **consumers**, one mode each:
 
   - ``assigned``: assigned every partition from the beginning, no group: it reads through the
@@ -85,6 +85,9 @@ class WorkloadSettings:
     txn_size: int = 4
     abort_ratio: float = 0.2
     transaction_timeout_ms: int = 60_000
+    # Milliseconds between a transaction's sends: each new partition then joins the transaction
+    # by an AddPartitionsToTxn of its own, spread over the transaction's life.
+    txn_send_gap_ms: int = 0
 
     def producer_settings(self, transactional_id: str | None = None) -> ProducerSettings:
         return ProducerSettings(acks=self.acks, idempotence=self.idempotence, linger_ms=5,
@@ -182,7 +185,7 @@ class ProducerWorker(_Worker):
                  for _ in range(s.txn_size)]
         commit = self.rng.random() >= s.abort_ratio
         self.sent += len(sends)
-        if producer.transaction(sends, commit) == "commit":
+        if producer.transaction(sends, commit, s.txn_send_gap_ms / 1000) == "commit":
             self.acknowledged += len(sends)
 
     def _replace(self, producer: Producer) -> Producer:

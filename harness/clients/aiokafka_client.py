@@ -129,6 +129,12 @@ class AiokafkaProducer(Producer):
     def _init_transactions(self) -> None:
         """aiokafka's start() has done InitProducerId for the transactional id already."""
 
+    def _stuck_after(self, error: str) -> bool:
+        # aiokafka does not take back the sequence numbers of a batch the broker refused
+        # outright, and never bumps its epoch to start them again (KIP-360): once a partition
+        # answers OUT_OF_ORDER_SEQUENCE_NUMBER, every later batch there is refused the same way.
+        return error == "OUT_OF_ORDER_SEQUENCE_NUMBER"
+
     def _begin_transaction(self) -> None:
         self._transactional(self._p.begin_transaction)
 
@@ -144,7 +150,9 @@ class AiokafkaProducer(Producer):
         try:
             self._loop.run(run())
         except aerrors.KafkaError as exc:
-            fatal = type(exc).__name__ in ("ProducerFenced", "InvalidProducerEpoch", "UnsupportedVersionError")
+            manager = self._p._txn_manager
+            fatal = type(exc).__name__ in ("ProducerFenced", "InvalidProducerEpoch", "UnsupportedVersionError") or (
+                manager is not None and manager.is_fatal_error())
             raise ClientError(error_of(exc), str(exc), fatal=fatal, abortable=not fatal) from exc
 
     def _flush(self, timeout_s: float) -> int:

@@ -249,9 +249,11 @@ class Producer(_Client):
         """InitProducerId for ``settings.transactional_id``: fences every older instance."""
         self._init_transactions()
 
-    def transaction(self, sends: Sequence[tuple[str, int | None, str | None, str]], commit: bool) -> str:
-        """Run one transaction of ``sends`` ((topic, partition, key, value)), then commit it
-        or (``commit`` false) abort it, recorded as one ``txn`` operation
+    def transaction(self, sends: Sequence[tuple[str, int | None, str | None, str]], commit: bool,
+                    gap_s: float = 0.0) -> str:
+        """Run one transaction of ``sends`` ((topic, partition, key, value)), ``gap_s`` seconds
+        apart (so that each new partition is added to the transaction by a request of its own),
+        then commit it or (``commit`` false) abort it, recorded as one ``txn`` operation
         (docs/history-format.md). Returns how it ended as the history has it: ``commit`` or
         ``abort`` (ok), ``fail`` (certainly not committed: commitTransaction was never called,
         or the library refused it and the transaction was aborted) or ``info`` (unknown).
@@ -263,8 +265,12 @@ class Producer(_Client):
         done: list[list[Any]] = []
         try:
             self._begin_transaction()
-            handles = [((topic, partition, key, value), self._hand_over(topic, key, value, partition, lambda _: None))
-                       for topic, partition, key, value in sends]
+            handles = []
+            for i, (topic, partition, key, value) in enumerate(sends):
+                if i and gap_s:
+                    self.serve(gap_s)
+                handles.append(((topic, partition, key, value),
+                                self._hand_over(topic, key, value, partition, lambda _: None)))
             for (topic, _, key, value), handle in handles:
                 delivery = handle.result(self.settings.delivery_timeout_ms / 1000 + 5)
                 if delivery.outcome is not Outcome.SUCCESS:
@@ -292,7 +298,7 @@ class Producer(_Client):
         """Abort after an error: the transaction is certainly not committed (no commit was sent,
         or the library says it was refused), whether the abort succeeds or not."""
         error = exc.error if isinstance(exc, ClientError) else "TIMEOUT"
-        fatal = isinstance(exc, ClientError) and exc.fatal
+        fatal = isinstance(exc, ClientError) and exc.fatal or self._stuck_after(error)
         if not fatal:
             try:
                 self._end_transaction(False)
@@ -303,7 +309,9 @@ class Producer(_Client):
             extra["end_invoked"] = end_invoked
         self._complete(invoke, "fail", error, **extra)
         if fatal:
-            raise exc if isinstance(exc, ClientError) else ClientError(error, fatal=True)
+            if isinstance(exc, ClientError) and exc.fatal:
+                raise exc
+            raise ClientError(error, str(exc), fatal=True) from exc
         return "fail"
 
     def _complete(self, invoke: int | None, type_: str, error: str, **fields: Any) -> None:
@@ -354,6 +362,11 @@ class Producer(_Client):
     def _end_transaction(self, commit: bool) -> None:
         """commitTransaction or abortTransaction; ClientError (with abortable / fatal) on failure."""
         raise ClientUnavailable(f"transactions are not implemented for {self.client} in kconform yet")
+
+    def _stuck_after(self, error: str) -> bool:
+        """Whether a transaction that failed with ``error`` leaves this library's producer unable
+        to write again, though the library does not say so: it is then reported as fatal."""
+        return False
 
 
 class Consumer(_Client):

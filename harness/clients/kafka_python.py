@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from harness.clients.base import (
@@ -36,12 +37,18 @@ def error_of(exc: BaseException) -> str:
     if isinstance(errno, int) and errno != 0:
         return error_name(errno)  # -1 is UNKNOWN_SERVER_ERROR
     name = type(exc).__name__
+    wrapped = _WRAPPED_ERROR.search(str(exc)) if name == "KafkaError" else None
+    if wrapped is not None:
+        return error_name(int(wrapped.group(1)))  # "... for unknown reasons: [Error 7] RequestTimedOutError"
     if "Timeout" in name:
         return "TIMEOUT"
     if "Connection" in name or "NodeNotReady" in name or "NoBrokersAvailable" in name:
         return "DISCONNECTED"
     return name
 
+
+# The error code inside the message of an error kafka-python wraps in a plain KafkaError.
+_WRAPPED_ERROR = re.compile(r"\[Error (-?\d+)\]")
 
 # kafka-python's errors after which the producer cannot go on (its other transactional errors
 # leave it able to abort).
@@ -76,14 +83,15 @@ class KafkaPythonProducer(Producer):
     def _end_transaction(self, commit: bool) -> None:
         self._transactional(self._p.commit_transaction if commit else self._p.abort_transaction)
 
-    @staticmethod
-    def _transactional(call: Any) -> None:
+    def _transactional(self, call: Any) -> None:
         try:
             call()
         except kerrors.KafkaError as exc:
-            name = type(exc).__name__
-            raise ClientError(error_of(exc), str(exc), fatal=name in FATAL_TRANSACTION_ERRORS,
-                              abortable=name not in FATAL_TRANSACTION_ERRORS) from exc
+            # kafka-python also ends in its fatal state with errors of no class of their own:
+            # a transactional request that timed out ("for unknown reasons") is one. Its state
+            # says whether the producer can still abort.
+            fatal = type(exc).__name__ in FATAL_TRANSACTION_ERRORS or self._p._transaction_manager.has_fatal_error()
+            raise ClientError(error_of(exc), str(exc), fatal=fatal, abortable=not fatal) from exc
 
     def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
               done: DeliveryCallback) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.checkers import check
-from harness.clients import ConsumerSettings, ProducerSettings, make_consumer, make_producer
+from harness.clients import ClientError, ConsumerSettings, ProducerSettings, make_consumer, make_producer
 from harness.history import HistoryBuilder
 from harness.targets.reference import ReferenceTarget
 from tests.kafka_helpers import create_topic
@@ -87,3 +87,36 @@ def test_a_fenced_producer_never_records_its_transaction_as_committed(reference:
     assert read_committed(reference.bootstrap, topic, history, 2) == ["tp0-0", "tp1-0"]
     report = check(history.history())
     assert report.valid, report.anomalies
+
+
+def test_kafka_python_gives_up_on_a_transactional_request_that_timed_out(reference: ReferenceTarget,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-python resends a transactional request after a disconnection but not after a
+    timeout: its producer is then in its fatal state, whatever the error's class. A commit whose
+    EndTxn timed out (the broker is paused from just before it until it has failed) is recorded
+    as unknown, with the timeout's error code, and the producer is reported dead (fatal), so
+    that the chaos workload replaces it rather than failing every later transaction."""
+    topic = "txc-timed-out"
+    create_topic(reference.bootstrap, topic, partitions=1)
+    history = HistoryBuilder()
+    broker = reference.process
+    assert broker is not None
+    quick = ProducerSettings(transactional_id="txc-timed-out", transaction_timeout_ms=60_000,
+                             request_timeout_ms=1000, delivery_timeout_ms=5000)
+    with make_producer("kafka-python", reference.bootstrap, quick, history, "tp0") as producer:
+        producer.init_transactions()
+        end_transaction = producer._end_transaction
+
+        def end_with_the_broker_paused(commit: bool) -> None:
+            broker.pause()
+            try:
+                end_transaction(commit)
+            finally:
+                broker.resume()
+
+        monkeypatch.setattr(producer, "_end_transaction", end_with_the_broker_paused)
+        with pytest.raises(ClientError) as raised:
+            producer.transaction([(topic, 0, None, "tp0-0")], True)
+    assert raised.value.fatal and not raised.value.abortable
+    ended = [e for e in history.history().raw if e["f"] == "txn" and e["type"] != "invoke"]
+    assert [(e["type"], e["value"]["error"]) for e in ended] == [("info", "REQUEST_TIMED_OUT")]

@@ -1,0 +1,136 @@
+"""The shape of KAFKA-17754, made deterministic: a late copy of a producer's EndTxn (sent here
+at the wire level, with the producer's id and epoch, as the copy a timed-out connection
+delivers late) lands on the producer's next transaction. Under transaction protocol version 1
+(every client kconform drives transactions with: none sends EndTxn v5) the coordinator takes it
+for that transaction's end, as Apache Kafka does: its first partition is committed early and
+the partitions the client adds afterwards form a transaction of their own. The chaos campaign
+``delayed-end-txn`` provokes the same with network delays (docs/findings.md); here it is
+reproduced on purpose, with a real aiokafka producer and a real reference broker, and the
+checkers must name what a reader sees."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from harness.checkers import check
+from harness.clients import ClientError, ProducerSettings, make_producer
+from harness.conformance.transaction_checks import WireTransaction
+from harness.history import HistoryBuilder
+from harness.session import LATEST, TRANSACTION_KEY, WireSession
+from harness.targets.reference import ReferenceTarget
+from reference_broker.protocol.api_keys import ApiKey
+from tests.harness.test_transactional_clients import read_committed
+from tests.kafka_helpers import create_topic
+
+pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
+
+GAP_S = 1.5  # between the transaction's sends: time to deliver the late EndTxn in between
+WAIT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[ReferenceTarget]:
+    with ReferenceTarget() as target:
+        yield target
+
+
+def _state(s: WireSession, transactional_id: str) -> tuple[str, int, int, list[int]]:
+    """DescribeTransactions (KIP-664): state, producer id, epoch, partitions of the transaction."""
+    (state,) = s.call(ApiKey.DESCRIBE_TRANSACTIONS, {"transactional_ids": [transactional_id]}, version=0,
+                      address=s.coordinator(transactional_id, TRANSACTION_KEY)).transaction_states
+    return (str(state.transaction_state), int(state.producer_id), int(state.producer_epoch),
+            sorted(p for t in state.topics for p in t.partitions))
+
+
+def _late_end_txn(bootstrap: str, transactional_id: str, commit: bool, log_end: int) -> str:
+    """Once the producer's transaction is open and its first record is in the log (partition 0
+    of the topic named like the transactional id ends at ``log_end``), the late EndTxn of its
+    previous transaction, with its id and epoch; the coordinator's answer."""
+    with WireSession(bootstrap) as s:
+        deadline = time.monotonic() + WAIT_S
+        while (state := _state(s, transactional_id))[0] != "Ongoing" or s.list_offsets(
+                transactional_id, 0, LATEST).offset < log_end:
+            assert time.monotonic() < deadline, f"the transaction never opened: {state}"
+            time.sleep(0.02)
+        late = WireTransaction(s, transactional_id)
+        late.producer_id, late.epoch = state[1], state[2]
+        return late.end(commit)
+
+
+def _with_late_end(bootstrap: str, transactional_id: str, commit: bool,
+                   log_end: int = 1) -> tuple[threading.Thread, list[str]]:
+    answers: list[str] = []
+    thread = threading.Thread(target=lambda: answers.append(_late_end_txn(bootstrap, transactional_id, commit,
+                                                                          log_end)))
+    thread.start()
+    return thread, answers
+
+
+def test_a_late_commit_commits_the_next_transaction_early(reference: ReferenceTarget) -> None:
+    """The late EndTxn(commit) ends a transaction the client then aborts: a read_committed
+    reader sees its first record (aborted-read); the record sent after it, to another
+    partition, is aborted with what the client believes is its transaction."""
+    topic = "late-commit"
+    create_topic(reference.bootstrap, topic, partitions=2)
+    history = HistoryBuilder()
+    with make_producer("aiokafka", reference.bootstrap, ProducerSettings(transactional_id=topic), history,
+                       "tp0") as producer:
+        producer.init_transactions()
+        thread, answers = _with_late_end(reference.bootstrap, topic, commit=True)
+        outcome = producer.transaction([(topic, 0, None, "tp0-0"), (topic, 1, None, "tp0-1")], False, GAP_S)
+        thread.join(WAIT_S)
+    assert answers == ["NONE"]  # taken as the open transaction's end
+    assert outcome == "abort"  # the client's abort ended the transaction tp0-1 started
+    assert read_committed(reference.bootstrap, topic, history, 1) == ["tp0-0"]
+    report = check(history.history())
+    assert set(report.anomalies) == {"aborted-read"}, report.anomalies
+
+
+def test_a_late_abort_tears_the_next_transaction(reference: ReferenceTarget) -> None:
+    """The late EndTxn(abort) ends a transaction the client then commits: its first record
+    is aborted, the one sent after it committed alone. The reader passes over the aborted
+    record between two committed ones of partition 0 (torn-transaction)."""
+    topic = "late-abort"
+    create_topic(reference.bootstrap, topic, partitions=2)
+    history = HistoryBuilder()
+    with make_producer("aiokafka", reference.bootstrap, ProducerSettings(transactional_id=topic), history,
+                       "tp0") as producer:
+        producer.init_transactions()
+        assert producer.transaction([(topic, 0, None, "tp0-0")], True) == "commit"  # offsets 0 and 1 (marker)
+        thread, answers = _with_late_end(reference.bootstrap, topic, commit=False, log_end=3)
+        outcome = producer.transaction([(topic, 0, None, "tp0-1"), (topic, 1, None, "tp0-2")], True, GAP_S)
+        thread.join(WAIT_S)
+        assert producer.transaction([(topic, 0, None, "tp0-3")], True) == "commit"
+    assert answers == ["NONE"] and outcome == "commit"
+    assert read_committed(reference.bootstrap, topic, history, 3) == ["tp0-0", "tp0-2", "tp0-3"]
+    report = check(history.history())
+    assert "torn-transaction" in report.anomalies, report.anomalies
+
+
+def test_aiokafka_is_dead_after_a_batch_refused_outright(reference: ReferenceTarget) -> None:
+    """After the late commit the client adds another partition (a new transaction at the
+    coordinator), then sends to the first partition again: transaction verification (KIP-890
+    part 1) refuses that batch, the client aborts. aiokafka keeps the refused batch's sequence
+    numbers used, so its next batch there leaves a gap (OUT_OF_ORDER_SEQUENCE_NUMBER), its
+    sender dies and every call fails: kconform reports the producer as dead (fatal), so that
+    a workload replaces it."""
+    topic = "late-then-gap"
+    create_topic(reference.bootstrap, topic, partitions=2)
+    history = HistoryBuilder()
+    with make_producer("aiokafka", reference.bootstrap, ProducerSettings(transactional_id=topic), history,
+                       "tp0") as producer:
+        producer.init_transactions()
+        thread, answers = _with_late_end(reference.bootstrap, topic, commit=True)
+        refused = producer.transaction([(topic, 0, None, "tp0-0"), (topic, 1, None, "tp0-1"),
+                                        (topic, 0, None, "tp0-2")], True, GAP_S)
+        thread.join(WAIT_S)
+        with pytest.raises(ClientError) as raised:
+            producer.transaction([(topic, 0, None, "tp0-3")], True)
+    assert answers == ["NONE"] and refused == "fail"
+    assert raised.value.fatal and raised.value.error == "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    ended = [(e["type"], e["value"]["error"]) for e in history.history().raw if e["f"] == "txn" and e["type"] != "invoke"]
+    assert ended == [("fail", "INVALID_TXN_STATE"), ("fail", "OUT_OF_ORDER_SEQUENCE_NUMBER")]
