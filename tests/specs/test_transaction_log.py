@@ -160,4 +160,5 @@ def test_a_consumer_of_a_correct_broker_keeps_exactly_the_committed_view(ops: li
     for tp in (P0, P1):
         offset = min(start, model.end_offset(tp))
         batches, listed = _served(model, tp, offset)
-        assert read_committed_offsets(batches, listed, offset) == tuple(e.offset for e in model.read_committed(tp, offset))
+        expected = tuple(e.offset for e in model.read_committed(tp, offset))
+        assert read_committed_offsets(batches, listed, offset) == expected
