@@ -114,11 +114,11 @@ class TransactionMachine(KafkaMachine):
 
     @rule(data=st.data())
     def start_producer(self, data: st.DataObject) -> None:
+        """InitProducerId for one of the transactional ids, or for a new one."""
         self.step()
-        ids = sorted(self.live)
-        if len(ids) < MAX_TRANSACTIONAL_IDS:
-            ids.append(self.name("txn"))
-        self._start(data.draw(st.sampled_from(ids), label="transactional id"))
+        ids = list(self.live)  # in the order they were first used
+        which = data.draw(st.integers(0, min(len(ids), MAX_TRANSACTIONAL_IDS - 1)), label="transactional id")
+        self._start(ids[which] if which < len(ids) else self.name("txn"))
 
     def _start(self, transactional_id: str) -> None:
         self.instances += 1
@@ -234,7 +234,7 @@ class TransactionMachine(KafkaMachine):
         if action == "send":
             error = zombie.wire.send(tp.topic, tp.partition, [self.value().encode()]).error
         elif action == "add":
-            error = " ".join(sorted(set(zombie.wire.add_partitions([(tp.topic, tp.partition)]).values())))
+            error = zombie.wire.add_partitions([(tp.topic, tp.partition)]).get((tp.topic, tp.partition), "no answer")
         else:
             error = zombie.wire.end(commit=action == "commit")
         expect(error in FENCED,
@@ -250,13 +250,10 @@ class TransactionMachine(KafkaMachine):
         tp = data.draw(st.sampled_from(self.tps), label="partition")
         values = [self.value() for _ in range(count)]
         producer = self._idempotent() if idempotent else None
-        producer_id = producer.producer_id if producer is not None else NO_PRODUCER_ID
-        if producer is not None:
-            sequence = producer.next_sequence.get((tp.topic, tp.partition), 0)
-            batch = make_batch([v.encode() for v in values], producer_id=producer_id, producer_epoch=producer.epoch,
-                               base_sequence=sequence)
-        else:
-            batch = make_batch([v.encode() for v in values])
+        producer_id, epoch = (producer.producer_id, producer.epoch) if producer else (NO_PRODUCER_ID, -1)
+        sequence = producer.next_sequence.get((tp.topic, tp.partition), 0) if producer else -1
+        batch = make_batch([v.encode() for v in values], producer_id=producer_id, producer_epoch=epoch,
+                           base_sequence=sequence)
         before = self.model.end_offset(tp)
         result = self.session.produce(tp.topic, tp.partition, batch, acks=-1)
         assert result is not None
