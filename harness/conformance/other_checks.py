@@ -37,10 +37,11 @@ def stateful_groups(ctx: CheckContext) -> None:
 
 
 @check("stateful-transactions", kind="stateful", requires=[CREATE_TOPICS, TRANSACTIONS],
-       rule="KIP-98, KIP-447 and KIP-890 (see harness/stateful/txn_machine.py): interleaved transactions, zombies "
-            "and plain writes; every transaction's markers land at the end of each of its partitions, the last "
-            "stable offset is the first offset of the oldest open transaction, a read_committed consumer keeps "
-            "exactly the committed and non-transactional records below it, and a fenced producer is refused")
+       rule="KIP-98, KIP-588 and KIP-890 part 1 (see harness/stateful/txn_machine.py): interleaved transactions, "
+            "zombies and plain writes; every transaction's markers land at the end of each of its partitions, the "
+            "last stable offset is the first offset of the oldest open transaction, a read_committed consumer keeps "
+            "exactly the committed and non-transactional records below it, and a fenced producer is refused "
+            "(transactional offset commits, KIP-447, are not driven)")
 def stateful_transactions(ctx: CheckContext) -> None:
     """The transaction state machine finds no step where the target disagrees with the model."""
     _run(ctx, TransactionMachine)
