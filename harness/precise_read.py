@@ -15,12 +15,12 @@ from the drain, nor invent them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from harness.clients.base import text
 from harness.history.write import Recorder
-from harness.session import EARLIEST, FetchResult, SessionError, WireSession
+from harness.session import EARLIEST, FetchedRecord, FetchResult, SessionError, WireSession
 
 TP = tuple[str, int]
 
@@ -34,10 +34,12 @@ _LEADER_ERRORS = frozenset({"NOT_LEADER_OR_FOLLOWER", "UNKNOWN_LEADER_EPOCH", "F
                             "KAFKA_STORAGE_ERROR", "NOT_COORDINATOR"})
 
 
-def poll_value(topic: str, partition: int, result: FetchResult, offset: int) -> dict[str, Any]:
-    """The ``poll`` completion of one Fetch: the records from ``offset`` on, the batches they
-    came from (identity included), and the high watermark the response reported."""
-    records = result.from_offset(offset)
+def poll_value(topic: str, partition: int, result: FetchResult, offset: int,
+               kept: Iterable[FetchedRecord] | None = None) -> dict[str, Any]:
+    """The ``poll`` completion of one Fetch: the records from ``offset`` on (or those of them a
+    consumer ``kept``, e.g. after dropping aborted transactions), the batches they came from
+    (identity included), and the high watermark the response reported."""
+    records = result.from_offset(offset) if kept is None else tuple(kept)
     used = {r.batch_base for r in records}
     return {
         "records": [[topic, partition, r.offset, text(r.key), text(r.value) or ""] for r in records],

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 TARGET_ENV = "KCONFORM_TARGET"
 BOOTSTRAP_ENV = "KCONFORM_BOOTSTRAP"
-_TARGETS = ("reference", "kafka", "tansu", "external", "faulty-drop", "faulty-reorder")
+_TARGETS = ("reference", "kafka", "tansu", "external", "faulty-drop", "faulty-reorder", "faulty-aborted")
 # harness.clients.CLIENTS, spelled out: importing it here would load kio into every pytest run
 # (a test keeps the two equal).
 _CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka", "java")

@@ -33,7 +33,15 @@ from harness.error_names import error_name
 from harness.wire import WireClient, WireError, build, decode_response, encode_request, request_class
 from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.prescan import encode_uvarint
-from reference_broker.records import BatchHeader, Record, build_batch, iter_records, scan_valid_prefix
+from reference_broker.records import (
+    BatchHeader,
+    Record,
+    RecordError,
+    build_batch,
+    iter_records,
+    parse_control_batch,
+    scan_valid_prefix,
+)
 
 T = TypeVar("T")
 
@@ -113,6 +121,9 @@ class FetchResult:
     # read_committed: (producer id, first offset) of each aborted transaction the answer lists
     # (None: the list is null, as for read_uncommitted).
     aborted: tuple[tuple[int, int], ...] | None = None
+    # The transaction markers among the batches (KIP-98): each control batch's base offset and
+    # its marker's type, "COMMIT" or "ABORT" (a control batch without a valid marker is left out).
+    markers: tuple[tuple[int, str], ...] = ()
 
     def from_offset(self, offset: int) -> tuple[FetchedRecord, ...]:
         """The records at or after ``offset`` (what a client hands to the application)."""
@@ -155,6 +166,20 @@ def decode_batches(data: bytes | None) -> tuple[list[BatchHeader], list[FetchedR
         for h in headers if not h.is_control for r in iter_records(data, h)
     ]
     return headers, records, covered < len(data)
+
+
+def decode_markers(data: bytes, headers: Sequence[BatchHeader]) -> tuple[tuple[int, str], ...]:
+    """(base offset, "COMMIT" or "ABORT") of each control batch holding a transaction marker."""
+    markers = []
+    for h in headers:
+        if h.is_control:
+            try:
+                marker = parse_control_batch(data, h)
+            except RecordError:
+                continue
+            if marker is not None:
+                markers.append((h.base_offset, marker.control_type.name))
+    return tuple(markers)
 
 
 def make_batch(values: Sequence[bytes | None], *, keys: Sequence[bytes | None] | None = None,
@@ -594,7 +619,8 @@ class WireSession:
         return FetchResult(error_name(p.error_code), int(p.high_watermark), int(p.last_stable_offset),
                            int(getattr(p, "log_start_offset", -1)), tuple(records), tuple(headers),
                            len(data), torn, None if aborted is None else
-                           tuple((int(a.producer_id), int(a.first_offset)) for a in aborted))
+                           tuple((int(a.producer_id), int(a.first_offset)) for a in aborted),
+                           decode_markers(data, headers))
 
     def list_offsets(self, topic: str, partition: int, timestamp: int, isolation: int = 0,
                      version: int | None = None) -> ListOffsetsResult:

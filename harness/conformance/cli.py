@@ -88,7 +88,8 @@ def print_progress(outcome: CheckOutcome) -> None:
 @click.option("--target", "target_name", type=click.Choice(TARGET_NAMES), default="reference", show_default=True,
               envvar="KCONFORM_TARGET", show_envvar=True,
               help="The broker to test: launched by the harness (reference, kafka, tansu), or external (--bootstrap). "
-                   "faulty-drop / faulty-reorder are deliberately wrong brokers for trying the suite out.")
+                   "faulty-drop / faulty-reorder / faulty-aborted are deliberately wrong brokers for trying the "
+                   "suite out.")
 @click.option("--differential", metavar="TARGET_A,TARGET_B", default=None,
               help="Run the state machines against two launched targets at once (instead of --target): every "
                    "request goes to both, and the first step where their answers differ fails, with both answers.")

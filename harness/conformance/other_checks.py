@@ -9,12 +9,14 @@ from harness.stateful.base import KafkaMachine
 from harness.stateful.group_machine import GroupMachine
 from harness.stateful.log_machine import LogMachine
 from harness.stateful.runner import run_machine
+from harness.stateful.txn_machine import TransactionMachine
 from harness.targets.base import (
     CONSUMER_GROUPS,
     CREATE_TOPICS,
     DURABLE_STORAGE,
     PROCESS_CONTROL,
     REPLICATION,
+    TRANSACTIONS,
 )
 
 
@@ -32,6 +34,17 @@ def stateful_log(ctx: CheckContext) -> None:
 def stateful_groups(ctx: CheckContext) -> None:
     """The consumer-group state machine finds no step where the target disagrees with the model."""
     _run(ctx, GroupMachine)
+
+
+@check("stateful-transactions", kind="stateful", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-98, KIP-588 and KIP-890 part 1 (see harness/stateful/txn_machine.py): interleaved transactions, "
+            "zombies and plain writes; every transaction's markers land at the end of each of its partitions, the "
+            "last stable offset is the first offset of the oldest open transaction, a read_committed consumer keeps "
+            "exactly the committed and non-transactional records below it, and a fenced producer is refused "
+            "(transactional offset commits, KIP-447, are not driven)")
+def stateful_transactions(ctx: CheckContext) -> None:
+    """The transaction state machine finds no step where the target disagrees with the model."""
+    _run(ctx, TransactionMachine)
 
 
 def _run(ctx: CheckContext, machine: type[KafkaMachine]) -> None:

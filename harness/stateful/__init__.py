@@ -4,8 +4,10 @@
   idempotent batches, fetch, list offsets, delete records.
 - `GroupMachine` (`harness.stateful.group_machine`): joins, leaves, rebalances, heartbeats,
   commits with generation fencing, committed offsets.
+- `TransactionMachine` (`harness.stateful.txn_machine`): transactional producers, their zombies
+  and plain writers on shared partitions; markers, last stable offsets, read_committed reads.
 
-`TestLogMachine` and `TestGroupMachine` are plain ``unittest.TestCase`` classes, so pytest (and
+`TestLogMachine`, `TestGroupMachine` and `TestTransactionMachine` are plain ``unittest.TestCase`` classes, so pytest (and
 HypoFuzz) run them by importing them into a test module; the broker they drive comes from the
 pytest plugin's ``--kconform-target`` or ``KCONFORM_TARGET`` / ``KCONFORM_BOOTSTRAP``
 (`harness.stateful.target`), and their budget from ``HYPOTHESIS_PROFILE``
@@ -18,13 +20,17 @@ from harness.stateful.group_machine import GroupMachine
 from harness.stateful.log_machine import LogMachine
 from harness.stateful.runner import MachineRun, run_machine
 from harness.stateful.settings import machine_settings
+from harness.stateful.txn_machine import TransactionMachine
 
 TestLogMachine = LogMachine.TestCase
 TestLogMachine.settings = machine_settings()
 TestGroupMachine = GroupMachine.TestCase
 TestGroupMachine.settings = machine_settings()
+TestTransactionMachine = TransactionMachine.TestCase
+TestTransactionMachine.settings = machine_settings()
 
-MACHINES: dict[str, type[KafkaMachine]] = {"log": LogMachine, "groups": GroupMachine}
+MACHINES: dict[str, type[KafkaMachine]] = {"log": LogMachine, "groups": GroupMachine,
+                                           "transactions": TransactionMachine}
 
 __all__ = [
     "MACHINES",
@@ -35,6 +41,8 @@ __all__ = [
     "ModelMismatch",
     "TestGroupMachine",
     "TestLogMachine",
+    "TestTransactionMachine",
+    "TransactionMachine",
     "machine_settings",
     "run_machine",
 ]

@@ -5,9 +5,9 @@
 - ``kafka``: the harness launches Apache Kafka from its Maven Central jars, a 3-node KRaft
   cluster (``KafkaTarget``; ``kafka_version`` picks the release).
 - ``external``: a broker someone else runs, given by ``--bootstrap`` (``ExternalTarget``).
-- ``faulty-drop`` / ``faulty-reorder``: a reference broker behind a deliberately wrong
-  in-process proxy (``harness.testing.faulty``), to show what the suite reports for a broker
-  that breaks the rules.
+- ``faulty-drop`` / ``faulty-reorder`` / ``faulty-aborted``: a reference broker behind a
+  deliberately wrong in-process proxy (``harness.testing.faulty``), to show what the suite
+  reports for a broker that breaks the rules.
 
 ``make_target(name, ...)`` builds one by name; capability names are the constants of
 ``harness.targets.base``.
@@ -43,10 +43,10 @@ from harness.targets.tansu import TansuTarget
 
 
 def _targets() -> dict[str, type[Target]]:
-    from harness.testing.faulty import FaultyDropTarget, FaultyReorderTarget
+    from harness.testing.faulty import FaultyAbortedTarget, FaultyDropTarget, FaultyReorderTarget
 
     kinds: tuple[type[Target], ...] = (ReferenceTarget, KafkaTarget, TansuTarget, ExternalTarget,
-                                       FaultyDropTarget, FaultyReorderTarget)
+                                       FaultyDropTarget, FaultyReorderTarget, FaultyAbortedTarget)
     return {kind.name: kind for kind in kinds}
 
 

@@ -11,6 +11,9 @@ reference broker, forwards every request, and rewrites some responses:
 - ``reorder``: Produce responses report each batch's base offset with its lowest bit flipped
   (0 <-> 1, 2 <-> 3, ...), so acknowledged offsets are out of order and disagree with the log:
   *nonmonotonic-send*, *inconsistent-offsets*, *duplicate*.
+- ``aborted``: read_committed Fetch responses list no aborted transactions (an empty
+  ``aborted_transactions``), so consumers cannot tell aborted records from committed ones and
+  hand them to the application: *aborted-read* (G1a).
 
 Metadata and FindCoordinator answers are rewritten to advertise the proxy, so clients never go
 around it. The proxy runs on its own thread with its own event loop and is stopped (listener,
@@ -24,6 +27,7 @@ import collections
 import dataclasses
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any, Self
 
 from harness.targets.base import BROKER_CONFIG, Target, TargetError, TargetOptions
@@ -33,7 +37,7 @@ from reference_broker.protocol.api_keys import ApiKey
 from reference_broker.protocol.codec import decode_request, encode_response, peek_header
 from reference_broker.records import Record, build_batch, iter_records, scan_valid_prefix
 
-MODES = ("drop", "reorder")
+MODES = ("drop", "reorder", "aborted")
 _SIZE = struct.Struct(">i")
 PRODUCE, FETCH, METADATA, FIND_COORDINATOR = ApiKey.PRODUCE, ApiKey.FETCH, ApiKey.METADATA, ApiKey.FIND_COORDINATOR
 
@@ -177,7 +181,7 @@ class FaultyProxy:
 
     def _rewrite(self, api_key: int, version: int, correlation: int, payload: bytes) -> bytes:
         framed = _SIZE.pack(len(payload)) + payload
-        wanted = {METADATA, FIND_COORDINATOR} | ({FETCH} if self.mode == "drop" else {PRODUCE})
+        wanted = {METADATA, FIND_COORDINATOR, PRODUCE if self.mode == "reorder" else FETCH}
         if api_key not in wanted:
             return framed
         try:
@@ -200,24 +204,15 @@ class FaultyProxy:
                     dataclasses.replace(c, host=self.host, port=self.port) for c in response.coordinators))
             return dataclasses.replace(response, host=self.host, port=self.port)
         if api_key == FETCH:
-            return self._drop(response)
+            return _each_fetched_partition(response, self._drop if self.mode == "drop" else _hide_aborted)
         return self._reorder(response)
 
-    def _drop(self, response: Any) -> Any:
-        changed = False
-        topics = []
-        for topic in response.responses:
-            partitions = []
-            for p in topic.partitions:
-                if p.records:
-                    data = bytes(p.records)
-                    new = drop_every(data, self.every)
-                    if new is not data:
-                        changed = True
-                        p = dataclasses.replace(p, records=new)
-                partitions.append(p)
-            topics.append(dataclasses.replace(topic, partitions=tuple(partitions)))
-        return dataclasses.replace(response, responses=tuple(topics)) if changed else response
+    def _drop(self, p: Any) -> Any:
+        if not p.records:
+            return p
+        data = bytes(p.records)
+        new = drop_every(data, self.every)
+        return p if new is data else dataclasses.replace(p, records=new)
 
     def _reorder(self, response: Any) -> Any:
         topics = []
@@ -228,6 +223,23 @@ class FaultyProxy:
                 for p in topic.partition_responses)
             topics.append(dataclasses.replace(topic, partition_responses=partitions))
         return dataclasses.replace(response, responses=tuple(topics))
+
+
+def _each_fetched_partition(response: Any, change: Callable[[Any], Any]) -> Any:
+    """A Fetch response with ``change`` applied to each partition (the same object when it
+    changed none)."""
+    changed = False
+    topics = []
+    for topic in response.responses:
+        partitions = tuple(change(p) for p in topic.partitions)
+        changed |= any(new is not old for new, old in zip(partitions, topic.partitions))
+        topics.append(dataclasses.replace(topic, partitions=partitions))
+    return dataclasses.replace(response, responses=tuple(topics)) if changed else response
+
+
+def _hide_aborted(p: Any) -> Any:
+    """A read_committed answer's partition listing no aborted transaction."""
+    return dataclasses.replace(p, aborted_transactions=()) if p.aborted_transactions else p
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> bytes | None:
@@ -246,7 +258,7 @@ def _acks(payload: bytes) -> int | None:
 
 
 class FaultyTarget(Target):
-    """A reference broker behind a :class:`FaultyProxy` (``mode`` ``drop`` or ``reorder``)."""
+    """A reference broker behind a :class:`FaultyProxy` (``mode`` ``drop``, ``reorder`` or ``aborted``)."""
 
     def __init__(self, mode: str, every: int = 100) -> None:
         super().__init__()
@@ -305,3 +317,13 @@ class FaultyReorderTarget(FaultyTarget):
     @classmethod
     def from_options(cls, options: TargetOptions) -> Self:
         return cls("reorder")
+
+
+class FaultyAbortedTarget(FaultyTarget):
+    """``faulty-aborted``: read_committed Fetch answers list no aborted transactions."""
+
+    name = "faulty-aborted"
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> Self:
+        return cls("aborted")

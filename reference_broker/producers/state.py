@@ -52,7 +52,8 @@ ProducerAppendInfo.appendEndTxnMarker): a transactional batch from a producer wi
 transaction on this partition begins one at its base offset; a control batch (a COMMIT or ABORT
 marker the coordinator has the partition leader write) ends it and yields a
 :class:`CompletedTxn` (producer id, first offset, the marker's offset, aborted?), which the log
-turns into its last stable offset and, for an abort, an entry of its transaction index. While a
+turns into its last stable offset and, for an abort, an entry of its transaction index (a
+marker ending nothing on the partition yields none). While a
 transaction is ongoing a producer's non-transactional batch is INVALID_TXN_STATE, and a marker
 carrying an epoch older than the producer's is INVALID_PRODUCER_EPOCH (a coordinator epoch older
 than the last marker's is TRANSACTION_COORDINATOR_FENCED), as in Kafka.
@@ -417,9 +418,11 @@ class ProducerStateManager:
 
         Batches without a producer id and data batches without a sequence leave the state as
         it is. A marker ends the producer's ongoing transaction; without one (nothing of it was
-        written here, or a second marker) the completed transaction is the marker alone, as in
-        Kafka, and a producer this partition knew nothing of gets an entry at the marker's epoch
-        (its data may have been compacted away). A marker with a newer epoch (the coordinator fenced the producer, or transaction
+        written here, or a second marker) it completes nothing, as in Kafka ("Only emit the
+        CompletedTxn for non-empty transactions", ProducerAppendInfo.appendEndTxnMarker): an
+        empty transaction holds no last stable offset and is no aborted transaction a
+        read_committed Fetch lists. A producer this partition knew nothing of gets an entry at
+        the marker's epoch (its data may have been compacted away). A marker with a newer epoch (the coordinator fenced the producer, or transaction
         version 2 bumped it) makes that epoch the producer's, as Kafka's
         maybeUpdateProducerEpoch does: a zombie still writing with the old epoch is then
         refused with INVALID_PRODUCER_EPOCH, and the next batch of the new epoch starts at
@@ -431,9 +434,7 @@ class ProducerStateManager:
         if header.is_control:
             if marker is None:
                 return None  # emptied by the cleaner
-            first_offset = header.base_offset
-            if entry is not None and entry.current_txn_first_offset is not None:
-                first_offset = entry.current_txn_first_offset
+            first_offset = entry.current_txn_first_offset if entry is not None else None
             if entry is None or header.producer_epoch > entry.epoch:
                 entry = ProducerEntry(header.producer_id, header.producer_epoch, (BatchMetadata(
                     NO_SEQUENCE, NO_SEQUENCE, header.base_offset, header.last_offset, header.max_timestamp),))
@@ -442,6 +443,8 @@ class ProducerStateManager:
                 current_txn_first_offset=None,
                 coordinator_epoch=marker.coordinator_epoch,
             )
+            if first_offset is None:
+                return None  # nothing of the transaction here: nothing to index, no LSO to hold
             return CompletedTxn(
                 header.producer_id, first_offset, header.last_offset, marker.is_abort
             )

@@ -6,16 +6,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import rule
+from hypothesis.stateful import rule, run_state_machine_as_test
 
+from harness.checkers import check
+from harness.history.write import HistoryBuilder
 from harness.session import WireSession
-from harness.stateful import TestGroupMachine, TestLogMachine  # noqa: F401  (collected by pytest)
+from harness.stateful import TestGroupMachine, TestLogMachine, TestTransactionMachine  # noqa: F401  (collected)
 from harness.stateful.base import KafkaMachine, expect
 from harness.stateful.log_machine import LogMachine
-from harness.stateful.runner import run_machine
+from harness.stateful.runner import bind, run_machine
 from harness.stateful.settings import BUDGETS, budget, machine_settings
+from harness.stateful.txn_machine import TransactionMachine
 from harness.targets import ReferenceTarget, Target
 from harness.testing.faulty import FaultyTarget
 
@@ -147,21 +151,7 @@ def test_a_run_deletes_its_topics_when_it_is_over(reference: ReferenceTarget) ->
 def test_the_log_machines_fetches_record_each_batchs_producer_identity(reference: ReferenceTarget) -> None:
     """A poll the log machine records carries the batches its records came from, with producer
     id, epoch and base sequence, so a duplicate in its history can be attributed."""
-    import hypothesis
-    from hypothesis.stateful import run_state_machine_as_test
-
-    from harness.stateful.runner import bind
-    from harness.stateful.settings import machine_settings
-
-    bound = bind(LogMachine, reference)
-    histories = []
-
-    class Recorded(bound):  # type: ignore[valid-type,misc]
-        def __init__(self) -> None:
-            super().__init__()
-            histories.append(self.history)
-
-    run_state_machine_as_test(hypothesis.seed(4)(Recorded), settings=machine_settings(10, 25, database=False))
+    histories = _recorded_histories(LogMachine, reference, seed=4, examples=10, steps=25)
     polls = [e for h in histories for e in h.history().raw if e["f"] == "poll" and e["type"] == "ok"
              and e["value"]["records"]]
     assert polls, "no example fetched a record"
@@ -169,3 +159,47 @@ def test_the_log_machines_fetches_record_each_batchs_producer_identity(reference
         batches = poll["value"]["batches"]
         assert batches and all(len(b) == 7 for b in batches)
         assert all(any(b[2] <= r[2] <= b[3] for b in batches) for r in poll["value"]["records"]), poll
+
+
+def _recorded_histories(machine: type[KafkaMachine], target: Target, *, seed: int, examples: int,
+                        steps: int) -> list[HistoryBuilder]:
+    """Run ``machine`` against ``target`` and keep every example's history."""
+    histories: list[HistoryBuilder] = []
+
+    class Recorded(bind(machine, target)):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            histories.append(self.history)
+
+    run_state_machine_as_test(hypothesis.seed(seed)(Recorded), settings=machine_settings(examples, steps,
+                                                                                        database=False))
+    return histories
+
+
+def test_the_transaction_machine_passes_on_the_reference_broker(reference: ReferenceTarget) -> None:
+    """Interleaved transactions, fences and plain writes agree with the model on the reference
+    broker; the examples commit, abort and fence transactions and read them back read_committed
+    (aborted ones listed), and the histories they record hold no anomaly."""
+    histories = _recorded_histories(TransactionMachine, reference, seed=3, examples=20, steps=25)
+    events = [e for h in histories for e in h.history().raw]
+    outcomes = {(e["type"], e["value"].get("outcome")) for e in events if e["f"] == "txn" and e["type"] != "invoke"}
+    assert {("ok", "commit"), ("ok", "abort"), ("fail", None)} <= outcomes, outcomes
+    committed_polls = [e for e in events if e["f"] == "poll" and e["type"] == "invoke"
+                       and e["value"].get("isolation_level") == "read_committed"]
+    assert committed_polls, "no example fetched read_committed"
+    for history in histories:
+        report = check(history.history())
+        assert not report.anomalies, dict(report.anomalies)
+
+
+def test_the_transaction_machine_fails_a_broker_that_hides_aborted_transactions() -> None:
+    """A broker whose read_committed Fetch answers list no aborted transaction gives consumers
+    aborted records: the machine fails on a read_committed fetch, and the history names the
+    anomaly (aborted-read)."""
+    with FaultyTarget("aborted") as target:
+        run = run_machine(TransactionMachine, target, seed=1, examples=30, steps=20, shrink_seconds=10)
+    assert not run.passed and not run.flaky
+    failure = run.failure or ""
+    assert failure.startswith("read_committed Fetch") and "a read_committed consumer keeps offsets" in failure, failure
+    assert run.anomalies.get("aborted-read", 0) >= 1, run.anomalies
+    assert "state = TransactionMachine()" in (run.reproduction or ""), run.reproduction

@@ -23,6 +23,7 @@ from harness.targets import (
     make_target,
 )
 from harness.testing.faulty import FaultyTarget, drop_every
+from harness.wire_transactions import READ_COMMITTED, WireTransaction
 from launch.broker_process import BrokerProcess
 from launch.tansu import TansuNotInstalled, find_tansu_binary
 from reference_broker.records import iter_records, scan_valid_prefix
@@ -131,6 +132,24 @@ def test_faulty_target_lies_and_stops_its_proxy() -> None:
         offsets = [r.offset for r in fetched.records if r.offset >= 90]
         assert 98 in offsets and 100 in offsets and 99 not in offsets
     assert port_closed(bootstrap)
+
+
+def test_the_aborted_proxy_hides_aborted_transactions_from_read_committed_fetches() -> None:
+    """Behind faulty-aborted, a read_committed Fetch lists no aborted transaction where the broker
+    behind it lists one; read_uncommitted answers are passed on as they are."""
+    with FaultyTarget("aborted") as target:
+        with WireSession(target.bootstrap) as session:
+            assert session.create_topic("txns", 1) == "NONE"
+            txn = WireTransaction(session, "faulty-aborted-txn")
+            assert txn.init() == "NONE" and txn.add_partitions([("txns", 0)]) == {("txns", 0): "NONE"}
+            assert txn.send("txns", 0, [b"aborted"]).error == "NONE" and txn.end(commit=False) == "NONE"
+            lied = session.fetch("txns", 0, 0, isolation=READ_COMMITTED, max_wait_ms=100)
+            plain = session.fetch("txns", 0, 0)
+        with WireSession(str(target.describe()["upstream"])) as upstream:
+            truth = upstream.fetch("txns", 0, 0, isolation=READ_COMMITTED, max_wait_ms=100)
+    assert truth.aborted == ((txn.producer_id, 0),) and truth.last_stable_offset == 2
+    assert lied.aborted == () and [r.offset for r in lied.records] == [0]
+    assert plain.aborted is None and plain.markers == ((1, "ABORT"),)
 
 
 def test_drop_every_keeps_the_batch_span() -> None:

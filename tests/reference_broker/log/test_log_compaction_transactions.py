@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference_broker.log import LogConfig, PartitionLog
+from reference_broker.log.checkpoint import write_offset
 from reference_broker.log.files import RECOVERY_POINT_CHECKPOINT
 from reference_broker.log.segment import LogSegment
 from reference_broker.log.testing import (
@@ -248,25 +249,28 @@ def _fail(*args: object, **kwargs: object) -> None:
 def test_a_crash_while_a_marker_goes_never_hides_committed_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_point: str
 ) -> None:
-    """When a pass removes an ABORT marker and its .txnindex entry together (crash recovery
-    indexes a marker kept for its delete horizon again, as Kafka's does), the entry goes first:
-    an entry left without its marker would make consumers skip the producer's later committed
-    transactions. Killed while replacing the index, or before or after the segment's rename,
-    the log reads the same."""
+    """When a pass removes an ABORT marker and its .txnindex entry together, the entry goes
+    first: an entry left without its marker would make consumers skip the producer's later
+    committed transactions. Killed while replacing the index, or before or after the segment's
+    rename, the log reads the same. (Such an entry comes back after its data is gone when crash
+    recovery starts at the marker's segment: the producer snapshot taken when that segment
+    rolled still holds the transaction ongoing, so its marker is indexed again, as Kafka's
+    LogLoader.recoverSegment does from the snapshot at the segment's base offset.)"""
     directory = tmp_path / "t-0"
     log = PartitionLog.open(directory, CONFIG, NOW)
     producer = Producer(log, 1)
-    producer.send((b"a", b"aborted"), timestamp=NOW)
+    first = producer.send((b"a", b"aborted"), timestamp=NOW)
     abort_at = producer.end(ABORT)
     producer.send((b"b", b"later"), timestamp=NOW)
     producer.end(COMMIT)
     put(log, b"filler", b"x")
     log.compact(NOW)  # the aborted batch goes
     log.compact(NOW)  # the ABORT marker gets its delete horizon, its entry goes
+    assert all_aborted(log) == []
     log.abandon()
-    (directory / RECOVERY_POINT_CHECKPOINT).unlink()
+    write_offset(directory / RECOVERY_POINT_CHECKPOINT, abort_at)
     log = PartitionLog.open(directory, CONFIG, NOW)
-    assert all_aborted(log) == [AbortedTxn(1, abort_at, abort_at, abort_at + 1)]
+    assert all_aborted(log) == [AbortedTxn(1, first, abort_at, abort_at + 1)]
     expected = committed(log)
     assert expected == {b"b": b"later", b"filler": b"x"}
     with monkeypatch.context() as patch:

@@ -90,6 +90,18 @@ def test_an_abort_enters_the_txnindex_in_kafkas_layout(log: PartitionLog, tmp_pa
     assert ENTRY.size == 34
 
 
+def test_an_abort_that_wrote_nothing_to_the_partition_is_not_indexed(log: PartitionLog) -> None:
+    """Kafka indexes only transactions with data in the partition ("Only emit the CompletedTxn
+    for non-empty transactions"): a read_committed Fetch must not list a transaction that only
+    added the partition (the reference broker listed it at its marker's offset)."""
+    a = Producer(log, 1)
+    a.end(ABORT)
+    a.end(COMMIT)
+    plain(log)
+    assert all_aborted(log) == []
+    assert log.last_stable_offset(log.log_end_offset) == log.log_end_offset
+
+
 def test_aborted_range_queries(tmp_path: Path) -> None:
     index = TransactionIndex.create(tmp_path / "x.txnindex")
     entries = [AbortedTxn(1, 0, 5, 6), AbortedTxn(2, 3, 9, 10), AbortedTxn(1, 12, 14, 15)]

@@ -69,16 +69,22 @@ def test_ongoing_transactions_are_ordered_by_first_offset() -> None:
     assert state.first_ongoing_offset() == 6
 
 
-def test_a_marker_without_an_ongoing_transaction_completes_just_itself() -> None:
-    """As Kafka: the completed transaction is the marker's own offset, and the producer gets an
+def test_a_marker_without_an_ongoing_transaction_completes_nothing() -> None:
+    """As Kafka ("Only emit the CompletedTxn for non-empty transactions"): a transaction that
+    wrote nothing to the partition is not indexed as aborted there (the transaction machine
+    found it listed in a read_committed Fetch's aborted_transactions), and the producer gets an
     entry at the marker's epoch (its first batch there starts at sequence 0)."""
     state = ProducerStateManager()
-    assert state.update(marker(9, 4, epoch=2), ABORT) == CompletedTxn(9, 4, 4, is_aborted=True)
+    assert state.update(marker(9, 4, epoch=2), ABORT) is None
+    assert state.update(marker(9, 5, epoch=2), COMMIT) is None
     entry = state.entry(9)
     assert entry is not None and (entry.epoch, entry.last_seq, entry.coordinator_epoch) == (2, -1, 3)
     with pytest.raises(InvalidProducerEpochError):
-        state.check([data(9, 0, 5, epoch=1)])
-    assert state.check([data(9, 0, 5, epoch=2)]) is None
+        state.check([data(9, 0, 6, epoch=1)])
+    assert state.check([data(9, 0, 6, epoch=2)]) is None
+    state.update(data(9, 0, 6, epoch=2))
+    assert state.update(marker(9, 7, epoch=2), ABORT) == CompletedTxn(9, 6, 7, is_aborted=True)
+    assert state.update(marker(9, 8, epoch=2), ABORT) is None  # a second marker
 
 
 def test_marker_epochs_are_checked() -> None:
