@@ -42,11 +42,21 @@ def _require() -> Any:
     return aiokafka
 
 
+def _unless_a_client_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's handler of exceptions nobody waited for: aiokafka leaves its own errors in
+    futures it never reads (a fenced producer's pending sends, when it is closed); they are
+    what the producer reported already, not news for stderr. Anything else goes to asyncio's
+    default handler."""
+    if not isinstance(context.get("exception"), aerrors.KafkaError):
+        loop.default_exception_handler(context)
+
+
 class LoopThread:
     """An event loop running on a daemon thread of its own."""
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(_unless_a_client_error)
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
@@ -123,7 +133,9 @@ class AiokafkaProducer(Producer):
 
         try:
             self._loop.run(send())
-        except aerrors.KafkaError as exc:
+        except (aerrors.KafkaError, aerrors.IllegalOperation) as exc:
+            # IllegalOperation: the transaction is no longer open (a send of it failed and
+            # aiokafka wants it aborted); the record was not handed over.
             raise ClientError(error_of(exc), str(exc)) from exc
 
     def _init_transactions(self) -> None:
