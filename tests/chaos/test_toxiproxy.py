@@ -65,6 +65,21 @@ def test_proxy_forwards_and_latency_toxic_delays(control: ToxiproxyControl, echo
     assert set(control.toxics("echo")) == {"latency_downstream"}
 
 
+def test_a_toxic_with_a_toxicity_hits_a_share_of_the_connections(control: ToxiproxyControl, echo: str) -> None:
+    """Toxicity is drawn per connection: with 0.5, some of 20 connections are delayed and some
+    are not (the delayed-end-txn campaign relies on it for requests held on one connection and
+    resent on another)."""
+    proxy = control.create_proxy("echo", echo)
+    control.add_toxic("echo", "latency", {"latency": 300, "jitter": 0}, toxicity=0.5)
+    times = []
+    for _ in range(20):
+        started = time.monotonic()
+        assert _round_trip(proxy.listen) == b"ping"
+        times.append(time.monotonic() - started)
+    slow = sum(t >= 0.25 for t in times)
+    assert 0 < slow < len(times), times
+
+
 def test_disabled_proxy_refuses_and_reset_restores(control: ToxiproxyControl, echo: str) -> None:
     """Disabling a proxy refuses connections; reset enables it and removes every toxic."""
     proxy = control.create_proxy("echo", echo)

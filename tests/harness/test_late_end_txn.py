@@ -10,6 +10,7 @@ checkers must name what a reader sees."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.checkers import check
-from harness.clients import ClientError, ProducerSettings, make_producer
+from harness.clients import ClientError, Producer, ProducerSettings, make_producer
 from harness.history import HistoryBuilder
 from harness.session import LATEST, TRANSACTION_KEY, WireSession
 from harness.targets.reference import ReferenceTarget
@@ -67,37 +68,49 @@ def _late_end_txn(bootstrap: str, transactional_id: str, commit: bool, log_end: 
         return late.end(commit)
 
 
-def _with_late_end(bootstrap: str, transactional_id: str, commit: bool,
-                   log_end: int = 1) -> tuple[threading.Thread, list[str]]:
+@contextlib.contextmanager
+def _producer(reference: ReferenceTarget, topic: str) -> Iterator[tuple[Producer, HistoryBuilder]]:
+    """A topic of two partitions and a transactional aiokafka producer whose transactional id
+    is the topic's name, recording into a history of its own."""
+    create_topic(reference.bootstrap, topic, partitions=2)
+    history = HistoryBuilder()
+    with make_producer("aiokafka", reference.bootstrap, ProducerSettings(transactional_id=topic), history,
+                       "tp0") as producer:
+        producer.init_transactions()
+        yield producer, history
+
+
+def _with_late_end(producer: Producer, bootstrap: str, topic: str, sends: list[tuple[int, str]], commit: bool,
+                   late_commit: bool, log_end: int = 1) -> tuple[str, list[str]]:
+    """A transaction of ``sends`` ((partition, value), GAP_S apart) during which the late
+    EndTxn(``late_commit``) arrives; how it ended for the client, and the coordinator's answer
+    to the late EndTxn (or the error that kept it from being sent)."""
     answers: list[str] = []
 
     def deliver() -> None:
         try:
-            answers.append(_late_end_txn(bootstrap, transactional_id, commit, log_end))
+            answers.append(_late_end_txn(bootstrap, topic, late_commit, log_end))
         except BaseException as exc:  # noqa: BLE001 - the test reads it from answers
             answers.append(f"{type(exc).__name__}: {exc}")
 
     thread = threading.Thread(target=deliver)
     thread.start()
-    return thread, answers
+    try:
+        return producer.transaction([(topic, p, None, value) for p, value in sends], commit, GAP_S), answers
+    finally:
+        thread.join(WAIT_S)
 
 
 def test_a_late_commit_commits_the_next_transaction_early(reference: ReferenceTarget) -> None:
     """The late EndTxn(commit) ends a transaction the client then aborts: a read_committed
     reader sees its first record (aborted-read); the record sent after it, to another
     partition, is aborted with what the client believes is its transaction."""
-    topic = "late-commit"
-    create_topic(reference.bootstrap, topic, partitions=2)
-    history = HistoryBuilder()
-    with make_producer("aiokafka", reference.bootstrap, ProducerSettings(transactional_id=topic), history,
-                       "tp0") as producer:
-        producer.init_transactions()
-        thread, answers = _with_late_end(reference.bootstrap, topic, commit=True)
-        outcome = producer.transaction([(topic, 0, None, "tp0-0"), (topic, 1, None, "tp0-1")], False, GAP_S)
-        thread.join(WAIT_S)
+    with _producer(reference, "late-commit") as (producer, history):
+        outcome, answers = _with_late_end(producer, reference.bootstrap, "late-commit", [(0, "tp0-0"), (1, "tp0-1")],
+                                          commit=False, late_commit=True)
     assert answers == ["NONE"]  # taken as the open transaction's end
     assert outcome == "abort"  # the client's abort ended the transaction tp0-1 started
-    assert read_committed(reference.bootstrap, topic, history, 1) == ["tp0-0"]
+    assert read_committed(reference.bootstrap, "late-commit", history, 1) == ["tp0-0"]
     report = check(history.history())
     assert set(report.anomalies) == {"aborted-read"}, report.anomalies
 
@@ -107,15 +120,10 @@ def test_a_late_abort_tears_the_next_transaction(reference: ReferenceTarget) -> 
     is aborted, the one sent after it committed alone. The reader passes over the aborted
     record between two committed ones of partition 0 (torn-transaction)."""
     topic = "late-abort"
-    create_topic(reference.bootstrap, topic, partitions=2)
-    history = HistoryBuilder()
-    with make_producer("aiokafka", reference.bootstrap, ProducerSettings(transactional_id=topic), history,
-                       "tp0") as producer:
-        producer.init_transactions()
+    with _producer(reference, topic) as (producer, history):
         assert producer.transaction([(topic, 0, None, "tp0-0")], True) == "commit"  # offsets 0 and 1 (marker)
-        thread, answers = _with_late_end(reference.bootstrap, topic, commit=False, log_end=3)
-        outcome = producer.transaction([(topic, 0, None, "tp0-1"), (topic, 1, None, "tp0-2")], True, GAP_S)
-        thread.join(WAIT_S)
+        outcome, answers = _with_late_end(producer, reference.bootstrap, topic, [(0, "tp0-1"), (1, "tp0-2")],
+                                          commit=True, late_commit=False, log_end=3)
         assert producer.transaction([(topic, 0, None, "tp0-3")], True) == "commit"
     assert answers == ["NONE"] and outcome == "commit"
     assert read_committed(reference.bootstrap, topic, history, 3) == ["tp0-0", "tp0-2", "tp0-3"]
@@ -127,19 +135,13 @@ def test_aiokafka_is_dead_after_a_batch_refused_outright(reference: ReferenceTar
     """After the late commit the client adds another partition (a new transaction at the
     coordinator), then sends to the first partition again: transaction verification (KIP-890
     part 1) refuses that batch, the client aborts. aiokafka keeps the refused batch's sequence
-    numbers used, so its next batch there leaves a gap (OUT_OF_ORDER_SEQUENCE_NUMBER), its
-    sender dies and every call fails: kconform reports the producer as dead (fatal), so that
-    a workload replaces it."""
+    numbers used and never bumps its epoch, so every later batch there is refused with
+    OUT_OF_ORDER_SEQUENCE_NUMBER: kconform reports the producer as dead (fatal), so that a
+    workload replaces it."""
     topic = "late-then-gap"
-    create_topic(reference.bootstrap, topic, partitions=2)
-    history = HistoryBuilder()
-    with make_producer("aiokafka", reference.bootstrap, ProducerSettings(transactional_id=topic), history,
-                       "tp0") as producer:
-        producer.init_transactions()
-        thread, answers = _with_late_end(reference.bootstrap, topic, commit=True)
-        refused = producer.transaction([(topic, 0, None, "tp0-0"), (topic, 1, None, "tp0-1"),
-                                        (topic, 0, None, "tp0-2")], True, GAP_S)
-        thread.join(WAIT_S)
+    with _producer(reference, topic) as (producer, history):
+        refused, answers = _with_late_end(producer, reference.bootstrap, topic,
+                                          [(0, "tp0-0"), (1, "tp0-1"), (0, "tp0-2")], commit=True, late_commit=True)
         with pytest.raises(ClientError) as raised:
             producer.transaction([(topic, 0, None, "tp0-3")], True)
     assert answers == ["NONE"] and refused == "fail"
