@@ -61,7 +61,7 @@ from specs.produce import Outcome
 
 CONSUMER_MODES = ("assigned", "commit-after", "commit-before")
 # The client libraries whose transactions kconform drives (harness.clients, Producer.transaction).
-TRANSACTIONAL_CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka")
+TRANSACTIONAL_CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka", "java")
 TP = tuple[str, int]
 
 

@@ -93,6 +93,7 @@ EXIT_WAIT_S = 5.0  # for the JVM to exit after closing, before it is killed
 COMMIT_TIMEOUT_S = 30.0
 COMMITTED_TIMEOUT_S = 10.0
 CALL_TIMEOUT_S = 30.0  # assign, subscribe, seek: local bookkeeping in the Java consumer
+TRANSACTION_CALL_ATTEMPTS = 3  # a transactional call that timed out is made again (KafkaProducer asks it)
 
 log = logging.getLogger("harness.clients.java")
 
@@ -324,7 +325,8 @@ class _Waiter:
 
 
 def _error(reply: dict[str, Any]) -> ClientError:
-    return ClientError(str(reply["error"]), str(reply.get("message") or ""))
+    return ClientError(str(reply["error"]), str(reply.get("message") or ""),
+                       abortable=bool(reply.get("abortable")), fatal=bool(reply.get("fatal")))
 
 
 class Bridge:
@@ -583,6 +585,8 @@ def producer_config(bootstrap: str, s: ProducerSettings) -> dict[str, str]:
         "enable.idempotence": s.idempotence, "linger.ms": s.linger_ms,
         "delivery.timeout.ms": s.delivery_timeout_ms, "request.timeout.ms": request_timeout,
         "max.block.ms": s.delivery_timeout_ms, "metadata.max.age.ms": s.metadata_max_age_ms,
+        **({} if s.transactional_id is None else {
+            "transactional.id": s.transactional_id, "transaction.timeout.ms": s.transaction_timeout_ms}),
     })
 
 
@@ -636,6 +640,25 @@ class JavaProducer(_OnBridge, Producer):
         if "error" in reply:
             # Refused by send() before the record reached the client's buffer: certainly not sent.
             raise _error(reply)
+
+    def _init_transactions(self) -> None:
+        self._transactional("init_transactions")
+
+    def _begin_transaction(self) -> None:
+        self._transactional("begin_transaction")
+
+    def _end_transaction(self, commit: bool) -> None:
+        self._transactional("commit_transaction" if commit else "abort_transaction")
+
+    def _transactional(self, op: str) -> None:
+        """A transactional method of the Java producer; after a timeout the same call is made
+        again, as its documentation asks, a few times."""
+        for attempt in range(TRANSACTION_CALL_ATTEMPTS):
+            reply = self._bridge.request({"op": op}, self._max_block_s + REPLY_MARGIN_S)
+            if "error" not in reply:
+                return
+            if reply["error"] != "TIMEOUT" or attempt + 1 == TRANSACTION_CALL_ATTEMPTS:
+                raise _error(reply)
 
     def _flush(self, timeout_s: float) -> int:
         try:

@@ -17,7 +17,7 @@ from tests.kafka_helpers import create_topic
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
 
-CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka")
+CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka", "java")
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +65,16 @@ def test_transactions_are_recorded_as_txn_operations_and_judged_clean(reference:
     assert report.valid, report.anomalies
 
 
-def test_a_fenced_producer_never_records_its_transaction_as_committed(reference: ReferenceTarget) -> None:
+@pytest.mark.parametrize("client", ["confluent-kafka", "java"])
+def test_a_fenced_producer_never_records_its_transaction_as_committed(reference: ReferenceTarget, client: str) -> None:
     """The older instance of a transactional id, fenced by a newer one in the middle of its
     transaction, records that transaction as failed or unknown (never ok), and its records stay
     invisible to read_committed readers."""
-    topic = "txc-fenced"
+    topic = f"txc-fenced-{client}"
     create_topic(reference.bootstrap, topic, partitions=2)
     history = HistoryBuilder()
-    zombie = make_producer("confluent-kafka", reference.bootstrap, settings("txc-fenced"), history, "tp0")
-    successor = make_producer("confluent-kafka", reference.bootstrap, settings("txc-fenced"), history, "tp1")
+    zombie = make_producer(client, reference.bootstrap, settings(topic), history, "tp0")
+    successor = make_producer(client, reference.bootstrap, settings(topic), history, "tp1")
     with zombie, successor:
         zombie.init_transactions()
         assert zombie.transaction([(topic, 0, None, "tp0-0")], True) == "commit"

@@ -93,9 +93,14 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.AuthorizationException;
 import org.apache.kafka.common.errors.DisconnectException;
+import org.apache.kafka.common.errors.InvalidProducerEpochException;
+import org.apache.kafka.common.errors.OutOfOrderSequenceException;
+import org.apache.kafka.common.errors.ProducerFencedException;
 import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.errors.UnknownServerException;
+import org.apache.kafka.common.errors.UnsupportedVersionException;
 import org.apache.kafka.common.protocol.Errors;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
@@ -417,6 +422,18 @@ public final class KconformClient {
                 case "flush":
                     flush(reply);
                     return DEFERRED;  // answered by the flushing thread
+                case "init_transactions":
+                    transactional(op, reply, producer::initTransactions);
+                    return CONTINUE;
+                case "begin_transaction":
+                    transactional(op, reply, producer::beginTransaction);
+                    return CONTINUE;
+                case "commit_transaction":
+                    transactional(op, reply, producer::commitTransaction);
+                    return CONTINUE;
+                case "abort_transaction":
+                    transactional(op, reply, producer::abortTransaction);
+                    return CONTINUE;
                 case "close":
                     close(Duration.ofMillis(cmd.path("timeout_ms").asLong(10_000)));
                     return EXIT;
@@ -442,6 +459,34 @@ public final class KconformClient {
             if (completion.rejected != null) {
                 failure(reply, completion.rejected);
             }
+        }
+
+        /** A transactional method (each returns within max.block.ms). A failure is answered with
+         * what the producer needs next, as KafkaProducer's documentation sorts its exceptions:
+         * "fatal" (it can only be closed: fenced, an unrecoverable sequence, an unsupported or
+         * unauthorised operation, or an abort that failed), "abortable" (abortTransaction, then
+         * go on), or neither (a timeout: the same call may be made again). */
+        private void transactional(String op, ObjectNode reply, Runnable call) {
+            try {
+                call.run();
+            } catch (TimeoutException e) {
+                failure(reply, e);
+            } catch (KafkaException | IllegalStateException e) {
+                failure(reply, e);
+                boolean fatal = "abort_transaction".equals(op) || e instanceof IllegalStateException || fatalInChain(e);
+                reply.put(fatal ? "fatal" : "abortable", true);
+            }
+        }
+
+        private static boolean fatalInChain(Throwable t) {
+            for (Throwable e = t; e != null; e = e.getCause() == e ? null : e.getCause()) {
+                if (e instanceof ProducerFencedException || e instanceof InvalidProducerEpochException
+                        || e instanceof OutOfOrderSequenceException || e instanceof AuthorizationException
+                        || e instanceof UnsupportedVersionException) {
+                    return true;
+                }
+            }
+            return false;
         }
 
         /** KafkaProducer.flush() has no timeout (it returns when every record is complete, i.e.
