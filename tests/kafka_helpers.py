@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -11,6 +13,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.wire import WireClient
+from launch import kafka_jars
 
 TIMEOUT_S = 30.0
 
@@ -138,3 +141,12 @@ def read_values(bootstrap: str, partitions: Iterable[tuple[str, int]], isolation
     finally:
         consumer.close()
     return values
+
+
+def kafka_missing(version: str) -> str | None:
+    """Why Apache Kafka ``version`` cannot run here (a reason for pytest.skip), or None."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "Java 17+ is needed to run Apache Kafka (apt-get install openjdk-17-jre-headless)"
+    if shutil.which("mvn") is None and not kafka_jars.is_installed(version):
+        return f"Apache Kafka {version}'s jars are not fetched and Maven is not installed to fetch them (scripts/setup)"
+    return None

@@ -1,12 +1,18 @@
-"""The shape of KAFKA-17754, made deterministic: a late copy of a producer's EndTxn (sent here
-at the wire level, with the producer's id and epoch, as the copy a timed-out connection
-delivers late) lands on the producer's next transaction. Under transaction protocol version 1
-(every client kconform drives transactions with: none sends EndTxn v5) the coordinator takes it
-for that transaction's end, as Apache Kafka does: its first partition is committed early and
-the partitions the client adds afterwards form a transaction of their own. The chaos campaign
+"""The shape of KAFKA-17754, made deterministic: the EndTxn of a producer's transaction, held
+back and delivered late (sent here at the wire level, with the producer id and epoch that
+transaction had), reaches the coordinator while the producer's next transaction is open.
+
+Under transaction protocol version 1 (an EndTxn below v5) a producer keeps its epoch from one
+transaction to the next, so the coordinator takes the late copy for the open transaction's end:
+its first partition is committed or aborted early, and the partitions the client adds afterwards
+form a transaction of their own. That is what Apache Kafka 3.9.2 does with any client, Apache
+Kafka 4.4.0 with a client that does not speak version 2 (aiokafka), and the reference broker,
+which follows version 1. Under version 2 (KIP-890 part 2: the Java client 4.x against Kafka
+4.x) every transaction has an epoch of its own and the late copy is fenced. The chaos campaign
 ``delayed-end-txn`` provokes the same with network delays (docs/findings.md); here it is
-reproduced on purpose, with a real aiokafka producer and a real reference broker, and the
-checkers must name what a reader sees."""
+reproduced on purpose with real clients and real brokers, and the checkers must name what a
+reader sees.
+"""
 
 from __future__ import annotations
 
@@ -21,21 +27,30 @@ from harness.checkers import check
 from harness.clients import ClientError, Producer, ProducerSettings, make_producer
 from harness.history import HistoryBuilder
 from harness.session import LATEST, TRANSACTION_KEY, WireSession
-from harness.targets.reference import ReferenceTarget
-from harness.wire_transactions import WireTransaction
+from harness.targets import KafkaTarget, ReferenceTarget, Target
+from harness.wire_transactions import FENCED, WireTransaction
 from reference_broker.protocol.api_keys import ApiKey
 from tests.harness.test_transactional_clients import read_committed
-from tests.kafka_helpers import create_topic
+from tests.kafka_helpers import create_topic, kafka_missing
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
 
-GAP_S = 1.5  # between the transaction's sends: time to deliver the late EndTxn in between
-WAIT_S = 10.0
+GAP_S = 1.5  # between a transaction's sends: time for the late EndTxn to be taken, or delivered
+WAIT_S = 20.0
 
 
 @pytest.fixture(scope="module")
 def reference() -> Iterator[ReferenceTarget]:
     with ReferenceTarget() as target:
+        yield target
+
+
+@pytest.fixture(scope="module", params=["4.4.0", "3.9.2"])
+def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaTarget]:
+    reason = kafka_missing(request.param)
+    if reason is not None:
+        pytest.skip(reason)
+    with KafkaTarget(request.param, brokers=1) as target:
         yield target
 
 
@@ -53,66 +68,104 @@ def _ongoing(s: WireSession, transactional_id: str) -> tuple[int, int] | None:
     return int(state.producer_id), int(state.producer_epoch)
 
 
-def _late_end_txn(bootstrap: str, transactional_id: str, commit: bool, log_end: int) -> str:
-    """Once the producer's transaction is open and its first record is in the log (partition 0
-    of the topic named like the transactional id ends at ``log_end``), the late EndTxn of its
-    previous transaction, with its id and epoch; the coordinator's answer."""
+def _wait_open(s: WireSession, topic: str, log_end: int) -> tuple[int, int]:
+    """The producer id and epoch once a transaction of ``topic`` (also the transactional id) is
+    open and partition 0 of the topic ends at ``log_end`` or later."""
+    deadline = time.monotonic() + WAIT_S
+    while (ongoing := _ongoing(s, topic)) is None or s.list_offsets(topic, 0, LATEST).offset < log_end:
+        assert time.monotonic() < deadline, f"no open transaction with partition 0 at {log_end}"
+        time.sleep(0.02)
+    return ongoing
+
+
+def _late_end_txn(bootstrap: str, topic: str, late_commit: bool) -> str:
+    """The late copy: the first transaction's EndTxn(``late_commit``), with the epoch it had
+    (its first record at offset 0), delivered once the next transaction is open with its first
+    record in partition 0 (offset 2, after the first transaction's marker); the coordinator's
+    answer."""
     with WireSession(bootstrap) as s:
-        deadline = time.monotonic() + WAIT_S
-        while (ongoing := _ongoing(s, transactional_id)) is None or s.list_offsets(
-                transactional_id, 0, LATEST).offset < log_end:
-            assert time.monotonic() < deadline, "the transaction never opened, or its first record never came"
-            time.sleep(0.02)
-        late = WireTransaction(s, transactional_id)
-        late.producer_id, late.epoch = ongoing
-        return late.end(commit)
+        first = _wait_open(s, topic, 1)
+        _wait_open(s, topic, 3)
+        late = WireTransaction(s, topic)
+        late.producer_id, late.epoch = first
+        return late.end(late_commit)
 
 
 @contextlib.contextmanager
-def _producer(reference: ReferenceTarget, topic: str) -> Iterator[tuple[Producer, HistoryBuilder]]:
-    """A topic of two partitions and a transactional aiokafka producer whose transactional id
-    is the topic's name, recording into a history of its own."""
-    create_topic(reference.bootstrap, topic, partitions=2)
+def _producer(target: Target, client: str, topic: str) -> Iterator[tuple[Producer, HistoryBuilder]]:
+    """A topic of two partitions and a transactional producer whose transactional id is the
+    topic's name, recording into a history of its own."""
+    create_topic(target.bootstrap, topic, partitions=2)
     history = HistoryBuilder()
-    with make_producer("aiokafka", reference.bootstrap, ProducerSettings(transactional_id=topic), history,
+    with make_producer(client, target.bootstrap, ProducerSettings(transactional_id=topic), history,
                        "tp0") as producer:
         producer.init_transactions()
         yield producer, history
 
 
 def _with_late_end(producer: Producer, bootstrap: str, topic: str, sends: list[tuple[int, str]], commit: bool,
-                   late_commit: bool, log_end: int = 1) -> tuple[str, list[str]]:
-    """A transaction of ``sends`` ((partition, value), GAP_S apart) during which the late
-    EndTxn(``late_commit``) arrives; how it ended for the client, and the coordinator's answer
-    to the late EndTxn (or the error that kept it from being sent)."""
+                   late_commit: bool) -> tuple[str, list[str]]:
+    """A first transaction (commit, 'tp0-a' to partition 0 then 'tp0-b' to partition 1), then
+    the transaction of ``sends`` ((partition, value), GAP_S apart; the first to partition 0),
+    during which the first one's late EndTxn(``late_commit``) arrives. How the second ended for
+    the client, and the coordinator's answer to the late copy (or the error that kept it from
+    being sent)."""
     answers: list[str] = []
 
     def deliver() -> None:
         try:
-            answers.append(_late_end_txn(bootstrap, topic, late_commit, log_end))
+            answers.append(_late_end_txn(bootstrap, topic, late_commit))
         except BaseException as exc:  # noqa: BLE001 - the test reads it from answers
             answers.append(f"{type(exc).__name__}: {exc}")
 
     thread = threading.Thread(target=deliver)
     thread.start()
     try:
+        first = producer.transaction([(topic, 0, None, "tp0-a"), (topic, 1, None, "tp0-b")], True, GAP_S)
+        assert first == "commit"
         return producer.transaction([(topic, p, None, value) for p, value in sends], commit, GAP_S), answers
     finally:
         thread.join(WAIT_S)
 
 
-def test_a_late_commit_commits_the_next_transaction_early(reference: ReferenceTarget) -> None:
-    """The late EndTxn(commit) ends a transaction the client then aborts: a read_committed
+def _late_commit_then_abort(target: Target, client: str) -> tuple[list[str], str, list[str], set[str]]:
+    """The late EndTxn(commit) during a transaction the client aborts: the coordinator's answer
+    to it, the transaction's outcome, what a read_committed reader reads, the anomalies."""
+    topic = f"late-commit-{client}"
+    with _producer(target, client, topic) as (producer, history):
+        outcome, answers = _with_late_end(producer, target.bootstrap, topic, [(0, "tp0-0"), (1, "tp0-1")],
+                                          commit=False, late_commit=True)
+    return answers, outcome, read_committed(target.bootstrap, topic, history, 3), set(check(history.history()).anomalies)
+
+
+@pytest.mark.parametrize("client", ["aiokafka", "java"])
+def test_on_the_reference_a_late_commit_commits_the_next_transaction_early(reference: ReferenceTarget,
+                                                                          client: str) -> None:
+    """Transaction protocol version 1 (the reference broker offers no other): the late
+    EndTxn(commit) ends the next transaction, which the client then aborts: a read_committed
     reader sees its first record (aborted-read); the record sent after it, to another
     partition, is aborted with what the client believes is its transaction."""
-    with _producer(reference, "late-commit") as (producer, history):
-        outcome, answers = _with_late_end(producer, reference.bootstrap, "late-commit", [(0, "tp0-0"), (1, "tp0-1")],
-                                          commit=False, late_commit=True)
+    answers, outcome, read, anomalies = _late_commit_then_abort(reference, client)
     assert answers == ["NONE"]  # taken as the open transaction's end
     assert outcome == "abort"  # the client's abort ended the transaction tp0-1 started
-    assert read_committed(reference.bootstrap, "late-commit", history, 1) == ["tp0-0"]
-    report = check(history.history())
-    assert set(report.anomalies) == {"aborted-read"}, report.anomalies
+    assert read == ["tp0-0", "tp0-a", "tp0-b"]
+    assert "aborted-read" in anomalies, anomalies
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", ["aiokafka", "java"])
+def test_on_apache_kafka_only_transaction_version_2_fences_the_late_commit(kafka: KafkaTarget, client: str) -> None:
+    """Apache Kafka does the same with transaction protocol version 1: 3.9.2 with any client,
+    4.4.0 with aiokafka (EndTxn below v5). The Java client 4.4.0 against Kafka 4.4.0 speaks
+    version 2 (KIP-890 part 2): the next transaction has an epoch of its own, the late copy is
+    fenced, and nothing is read that should not be."""
+    answers, outcome, read, anomalies = _late_commit_then_abort(kafka, client)
+    if client == "java" and kafka.version == "4.4.0":
+        assert len(answers) == 1 and answers[0] in FENCED, answers
+        assert outcome == "abort" and read == ["tp0-a", "tp0-b"] and not anomalies, (outcome, read, anomalies)
+    else:
+        assert answers == ["NONE"] and outcome == "abort"
+        assert read == ["tp0-0", "tp0-a", "tp0-b"] and "aborted-read" in anomalies, (read, anomalies)
 
 
 def test_a_late_abort_tears_the_next_transaction(reference: ReferenceTarget) -> None:
@@ -120,13 +173,12 @@ def test_a_late_abort_tears_the_next_transaction(reference: ReferenceTarget) -> 
     is aborted, the one sent after it committed alone. The reader passes over the aborted
     record between two committed ones of partition 0 (torn-transaction)."""
     topic = "late-abort"
-    with _producer(reference, topic) as (producer, history):
-        assert producer.transaction([(topic, 0, None, "tp0-0")], True) == "commit"  # offsets 0 and 1 (marker)
-        outcome, answers = _with_late_end(producer, reference.bootstrap, topic, [(0, "tp0-1"), (1, "tp0-2")],
-                                          commit=True, late_commit=False, log_end=3)
-        assert producer.transaction([(topic, 0, None, "tp0-3")], True) == "commit"
+    with _producer(reference, "aiokafka", topic) as (producer, history):
+        outcome, answers = _with_late_end(producer, reference.bootstrap, topic, [(0, "tp0-0"), (1, "tp0-1")],
+                                          commit=True, late_commit=False)
+        assert producer.transaction([(topic, 0, None, "tp0-2")], True) == "commit"
     assert answers == ["NONE"] and outcome == "commit"
-    assert read_committed(reference.bootstrap, topic, history, 3) == ["tp0-0", "tp0-2", "tp0-3"]
+    assert read_committed(reference.bootstrap, topic, history, 4) == ["tp0-1", "tp0-2", "tp0-a", "tp0-b"]
     report = check(history.history())
     assert "torn-transaction" in report.anomalies, report.anomalies
 
@@ -139,12 +191,12 @@ def test_aiokafka_is_dead_after_a_batch_refused_outright(reference: ReferenceTar
     OUT_OF_ORDER_SEQUENCE_NUMBER: kconform reports the producer as dead (fatal), so that a
     workload replaces it."""
     topic = "late-then-gap"
-    with _producer(reference, topic) as (producer, history):
+    with _producer(reference, "aiokafka", topic) as (producer, history):
         refused, answers = _with_late_end(producer, reference.bootstrap, topic,
                                           [(0, "tp0-0"), (1, "tp0-1"), (0, "tp0-2")], commit=True, late_commit=True)
         with pytest.raises(ClientError) as raised:
             producer.transaction([(topic, 0, None, "tp0-3")], True)
     assert answers == ["NONE"] and refused == "fail"
     assert raised.value.fatal and raised.value.error == "OUT_OF_ORDER_SEQUENCE_NUMBER"
-    ended = [(e["type"], e["value"]["error"]) for e in history.history().raw if e["f"] == "txn" and e["type"] != "invoke"]
+    ended = [(e["type"], e["value"]["error"]) for e in history.history().raw if e["f"] == "txn" and e["type"] == "fail"]
     assert ended == [("fail", "INVALID_TXN_STATE"), ("fail", "OUT_OF_ORDER_SEQUENCE_NUMBER")]

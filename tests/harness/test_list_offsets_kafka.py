@@ -19,8 +19,6 @@ and the offset for a lookup. The brokers check retention every second here
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -29,10 +27,10 @@ import pytest
 
 from harness.session import EARLIEST, MAX_TIMESTAMP, WireSession, make_batch
 from harness.targets import KafkaTarget, ReferenceTarget, Target
-from launch import kafka_jars
 from specs.log import LogModel, ModelRecord
 from specs.offsets import StoredLog, list_offsets, max_timestamp
 from specs.types import Offset
+from tests.kafka_helpers import kafka_missing
 
 T0 = 1_700_000_000_000
 RETENTION_CHECK = {"log.retention.check.interval.ms": "1000"}
@@ -193,18 +191,10 @@ def test_the_reference_broker_answers_what_kafka_answered() -> None:
         _compare(_replay_all(target))
 
 
-def _kafka_missing(version: str) -> str | None:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "Java 17+ is needed to run Apache Kafka (apt-get install openjdk-17-jre-headless)"
-    if shutil.which("mvn") is None and not kafka_jars.is_installed(version):
-        return f"Apache Kafka {version}'s jars are not fetched and Maven is not installed to fetch them (scripts/setup)"
-    return None
-
-
 @pytest.fixture(scope="module", params=["4.4.0", "3.9.2"])
 def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaTarget]:
     version: str = request.param
-    reason = _kafka_missing(version)
+    reason = kafka_missing(version)
     if reason is not None:
         pytest.skip(reason)
     with KafkaTarget(version, brokers=1, overrides=RETENTION_CHECK) as target:
