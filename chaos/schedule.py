@@ -489,18 +489,19 @@ def _txn_coordinator_failures(seed: int, ctx: Context, duration: float) -> Sched
 
 def _delayed_end_txn(seed: int, ctx: Context, duration: float) -> Schedule:
     """The shape of KAFKA-17754: a delayed EndTxn lands on the producer's next transaction.
-    Requests from clients to every broker (so to every transaction coordinator) are delayed by
-    0 to 2 s each (latency 1 s, jitter 1 s, drawn per request by Toxiproxy), 8 s at a time with
-    2 s between, while the workload (``CAMPAIGN_WORKLOADS``) sends short transactions whose
-    sends are spread out, half of them aborted, with a 0.6 s request timeout. A client whose
-    EndTxn times out closes the connection and sends it again on a new one, which may be
-    delayed less: the second copy ends the transaction, the client begins the next one under
-    the same producer epoch (transaction protocol version 1: no epoch bump per transaction),
-    and the first copy, arriving late, ends that one early: the partitions it adds afterwards
-    form a transaction of their own. Visible as aborted reads (the early commit of a
-    transaction the client then aborts or gives up) and lost writes or torn transactions (the
-    early abort of one it then commits). Transaction protocol version 2 (KIP-890 part 2: a new
-    epoch for every transaction) fences the late copy."""
+    In windows of 1.5 s every 2 s, requests from clients to every broker (so to every
+    transaction coordinator) are held on a random 30 % of connections (latency 3 s, toxicity
+    0.3, drawn per connection by Toxiproxy; what is held goes through when the window closes),
+    while the workload (``CAMPAIGN_WORKLOADS``) sends short transactions whose sends are spread
+    out, half of them aborted, with a 0.6 s request timeout. A client whose EndTxn is held
+    times out, closes the connection and sends it again on a new one, most likely fast: that
+    copy ends the transaction, the client begins the next one under the same producer epoch
+    (transaction protocol version 1: no epoch bump per transaction), and the held copy, arriving
+    when the window closes, ends that one early: the partitions it adds afterwards form a
+    transaction of their own. Visible as aborted reads and G1b (the early commit of a
+    transaction the client then aborts or gives up) and torn transactions (the early abort of
+    one it then commits). Transaction protocol version 2 (KIP-890 part 2: a new epoch for
+    every transaction) fences the held copy."""
     faults = []
     at = 2.0
     while at + 1.5 <= duration - 2.0:
