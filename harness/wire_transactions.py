@@ -6,8 +6,8 @@ bumps epochs and turns errors into exceptions. :class:`WireTransaction` sends In
 AddPartitionsToTxn, transactional Produce batches and EndTxn itself through a
 :class:`~harness.session.WireSession`, and returns each answer as the broker gave it. It retries
 only what every producer retries (CONCURRENT_TRANSACTIONS while the coordinator completes the
-previous transaction, NOT_ENOUGH_REPLICAS while a leader cannot verify a batch yet), so a
-refusal the rules call for reaches the caller.
+previous transaction; on a Produce, NOT_ENOUGH_REPLICAS or CONCURRENT_TRANSACTIONS while a
+leader cannot verify a batch yet), so a refusal the rules call for reaches the caller.
 
 The transaction checks (`harness.conformance.transaction_checks`) and the transaction state
 machine (`harness.stateful.txn_machine`) both drive it.
@@ -29,6 +29,8 @@ READ_COMMITTED = 1  # Fetch's and ListOffsets' isolation_level (KIP-98)
 # 4+ is the brokers' batched form; EndTxn 5 bumps the epoch, KIP-890 part 2).
 ADD_PARTITIONS_VERSION, END_TXN_VERSION, INIT_VERSION = 3, 4, 4
 FENCED = ("PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH")  # KIP-588 renamed the error
+# What a leader answers a transactional Produce while it cannot verify it with the coordinator yet.
+UNVERIFIED = frozenset({"NOT_ENOUGH_REPLICAS", "CONCURRENT_TRANSACTIONS"})
 
 
 class WireTransaction:
@@ -88,10 +90,12 @@ class WireTransaction:
         return errors
 
     def send(self, topic: str, partition: int, values: Sequence[bytes], epoch: int | None = None) -> ProduceResult:
-        """A transactional batch with the next sequence of the partition. NOT_ENOUGH_REPLICAS is
-        sent again until the session's timeout, as producers do: it is what a leader answers
-        while it cannot verify the batch with the coordinator (KIP-890 part 1: the coordinator
-        is loading, completing the previous transaction, or out of reach)."""
+        """A transactional batch with the next sequence of the partition. It is sent again until
+        the session's timeout while the leader answers that it cannot verify it with the
+        coordinator yet (KIP-890 part 1: the coordinator is loading, completing the previous
+        transaction, or out of reach), as producers do: NOT_ENOUGH_REPLICAS (Kafka 3.x, the
+        reference broker), CONCURRENT_TRANSACTIONS (Kafka 4.4.0, seen while the previous
+        transaction completes)."""
         sequence = self.sequences.get((topic, partition), 0)
         batch = make_batch(list(values), producer_id=self.producer_id,
                            producer_epoch=self.epoch if epoch is None else epoch,
@@ -101,7 +105,7 @@ class WireTransaction:
         while True:
             result = self.s.produce(topic, partition, batch, transactional_id=self.id)
             assert result is not None
-            if result.error != "NOT_ENOUGH_REPLICAS" or time.monotonic() > deadline:
+            if result.error not in UNVERIFIED or time.monotonic() > deadline:
                 break
             time.sleep(next(waits))
         if result.error == "NONE":

@@ -1,9 +1,12 @@
 """Launch a reference broker as a real OS process and control it: stop, kill, pause, restart.
 
 Tests, benchmarks and the harness use this to run brokers exactly as users do (``python -m
-reference_broker``), never in-process. The first start binds port 0 and reads the bound port
-from the broker's "ready" line, so parallel test workers never collide; restarts reuse that
-port so clients reconnect to the same address. Every process is started in its own process group
+reference_broker``), never in-process. The port is a free one below the kernel's ephemeral
+range (``launch.ports``), so parallel test workers never collide and a restart finds it free
+again: a port from the ephemeral range could be taken, between stop and start, as the local
+port of any outgoing connection on the machine. Restarts reuse it so clients reconnect to the
+same address; port 0 (the kernel's choice, read back from the broker's "ready" line) is still
+accepted. Every process is started in its own process group
 and is killed on exit, also when the caller fails or is interrupted.
 """
 
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from launch.child_process import ChildProcess, Supervisor, spawn
+from launch.ports import free_port
 
 READY = re.compile(r"ready: listening on (\S+), advertising (\S+),")
 DEFAULT_START_TIMEOUT_S = 30.0
@@ -45,13 +49,13 @@ class BrokerProcess(Supervisor):
         data_dir: Path | None = None,
         host: str = "127.0.0.1",
         log_level: str = "INFO",
-        port: int = 0,
+        port: int | None = None,
         listener_name: str = "PLAINTEXT",
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="kconform-broker-")) if data_dir is None else data_dir
         self.host = host
-        self.port = port
+        self.port = free_port(host) if port is None else port
         self.listener_name = listener_name
         self.overrides = dict(overrides or {})
         self.log_level = log_level
