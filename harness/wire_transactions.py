@@ -16,14 +16,15 @@ machine (`harness.stateful.txn_machine`) both drive it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from harness.error_names import error_name
 from harness.session import TRANSACTION_KEY, ProduceResult, WireSession, make_batch, pauses
 from reference_broker.protocol.api_keys import ApiKey
 
 TP = tuple[str, int]
+T = TypeVar("T")
 READ_COMMITTED = 1  # Fetch's and ListOffsets' isolation_level (KIP-98)
 # Versions a producer of Kafka 3.x/4.x sends without transaction version 2 (AddPartitionsToTxn
 # 4+ is the brokers' batched form; EndTxn 5 bumps the epoch, KIP-890 part 2).
@@ -49,18 +50,25 @@ class WireTransaction:
         return self.s.coordinator_call(self.id, api_key, fields, lambda r: [
             e for e in errors(r) if e != "NONE"], key_type=TRANSACTION_KEY, version=version)
 
+    def _again_while(self, call: Callable[[], T], retriable: Callable[[T], bool]) -> T:
+        """``call``'s answer, asked again with growing pauses while ``retriable`` says producers
+        would retry it, until the session's timeout (then the last answer)."""
+        deadline = time.monotonic() + self.s.timeout_s
+        for pause in pauses():
+            answer = call()
+            if not retriable(answer) or time.monotonic() > deadline:
+                return answer
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
     def init(self, timeout_ms: int | None = None) -> str:
         """InitProducerId; CONCURRENT_TRANSACTIONS (an open transaction being aborted) is retried
         as clients do. Keeps the producer id and epoch it gets."""
-        deadline = time.monotonic() + self.s.timeout_s
-        for pause in pauses():
-            response = self._call(ApiKey.INIT_PRODUCER_ID, {
-                "transactional_id": self.id, "transaction_timeout": timeout_ms or self.timeout_ms,
-                "producer_id": -1, "producer_epoch": -1}, INIT_VERSION)
-            error = error_name(response.error_code)
-            if error != "CONCURRENT_TRANSACTIONS" or time.monotonic() > deadline:
-                break
-            time.sleep(pause)
+        response = self._again_while(lambda: self._call(ApiKey.INIT_PRODUCER_ID, {
+            "transactional_id": self.id, "transaction_timeout": timeout_ms or self.timeout_ms,
+            "producer_id": -1, "producer_epoch": -1}, INIT_VERSION),
+            lambda r: error_name(r.error_code) == "CONCURRENT_TRANSACTIONS")
+        error = error_name(response.error_code)
         if error == "NONE":
             self.producer_id, self.epoch = int(response.producer_id), int(response.producer_epoch)
             self.sequences.clear()
@@ -72,22 +80,18 @@ class WireTransaction:
         topics: dict[str, list[int]] = {}
         for topic, partition in partitions:
             topics.setdefault(topic, []).append(partition)
-        deadline = time.monotonic() + self.s.timeout_s
-        for pause in pauses():
-            response = self._call(ApiKey.ADD_PARTITIONS_TO_TXN, {
-                "v3_and_below_transactional_id": self.id, "v3_and_below_producer_id": self.producer_id,
-                "v3_and_below_producer_epoch": self.epoch if epoch is None else epoch,
-                "v3_and_below_topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]},
-                ADD_PARTITIONS_VERSION, lambda r: [error_name(p.partition_error_code)
-                                                   for t in r.results_by_topic_v3_and_below
-                                                   for p in t.results_by_partition])
-            errors = {(t.name, int(p.partition_index)): error_name(p.partition_error_code)
-                      for t in response.results_by_topic_v3_and_below for p in t.results_by_partition}
-            # The previous transaction's markers are still being written: clients retry.
-            if set(errors.values()) != {"CONCURRENT_TRANSACTIONS"} or time.monotonic() > deadline:
-                break
-            time.sleep(pause)
-        return errors
+
+        def errors_of(response: Any) -> dict[TP, str]:
+            return {(t.name, int(p.partition_index)): error_name(p.partition_error_code)
+                    for t in response.results_by_topic_v3_and_below for p in t.results_by_partition}
+
+        # CONCURRENT_TRANSACTIONS: the previous transaction's markers are still being written.
+        return self._again_while(lambda: errors_of(self._call(ApiKey.ADD_PARTITIONS_TO_TXN, {
+            "v3_and_below_transactional_id": self.id, "v3_and_below_producer_id": self.producer_id,
+            "v3_and_below_producer_epoch": self.epoch if epoch is None else epoch,
+            "v3_and_below_topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]},
+            ADD_PARTITIONS_VERSION, lambda r: list(errors_of(r).values()))),
+            lambda errors: set(errors.values()) == {"CONCURRENT_TRANSACTIONS"})
 
     def send(self, topic: str, partition: int, values: Sequence[bytes], epoch: int | None = None) -> ProduceResult:
         """A transactional batch with the next sequence of the partition. It is sent again until
@@ -100,14 +104,13 @@ class WireTransaction:
         batch = make_batch(list(values), producer_id=self.producer_id,
                            producer_epoch=self.epoch if epoch is None else epoch,
                            base_sequence=sequence, transactional=True)
-        deadline = time.monotonic() + self.s.timeout_s
-        waits = pauses()
-        while True:
+
+        def produce() -> ProduceResult:
             result = self.s.produce(topic, partition, batch, transactional_id=self.id)
             assert result is not None
-            if result.error not in UNVERIFIED or time.monotonic() > deadline:
-                break
-            time.sleep(next(waits))
+            return result
+
+        result = self._again_while(produce, lambda r: r.error in UNVERIFIED)
         if result.error == "NONE":
             self.sequences[(topic, partition)] = sequence + len(values)
         return result

@@ -12,6 +12,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from harness.clients import ConsumerSettings, make_consumer
+from harness.history import HistoryBuilder
 from harness.wire import WireClient
 from launch import kafka_jars
 
@@ -150,3 +152,20 @@ def kafka_missing(version: str) -> str | None:
     if shutil.which("mvn") is None and not kafka_jars.is_installed(version):
         return f"Apache Kafka {version}'s jars are not fetched and Maven is not installed to fetch them (scripts/setup)"
     return None
+
+
+def read_committed(bootstrap: str, topic: str, history: HistoryBuilder, expected: int) -> list[str]:
+    """The values a read_committed confluent-kafka consumer (process c0, recorded into
+    ``history``) reads from partitions 0 and 1 of ``topic``, sorted: polls until ``expected``
+    arrived (then one more poll, for any extra), or 20 s."""
+    consumer = make_consumer("confluent-kafka", bootstrap, settings=ConsumerSettings(
+        isolation_level="read_committed"), history=history, process="c0")
+    with consumer:
+        consumer.assign([(topic, 0), (topic, 1)], {(topic, 0): 0, (topic, 1): 0})
+        values: list[str] = []
+        for _ in range(40):
+            values += [r.value.decode() for r in consumer.poll(0.5) if r.value is not None]
+            if len(values) >= expected:
+                values += [r.value.decode() for r in consumer.poll(2.0) if r.value is not None]
+                break
+    return sorted(values)

@@ -30,8 +30,7 @@ from harness.session import LATEST, TRANSACTION_KEY, WireSession
 from harness.targets import KafkaTarget, ReferenceTarget, Target
 from harness.wire_transactions import FENCED, WireTransaction
 from reference_broker.protocol.api_keys import ApiKey
-from tests.harness.test_transactional_clients import read_committed
-from tests.kafka_helpers import create_topic, kafka_missing
+from tests.kafka_helpers import create_topic, kafka_missing, read_committed
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
 

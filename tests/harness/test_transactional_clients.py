@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from harness.checkers import check
-from harness.clients import ClientError, ConsumerSettings, ProducerSettings, make_consumer, make_producer
+from harness.clients import ClientError, ProducerSettings, make_producer
 from harness.history import HistoryBuilder
 from harness.targets.reference import ReferenceTarget
-from tests.kafka_helpers import create_topic
+from tests.kafka_helpers import create_topic, read_committed
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
 
@@ -28,20 +28,6 @@ def reference() -> Iterator[ReferenceTarget]:
 
 def settings(transactional_id: str) -> ProducerSettings:
     return ProducerSettings(transactional_id=transactional_id, transaction_timeout_ms=60_000)
-
-
-def read_committed(bootstrap: str, topic: str, history: HistoryBuilder, expected: int) -> list[str]:
-    consumer = make_consumer("confluent-kafka", bootstrap, settings=ConsumerSettings(
-        isolation_level="read_committed"), history=history, process="c0")
-    with consumer:
-        consumer.assign([(topic, 0), (topic, 1)], {(topic, 0): 0, (topic, 1): 0})
-        values: list[str] = []
-        for _ in range(40):
-            values += [r.value.decode() for r in consumer.poll(0.5) if r.value is not None]
-            if len(values) >= expected:
-                values += [r.value.decode() for r in consumer.poll(2.0) if r.value is not None]
-                break
-    return sorted(values)
 
 
 @pytest.mark.parametrize("client", CLIENTS)
