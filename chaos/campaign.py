@@ -47,6 +47,7 @@ from chaos.faults import (
     PEER_LINKS,
     PROCESS,
     REPLICATED,
+    TRANSACTIONAL_PRODUCERS,
 )
 from chaos.nemesis import Nemesis, NemesisRunner
 from chaos.observer import PartitionObserver
@@ -309,6 +310,8 @@ class CampaignSession:
             have.add(REPLICATED)
         if any(mode != "assigned" for mode in self.settings.workload.consumers):
             have.add(GROUP_CONSUMERS)
+        if self.settings.workload.transactions and self.settings.workload.producers:
+            have.add(TRANSACTIONAL_PRODUCERS)
         return have
 
     def supported_faults(self, include_unsafe: bool = False) -> list[str]:
@@ -324,7 +327,10 @@ class CampaignSession:
     def context(self) -> Context:
         assert self.env is not None
         consumers = tuple(f"c{i}" for i, mode in enumerate(self.settings.workload.consumers) if mode != "assigned")
-        return Context(tuple(self.env.target.nodes), tuple(self.env.target.broker_nodes), self.settings.workload.partitions, consumers)
+        w = self.settings.workload
+        producers = tuple(f"p{i}" for i in range(w.producers)) if w.transactions else ()
+        return Context(tuple(self.env.target.nodes), tuple(self.env.target.broker_nodes), w.partitions, consumers,
+                       producers)
 
     def schedule(self) -> Schedule:
         """The schedule the settings ask for (named campaign, or drawn from the seed)."""

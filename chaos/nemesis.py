@@ -1,7 +1,7 @@
 """Nemeses: inject the faults of ``chaos.faults`` and record each start and end in the history.
 
 One small class per family (:class:`PartitionFault`, :class:`ToxicFault`, :class:`ProcessFault`,
-:class:`ConsumerCrash`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
+:class:`ConsumerCrash`, :class:`ZombieProducer`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
 undo. :class:`Nemesis` records both in the history as ``fault`` operations of process
 ``nemesis`` (docs/history-format.md)::
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -230,24 +230,41 @@ class ProcessFault(_Family):
         return nodes, dict(spec.params), undo
 
 
-class ConsumerCrash(_Family):
-    """A group consumer crashes at its worst moment; a new incarnation starts at the end."""
+class _ClientFault(_Family):
+    """A fault the workload plays on one of its clients: ``start`` when it begins (returns the
+    process it hit), ``end`` when it ends; both are the workload's methods taking the name."""
+
+    start: ClassVar[str]
+    end: ClassVar[str]
 
     def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
         workload = self.n.workload
         if workload is None or spec.target is None:
-            raise FaultNotApplied("NOT_APPLICABLE: no workload consumer to crash")
+            raise FaultNotApplied(f"NOT_APPLICABLE: no workload client for {spec.fault}")
         name = spec.target
         try:
-            process = workload.crash_consumer(name)
+            process = getattr(workload, self.start)(name)
         except KeyError as exc:
             raise FaultNotApplied(f"NOT_APPLICABLE: {exc.args[0]}") from exc
         except TimeoutError as exc:
             raise FaultNotApplied(f"TIMEOUT: {exc}") from exc
+
         def undo() -> None:
-            workload.restart_consumer(name)
+            getattr(workload, self.end)(name)
 
         return [process], dict(spec.params), undo
+
+
+class ConsumerCrash(_ClientFault):
+    """A group consumer crashes at its worst moment; a new incarnation starts at the end."""
+
+    start, end = "crash_consumer", "restart_consumer"
+
+
+class ZombieProducer(_ClientFault):
+    """A transactional producer freezes mid-transaction and is replaced; it wakes at the end."""
+
+    start, end = "make_zombie", "wake_zombie"
 
 
 FAMILY_OF = {
@@ -257,7 +274,7 @@ FAMILY_OF = {
     "latency": ToxicFault, "bandwidth": ToxicFault, "slicer": ToxicFault, "black-hole": ToxicFault,
     "reset-peer": ToxicFault, "limit-data": ToxicFault,
     "kill": ProcessFault, "pause": ProcessFault, "restart": ProcessFault, "wipe": ProcessFault,
-    "consumer-crash": ConsumerCrash,
+    "consumer-crash": ConsumerCrash, "zombie-producer": ZombieProducer,
 }
 
 

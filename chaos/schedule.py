@@ -20,7 +20,8 @@ implementation, so both draw the same distribution.
 
 Targets: a node name (``b1``, ``controller``), a comma-separated list of nodes, ``leader`` or
 ``followers`` (of partition ``params["partition"]``, resolved from Metadata when the fault
-starts), or a consumer name (``c1``) for ``consumer-crash``.
+starts), a consumer name (``c1``) for ``consumer-crash``, or a producer name (``p0``) for
+``zombie-producer``.
 """
 
 from __future__ import annotations
@@ -217,6 +218,7 @@ class Context:
     brokers: tuple[str, ...]
     partitions: int = 3
     consumers: tuple[str, ...] = ()  # group consumers that may crash
+    producers: tuple[str, ...] = ()  # transactional producers that may turn zombie
     max_fault_s: float = MAX_FAULT_S
 
 
@@ -265,6 +267,8 @@ def draw_fault(c: Chooser, kind: str, ctx: Context) -> tuple[str | None, dict[st
         return target, (partition if target in ("leader", "followers") else {})
     if kind == "consumer-crash":
         return c.choice(list(ctx.consumers)), {}
+    if kind == "zombie-producer":
+        return c.choice(list(ctx.producers)), {}
     raise ScheduleError(f"unknown fault {kind!r}")
 
 
@@ -457,6 +461,19 @@ def _epoch_bump_duplicates(seed: int, ctx: Context, duration: float) -> Schedule
     return Schedule(tuple(faults), duration, seed, "epoch-bump-duplicates")
 
 
+def _zombie_producers(seed: int, ctx: Context, duration: float) -> Schedule:
+    """Every transactional producer turns zombie in turn: frozen for 4 s in the middle of a
+    transaction while its replacement fences it, then woken to finish and commit it."""
+    faults = []
+    at = 2.0
+    i = 0
+    while ctx.producers and at + 4.0 <= duration - 2.0:
+        faults.append(FaultSpec("zombie-producer", at, 4.0, ctx.producers[i % len(ctx.producers)]))
+        at += 5.0
+        i += 1
+    return Schedule(tuple(faults), duration, seed, "zombie-producers")
+
+
 def _consumer_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
     """Every group consumer crashes in turn, at its worst moment, and is replaced 1 s later."""
     faults = []
@@ -527,6 +544,8 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
     "duplicates": ("delay answers past the request timeout and kill leaders (non-idempotent retries)",
                    _duplicates),
     "consumer-crashes": ("group consumers crash at their worst moment", _consumer_crashes),
+    "zombie-producers": ("transactional producers freeze mid-transaction, are replaced (fenced) and wake "
+                         "to commit", _zombie_producers),
     "txn-coordinator-failures": ("kill, pause and isolate the transaction coordinator of a transactional "
                                  "producer, in turn (turns --transactions on)", _txn_coordinator_failures),
     "delayed-end-txn": ("delay clients' requests past their request timeout, some more than others: a "
@@ -540,6 +559,7 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
 CAMPAIGN_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
     "epoch-bump-duplicates": {"delivery_timeout_ms": 8000, "rate": 200.0},
     "txn-coordinator-failures": {"transactions": True},
+    "zombie-producers": {"transactions": True},
     # aiokafka, like the Java client, closes a connection whose request timed out and sends the
     # request again on a new one (kafka-python gives the producer up instead; librdkafka waits
     # 60 s, its socket.timeout.ms, on the same connection).

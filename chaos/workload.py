@@ -63,6 +63,7 @@ CONSUMER_MODES = ("assigned", "commit-after", "commit-before")
 # The client libraries whose transactions kconform drives (harness.clients, Producer.transaction).
 TRANSACTIONAL_CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka", "java")
 TP = tuple[str, int]
+ZOMBIE_MAX_S = 120.0  # a zombie left frozen (its fault never ended) wakes by itself after this
 
 
 @attrs.frozen
@@ -150,6 +151,12 @@ class ProducerWorker(_Worker):
         self.flushed = threading.Event()
         self.unflushed = 0
         self._pending: list[SendHandle] = []
+        # A zombie-producer fault: asked for, made (the zombie's process name), woken.
+        self.zombie_requested = threading.Event()
+        self.zombie_made = threading.Event()
+        self.zombie_wake = threading.Event()
+        self.zombie_process = ""
+        self.zombies: list[threading.Thread] = []
 
     def _prune(self) -> None:
         still = []
@@ -196,11 +203,59 @@ class ProducerWorker(_Worker):
         # Those sends stay pending in the history (indeterminate), which is what they are.
         threading.Thread(target=_close_quietly, args=(producer,), name=f"{self.process}-close",
                          daemon=True).start()
+        time.sleep(0.2)
+        return self._next_incarnation()
+
+    def _next_incarnation(self) -> Producer:
         self._pending = []
         self.incarnation += 1
         self.process = f"{self.name_base}.{self.incarnation}"
-        time.sleep(0.2)
         return self._open()
+
+    def _become_zombie(self, producer: Producer) -> Producer:
+        """A zombie-producer fault: this incarnation freezes in the middle of a transaction (after
+        its first send is answered) and a new incarnation with the same transactional id starts,
+        which fences it (KIP-98: InitProducerId bumps the epoch and aborts the open transaction).
+        When the fault ends the zombie wakes, sends the rest and commits: the broker must refuse
+        both, so its transaction ends ``fail`` or ``info``, never committed. Returns the new
+        incarnation; the zombie runs on in a thread of its own until it has tried."""
+        s = self.workload.settings
+        sends = [(self.workload.topic, self.rng.randrange(s.partitions), None, producer.next_value())
+                 for _ in range(max(2, s.txn_size))]
+        frozen = threading.Event()
+
+        def stall(first: SendHandle) -> None:
+            with contextlib.suppress(TimeoutError):
+                first.result(s.delivery_timeout_ms / 1000)
+            frozen.set()
+            self.zombie_wake.wait(ZOMBIE_MAX_S)
+
+        def haunt() -> None:
+            try:
+                producer.transaction(sends, True, stall=stall)
+            except Exception as exc:  # noqa: BLE001 - a fenced zombie's library gives up: expected
+                if not _fatal(exc):
+                    self.errors.append(f"zombie {producer.process}: {exc!r}")
+            finally:
+                frozen.set()
+                _close_quietly(producer)
+
+        self.sent += len(sends)
+        self.zombie_wake.clear()
+        zombie = threading.Thread(target=haunt, name=f"{self.process}-zombie", daemon=True)
+        self.zombies.append(zombie)
+        zombie.start()
+        frozen.wait(s.delivery_timeout_ms / 1000 + 5)
+        self.zombie_process = self.process
+        self.zombie_requested.clear()
+        self.zombie_made.set()
+        return self._next_incarnation()
+
+    def join_zombies(self, timeout_s: float) -> None:
+        """Wake every zombie and wait for each to finish its transaction (bounded)."""
+        self.zombie_wake.set()
+        for zombie in self.zombies:
+            zombie.join(timeout_s)
 
     def run(self) -> None:
         s = self.workload.settings
@@ -221,6 +276,9 @@ class ProducerWorker(_Worker):
                         continue
                     if now - next_at > 1.0:
                         next_at = now  # fell behind (a fault): no burst to catch up
+                    if s.transactions and self.zombie_requested.is_set():
+                        producer = self._become_zombie(producer)
+                        continue
                     if s.transactions:
                         self._transaction(producer)
                         next_at += interval * s.txn_size
@@ -427,6 +485,7 @@ class Workload:
         limit = timeout_s if timeout_s is not None else self.settings.delivery_timeout_ms / 1000 + 15
         for p in self.producers:
             p.join(limit)
+            p.join_zombies(limit)
         return sum(p.unflushed for p in self.producers)
 
     def stop_consumers(self, timeout_s: float = 30.0) -> None:
@@ -442,6 +501,8 @@ class Workload:
             w.stop_event.set()
         for c in self.consumers:
             c.restart.set()
+        for p in self.producers:
+            p.zombie_wake.set()
         for w in [*self.producers, *self.consumers]:
             if w.is_alive():
                 w.join(30)
@@ -471,6 +532,33 @@ class Workload:
         while worker.crashed.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
         return worker.process
+
+
+    def _producer(self, name: str) -> ProducerWorker:
+        for p in self.producers:
+            if p.name_base == name:
+                return p
+        raise KeyError(f"no producer {name!r} (producers: {', '.join(p.name_base for p in self.producers)})")
+
+    def make_zombie(self, name: str) -> str:
+        """Freeze transactional producer ``name`` in the middle of its next transaction and start
+        its next incarnation (``ProducerWorker._become_zombie``); returns the zombie's process."""
+        worker = self._producer(name)
+        if not self.settings.transactions:
+            raise KeyError(f"producer {name!r} is not transactional")
+        worker.zombie_made.clear()
+        worker.zombie_requested.set()
+        # Bounded by the zombie's wait for its first send, plus its current transaction.
+        timeout_s = 2 * self.settings.delivery_timeout_ms / 1000 + 10
+        if not worker.zombie_made.wait(timeout_s):
+            worker.zombie_requested.clear()
+            raise TimeoutError(f"producer {name} did not start a transaction in {timeout_s:.0f} s")
+        return worker.zombie_process
+
+    def wake_zombie(self, name: str) -> None:
+        """The zombie of ``name`` resumes its transaction (and tries to commit it); the campaign
+        waits for it when it stops the producers."""
+        self._producer(name).zombie_wake.set()
 
 
 def workload_clients(settings: WorkloadSettings) -> dict[str, str]:

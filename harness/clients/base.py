@@ -250,14 +250,18 @@ class Producer(_Client):
         self._init_transactions()
 
     def transaction(self, sends: Sequence[tuple[str, int | None, str | None, str]], commit: bool,
-                    gap_s: float = 0.0) -> str:
+                    gap_s: float = 0.0, stall: Callable[[SendHandle], None] | None = None) -> str:
         """Run one transaction of ``sends`` ((topic, partition, key, value)), ``gap_s`` seconds
         apart (so that each new partition is added to the transaction by a request of its own),
         then commit it or (``commit`` false) abort it, recorded as one ``txn`` operation
         (docs/history-format.md). Returns how it ended as the history has it: ``commit`` or
         ``abort`` (ok), ``fail`` (certainly not committed: commitTransaction was never called,
         or the library refused it and the transaction was aborted) or ``info`` (unknown).
-        Raises the library's fatal error once recorded: the producer must be replaced."""
+        Raises the library's fatal error once recorded: the producer must be replaced.
+
+        ``stall``, when given, is called with the first send's handle right after that send is
+        handed to the library, and the transaction goes on when it returns: the application
+        freezing in the middle of its transaction (a zombie-producer fault)."""
         invoke = None
         if self.history is not None:
             invoke = self.history.invoke(self.process, "txn", ops=[["send", *send] for send in sends],
@@ -269,8 +273,10 @@ class Producer(_Client):
             for i, (topic, partition, key, value) in enumerate(sends):
                 if i and gap_s:
                     self.serve(gap_s)
-                handles.append(((topic, partition, key, value),
-                                self._hand_over(topic, key, value, partition, lambda _: None)))
+                handle = self._hand_over(topic, key, value, partition, lambda _: None)
+                handles.append(((topic, partition, key, value), handle))
+                if i == 0 and stall is not None:
+                    stall(handle)
             for (topic, _, key, value), handle in handles:
                 delivery = handle.result(self.settings.delivery_timeout_ms / 1000 + 5)
                 if delivery.outcome is not Outcome.SUCCESS:

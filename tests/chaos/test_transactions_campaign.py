@@ -57,3 +57,30 @@ def test_the_transaction_coordinator_is_killed_paused_and_isolated_and_transacti
     assert len(hit) == 3, started  # each resolved to the coordinator of the moment and applied
     assert any(e["value"]["outcome"] == "commit" for e in result.history.raw
                if e["f"] == "txn" and e["type"] == "ok")
+
+
+def test_zombie_producers_are_fenced_and_nothing_they_wrote_is_read(tmp_path: Path) -> None:
+    """The zombie-producers campaign: each producer in turn freezes in the middle of a
+    transaction while a new instance with its transactional id starts; woken, the zombie sends
+    the rest and commits. KIP-98 fencing: no zombie transaction commits, its replacement goes on
+    committing, and every claimed transactional guarantee holds."""
+    require_toxiproxy()
+    result = run_campaign(CampaignSettings(duration=14.0, seed=205, campaign="zombie-producers",
+                                           workload=WorkloadSettings(transactions=True)), tmp_path / "report")
+    print(summary_text(result))  # shown by pytest when the test fails
+    r = result.results
+    assert r.outcome == HELD, (r.violations, r.witnesses)
+    raw = result.history.raw
+    started = {e["index"]: e["value"]["targets"][0] for e in raw if e["f"] == "fault" and e["type"] == "invoke"
+               and e["value"]["action"] == "start" and e["value"]["fault"] == "zombie-producer"}
+    zombies = [started[e["invoke"]] for e in raw if e["f"] == "fault" and e["type"] == "ok"
+               and e["invoke"] in started]
+    assert len(zombies) >= 2, zombies
+    invoked = {e["index"]: e["process"] for e in raw if e["f"] == "txn" and e["type"] == "invoke"}
+    ends = {invoked[e["invoke"]]: e for e in raw if e["f"] == "txn" and e["type"] != "invoke"}
+    for zombie in zombies:
+        last = ends[zombie]  # the zombie's last transaction is the one it was frozen in
+        assert not (last["type"] == "ok" and last["value"]["outcome"] == "commit"), last
+        base, _, n = zombie.partition(".")
+        successor = f"{base}.{int(n or 1) + 1}"
+        assert successor in invoked.values(), successor  # the replacement went on with transactions
