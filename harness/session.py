@@ -691,14 +691,16 @@ class WireSession:
         return {(t.name, int(p.partition_index)): error_name(p.error_code)
                 for t in response.topics for p in t.partitions}
 
-    def offset_fetch(self, group: str, partitions: Sequence[tuple[str, int]]
+    def offset_fetch(self, group: str, partitions: Sequence[tuple[str, int]], require_stable: bool = False
                      ) -> dict[tuple[str, int], tuple[int, str | None, str]]:
-        """Committed offsets: (topic, partition) -> (offset or -1, metadata, error)."""
+        """Committed offsets: (topic, partition) -> (offset or -1, metadata, error). With
+        ``require_stable`` (v7+, KIP-447) a partition whose transactional commit is pending
+        answers UNSTABLE_OFFSET_COMMIT."""
         topics: dict[str, list[int]] = {}
         for t, p in partitions:
             topics.setdefault(t, []).append(p)
         response = self.coordinator_call(group, OFFSET_FETCH, {
-            "group_id": group, "require_stable": False,
+            "group_id": group, "require_stable": require_stable,
             "topics": [{"name": t, "partition_indexes": ps} for t, ps in topics.items()],
         }, lambda r: [e for e in [error_name(getattr(r, "error_code", 0))] if e != "NONE"])
         top = error_name(getattr(response, "error_code", 0))

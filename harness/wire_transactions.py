@@ -3,8 +3,9 @@ every answer of a transaction themselves.
 
 A client library hides what the coordinator and the partition leaders answer: it retries,
 bumps epochs and turns errors into exceptions. :class:`WireTransaction` sends InitProducerId,
-AddPartitionsToTxn, transactional Produce batches and EndTxn itself through a
-:class:`~harness.session.WireSession`, and returns each answer as the broker gave it. It retries
+AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, transactional Produce batches and EndTxn
+itself through a :class:`~harness.session.WireSession`, and returns each answer as the broker
+gave it. It retries
 only what every producer retries (CONCURRENT_TRANSACTIONS while the coordinator completes the
 previous transaction; on a Produce, NOT_ENOUGH_REPLICAS or CONCURRENT_TRANSACTIONS while a
 leader cannot verify a batch yet), so a refusal the rules call for reaches the caller.
@@ -16,7 +17,7 @@ machine (`harness.stateful.txn_machine`) both drive it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from harness.error_names import error_name
@@ -29,6 +30,7 @@ READ_COMMITTED = 1  # Fetch's and ListOffsets' isolation_level (KIP-98)
 # Versions a producer of Kafka 3.x/4.x sends without transaction version 2 (AddPartitionsToTxn
 # 4+ is the brokers' batched form; EndTxn 5 bumps the epoch, KIP-890 part 2).
 ADD_PARTITIONS_VERSION, END_TXN_VERSION, INIT_VERSION = 3, 4, 4
+ADD_OFFSETS_VERSION, TXN_OFFSET_COMMIT_VERSION = 3, 3  # TxnOffsetCommit 3: KIP-447's member fields
 FENCED = ("PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH")  # KIP-588 renamed the error
 # What a leader answers a transactional Produce while it cannot verify it with the coordinator yet.
 UNVERIFIED = frozenset({"NOT_ENOUGH_REPLICAS", "CONCURRENT_TRANSACTIONS"})
@@ -92,6 +94,33 @@ class WireTransaction:
             "v3_and_below_topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]},
             ADD_PARTITIONS_VERSION, lambda r: list(errors_of(r).values()))),
             lambda errors: set(errors.values()) == {"CONCURRENT_TRANSACTIONS"})
+
+    def add_offsets(self, group: str) -> str:
+        """AddOffsetsToTxn (v3): the group's ``__consumer_offsets`` partition joins the transaction
+        (KIP-98). CONCURRENT_TRANSACTIONS is retried, as clients do."""
+        return self._again_while(lambda: error_name(self._call(ApiKey.ADD_OFFSETS_TO_TXN, {
+            "transactional_id": self.id, "producer_id": self.producer_id, "producer_epoch": self.epoch,
+            "group_id": group}, ADD_OFFSETS_VERSION).error_code), lambda e: e == "CONCURRENT_TRANSACTIONS")
+
+    def commit_offsets(self, group: str, offsets: Mapping[TP, int], generation: int = -1,
+                       member_id: str = "") -> dict[TP, str]:
+        """TxnOffsetCommit (v3, KIP-447: with the consumer's generation and member id, so that the
+        group coordinator fences a zombie) to the group's coordinator; each partition's error."""
+        topics: dict[str, list[dict[str, Any]]] = {}
+        for (topic, partition), offset in offsets.items():
+            topics.setdefault(topic, []).append({"partition_index": partition, "committed_offset": offset,
+                                                 "committed_leader_epoch": -1, "committed_metadata": None})
+
+        def errors_of(response: Any) -> dict[TP, str]:
+            return {(t.name, int(p.partition_index)): error_name(p.error_code)
+                    for t in response.topics for p in t.partitions}
+
+        response = self.s.coordinator_call(group, ApiKey.TXN_OFFSET_COMMIT, {
+            "transactional_id": self.id, "group_id": group, "producer_id": self.producer_id,
+            "producer_epoch": self.epoch, "generation_id": generation, "member_id": member_id,
+            "group_instance_id": None, "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]},
+            lambda r: list(errors_of(r).values()), version=TXN_OFFSET_COMMIT_VERSION)
+        return errors_of(response)
 
     def send(self, topic: str, partition: int, values: Sequence[bytes], epoch: int | None = None) -> ProduceResult:
         """A transactional batch with the next sequence of the partition. It is sent again until

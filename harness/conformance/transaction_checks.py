@@ -16,9 +16,11 @@ from harness.conformance.context import CheckContext, CheckSkipped, expect
 from harness.conformance.protocol_checks import _topic
 from harness.conformance.registry import check
 from harness.error_names import error_name
-from harness.session import LATEST, TRANSACTION_KEY, FetchResult, WireSession, pauses
-from harness.targets.base import CREATE_TOPICS, TRANSACTIONS
+from harness.session import LATEST, TRANSACTION_KEY, FetchResult, JoinAnswer, WireSession, pauses
+from harness.targets.base import CONSUMER_GROUPS, CREATE_TOPICS, TRANSACTIONS
+from harness.wire import WireClient
 from harness.wire_transactions import FENCED, READ_COMMITTED, TP, WireTransaction
+from reference_broker.groups.testing import consumer_assignment, consumer_subscription
 from reference_broker.protocol.api_keys import ApiKey
 
 # Kafka looks for timed-out transactions every 10 s (its default cleanup interval).
@@ -147,6 +149,79 @@ def transaction_fencing(ctx: CheckContext) -> None:
     aborted = _stable(s, tps[0], "after the fence")
     expect(aborted.aborted == ((zombie.producer_id, 0),),
            f"the fenced instance's transaction: aborted_transactions {aborted.aborted}, expected it aborted")
+
+
+def _member(s: WireSession, conn: WireClient, group: str, topic: str, member_id: str = "") -> JoinAnswer:
+    """Join ``group`` (a new member when ``member_id`` is empty, else a rejoin) and sync, the
+    member alone owning partition 0 of ``topic``."""
+    joined = s.run(s.ajoin(conn, group, member_id, consumer_subscription([topic]), session_ms=10_000,
+                           rebalance_ms=10_000))
+    expect(joined.error == "NONE", f"JoinGroup of {group}: {joined.error}")
+    error, _ = s.run(s.async_sync(conn, group, joined.generation, joined.member_id,
+                                  {joined.member_id: consumer_assignment({topic: [0]})}))
+    expect(error == "NONE", f"SyncGroup of {group} in generation {joined.generation}: {error}")
+    return joined
+
+
+@check("transaction-offsets", requires=[CREATE_TOPICS, CONSUMER_GROUPS, TRANSACTIONS],
+       rule="KIP-98 and KIP-447: AddOffsetsToTxn joins the group to the transaction; offsets sent by "
+            "TxnOffsetCommit are invisible to OffsetFetch until the transaction commits (with require_stable the "
+            "partition answers UNSTABLE_OFFSET_COMMIT meanwhile), visible after the commit, dropped by an abort; "
+            "TxnOffsetCommit v3 with a stale generation is ILLEGAL_GENERATION and from an unknown member "
+            "UNKNOWN_MEMBER_ID")
+def transaction_offsets(ctx: CheckContext) -> None:
+    """Offsets committed in a transaction count only if it commits; zombies are fenced by generation."""
+    s = ctx.session(timeout_s=20)
+    topic = _topic(ctx, s)
+    tp = (topic, 0)
+    group = ctx.name("g")
+    conn = s.run(s.connect(s.coordinator(group)))
+    try:
+        member = _member(s, conn, group, topic)
+        txn = _open(ctx, s)
+        expect(txn.add_offsets(group) == "NONE", "AddOffsetsToTxn of the first transaction failed")
+        sent = txn.commit_offsets(group, {tp: 5}, member.generation, member.member_id)
+        expect(sent == {tp: "NONE"}, f"TxnOffsetCommit of offset 5 in generation {member.generation}: {sent}")
+        pending = s.offset_fetch(group, [tp])[tp]
+        expect(pending[0] == -1, f"OffsetFetch with the transaction open: offset {pending[0]}, expected -1 "
+               "(nothing committed yet)")
+        stable = s.offset_fetch(group, [tp], require_stable=True)[tp]
+        expect(stable[2] == "UNSTABLE_OFFSET_COMMIT", f"OffsetFetch require_stable with the transactional commit "
+               f"pending: {stable[2]} (offset {stable[0]}), expected UNSTABLE_OFFSET_COMMIT")
+        expect(txn.end(commit=True) == "NONE", "EndTxn(commit) of the first transaction failed")
+        expect(_stable_offsets(s, group, tp) == 5, "the committed transaction's offset 5 is not visible")
+
+        expect(txn.add_offsets(group) == "NONE", "AddOffsetsToTxn of the second transaction failed")
+        sent = txn.commit_offsets(group, {tp: 9}, member.generation, member.member_id)
+        expect(sent == {tp: "NONE"}, f"TxnOffsetCommit of offset 9: {sent}")
+        expect(txn.end(commit=False) == "NONE", "EndTxn(abort) of the second transaction failed")
+        expect(_stable_offsets(s, group, tp) == 5, "the aborted transaction's offset 9 became visible")
+
+        again = _member(s, conn, group, topic, member.member_id)
+        expect(again.generation > member.generation, f"rejoin: generation {again.generation} after "
+               f"{member.generation}")
+        expect(txn.add_offsets(group) == "NONE", "AddOffsetsToTxn of the third transaction failed")
+        stale = txn.commit_offsets(group, {tp: 12}, member.generation, member.member_id)
+        expect(stale == {tp: "ILLEGAL_GENERATION"}, f"TxnOffsetCommit with the old generation {member.generation}: "
+               f"{stale}, expected ILLEGAL_GENERATION (KIP-447)")
+        unknown = txn.commit_offsets(group, {tp: 12}, again.generation, "no-such-member")
+        expect(unknown == {tp: "UNKNOWN_MEMBER_ID"}, f"TxnOffsetCommit of an unknown member: {unknown}")
+        expect(txn.end(commit=True) == "NONE", "EndTxn(commit) of the third transaction failed")
+        expect(_stable_offsets(s, group, tp) == 5, "a refused TxnOffsetCommit changed the committed offset")
+    finally:
+        s.run(conn.close())
+
+
+def _stable_offsets(s: WireSession, group: str, tp: TP) -> int:
+    """The committed offset once no transactional commit is pending (require_stable retried)."""
+    deadline = time.monotonic() + s.timeout_s
+    for pause in pauses(0.01, 0.2):
+        offset, _, error = s.offset_fetch(group, [tp], require_stable=True)[tp]
+        if error != "UNSTABLE_OFFSET_COMMIT" or time.monotonic() > deadline:
+            expect(error == "NONE", f"OffsetFetch require_stable of {group}: {error}")
+            return offset
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 @check("transaction-errors", requires=[CREATE_TOPICS, TRANSACTIONS],
