@@ -83,7 +83,7 @@ def test_txn_offsets_show_only_after_the_commit_marker_across_restarts(tmp_path:
         versions = {k.api_key: (k.min_version, k.max_version)
                     for k in wire(bootstrap, API_VERSIONS, 3, {"client_software_name": "t",
                                                                 "client_software_version": "1"}).api_keys}
-        assert versions[TXN_OFFSET_COMMIT] == (0, 4)
+        assert versions[TXN_OFFSET_COMMIT] == (0, 5)
         create_topic(bootstrap, TOPIC)
         coordinator_ready(bootstrap)
         producer_id = new_producer(bootstrap)
