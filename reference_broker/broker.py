@@ -572,21 +572,28 @@ class Broker:
 
     def verify_transaction(
         self, transactional_id: str, producer_id: int, producer_epoch: int,
-        partitions: Sequence[TopicPartition], callback: VerificationCallback,
+        partitions: Sequence[TopicPartition], add: bool, now_ms: int, callback: VerificationCallback,
     ) -> None:
         """KIP-890 part 1: ask the coordinator of ``transactional_id`` whether ``partitions``
-        are in the ongoing transaction of (producer id, epoch); ``callback`` gets each
-        partition's answer (at once when this node is the coordinator or none is known, else
-        once the driver has asked, with AddPartitionsToTxn v4 ``verify_only``)."""
+        are in the ongoing transaction of (producer id, epoch); with ``add`` (part 2, a client
+        of transaction version 2), have it add them. ``callback`` gets each partition's answer
+        (at once when this node is the coordinator or none is known, else once the driver has
+        asked, with AddPartitionsToTxn v4 ``verify_only`` or v5)."""
         record = self.image.partition(TRANSACTION_STATE_TOPIC, self.transactions.partition_for(transactional_id))
         leader = -1 if record is None else record.leader
-        if leader == self.node_id:
+        if leader == self.node_id and add:
+            # Kafka's AddPartitionsToTxn v5 from a broker: transaction version 2 for the client.
+            self.transactions.add_partitions(
+                transactional_id, producer_id, producer_epoch, partitions, now_ms,
+                lambda error: callback(dict.fromkeys(partitions, error)),
+                client_transaction_version=self.transactions.config.client_transaction_version(True))
+        elif leader == self.node_id:
             callback(self.transactions.verify_partitions(transactional_id, producer_id, producer_epoch, partitions))
         elif leader < 0:
             callback(dict.fromkeys(partitions, ErrorCode.coordinator_not_available))
         else:
             self.verifications.append(Verification(leader, transactional_id, producer_id, producer_epoch,
-                                                   tuple(partitions), callback))
+                                                   tuple(partitions), add, callback))
             if self.on_verification is not None:
                 self.on_verification()
 

@@ -26,7 +26,7 @@ from reference_broker.handlers import FETCH, HANDLERS
 from reference_broker.handlers.context import Deferred, RequestContext
 from reference_broker.handlers.fetch import handle_fetch
 from reference_broker.log.dir_lock import locked_log_dir
-from reference_broker.protocol.api_versions import API_VERSIONS
+from reference_broker.protocol.api_versions import offered_versions
 from reference_broker.protocol.codec import DecodedRequest
 from reference_broker.protocol.fast_responses import encode_response_data
 
@@ -40,8 +40,6 @@ TICK_INTERVAL_S = 0.05
 class BrokerServer(NodeServer):
     """One broker node: its listeners, connections and periodic maintenance."""
 
-    api_versions = API_VERSIONS
-
     def __init__(self, config: BrokerConfig) -> None:
         super().__init__(config)
         # process.roles=broker: the controller is another process; combined mode: in here.
@@ -49,6 +47,8 @@ class BrokerServer(NodeServer):
             RemoteControllerChannel(config, now_ms) if config.is_broker_only else None
         )
         self.broker = Broker(config, now_ms(), self.remote_controller)
+        # What a request may use, as ApiVersions answers it: by the transaction version.
+        self.api_versions = offered_versions(self.broker.transactions.config.transaction_version)
         # A moving high watermark lets parked consumer fetches read further and tells parked
         # follower fetches the new HW.
         self.broker.on_high_watermark = lambda partition: self.wake_fetchers()

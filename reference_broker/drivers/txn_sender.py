@@ -11,7 +11,8 @@ replication link also delays markers), one request in flight per leader. Every a
 failed connection, goes back to the channel, which decides what is retried.
 
 A verification is one AddPartitionsToTxn v4 request with ``verify_only`` to the coordinator's
-broker, over the same connections; a failed one answers REQUEST_TIMED_OUT for its partitions
+broker, over the same connections; an add for a client of transaction version 2 (KIP-890 part
+2) is one v5 request without it. A failed one answers REQUEST_TIMED_OUT for its partitions
 (the producer is told to retry).
 """
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 WRITE_TXN_MARKERS_VERSION = 1
 VERIFY_VERSION = 4  # AddPartitionsToTxn's batched form, from brokers (KIP-890 part 1)
+ADD_VERSION = 5  # the adding of a Produce 12's or TxnOffsetCommit 5's partitions (KIP-890 part 2)
 # A leader answers within its marker timeout; allow for the network on top.
 ANSWER_TIMEOUT_S = MARKER_TIMEOUT_MS / 1000 + 10
 
@@ -67,9 +69,10 @@ def _verify_body(verification: Verification) -> object:
     topics: dict[str, list[int]] = {}
     for topic, index in verification.partitions:
         topics.setdefault(topic, []).append(index)
-    return build(request_class(ApiKey.ADD_PARTITIONS_TO_TXN, VERIFY_VERSION), {"transactions": [{
+    version = ADD_VERSION if verification.add else VERIFY_VERSION
+    return build(request_class(ApiKey.ADD_PARTITIONS_TO_TXN, version), {"transactions": [{
         "transactional_id": verification.transactional_id, "producer_id": verification.producer_id,
-        "producer_epoch": verification.producer_epoch, "verify_only": True,
+        "producer_epoch": verification.producer_epoch, "verify_only": not verification.add,
         "topics": [{"name": name, "partitions": indexes} for name, indexes in topics.items()],
     }]})
 

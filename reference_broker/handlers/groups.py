@@ -19,9 +19,11 @@ Version differences handled here (Kafka protocol guide):
   ILLEGAL_GENERATION for a group that does not exist; v10 addresses topics by id.
 * TxnOffsetCommit (KIP-98) v2 adds the leader epoch; v3 the member id, generation and
   instance id (KIP-447), checked as an OffsetCommit's; v4 is v3 (it may answer
-  TRANSACTION_ABORTABLE, which only KIP-890's verification produces). v5 (KIP-890 part 2) is
-  not offered: a v5 client skips AddOffsetsToTxn and relies on the group coordinator to add
-  the offsets partition to the transaction itself, which this broker does not do.
+  TRANSACTION_ABORTABLE, which only KIP-890's verification produces). v5 comes from a client
+  of transaction version 2 (KIP-890 part 2), which sends no AddOffsetsToTxn: the group
+  coordinator first has the transaction coordinator add the group's offsets partition to the
+  transaction (as a partition leader does for a Produce v12), then writes the offsets; a
+  refusal is every partition's error.
 * OffsetFetch v1 has no top-level error; v2+ may ask for all topics (null); v7+ may set
   ``require_stable`` (KIP-447): a partition with a commit still pending (a transactional one
   whose transaction has not ended, or one not yet replicated) answers UNSTABLE_OFFSET_COMMIT;
@@ -39,21 +41,26 @@ from kio.schema.errors import ErrorCode
 
 from reference_broker.broker import Broker
 from reference_broker.groups import (
+    OFFSETS_TOPIC,
     JoinRequest,
     JoinResult,
     LeavingMember,
     OffsetValue,
     SyncResult,
     TxnProducer,
+    partition_for,
 )
 from reference_broker.groups.log_format import NO_LEADER_EPOCH
 from reference_broker.groups.membership import NO_GENERATION
 from reference_broker.handlers.context import Later, RequestContext, milliseconds
+from reference_broker.handlers.transactions import offsets_partition_count
+from reference_broker.transactions.verification import txn_offset_commit_error
 
 NO_OFFSET = -1
 DEFAULT_RETENTION_MS = -1
 RETENTION_TIME_UNTIL_VERSION = 4
 TOPIC_IDS_FROM_VERSION = 10
+ADD_PARTITION_FROM_TXN_OFFSET_COMMIT_VERSION = 5  # transaction version 2 (KIP-890 part 2)
 # Kafka's AclOperation codes READ (3), DELETE (6) and DESCRIBE (8): what anyone may do to a
 # group on a broker without an authorizer.
 GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
@@ -289,11 +296,29 @@ def handle_txn_offset_commit(broker: Broker, ctx: RequestContext, request: Any, 
     if refused is not None:
         return refused
     later = Later(plan.render)
-    broker.groups.commit_txn_offsets(
-        request.group_id, TxnProducer(int(request.producer_id), int(request.producer_epoch)),
-        getattr(request, "generation_id", NO_GENERATION), getattr(request, "member_id", ""),
-        getattr(request, "group_instance_id", None), plan.offsets, now_ms, later.callback,
-    )
+    producer = TxnProducer(int(request.producer_id), int(request.producer_epoch))
+
+    def commit() -> None:
+        broker.groups.commit_txn_offsets(
+            request.group_id, producer, getattr(request, "generation_id", NO_GENERATION),
+            getattr(request, "member_id", ""), getattr(request, "group_instance_id", None),
+            plan.offsets, now_ms, later.callback,
+        )
+
+    if ctx.api_version < ADD_PARTITION_FROM_TXN_OFFSET_COMMIT_VERSION:
+        commit()
+        return later.response()
+    partition = (OFFSETS_TOPIC, partition_for(request.group_id, offsets_partition_count(broker)))
+
+    def added(answers: dict[tuple[str, int], ErrorCode]) -> None:
+        error = txn_offset_commit_error(answers[partition])
+        if error is ErrorCode.none:
+            commit()
+        else:
+            later.callback(dict.fromkeys(plan.offsets, error))
+
+    broker.verify_transaction(request.transactional_id, producer.producer_id, producer.producer_epoch,
+                              [partition], True, now_ms, added)
     return later.response()
 
 

@@ -1,5 +1,9 @@
 """ApiVersions, Metadata and FindCoordinator: how clients discover the cluster.
 
+ApiVersions answers the versions this broker's transaction version offers
+(:func:`~reference_broker.protocol.api_versions.offered_versions`) and, from v3 on, its
+features (:mod:`reference_broker.protocol.features`, KIP-584).
+
 Metadata is answered from this broker's metadata image (KRaft's KRaftMetadataCache): the live
 (unfenced) brokers with the address each *advertises* for the listener the request came in on
 (Kafka's ``advertised.listeners``), and per partition its leader, leader epoch, replicas, ISR and
@@ -23,7 +27,8 @@ from reference_broker.broker import Broker
 from reference_broker.groups import OFFSETS_TOPIC, partition_for
 from reference_broker.handlers.context import RequestContext
 from reference_broker.metadata.records import NO_LEADER
-from reference_broker.protocol.api_versions import API_VERSIONS, api_versions_body
+from reference_broker.protocol.api_versions import api_versions_body, offered_versions
+from reference_broker.protocol.features import features_body
 from reference_broker.topic_admin import INTERNAL_TOPICS, BrokerError
 from reference_broker.transactions import TRANSACTION_STATE_TOPIC
 
@@ -38,7 +43,9 @@ BATCHED_COORDINATOR_KEYS_FROM_VERSION = 4  # KIP-699
 
 
 def handle_api_versions(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
-    return api_versions_body(API_VERSIONS)
+    level = broker.transactions.config.transaction_version
+    return {**api_versions_body(offered_versions(level)),
+            **features_body(ctx.api_version, level, broker.image.offset)}
 
 
 def _topic_entry(broker: Broker, name: str) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def _ensure_topic(broker: Broker, topic: str, now_ms: int) -> None:
 def handle_produce(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     for topic_data in request.topic_data:
         _ensure_topic(broker, topic_data.name, now_ms)
-    return verify_then(broker, ctx, request, lambda refusals, guards: _produce_all(
+    return verify_then(broker, ctx, request, now_ms, lambda refusals, guards: _produce_all(
         broker, request, refusals, guards, now_ms))
 
 

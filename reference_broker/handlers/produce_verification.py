@@ -7,6 +7,10 @@ transactional records.
   ongoing there), the leader asks the transaction coordinator whether the partition is in that
   producer's ongoing transaction (:meth:`Broker.verify_transaction`); a partition that is not,
   or a stale epoch, is refused with :func:`~reference_broker.transactions.verification.produce_error`.
+* A Produce v12 comes from a client of transaction version 2 (KIP-890 part 2), which sends no
+  AddPartitionsToTxn: instead of the question, the leader has the coordinator add the
+  partition to the transaction (Kafka's AddPartitionsToTxnManager with the addPartition
+  operation); its answer is turned into the same errors.
 * A guard covers the time the question takes (Kafka's VerificationGuard): if the producer's
   state on the partition changed meanwhile and no transaction of its epoch is ongoing there (a
   marker ended the transaction), the batch is refused rather than starting a transaction the
@@ -31,6 +35,7 @@ from reference_broker.transactions.verification import produce_error
 # The low byte of a v2 batch's int16 attributes (base offset 8, length 4, partition leader epoch
 # 4, magic 1, crc 4: the attributes start at byte 21).
 ATTRIBUTES_LOW_BYTE = 22
+ADD_PARTITION_FROM_PRODUCE_VERSION = 12  # transaction version 2 (KIP-890 part 2)
 # A refusal per partition, and the guard each verified partition's append checks.
 Refusals = dict[TopicPartition, ErrorCode]
 Guard = Callable[[Partition], ErrorCode | None]
@@ -75,7 +80,7 @@ def _guard(header: BatchHeader, seen: ProducerEntry | None, version: int) -> Gua
     return check
 
 
-def verify_then(broker: Broker, ctx: RequestContext, request: Any, produce: Produce) -> Any:
+def verify_then(broker: Broker, ctx: RequestContext, request: Any, now_ms: int, produce: Produce) -> Any:
     """Run ``produce`` with the partitions verification refused and the guards of those it
     passed: at once when nothing needs asking (or this node coordinates), else a Deferred."""
     batches = _transactional_batches(request)
@@ -118,9 +123,10 @@ def verify_then(broker: Broker, ctx: RequestContext, request: Any, produce: Prod
                     if partition is not None:
                         broker.appended_internally(partition)
 
+    add = ctx.api_version >= ADD_PARTITION_FROM_PRODUCE_VERSION
     asking = True
     for (producer_id, epoch), tps in groups.items():
-        broker.verify_transaction(request.transactional_id, producer_id, epoch, tps, answered)
+        broker.verify_transaction(request.transactional_id, producer_id, epoch, tps, add, now_ms, answered)
     asking = False
     return later.response()
 

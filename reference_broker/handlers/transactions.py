@@ -9,7 +9,9 @@ Kafka's KafkaApis does:
 * AddPartitionsToTxn: v0-3 from clients (one transaction, every partition gets the same error;
   an empty or unknown topic's partitions get UNKNOWN_TOPIC_OR_PARTITION and the others
   OPERATION_NOT_ATTEMPTED, as Kafka validates them first); v4 from brokers, batched, with
-  ``verify_only`` (KIP-890 part 1) answered from the coordinator's view without writing;
+  ``verify_only`` (KIP-890 part 1) answered from the coordinator's view without writing; v5
+  from brokers, without ``verify_only``, adds the partitions of a Produce v12 or a
+  TxnOffsetCommit v5 for a client of transaction version 2 (KIP-890 part 2);
 * AddOffsetsToTxn: the group's ``__consumer_offsets`` partition joins the transaction;
 * EndTxn: commit or abort; the markers are then written through the broker's marker channel;
 * DescribeTransactions and ListTransactions (KIP-664) from what this node coordinates;
@@ -38,14 +40,15 @@ from reference_broker.transactions.log_format import NO_PRODUCER_ID, TopicPartit
 
 THROTTLE = {"throttle_time": 0}
 BATCHED_ADD_PARTITIONS_FROM_VERSION = 4  # brokers' AddPartitionsToTxn (KIP-890 part 1)
-END_TXN_EPOCH_BUMP_FROM_VERSION = 5  # EndTxn answers the next epoch (KIP-890 part 2)
+# EndTxn 5 answers the next epoch, AddPartitionsToTxn 5 (from brokers) adds the partitions of
+# a Produce 12 or a TxnOffsetCommit 5 (KIP-890 part 2).
+TRANSACTION_V2_FROM_VERSION = 5
 
 
 
-def _client_transaction_version(broker: Broker, version: int, from_version: int) -> int:
-    """2 when the request is of a version that takes part in transaction version 2 and the
-    coordinator runs it (Kafka's TransactionVersion.transactionVersionForEndTxn), else 0."""
-    return 2 if version >= from_version and broker.transactions.config.transaction_version >= 2 else 0
+def _client_transaction_version(broker: Broker, version: int) -> int:
+    """The transaction version of an EndTxn or AddPartitionsToTxn of ``version``."""
+    return broker.transactions.config.client_transaction_version(version >= TRANSACTION_V2_FROM_VERSION)
 
 
 # --- InitProducerId ------------------------------------------------------------------------
@@ -102,7 +105,7 @@ def _add_partitions(
 
     broker.transactions.add_partitions(
         transactional_id, producer_id, producer_epoch, wanted, now_ms, answered,
-        _client_transaction_version(broker, version, END_TXN_EPOCH_BUMP_FROM_VERSION))
+        _client_transaction_version(broker, version))
 
 
 def handle_add_partitions_to_txn(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
@@ -140,23 +143,27 @@ def handle_add_partitions_to_txn(broker: Broker, ctx: RequestContext, request: A
 # --- AddOffsetsToTxn, EndTxn -----------------------------------------------------------------
 
 
+def offsets_partition_count(broker: Broker) -> int:
+    """The partition count the group coordinator computes a group's ``__consumer_offsets``
+    partition with (partitionFor): the topic's once it exists, offsets.topic.num.partitions
+    before."""
+    offsets = broker.topics.get(OFFSETS_TOPIC)
+    return offsets.partitions if offsets is not None else int(broker.config.get("offsets.topic.num.partitions"))
+
+
 def handle_add_offsets_to_txn(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     later = Later(lambda error: {
         **THROTTLE, "error_code": error_for_version(error, ApiKey.ADD_OFFSETS_TO_TXN, ctx.api_version)})
-    # The group's partition as the group coordinator computes it (partitionFor): the topic's
-    # partition count once it exists, offsets.topic.num.partitions before.
-    offsets = broker.topics.get(OFFSETS_TOPIC)
-    partitions = offsets.partitions if offsets is not None else int(broker.config.get("offsets.topic.num.partitions"))
     broker.transactions.add_offsets(request.transactional_id, int(request.producer_id),
-                                    int(request.producer_epoch), request.group_id, partitions,
-                                    now_ms, later.callback)
+                                    int(request.producer_epoch), request.group_id,
+                                    offsets_partition_count(broker), now_ms, later.callback)
     return later.response()
 
 
 def handle_end_txn(broker: Broker, ctx: RequestContext, request: Any, now_ms: int) -> Any:
     def render(result: ProducerIdResult) -> dict[str, Any]:
         body = {**THROTTLE, "error_code": error_for_version(result.error, ApiKey.END_TXN, ctx.api_version)}
-        if ctx.api_version >= END_TXN_EPOCH_BUMP_FROM_VERSION:
+        if ctx.api_version >= TRANSACTION_V2_FROM_VERSION:
             body.update(producer_id=result.producer_id, producer_epoch=result.producer_epoch)
         return body
 
@@ -164,7 +171,7 @@ def handle_end_txn(broker: Broker, ctx: RequestContext, request: Any, now_ms: in
     broker.transactions.end_txn(
         request.transactional_id, int(request.producer_id), int(request.producer_epoch),
         bool(request.committed),
-        _client_transaction_version(broker, ctx.api_version, END_TXN_EPOCH_BUMP_FROM_VERSION),
+        _client_transaction_version(broker, ctx.api_version),
         now_ms, later.callback)
     return later.response()
 

@@ -4,6 +4,15 @@ The floors follow kio, which follows Kafka 4.x (Produce 3+, Fetch 4+, ...). Ceil
 versions the reference broker implements completely; clients negotiate ``min(theirs, ours)``.
 An API missing here is answered by closing the connection (after logging the peer), which is
 what Kafka does for an API key it does not know.
+
+Transaction protocol version 2 (KIP-890 part 2) has request versions of its own: Produce 12
+(the partition leader adds the partition to the transaction), AddPartitionsToTxn 5 (the
+leader's request for that), EndTxn 5 (the epoch is bumped per transaction) and TxnOffsetCommit
+5 (the group coordinator adds the offsets partition). :func:`offered_versions` offers them only
+when the broker's ``kconform.transaction.version`` is 2. Kafka 4.x offers them at every feature
+level and leaves the choice to the client, which reads the finalized ``transaction.version``
+feature (KIP-1022; :mod:`reference_broker.protocol.features`); the reference broker withholds
+them below 2, so that a client that ignores the feature cannot mix the two protocols.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from kio.schema.errors import ErrorCode
 
 # api_key: (min_version, max_version)
 API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
-    0: (3, 12),  # Produce (13 switches to topic ids)
+    0: (3, 12),  # Produce (12: transaction version 2, KIP-890; 13 switches to topic ids)
     1: (4, 16),  # Fetch (13+ addresses topics by id)
     2: (1, 11),  # ListOffsets
     3: (0, 13),  # Metadata
@@ -34,16 +43,14 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     21: (0, 2),  # DeleteRecords
     22: (0, 5),  # InitProducerId: idempotent and transactional; 6 adds two-phase commit (KIP-939)
     23: (2, 4),  # OffsetForLeaderEpoch (followers after a leader change; consumers, KIP-320)
-    # Transactions (KIP-98). The versions of transaction version 2 (AddPartitionsToTxn 5,
-    # EndTxn 5, KIP-890 part 2) are not offered: a client using them leaves the adding of
-    # partitions to the partition leaders, which this broker does not do yet.
-    24: (0, 4),  # AddPartitionsToTxn (4: batched, verify_only, from brokers; KIP-890 part 1)
+    # Transactions (KIP-98).
+    # AddPartitionsToTxn (4: batched, verify_only, from brokers, KIP-890 part 1; 5: a leader's
+    # add for a Produce v12, KIP-890 part 2)
+    24: (0, 5),
     25: (0, 4),  # AddOffsetsToTxn
-    26: (0, 4),  # EndTxn
+    26: (0, 5),  # EndTxn (5 answers the bumped epoch, KIP-890 part 2)
     27: (1, 2),  # WriteTxnMarkers (Kafka 4.x: 1-2; 2 adds transaction_version, KIP-890)
-    # TxnOffsetCommit (3 adds the member, KIP-447). Kafka 4.x has 0-5, but a v5 client leaves it
-    # to the group coordinator to add the offsets partition to the transaction (KIP-890 part 2).
-    28: (0, 4),
+    28: (0, 5),  # TxnOffsetCommit (3 adds the member, KIP-447; 5 adds the partition, KIP-890)
     32: (1, 4),  # DescribeConfigs
     37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups
@@ -55,6 +62,21 @@ API_VERSIONS: Final[dict[int, tuple[int, int]]] = {
 }
 
 API_VERSIONS_KEY: Final = 18
+
+# The ceilings below transaction version 2: the last version of each API before KIP-890 part 2
+# (Kafka's ProduceRequest.LAST_STABLE_VERSION_BEFORE_TRANSACTION_V2 is 11; EndTxn and
+# AddPartitionsToTxn 5 and TxnOffsetCommit 5 came with it).
+TRANSACTION_V1_CEILINGS: Final[dict[int, int]] = {0: 11, 24: 4, 26: 4, 28: 4}
+TRANSACTION_V2: Final = 2
+
+
+def offered_versions(transaction_version: int) -> dict[int, tuple[int, int]]:
+    """The API versions a broker whose ``transaction.version`` is ``transaction_version`` offers:
+    :data:`API_VERSIONS`, without the versions of transaction version 2 below 2."""
+    if transaction_version >= TRANSACTION_V2:
+        return dict(API_VERSIONS)
+    return {key: (low, min(high, TRANSACTION_V1_CEILINGS.get(key, high)))
+            for key, (low, high) in API_VERSIONS.items()}
 
 # The APIs a controller (process.roles=controller) serves on its controller listener, and the
 # versions brokers send them at (the highest here: both ends are ours). Fetch reads the metadata

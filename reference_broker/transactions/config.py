@@ -39,6 +39,12 @@ class TransactionConfig:
         """The TransactionLogValue version written (TransactionVersion.transactionLogValueVersion)."""
         return 1 if self.transaction_version >= 1 else 0
 
+    def client_transaction_version(self, of_version_2: bool) -> int:
+        """The transaction version of a request: 2 when it is one of version 2's (EndTxn 5,
+        AddPartitionsToTxn 5) and this coordinator runs version 2, else 0 (Kafka's
+        TransactionVersion.transactionVersionForEndTxn and ...ForAddPartitionsToTxn)."""
+        return 2 if of_version_2 and self.transaction_version >= 2 else 0
+
     @classmethod
     def from_broker(cls, get: Callable[[str], Any]) -> TransactionConfig:
         return cls(

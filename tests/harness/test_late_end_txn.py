@@ -5,10 +5,11 @@ transaction had), reaches the coordinator while the producer's next transaction 
 Under transaction protocol version 1 (an EndTxn below v5) a producer keeps its epoch from one
 transaction to the next, so the coordinator takes the late copy for the open transaction's end:
 its first partition is committed or aborted early, and the partitions the client adds afterwards
-form a transaction of their own. That is what Apache Kafka 3.9.2 does with any client, Apache
-Kafka 4.4.0 with a client that does not speak version 2 (aiokafka), and the reference broker,
-which follows version 1. Under version 2 (KIP-890 part 2: the Java client 4.x against Kafka
-4.x) every transaction has an epoch of its own and the late copy is fenced. The chaos campaign
+form a transaction of their own. That is what Apache Kafka 3.9.2 does with any client, and
+Apache Kafka 4.4.0 and the reference broker with a client that does not speak version 2
+(aiokafka) or with ``transaction.version`` 1. Under version 2 (KIP-890 part 2: the Java client
+4.x against Kafka 4.x or the reference broker at its default level) every transaction has an
+epoch of its own and the late copy is fenced. The chaos campaign
 ``delayed-end-txn`` provokes the same with network delays (docs/findings.md); here it is
 reproduced on purpose with real clients and real brokers, and the checkers must name what a
 reader sees.
@@ -41,6 +42,13 @@ WAIT_S = 20.0
 @pytest.fixture(scope="module")
 def reference() -> Iterator[ReferenceTarget]:
     with ReferenceTarget() as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def reference_tv1() -> Iterator[ReferenceTarget]:
+    """The reference broker at transaction version 1: no client is offered version 2's requests."""
+    with ReferenceTarget(overrides={"kconform.transaction.version": "1"}) as target:
         yield target
 
 
@@ -77,14 +85,16 @@ def _wait_open(s: WireSession, topic: str, log_end: int) -> tuple[int, int]:
     return ongoing
 
 
-def _late_end_txn(bootstrap: str, topic: str, late_commit: bool) -> str:
+def _late_end_txn(bootstrap: str, topic: str, late_commit: bool, bumps: list[int]) -> str:
     """The late copy: the first transaction's EndTxn(``late_commit``), with the epoch it had
     (its first record at offset 0), delivered once the next transaction is open with its first
     record in partition 0 (offset 2, after the first transaction's marker); the coordinator's
-    answer."""
+    answer. ``bumps`` gets how far the epoch moved from one transaction to the next
+    (DescribeTransactions: 1 under transaction version 2, 0 under version 1)."""
     with WireSession(bootstrap) as s:
         first = _wait_open(s, topic, 1)
-        _wait_open(s, topic, 3)
+        second = _wait_open(s, topic, 3)
+        bumps.append(second[1] - first[1])
         late = WireTransaction(s, topic)
         late.producer_id, late.epoch = first
         return late.end(late_commit)
@@ -103,17 +113,17 @@ def _producer(target: Target, client: str, topic: str) -> Iterator[tuple[Produce
 
 
 def _with_late_end(producer: Producer, bootstrap: str, topic: str, sends: list[tuple[int, str]], commit: bool,
-                   late_commit: bool) -> tuple[str, list[str]]:
+                   late_commit: bool, bumps: list[int] | None = None) -> tuple[str, list[str]]:
     """A first transaction (commit, 'tp0-a' to partition 0 then 'tp0-b' to partition 1), then
     the transaction of ``sends`` ((partition, value), GAP_S apart; the first to partition 0),
     during which the first one's late EndTxn(``late_commit``) arrives. How the second ended for
     the client, and the coordinator's answer to the late copy (or the error that kept it from
-    being sent)."""
+    being sent); ``bumps`` gets the epoch's move between the two."""
     answers: list[str] = []
 
     def deliver() -> None:
         try:
-            answers.append(_late_end_txn(bootstrap, topic, late_commit))
+            answers.append(_late_end_txn(bootstrap, topic, late_commit, [] if bumps is None else bumps))
         except BaseException as exc:  # noqa: BLE001 - the test reads it from answers
             answers.append(f"{type(exc).__name__}: {exc}")
 
@@ -127,28 +137,47 @@ def _with_late_end(producer: Producer, bootstrap: str, topic: str, sends: list[t
         thread.join(WAIT_S)
 
 
-def _late_commit_then_abort(target: Target, client: str) -> tuple[list[str], str, list[str], set[str]]:
+def _late_commit_then_abort(target: Target, client: str,
+                            bumps: list[int] | None = None) -> tuple[list[str], str, list[str], set[str]]:
     """The late EndTxn(commit) during a transaction the client aborts: the coordinator's answer
     to it, the transaction's outcome, what a read_committed reader reads, the anomalies."""
     topic = f"late-commit-{client}"
     with _producer(target, client, topic) as (producer, history):
         outcome, answers = _with_late_end(producer, target.bootstrap, topic, [(0, "tp0-0"), (1, "tp0-1")],
-                                          commit=False, late_commit=True)
+                                          commit=False, late_commit=True, bumps=bumps)
     return answers, outcome, read_committed(target.bootstrap, topic, history, 3), set(check(history.history()).anomalies)
 
 
-@pytest.mark.parametrize("client", ["aiokafka", "java"])
-def test_on_the_reference_a_late_commit_commits_the_next_transaction_early(reference: ReferenceTarget,
-                                                                          client: str) -> None:
-    """Transaction protocol version 1 (the reference broker offers no other): the late
-    EndTxn(commit) ends the next transaction, which the client then aborts: a read_committed
-    reader sees its first record (aborted-read); the record sent after it, to another
-    partition, is aborted with what the client believes is its transaction."""
-    answers, outcome, read, anomalies = _late_commit_then_abort(reference, client)
+@pytest.mark.parametrize(("client", "level"), [("aiokafka", 2), ("java", 1)])
+def test_on_the_reference_a_late_commit_commits_the_next_transaction_early(
+        request: pytest.FixtureRequest, client: str, level: int) -> None:
+    """Transaction protocol version 1 (aiokafka speaks no other; the Java client is not offered
+    version 2 by a broker at ``transaction.version`` 1): the late EndTxn(commit) ends the next
+    transaction, which the client then aborts: a read_committed reader sees its first record
+    (aborted-read); the record sent after it, to another partition, is aborted with what the
+    client believes is its transaction. The epoch stays the same from one transaction to the
+    next."""
+    bumps: list[int] = []
+    target = request.getfixturevalue("reference" if level == 2 else "reference_tv1")
+    answers, outcome, read, anomalies = _late_commit_then_abort(target, client, bumps)
     assert answers == ["NONE"]  # taken as the open transaction's end
+    assert bumps == [0]
     assert outcome == "abort"  # the client's abort ended the transaction tp0-1 started
     assert read == ["tp0-0", "tp0-a", "tp0-b"]
     assert "aborted-read" in anomalies, anomalies
+
+
+def test_on_the_reference_transaction_version_2_fences_the_late_commit(reference: ReferenceTarget) -> None:
+    """The Java client 4.4.0 reads the reference broker's finalized ``transaction.version`` 2
+    and speaks version 2 (Produce v12 without AddPartitionsToTxn, EndTxn v5), as against Kafka
+    4.4.0: EndTxn bumps the epoch (DescribeTransactions shows the next transaction one epoch
+    up), the late copy is fenced, the first transaction is committed and the second aborted,
+    and nothing is read that should not be."""
+    bumps: list[int] = []
+    answers, outcome, read, anomalies = _late_commit_then_abort(reference, "java", bumps)
+    assert len(answers) == 1 and answers[0] in FENCED, answers
+    assert bumps == [1]
+    assert outcome == "abort" and read == ["tp0-a", "tp0-b"] and not anomalies, (outcome, read, anomalies)
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
 """Transactional producers through kconform's client interface (``Producer.transaction``), on a
 real reference broker: each library's transactions are recorded as ``txn`` operations
 (docs/history-format.md), judged clean by the checkers, and a fenced producer's transaction is
-never recorded as committed."""
+never recorded as committed. The Java client speaks transaction version 2 (KIP-890 part 2) with
+the reference broker, also on a cluster, where partition leaders add partitions to the
+transaction at a coordinator on another broker."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import pytest
 from harness.checkers import check
 from harness.clients import ClientError, ProducerSettings, make_producer
 from harness.history import HistoryBuilder
+from harness.session import TRANSACTION_KEY, WireSession
 from harness.targets.reference import ReferenceTarget
+from reference_broker.protocol.api_keys import ApiKey
 from tests.kafka_helpers import create_topic, read_committed
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
@@ -107,3 +111,28 @@ def test_kafka_python_gives_up_on_a_transactional_request_that_timed_out(referen
     assert raised.value.fatal and not raised.value.abortable
     ended = [e for e in history.history().raw if e["f"] == "txn" and e["type"] != "invoke"]
     assert [(e["type"], e["value"]["error"]) for e in ended] == [("info", "REQUEST_TIMED_OUT")]
+
+
+@pytest.mark.slow
+def test_the_java_client_commits_and_aborts_on_a_cluster_with_transaction_version_2() -> None:
+    """Three brokers: the Java client sends Produce v12 without AddPartitionsToTxn; the leaders
+    of the topic's partitions (at least one not the coordinator's broker) have the coordinator
+    add each partition (AddPartitionsToTxn v5 between brokers). Commit, abort, commit: only the
+    committed records are read, and each EndTxn v5 bumped the epoch (DescribeTransactions)."""
+    topic = transactional_id = "txc-java-cluster"
+    with ReferenceTarget(brokers=3) as cluster:
+        create_topic(cluster.bootstrap, topic, partitions=2)
+        history = HistoryBuilder()
+        with make_producer("java", cluster.bootstrap, settings(transactional_id), history, "tp0") as producer:
+            producer.init_transactions()
+            outcomes = [producer.transaction([(topic, p, None, producer.next_value()) for p in (0, 1)], commit)
+                        for commit in (True, False, True)]
+        assert outcomes == ["commit", "abort", "commit"]
+        assert read_committed(cluster.bootstrap, topic, history, 4) == ["tp0-0", "tp0-1", "tp0-4", "tp0-5"]
+        with WireSession(cluster.bootstrap) as s:
+            coordinator = s.coordinator(transactional_id, TRANSACTION_KEY)
+            assert {s.leader(topic, p) for p in (0, 1)} - {coordinator}, "no partition led elsewhere"
+            (state,) = s.call(ApiKey.DESCRIBE_TRANSACTIONS, {"transactional_ids": [transactional_id]}, version=0,
+                              address=coordinator).transaction_states
+        assert (state.transaction_state, state.producer_epoch) == ("CompleteCommit", 3)  # 0, then one per EndTxn
+        assert check(history.history()).valid

@@ -2,8 +2,9 @@
 TxnOffsetCommit, then the WriteTxnMarkers a transaction coordinator sends to the group's
 ``__consumer_offsets`` partition, with restarts in between.
 
-There is no transaction coordinator yet, so the test plays it: the producer id comes from
-InitProducerId without a transactional id, and the test writes the markers.
+The first test plays the transaction coordinator: the producer id comes from InitProducerId
+without a transactional id, and the test writes the markers. The second uses the broker's own
+coordinator, with transaction version 2's TxnOffsetCommit v5 (KIP-890 part 2).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.kafka_helpers import create_topic, wire
 from tests.reference_broker.test_idempotent_producer import new_producer
 
 OFFSET_FETCH, FIND_COORDINATOR, WRITE_TXN_MARKERS, TXN_OFFSET_COMMIT, API_VERSIONS = 9, 10, 27, 28, 18
+INIT_PRODUCER_ID, END_TXN, DESCRIBE_TRANSACTIONS = 22, 26, 65
 GROUP, TOPIC = "txn-group", "txn-t"
 OFFSETS_PARTITIONS = 5
 SETTINGS = {"offsets.topic.num.partitions": str(OFFSETS_PARTITIONS)}
@@ -83,7 +85,7 @@ def test_txn_offsets_show_only_after_the_commit_marker_across_restarts(tmp_path:
         versions = {k.api_key: (k.min_version, k.max_version)
                     for k in wire(bootstrap, API_VERSIONS, 3, {"client_software_name": "t",
                                                                 "client_software_version": "1"}).api_keys}
-        assert versions[TXN_OFFSET_COMMIT] == (0, 4)
+        assert versions[TXN_OFFSET_COMMIT] == (0, 5)
         create_topic(bootstrap, TOPIC)
         coordinator_ready(bootstrap)
         producer_id = new_producer(bootstrap)
@@ -115,3 +117,37 @@ def test_txn_offsets_show_only_after_the_commit_marker_across_restarts(tmp_path:
         assert txn_offset_commit(bootstrap, producer_id, 60, generation_id=3, member_id="m") is (
             ErrorCode.unknown_member_id)
         assert committed(bootstrap, require_stable=True) == (42, ErrorCode.none)
+
+
+def test_txn_offset_commit_v5_adds_the_offsets_partition_to_the_transaction(tmp_path: Path) -> None:
+    """Transaction version 2 (KIP-890 part 2): a client sends no AddOffsetsToTxn; TxnOffsetCommit
+    v5 has the transaction coordinator add the group's offsets partition, so the offsets commit
+    with the transaction: EndTxn v5 (which bumps the epoch) makes them visible."""
+    with BrokerProcess(overrides=SETTINGS, data_dir=tmp_path / "broker") as broker:
+        bootstrap = broker.bootstrap
+        create_topic(bootstrap, TOPIC)
+        coordinator_ready(bootstrap)
+        deadline = time.monotonic() + 30
+        # FindCoordinator of the transactional id creates __transaction_state; then InitProducerId.
+        while wire(bootstrap, FIND_COORDINATOR, 3, {"key": "tx", "key_type": 1}).error_code != ErrorCode.none or (
+                init := wire(bootstrap, INIT_PRODUCER_ID, 5, {
+                "transactional_id": "tx", "transaction_timeout": 60_000, "producer_id": -1,
+                "producer_epoch": -1})).error_code != ErrorCode.none:
+            assert time.monotonic() < deadline, "no transaction coordinator"
+            time.sleep(0.1)
+        producer_id = int(init.producer_id)
+        assert int(init.producer_epoch) == 0
+
+        assert txn_offset_commit(bootstrap, producer_id, 42, version=5) is ErrorCode.none
+        (state,) = wire(bootstrap, DESCRIBE_TRANSACTIONS, 0, {"transactional_ids": ["tx"]}).transaction_states
+        assert state.transaction_state == "Ongoing"
+        assert [(t.topic, list(t.partitions)) for t in state.topics] == [
+            (OFFSETS_TOPIC, [partition_for(GROUP, OFFSETS_PARTITIONS)])]
+        assert committed(bootstrap, require_stable=True) == (-1, ErrorCode.unstable_offset_commit)
+
+        ended = wire(bootstrap, END_TXN, 5, {"transactional_id": "tx", "producer_id": producer_id,
+                                             "producer_epoch": 0, "committed": True})
+        assert (ErrorCode(ended.error_code), int(ended.producer_epoch)) == (ErrorCode.none, 1)
+        while committed(bootstrap, require_stable=True) != (42, ErrorCode.none):
+            assert time.monotonic() < deadline, "the COMMIT marker never reached the offsets partition"
+            time.sleep(0.1)
