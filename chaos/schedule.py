@@ -488,17 +488,23 @@ def _consumer_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
 
 def _txn_coordinator_failures(seed: int, ctx: Context, duration: float) -> Schedule:
     """The transaction coordinator of producer p0 (the leader of its transactional id's
-    ``__transaction_state`` partition, found when each fault starts) is killed, paused and cut
-    off in turn, 3 s each with 2 s between, while the workload commits and aborts transactions
-    (``CAMPAIGN_WORKLOADS`` turns transactions on): the coordinator's state must survive its
-    fail-over, decided transactions must get their markers from the next coordinator, and
-    open ones must be aborted or committed whole."""
+    ``__transaction_state`` partition, found when each fault starts) is killed, paused, cut off
+    and slowed in turn, 3 s each with 2 s between, while the workload commits and aborts
+    transactions (``CAMPAIGN_WORKLOADS`` turns transactions on): the coordinator's state must
+    survive its fail-over, decided transactions must get their markers from the next
+    coordinator, and open ones must be aborted or committed whole. The slowing is latency
+    (2 s, jitter 0.5 s) on its links to the other brokers only: its ``__transaction_state``
+    appends and its WriteTxnMarkers to the partition leaders arrive late, so read_committed
+    readers wait at the last stable offset while clients see the coordinator answer."""
     faults = []
     at = 2.0
     round_ = 0
-    kinds = ("kill", "pause", "isolate-node")
+    kinds: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("kill", {}), ("pause", {}), ("isolate-node", {}),
+        ("latency", {"latency": 2000, "jitter": 500, "paths": "peers"}))
     while at + 3.0 <= duration - 2.0:
-        faults.append(FaultSpec(kinds[round_ % len(kinds)], at, 3.0, "txn-coordinator", {"producer": "p0"}))
+        kind, params = kinds[round_ % len(kinds)]
+        faults.append(FaultSpec(kind, at, 3.0, "txn-coordinator", {"producer": "p0", **params}))
         at += 5.0
         round_ += 1
     return Schedule(tuple(faults), duration, seed, "txn-coordinator-failures")

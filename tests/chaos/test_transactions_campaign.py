@@ -42,19 +42,20 @@ def test_transactions_keep_their_promises_under_kills_pauses_and_partitions(tmp_
 def test_the_transaction_coordinator_is_killed_paused_and_isolated_and_transactions_hold(tmp_path: Path) -> None:
     """The txn-coordinator-failures campaign: each fault hits the broker that coordinates
     producer p0's transactional id at that moment (the history names it), and every claimed
-    transactional guarantee holds through the coordinator's fail-overs."""
+    transactional guarantee holds through the coordinator's fail-overs and its late markers."""
     require_toxiproxy()
-    result = run_campaign(CampaignSettings(duration=17.0, seed=204, campaign="txn-coordinator-failures",
+    result = run_campaign(CampaignSettings(duration=22.0, seed=204, campaign="txn-coordinator-failures",
                                            workload=WorkloadSettings(transactions=True)), tmp_path / "report")
     print(summary_text(result))  # shown by pytest when the test fails
     r = result.results
     assert r.outcome == HELD, (r.violations, r.witnesses)
     started = [e for e in result.history.raw if e["f"] == "fault" and e["type"] == "invoke"
                and e["value"]["action"] == "start"]
-    assert [e["value"]["fault"] for e in started] == ["kill", "pause", "isolate-node"]
+    assert [e["value"]["fault"] for e in started] == ["kill", "pause", "isolate-node", "latency"]
+    assert started[-1]["value"]["params"]["paths"] == "peers"
     hit = [e for e in result.history.raw if e["f"] == "fault" and e["type"] == "ok" and e["invoke"] in
            {s["index"] for s in started}]
-    assert len(hit) == 3, started  # each resolved to the coordinator of the moment and applied
+    assert len(hit) == 4, started  # each resolved to the coordinator of the moment and applied
     assert any(e["value"]["outcome"] == "commit" for e in result.history.raw
                if e["f"] == "txn" and e["type"] == "ok")
 
