@@ -16,7 +16,8 @@ Families:
 * ``process``: SIGKILL then restart, SIGSTOP then SIGCONT, a clean stop then start, or SIGKILL
   with the data wiped then start (a replaced disk; unsafe, opt-in);
 * ``client``: a consumer crashes at its worst moment (between its commit and its processing,
-  whichever comes second) and a new one takes its place when the fault ends.
+  whichever comes second) and a new one takes its place when the fault ends; or a Kafka
+  Streams instance's JVM is SIGKILLed and a new instance takes its place when the fault ends.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CLIENT_LINKS = "client-links"  # proxied client-to-broker paths
 PROCESS = "process-control"  # the harness runs the processes
 GROUP_CONSUMERS = "group-consumers"  # the workload has consumers in a group
 REPLICATED = "replicated"  # several brokers (leadership can move)
+STREAMS = "streams"  # the workload runs Kafka Streams instances (--streams)
 
 
 @attrs.frozen
@@ -95,6 +97,10 @@ FAULTS: Mapping[str, FaultKind] = {k.name: k for k in (
        "a new member replaces it when the fault ends",
        "commit before processing is at-most-once (loss), after is at-least-once (duplicates)",
        {GROUP_CONSUMERS}, target="consumer"),
+    _k("streams-kill", "client", "SIGKILL a Kafka Streams instance's JVM mid-transaction; a new instance (new "
+       "state directory) starts when the fault ends",
+       "exactly_once_v2: the dead instance's open transaction is aborted, its tasks move, no input is lost or "
+       "processed twice (KIP-447)", {STREAMS}, target="streams"),
 )}
 
 FAMILIES = ("partition", "link", "process", "client")

@@ -250,6 +250,26 @@ class ConsumerCrash(_Family):
         return [process], dict(spec.params), undo
 
 
+class StreamsKill(_Family):
+    """A Kafka Streams instance's JVM is SIGKILLed; a new instance starts at the end."""
+
+    def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
+        workload = self.n.workload
+        streams = None if workload is None else workload.streams
+        if streams is None or spec.target is None:
+            raise FaultNotApplied("NOT_APPLICABLE: no Kafka Streams instance to kill (--streams)")
+        name = spec.target
+        try:
+            process = streams.kill(name)
+        except KeyError as exc:
+            raise FaultNotApplied(f"NOT_APPLICABLE: {exc.args[0]}") from exc
+
+        def undo() -> None:
+            streams.restart(name)
+
+        return [process], dict(spec.params), undo
+
+
 FAMILY_OF = {
     "isolate-node": PartitionFault, "isolate-leader": PartitionFault, "isolate-controller": PartitionFault,
     "split": PartitionFault, "bridge": PartitionFault, "one-way": PartitionFault,
@@ -258,6 +278,7 @@ FAMILY_OF = {
     "reset-peer": ToxicFault, "limit-data": ToxicFault,
     "kill": ProcessFault, "pause": ProcessFault, "restart": ProcessFault, "wipe": ProcessFault,
     "consumer-crash": ConsumerCrash,
+    "streams-kill": StreamsKill,
 }
 
 
