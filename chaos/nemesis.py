@@ -1,7 +1,7 @@
 """Nemeses: inject the faults of ``chaos.faults`` and record each start and end in the history.
 
 One small class per family (:class:`PartitionFault`, :class:`ToxicFault`, :class:`ProcessFault`,
-:class:`ConsumerCrash`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
+:class:`ConsumerCrash`, :class:`StreamsKill`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
 undo. :class:`Nemesis` records both in the history as ``fault`` operations of process
 ``nemesis`` (docs/history-format.md)::
 

@@ -25,7 +25,8 @@ from chaos.schedule import (
     schedules,
 )
 
-CTX = Context(("b1", "b2", "b3", "controller"), ("b1", "b2", "b3"), partitions=3, consumers=("c1", "c2"))
+CTX = Context(("b1", "b2", "b3", "controller"), ("b1", "b2", "b3"), partitions=3, consumers=("c1", "c2"),
+              streams=("s0", "s1"))
 SAFE = [name for name, kind in FAULTS.items() if not kind.unsafe]
 
 
@@ -137,4 +138,4 @@ def test_drawn_targets_name_nodes_of_the_context(data: st.DataObject) -> None:
         if f.target is None:
             continue
         names = set(f.target.split(","))
-        assert names <= {*CTX.nodes, "leader", "followers", *CTX.consumers}, f
+        assert names <= {*CTX.nodes, "leader", "followers", *CTX.consumers, *CTX.streams}, f
