@@ -98,6 +98,9 @@ class StreamsSettings:
             "consumer.session.timeout.ms": str(self.session_timeout_ms),
             "consumer.heartbeat.interval.ms": str(max(1, min(3000, self.session_timeout_ms // 3))),
             "metadata.max.age.ms": "1000",
+            # Streams 4.4 warns at every start until this is set (the default from 5.0); the
+            # application has no global store, so it changes nothing else.
+            "processing.exception.handler.global.enabled": "true",
             "kconform.input": self.input_topic, "kconform.output": self.output_topic, "kconform.instance": instance,
         }
 
