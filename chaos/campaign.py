@@ -162,7 +162,7 @@ def configuration_of(settings: CampaignSettings, rf: int, topic_configs: Mapping
               "replication.factor": str(rf),
               **{k: v for k, v in topic_configs.items() if k in ("min.insync.replicas", "unclean.leader.election.enable")}}
     return configuration(stated, {"groups": groups, "durable_target": durable_target, "transactions": w.transactions,
-                                  "streams": w.streams > 0},
+                                  "streams": {"processing.guarantee": w.streams_guarantee} if w.streams else None},
                          [f.fault for f in schedule.faults])
 
 
@@ -392,7 +392,8 @@ class CampaignSession:
             # What streams-exactly-once judges (docs/history-format.md): the application and its topics.
             meta["streams"] = {"application_id": f"{group_prefix}-streams", "input": topic,
                                "output": output_topic(topic), "instances": w.streams,
-                               "commit.interval.ms": w.streams_commit_interval_ms}
+                               "commit.interval.ms": w.streams_commit_interval_ms,
+                               "processing.guarantee": w.streams_guarantee}
         history_path = report_dir / "history.jsonl"
         self._create_topic(topic, w.partitions, rf, configs)
         if w.streams:

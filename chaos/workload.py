@@ -94,10 +94,11 @@ class WorkloadSettings:
     # Milliseconds between a transaction's sends: each new partition then joins the transaction
     # by an AddPartitionsToTxn of its own, spread over the transaction's life.
     txn_send_gap_ms: int = 0
-    # Instances of a Kafka Streams application with processing.guarantee=exactly_once_v2
-    # (KIP-447) reading the topic; its commit.interval.ms.
+    # Instances of a Kafka Streams application reading the topic, its commit.interval.ms and
+    # processing.guarantee (exactly_once_v2, KIP-447; at_least_once: the control that duplicates).
     streams: int = 0
     streams_commit_interval_ms: int = 100
+    streams_guarantee: str = "exactly_once_v2"
 
     def producer_settings(self, transactional_id: str | None = None) -> ProducerSettings:
         return ProducerSettings(acks=self.acks, idempotence=self.idempotence, linger_ms=5,
@@ -509,7 +510,8 @@ def streams_settings(settings: WorkloadSettings, bootstrap: str, topic: str, gro
     """The Streams application of a campaign: its id is the campaign's group prefix and
     ``streams``, its internal topics as replicated as the campaign topic."""
     return java_streams.StreamsSettings(f"{group_prefix}-streams", bootstrap, topic, output_topic(topic),
-                                        settings.streams_commit_interval_ms, replication_factor)
+                                        settings.streams_commit_interval_ms, replication_factor,
+                                        processing_guarantee=settings.streams_guarantee)
 
 
 def workload_clients(settings: WorkloadSettings) -> dict[str, str]:
@@ -519,7 +521,8 @@ def workload_clients(settings: WorkloadSettings) -> dict[str, str]:
     clients = {f"p{i}": library for i in range(settings.producers)}
     clients.update({f"c{i}": library for i in range(len(settings.consumers))})
     if settings.streams:
-        clients.update({f"s{i}": java_streams.describe() for i in range(settings.streams)})
+        clients.update({f"s{i}": java_streams.describe(guarantee=settings.streams_guarantee)
+                        for i in range(settings.streams)})
         clients[STREAMS_READER] = library
         clients[OUTPUT_DRAIN] = precise_read.CLIENT
     clients[precise_read.PROCESS] = precise_read.CLIENT

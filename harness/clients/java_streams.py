@@ -67,9 +67,14 @@ def runtime(version: str | None = None) -> JavaRuntime:
     return JavaRuntime(java.path, built, libs, version, PROGRAM)
 
 
-def describe(version: str | None = None) -> str:
+GUARANTEES = ("exactly_once_v2", "at_least_once")
+"""The processing.guarantee values the workload runs with (exactly_once_v2 is what it checks;
+at_least_once is the control, whose crashes duplicate output)."""
+
+
+def describe(version: str | None = None, guarantee: str = GUARANTEES[0]) -> str:
     """``"kafka-streams 4.4.0 (exactly_once_v2)"``, for the history's ``meta.clients``."""
-    return f"kafka-streams {version or client_version()} (exactly_once_v2)"
+    return f"kafka-streams {version or client_version()} ({guarantee})"
 
 
 @attrs.frozen
@@ -84,13 +89,14 @@ class StreamsSettings:
     commit_interval_ms: int = 100  # how often a task commits its transaction (EOS default: 100)
     replication_factor: int = 1  # of its internal topics (the store's changelog)
     session_timeout_ms: int = 6000  # a killed instance's tasks move after this
+    processing_guarantee: str = attrs.field(default=GUARANTEES[0], validator=attrs.validators.in_(GUARANTEES))
 
     def config(self, instance: str, state_dir: Path) -> dict[str, str]:
         """The Streams configuration (Kafka's names) of one instance."""
         return {
             "application.id": self.application_id, "bootstrap.servers": self.bootstrap,
             "client.id": f"{self.application_id}-{instance}",
-            "processing.guarantee": "exactly_once_v2", "commit.interval.ms": str(self.commit_interval_ms),
+            "processing.guarantee": self.processing_guarantee, "commit.interval.ms": str(self.commit_interval_ms),
             "num.stream.threads": "1", "state.dir": str(state_dir),
             "replication.factor": str(self.replication_factor),
             # The changelog is as durable as the campaign topic (KIP-98's guarantees need it).
