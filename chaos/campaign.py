@@ -14,7 +14,9 @@ topic settings between campaigns, so several share one started cluster):
    (``chaos/observer.py``), everything recorded in ``history.jsonl``;
 4. every fault is ended and every proxy healed; producers stop and flush; the cluster is
    waited for (every node back, every partition led with a full ISR where visible);
-5. a fresh consumer drains every partition from offset 0 to its end;
+5. a fresh consumer drains every partition from offset 0 to its end (with a Kafka Streams
+   application, ``--streams``: the application first catches up and closes, and its output
+   topic is drained too, read_committed);
 6. the checkers run on the history; each anomaly is judged against the :class:`Claims` of the
    configuration: a claimed guarantee that broke is a violation (``valid`` false, exit 1), an
    unclaimed hazard is reported as found, or as *not provoked* (never as "safe").
@@ -47,16 +49,19 @@ from chaos.faults import (
     PEER_LINKS,
     PROCESS,
     REPLICATED,
+    STREAMS,
     TRANSACTIONAL_PRODUCERS,
 )
 from chaos.nemesis import Nemesis, NemesisRunner
 from chaos.observer import PartitionObserver
 from chaos.schedule import Context, Schedule, ScheduleError, named_schedule, random_schedule
+from chaos.streams_workload import OUTPUT_DRAIN, output_topic
 from chaos.topology import Topology
 from chaos.toxiproxy import ToxiproxyControl
 from chaos.workload import Workload, WorkloadSettings, workload_clients
 from harness.checkers import Report, check
 from harness.checkers.judgement import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER, VIOLATED_BY_CLIENT, judge
+from harness.clients.base import ClientUnavailable
 from harness.history import HistoryWriter, load_history
 from harness.history.load import History
 from harness.precise_read import read_to_end
@@ -157,7 +162,8 @@ def configuration_of(settings: CampaignSettings, rf: int, topic_configs: Mapping
     stated = {"acks": w.acks, "enable.idempotence": str(w.idempotence and w.acks == "all").lower(),
               "replication.factor": str(rf),
               **{k: v for k, v in topic_configs.items() if k in ("min.insync.replicas", "unclean.leader.election.enable")}}
-    return configuration(stated, {"groups": groups, "durable_target": durable_target, "transactions": w.transactions},
+    return configuration(stated, {"groups": groups, "durable_target": durable_target, "transactions": w.transactions,
+                                  "streams": {"processing.guarantee": w.streams_guarantee} if w.streams else None},
                          [f.fault for f in schedule.faults])
 
 
@@ -312,6 +318,8 @@ class CampaignSession:
             have.add(GROUP_CONSUMERS)
         if self.settings.workload.transactions and self.settings.workload.producers:
             have.add(TRANSACTIONAL_PRODUCERS)
+        if self.settings.workload.streams:
+            have.add(STREAMS)
         return have
 
     def supported_faults(self, include_unsafe: bool = False) -> list[str]:
@@ -329,8 +337,9 @@ class CampaignSession:
         consumers = tuple(f"c{i}" for i, mode in enumerate(self.settings.workload.consumers) if mode != "assigned")
         w = self.settings.workload
         producers = tuple(f"p{i}" for i in range(w.producers)) if w.transactions else ()
+        streams = tuple(f"s{i}" for i in range(w.streams))
         return Context(tuple(self.env.target.nodes), tuple(self.env.target.broker_nodes), w.partitions, consumers,
-                       producers)
+                       producers, streams)
 
     def schedule(self) -> Schedule:
         """The schedule the settings ask for (named campaign, or drawn from the seed)."""
@@ -384,8 +393,16 @@ class CampaignSession:
             # What the transactional checks need (docs/history-format.md): that they apply, and
             # how long a transaction may stay open before the coordinator must abort it.
             meta.update({"transactions": True, "transaction.timeout.ms": w.transaction_timeout_ms})
+        if w.streams:
+            # What streams-exactly-once judges (docs/history-format.md): the application and its topics.
+            meta["streams"] = {"application_id": f"{group_prefix}-streams", "input": topic,
+                               "output": output_topic(topic), "instances": w.streams,
+                               "commit.interval.ms": w.streams_commit_interval_ms,
+                               "processing.guarantee": w.streams_guarantee}
         history_path = report_dir / "history.jsonl"
         self._create_topic(topic, w.partitions, rf, configs)
+        if w.streams:
+            self._create_topic(output_topic(topic), w.partitions, rf, configs)
         workload: Workload | None = None
         runner: NemesisRunner | None = None
         observer: PartitionObserver | None = None
@@ -394,7 +411,10 @@ class CampaignSession:
         with HistoryWriter(history_path, meta) as history:
             nemesis = Nemesis(env, topology, history, topic)
             try:
-                workload = Workload(w, env.target.bootstrap, topic, history, s.seed, group_prefix)
+                try:
+                    workload = Workload(w, env.target.bootstrap, topic, history, s.seed, group_prefix, rf)
+                except ClientUnavailable as exc:
+                    raise CampaignError(f"--streams: {exc}") from exc
                 nemesis.workload = workload
                 observer = PartitionObserver(env, history, topic, w.partitions)
                 observer.start()
@@ -415,6 +435,9 @@ class CampaignSession:
                     warnings.append(f"{unflushed} send(s) still unacknowledged after the flush (recorded as unknown)")
                 say("waiting for the cluster to recover")
                 warnings += env.target.wait_recovered(topic, w.partitions)
+                if workload.streams is not None:
+                    say("letting the Streams application catch up, then closing it")
+                    warnings += workload.streams.finish(self._ends(topic, w.partitions))
                 time.sleep(1.0)  # let the consumers read what arrived last
                 observer.stop()
                 workload.stop_consumers()
@@ -422,6 +445,13 @@ class CampaignSession:
                 ends = self._ends(topic, w.partitions)
                 if not read_to_end(env.target.bootstrap, ends, history):
                     warnings.append("the final drain did not reach the end of every partition (unseen not checked)")
+                if workload.streams is not None:
+                    output = self._ends(output_topic(topic), w.partitions)
+                    if not read_to_end(env.target.bootstrap, output, history, process=OUTPUT_DRAIN, read_committed=True):
+                        warnings.append("the read_committed drain of the Streams output did not reach its end (lost "
+                                        "output not checked)")
+                    warnings += workload.warnings + [f"a Streams thread died (replaced): {e}"
+                                                     for e in workload.streams.errors]
                 if workload.producers_replaced:
                     warnings.append(f"{workload.producers_replaced} producer(s) declared dead by the client "
                                     "library (fatal error) were replaced by new ones; their unanswered sends "

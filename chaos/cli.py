@@ -35,6 +35,7 @@ from chaos.workload import CONSUMER_MODES, TRANSACTIONAL_CLIENTS, WorkloadSettin
 from harness.checkers.judgement import EXIT_CODES as OUTCOME_EXIT_CODES
 from harness.cli import main as harness_main
 from harness.clients import CLIENTS
+from harness.clients.java_streams import GUARANTEES
 from harness.targets import ALL_CAPABILITIES
 from harness.verdicts import colour_verdict
 from launch.kafka_jars import VERSION_HELP
@@ -182,9 +183,11 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
     chosen = {"client": o["client"], "producers": o["producers"], "rate": o["rate"], "consumers": o["consumers"],
               "partitions": o["partitions"], "delivery_timeout_ms": o["delivery_timeout"],
               "request_timeout_ms": o["request_timeout"], "transactions": o["transactions"],
-              "txn_size": o["txn_size"], "abort_ratio": o["abort_ratio"], "txn_send_gap_ms": o["txn_send_gap"]}
+              "txn_size": o["txn_size"], "abort_ratio": o["abort_ratio"], "txn_send_gap_ms": o["txn_send_gap"],
+              "streams": o["streams"], "streams_commit_interval_ms": o["streams_commit_interval"],
+              "streams_guarantee": o["streams_guarantee"]}
     option = {"delivery_timeout_ms": "delivery_timeout", "request_timeout_ms": "request_timeout",
-              "txn_send_gap_ms": "txn_send_gap"}
+              "txn_send_gap_ms": "txn_send_gap", "streams_commit_interval_ms": "streams_commit_interval"}
     for key, value in CAMPAIGN_WORKLOADS.get(o["campaign"] or "", {}).items():
         if option.get(key, key) not in given:
             chosen[key] = value
@@ -284,6 +287,16 @@ error, unreadable --replay file); 130 interrupted.
 @click.option("--txn-send-gap", type=click.IntRange(0, 10_000), default=0, show_default=True, metavar="MS",
               help="With --transactions: milliseconds between a transaction's sends, so that each new partition "
                    "joins the transaction by a request of its own, e.g. --txn-send-gap 100.")
+@click.option("--streams", type=click.IntRange(0, 16), default=0, show_default=True, metavar="N",
+              help="N instances of a Kafka Streams application (processing.guarantee=exactly_once_v2, KIP-447) "
+                   "processing the campaign topic into <topic>-streams-out, read read_committed; checked by "
+                   "streams-exactly-once (docs/anomalies.md). Needs Java 11+ and Maven, e.g. --streams 2.")
+@click.option("--streams-commit-interval", type=click.IntRange(1, 600_000), default=100, show_default=True,
+              metavar="MS", help="With --streams: the application's commit.interval.ms, e.g. "
+                                 "--streams-commit-interval 1000.")
+@click.option("--streams-guarantee", type=click.Choice(GUARANTEES), default=GUARANTEES[0], show_default=True,
+              help="With --streams: the application's processing.guarantee; at_least_once is the control, whose "
+                   "crashes duplicate output (streams-exactly-once then a hazard, not claimed).")
 @click.option("--producers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Producer threads, e.g. --producers 4.")
 @click.option("--rate", type=click.FloatRange(min=1, max=100_000), default=100.0, show_default=True,

@@ -16,8 +16,10 @@ Families:
 * ``process``: SIGKILL then restart, SIGSTOP then SIGCONT, a clean stop then start, or SIGKILL
   with the data wiped then start (a replaced disk; unsafe, opt-in);
 * ``client``: a consumer crashes at its worst moment (between its commit and its processing,
-  whichever comes second) and a new one takes its place when the fault ends; or a
-  transactional producer turns zombie (frozen mid-transaction, replaced, then woken).
+  whichever comes second) and a new one takes its place when the fault ends; a
+  transactional producer turns zombie (frozen mid-transaction, replaced, then woken); or a
+  Kafka Streams instance's JVM is SIGKILLed and a new instance takes its place when the fault
+  ends.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ PROCESS = "process-control"  # the harness runs the processes
 GROUP_CONSUMERS = "group-consumers"  # the workload has consumers in a group
 TRANSACTIONAL_PRODUCERS = "transactional-producers"  # the workload's producers are transactional
 REPLICATED = "replicated"  # several brokers (leadership can move)
+STREAMS = "streams"  # the workload runs Kafka Streams instances (--streams)
 
 
 @attrs.frozen
@@ -101,6 +104,10 @@ FAULTS: Mapping[str, FaultKind] = {k.name: k for k in (
        "new instance with its transactional id replaces it; when the fault ends the frozen one wakes, "
        "sends the rest and commits", "KIP-98 fencing: a zombie's late writes and commit are refused and "
        "nothing it wrote becomes visible", {TRANSACTIONAL_PRODUCERS}, target="producer"),
+    _k("streams-kill", "client", "SIGKILL a Kafka Streams instance's JVM mid-transaction; a new instance (new "
+       "state directory) starts when the fault ends",
+       "exactly_once_v2: the dead instance's open transaction is aborted, its tasks move, no input is lost or "
+       "processed twice (KIP-447)", {STREAMS}, target="streams"),
 )}
 
 FAMILIES = ("partition", "link", "process", "client")

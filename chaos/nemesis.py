@@ -1,7 +1,7 @@
 """Nemeses: inject the faults of ``chaos.faults`` and record each start and end in the history.
 
 One small class per family (:class:`PartitionFault`, :class:`ToxicFault`, :class:`ProcessFault`,
-:class:`ConsumerCrash`, :class:`ZombieProducer`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
+:class:`ConsumerCrash`, :class:`ZombieProducer`, :class:`StreamsKill`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
 undo. :class:`Nemesis` records both in the history as ``fault`` operations of process
 ``nemesis`` (docs/history-format.md)::
 
@@ -267,6 +267,12 @@ class ZombieProducer(_ClientFault):
     start, end = "make_zombie", "wake_zombie"
 
 
+class StreamsKill(_ClientFault):
+    """A Kafka Streams instance's JVM is SIGKILLed; a new instance starts at the end."""
+
+    start, end = "kill_streams", "restart_streams"
+
+
 FAMILY_OF = {
     "isolate-node": PartitionFault, "isolate-leader": PartitionFault, "isolate-controller": PartitionFault,
     "split": PartitionFault, "bridge": PartitionFault, "one-way": PartitionFault,
@@ -274,7 +280,7 @@ FAMILY_OF = {
     "latency": ToxicFault, "bandwidth": ToxicFault, "slicer": ToxicFault, "black-hole": ToxicFault,
     "reset-peer": ToxicFault, "limit-data": ToxicFault,
     "kill": ProcessFault, "pause": ProcessFault, "restart": ProcessFault, "wipe": ProcessFault,
-    "consumer-crash": ConsumerCrash, "zombie-producer": ZombieProducer,
+    "consumer-crash": ConsumerCrash, "zombie-producer": ZombieProducer, "streams-kill": StreamsKill,
 }
 
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 MAX_WITNESSED = 8  # anomalies shown in full per property
 # Which anomalies a reader wants to see first (data loss before bookkeeping).
 IMPORTANCE = ("lost-write", "at-least-once", "duplicate", "at-most-once", "inconsistent-offsets", "unseen",
-              "aborted-read", "torn-transaction", "exactly-once-processing", "G1b", "read-uncommitted",
+              "aborted-read", "torn-transaction", "exactly-once-processing", "streams-exactly-once", "G1b", "read-uncommitted",
               "lso-past-open-transaction", "lso-above-hw", "hanging-transaction", "poll-skip", "nonmonotonic-poll",
               "nonmonotonic-send", "committed-offset-regression", "group-split-brain", "G1c", "G-single", "G0")
 

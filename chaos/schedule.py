@@ -20,8 +20,8 @@ implementation, so both draw the same distribution.
 
 Targets: a node name (``b1``, ``controller``), a comma-separated list of nodes, ``leader`` or
 ``followers`` (of partition ``params["partition"]``, resolved from Metadata when the fault
-starts), a consumer name (``c1``) for ``consumer-crash``, or a producer name (``p0``) for
-``zombie-producer``.
+starts), a consumer name (``c1``) for ``consumer-crash``, a producer name (``p0``) for
+``zombie-producer``, or a Streams instance (``s0``) for ``streams-kill``.
 """
 
 from __future__ import annotations
@@ -219,6 +219,7 @@ class Context:
     partitions: int = 3
     consumers: tuple[str, ...] = ()  # group consumers that may crash
     producers: tuple[str, ...] = ()  # transactional producers that may turn zombie
+    streams: tuple[str, ...] = ()  # Kafka Streams instances that may be killed
     max_fault_s: float = MAX_FAULT_S
 
 
@@ -269,6 +270,8 @@ def draw_fault(c: Chooser, kind: str, ctx: Context) -> tuple[str | None, dict[st
         return c.choice(list(ctx.consumers)), {}
     if kind == "zombie-producer":
         return c.choice(list(ctx.producers)), {}
+    if kind == "streams-kill":
+        return c.choice(list(ctx.streams)), {}
     raise ScheduleError(f"unknown fault {kind!r}")
 
 
@@ -486,6 +489,20 @@ def _consumer_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
     return Schedule(tuple(faults), duration, seed, "consumer-crashes")
 
 
+def _streams_kills(seed: int, ctx: Context, duration: float) -> Schedule:
+    """Every Kafka Streams instance in turn is SIGKILLed, 3 s after the last fault ended, and
+    replaced 5 s later (past the group's session timeout of 6 s, counted from the kill, so the
+    group moves its tasks first, or the new instance joins the rebalance)."""
+    faults = []
+    at = 3.0
+    i = 0
+    while ctx.streams and at + 5.0 <= duration - 2.0:
+        faults.append(FaultSpec("streams-kill", at, 5.0, ctx.streams[i % len(ctx.streams)]))
+        at += 8.0
+        i += 1
+    return Schedule(tuple(faults), duration, seed, "streams-kills")
+
+
 def _txn_coordinator_failures(seed: int, ctx: Context, duration: float) -> Schedule:
     """The transaction coordinator of producer p0 (the leader of its transactional id's
     ``__transaction_state`` partition, found when each fault starts) is killed, paused, cut off
@@ -552,6 +569,8 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
     "consumer-crashes": ("group consumers crash at their worst moment", _consumer_crashes),
     "zombie-producers": ("transactional producers freeze mid-transaction, are replaced (fenced) and wake "
                          "to commit", _zombie_producers),
+    "streams-kills": ("SIGKILL each Kafka Streams instance in turn, replaced 5 s later (needs --streams)",
+                      _streams_kills),
     "txn-coordinator-failures": ("kill, pause and isolate the transaction coordinator of a transactional "
                                  "producer, in turn (turns --transactions on)", _txn_coordinator_failures),
     "delayed-end-txn": ("delay clients' requests past their request timeout, some more than others: a "
@@ -566,6 +585,7 @@ CAMPAIGN_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
     "epoch-bump-duplicates": {"delivery_timeout_ms": 8000, "rate": 200.0},
     "txn-coordinator-failures": {"transactions": True},
     "zombie-producers": {"transactions": True},
+    "streams-kills": {"streams": 2},
     # aiokafka, like the Java client, closes a connection whose request timed out and sends the
     # request again on a new one (kafka-python gives the producer up instead; librdkafka waits
     # 60 s, its socket.timeout.ms, on the same connection).

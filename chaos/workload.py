@@ -24,6 +24,10 @@ Every operation goes into the campaign's history through the workload clients (u
   crash at its worst moment (the point between commit and processing, whichever comes second)
   and start again, under a new process name (``c1.2``), when the fault ends.
 
+With ``streams`` N, N instances of a Kafka Streams application (exactly_once_v2) process the
+topic into ``<topic>-streams-out`` (``chaos.streams_workload``), and one more consumer, ``out0``,
+reads that output read_committed from the beginning.
+
 After the faults, the campaign stops the producers (flushing what is in flight), waits for
 the cluster, stops the consumers and *drains*: kconform's own wire reader
 (``harness.precise_read``) reads every partition from its first offset to its end (a ``drain``
@@ -43,6 +47,7 @@ from typing import Any
 
 import attrs
 
+from chaos.streams_workload import OUTPUT_DRAIN, StreamsApplication, output_topic
 from harness import precise_read
 from harness.clients import (
     ClientError,
@@ -53,6 +58,7 @@ from harness.clients import (
     ProducerSettings,
     SendHandle,
     describe_client,
+    java_streams,
     make_consumer,
     make_producer,
 )
@@ -89,6 +95,11 @@ class WorkloadSettings:
     # Milliseconds between a transaction's sends: each new partition then joins the transaction
     # by an AddPartitionsToTxn of its own, spread over the transaction's life.
     txn_send_gap_ms: int = 0
+    # Instances of a Kafka Streams application reading the topic, its commit.interval.ms and
+    # processing.guarantee (exactly_once_v2, KIP-447; at_least_once: the control that duplicates).
+    streams: int = 0
+    streams_commit_interval_ms: int = 100
+    streams_guarantee: str = "exactly_once_v2"
 
     def producer_settings(self, transactional_id: str | None = None) -> ProducerSettings:
         return ProducerSettings(acks=self.acks, idempotence=self.idempotence, linger_ms=5,
@@ -326,10 +337,13 @@ def _fatal(exc: BaseException) -> bool:
 class ConsumerWorker(_Worker):
     """One consumer (see the module docstring for the modes), restarted after a crash."""
 
-    def __init__(self, workload: Workload, name: str, mode: str) -> None:
+    def __init__(self, workload: Workload, name: str, mode: str, topic: str | None = None,
+                 read_committed: bool = False) -> None:
         super().__init__(workload, name)
         self.consumer_name = name
         self.mode = mode
+        self.topic = topic or workload.topic
+        self.read_committed = read_committed
         self.incarnation = 1
         self.process = name
         self.records = 0
@@ -344,14 +358,16 @@ class ConsumerWorker(_Worker):
 
     def _open(self) -> Consumer:
         w = self.workload
-        consumer = make_consumer(w.settings.client, w.bootstrap, self.group, w.settings.consumer_settings(),
-                                 w.history, self.process)
+        settings = w.settings.consumer_settings()
+        if self.read_committed:
+            settings = attrs.evolve(settings, isolation_level="read_committed")
+        consumer = make_consumer(w.settings.client, w.bootstrap, self.group, settings, w.history, self.process)
         try:
             if self.mode == "assigned":
-                tps = [(w.topic, p) for p in range(w.settings.partitions)]
+                tps = [(self.topic, p) for p in range(w.settings.partitions)]
                 consumer.assign(tps, {tp: 0 for tp in tps})
             else:
-                consumer.subscribe([w.topic])
+                consumer.subscribe([self.topic])
         except BaseException:
             consumer.close()
             raise
@@ -436,7 +452,7 @@ class Workload:
     """The producers and consumers of one campaign."""
 
     def __init__(self, settings: WorkloadSettings, bootstrap: str, topic: str, history: Recorder, seed: int,
-                 group_prefix: str) -> None:
+                 group_prefix: str, replication_factor: int = 1) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.topic = topic
@@ -445,6 +461,14 @@ class Workload:
         rng = random.Random(seed)
         self.producers = [ProducerWorker(self, f"p{i}", rng.randrange(1 << 31)) for i in range(settings.producers)]
         self.consumers = [ConsumerWorker(self, f"c{i}", mode) for i, mode in enumerate(settings.consumers)]
+        self.streams: StreamsApplication | None = None
+        self.warnings: list[str] = []
+        if settings.streams:
+            # ClientUnavailable (no Java, no jars) is raised here, before anything starts.
+            self.streams = StreamsApplication(streams_settings(settings, bootstrap, topic, group_prefix,
+                                                               replication_factor), settings.streams, history)
+            self.consumers.append(ConsumerWorker(self, STREAMS_READER, "assigned", output_topic(topic),
+                                                 read_committed=True))
 
     @property
     def group_consumers(self) -> list[str]:
@@ -455,6 +479,8 @@ class Workload:
         return {c.group: c.mode for c in self.consumers if c.group is not None}
 
     def start(self) -> None:
+        if self.streams is not None:
+            self.warnings += self.streams.start()
         for worker in [*self.consumers, *self.producers]:
             worker.start()
 
@@ -497,6 +523,8 @@ class Workload:
 
     def stop(self) -> None:
         """Stop everything now (an interrupted campaign)."""
+        if self.streams is not None:
+            self.streams.kill_all()
         for w in [*self.producers, *self.consumers]:
             w.stop_event.set()
         for c in self.consumers:
@@ -560,6 +588,30 @@ class Workload:
         waits for it when it stops the producers."""
         self._producer(name).zombie_wake.set()
 
+    def kill_streams(self, name: str) -> str:
+        """SIGKILL Kafka Streams instance ``name``; returns the process killed."""
+        if self.streams is None:
+            raise KeyError("no Kafka Streams instance to kill (--streams)")
+        return self.streams.kill(name)
+
+    def restart_streams(self, name: str) -> None:
+        """Start a new instance in place of killed Streams instance ``name``."""
+        if self.streams is not None:
+            self.streams.restart(name)
+
+
+STREAMS_READER = "out0"
+"""The consumer reading the Streams application's output (read_committed)."""
+
+
+def streams_settings(settings: WorkloadSettings, bootstrap: str, topic: str, group_prefix: str,
+                     replication_factor: int) -> java_streams.StreamsSettings:
+    """The Streams application of a campaign: its id is the campaign's group prefix and
+    ``streams``, its internal topics as replicated as the campaign topic."""
+    return java_streams.StreamsSettings(f"{group_prefix}-streams", bootstrap, topic, output_topic(topic),
+                                        settings.streams_commit_interval_ms, replication_factor,
+                                        processing_guarantee=settings.streams_guarantee)
+
 
 def workload_clients(settings: WorkloadSettings) -> dict[str, str]:
     """Process name -> the client library (and version) it runs, for the history's
@@ -567,5 +619,10 @@ def workload_clients(settings: WorkloadSettings) -> dict[str, str]:
     library = describe_client(settings.client)
     clients = {f"p{i}": library for i in range(settings.producers)}
     clients.update({f"c{i}": library for i in range(len(settings.consumers))})
+    if settings.streams:
+        clients.update({f"s{i}": java_streams.describe(guarantee=settings.streams_guarantee)
+                        for i in range(settings.streams)})
+        clients[STREAMS_READER] = library
+        clients[OUTPUT_DRAIN] = precise_read.CLIENT
     clients[precise_read.PROCESS] = precise_read.CLIENT
     return clients

@@ -181,7 +181,8 @@ def check_command(history_file: str, guarantees: tuple[str, ...], checks: list[s
     aborted-read, poll-skip, nonmonotonic-poll, nonmonotonic-send, read-uncommitted,
     committed-offset-regression, group-split-brain, and for transactions G1b, torn-transaction,
     lso-above-hw, lso-past-open-transaction, hanging-transaction, exactly-once-processing, G0,
-    G1c, G-single (definitions: docs/anomalies.md). Prints a table of checks with anomaly
+    G1c, G-single, and for a Kafka Streams workload streams-exactly-once (definitions:
+    docs/anomalies.md). Prints a table of checks with anomaly
     counts, then the first anomalies of each failing check with the events that witness them.
     G0, G1c and G-single are always hazards: Kafka never promises against them.
 

@@ -64,8 +64,9 @@ def configuration(settings: Mapping[str, str], meta: Mapping[str, Any], fault_ki
                   ) -> Configuration:
     """The :class:`Configuration` of ``settings`` (Kafka's defaults for what they leave out:
     acks=all, idempotence on, replication factor 3, min.insync.replicas 1, clean elections), with
-    the consumer groups, target durability and transactions (``meta.transactions``, true when the
-    run has transactions to judge) the header names and the faults the history ran."""
+    the consumer groups, target durability, transactions (``meta.transactions``, true when the
+    run has transactions to judge) and Kafka Streams application (``meta.streams``) the header
+    names and the faults the history ran."""
     try:
         acks = Acks({"-1": "all"}.get(settings.get("acks", "all"), settings.get("acks", "all")))
     except ValueError:
@@ -84,7 +85,15 @@ def configuration(settings: Mapping[str, str], meta: Mapping[str, Any], fault_ki
     return Configuration(producer, DurabilityConfig(acks, rf, min_isr, unclean), wipes_data="wipe" in kinds,
                          volatile_restarts=not durable and bool(kinds & set(RESTARTING_FAULTS)),
                          groups={g: COMMIT_POINTS[m] for g, m in groups.items() if m in COMMIT_POINTS},
-                         transactions=meta.get("transactions") is True)
+                         transactions=meta.get("transactions") is True, streams=_streams_guarantee(meta))
+
+
+def _streams_guarantee(meta: Mapping[str, Any]) -> str | None:
+    """The processing.guarantee of the run's Kafka Streams application (``meta.streams``), if any."""
+    streams = meta.get("streams")
+    if not isinstance(streams, Mapping):
+        return None
+    return str(streams.get("processing.guarantee", "exactly_once_v2"))
 
 
 def _bool(settings: Mapping[str, str], key: str, default: bool) -> bool:

@@ -34,6 +34,12 @@ The rules:
   transaction open for ever); G0, G1c and G-single are never
   promised (``specs.transactions.KAFKA_ALLOWS``: Kafka's transactions do not isolate writes, and
   read_committed is no snapshot). A run without transactions lists none of them.
+- A run with a Kafka Streams application (``Configuration.streams``, its processing.guarantee)
+  is also judged on streams-exactly-once: each input record reflected once in the read_committed
+  output and in the state. Promised with exactly_once_v2 (KIP-447, KIP-129) as a durability
+  property like exactly-once-processing (a lossy log loses input, output, changelog records and
+  committed offsets); never with at_least_once (a crash between writing the output and
+  committing the offsets processes records again).
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ TRANSACTIONAL = ("G1b", "lso-above-hw")
 TRANSACTIONAL_DURABILITY = ("torn-transaction", "exactly-once-processing", "lso-past-open-transaction",
                             "hanging-transaction")
 """Promised for transactions when the log is durable."""
+STREAMS = "streams-exactly-once"
+"""Promised for a Kafka Streams application with exactly_once_v2 when the log is durable."""
 
 
 @attrs.frozen
@@ -65,6 +73,7 @@ class Configuration:
     volatile_restarts: bool = False  # a broker that keeps records in memory is restarted
     groups: Mapping[str, CommitPoint] = attrs.field(factory=dict)  # consumer group -> when it commits
     transactions: bool = False  # the run has transactions (or LSO observations) to judge
+    streams: str | None = None  # the processing.guarantee of the run's Kafka Streams application, if any
 
     def describe(self) -> str:
         """The settings, as Kafka names them."""
@@ -115,6 +124,14 @@ def claims_for(config: Configuration) -> Claims:
         else:
             claimed[name] = (f"acks=all, min.insync.replicas={d.min_insync_replicas}, replication factor "
                              f"{d.replication_factor}, clean elections only")
+    if config.streams is not None and config.streams != "exactly_once_v2":
+        not_claimed[STREAMS] = (f"processing.guarantee={config.streams}: a crash after the output is written and "
+                                "before the input offsets are committed processes those records again")
+    elif config.streams is not None and lossy:
+        not_claimed[STREAMS] = lossy
+    elif config.streams is not None:
+        claimed[STREAMS] = (f"processing.guarantee=exactly_once_v2 over durable writes (acks=all, "
+                            f"min.insync.replicas={d.min_insync_replicas}, clean elections)")
     if lossy:
         not_claimed["committed-offset-regression"] = lossy
     else:

@@ -16,6 +16,7 @@ from harness.checkers.log import aborted_read, duplicate, inconsistent_offsets, 
 from harness.checkers.polls import nonmonotonic_poll, poll_skip, read_uncommitted
 from harness.checkers.result import Anomaly, CheckResult, Report
 from harness.checkers.sends import nonmonotonic_send
+from harness.checkers.streams import streams_exactly_once
 from harness.checkers.transactions import (
     exactly_once_processing,
     hanging_transaction,
@@ -49,6 +50,7 @@ CHECKS: Mapping[str, Checker] = {
     "G0": g0,
     "G1c": g1c,
     "G-single": g_single,
+    "streams-exactly-once": streams_exactly_once,
 }
 """The anomaly checks, run by default (the transactional ones skip, saying why, on a history
 without transactions or without the observations they need)."""
@@ -113,6 +115,7 @@ __all__ = [
     "nonmonotonic_send",
     "poll_skip",
     "read_uncommitted",
+    "streams_exactly_once",
     "torn_transaction",
     "unseen",
 ]

@@ -162,17 +162,37 @@ ARCHIVE = "classes.jsa"
 
 
 @attrs.frozen
+class Program:
+    """One of kconform's single-file Java programs, built and cached the same way."""
+
+    main_class: str
+    jar: str
+    prefix: str = ""  # of its build directories in the cache (beside the version and hash)
+    train: bool = True  # a training run (``--train ADDRESS``) makes a class-data-sharing archive
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Its source file, then the logging configurations copied beside the jar."""
+        return (f"{self.main_class}.java", *SOURCES[1:])
+
+
+CLIENT = Program(MAIN_CLASS, JAR)
+"""The client bridge."""
+
+
+@attrs.frozen
 class JavaRuntime:
-    """What it takes to start the bridge: a java binary, the built program, Kafka's jars."""
+    """What it takes to start a program: a java binary, the built program, Kafka's jars."""
 
     java: str
     build: Path  # the build directory: the program's jar, the logging configurations, the archive
     libs: Path
     version: str
+    program: Program = CLIENT
 
     @property
     def jar(self) -> Path:
-        return self.build / JAR
+        return self.build / self.program.jar
 
     @property
     def archive(self) -> Path | None:
@@ -188,25 +208,25 @@ class JavaRuntime:
                 f"-Dlog4j2.configurationFile={self.build / 'log4j2.properties'}",
                 f"-Dlog4j.configuration={(self.build / 'log4j.properties').as_uri()}",
                 # The same class path, character for character, when the archive is made and used.
-                "-cp", f"{self.jar}{os.pathsep}{self.libs / '*'}", MAIN_CLASS, *args]
+                "-cp", f"{self.jar}{os.pathsep}{self.libs / '*'}", self.program.main_class, *args]
 
 
-def source_hash(version: str, java: Java) -> str:
+def source_hash(version: str, java: Java, program: Program = CLIENT) -> str:
     """The cache key's hash: the program's sources, the Kafka version, the JDK (the archive is
     only valid for the JVM that made it), the build format."""
     digest = hashlib.sha256()
-    for name in SOURCES:
+    for name in program.sources:
         digest.update(name.encode() + b"\0" + (SOURCE_DIR / name).read_bytes() + b"\0")
     digest.update(f"{version}\0{java.path}\0{java.version}\0{BUILD_FORMAT}\0{JAVA_RELEASE}".encode())
     return digest.hexdigest()[:16]
 
 
-def build_dir(version: str, java: Java) -> Path:
-    return cache_root() / f"{version}-{source_hash(version, java)}"
+def build_dir(version: str, java: Java, program: Program = CLIENT) -> Path:
+    return cache_root() / f"{program.prefix}{version}-{source_hash(version, java, program)}"
 
 
-def _is_built(directory: Path) -> bool:
-    return (directory / JAR).is_file() and (directory / "BUILT").is_file()
+def _is_built(directory: Path, program: Program) -> bool:
+    return (directory / program.jar).is_file() and (directory / "BUILT").is_file()
 
 
 @functools.cache
@@ -222,7 +242,7 @@ def _free_loopback_port() -> int:
     return port
 
 
-def build(version: str, libs: Path, java: Java) -> Path:
+def build(version: str, libs: Path, java: Java, program: Program = CLIENT) -> Path:
     """The build directory of the program for ``version`` (built now if it is not in the cache).
 
     Building: javac compiles the program into a jar, the logging configurations are copied next
@@ -231,8 +251,8 @@ def build(version: str, libs: Path, java: Java) -> Path:
     JVM faster (a ready client in about 0.4 s instead of 0.75 s on an idle 2-core machine). The
     archive is optional: a JDK that cannot make one just starts without it. Concurrent callers (threads, pytest
     workers) build once: a file lock, and the directory is filled under a temporary name."""
-    target = build_dir(version, java)
-    if _is_built(target):
+    target = build_dir(version, java, program)
+    if _is_built(target, program):
         return target
     javac = _tool("javac")
     if javac is None:
@@ -244,42 +264,49 @@ def build(version: str, libs: Path, java: Java) -> Path:
     with _build_lock(), open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if _is_built(target):  # another process built it while we waited
+            if _is_built(target, program):  # another process built it while we waited
                 return target
-            _build(target, version, libs, java, javac)
+            _build(target, version, libs, java, javac, program)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return target
 
 
-def _build(target: Path, version: str, libs: Path, java: Java, javac: str) -> None:
+def _build(target: Path, version: str, libs: Path, java: Java, javac: str, program: Program) -> None:
     partial = target.parent / f"{target.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     classes = partial / "classes"
     classes.mkdir(parents=True)
     try:
         command = [javac, "--release", JAVA_RELEASE, "-encoding", "UTF-8", "-nowarn", "-d", str(classes),
-                   "-cp", str(libs / "*"), str(SOURCE_DIR / f"{MAIN_CLASS}.java")]
+                   "-cp", str(libs / "*"), str(SOURCE_DIR / program.sources[0])]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"javac did not compile the java client program in {COMPILE_TIMEOUT_S:.0f} s") from exc
+            raise RuntimeError(f"javac did not compile {program.sources[0]} in {COMPILE_TIMEOUT_S:.0f} s") from exc
         if done.returncode != 0:
-            raise RuntimeError(f"javac could not compile {SOURCE_DIR / (MAIN_CLASS + '.java')} against "
+            raise RuntimeError(f"javac could not compile {SOURCE_DIR / program.sources[0]} against "
                                f"Kafka {version}'s jars: {(done.stdout + done.stderr).strip()[-2000:]}")
         # A jar, not a directory: class-data sharing archives only classes from jars.
-        with zipfile.ZipFile(partial / JAR, "w", zipfile.ZIP_DEFLATED) as jar:
+        with zipfile.ZipFile(partial / program.jar, "w", zipfile.ZIP_DEFLATED) as jar:
             for path in sorted(classes.rglob("*.class")):
                 jar.write(path, path.relative_to(classes).as_posix())
         shutil.rmtree(classes)
-        for name in SOURCES[1:]:
+        for name in program.sources[1:]:
             shutil.copyfile(SOURCE_DIR / name, partial / name)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)  # the archive records the jar's final path, so it is made there
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    rt = JavaRuntime(java.path, target, libs, version)
+    if program.train:
+        _train(JavaRuntime(java.path, target, libs, version, program))
+    (target / "BUILT").write_text(" ".join(command) + "\n")
+
+
+def _train(rt: JavaRuntime) -> None:
+    """Make the class-data-sharing archive of a built program, or warn that there is none."""
+    target = rt.build
     temporary = target / f"{ARCHIVE}.partial"
     train = rt.command("--train", f"127.0.0.1:{_free_loopback_port()}", archive=False)
     train.insert(1, f"-XX:ArchiveClassesAtExit={temporary}")
@@ -295,7 +322,6 @@ def _build(target: Path, version: str, libs: Path, java: Java, javac: str) -> No
         temporary.unlink(missing_ok=True)
         log.warning("no class-data-sharing archive for the java client (JVMs start slower); see %s",
                     target / "train.log")
-    (target / "BUILT").write_text(" ".join(command) + "\n")
 
 
 def runtime(version: str | None = None) -> JavaRuntime:

@@ -60,12 +60,12 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from harness.clients.base import text
 from harness.history.format import READ_COMMITTED as READ_COMMITTED_NAME
-from harness.precise_read import poll_value
+from harness.precise_read import fetched_batches, poll_value
 from harness.session import LATEST, FetchResult, SessionError, make_batch
 from harness.stateful.base import KafkaMachine, expect
 from harness.stateful.log_machine import IdempotentProducer
 from harness.wire_transactions import FENCED, READ_COMMITTED, WireTransaction
-from specs.transaction_log import NO_PRODUCER_ID, Appended, FetchedBatch, Marker, TransactionLog, read_committed_offsets
+from specs.transaction_log import NO_PRODUCER_ID, Appended, Marker, TransactionLog, read_committed_offsets
 from specs.types import Offset, PartitionId, TopicPartition
 
 PARTITIONS = 2
@@ -322,7 +322,7 @@ class TransactionMachine(KafkaMachine):
 
     def _check_read_committed(self, tp: TopicPartition, offset: int, result: FetchResult, what: str) -> None:
         lso = self.model.last_stable_offset(tp)
-        kept = read_committed_offsets(_batches(result), result.aborted or (), offset)
+        kept = read_committed_offsets(fetched_batches(result), result.aborted or (), offset)
         kept_set = set(kept)
         records = [r for r in result.from_offset(offset) if r.offset in kept_set]
         poll = self.history.invoke("reader", "poll", {"isolation_level": READ_COMMITTED_NAME})
@@ -423,17 +423,6 @@ def _show(entries: Sequence[Seen]) -> str:
         return "nothing"
     shown = [f"{o}: {what} (producer {p}{', transactional' if txn else ''})" for o, what, p, txn in entries[:8]]
     return "[" + "; ".join(shown) + (f"; ... ({len(entries)})" if len(entries) > 8 else "") + "]"
-
-
-def _batches(result: FetchResult) -> list[FetchedBatch]:
-    """The answer's batches as a consumer sees them (`specs.transaction_log`)."""
-    offsets: dict[int, list[int]] = {}
-    for r in result.records:
-        offsets.setdefault(r.batch_base, []).append(r.offset)
-    markers = dict(result.markers)
-    return [FetchedBatch(h.last_offset, h.producer_id, h.is_transactional, h.is_control,
-                         markers.get(h.base_offset) == "ABORT", tuple(offsets.get(h.base_offset, ())))
-            for h in result.batches]
 
 
 __all__ = ["Instance", "TransactionMachine"]

@@ -65,6 +65,16 @@ def require_java_client() -> None:
         pytest.skip(f"the Java client cannot run here: {exc}")
 
 
+def require_streams() -> None:
+    """Skip, with the reason, where Java, Maven or Kafka Streams' jars are missing."""
+    from harness.clients import java_streams
+
+    try:
+        java_streams.runtime()
+    except ClientUnavailable as exc:
+        pytest.skip(f"the Kafka Streams workload cannot run here: {exc}")
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     """Fail the test if it leaves a child process running (checked after a short grace period)."""

@@ -26,7 +26,7 @@ from chaos.schedule import (
 )
 
 CTX = Context(("b1", "b2", "b3", "controller"), ("b1", "b2", "b3"), partitions=3, consumers=("c1", "c2"),
-              producers=("p0", "p1"))
+              producers=("p0", "p1"), streams=("s0", "s1"))
 SAFE = [name for name, kind in FAULTS.items() if not kind.unsafe]
 
 
@@ -138,4 +138,4 @@ def test_drawn_targets_name_nodes_of_the_context(data: st.DataObject) -> None:
         if f.target is None:
             continue
         names = set(f.target.split(","))
-        assert names <= {*CTX.nodes, "leader", "followers", *CTX.consumers, *CTX.producers}, f
+        assert names <= {*CTX.nodes, "leader", "followers", *CTX.consumers, *CTX.producers, *CTX.streams}, f

@@ -57,3 +57,21 @@ def test_an_installed_version_is_reused_without_maven(tmp_path: Path, monkeypatc
     monkeypatch.setattr("launch.kafka_jars.shutil.which", lambda name: None)  # no Maven needed
     assert kafka_jars.ensure("4.4.0") == libs
     assert kafka_jars.classpath("4.4.0").split(":") == sorted(str(p) for p in libs.glob("*.jar"))
+
+
+def test_kafka_streams_has_its_own_classpath_without_rocksdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-streams with the version's logging binding, beside the broker's jars, rocksdbjni
+    left out; reused without Maven once there, and a clear error without Maven."""
+    monkeypatch.setenv(kafka_jars.CACHE_ENV, str(tmp_path))
+    cp = kafka_jars.streams_classpath("4.4.0")
+    assert {a.artifact for a in cp.wanted} == {"kafka-streams", "log4j-slf4j-impl", "log4j-core"}
+    assert cp.where == tmp_path / "4.4.0" / "streams" and cp.excluded == ("rocksdbjni",)
+    assert "<artifactId>kafka-streams</artifactId><version>4.4.0</version>" in kafka_jars.pom(
+        "4.4.0", cp.wanted, cp.what)
+    monkeypatch.setattr("launch.kafka_jars.shutil.which", lambda name: None)
+    with pytest.raises(kafka_jars.KafkaJarsError, match="Maven .* Kafka Streams 4.4.0"):
+        kafka_jars.ensure_streams("4.4.0")
+    cp.libs.mkdir(parents=True)
+    (cp.libs / "kafka-streams-4.4.0.jar").write_bytes(b"")
+    assert kafka_jars.ensure_streams("4.4.0") == cp.libs
+    assert not kafka_jars.is_installed("4.4.0")  # the broker's jars are another classpath

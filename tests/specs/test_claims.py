@@ -7,6 +7,7 @@ import pytest
 
 from specs.claims import (
     DURABILITY,
+    STREAMS,
     TRANSACTIONAL,
     TRANSACTIONAL_DURABILITY,
     Configuration,
@@ -80,3 +81,14 @@ def test_transactional_properties_are_judged_only_for_runs_with_transactions() -
     for name in TRANSACTIONAL_DURABILITY:
         assert "min.insync.replicas=1" in lossy.not_claimed[name], name
     assert "G1b" in lossy.claimed and "lso-above-hw" in lossy.claimed
+
+
+def test_streams_exactly_once_is_claimed_with_exactly_once_v2_over_durable_writes() -> None:
+    assert STREAMS not in {**claims_for(SAFE).claimed, **claims_for(SAFE).not_claimed}
+    streams = attrs.evolve(SAFE, streams="exactly_once_v2")
+    assert "exactly_once_v2" in claims_for(streams).claimed[STREAMS]
+    control = claims_for(attrs.evolve(SAFE, streams="at_least_once")).not_claimed[STREAMS]
+    assert control.startswith("processing.guarantee=at_least_once: a crash after the output is written")
+    lossy = attrs.evolve(streams, producer=ProducerConfig(acks=Acks.LEADER, enable_idempotence=False),
+                         durability=DurabilityConfig(acks=Acks.LEADER, min_insync_replicas=2))
+    assert claims_for(lossy).not_claimed[STREAMS].startswith("acks=1")
