@@ -16,7 +16,8 @@ Families:
 * ``process``: SIGKILL then restart, SIGSTOP then SIGCONT, a clean stop then start, or SIGKILL
   with the data wiped then start (a replaced disk; unsafe, opt-in);
 * ``client``: a consumer crashes at its worst moment (between its commit and its processing,
-  whichever comes second) and a new one takes its place when the fault ends.
+  whichever comes second), or a consume-transform-produce processor in the middle of its
+  transaction, and a new one takes its place when the fault ends.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CONTROLLER_NODE = "controller"  # a controller node to aim at (separate, or the 
 CLIENT_LINKS = "client-links"  # proxied client-to-broker paths
 PROCESS = "process-control"  # the harness runs the processes
 GROUP_CONSUMERS = "group-consumers"  # the workload has consumers in a group
+PROCESSORS = "processors"  # the workload has consume-transform-produce processors
 REPLICATED = "replicated"  # several brokers (leadership can move)
 
 
@@ -42,7 +44,7 @@ class FaultKind:
     stresses: str  # the Kafka promise it puts under stress
     needs: frozenset[str]
     unsafe: bool = False  # never drawn unless named explicitly; voids durability claims
-    target: str = "node"  # what `FaultSpec.target` names: node, leader, consumer, none
+    target: str = "node"  # what `FaultSpec.target` names: node, leader, consumer, processor, none
 
 
 def _k(name: str, family: str, summary: str, stresses: str, needs: set[str], *, unsafe: bool = False,
@@ -95,6 +97,11 @@ FAULTS: Mapping[str, FaultKind] = {k.name: k for k in (
        "a new member replaces it when the fault ends",
        "commit before processing is at-most-once (loss), after is at-least-once (duplicates)",
        {GROUP_CONSUMERS}, target="consumer"),
+    _k("processor-crash", "client", "a consume-transform-produce processor crashes in the middle of its "
+       "transaction (after its sends and offsets, before the commit); a new instance with the same "
+       "transactional id replaces it when the fault ends",
+       "KIP-447: the new instance fences the old one and its open transaction is aborted, so each input is "
+       "processed exactly once", {PROCESSORS}, target="processor"),
 )}
 
 FAMILIES = ("partition", "link", "process", "client")

@@ -1,7 +1,7 @@
 """Nemeses: inject the faults of ``chaos.faults`` and record each start and end in the history.
 
 One small class per family (:class:`PartitionFault`, :class:`ToxicFault`, :class:`ProcessFault`,
-:class:`ConsumerCrash`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
+:class:`ClientCrash`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
 undo. :class:`Nemesis` records both in the history as ``fault`` operations of process
 ``nemesis`` (docs/history-format.md)::
 
@@ -230,22 +230,28 @@ class ProcessFault(_Family):
         return nodes, dict(spec.params), undo
 
 
-class ConsumerCrash(_Family):
-    """A group consumer crashes at its worst moment; a new incarnation starts at the end."""
+class ClientCrash(_Family):
+    """A group consumer or a processor crashes at its worst moment; a new incarnation starts at
+    the end."""
 
     def apply(self, spec: FaultSpec, fault_id: int) -> Applied:
         workload = self.n.workload
         if workload is None or spec.target is None:
-            raise FaultNotApplied("NOT_APPLICABLE: no workload consumer to crash")
+            raise FaultNotApplied("NOT_APPLICABLE: no workload consumer or processor to crash")
         name = spec.target
         try:
-            process = workload.crash_consumer(name)
+            process = workload.crash(name)
         except KeyError as exc:
             raise FaultNotApplied(f"NOT_APPLICABLE: {exc.args[0]}") from exc
         except TimeoutError as exc:
             raise FaultNotApplied(f"TIMEOUT: {exc}") from exc
+        crashed_at = time.monotonic()
+
         def undo() -> None:
-            workload.restart_consumer(name)
+            # The replacement starts the fault's duration after the crash, however long the
+            # worker took to reach its crash point (the stop may be due already).
+            time.sleep(max(0.0, crashed_at + spec.duration - time.monotonic()))
+            workload.restart(name)
 
         return [process], dict(spec.params), undo
 
@@ -257,7 +263,7 @@ FAMILY_OF = {
     "latency": ToxicFault, "bandwidth": ToxicFault, "slicer": ToxicFault, "black-hole": ToxicFault,
     "reset-peer": ToxicFault, "limit-data": ToxicFault,
     "kill": ProcessFault, "pause": ProcessFault, "restart": ProcessFault, "wipe": ProcessFault,
-    "consumer-crash": ConsumerCrash,
+    "consumer-crash": ClientCrash, "processor-crash": ClientCrash,
 }
 
 

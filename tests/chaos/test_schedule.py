@@ -25,7 +25,8 @@ from chaos.schedule import (
     schedules,
 )
 
-CTX = Context(("b1", "b2", "b3", "controller"), ("b1", "b2", "b3"), partitions=3, consumers=("c1", "c2"))
+CTX = Context(("b1", "b2", "b3", "controller"), ("b1", "b2", "b3"), partitions=3, consumers=("c1", "c2"),
+              processors=("x0", "x1"))
 SAFE = [name for name, kind in FAULTS.items() if not kind.unsafe]
 
 
@@ -137,4 +138,11 @@ def test_drawn_targets_name_nodes_of_the_context(data: st.DataObject) -> None:
         if f.target is None:
             continue
         names = set(f.target.split(","))
-        assert names <= {*CTX.nodes, "leader", "followers", *CTX.consumers}, f
+        assert names <= {*CTX.nodes, "leader", "followers", *CTX.consumers, *CTX.processors}, f
+
+
+def test_processor_crashes_crash_each_processor_in_turn_and_replace_it_a_second_later() -> None:
+    schedule = named_schedule("processor-crashes", 3, CTX, 30.0, SAFE)
+    assert [(f.fault, f.target, f.duration) for f in schedule.faults] == [
+        ("processor-crash", name, 1.0) for name in ("x0", "x1", "x0", "x1")]
+    assert [f.at for f in schedule.faults] == [2.0, 10.0, 18.0, 26.0]
