@@ -310,10 +310,6 @@ class _Crashable(_Worker):
         if self.crash_requested.is_set():
             raise _Crash
 
-    def _crash_if_overdue(self) -> None:
-        if self.crash_requested.is_set() and time.monotonic() - self._crash_asked_at > 3.0:
-            raise _Crash  # no records came to crash between: crash anyway
-
     def _await_restart(self) -> bool:
         """Crashed: wait for the fault to end and become the next incarnation; False when the
         workload stops first."""
@@ -366,7 +362,8 @@ class ConsumerWorker(_Crashable):
         return consumer
 
     def _step(self, consumer: Consumer) -> None:
-        self._crash_if_overdue()
+        if self.crash_requested.is_set() and time.monotonic() - self._crash_asked_at > 3.0:
+            raise _Crash  # no records came to crash between: crash anyway
         if self.mode == "assigned":
             self.records += len(consumer.poll(0.2))
         elif self.mode == "commit-after":
@@ -420,8 +417,8 @@ class ProcessorWorker(_Crashable):
     past them sent to the transaction, then commit or (``abort_ratio`` of them, drawn from the
     seed) abort. After a transaction that did not commit it seeks back to the group's committed
     positions, as KIP-447 applications do. A ``processor-crash`` fault crashes it after its sends
-    and offsets, before it ends the transaction: its clients are dropped without closing (the
-    Java client's JVMs are SIGKILLed)."""
+    and offsets, before it ends the transaction, and nowhere else: its clients are dropped
+    without closing (the Java client's JVMs are SIGKILLed)."""
 
     def __init__(self, workload: Workload, name: str, seed: int) -> None:
         super().__init__(workload, name)
@@ -451,7 +448,8 @@ class ProcessorWorker(_Crashable):
         return consumer, producer
 
     def _step(self, consumer: Consumer, producer: Producer) -> None:
-        self._crash_if_overdue()
+        # No crash outside a transaction: a processor that gets no input (its group is
+        # rebalancing) does not reach its crash point, and the fault is not applied (TIMEOUT).
         records = consumer.take(0.2)
         if not records:
             return
@@ -633,7 +631,9 @@ class Workload:
         process = worker.process
         worker.request_crash()
         if not worker.crashed.wait(timeout_s):
-            raise TimeoutError(f"{name} did not reach its crash point in {timeout_s:.0f} s")
+            worker.crash_requested.clear()  # not applied: it must not crash later, unrestarted
+            if not worker.crashed.is_set():
+                raise TimeoutError(f"{name} did not reach its crash point in {timeout_s:.0f} s")
         return process
 
     def restart(self, name: str) -> str:
