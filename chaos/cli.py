@@ -192,11 +192,12 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
     if chosen["transactions"] and chosen["client"] not in TRANSACTIONAL_CLIENTS:
         raise click.UsageError(f"--transactions: kconform drives transactions with {', '.join(TRANSACTIONAL_CLIENTS)} "
                                f"only, not --client {chosen['client']} yet")
+    if chosen["processors"] and chosen["client"] not in PROCESSOR_CLIENTS:
+        raise click.UsageError(f"--processors: with {', '.join(PROCESSOR_CLIENTS)} only: --client {chosen['client']} "
+                               "does not implement KIP-447 (group metadata in TxnOffsetCommit, stable offset fetches), "
+                               "so its processors duplicate input on every rebalance")
     if (chosen["transactions"] or chosen["processors"]) and not idempotence:
         raise click.UsageError("--transactions and --processors need idempotent producers (--acks all, KIP-98)")
-    if chosen["processors"] and chosen["client"] not in PROCESSOR_CLIENTS:
-        raise click.UsageError(f"--processors: kconform drives consume-transform-produce with "
-                               f"{', '.join(PROCESSOR_CLIENTS)} only, not --client {chosen['client']} yet")
     if chosen["delivery_timeout_ms"] < chosen["request_timeout_ms"]:
         raise click.UsageError(f"--delivery-timeout {chosen['delivery_timeout_ms']} is shorter than --request-timeout "
                                f"{chosen['request_timeout_ms']}: a send could expire before its first answer is due")

@@ -27,7 +27,7 @@ from tests.kafka_helpers import create_topic, produce, read_committed
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(300)]
 
-CTP_CLIENTS = ("confluent-kafka", "java")
+CTP_CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka", "java")
 
 
 @pytest.fixture(scope="module")
