@@ -48,6 +48,7 @@ from chaos.faults import (
     GROUP_CONSUMERS,
     PEER_LINKS,
     PROCESS,
+    PROCESSORS,
     REPLICATED,
     STREAMS,
     TRANSACTIONAL_PRODUCERS,
@@ -58,7 +59,7 @@ from chaos.schedule import Context, Schedule, ScheduleError, named_schedule, ran
 from chaos.streams_workload import OUTPUT_DRAIN, output_topic
 from chaos.topology import Topology
 from chaos.toxiproxy import ToxiproxyControl
-from chaos.workload import Workload, WorkloadSettings, workload_clients
+from chaos.workload import Workload, WorkloadSettings, processed_topic, workload_clients
 from harness.checkers import Report, check
 from harness.checkers.judgement import HELD, NOT_EXERCISED, VIOLATED_BY_BROKER, VIOLATED_BY_CLIENT, judge
 from harness.clients.base import ClientUnavailable
@@ -162,7 +163,7 @@ def configuration_of(settings: CampaignSettings, rf: int, topic_configs: Mapping
     stated = {"acks": w.acks, "enable.idempotence": str(w.idempotence and w.acks == "all").lower(),
               "replication.factor": str(rf),
               **{k: v for k, v in topic_configs.items() if k in ("min.insync.replicas", "unclean.leader.election.enable")}}
-    return configuration(stated, {"groups": groups, "durable_target": durable_target, "transactions": w.transactions,
+    return configuration(stated, {"groups": groups, "durable_target": durable_target, "transactions": w.transactional,
                                   "streams": {"processing.guarantee": w.streams_guarantee} if w.streams else None},
                          [f.fault for f in schedule.faults])
 
@@ -320,6 +321,8 @@ class CampaignSession:
             have.add(TRANSACTIONAL_PRODUCERS)
         if self.settings.workload.streams:
             have.add(STREAMS)
+        if self.settings.workload.processors:
+            have.add(PROCESSORS)
         return have
 
     def supported_faults(self, include_unsafe: bool = False) -> list[str]:
@@ -334,12 +337,12 @@ class CampaignSession:
 
     def context(self) -> Context:
         assert self.env is not None
-        consumers = tuple(f"c{i}" for i, mode in enumerate(self.settings.workload.consumers) if mode != "assigned")
         w = self.settings.workload
-        producers = tuple(f"p{i}" for i in range(w.producers)) if w.transactions else ()
-        streams = tuple(f"s{i}" for i in range(w.streams))
+        consumers = tuple(f"c{i}" for i, mode in enumerate(w.consumers) if mode != "assigned")
         return Context(tuple(self.env.target.nodes), tuple(self.env.target.broker_nodes), w.partitions, consumers,
-                       producers, streams)
+                       producers=tuple(f"p{i}" for i in range(w.producers)) if w.transactions else (),
+                       streams=tuple(f"s{i}" for i in range(w.streams)),
+                       processors=tuple(f"x{i}" for i in range(w.processors)))
 
     def schedule(self) -> Schedule:
         """The schedule the settings ask for (named campaign, or drawn from the seed)."""
@@ -389,7 +392,7 @@ class CampaignSession:
                 "replication_factor": rf, "replay": replay, "durable_target": env.target.durable,
                 "groups": {f"{group_prefix}-{mode}": mode for mode in w.consumers if mode != "assigned"},
                 "clients": workload_clients(w)}
-        if w.transactions:
+        if w.transactional:
             # What the transactional checks need (docs/history-format.md): that they apply, and
             # how long a transaction may stay open before the coordinator must abort it.
             meta.update({"transactions": True, "transaction.timeout.ms": w.transaction_timeout_ms})
@@ -400,9 +403,12 @@ class CampaignSession:
                                "commit.interval.ms": w.streams_commit_interval_ms,
                                "processing.guarantee": w.streams_guarantee}
         history_path = report_dir / "history.jsonl"
-        self._create_topic(topic, w.partitions, rf, configs)
+        topics = [topic, processed_topic(topic)] if w.processors else [topic]
         if w.streams:
-            self._create_topic(output_topic(topic), w.partitions, rf, configs)
+            topics.append(output_topic(topic))  # drained read_committed on its own (below)
+        for name in topics:  # the output topics like the input
+            self._create_topic(name, w.partitions, rf, configs)
+        drained = [name for name in topics if name != output_topic(topic)]
         workload: Workload | None = None
         runner: NemesisRunner | None = None
         observer: PartitionObserver | None = None
@@ -437,16 +443,16 @@ class CampaignSession:
                 warnings += env.target.wait_recovered(topic, w.partitions)
                 if workload.streams is not None:
                     say("letting the Streams application catch up, then closing it")
-                    warnings += workload.streams.finish(self._ends(topic, w.partitions))
+                    warnings += workload.streams.finish(self._ends([topic], w.partitions))
                 time.sleep(1.0)  # let the consumers read what arrived last
                 observer.stop()
                 workload.stop_consumers()
                 say("draining every partition")
-                ends = self._ends(topic, w.partitions)
+                ends = self._ends(drained, w.partitions)
                 if not read_to_end(env.target.bootstrap, ends, history):
                     warnings.append("the final drain did not reach the end of every partition (unseen not checked)")
                 if workload.streams is not None:
-                    output = self._ends(output_topic(topic), w.partitions)
+                    output = self._ends([output_topic(topic)], w.partitions)
                     if not read_to_end(env.target.bootstrap, output, history, process=OUTPUT_DRAIN, read_committed=True):
                         warnings.append("the read_committed drain of the Streams output did not reach its end (lost "
                                         "output not checked)")
@@ -500,24 +506,26 @@ class CampaignSession:
             raise CampaignError(f"CreateTopics {topic} (partitions {partitions}, replication factor {rf}, "
                                 f"configs {dict(configs)}) failed: {error}")
 
-    def _ends(self, topic: str, partitions: int) -> dict[tuple[str, int], int]:
+    def _ends(self, topics: list[str], partitions: int) -> dict[tuple[str, int], int]:
         """Every partition's end offset, read twice a second apart (the larger wins)."""
         from harness.session import SessionError, WireSession
 
         assert self.env is not None
+        tps = [(topic, p) for topic in topics for p in range(partitions)]
         ends: dict[tuple[str, int], int] = {}
         for attempt in range(2):
             try:
                 with WireSession(self.env.target.bootstrap, timeout_s=15.0) as session:
-                    got = session.list_offsets_many([(topic, p) for p in range(partitions)], -1)
+                    got = session.list_offsets_many(tps, -1)
             except (SessionError, OSError) as exc:
-                raise CampaignError(f"could not read the end offsets of {topic} after recovery: {exc}") from exc
+                raise CampaignError(f"could not read the end offsets of {', '.join(topics)} after recovery: "
+                                    f"{exc}") from exc
             for tp, r in got.items():
                 if r.error == "NONE":
                     ends[tp] = max(ends.get(tp, 0), r.offset)
             if attempt == 0:
                 time.sleep(1.0)
-        return {(topic, p): ends.get((topic, p), 0) for p in range(partitions)}
+        return {tp: ends.get(tp, 0) for tp in tps}
 
     @staticmethod
     def _wait(duration: float, t0: float, workload: Workload, nemesis: Nemesis, runner: NemesisRunner,

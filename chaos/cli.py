@@ -31,7 +31,7 @@ from chaos.matrix_cli import matrix_command
 from chaos.report_cli import report_command
 from chaos.results import results_json
 from chaos.schedule import CAMPAIGN_WORKLOADS, NAMED, Schedule, ScheduleError
-from chaos.workload import CONSUMER_MODES, TRANSACTIONAL_CLIENTS, WorkloadSettings
+from chaos.workload import CONSUMER_MODES, PROCESSOR_CLIENTS, TRANSACTIONAL_CLIENTS, WorkloadSettings
 from harness.checkers.judgement import EXIT_CODES as OUTCOME_EXIT_CODES
 from harness.cli import main as harness_main
 from harness.clients import CLIENTS
@@ -185,7 +185,8 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
               "request_timeout_ms": o["request_timeout"], "transactions": o["transactions"],
               "txn_size": o["txn_size"], "abort_ratio": o["abort_ratio"], "txn_send_gap_ms": o["txn_send_gap"],
               "streams": o["streams"], "streams_commit_interval_ms": o["streams_commit_interval"],
-              "streams_guarantee": o["streams_guarantee"]}
+              "streams_guarantee": o["streams_guarantee"],
+              "processors": o["processors"]}
     option = {"delivery_timeout_ms": "delivery_timeout", "request_timeout_ms": "request_timeout",
               "txn_send_gap_ms": "txn_send_gap", "streams_commit_interval_ms": "streams_commit_interval"}
     for key, value in CAMPAIGN_WORKLOADS.get(o["campaign"] or "", {}).items():
@@ -194,8 +195,12 @@ def _settings_from_options(o: dict[str, Any], given: frozenset[str] = frozenset(
     if chosen["transactions"] and chosen["client"] not in TRANSACTIONAL_CLIENTS:
         raise click.UsageError(f"--transactions: kconform drives transactions with {', '.join(TRANSACTIONAL_CLIENTS)} "
                                f"only, not --client {chosen['client']} yet")
-    if chosen["transactions"] and not idempotence:
-        raise click.UsageError("--transactions needs idempotent producers (--acks all, KIP-98)")
+    if chosen["processors"] and chosen["client"] not in PROCESSOR_CLIENTS:
+        raise click.UsageError(f"--processors: with {', '.join(PROCESSOR_CLIENTS)} only: --client {chosen['client']} "
+                               "does not implement KIP-447 (group metadata in TxnOffsetCommit, stable offset fetches), "
+                               "so its processors duplicate input on every rebalance")
+    if (chosen["transactions"] or chosen["processors"]) and not idempotence:
+        raise click.UsageError("--transactions and --processors need idempotent producers (--acks all, KIP-98)")
     if chosen["delivery_timeout_ms"] < chosen["request_timeout_ms"]:
         raise click.UsageError(f"--delivery-timeout {chosen['delivery_timeout_ms']} is shorter than --request-timeout "
                                f"{chosen['request_timeout_ms']}: a send could expire before its first answer is due")
@@ -283,7 +288,8 @@ error, unreadable --replay file); 130 interrupted.
 @click.option("--txn-size", type=click.IntRange(1, 1000), default=4, show_default=True, metavar="N",
               help="With --transactions: records per transaction, e.g. --txn-size 10.")
 @click.option("--abort-ratio", type=click.FloatRange(0, 1), default=0.2, show_default=True, metavar="R",
-              help="With --transactions: the share of transactions the workload aborts, e.g. --abort-ratio 0.5.")
+              help="With --transactions or --processors: the share of transactions the workload aborts, e.g. "
+                   "--abort-ratio 0.5.")
 @click.option("--txn-send-gap", type=click.IntRange(0, 10_000), default=0, show_default=True, metavar="MS",
               help="With --transactions: milliseconds between a transaction's sends, so that each new partition "
                    "joins the transaction by a request of its own, e.g. --txn-send-gap 100.")
@@ -297,6 +303,11 @@ error, unreadable --replay file); 130 interrupted.
 @click.option("--streams-guarantee", type=click.Choice(GUARANTEES), default=GUARANTEES[0], show_default=True,
               help="With --streams: the application's processing.guarantee; at_least_once is the control, whose "
                    "crashes duplicate output (streams-exactly-once then a hazard, not claimed).")
+@click.option("--processors", type=click.IntRange(0, 16), default=0, show_default=True, metavar="N",
+              help="Consume-transform-produce processors (KIP-447) in one group: each turns what it polls from the "
+                   "topic into one record each on the output topic <topic>-out and commits its positions in the "
+                   "same transaction, aborting --abort-ratio of them; consumers read read_committed. The checkers "
+                   "add exactly-once-processing, e.g. --processors 3.")
 @click.option("--producers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Producer threads, e.g. --producers 4.")
 @click.option("--rate", type=click.FloatRange(min=1, max=100_000), default=100.0, show_default=True,

@@ -16,10 +16,10 @@ Families:
 * ``process``: SIGKILL then restart, SIGSTOP then SIGCONT, a clean stop then start, or SIGKILL
   with the data wiped then start (a replaced disk; unsafe, opt-in);
 * ``client``: a consumer crashes at its worst moment (between its commit and its processing,
-  whichever comes second) and a new one takes its place when the fault ends; a
-  transactional producer turns zombie (frozen mid-transaction, replaced, then woken); or a
-  Kafka Streams instance's JVM is SIGKILLed and a new instance takes its place when the fault
-  ends.
+  whichever comes second), or a consume-transform-produce processor in the middle of its
+  transaction, and a new one takes its place when the fault ends; a transactional producer
+  turns zombie (frozen mid-transaction, replaced, then woken); or a Kafka Streams instance's
+  JVM is SIGKILLed and a new instance takes its place when the fault ends.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ CLIENT_LINKS = "client-links"  # proxied client-to-broker paths
 PROCESS = "process-control"  # the harness runs the processes
 GROUP_CONSUMERS = "group-consumers"  # the workload has consumers in a group
 TRANSACTIONAL_PRODUCERS = "transactional-producers"  # the workload's producers are transactional
+PROCESSORS = "processors"  # the workload has consume-transform-produce processors
 REPLICATED = "replicated"  # several brokers (leadership can move)
 STREAMS = "streams"  # the workload runs Kafka Streams instances (--streams)
 
@@ -47,7 +48,7 @@ class FaultKind:
     stresses: str  # the Kafka promise it puts under stress
     needs: frozenset[str]
     unsafe: bool = False  # never drawn unless named explicitly; voids durability claims
-    target: str = "node"  # what `FaultSpec.target` names: node, leader, consumer, producer, none
+    target: str = "node"  # what `FaultSpec.target` names: node, leader, consumer, processor, producer, streams, none
 
 
 def _k(name: str, family: str, summary: str, stresses: str, needs: set[str], *, unsafe: bool = False,
@@ -108,6 +109,11 @@ FAULTS: Mapping[str, FaultKind] = {k.name: k for k in (
        "state directory) starts when the fault ends",
        "exactly_once_v2: the dead instance's open transaction is aborted, its tasks move, no input is lost or "
        "processed twice (KIP-447)", {STREAMS}, target="streams"),
+    _k("processor-crash", "client", "a consume-transform-produce processor crashes in the middle of its "
+       "transaction (after its sends and offsets, before the commit); a new instance with the same "
+       "transactional id replaces it when the fault ends",
+       "KIP-447: the new instance fences the old one and its open transaction is aborted, so each input is "
+       "processed exactly once", {PROCESSORS}, target="processor"),
 )}
 
 FAMILIES = ("partition", "link", "process", "client")

@@ -1,9 +1,9 @@
 """Nemeses: inject the faults of ``chaos.faults`` and record each start and end in the history.
 
 One small class per family (:class:`PartitionFault`, :class:`ToxicFault`, :class:`ProcessFault`,
-:class:`ConsumerCrash`, :class:`ZombieProducer`, :class:`StreamsKill`) turns a :class:`~chaos.schedule.FaultSpec` into an action and its
-undo. :class:`Nemesis` records both in the history as ``fault`` operations of process
-``nemesis`` (docs/history-format.md)::
+:class:`ClientCrash`, :class:`ZombieProducer`, :class:`StreamsKill`) turns a
+:class:`~chaos.schedule.FaultSpec` into an action and its undo. :class:`Nemesis` records both
+in the history as ``fault`` operations of process ``nemesis`` (docs/history-format.md)::
 
     invoke fault {"action": "start", "fault": "isolate-leader", "targets": ["b2"],
                   "params": {"partition": 0, "id": 3}}
@@ -248,17 +248,22 @@ class _ClientFault(_Family):
             raise FaultNotApplied(f"NOT_APPLICABLE: {exc.args[0]}") from exc
         except TimeoutError as exc:
             raise FaultNotApplied(f"TIMEOUT: {exc}") from exc
+        hit_at = time.monotonic()
 
         def undo() -> None:
+            # The fault lasts its duration from when it took effect, however long the client
+            # took to reach the point where it could (the stop may be due already).
+            time.sleep(max(0.0, hit_at + spec.duration - time.monotonic()))
             getattr(workload, self.end)(name)
 
         return [process], dict(spec.params), undo
 
 
-class ConsumerCrash(_ClientFault):
-    """A group consumer crashes at its worst moment; a new incarnation starts at the end."""
+class ClientCrash(_ClientFault):
+    """A group consumer or a processor crashes at its worst moment; a new incarnation starts at
+    the end."""
 
-    start, end = "crash_consumer", "restart_consumer"
+    start, end = "crash", "restart"
 
 
 class ZombieProducer(_ClientFault):
@@ -280,7 +285,8 @@ FAMILY_OF = {
     "latency": ToxicFault, "bandwidth": ToxicFault, "slicer": ToxicFault, "black-hole": ToxicFault,
     "reset-peer": ToxicFault, "limit-data": ToxicFault,
     "kill": ProcessFault, "pause": ProcessFault, "restart": ProcessFault, "wipe": ProcessFault,
-    "consumer-crash": ConsumerCrash, "zombie-producer": ZombieProducer, "streams-kill": StreamsKill,
+    "consumer-crash": ClientCrash, "processor-crash": ClientCrash, "zombie-producer": ZombieProducer,
+    "streams-kill": StreamsKill,
 }
 
 

@@ -20,8 +20,9 @@ implementation, so both draw the same distribution.
 
 Targets: a node name (``b1``, ``controller``), a comma-separated list of nodes, ``leader`` or
 ``followers`` (of partition ``params["partition"]``, resolved from Metadata when the fault
-starts), a consumer name (``c1``) for ``consumer-crash``, a producer name (``p0``) for
-``zombie-producer``, or a Streams instance (``s0``) for ``streams-kill``.
+starts), a consumer name (``c1``) for ``consumer-crash``, a processor name (``x0``) for
+``processor-crash``, a producer name (``p0``) for ``zombie-producer``, or a Streams instance
+(``s0``) for ``streams-kill``.
 """
 
 from __future__ import annotations
@@ -220,6 +221,7 @@ class Context:
     consumers: tuple[str, ...] = ()  # group consumers that may crash
     producers: tuple[str, ...] = ()  # transactional producers that may turn zombie
     streams: tuple[str, ...] = ()  # Kafka Streams instances that may be killed
+    processors: tuple[str, ...] = ()  # consume-transform-produce processors that may crash
     max_fault_s: float = MAX_FAULT_S
 
 
@@ -272,6 +274,8 @@ def draw_fault(c: Chooser, kind: str, ctx: Context) -> tuple[str | None, dict[st
         return c.choice(list(ctx.producers)), {}
     if kind == "streams-kill":
         return c.choice(list(ctx.streams)), {}
+    if kind == "processor-crash":
+        return c.choice(list(ctx.processors)), {}
     raise ScheduleError(f"unknown fault {kind!r}")
 
 
@@ -503,6 +507,25 @@ def _streams_kills(seed: int, ctx: Context, duration: float) -> Schedule:
     return Schedule(tuple(faults), duration, seed, "streams-kills")
 
 
+def _processor_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
+    """Every consume-transform-produce processor (``CAMPAIGN_WORKLOADS`` starts three) crashes in
+    turn in the middle of a transaction, after its sends and offsets and before the commit, and
+    is replaced 1 s later by a new instance with the same transactional id: its InitProducerId
+    fences the old one and makes the coordinator abort the open transaction (KIP-98), and the
+    group's rebalance hands the partitions on with the committed positions (KIP-447). 8 s apart:
+    a member that crashed without leaving (a SIGKILLed Java consumer) holds the group's
+    rebalance until its session times out (``session.timeout.ms`` 6000 in campaigns), and the
+    group needs time to process after that."""
+    faults = []
+    at = 2.0
+    i = 0
+    while ctx.processors and at + 1.0 <= duration - 2.0:
+        faults.append(FaultSpec("processor-crash", at, 1.0, ctx.processors[i % len(ctx.processors)]))
+        at += 8.0
+        i += 1
+    return Schedule(tuple(faults), duration, seed, "processor-crashes")
+
+
 def _txn_coordinator_failures(seed: int, ctx: Context, duration: float) -> Schedule:
     """The transaction coordinator of producer p0 (the leader of its transactional id's
     ``__transaction_state`` partition, found when each fault starts) is killed, paused, cut off
@@ -571,6 +594,9 @@ NAMED: Mapping[str, tuple[str, Named | None]] = {
                          "to commit", _zombie_producers),
     "streams-kills": ("SIGKILL each Kafka Streams instance in turn, replaced 5 s later (needs --streams)",
                       _streams_kills),
+    "processor-crashes": ("consume-transform-produce processors crash in the middle of a transaction and are "
+                          "replaced under the same transactional id (KIP-447; turns --processors 3 on)",
+                          _processor_crashes),
     "txn-coordinator-failures": ("kill, pause and isolate the transaction coordinator of a transactional "
                                  "producer, in turn (turns --transactions on)", _txn_coordinator_failures),
     "delayed-end-txn": ("delay clients' requests past their request timeout, some more than others: a "
@@ -586,6 +612,8 @@ CAMPAIGN_WORKLOADS: Mapping[str, Mapping[str, Any]] = {
     "txn-coordinator-failures": {"transactions": True},
     "zombie-producers": {"transactions": True},
     "streams-kills": {"streams": 2},
+    # The assigned reader reads the output; no other group (fewer clients: Java's are JVMs).
+    "processor-crashes": {"processors": 3, "consumers": ("assigned",)},
     # aiokafka, like the Java client, closes a connection whose request timed out and sends the
     # request again on a new one (kafka-python gives the producer up instead; librdkafka waits
     # 60 s, its socket.timeout.ms, on the same connection).

@@ -22,14 +22,20 @@ Every operation goes into the campaign's history through the workload clients (u
 
   Consumers of one mode share one group. A ``consumer-crash`` fault makes a group consumer
   crash at its worst moment (the point between commit and processing, whichever comes second)
-  and start again, under a new process name (``c1.2``), when the fault ends.
+  and start again, under a new process name (``c1.2``), when the fault ends;
+* **processors** (``x0``, ``x1``, ... with ``processors``): consume-transform-produce
+  instances (KIP-447) in one group, each turning what one poll took from the topic into one
+  record each on the output topic (``<topic>-out``) in a transaction that also commits its
+  input positions (:class:`ProcessorWorker`). The assigned consumer reads the output topic too.
+  A ``processor-crash`` fault crashes one in the middle of a transaction; its replacement
+  keeps its transactional id.
 
 With ``streams`` N, N instances of a Kafka Streams application (exactly_once_v2) process the
 topic into ``<topic>-streams-out`` (``chaos.streams_workload``), and one more consumer, ``out0``,
 reads that output read_committed from the beginning.
 
 After the faults, the campaign stops the producers (flushing what is in flight), waits for
-the cluster, stops the consumers and *drains*: kconform's own wire reader
+the cluster, stops the processors and consumers and *drains*: kconform's own wire reader
 (``harness.precise_read``) reads every partition from its first offset to its end (a ``drain``
 operation in the history), recording the producer identity of every batch, so whose fault a
 duplicate is can be read from the log.
@@ -42,7 +48,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -51,7 +57,7 @@ from chaos.streams_workload import OUTPUT_DRAIN, StreamsApplication, output_topi
 from harness import precise_read
 from harness.clients import (
     ClientError,
-    ConsumedRecord,
+    Consumed,
     Consumer,
     ConsumerSettings,
     Producer,
@@ -61,13 +67,23 @@ from harness.clients import (
     java_streams,
     make_consumer,
     make_producer,
+    next_offsets,
 )
+from harness.clients.base import text
 from harness.history.write import Recorder
 from specs.produce import Outcome
 
 CONSUMER_MODES = ("assigned", "commit-after", "commit-before")
 # The client libraries whose transactions kconform drives (harness.clients, Producer.transaction).
 TRANSACTIONAL_CLIENTS = ("confluent-kafka", "kafka-python", "aiokafka", "java")
+# Those the processors run on: aiokafka (0.14) implements no KIP-447, neither the group metadata in
+# TxnOffsetCommit (a member the group replaced still commits its offsets) nor OffsetFetch with
+# require_stable (a new owner starts from the offsets committed before a pending transaction), so
+# a rebalance during a transaction makes its processors process input twice, whatever the broker.
+PROCESSOR_CLIENTS = tuple(c for c in TRANSACTIONAL_CLIENTS if c != "aiokafka")
+# The most input records a processor's transaction takes (max.poll.records of its consumer): many
+# short transactions rather than a few long ones after each rebalance.
+PROCESSOR_POLL_RECORDS = 100
 TP = tuple[str, int]
 ZOMBIE_MAX_S = 120.0  # a zombie left frozen (its fault never ended) wakes by itself after this
 
@@ -100,6 +116,18 @@ class WorkloadSettings:
     streams: int = 0
     streams_commit_interval_ms: int = 100
     streams_guarantee: str = "exactly_once_v2"
+    # Consume-transform-produce instances (KIP-447) in one group: each turns what it polls from
+    # the topic into one record each on the output topic and commits its input positions in the
+    # same transaction, aborting abort_ratio of them.
+    processors: int = 0
+    # False: the processors do not seek back to the committed positions after a transaction that
+    # did not commit, and so skip its input (an application bug, to see exactly-once-processing fire).
+    rewind_after_abort: bool = True
+
+    @property
+    def transactional(self) -> bool:
+        """Whether the run has transactions to judge (transactional producers or processors)."""
+        return self.transactions or self.processors > 0
 
     def producer_settings(self, transactional_id: str | None = None) -> ProducerSettings:
         return ProducerSettings(acks=self.acks, idempotence=self.idempotence, linger_ms=5,
@@ -111,7 +139,7 @@ class WorkloadSettings:
     def consumer_settings(self) -> ConsumerSettings:
         return ConsumerSettings(auto_offset_reset="earliest", client_id="kconform-chaos",
                                 session_timeout_ms=6000, max_poll_records=500, metadata_max_age_ms=1000,
-                                isolation_level="read_committed" if self.transactions else "read_uncommitted")
+                                isolation_level="read_committed" if self.transactional else "read_uncommitted")
 
     def to_json(self) -> dict[str, Any]:
         return {**attrs.asdict(self), "consumers": list(self.consumers)}
@@ -321,9 +349,9 @@ class ProducerWorker(_Worker):
                         self._unexpected()
 
 
-def _close_quietly(producer: Producer) -> None:
+def _close_quietly(client: Producer | Consumer) -> None:
     with contextlib.suppress(Exception):
-        producer.close()
+        client.close()
 
 
 def _fatal(exc: BaseException) -> bool:
@@ -334,23 +362,58 @@ def _fatal(exc: BaseException) -> bool:
     return "FATAL" in text or "fatal" in text.lower()
 
 
-class ConsumerWorker(_Worker):
+class _Crashable(_Worker):
+    """A worker a client fault crashes at its crash point (:meth:`request_crash`) and that starts
+    again, under a new process name (``c1.2``), when the fault ends (``restart``)."""
+
+    def __init__(self, workload: Workload, name: str) -> None:
+        super().__init__(workload, name)
+        self.name_base = name
+        self.incarnation = 1
+        self.process = name
+        self.crashes = 0
+        self.crash_requested = threading.Event()
+        self.crashed = threading.Event()
+        self.restart = threading.Event()
+        self._crash_asked_at = 0.0
+
+    def _crash_point(self) -> None:
+        if self.crash_requested.is_set():
+            raise _Crash
+
+    def _await_restart(self) -> bool:
+        """Crashed: wait for the fault to end and become the next incarnation; False when the
+        workload stops first."""
+        self.crash_requested.clear()
+        self.crashes += 1
+        self.crashed.set()
+        while not self.restart.wait(0.1):
+            if self.stop_event.is_set():
+                return False
+        self.restart.clear()
+        self.crashed.clear()
+        self._next_incarnation()
+        return True
+
+    def _next_incarnation(self) -> None:
+        self.incarnation += 1
+        self.process = f"{self.name_base}.{self.incarnation}"
+
+    def request_crash(self) -> None:
+        self._crash_asked_at = time.monotonic()
+        self.crash_requested.set()
+
+
+class ConsumerWorker(_Crashable):
     """One consumer (see the module docstring for the modes), restarted after a crash."""
 
     def __init__(self, workload: Workload, name: str, mode: str, topic: str | None = None,
                  read_committed: bool = False) -> None:
         super().__init__(workload, name)
-        self.consumer_name = name
         self.mode = mode
-        self.topic = topic or workload.topic
-        self.read_committed = read_committed
-        self.incarnation = 1
-        self.process = name
         self.records = 0
-        self.crash_requested = threading.Event()
-        self.crashed = threading.Event()
-        self.restart = threading.Event()
-        self._crash_asked_at = 0.0
+        self.topic = topic  # None: the campaign's topics (see _open)
+        self.read_committed = read_committed
 
     @property
     def group(self) -> str | None:
@@ -364,26 +427,17 @@ class ConsumerWorker(_Worker):
         consumer = make_consumer(w.settings.client, w.bootstrap, self.group, settings, w.history, self.process)
         try:
             if self.mode == "assigned":
-                tps = [(self.topic, p) for p in range(w.settings.partitions)]
+                # The reader of everything the campaign writes (the input and the processors'
+                # output), or of the one topic it was given.
+                tps = [(t, p) for t in ([self.topic] if self.topic else w.topics)
+                       for p in range(w.settings.partitions)]
                 consumer.assign(tps, {tp: 0 for tp in tps})
             else:
-                consumer.subscribe([self.topic])
+                consumer.subscribe([w.topic])
         except BaseException:
             consumer.close()
             raise
         return consumer
-
-    def _crash_point(self) -> None:
-        if self.crash_requested.is_set():
-            raise _Crash
-
-    @staticmethod
-    def _next_offsets(records: Sequence[ConsumedRecord]) -> dict[TP, int]:
-        offsets: dict[TP, int] = {}
-        for r in records:
-            tp = (r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-        return offsets
 
     def _step(self, consumer: Consumer) -> None:
         if self.crash_requested.is_set() and time.monotonic() - self._crash_asked_at > 3.0:
@@ -396,14 +450,14 @@ class ConsumerWorker(_Worker):
                 self.records += len(records)
                 self._crash_point()  # processed, not committed: the next owner gets them again
                 try:
-                    consumer.commit(self._next_offsets(records))
+                    consumer.commit(next_offsets(records))
                 except ClientError:
                     pass  # recorded; a later commit covers these offsets
         else:  # commit-before
             records = consumer.take(0.2)
             if records:
                 try:
-                    consumer.commit(self._next_offsets(records))
+                    consumer.commit(next_offsets(records))
                 except ClientError:
                     return  # not committed: not processed either (the next owner may get them)
                 self._crash_point()  # committed, not processed: lost for this group
@@ -419,48 +473,138 @@ class ConsumerWorker(_Worker):
                 self._step(consumer)
             except _Crash:
                 if consumer is not None:
-                    self._close(consumer)
+                    _close_quietly(consumer)
                     consumer = None
-                self.crash_requested.clear()
-                self.crashed.set()
-                while not self.restart.wait(0.1):
-                    if self.stop_event.is_set():
-                        return
-                self.restart.clear()
-                self.crashed.clear()
-                self.incarnation += 1
-                self.process = f"{self.consumer_name}.{self.incarnation}"
+                if not self._await_restart():
+                    return
             except ClientError:
                 time.sleep(0.1)
             except Exception:  # noqa: BLE001
                 self._unexpected()
         if consumer is not None:
-            self._close(consumer)
+            _close_quietly(consumer)
 
-    def _close(self, consumer: Consumer) -> None:
+
+class ProcessorWorker(_Crashable):
+    """A consume-transform-produce instance (KIP-447): a read_committed member of the processors'
+    group and a transactional producer whose transactional id every incarnation keeps (the next
+    one fences the last, and the coordinator aborts the transaction it left open).
+
+    Each transaction processes what one poll took: one output record per input record (to the
+    same partition of the output topic, keyed by the input's value), the consumer's positions
+    past them sent to the transaction, then commit or (``abort_ratio`` of them, drawn from the
+    seed) abort. After a transaction that did not commit it seeks back to the group's committed
+    positions, as KIP-447 applications do. A ``processor-crash`` fault crashes it after its sends
+    and offsets, before it ends the transaction, and nowhere else: its clients are dropped
+    without closing (the Java client's JVMs are SIGKILLed)."""
+
+    def __init__(self, workload: Workload, name: str, seed: int) -> None:
+        super().__init__(workload, name)
+        self.rng = random.Random(seed)
+        self.processed = 0  # input records whose transaction committed
+        self.transactions = 0
+
+    def _open(self) -> tuple[Consumer, Producer]:
+        w = self.workload
+        s = w.settings
+        producer = make_producer(s.client, w.bootstrap, s.producer_settings(f"{w.group_prefix}-{self.name_base}"),
+                                 w.history, self.process)
         try:
-            consumer.close()
-        except Exception:  # noqa: BLE001 - closing after a fault may fail; the history is what counts
-            pass
+            producer.init_transactions()  # fences the last incarnation before this one reads
+            consumer = make_consumer(s.client, w.bootstrap, w.processor_group,
+                                     attrs.evolve(s.consumer_settings(), max_poll_records=PROCESSOR_POLL_RECORDS),
+                                     w.history, self.process)
+        except BaseException:
+            _close_quietly(producer)
+            raise
+        try:
+            consumer.subscribe([w.topic])
+        except BaseException:
+            _close_quietly(consumer)
+            _close_quietly(producer)
+            raise
+        return consumer, producer
 
-    def request_crash(self) -> None:
-        self._crash_asked_at = time.monotonic()
-        self.crash_requested.set()
+    def _step(self, consumer: Consumer, producer: Producer) -> None:
+        # No crash outside a transaction: a processor that gets no input (its group is
+        # rebalancing) does not reach its crash point, and the fault is not applied (TIMEOUT).
+        records = consumer.take(0.2)
+        if not records:
+            return
+        w = self.workload
+        sends = [(w.processed_topic, r.partition, text(r.value), producer.next_value()) for r in records]
+        commit = self.rng.random() >= w.settings.abort_ratio
+        self.transactions += 1
+        outcome = producer.transaction(sends, commit, w.settings.txn_send_gap_ms / 1000,
+                                       consumed=Consumed(consumer, records), before_end=self._crash_point)
+        if outcome == "commit":
+            self.processed += len(records)
+        elif w.settings.rewind_after_abort:
+            self._rewind(consumer)
+
+    @staticmethod
+    def _rewind(consumer: Consumer) -> None:
+        """Back to the group's committed positions (the start where none)."""
+        owned = sorted(consumer.assignment)
+        if owned:
+            for (topic, partition), offset in consumer.committed(owned).items():
+                consumer.seek(topic, partition, max(0, offset))
+
+    def run(self) -> None:
+        clients: tuple[Consumer, Producer] | None = None
+        while not self.stop_event.is_set():
+            try:
+                if clients is None:
+                    clients = self._open()
+                self._step(*clients)
+            except _Crash:
+                if clients is not None:
+                    for client in clients:
+                        client.crash()
+                    clients = None
+                if not self._await_restart():
+                    return
+            except ClientError as exc:
+                if clients is not None and (exc.fatal or _fatal(exc)):
+                    # Fenced or otherwise dead: a new incarnation (new consumer, same transactional id).
+                    self.errors_seen += 1
+                    for client in clients:
+                        _close_quietly(client)
+                    clients = None
+                    self._next_incarnation()
+                elif clients is not None:
+                    # A failed seek or offset fetch leaves the position unknown: rewind again.
+                    with contextlib.suppress(ClientError):
+                        self._rewind(clients[0])
+                time.sleep(0.1)
+            except Exception:  # noqa: BLE001
+                self._unexpected()
+        if clients is not None:
+            for client in clients:
+                _close_quietly(client)
+
+
+def processed_topic(topic: str) -> str:
+    """The topic the processors of a campaign on ``topic`` write to."""
+    return f"{topic}-out"
 
 
 class Workload:
-    """The producers and consumers of one campaign."""
+    """The producers, consumers and processors of one campaign."""
 
     def __init__(self, settings: WorkloadSettings, bootstrap: str, topic: str, history: Recorder, seed: int,
                  group_prefix: str, replication_factor: int = 1) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.topic = topic
+        self.processed_topic = processed_topic(topic)
         self.history = history
         self.group_prefix = group_prefix
         rng = random.Random(seed)
         self.producers = [ProducerWorker(self, f"p{i}", rng.randrange(1 << 31)) for i in range(settings.producers)]
         self.consumers = [ConsumerWorker(self, f"c{i}", mode) for i, mode in enumerate(settings.consumers)]
+        # Drawn after the producers' seeds, so that adding processors changes nothing else.
+        self.processors = [ProcessorWorker(self, f"x{i}", rng.randrange(1 << 31)) for i in range(settings.processors)]
         self.streams: StreamsApplication | None = None
         self.warnings: list[str] = []
         if settings.streams:
@@ -471,17 +615,35 @@ class Workload:
                                                  read_committed=True))
 
     @property
+    def topics(self) -> list[str]:
+        """The campaign's topics: its input, and the processors' output when there are processors."""
+        return [self.topic, self.processed_topic] if self.processors else [self.topic]
+
+    @property
+    def processor_group(self) -> str:
+        return f"{self.group_prefix}-processors"
+
+    @property
+    def _workers(self) -> list[_Worker]:
+        return [*self.producers, *self.consumers, *self.processors]
+
+    @property
+    def _crashables(self) -> list[_Crashable]:
+        return [*self.consumers, *self.processors]
+
+    @property
     def group_consumers(self) -> list[str]:
-        return [c.consumer_name for c in self.consumers if c.mode != "assigned"]
+        return [c.name_base for c in self.consumers if c.mode != "assigned"]
 
     def groups(self) -> dict[str, str]:
-        """Group id -> consumer mode."""
+        """Group id -> consumer mode (the groups whose deliveries --guarantee judges; the
+        processors' group is judged by exactly-once-processing)."""
         return {c.group: c.mode for c in self.consumers if c.group is not None}
 
     def start(self) -> None:
         if self.streams is not None:
             self.warnings += self.streams.start()
-        for worker in [*self.consumers, *self.producers]:
+        for worker in [*self.consumers, *self.processors, *self.producers]:
             worker.start()
 
     @property
@@ -494,15 +656,24 @@ class Workload:
 
     @property
     def producers_replaced(self) -> int:
-        return sum(p.errors_seen for p in self.producers)
+        return sum(w.errors_seen for w in [*self.producers, *self.processors])
 
     @property
     def read(self) -> int:
         return sum(c.records for c in self.consumers)
 
     @property
+    def processed(self) -> int:
+        """Input records the processors processed in committed transactions."""
+        return sum(x.processed for x in self.processors)
+
+    @property
+    def crashes(self) -> int:
+        return sum(w.crashes for w in self._crashables)
+
+    @property
     def errors(self) -> list[str]:
-        return [e for w in [*self.producers, *self.consumers] for e in w.errors]
+        return [e for w in self._workers for e in w.errors]
 
     def stop_producers(self, timeout_s: float | None = None) -> int:
         """Stop sending, flush what is in flight; how many sends were still unacknowledged."""
@@ -515,46 +686,53 @@ class Workload:
         return sum(p.unflushed for p in self.producers)
 
     def stop_consumers(self, timeout_s: float = 30.0) -> None:
-        for c in self.consumers:
-            c.stop_event.set()
-            c.restart.set()
-        for c in self.consumers:
-            c.join(timeout_s)
+        """Stop the processors (after their current transaction), then the consumers."""
+        for group in (self.processors, self.consumers):
+            for c in group:
+                c.stop_event.set()
+                c.restart.set()
+            for c in group:
+                c.join(timeout_s)
 
     def stop(self) -> None:
         """Stop everything now (an interrupted campaign)."""
         if self.streams is not None:
             self.streams.kill_all()
-        for w in [*self.producers, *self.consumers]:
+        for w in self._workers:
             w.stop_event.set()
-        for c in self.consumers:
+        for c in self._crashables:
             c.restart.set()
         for p in self.producers:
             p.zombie_wake.set()
-        for w in [*self.producers, *self.consumers]:
+        for w in self._workers:
             if w.is_alive():
                 w.join(30)
 
-    def _consumer(self, name: str) -> ConsumerWorker:
-        for c in self.consumers:
-            if c.consumer_name == name:
+    def _crashable(self, name: str) -> _Crashable:
+        for c in self._crashables:
+            if c.name_base == name:
                 return c
-        raise KeyError(f"no consumer {name!r} (consumers: {', '.join(c.consumer_name for c in self.consumers)})")
+        known = ", ".join(c.name_base for c in self._crashables)
+        raise KeyError(f"no consumer or processor {name!r} (there are: {known})")
 
-    def crash_consumer(self, name: str, timeout_s: float = 10.0) -> str:
-        """Crash consumer ``name`` at its crash point; returns the process that crashed."""
-        worker = self._consumer(name)
-        if worker.mode == "assigned":
+    def crash(self, name: str, timeout_s: float = 10.0) -> str:
+        """Crash group consumer or processor ``name`` at its crash point; returns the process
+        that crashed."""
+        worker = self._crashable(name)
+        if isinstance(worker, ConsumerWorker) and worker.mode == "assigned":
             raise KeyError(f"consumer {name!r} is not in a group")
         process = worker.process
         worker.request_crash()
         if not worker.crashed.wait(timeout_s):
-            raise TimeoutError(f"consumer {name} did not reach its crash point in {timeout_s:.0f} s")
+            worker.crash_requested.clear()  # not applied: it must not crash later, unrestarted
+            if not worker.crashed.is_set():
+                raise TimeoutError(f"{name} did not reach its crash point in {timeout_s:.0f} s")
         return process
 
-    def restart_consumer(self, name: str) -> str:
-        """Start a new incarnation of crashed consumer ``name``; returns its process name."""
-        worker = self._consumer(name)
+    def restart(self, name: str) -> str:
+        """Start a new incarnation of crashed consumer or processor ``name``; returns its
+        process name."""
+        worker = self._crashable(name)
         worker.restart.set()
         deadline = time.monotonic() + 5
         while worker.crashed.is_set() and time.monotonic() < deadline:
@@ -619,6 +797,7 @@ def workload_clients(settings: WorkloadSettings) -> dict[str, str]:
     library = describe_client(settings.client)
     clients = {f"p{i}": library for i in range(settings.producers)}
     clients.update({f"c{i}": library for i in range(len(settings.consumers))})
+    clients.update({f"x{i}": library for i in range(settings.processors)})
     if settings.streams:
         clients.update({f"s{i}": java_streams.describe(guarantee=settings.streams_guarantee)
                         for i in range(settings.streams)})

@@ -17,6 +17,7 @@ from harness.clients.base import (
     TP,
     ClientError,
     ClientUnavailable,
+    Consumed,
     ConsumedRecord,
     Consumer,
     ConsumerSettings,
@@ -24,6 +25,8 @@ from harness.clients.base import (
     Producer,
     ProducerSettings,
     SendHandle,
+    next_offsets,
+    rows,
 )
 from harness.history.write import Recorder
 
@@ -93,6 +96,7 @@ __all__ = [
     "TP",
     "ClientError",
     "ClientUnavailable",
+    "Consumed",
     "ConsumedRecord",
     "Consumer",
     "ConsumerSettings",
@@ -103,4 +107,6 @@ __all__ = [
     "describe_client",
     "make_consumer",
     "make_producer",
+    "next_offsets",
+    "rows",
 ]

@@ -153,6 +153,11 @@ class AiokafkaProducer(Producer):
     def _end_transaction(self, commit: bool) -> None:
         self._transactional(self._p.commit_transaction if commit else self._p.abort_transaction)
 
+    def _send_offsets(self, offsets: dict[TP, int], group_metadata: object) -> None:
+        # aiokafka takes a group id only (:meth:`AiokafkaConsumer._group_metadata`).
+        self._transactional(lambda: self._p.send_offsets_to_transaction(
+            {ATP(t, p): o for (t, p), o in offsets.items()}, group_metadata))
+
     def _transactional(self, call: Any) -> None:
         async def run() -> None:
             result = call()
@@ -277,6 +282,12 @@ class AiokafkaConsumer(Consumer):
             return out
 
         return self._loop.run(committed())
+
+    def _group_metadata(self) -> object:
+        """aiokafka's sendOffsetsToTransaction takes the group id alone: its TxnOffsetCommit
+        carries no generation or member id, so a member the group replaced is not fenced by
+        the group (KIP-447), only by its transactional id."""
+        return self.group
 
     def _close(self) -> None:
         try:

@@ -163,6 +163,21 @@ class ConsumedRecord:
     value: bytes | None
 
 
+def rows(records: Sequence[ConsumedRecord]) -> list[list[Any]]:
+    """Records as a poll's ``records`` (docs/history-format.md)."""
+    return [[r.topic, r.partition, r.offset, text(r.key), text(r.value)] for r in records]
+
+
+def next_offsets(records: Sequence[ConsumedRecord]) -> dict[TP, int]:
+    """Per partition, the offset after the last of ``records``: what a consumer commits once it
+    has processed them."""
+    offsets: dict[TP, int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        offsets[tp] = max(offsets.get(tp, 0), offset_to_commit(Offset(r.offset)))
+    return offsets
+
+
 DeliveryCallback = Callable[[str | None, int | None, int | None], None]
 """(error name or None, partition, offset) from the library's delivery report."""
 
@@ -182,6 +197,18 @@ class _Client:
 
     def close(self) -> None:
         self._close()
+
+    def crash(self) -> None:
+        """Stop at once, as a crashed process would: nothing more is sent, nothing is committed
+        or aborted. By default the library's client is closed aside (a daemon thread, so the
+        caller goes on at once); the Java client SIGKILLs its JVM."""
+        threading.Thread(target=self._close_quietly, name="kconform-crashed-client", daemon=True).start()
+
+    def _close_quietly(self) -> None:
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - a crashed client's close may fail: nobody is told
+            pass
 
     def __enter__(self) -> Self:
         return self
@@ -250,7 +277,9 @@ class Producer(_Client):
         self._init_transactions()
 
     def transaction(self, sends: Sequence[tuple[str, int | None, str | None, str]], commit: bool,
-                    gap_s: float = 0.0, stall: Callable[[SendHandle], None] | None = None) -> str:
+                    gap_s: float = 0.0, *, consumed: Consumed | None = None,
+                    before_end: Callable[[], None] | None = None,
+                    stall: Callable[[SendHandle], None] | None = None) -> str:
         """Run one transaction of ``sends`` ((topic, partition, key, value)), ``gap_s`` seconds
         apart (so that each new partition is added to the transaction by a request of its own),
         then commit it or (``commit`` false) abort it, recorded as one ``txn`` operation
@@ -259,14 +288,24 @@ class Producer(_Client):
         or the library refused it and the transaction was aborted) or ``info`` (unknown).
         Raises the library's fatal error once recorded: the producer must be replaced.
 
-        ``stall``, when given, is called with the first send's handle right after that send is
-        handed to the library, and the transaction goes on when it returns: the application
-        freezing in the middle of its transaction (a zombie-producer fault)."""
-        invoke = None
-        if self.history is not None:
-            invoke = self.history.invoke(self.process, "txn", ops=[["send", *send] for send in sends],
-                                         commit=commit)
+        With ``consumed`` it is a consume-transform-produce transaction (KIP-447): the records a
+        group consumer polled (with :meth:`Consumer.take`) are recorded as its ``poll``, and after
+        the sends the consumer's positions past them go into the transaction
+        (sendOffsetsToTransaction, with the consumer's group metadata, so that a member the group
+        has since replaced is fenced), recorded as its ``offsets``. ``before_end`` runs just
+        before commitTransaction / abortTransaction: an exception it raises (a crash) leaves the
+        transaction open and its operation uncompleted. ``stall``, when given, is called with the
+        first send's handle right after that send is handed to the library, and the transaction
+        goes on when it returns: the application freezing in the middle of its transaction (a
+        zombie-producer fault)."""
+        ops: list[list[Any]] = [["send", *send] for send in sends]
+        fields: dict[str, Any] = {"ops": ops, "commit": commit}
         done: list[list[Any]] = []
+        if consumed is not None:
+            fields = {"ops": [["poll"], *ops, ["offsets", consumed.group]], "commit": commit,
+                      **consumed.consumer._poll_fields()}
+            done.append(["poll", rows(consumed.records)])
+        invoke = self.history.invoke(self.process, "txn", fields) if self.history is not None else None
         try:
             self._begin_transaction()
             handles = []
@@ -282,8 +321,14 @@ class Producer(_Client):
                 if delivery.outcome is not Outcome.SUCCESS:
                     raise ClientError(delivery.error or "UNKNOWN", abortable=True)
                 done.append(["send", topic, delivery.partition, key, value, delivery.offset])
+            if consumed is not None:
+                positions = next_offsets(consumed.records)
+                self._send_offsets(positions, consumed.consumer.group_metadata())
+                done.append(["offsets", consumed.group, [[t, p, o] for (t, p), o in sorted(positions.items())]])
         except (ClientError, TimeoutError) as exc:
             return self._give_up(invoke, done, exc, None)
+        if before_end is not None:
+            before_end()
         end_invoked = self.history.now() if self.history is not None else 0
         try:
             self._end_transaction(commit)
@@ -369,6 +414,12 @@ class Producer(_Client):
         """commitTransaction or abortTransaction; ClientError (with abortable / fatal) on failure."""
         raise ClientUnavailable(f"transactions are not implemented for {self.client} in kconform yet")
 
+    def _send_offsets(self, offsets: dict[TP, int], group_metadata: object) -> None:
+        """sendOffsetsToTransaction (KIP-447): these next offsets to read, for the group that
+        ``group_metadata`` (:meth:`Consumer.group_metadata`) describes; ClientError (with
+        abortable / fatal) on failure."""
+        raise ClientUnavailable(f"consume-transform-produce is not implemented for {self.client} in kconform yet")
+
     def _stuck_after(self, error: str) -> bool:
         """Whether a transaction that failed with ``error`` leaves this library's producer unable
         to write again, though the library does not say so: it is then reported as fatal."""
@@ -430,8 +481,7 @@ class Consumer(_Client):
                 self.history.info(invoke, "EXCEPTION")
             raise
         if self.history is not None and invoke is not None:
-            self.history.ok(invoke, records=[[r.topic, r.partition, r.offset, text(r.key), text(r.value)]
-                                             for r in records])
+            self.history.ok(invoke, records=rows(records))
         for r in records:
             self.next_offsets[(r.topic, r.partition)] = offset_to_commit(Offset(r.offset))
         return records
@@ -451,8 +501,7 @@ class Consumer(_Client):
         if self.history is None:
             return
         invoke = self.history.invoke(self.process, "poll", self._poll_fields())
-        self.history.ok(invoke, records=[[r.topic, r.partition, r.offset, text(r.key), text(r.value)]
-                                         for r in records])
+        self.history.ok(invoke, records=rows(records))
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
         """Commit these next-offsets-to-read for ``self.group`` (synchronously)."""
@@ -478,6 +527,14 @@ class Consumer(_Client):
         if self.history is not None and invoke is not None:
             self.history.ok(invoke, offsets=[[t, p, o] for (t, p), o in result.items()])
         return result
+
+    def group_metadata(self) -> object:
+        """The consumer's group metadata as its library gives it to a producer's
+        sendOffsetsToTransaction (KIP-447: group id, generation, member id, group instance id),
+        taken now: the generation of the last rebalance this consumer joined."""
+        if self.group is None:
+            raise ValueError("group metadata needs a consumer group")
+        return self._group_metadata()
 
     def drain(self, ends: Mapping[TP, int], timeout_s: float = 30.0, idle_s: float = 5.0) -> bool:
         """Poll until every partition in ``ends`` was read up to its end offset; recorded as a
@@ -554,3 +611,19 @@ class Consumer(_Client):
 
     def _committed(self, partitions: list[TP]) -> dict[TP, int]:
         raise NotImplementedError
+
+    def _group_metadata(self) -> object:
+        raise ClientUnavailable(f"consume-transform-produce is not implemented for {self.client} in kconform yet")
+
+
+@attrs.frozen
+class Consumed:
+    """What a consume-transform-produce transaction processes: records a group consumer took."""
+
+    consumer: Consumer
+    records: Sequence[ConsumedRecord]
+
+    @property
+    def group(self) -> str:
+        assert self.consumer.group is not None
+        return self.consumer.group

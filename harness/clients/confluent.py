@@ -132,6 +132,11 @@ class ConfluentProducer(Producer):
         end = self._p.commit_transaction if commit else self._p.abort_transaction
         self._transactional(lambda: end(TRANSACTION_CALL_TIMEOUT_S))
 
+    def _send_offsets(self, offsets: dict[TP, int], group_metadata: object) -> None:
+        positions = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        self._transactional(lambda: self._p.send_offsets_to_transaction(positions, group_metadata,
+                                                                        TRANSACTION_CALL_TIMEOUT_S))
+
     def _transactional(self, call: Any) -> None:
         """A transactional API call; a retriable error (a timeout) is retried, as librdkafka
         asks, a few times; the rest become ClientError with what the library requires next."""
@@ -218,6 +223,9 @@ class ConfluentConsumer(Consumer):
         except ck.KafkaException as exc:
             raise ClientError(error_of(exc.args[0]), str(exc)) from exc
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else -1) for tp in got}
+
+    def _group_metadata(self) -> object:
+        return self._c.consumer_group_metadata()
 
     def _close(self) -> None:
         if not bounded(self._c.close, CLOSE_TIMEOUT_S):

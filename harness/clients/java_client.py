@@ -642,6 +642,11 @@ class _OnBridge:
         self._bridge.close(CLOSE_TIMEOUT_S)
         self._finalizer.detach()
 
+    def crash(self) -> None:
+        """A real crash: SIGKILL the JVM (its client closes nothing, aborts nothing)."""
+        self._bridge.kill()
+        self._finalizer.detach()
+
 
 class JavaProducer(_OnBridge, Producer):
     client = "java"
@@ -676,11 +681,15 @@ class JavaProducer(_OnBridge, Producer):
     def _end_transaction(self, commit: bool) -> None:
         self._transactional("commit_transaction" if commit else "abort_transaction")
 
-    def _transactional(self, op: str) -> None:
+    def _send_offsets(self, offsets: dict[TP, int], group_metadata: object) -> None:
+        self._transactional("send_offsets", offsets=[[t, p, o] for (t, p), o in offsets.items()],
+                            group=group_metadata)
+
+    def _transactional(self, op: str, **fields: Any) -> None:
         """A transactional method of the Java producer; after a timeout the same call is made
         again, as its documentation asks, a few times."""
         for attempt in range(TRANSACTION_CALL_ATTEMPTS):
-            reply = self._bridge.request({"op": op}, self._max_block_s + REPLY_MARGIN_S)
+            reply = self._bridge.request({"op": op, **fields}, self._max_block_s + REPLY_MARGIN_S)
             if "error" not in reply:
                 return
             if reply["error"] != "TIMEOUT" or attempt + 1 == TRANSACTION_CALL_ATTEMPTS:
@@ -747,6 +756,11 @@ class JavaConsumer(_OnBridge, Consumer):
     def _commit(self, offsets: dict[TP, int]) -> None:
         self._call({"op": "commit", "offsets": [[t, p, o] for (t, p), o in offsets.items()],
                     "timeout_ms": int(COMMIT_TIMEOUT_S * 1000)}, COMMIT_TIMEOUT_S + REPLY_MARGIN_S)
+
+    def _group_metadata(self) -> object:
+        """The Java consumer's ConsumerGroupMetadata as JSON, for the producer's JVM to rebuild."""
+        reply = self._call({"op": "group_metadata"}, CALL_TIMEOUT_S)
+        return {k: reply.get(k) for k in ("group_id", "generation_id", "member_id", "group_instance_id")}
 
     def _committed(self, partitions: list[TP]) -> dict[TP, int]:
         reply = self._call({"op": "committed", "partitions": [[t, p] for t, p in partitions],

@@ -83,6 +83,11 @@ class KafkaPythonProducer(Producer):
     def _end_transaction(self, commit: bool) -> None:
         self._transactional(self._p.commit_transaction if commit else self._p.abort_transaction)
 
+    def _send_offsets(self, offsets: dict[TP, int], group_metadata: object) -> None:
+        # The consumer's ConsumerGroupMetadata (generation and member id: KIP-447 fencing).
+        self._transactional(lambda: self._p.send_offsets_to_transaction(
+            {KTP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}, group_metadata))
+
     def _transactional(self, call: Any) -> None:
         try:
             call()
@@ -174,6 +179,9 @@ class KafkaPythonConsumer(Consumer):
             got = self._c.committed(KTP(t, p))
             out[(t, p)] = -1 if got is None else int(got)
         return out
+
+    def _group_metadata(self) -> object:
+        return self._c.group_metadata()
 
     def _close(self) -> None:
         self._c.close(autocommit=False)

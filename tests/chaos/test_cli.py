@@ -55,6 +55,8 @@ def test_help_explains_every_option_with_an_example() -> None:
     (["--campaign", "acks1-loss", "--faults", "kill"], "has its own faults"),
     (["--duration", "1"], "--duration"),
     (["--consumers", "assigned,greedy"], "unknown consumer mode"),
+    (["--processors", "2", "--client", "aiokafka"], "does not implement KIP-447"),
+    (["--processors", "2", "--acks", "1"], "--transactions and --processors need idempotent producers"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     result = CliRunner().invoke(chaos_command, args)

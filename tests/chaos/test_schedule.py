@@ -26,7 +26,7 @@ from chaos.schedule import (
 )
 
 CTX = Context(("b1", "b2", "b3", "controller"), ("b1", "b2", "b3"), partitions=3, consumers=("c1", "c2"),
-              producers=("p0", "p1"), streams=("s0", "s1"))
+              producers=("p0", "p1"), streams=("s0", "s1"), processors=("x0", "x1"))
 SAFE = [name for name, kind in FAULTS.items() if not kind.unsafe]
 
 
@@ -138,4 +138,12 @@ def test_drawn_targets_name_nodes_of_the_context(data: st.DataObject) -> None:
         if f.target is None:
             continue
         names = set(f.target.split(","))
-        assert names <= {*CTX.nodes, "leader", "followers", *CTX.consumers, *CTX.producers, *CTX.streams}, f
+        assert names <= {*CTX.nodes, "leader", "followers", *CTX.consumers, *CTX.producers, *CTX.streams,
+                         *CTX.processors}, f
+
+
+def test_processor_crashes_crash_each_processor_in_turn_and_replace_it_a_second_later() -> None:
+    schedule = named_schedule("processor-crashes", 3, CTX, 30.0, SAFE)
+    assert [(f.fault, f.target, f.duration) for f in schedule.faults] == [
+        ("processor-crash", name, 1.0) for name in ("x0", "x1", "x0", "x1")]
+    assert [f.at for f in schedule.faults] == [2.0, 10.0, 18.0, 26.0]

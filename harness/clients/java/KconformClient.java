@@ -25,12 +25,17 @@
  *
  *   Producer commands: send {topic, partition|null, key|null, value|null} (reply: accepted, or the
  *                      error the client raised before the record was appended to its buffer: such
- *                      a record was certainly not sent and gets no "ack"), flush, close {timeout_ms}.
+ *                      a record was certainly not sent and gets no "ack"), flush, close {timeout_ms},
+ *                      init_transactions, begin_transaction, commit_transaction, abort_transaction,
+ *                      send_offsets {offsets: [[t, p, o]], group: {group_id, generation_id,
+ *                      member_id, group_instance_id|null}} (sendOffsetsToTransaction, KIP-447: the
+ *                      consumer runs in another JVM, so its group metadata travels as JSON).
  *   Consumer commands: assign {partitions: [[t, p]], offsets: [[t, p, o]], reset}, subscribe
  *                      {topics}, seek {topic, partition, offset}, poll {timeout_ms} (reply:
  *                      records [[t, p, offset, key, value]]), commit {offsets: [[t, p, o]],
  *                      timeout_ms}, committed {partitions, timeout_ms} (reply: offsets [[t, p, o]],
- *                      -1 where none), close {timeout_ms}. Any consumer reply carries
+ *                      -1 where none), group_metadata (reply: group_id, generation_id, member_id,
+ *                      group_instance_id|null), close {timeout_ms}. Any consumer reply carries
  *                      "rebalances": [{partitions, generation, member}] when the rebalance listener
  *                      ran during the command (the Java consumer calls it only from inside its
  *                      own methods, on this thread, so the harness applies rebalances in order).
@@ -77,11 +82,13 @@ import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 
+import org.apache.kafka.clients.consumer.ConsumerGroupMetadata;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -334,6 +341,24 @@ public final class KconformClient {
         return out;
     }
 
+    /** [[topic, partition, offset]] as the offsets to commit. */
+    static Map<TopicPartition, OffsetAndMetadata> offsets(JsonNode array) {
+        Map<TopicPartition, OffsetAndMetadata> out = new HashMap<>();
+        for (JsonNode o : array) {
+            out.put(new TopicPartition(o.get(0).asText(), o.get(1).asInt()), new OffsetAndMetadata(o.get(2).asLong()));
+        }
+        return out;
+    }
+
+    /** A consumer's group metadata, as its own JVM's group_metadata reply gave it. */
+    static ConsumerGroupMetadata groupMetadata(JsonNode group) {
+        JsonNode instance = group.path("group_instance_id");
+        return new ConsumerGroupMetadata(group.path("group_id").asText(), group.path("generation_id").asInt(),
+                                         group.path("member_id").asText(),
+                                         instance.isNull() || instance.isMissingNode()
+                                             ? Optional.empty() : Optional.of(instance.asText()));
+    }
+
     static Properties config(JsonNode cmd) {
         Properties props = new Properties();
         for (Map.Entry<String, JsonNode> field : cmd.path("config").properties()) {
@@ -434,6 +459,12 @@ public final class KconformClient {
                 case "abort_transaction":
                     transactional(op, reply, producer::abortTransaction);
                     return CONTINUE;
+                case "send_offsets": {
+                    Map<TopicPartition, OffsetAndMetadata> offsets = offsets(cmd.path("offsets"));
+                    ConsumerGroupMetadata group = groupMetadata(cmd.path("group"));
+                    transactional(op, reply, () -> producer.sendOffsetsToTransaction(offsets, group));
+                    return CONTINUE;
+                }
                 case "close":
                     close(Duration.ofMillis(cmd.path("timeout_ms").asLong(10_000)));
                     return EXIT;
@@ -576,13 +607,20 @@ public final class KconformClient {
                 case "poll":
                     poll(cmd, reply);
                     return CONTINUE;
-                case "commit": {
-                    Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
-                    for (JsonNode o : cmd.path("offsets")) {
-                        offsets.put(new TopicPartition(o.get(0).asText(), o.get(1).asInt()),
-                                    new OffsetAndMetadata(o.get(2).asLong()));
+                case "commit":
+                    consumer.commitSync(offsets(cmd.path("offsets")),
+                                        Duration.ofMillis(cmd.path("timeout_ms").asLong(30_000)));
+                    return CONTINUE;
+                case "group_metadata": {
+                    ConsumerGroupMetadata group = consumer.groupMetadata();
+                    reply.put("group_id", group.groupId());
+                    reply.put("generation_id", group.generationId());
+                    reply.put("member_id", group.memberId());
+                    if (group.groupInstanceId().isPresent()) {
+                        reply.put("group_instance_id", group.groupInstanceId().get());
+                    } else {
+                        reply.putNull("group_instance_id");
                     }
-                    consumer.commitSync(offsets, Duration.ofMillis(cmd.path("timeout_ms").asLong(30_000)));
                     return CONTINUE;
                 }
                 case "committed":
