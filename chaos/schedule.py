@@ -468,43 +468,37 @@ def _epoch_bump_duplicates(seed: int, ctx: Context, duration: float) -> Schedule
     return Schedule(tuple(faults), duration, seed, "epoch-bump-duplicates")
 
 
+def _in_turn(fault: str, targets: Sequence[str], duration: float, first: float, length: float,
+             every: float) -> tuple[FaultSpec, ...]:
+    """``fault`` on each of ``targets`` in turn, ``length`` seconds long, the first at ``first``,
+    then one every ``every`` seconds, the last ending 2 s before the end."""
+    faults: list[FaultSpec] = []
+    at = first
+    while targets and at + length <= duration - 2.0:
+        faults.append(FaultSpec(fault, at, length, targets[len(faults) % len(targets)]))
+        at += every
+    return tuple(faults)
+
+
 def _zombie_producers(seed: int, ctx: Context, duration: float) -> Schedule:
     """Every transactional producer turns zombie in turn: frozen for 4 s in the middle of a
     transaction while its replacement fences it, then woken to finish and commit it."""
-    faults = []
-    at = 2.0
-    i = 0
-    while ctx.producers and at + 4.0 <= duration - 2.0:
-        faults.append(FaultSpec("zombie-producer", at, 4.0, ctx.producers[i % len(ctx.producers)]))
-        at += 5.0
-        i += 1
-    return Schedule(tuple(faults), duration, seed, "zombie-producers")
+    faults = _in_turn("zombie-producer", ctx.producers, duration, first=2.0, length=4.0, every=5.0)
+    return Schedule(faults, duration, seed, "zombie-producers")
 
 
 def _consumer_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
     """Every group consumer crashes in turn, at its worst moment, and is replaced 1 s later."""
-    faults = []
-    at = 2.0
-    i = 0
-    while ctx.consumers and at + 1.0 <= duration - 2.0:
-        faults.append(FaultSpec("consumer-crash", at, 1.0, ctx.consumers[i % len(ctx.consumers)]))
-        at += 2.5
-        i += 1
-    return Schedule(tuple(faults), duration, seed, "consumer-crashes")
+    faults = _in_turn("consumer-crash", ctx.consumers, duration, first=2.0, length=1.0, every=2.5)
+    return Schedule(faults, duration, seed, "consumer-crashes")
 
 
 def _streams_kills(seed: int, ctx: Context, duration: float) -> Schedule:
     """Every Kafka Streams instance in turn is SIGKILLed, 3 s after the last fault ended, and
     replaced 5 s later (past the group's session timeout of 6 s, counted from the kill, so the
     group moves its tasks first, or the new instance joins the rebalance)."""
-    faults = []
-    at = 3.0
-    i = 0
-    while ctx.streams and at + 5.0 <= duration - 2.0:
-        faults.append(FaultSpec("streams-kill", at, 5.0, ctx.streams[i % len(ctx.streams)]))
-        at += 8.0
-        i += 1
-    return Schedule(tuple(faults), duration, seed, "streams-kills")
+    faults = _in_turn("streams-kill", ctx.streams, duration, first=3.0, length=5.0, every=8.0)
+    return Schedule(faults, duration, seed, "streams-kills")
 
 
 def _processor_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
@@ -516,14 +510,8 @@ def _processor_crashes(seed: int, ctx: Context, duration: float) -> Schedule:
     a member that crashed without leaving (a SIGKILLed Java consumer) holds the group's
     rebalance until its session times out (``session.timeout.ms`` 6000 in campaigns), and the
     group needs time to process after that."""
-    faults = []
-    at = 2.0
-    i = 0
-    while ctx.processors and at + 1.0 <= duration - 2.0:
-        faults.append(FaultSpec("processor-crash", at, 1.0, ctx.processors[i % len(ctx.processors)]))
-        at += 8.0
-        i += 1
-    return Schedule(tuple(faults), duration, seed, "processor-crashes")
+    faults = _in_turn("processor-crash", ctx.processors, duration, first=2.0, length=1.0, every=8.0)
+    return Schedule(faults, duration, seed, "processor-crashes")
 
 
 def _txn_coordinator_failures(seed: int, ctx: Context, duration: float) -> Schedule:
