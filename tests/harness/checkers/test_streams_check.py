@@ -5,7 +5,7 @@ disagrees with it, each with the witness it prints."""
 from __future__ import annotations
 
 from harness.checkers import check, streams_exactly_once
-from harness.checkers.streams import NO_STREAMS, parse_output
+from harness.checkers.streams import NO_STREAMS, NOTHING_PROCESSED, parse_output
 from harness.history import HistoryBuilder
 
 RC = "read_committed"
@@ -58,6 +58,13 @@ def test_a_history_without_streams_is_skipped_saying_why() -> None:
     b = HistoryBuilder()
     b.send("p0", "in", "a", partition=0, offset=0)
     assert streams_exactly_once(b.history()).skipped == NO_STREAMS
+
+
+def test_an_application_that_processed_nothing_is_not_judged_held() -> None:
+    """Inputs written, but no output read and no offset committed (an application that never
+    ran, e.g. its client could not talk to the broker): skipped saying why, not held."""
+    assert streams_exactly_once(_run([], committed=0).history()).skipped == NOTHING_PROCESSED
+    assert _explain(_run([], committed=3)) != []  # committed past inputs it never wrote: lost output
 
 
 def test_lost_output_below_the_committed_offset() -> None:
