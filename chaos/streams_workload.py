@@ -4,8 +4,10 @@ Why apart from ``chaos.workload``: the producers and consumers there are threads
 libraries; a Streams instance is a JVM that runs by itself (``harness.clients.java_streams``).
 This module starts ``--streams N`` instances (``s0``, ``s1``, ...) of one application reading
 the campaign topic and writing ``<topic>-streams-out``, SIGKILLs one and starts its replacement
-(``s0.2``) for the ``streams-kill`` fault, and finishes them: waits until the application has
-committed past every input record (bounded), closes every instance and records the
+(``s0.2``) for the ``streams-kill`` fault, and finishes them: waits until every instance runs
+with its share of the tasks (a replacement started late in the run joins the group and takes
+tasks before the application is closed), then until the application has committed past every
+input record (both bounded), closes every instance and records the
 application's committed offsets (a ``committed`` operation of process ``streams``), which
 ``streams-exactly-once`` judges the output against (docs/anomalies.md).
 """
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from harness.clients import java_streams
 from harness.history.write import Recorder
@@ -25,7 +28,19 @@ PROCESS = "streams"
 OUTPUT_DRAIN = "drain-output"
 """The process of the campaign's final read_committed read of the output."""
 START_TIMEOUT_S = 90.0  # an instance's first RUNNING (JVM start, group join, internal topics)
+SETTLE_S = START_TIMEOUT_S  # at the end, until every instance runs with tasks (the same steps)
 CATCH_UP_S = 60.0
+_T = TypeVar("_T")
+
+
+def _wait(probe: Callable[[], _T], done: Callable[[_T], bool], timeout_s: float, every_s: float) -> _T:
+    """Call ``probe`` every ``every_s`` until ``done`` with its answer or ``timeout_s``; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    answer = probe()
+    while not done(answer) and time.monotonic() < deadline:
+        time.sleep(every_s)
+        answer = probe()
+    return answer
 
 
 def output_topic(topic: str) -> str:
@@ -104,20 +119,37 @@ class StreamsApplication:
         for i in instances:
             i.kill()
 
+    def _unsettled(self, tasks: int) -> list[str]:
+        """Why the application is not settled, [] when it is: every live instance RUNNING, and
+        as many of them with active tasks as there are instances or ``tasks`` to share (a task
+        an input partition: the topology is one sub-topology). A replacement started near the
+        end joins a group that first waits for the killed member's session to expire, on a JVM
+        that takes seconds to start: until it has taken tasks, it replaced nothing."""
+        with self._lock:
+            live = [i for i in self._running.values() if i.alive]
+        owned = {i.process: i.processing() for i in live}
+        waiting = [f"{p} not running" for p, parts in owned.items() if parts is None]
+        busy = sum(1 for parts in owned.values() if parts)
+        if not waiting and busy < min(len(live), tasks):
+            waiting.append(f"{busy} of {len(live)} instances have tasks")
+        return waiting
+
     def finish(self, ends: Mapping[TP, int]) -> list[str]:
-        """Wait (at most :data:`CATCH_UP_S`) until the application committed up to ``ends`` (the
-        input's end offsets), close every instance, record its committed offsets; warnings."""
+        """Wait (at most :data:`SETTLE_S`) until every instance runs with tasks, then (at most
+        :data:`CATCH_UP_S`) until the application committed up to ``ends`` (the input's end
+        offsets); close every instance, record its committed offsets; warnings."""
         warnings = []
-        deadline = time.monotonic() + CATCH_UP_S
-        committed = self._committed(ends)
-        while any(committed.get(tp, -1) < end for tp, end in ends.items()) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            committed = self._committed(ends)
+        unsettled = _wait(lambda: self._unsettled(len(ends)), lambda why: not why, SETTLE_S, 0.2)
+        if unsettled:
+            warnings.append(f"the Streams application had not settled {SETTLE_S:.0f} s after the producers stopped "
+                            f"({', '.join(unsettled)}): an instance without tasks replaced nothing")
+        committed = _wait(lambda: self._committed(ends),
+                          lambda got: all(got.get(tp, -1) >= end for tp, end in ends.items()), CATCH_UP_S, 0.5)
         behind = {f"{t}-{p}": end - committed.get((t, p), -1) for (t, p), end in ends.items()
                   if committed.get((t, p), -1) < end}
         if behind:
             warnings.append(f"the Streams application had not committed every input record {CATCH_UP_S:.0f} s after "
-                            f"the producers stopped (records behind: {behind}); inputs above its committed offsets "
+                            f"its instances settled (records behind: {behind}); inputs above its committed offsets "
                             "are not required in the output")
         self.close()
         invoke = self.history.invoke(PROCESS, "committed", group=self.settings.application_id,

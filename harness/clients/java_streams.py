@@ -14,7 +14,8 @@ its configuration and state directory into a temporary directory of its own, sta
 its own session (Ctrl-C reaches only Python) and reads its events (JSON lines on stdout): every
 time the instance is RUNNING with a set of input partitions it is recorded as a ``rebalance``
 observation of the application's group (``partitions`` its active input partitions), and its
-closing as a ``rebalance`` to nothing. ``close`` closes its stdin (the program then closes
+closing as a ``rebalance`` to nothing; :meth:`StreamsInstance.processing` says what it processes
+now (None while it is not RUNNING). ``close`` closes its stdin (the program then closes
 Streams and exits), kills it after a bound, and removes its directory; a ``weakref.finalize``
 kills it at garbage collection and interpreter exit; and the JVM exits by itself when its stdin
 closes, i.e. when the Python process is gone. ``kill`` is a SIGKILL of the JVM: a crash, which
@@ -104,6 +105,13 @@ class StreamsSettings:
             "consumer.session.timeout.ms": str(self.session_timeout_ms),
             "consumer.heartbeat.interval.ms": str(max(1, min(3000, self.session_timeout_ms // 3))),
             "metadata.max.age.ms": "1000",
+            # KIP-441: an instance whose copy of a store lags its changelog by more than this is
+            # given only a warm-up replica, and the active task after a probing rebalance
+            # (probing.rebalance.interval.ms, at least a minute): longer than a campaign's end
+            # waits, so a replacement started late would take no task. The store is in memory,
+            # restored from the changelog by whoever gets the task however far it lags, so every
+            # instance counts as caught up and tasks are shared at each rebalance.
+            "acceptable.recovery.lag": str(2**63 - 1),
             # Streams 4.4 warns at every start until this is set (the default from 5.0); the
             # application has no global store, so it changes nothing else.
             "processing.exception.handler.global.enabled": "true",
@@ -144,6 +152,7 @@ class StreamsInstance:
         self.stopped = threading.Event()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=30)
         self._assigned: list[list[Any]] | None = None
+        self._state: str | None = None  # KafkaStreams' state, from the program's last state event
         self.directory = Path(tempfile.mkdtemp(prefix=f"kconform-streams-{process}-"))
         config = settings.config(process, self.directory / "state")
         (self.directory / "streams.properties").write_text(
@@ -190,8 +199,13 @@ class StreamsInstance:
 
     def _record(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
+        if kind == "state" and event.get("to") != "RUNNING":
+            self._state = str(event.get("to"))
         if kind == "running":
             self._assign([[str(t), int(p)] for t, p in event["partitions"]])
+            # Taken as RUNNING only now, with the partitions it runs with (the event that
+            # follows the state change), so that processing() never pairs it with older ones.
+            self._state = "RUNNING"
             self.running.set()
         elif kind == "state" and event.get("to") in ("PENDING_SHUTDOWN", "PENDING_ERROR", "ERROR"):
             self._assign([])
@@ -214,6 +228,14 @@ class StreamsInstance:
                 log.debug("%s: %s", self.process, line)
         except (OSError, ValueError):
             pass
+
+    def processing(self) -> list[list[Any]] | None:
+        """The input partitions the instance processes now: those of its last RUNNING (``[]``:
+        running without an active task); None while it is not RUNNING (starting, rebalancing,
+        closing) or its JVM is gone."""
+        if self._state != "RUNNING" or not self.alive:
+            return None
+        return list(self._assigned or [])
 
     def why(self) -> str:
         """The exit status and last log lines, for error messages."""

@@ -5,6 +5,7 @@ assignment, and leaves no process or directory behind, whether closed or killed.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,8 @@ def test_an_instance_tags_each_input_with_its_position_and_count_and_cleans_up(
         assert session.create_topic("in", 2, 1, {}) == "NONE"
         assert session.create_topic("out", 2, 1, {}) == "NONE"
         for i in range(6):
-            assert session.produce("in", i % 2, make_batch([f"v{i}".encode()])).error == "NONE"
+            produced = session.produce("in", i % 2, make_batch([f"v{i}".encode()]))
+            assert produced is not None and produced.error == "NONE"
     history = HistoryBuilder()
     settings = java_streams.StreamsSettings("app-test", reference_cluster.bootstrap, "in", "out")
     instance = java_streams.StreamsInstance(streams_runtime, settings, "s0", history)
@@ -82,3 +84,46 @@ def test_a_killed_instance_is_gone_with_its_directory(
     assert not instance.alive and not instance.directory.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_late_instance_takes_an_active_task_even_far_behind_the_changelog(
+        reference_cluster: ReferenceTarget, streams_runtime: JavaRuntime) -> None:
+    """KIP-441: by default a client whose copy of a store lags its changelog by more than
+    acceptable.recovery.lag (10,000) gets only a warm-up replica, and active tasks after a
+    probing rebalance minutes later; a replacement started late in a campaign then processes
+    nothing. The workload's settings count every instance as caught up: the late instance
+    runs with one of the two tasks at the next rebalance, 12,000 records behind."""
+    per_partition = 12_000
+    with WireSession(reference_cluster.bootstrap) as session:
+        assert session.create_topic("in", 2, 1, {}) == "NONE"
+        assert session.create_topic("out", 2, 1, {}) == "NONE"
+        for p in range(2):
+            for start in range(0, per_partition, 1000):
+                produced = session.produce("in", p, make_batch([f"v{i}".encode() for i in range(start, start + 1000)]))
+                assert produced is not None and produced.error == "NONE"
+    settings = java_streams.StreamsSettings("app-late", reference_cluster.bootstrap, "in", "out")
+    first = java_streams.StreamsInstance(streams_runtime, settings, "s0", HistoryBuilder())
+    late: java_streams.StreamsInstance | None = None
+    try:
+        assert first.wait_running(90), first.why()
+        # s0 processes every input (its changelog then holds 12,000 updates a partition).
+        deadline = time.monotonic() + 90
+        committed: dict[tuple[str, int], tuple[int, str | None, str]] = {}
+        while time.monotonic() < deadline:
+            with WireSession(reference_cluster.bootstrap) as session:
+                committed = session.offset_fetch("app-late", [("in", 0), ("in", 1)])
+            if all(offset == per_partition for offset, _m, _e in committed.values()):
+                break
+            time.sleep(0.5)
+        assert all(offset == per_partition for offset, _m, _e in committed.values()), committed
+        late = java_streams.StreamsInstance(streams_runtime, settings, "s1", HistoryBuilder())
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (first.processing() and late.processing()):
+            time.sleep(0.2)
+        owned = (first.processing(), late.processing())
+        assert owned[0] and owned[1] and sorted(owned[0] + owned[1]) == [["in", 0], ["in", 1]], (owned, late.why())
+    finally:
+        for instance in (first, late):
+            if instance is not None:
+                instance.close()
+    assert first.processing() is None  # closed: processing nothing
