@@ -456,8 +456,8 @@ class CampaignSession:
                     if not read_to_end(env.target.bootstrap, output, history, process=OUTPUT_DRAIN, read_committed=True):
                         warnings.append("the read_committed drain of the Streams output did not reach its end (lost "
                                         "output not checked)")
-                    warnings += workload.warnings + [f"a Streams thread died (replaced): {e}"
-                                                     for e in workload.streams.errors]
+                    warnings += [f"a Streams thread died (replaced): {e}" for e in workload.streams.errors]
+                warnings += workload.warnings
                 if workload.producers_replaced:
                     warnings.append(f"{workload.producers_replaced} producer(s) declared dead by the client "
                                     "library (fatal error) were replaced by new ones; their unanswered sends "

@@ -85,6 +85,7 @@ PROCESSOR_CLIENTS = tuple(c for c in TRANSACTIONAL_CLIENTS if c != "aiokafka")
 # short transactions rather than a few long ones after each rebalance.
 PROCESSOR_POLL_RECORDS = 100
 TP = tuple[str, int]
+PROCESSOR_START_TIMEOUT_S = 60.0
 ZOMBIE_MAX_S = 120.0  # a zombie left frozen (its fault never ended) wakes by itself after this
 
 
@@ -503,6 +504,7 @@ class ProcessorWorker(_Crashable):
         self.rng = random.Random(seed)
         self.processed = 0  # input records whose transaction committed
         self.transactions = 0
+        self.ready = threading.Event()  # its first clients are open (the campaign's clock may start)
 
     def _open(self) -> tuple[Consumer, Producer]:
         w = self.workload
@@ -556,6 +558,7 @@ class ProcessorWorker(_Crashable):
             try:
                 if clients is None:
                     clients = self._open()
+                    self.ready.set()
                 self._step(*clients)
             except _Crash:
                 if clients is not None:
@@ -645,6 +648,14 @@ class Workload:
             self.warnings += self.streams.start()
         for worker in [*self.consumers, *self.processors, *self.producers]:
             worker.start()
+        # The processors' clients start before the clock does: a Java processor is two JVMs,
+        # which take seconds to start on a busy machine, and a campaign's faults are timed for
+        # processors that are already processing.
+        deadline = time.monotonic() + PROCESSOR_START_TIMEOUT_S
+        for x in self.processors:
+            if not x.ready.wait(max(0.0, deadline - time.monotonic())):
+                self.warnings.append(f"processor {x.name_base} had not started its clients "
+                                     f"{PROCESSOR_START_TIMEOUT_S:.0f} s after the workload started")
 
     @property
     def sent(self) -> int:
