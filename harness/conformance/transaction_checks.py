@@ -151,6 +151,48 @@ def transaction_fencing(ctx: CheckContext) -> None:
            f"the fenced instance's transaction: aborted_transactions {aborted.aborted}, expected it aborted")
 
 
+def _write_marker(s: WireSession, producer_id: int, epoch: int, commit: bool, tp: TP) -> str:
+    """WriteTxnMarkers of one marker to ``tp``'s leader, as a transaction coordinator sends it
+    (coordinator epoch 0, the lowest a coordinator has, so that a real coordinator's later
+    markers are never fenced by it); the partition's error."""
+    response = s.call(ApiKey.WRITE_TXN_MARKERS, {"markers": [{
+        "producer_id": producer_id, "producer_epoch": epoch, "transaction_result": commit, "coordinator_epoch": 0,
+        "transaction_version": 0, "topics": [{"name": tp[0], "partition_indexes": [tp[1]]}]}]},
+        address=s.leader(*tp))
+    return error_name(response.markers[0].topics[0].partitions[0].error_code)
+
+
+@check("transaction-markers", requires=[CREATE_TOPICS, TRANSACTIONS],
+       rule="KIP-98 (WriteTxnMarkers, from the transaction coordinator to partition leaders): a COMMIT marker of a "
+            "producer's open transaction is appended as a control batch and makes its records readable to "
+            "read_committed consumers; a marker whose producer epoch is older than the partition's for that "
+            "producer is INVALID_PRODUCER_EPOCH and appends nothing (a late marker from before a fence, the shape "
+            "of KAFKA-17754)")
+def transaction_markers(ctx: CheckContext) -> None:
+    """Partition leaders append the coordinator's markers, and refuse one from an older epoch."""
+    s = ctx.session()
+    _, txn, tps = _started(ctx, s, partitions=1)
+    tp, old_epoch = tps[0], txn.epoch
+    written = _write_marker(s, txn.producer_id, old_epoch, True, tp)
+    expect(written == "NONE", f"WriteTxnMarkers COMMIT of {tp} (producer {txn.producer_id}, epoch {old_epoch}): "
+           f"{written}")
+    done = _stable(s, tp, "after the COMMIT marker")
+    expect((done.high_watermark, [r.offset for r in done.records]) == (3, [0, 1]),
+           f"{tp} read_committed after the COMMIT marker: high watermark {done.high_watermark}, offsets "
+           f"{[r.offset for r in done.records]}; expected 3 (two records and the marker) and [0, 1]")
+    # The coordinator never heard EndTxn: a second instance fences the first and has it aborted,
+    # which writes a marker of the bumped epoch to the partition.
+    successor = WireTransaction(s, txn.id)
+    expect(successor.init() == "NONE", "InitProducerId of the second instance failed")
+    fenced = _stable(s, tp, "after the fence")
+    late = _write_marker(s, txn.producer_id, old_epoch, False, tp)
+    expect(late == "INVALID_PRODUCER_EPOCH", f"WriteTxnMarkers ABORT with epoch {old_epoch}, older than the fence's "
+           f"{successor.epoch}: {late}, expected INVALID_PRODUCER_EPOCH")
+    after = _committed_fetch(s, tp)
+    expect(after.high_watermark == fenced.high_watermark, f"{tp}: the refused marker moved the high watermark "
+           f"from {fenced.high_watermark} to {after.high_watermark}")
+
+
 def _member(s: WireSession, conn: WireClient, group: str, topic: str, member_id: str = "") -> JoinAnswer:
     """Join ``group`` (a new member when ``member_id`` is empty, else a rejoin) and sync, the
     member alone owning partition 0 of ``topic``."""

@@ -156,7 +156,7 @@ def test_conformance_checks_pass_on_kafka(kafka: KafkaTarget) -> None:
     checks = ["advertised-versions-answered", "produce-offsets-contiguous", "idempotent-producer",
               "replicated-topic", "committed-offsets-round-trip", "transaction-commit", "transaction-abort",
               "transaction-fencing", "transaction-errors", "transaction-verification", "transaction-admin",
-              "transaction-offsets"]
+              "transaction-offsets", "transaction-markers"]
     result = run_suite(kafka, checks=checks, clients=("confluent-kafka",), seed=1, examples=2, steps=5)
     failed = {o.name: o.witness for o in result.outcomes if o.status != PASS}
     assert not failed, failed
